@@ -1,0 +1,769 @@
+//! Executing one step: inputs, cache, attempts with backoff, outputs, metrics, logs.
+
+use crate::events::Event;
+use crate::retry::backoff;
+use crate::{EngineError, Inner, now_ms};
+use gantry_image::ImageInfo;
+use gantry_runtime::{BindMount, LogLine, LogStream, Runtime, StepOutcome, StepRequest, Termination};
+use gantry_spec::{CacheKeyMaterial, InputSource, ParamValue, PlannedStep};
+use gantry_store::{Direction, LogChunk, StepRunRecord, StepStatus, Store, new_id};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio_util::sync::CancellationToken;
+
+/// Uid/gid a step runs as when its image names no non-root user ("nobody").
+pub(crate) const DEFAULT_UID: u32 = 65534;
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const METRICS_MAX_BYTES: u64 = 1 << 20;
+
+pub(crate) struct StepCtx {
+    pub(crate) run_id: String,
+    pub(crate) first_record: StepRunRecord,
+    pub(crate) step: PlannedStep,
+    pub(crate) image: ImageInfo,
+    /// Inputs produced by upstream steps: name -> digest.
+    pub(crate) upstream: BTreeMap<String, String>,
+    pub(crate) params: Arc<BTreeMap<String, ParamValue>>,
+    pub(crate) pinned_inputs: Arc<BTreeMap<String, String>>,
+    pub(crate) no_cache: bool,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) events: UnboundedSender<Event>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct StepResult {
+    pub(crate) status: StepStatus,
+    pub(crate) attempts: u32,
+    pub(crate) exit_code: Option<i64>,
+    pub(crate) reason: Option<String>,
+    pub(crate) wall_ms: Option<i64>,
+    pub(crate) outputs: BTreeMap<String, String>,
+}
+
+impl StepResult {
+    pub(crate) fn skipped(reason: Option<String>) -> StepResult {
+        StepResult {
+            status: StepStatus::Skipped,
+            attempts: 0,
+            exit_code: None,
+            reason,
+            wall_ms: None,
+            outputs: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn cancelled() -> StepResult {
+        StepResult {
+            status: StepStatus::Cancelled,
+            reason: Some("run cancelled".into()),
+            ..StepResult::skipped(None)
+        }
+    }
+
+    fn from_record(rec: &StepRunRecord, outputs: BTreeMap<String, String>) -> StepResult {
+        StepResult {
+            status: rec.status,
+            attempts: rec.attempt.max(1) as u32,
+            exit_code: rec.exit_code,
+            reason: rec.reason.clone(),
+            wall_ms: rec.wall_ms,
+            outputs,
+        }
+    }
+}
+
+pub(crate) async fn execute_step<R: Runtime>(inner: Arc<Inner<R>>, ctx: StepCtx) -> StepResult {
+    let mut rec = ctx.first_record.clone();
+    let prepared = match prepare(&inner, &ctx).await {
+        Ok(p) => p,
+        Err(e) => return finish_failed(&inner, &ctx, &mut rec, e.to_string()).await,
+    };
+    rec.inputs_json = to_json(&prepared.inputs);
+    rec.cache_key = Some(prepared.cache_key.clone());
+
+    if ctx.step.cache && !ctx.no_cache {
+        match cache_hit(&inner, &prepared.cache_key, &ctx.step.outputs).await {
+            Ok(Some(hit)) => return record_cache_hit(&inner, &ctx, rec, hit, &prepared).await,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(step = %ctx.step.name, "cache lookup failed, running the step: {e}"),
+        }
+    }
+
+    let max_attempts = ctx.step.retries + 1;
+    let mut attempt = 1;
+    loop {
+        let result = match run_attempt(&inner, &ctx, &mut rec, &prepared).await {
+            Ok(r) => r,
+            Err(e) => finish_failed(&inner, &ctx, &mut rec, e.to_string()).await,
+        };
+        if result.status != StepStatus::Failed
+            || attempt >= max_attempts
+            || ctx.cancel.is_cancelled()
+        {
+            return StepResult {
+                attempts: attempt,
+                ..result
+            };
+        }
+        attempt += 1;
+        let delay = backoff(inner.cfg.retry_base, attempt);
+        let _ = ctx.events.send(Event::StepRetrying {
+            step: ctx.step.name.clone(),
+            next_attempt: attempt,
+            reason: result.reason.clone().unwrap_or_default(),
+            delay_ms: delay.as_millis() as u64,
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = ctx.cancel.cancelled() => return StepResult { attempts: attempt - 1, ..result },
+        }
+        rec = StepRunRecord {
+            id: new_id("s-"),
+            attempt: i64::from(attempt),
+            status: StepStatus::Pending,
+            exit_code: None,
+            reason: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            peak_memory_bytes: None,
+            cpu_micros: None,
+            wall_ms: None,
+            outputs_json: "{}".into(),
+            ..rec
+        };
+    }
+}
+
+/// What every attempt of a step shares.
+struct Prepared {
+    inputs: BTreeMap<String, String>,
+    argv: Vec<String>,
+    env: Vec<String>,
+    uid: u32,
+    gid: u32,
+    rootfs: PathBuf,
+    cache_key: String,
+}
+
+async fn prepare<R: Runtime>(inner: &Arc<Inner<R>>, ctx: &StepCtx) -> Result<Prepared, EngineError> {
+    let step = &ctx.step;
+    let err = |message: String| EngineError::Step {
+        step: step.name.clone(),
+        message,
+    };
+    let mut inputs = ctx.upstream.clone();
+    for (name, src) in &step.inputs {
+        match src {
+            InputSource::Step { step: from, output } => {
+                if !inputs.contains_key(name) {
+                    return Err(err(format!("input {name}: {from}.{output} produced no artifact")));
+                }
+            }
+            InputSource::Path(path) => {
+                let key = format!("{}/{}", step.name, name);
+                let digest = match ctx.pinned_inputs.get(&key) {
+                    Some(d) => d.clone(),
+                    None => {
+                        let info = inner.artifacts.put_path(path).await.map_err(|e| {
+                            err(format!("input {name} from {}: {e}", path.display()))
+                        })?;
+                        inner
+                            .store
+                            .record_artifact(&info.digest, kind_str(&info), info.size, now_ms())
+                            .await?;
+                        info.digest
+                    }
+                };
+                inputs.insert(name.clone(), digest);
+            }
+        }
+    }
+
+    let cfg = &ctx.image.config;
+    let argv = if step.command.is_empty() {
+        cfg.entrypoint.iter().chain(cfg.cmd.iter()).cloned().collect()
+    } else {
+        step.command.clone()
+    };
+    if argv.is_empty() {
+        return Err(err(
+            "no `command` and the image has no entrypoint or cmd; add `command:` to the step".into(),
+        ));
+    }
+
+    let images = Arc::clone(&inner.images);
+    let digest = ctx.image.digest.clone();
+    let user = cfg.user.clone().filter(|u| !u.trim().is_empty());
+    let (rootfs, ids) = tokio::task::spawn_blocking(move || {
+        let rootfs = images.rootfs(&digest)?;
+        let ids = match user {
+            Some(u) => Some(images.lookup_user(&digest, &u)?),
+            None => None,
+        };
+        Ok::<_, gantry_image::ImageError>((rootfs, ids))
+    })
+    .await
+    .map_err(|e| err(format!("image preparation panicked: {e}")))?
+    .map_err(|e| err(format!("image {}: {e}", ctx.image.digest)))?;
+    // Root in the image is never honoured by default: least privilege first.
+    let (uid, gid) = match ids {
+        Some((uid, gid)) if uid != 0 => (uid, gid),
+        _ => (DEFAULT_UID, DEFAULT_UID),
+    };
+
+    let mut env: Vec<String> = cfg.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(DEFAULT_PATH.into());
+    }
+    env.push("HOME=/tmp".into());
+    env.push(format!("GANTRY_RUN_ID={}", ctx.run_id));
+    env.push(format!("GANTRY_STEP={}", step.name));
+    for (k, v) in &step.env {
+        env.retain(|e| !e.starts_with(&format!("{k}=")));
+        env.push(format!("{k}={v}"));
+    }
+
+    let cache_key = gantry_spec::cache_key(&CacheKeyMaterial {
+        image_digest: &ctx.image.digest,
+        command: &argv,
+        env: &step.env,
+        params: &ctx.params,
+        inputs: &inputs,
+        outputs: &step.outputs,
+        component_version: None,
+        resources_network: step.network,
+    });
+    Ok(Prepared {
+        inputs,
+        argv,
+        env,
+        uid,
+        gid,
+        rootfs,
+        cache_key,
+    })
+}
+
+/// A previous successful step run with this key whose outputs are all still stored.
+async fn cache_hit<R: Runtime>(
+    inner: &Arc<Inner<R>>,
+    key: &str,
+    declared: &[String],
+) -> Result<Option<(StepRunRecord, BTreeMap<String, String>)>, EngineError> {
+    let Some(hit) = inner.store.find_cached(key).await? else {
+        return Ok(None);
+    };
+    let outputs: BTreeMap<String, String> =
+        serde_json::from_str(&hit.outputs_json).unwrap_or_default();
+    if declared.iter().any(|o| !outputs.contains_key(o)) {
+        return Ok(None);
+    }
+    for digest in outputs.values() {
+        if inner.artifacts.stat(digest).await?.is_none() {
+            return Ok(None);
+        }
+    }
+    Ok(Some((hit, outputs)))
+}
+
+async fn record_cache_hit<R: Runtime>(
+    inner: &Arc<Inner<R>>,
+    ctx: &StepCtx,
+    mut rec: StepRunRecord,
+    (hit, outputs): (StepRunRecord, BTreeMap<String, String>),
+    prepared: &Prepared,
+) -> StepResult {
+    let now = now_ms();
+    rec.status = StepStatus::Cached;
+    rec.cached_from = Some(hit.id.clone());
+    rec.exit_code = hit.exit_code;
+    rec.started_at_ms = Some(now);
+    rec.finished_at_ms = Some(now);
+    rec.wall_ms = Some(0);
+    rec.outputs_json = to_json(&outputs);
+    let recorded = async {
+        inner.store.upsert_step_run(&rec).await?;
+        record_lineage(&inner.store, &rec.id, &prepared.inputs, &outputs).await?;
+        let metrics: BTreeMap<String, f64> = inner
+            .store
+            .metrics_for_run(&hit.run_id)
+            .await?
+            .into_iter()
+            .filter(|m| m.step == hit.step)
+            .map(|m| (m.key, m.value))
+            .collect();
+        if !metrics.is_empty() {
+            inner.store.record_metrics(&rec.id, &metrics, now).await?;
+        }
+        Ok::<_, EngineError>(())
+    }
+    .await;
+    if let Err(e) = recorded {
+        return finish_failed(inner, ctx, &mut rec, e.to_string()).await;
+    }
+    let _ = ctx.events.send(Event::StepFinished {
+        step: ctx.step.name.clone(),
+        status: StepStatus::Cached,
+        attempt: 1,
+        exit_code: rec.exit_code,
+        reason: None,
+        wall_ms: Some(0),
+    });
+    StepResult::from_record(&rec, outputs)
+}
+
+async fn record_lineage(
+    store: &Store,
+    step_run_id: &str,
+    inputs: &BTreeMap<String, String>,
+    outputs: &BTreeMap<String, String>,
+) -> Result<(), EngineError> {
+    for (name, digest) in inputs {
+        store
+            .record_lineage(step_run_id, name, digest, Direction::Input)
+            .await?;
+    }
+    for (name, digest) in outputs {
+        store
+            .record_lineage(step_run_id, name, digest, Direction::Output)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn run_attempt<R: Runtime>(
+    inner: &Arc<Inner<R>>,
+    ctx: &StepCtx,
+    rec: &mut StepRunRecord,
+    p: &Prepared,
+) -> Result<StepResult, EngineError> {
+    let step = &ctx.step;
+    let err = |message: String| EngineError::Step {
+        step: step.name.clone(),
+        message,
+    };
+    let step_dir = inner
+        .cfg
+        .work_dir
+        .join(&ctx.run_id)
+        .join(format!("{}-{}", step.name, rec.attempt));
+    let mounts = prepare_step_dir(inner, ctx, &step_dir, p)
+        .await
+        .map_err(|e| err(format!("preparing {}: {e}", step_dir.display())))?;
+
+    rec.status = StepStatus::Running;
+    rec.started_at_ms = Some(now_ms());
+    inner.store.upsert_step_run(rec).await?;
+    let _ = ctx.events.send(Event::StepStarted {
+        step: step.name.clone(),
+        attempt: rec.attempt as u32,
+    });
+
+    let (tx, rx) = mpsc::channel::<LogLine>(1024);
+    let forwarder = tokio::spawn(forward_logs(
+        inner.store.clone(),
+        rec.id.clone(),
+        step.name.clone(),
+        rx,
+        ctx.events.clone(),
+    ));
+    let request = StepRequest {
+        id: format!("gantry-{}-{}-{}", ctx.run_id, step.name, rec.attempt),
+        rootfs: p.rootfs.clone(),
+        args: p.argv.clone(),
+        env: {
+            let mut env = p.env.clone();
+            env.push(format!("GANTRY_ATTEMPT={}", rec.attempt));
+            env
+        },
+        cwd: ctx
+            .image
+            .config
+            .working_dir
+            .clone()
+            .filter(|w| w.starts_with('/'))
+            .unwrap_or_else(|| "/".into()),
+        uid: p.uid,
+        gid: p.gid,
+        mounts,
+        network: step.network,
+        cpu_millis: step.resources.cpu_millis,
+        memory_bytes: step.resources.memory_bytes,
+        pids_limit: inner.cfg.pids_limit,
+        gpus: step.resources.gpu,
+        timeout: step.timeout,
+        cancel: ctx.cancel.clone(),
+    };
+    let outcome = inner.runtime.run(request, tx).await;
+    let _ = forwarder.await;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            cleanup_step_dir(inner, &step_dir).await;
+            return Err(e.into());
+        }
+    };
+
+    rec.finished_at_ms = Some(now_ms());
+    rec.exit_code = outcome.exit_code.map(i64::from);
+    rec.peak_memory_bytes = Some(outcome.usage.peak_memory_bytes as i64);
+    rec.cpu_micros = Some(outcome.usage.cpu_micros as i64);
+    rec.wall_ms = Some(outcome.usage.wall_ms as i64);
+    let (status, reason) = classify(&outcome, step.timeout);
+    rec.status = status;
+    rec.reason = reason;
+
+    let mut outputs = BTreeMap::new();
+    if rec.status == StepStatus::Succeeded {
+        match capture_outputs(inner, &step_dir, &step.outputs).await {
+            Ok(o) => outputs = o,
+            Err(message) => {
+                rec.status = StepStatus::Failed;
+                rec.reason = Some(message);
+            }
+        }
+    }
+    let metrics = read_metrics(&step_dir.join("metrics.json"));
+    cleanup_step_dir(inner, &step_dir).await;
+    rec.outputs_json = to_json(&outputs);
+
+    inner.store.upsert_step_run(rec).await?;
+    record_lineage(&inner.store, &rec.id, &p.inputs, &outputs).await?;
+    match metrics {
+        Ok(m) if !m.is_empty() => {
+            inner.store.record_metrics(&rec.id, &m, now_ms()).await?;
+        }
+        Ok(_) => {}
+        Err(message) => {
+            let chunk = LogChunk {
+                stream: "gantry".into(),
+                ts_ms: now_ms(),
+                data: format!("ignored /gantry/metrics.json: {message}"),
+            };
+            inner.store.append_logs(&rec.id, &[chunk]).await?;
+        }
+    }
+    let _ = ctx.events.send(Event::StepFinished {
+        step: step.name.clone(),
+        status: rec.status,
+        attempt: rec.attempt as u32,
+        exit_code: rec.exit_code,
+        reason: rec.reason.clone(),
+        wall_ms: rec.wall_ms,
+    });
+    Ok(StepResult::from_record(rec, outputs))
+}
+
+/// Lays out `/gantry` for one attempt and returns the bind mounts.
+async fn prepare_step_dir<R: Runtime>(
+    inner: &Arc<Inner<R>>,
+    ctx: &StepCtx,
+    dir: &Path,
+    p: &Prepared,
+) -> Result<Vec<BindMount>, String> {
+    let _ = tokio::fs::remove_dir_all(dir).await;
+    let inputs_dir = dir.join("inputs");
+    let outputs_dir = dir.join("outputs");
+    for d in [dir, &inputs_dir, &outputs_dir] {
+        tokio::fs::create_dir_all(d).await.map_err(|e| e.to_string())?;
+    }
+    let params = serde_json::to_vec_pretty(ctx.params.as_ref()).map_err(|e| e.to_string())?;
+    tokio::fs::write(dir.join("params.json"), params)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The step may write /gantry/metrics.json and /gantry/outputs/*, nothing else.
+    if nix::unistd::geteuid().is_root() {
+        let uid = Some(nix::unistd::Uid::from_raw(p.uid));
+        let gid = Some(nix::unistd::Gid::from_raw(p.gid));
+        for d in [dir, &outputs_dir] {
+            nix::unistd::chown(d, uid, gid).map_err(|e| format!("chown {}: {e}", d.display()))?;
+        }
+    }
+    let mut mounts = vec![BindMount {
+        source: dir.to_path_buf(),
+        destination: "/gantry".into(),
+        readonly: false,
+    }];
+    for (name, digest) in &p.inputs {
+        let source = inner
+            .artifacts
+            .materialize(digest)
+            .await
+            .map_err(|e| format!("input {name} ({digest}): {e}"))?;
+        let mountpoint = inputs_dir.join(name);
+        if source.is_dir() {
+            tokio::fs::create_dir_all(&mountpoint).await
+        } else {
+            tokio::fs::write(&mountpoint, b"").await
+        }
+        .map_err(|e| e.to_string())?;
+        mounts.push(BindMount {
+            source,
+            destination: format!("/gantry/inputs/{name}"),
+            readonly: true,
+        });
+    }
+    Ok(mounts)
+}
+
+async fn cleanup_step_dir<R: Runtime>(inner: &Arc<Inner<R>>, dir: &Path) {
+    if !inner.cfg.keep_workdirs {
+        let _ = tokio::fs::remove_dir_all(dir).await;
+    }
+}
+
+/// Maps how the container ended to a step status and a reason a person can act on.
+pub(crate) fn classify(o: &StepOutcome, timeout: Option<Duration>) -> (StepStatus, Option<String>) {
+    match o.termination {
+        Termination::Cancelled => (StepStatus::Cancelled, Some("cancelled".into())),
+        Termination::OomKilled => (StepStatus::Failed, Some("oom-killed".into())),
+        Termination::TimedOut => (
+            StepStatus::Failed,
+            Some(match timeout {
+                Some(t) => format!("timeout after {}", humanize(t)),
+                None => "timeout".into(),
+            }),
+        ),
+        _ if o.exit_code == Some(0) => (StepStatus::Succeeded, None),
+        _ if o.pids_limit_hit => (StepStatus::Failed, Some("pids-limit".into())),
+        Termination::Signaled => (
+            StepStatus::Failed,
+            Some(format!("killed by signal {}", o.signal.unwrap_or(0))),
+        ),
+        Termination::Exited => (
+            StepStatus::Failed,
+            Some(format!("exit code {}", o.exit_code.unwrap_or(-1))),
+        ),
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 != 0 {
+        format!("{ms}ms")
+    } else {
+        format!("{}s", ms / 1000)
+    }
+}
+
+async fn capture_outputs<R: Runtime>(
+    inner: &Arc<Inner<R>>,
+    step_dir: &Path,
+    declared: &[String],
+) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for name in declared {
+        let path = step_dir.join("outputs").join(name);
+        if tokio::fs::symlink_metadata(&path).await.is_err() {
+            return Err(format!(
+                "missing output {name}: the step did not write /gantry/outputs/{name}"
+            ));
+        }
+        let info = inner
+            .artifacts
+            .put_path(&path)
+            .await
+            .map_err(|e| format!("output {name} rejected: {e}"))?;
+        inner
+            .store
+            .record_artifact(&info.digest, kind_str(&info), info.size, now_ms())
+            .await
+            .map_err(|e| format!("recording output {name}: {e}"))?;
+        out.insert(name.clone(), info.digest);
+    }
+    Ok(out)
+}
+
+/// Reads `/gantry/metrics.json`: a JSON object of numbers (nested objects are
+/// flattened with dots). The container has exited, so the file cannot change under us;
+/// a symlink is refused so a step cannot make us read a host file.
+pub(crate) fn read_metrics(path: &Path) -> Result<BTreeMap<String, f64>, String> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(_) => return Ok(BTreeMap::new()),
+    };
+    if !meta.file_type().is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > METRICS_MAX_BYTES {
+        return Err(format!("larger than {METRICS_MAX_BYTES} bytes"));
+    }
+    let text = std::fs::read(path).map_err(|e| e.to_string())?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err("expected a JSON object such as {\"accuracy\": 0.97}".into());
+    };
+    let mut out = BTreeMap::new();
+    flatten_metrics("", &map, &mut out);
+    Ok(out)
+}
+
+fn flatten_metrics(
+    prefix: &str,
+    map: &serde_json::Map<String, serde_json::Value>,
+    out: &mut BTreeMap<String, f64>,
+) {
+    for (k, v) in map {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            serde_json::Value::Number(n) => {
+                if let Some(f) = n.as_f64().filter(|f| f.is_finite()) {
+                    out.insert(key, f);
+                }
+            }
+            serde_json::Value::Bool(b) => {
+                out.insert(key, if *b { 1.0 } else { 0.0 });
+            }
+            serde_json::Value::Object(inner) => flatten_metrics(&key, inner, out),
+            _ => {}
+        }
+    }
+}
+
+/// Streams container output to the caller and, in batches, to the store so that
+/// `gantry logs --follow` in another process sees it within a fraction of a second.
+async fn forward_logs(
+    store: Store,
+    step_run_id: String,
+    step: String,
+    mut rx: mpsc::Receiver<LogLine>,
+    events: UnboundedSender<Event>,
+) {
+    let mut batch: Vec<LogChunk> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            line = rx.recv() => {
+                let Some(line) = line else { break };
+                let stream = match line.stream {
+                    LogStream::Stdout => "stdout",
+                    LogStream::Stderr => "stderr",
+                };
+                let _ = events.send(Event::StepLog {
+                    step: step.clone(),
+                    stream: stream.into(),
+                    line: line.data.clone(),
+                });
+                batch.push(LogChunk { stream: stream.into(), ts_ms: now_ms(), data: line.data });
+                if batch.len() >= 512 {
+                    flush_logs(&store, &step_run_id, &mut batch).await;
+                }
+            }
+            _ = tick.tick() => flush_logs(&store, &step_run_id, &mut batch).await,
+        }
+    }
+    flush_logs(&store, &step_run_id, &mut batch).await;
+}
+
+async fn flush_logs(store: &Store, step_run_id: &str, batch: &mut Vec<LogChunk>) {
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(e) = store.append_logs(step_run_id, batch).await {
+        tracing::warn!("could not store {} log lines of {step_run_id}: {e}", batch.len());
+    }
+    batch.clear();
+}
+
+async fn finish_failed<R: Runtime>(
+    inner: &Arc<Inner<R>>,
+    ctx: &StepCtx,
+    rec: &mut StepRunRecord,
+    message: String,
+) -> StepResult {
+    rec.status = StepStatus::Failed;
+    rec.reason = Some(message.clone());
+    rec.finished_at_ms = Some(now_ms());
+    if let Err(e) = inner.store.upsert_step_run(rec).await {
+        tracing::error!("could not record the failure of step {}: {e}", ctx.step.name);
+    }
+    let chunk = LogChunk {
+        stream: "gantry".into(),
+        ts_ms: now_ms(),
+        data: message,
+    };
+    let _ = inner.store.append_logs(&rec.id, &[chunk]).await;
+    let _ = ctx.events.send(Event::StepFinished {
+        step: ctx.step.name.clone(),
+        status: StepStatus::Failed,
+        attempt: rec.attempt as u32,
+        exit_code: None,
+        reason: rec.reason.clone(),
+        wall_ms: None,
+    });
+    StepResult::from_record(rec, BTreeMap::new())
+}
+
+fn kind_str(info: &gantry_artifacts::ArtifactInfo) -> &'static str {
+    match info.kind {
+        gantry_artifacts::ArtifactKind::File => "file",
+        gantry_artifacts::ArtifactKind::Directory => "directory",
+    }
+}
+
+fn to_json(map: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_runtime::Usage;
+
+    fn outcome(t: Termination, code: Option<i32>, pids: bool) -> StepOutcome {
+        StepOutcome {
+            exit_code: code,
+            signal: None,
+            termination: t,
+            pids_limit_hit: pids,
+            usage: Usage::default(),
+        }
+    }
+
+    #[test]
+    fn classifies_each_way_a_container_ends() {
+        let ok = classify(&outcome(Termination::Exited, Some(0), false), None);
+        assert_eq!(ok, (StepStatus::Succeeded, None));
+        let oom = classify(&outcome(Termination::OomKilled, None, false), None);
+        assert_eq!(oom.1.as_deref(), Some("oom-killed"));
+        let t = classify(
+            &outcome(Termination::TimedOut, None, false),
+            Some(Duration::from_secs(2)),
+        );
+        assert_eq!(t, (StepStatus::Failed, Some("timeout after 2s".into())));
+        let fork = classify(&outcome(Termination::Exited, Some(2), true), None);
+        assert_eq!(fork.1.as_deref(), Some("pids-limit"));
+        let code = classify(&outcome(Termination::Exited, Some(3), false), None);
+        assert_eq!(code.1.as_deref(), Some("exit code 3"));
+        let c = classify(&outcome(Termination::Cancelled, None, false), None);
+        assert_eq!(c.0, StepStatus::Cancelled);
+    }
+
+    #[test]
+    fn metrics_are_flattened_numbers_and_symlinks_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metrics.json");
+        std::fs::write(&p, r#"{"accuracy": 0.97, "loss": {"train": 0.1}, "note": "x", "ok": true}"#)
+            .unwrap();
+        let m = read_metrics(&p).unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m["accuracy"], 0.97);
+        assert_eq!(m["loss.train"], 0.1);
+        assert_eq!(m["ok"], 1.0);
+
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
+        assert!(read_metrics(&link).unwrap_err().contains("regular file"));
+        std::fs::write(&p, "[1,2]").unwrap();
+        assert!(read_metrics(&p).is_err());
+        assert!(read_metrics(&dir.path().join("none.json")).unwrap().is_empty());
+    }
+}

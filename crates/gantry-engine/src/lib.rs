@@ -1,0 +1,123 @@
+//! The engine: turns a validated pipeline into a run.
+//!
+//! Data flows one way: spec → plan (pure, `gantry-spec`) → this scheduler → runtime → stores.
+//! The scheduler keeps the run's DAG as a pure state machine ([`dag`]), admits ready steps
+//! while they fit the machine's capacity ([`admission`]), and runs each admitted step as a
+//! task ([`execute`]) that checks the cache, runs attempts with backoff, captures outputs,
+//! metrics and logs, and records everything in the metadata store as it happens, so another
+//! process can follow a run and a crash loses nothing that was recorded.
+
+mod admission;
+mod dag;
+mod error;
+mod events;
+mod execute;
+mod owner;
+mod reconcile;
+mod retry;
+mod run;
+
+pub use admission::Capacity;
+pub use error::EngineError;
+pub use events::{Event, RunSummary, StepSummary};
+pub use owner::Owner;
+pub use reconcile::{Reconciled, interrupt_orphaned_runs};
+pub use run::RunRequest;
+
+use gantry_artifacts::ArtifactStore;
+use gantry_image::ImageStore;
+use gantry_runtime::Runtime;
+use gantry_store::Store;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Knobs that are the same for every run of one engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Scratch space for step directories (`/gantry` inside containers).
+    pub work_dir: PathBuf,
+    pub capacity: Capacity,
+    /// Maximum number of processes (threads included) in one step.
+    pub pids_limit: u64,
+    /// First retry delay; doubles with each further attempt.
+    pub retry_base: Duration,
+    /// Keep step directories after the step ends (for debugging).
+    pub keep_workdirs: bool,
+}
+
+impl EngineConfig {
+    pub fn new(work_dir: PathBuf) -> EngineConfig {
+        EngineConfig {
+            work_dir,
+            capacity: Capacity::detect(),
+            pids_limit: 1024,
+            retry_base: Duration::from_secs(1),
+            keep_workdirs: false,
+        }
+    }
+}
+
+/// Runs pipelines on one runtime against one set of stores.
+pub struct Engine<R: Runtime> {
+    inner: Arc<Inner<R>>,
+}
+
+impl<R: Runtime> Clone for Engine<R> {
+    fn clone(&self) -> Self {
+        Engine {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+pub(crate) struct Inner<R> {
+    pub(crate) store: Store,
+    pub(crate) artifacts: ArtifactStore,
+    pub(crate) images: Arc<ImageStore>,
+    pub(crate) runtime: R,
+    pub(crate) cfg: EngineConfig,
+}
+
+impl<R: Runtime> Engine<R> {
+    pub fn new(
+        store: Store,
+        artifacts: ArtifactStore,
+        images: ImageStore,
+        runtime: R,
+        cfg: EngineConfig,
+    ) -> Engine<R> {
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                artifacts,
+                images: Arc::new(images),
+                runtime,
+                cfg,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.inner.artifacts
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        &self.inner.images
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.cfg
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

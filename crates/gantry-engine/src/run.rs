@@ -1,0 +1,398 @@
+//! One run: plan, resolve images, record, then schedule steps until the DAG is done.
+
+use crate::admission::Admission;
+use crate::dag::{Dag, NodeState};
+use crate::events::{Event, RunSummary, StepSummary};
+use crate::execute::{StepCtx, StepResult, execute_step};
+use crate::owner::Owner;
+use crate::{Engine, EngineError, now_ms};
+use gantry_image::ImageInfo;
+use gantry_runtime::Runtime;
+use gantry_spec::{ImageRef, InputSource, ParamValue, Pipeline, PlannedStep};
+use gantry_store::{RunRecord, RunStatus, StepRunRecord, StepStatus, new_id};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Everything needed to start a run. `pinned_*` make a rerun use exactly the image
+/// digests and external input data of the run it reproduces.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    pub pipeline: Pipeline,
+    pub spec_yaml: String,
+    pub params: BTreeMap<String, ParamValue>,
+    pub no_cache: bool,
+    pub rerun_of: Option<String>,
+    /// step name -> image digest
+    pub pinned_images: BTreeMap<String, String>,
+    /// "step/input" -> artifact digest, for inputs that come from a path
+    pub pinned_inputs: BTreeMap<String, String>,
+}
+
+impl RunRequest {
+    pub fn new(
+        pipeline: Pipeline,
+        spec_yaml: String,
+        params: BTreeMap<String, ParamValue>,
+    ) -> RunRequest {
+        RunRequest {
+            pipeline,
+            spec_yaml,
+            params,
+            no_cache: false,
+            rerun_of: None,
+            pinned_images: BTreeMap::new(),
+            pinned_inputs: BTreeMap::new(),
+        }
+    }
+}
+
+impl<R: Runtime> Engine<R> {
+    /// Runs a pipeline to completion (or cancellation) and returns its summary.
+    /// Errors are reserved for runs that cannot start or cannot be recorded; failed
+    /// steps are part of a successful call with a `failed` status.
+    pub async fn run(
+        &self,
+        req: RunRequest,
+        events: UnboundedSender<Event>,
+        cancel: CancellationToken,
+    ) -> Result<RunSummary, EngineError> {
+        let inner = &self.inner;
+        let plan = gantry_spec::plan(&req.pipeline, &req.params)?;
+        for s in &plan.steps {
+            if let Some(reason) = inner.cfg.capacity.rejects(&s.resources) {
+                return Err(EngineError::Capacity {
+                    step: s.name.clone(),
+                    reason,
+                });
+            }
+        }
+        let images = self.resolve_images(&plan.steps, &req.pinned_images).await?;
+
+        let run_id = new_id("r-");
+        let owner = Owner::current();
+        let started = now_ms();
+        let images_json = serde_json::to_string(
+            &images
+                .iter()
+                .map(|(k, v)| (k.clone(), v.digest.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        )
+        .unwrap_or_default();
+        inner
+            .store
+            .create_run(&RunRecord {
+                id: run_id.clone(),
+                pipeline: plan.pipeline.clone(),
+                status: RunStatus::Running,
+                spec_file: req.pipeline.file.clone(),
+                spec_yaml: req.spec_yaml.clone(),
+                params_json: serde_json::to_string(&req.params).unwrap_or_default(),
+                images_json,
+                no_cache: req.no_cache,
+                rerun_of: req.rerun_of.clone(),
+                created_at_ms: started,
+                started_at_ms: Some(started),
+                finished_at_ms: None,
+                owner_pid: Some(i64::from(owner.pid)),
+                owner_host: Some(owner.encode_host()),
+                error: None,
+            })
+            .await?;
+
+        // Every step is recorded as pending up front so `gantry show` lists the whole DAG.
+        let mut first_ids = Vec::with_capacity(plan.steps.len());
+        for (seq, s) in plan.steps.iter().enumerate() {
+            let rec = pending_record(&run_id, seq as i64, s, &images[&s.name]);
+            inner.store.upsert_step_run(&rec).await?;
+            first_ids.push(rec);
+        }
+        let _ = events.send(Event::RunStarted {
+            run_id: run_id.clone(),
+            pipeline: plan.pipeline.clone(),
+            steps: plan.steps.iter().map(|s| s.name.clone()).collect(),
+        });
+
+        let index: HashMap<&str, usize> = plan
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
+        let deps: Vec<Vec<usize>> = plan
+            .steps
+            .iter()
+            .map(|s| s.deps.iter().filter_map(|d| index.get(d.as_str()).copied()).collect())
+            .collect();
+        let mut dag = Dag::new(plan.steps.iter().map(|s| s.name.clone()).collect(), deps);
+        let mut admission = Admission::new(inner.cfg.capacity);
+        let mut outputs: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+        let mut results: Vec<Option<StepResult>> = vec![None; plan.steps.len()];
+        let mut tasks: JoinSet<(usize, StepResult)> = JoinSet::new();
+        let params = Arc::new(req.params.clone());
+        let pinned_inputs = Arc::new(req.pinned_inputs.clone());
+        let mut cancelled = false;
+
+        loop {
+            for (i, blocker) in dag.propagate_skips() {
+                let rec = StepRunRecord {
+                    status: StepStatus::Skipped,
+                    reason: Some(format!("dependency {blocker} did not succeed")),
+                    finished_at_ms: Some(now_ms()),
+                    ..first_ids[i].clone()
+                };
+                inner.store.upsert_step_run(&rec).await?;
+                let _ = events.send(Event::StepFinished {
+                    step: rec.step.clone(),
+                    status: StepStatus::Skipped,
+                    attempt: 0,
+                    exit_code: None,
+                    reason: rec.reason.clone(),
+                    wall_ms: None,
+                });
+                results[i] = Some(StepResult::skipped(rec.reason.clone()));
+            }
+            if !cancelled {
+                for i in dag.ready() {
+                    let step = &plan.steps[i];
+                    if !admission.try_admit(&step.resources) {
+                        continue;
+                    }
+                    dag.set(i, NodeState::Running);
+                    let upstream = upstream_inputs(step, &outputs);
+                    let ctx = StepCtx {
+                        run_id: run_id.clone(),
+                        first_record: first_ids[i].clone(),
+                        step: step.clone(),
+                        image: images[&step.name].clone(),
+                        upstream,
+                        params: Arc::clone(&params),
+                        pinned_inputs: Arc::clone(&pinned_inputs),
+                        no_cache: req.no_cache,
+                        cancel: cancel.child_token(),
+                        events: events.clone(),
+                    };
+                    let inner = Arc::clone(&self.inner);
+                    tasks.spawn(async move { (i, execute_step(inner, ctx).await) });
+                }
+            }
+            if tasks.is_empty() {
+                if dag.all_done() || cancelled {
+                    break;
+                }
+                // Nothing runs and nothing is ready: only possible when every waiting
+                // step is blocked, which propagate_skips resolves on the next pass.
+                if dag.ready().is_empty() && dag.propagate_skips().is_empty() {
+                    break;
+                }
+                continue;
+            }
+            tokio::select! {
+                joined = tasks.join_next() => {
+                    let Some(joined) = joined else { continue };
+                    let (i, result) = match joined {
+                        Ok(v) => v,
+                        Err(e) => return Err(EngineError::Step {
+                            step: "?".into(),
+                            message: format!("step task panicked: {e}"),
+                        }),
+                    };
+                    admission.release(&plan.steps[i].resources);
+                    let state = match result.status {
+                        StepStatus::Succeeded | StepStatus::Cached => NodeState::Succeeded,
+                        StepStatus::Cancelled => NodeState::Cancelled,
+                        _ => NodeState::Failed,
+                    };
+                    dag.set(i, state);
+                    outputs.insert(plan.steps[i].name.clone(), result.outputs.clone());
+                    results[i] = Some(result);
+                }
+                _ = cancel.cancelled(), if !cancelled => {
+                    cancelled = true;
+                }
+            }
+            if cancelled {
+                for i in dag.cancel_waiting() {
+                    let rec = StepRunRecord {
+                        status: StepStatus::Cancelled,
+                        reason: Some("run cancelled".into()),
+                        finished_at_ms: Some(now_ms()),
+                        ..first_ids[i].clone()
+                    };
+                    inner.store.upsert_step_run(&rec).await?;
+                    results[i] = Some(StepResult::cancelled());
+                }
+            }
+        }
+
+        let status = if cancelled {
+            RunStatus::Cancelled
+        } else if results
+            .iter()
+            .flatten()
+            .all(|r| matches!(r.status, StepStatus::Succeeded | StepStatus::Cached))
+        {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed
+        };
+        let finished = now_ms();
+        inner
+            .store
+            .update_run_status(&run_id, status, Some(finished), None)
+            .await?;
+        if !inner.cfg.keep_workdirs {
+            let _ = tokio::fs::remove_dir_all(inner.cfg.work_dir.join(&run_id)).await;
+        }
+        let _ = events.send(Event::RunFinished {
+            run_id: run_id.clone(),
+            status,
+        });
+        let steps: Vec<StepSummary> = plan
+            .steps
+            .iter()
+            .zip(results)
+            .map(|(s, r)| {
+                let r = r.unwrap_or_else(StepResult::cancelled);
+                StepSummary {
+                    step: s.name.clone(),
+                    status: r.status,
+                    attempts: r.attempts,
+                    exit_code: r.exit_code,
+                    reason: r.reason,
+                    cached: r.status == StepStatus::Cached,
+                    wall_ms: r.wall_ms,
+                    outputs: r.outputs,
+                }
+            })
+            .collect();
+        Ok(RunSummary {
+            run_id,
+            pipeline: plan.pipeline,
+            status,
+            duration_ms: finished - started,
+            cache_hits: steps.iter().filter(|s| s.cached).count(),
+            steps,
+        })
+    }
+
+    async fn resolve_images(
+        &self,
+        steps: &[PlannedStep],
+        pinned: &BTreeMap<String, String>,
+    ) -> Result<HashMap<String, ImageInfo>, EngineError> {
+        let mut out = HashMap::new();
+        for s in steps {
+            let reference = match (&s.image, pinned.get(&s.name)) {
+                (_, Some(digest)) => digest.clone(),
+                (ImageRef::Image(r), None) => r.clone(),
+                (ImageRef::Builtin(name), None) => {
+                    return Err(EngineError::Builtin {
+                        step: s.name.clone(),
+                        name: name.clone(),
+                    });
+                }
+            };
+            let images = Arc::clone(&self.inner.images);
+            let r = reference.clone();
+            let info = tokio::task::spawn_blocking(move || images.resolve(&r))
+                .await
+                .map_err(|e| EngineError::Step {
+                    step: s.name.clone(),
+                    message: format!("image lookup panicked: {e}"),
+                })?
+                .map_err(|source| EngineError::Image {
+                    step: s.name.clone(),
+                    reference: reference.clone(),
+                    source,
+                })?;
+            out.insert(s.name.clone(), info);
+        }
+        Ok(out)
+    }
+
+    /// Builds the request that reproduces a recorded run: same spec snapshot, same
+    /// params, same image digests, same external input data.
+    pub async fn rerun_request(&self, run: &str) -> Result<RunRequest, EngineError> {
+        let rec = self.inner.store.get_run(run).await?;
+        let bad = |message: String| EngineError::Rerun {
+            run: rec.id.clone(),
+            message,
+        };
+        let base_dir = std::path::Path::new(&rec.spec_file)
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
+        let pipeline = gantry_spec::parse(&rec.spec_file, &base_dir, &rec.spec_yaml)?;
+        let params: BTreeMap<String, ParamValue> = serde_json::from_str(&rec.params_json)
+            .map_err(|e| bad(format!("stored params are unreadable: {e}")))?;
+        let pinned_images: BTreeMap<String, String> = serde_json::from_str(&rec.images_json)
+            .map_err(|e| bad(format!("stored image digests are unreadable: {e}")))?;
+        let mut pinned_inputs = BTreeMap::new();
+        for sr in self.inner.store.list_step_runs(&rec.id).await? {
+            let Some(step) = pipeline.steps.iter().find(|s| s.name == sr.step) else {
+                continue;
+            };
+            let inputs: BTreeMap<String, String> =
+                serde_json::from_str(&sr.inputs_json).unwrap_or_default();
+            for (name, digest) in inputs {
+                if matches!(step.inputs.get(&name), Some(InputSource::Path(_))) {
+                    pinned_inputs.insert(format!("{}/{}", step.name, name), digest);
+                }
+            }
+        }
+        Ok(RunRequest {
+            pipeline,
+            spec_yaml: rec.spec_yaml.clone(),
+            params,
+            no_cache: rec.no_cache,
+            rerun_of: Some(rec.id.clone()),
+            pinned_images,
+            pinned_inputs,
+        })
+    }
+}
+
+fn upstream_inputs(
+    step: &PlannedStep,
+    outputs: &HashMap<String, BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    step.inputs
+        .iter()
+        .filter_map(|(name, src)| match src {
+            InputSource::Step { step, output } => outputs
+                .get(step)
+                .and_then(|o| o.get(output))
+                .map(|d| (name.clone(), d.clone())),
+            InputSource::Path(_) => None,
+        })
+        .collect()
+}
+
+fn pending_record(run_id: &str, seq: i64, s: &PlannedStep, image: &ImageInfo) -> StepRunRecord {
+    StepRunRecord {
+        id: new_id("s-"),
+        run_id: run_id.to_string(),
+        step: s.name.clone(),
+        seq,
+        attempt: 1,
+        status: StepStatus::Pending,
+        exit_code: None,
+        reason: None,
+        cache_key: None,
+        cached_from: None,
+        image_digest: Some(image.digest.clone()),
+        started_at_ms: None,
+        finished_at_ms: None,
+        requested_cpu_millis: s.resources.cpu_millis as i64,
+        requested_memory_bytes: s.resources.memory_bytes as i64,
+        requested_gpu: i64::from(s.resources.gpu),
+        peak_memory_bytes: None,
+        cpu_micros: None,
+        wall_ms: None,
+        inputs_json: "{}".into(),
+        outputs_json: "{}".into(),
+    }
+}

@@ -1,0 +1,157 @@
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Run machine-learning pipelines as least-privilege containers.
+#[derive(Debug, Parser)]
+#[command(name = "gantry", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Where Gantry keeps its database, images, artifacts and scratch space.
+    #[arg(long, global = true, env = "GANTRY_HOME")]
+    pub home: Option<PathBuf>,
+    /// Metadata database URL (default: SQLite in GANTRY_HOME; postgres://… also works).
+    #[arg(long, global = true, env = "GANTRY_DB")]
+    pub db: Option<String>,
+    /// OCI runtime binary: runc (default), crun, youki, or a path.
+    #[arg(long, global = true, env = "GANTRY_RUNTIME", default_value = "runc")]
+    pub runtime: String,
+    /// Log format for Gantry's own diagnostics on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a pipeline file without running anything.
+    Validate {
+        file: PathBuf,
+        /// Override a parameter: -p name=value (repeatable).
+        #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Run a pipeline.
+    Run(RunArgs),
+    /// Run a recorded run again: same spec snapshot, image digests, params and input data.
+    Rerun {
+        run: String,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// List runs, newest first.
+    Runs {
+        #[arg(long)]
+        pipeline: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show a run: steps, status, exit codes, cache hits, usage, artifacts, metrics.
+    Show {
+        run: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Print a run's logs (optionally one step's); --follow waits for more.
+    Logs {
+        run: String,
+        step: Option<String>,
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// List the artifacts a run consumed and produced.
+    Artifacts {
+        run: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Work with one artifact.
+    #[command(subcommand)]
+    Artifact(ArtifactCommand),
+    /// List images.
+    Images {
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Work with images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    pub file: PathBuf,
+    /// Override a parameter: -p name=value (repeatable).
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Run every step even when an identical earlier step run is cached.
+    #[arg(long)]
+    pub no_cache: bool,
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: Output,
+    /// CPU capacity for this run's steps, e.g. 2 or 1500m (default: all CPUs).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Memory capacity for this run's steps, e.g. 8Gi (default: 80% of RAM).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Keep each step's scratch directory under GANTRY_HOME/work for debugging.
+    #[arg(long)]
+    pub keep_workdirs: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactCommand {
+    /// Copy an artifact out of the store.
+    Get {
+        digest: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import a docker-archive (`docker save`), an OCI layout (dir or tar) or a rootfs tar.
+    Import {
+        path: PathBuf,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Remove an image name (and the image once no name is left).
+    Rm { reference: String },
+}

@@ -1,0 +1,104 @@
+//! Exit codes scripts can rely on (documented in the README).
+
+/// Everything went as asked.
+pub const OK: u8 = 0;
+/// The run finished but a step failed (or the run was interrupted).
+pub const RUN_FAILED: u8 = 1;
+/// Bad input: invalid spec, unknown parameter, wrong flag.
+pub const USAGE: u8 = 2;
+/// A run, step, image or artifact that was named does not exist.
+pub const NOT_FOUND: u8 = 3;
+/// The machine lacks something Gantry needs (OCI runtime, privileges).
+pub const ENVIRONMENT: u8 = 4;
+/// Gantry itself failed (store, I/O).
+pub const INTERNAL: u8 = 5;
+/// Cancelled with Ctrl-C / SIGTERM.
+pub const CANCELLED: u8 = 130;
+
+/// An error that carries its own exit code.
+#[derive(Debug)]
+pub struct Coded {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for Coded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+pub fn coded(code: u8, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Coded {
+        code,
+        message: message.into(),
+    })
+}
+
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(c) = cause.downcast_ref::<Coded>() {
+            return c.code;
+        }
+        if cause.downcast_ref::<gantry_spec::SpecError>().is_some() {
+            return USAGE;
+        }
+        if let Some(e) = cause.downcast_ref::<gantry_engine::EngineError>() {
+            use gantry_engine::EngineError as E;
+            return match e {
+                E::Spec(_) | E::Capacity { .. } | E::Builtin { .. } => USAGE,
+                E::Image { source, .. } if is_not_found(&source.to_string()) => NOT_FOUND,
+                E::Runtime(_) => ENVIRONMENT,
+                E::Store(s) if is_not_found(&s.to_string()) => NOT_FOUND,
+                _ => INTERNAL,
+            };
+        }
+        if cause.downcast_ref::<gantry_runtime::RuntimeError>().is_some() {
+            return ENVIRONMENT;
+        }
+        if let Some(e) = cause.downcast_ref::<gantry_store::StoreError>() {
+            return if is_not_found(&e.to_string()) {
+                NOT_FOUND
+            } else {
+                INTERNAL
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<gantry_image::ImageError>() {
+            return if is_not_found(&e.to_string()) {
+                NOT_FOUND
+            } else {
+                USAGE
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<gantry_artifacts::ArtifactError>() {
+            return if is_not_found(&e.to_string()) {
+                NOT_FOUND
+            } else {
+                INTERNAL
+            };
+        }
+    }
+    INTERNAL
+}
+
+fn is_not_found(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("not found") || m.contains("no such") || m.contains("does not exist")
+}
+
+/// Spec errors already carry file:line:col blocks; everything else gets "error: ".
+pub fn render_error(err: &anyhow::Error) -> String {
+    if let Some(spec) = err.chain().find_map(|c| c.downcast_ref::<gantry_spec::SpecError>()) {
+        return spec.to_string();
+    }
+    let mut out = format!("error: {err}");
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(&format!("\n  caused by: {text}"));
+        }
+    }
+    out
+}

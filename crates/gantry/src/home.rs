@@ -1,0 +1,122 @@
+//! GANTRY_HOME: where the database, images, artifacts and scratch space live.
+
+use crate::cli::Global;
+use crate::exit::{self, coded};
+use anyhow::Context;
+use gantry_artifacts::ArtifactStore;
+use gantry_engine::{Engine, EngineConfig};
+use gantry_image::ImageStore;
+use gantry_runtime::{OciRuntime, OciRuntimeConfig};
+use gantry_store::Store;
+use std::path::PathBuf;
+
+pub struct Home {
+    pub root: PathBuf,
+    pub db_url: String,
+}
+
+impl Home {
+    pub fn from_global(g: &Global) -> anyhow::Result<Home> {
+        let root = match &g.home {
+            Some(p) => p.clone(),
+            None => {
+                let base = std::env::var_os("HOME").map(PathBuf::from).ok_or_else(|| {
+                    coded(
+                        exit::USAGE,
+                        "neither GANTRY_HOME nor HOME is set; pass --home DIR",
+                    )
+                })?;
+                base.join(".gantry")
+            }
+        };
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("creating GANTRY_HOME {}", root.display()))?;
+        let root = root
+            .canonicalize()
+            .with_context(|| format!("resolving GANTRY_HOME {}", root.display()))?;
+        let db_url = g
+            .db
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", root.join("gantry.db").display()));
+        Ok(Home { root, db_url })
+    }
+
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        Store::connect(&self.db_url)
+            .await
+            .with_context(|| format!("opening the metadata store {}", redact(&self.db_url)))
+    }
+
+    pub fn images(&self) -> anyhow::Result<ImageStore> {
+        Ok(ImageStore::open(&self.root.join("images"))?)
+    }
+
+    pub fn artifacts(&self) -> anyhow::Result<ArtifactStore> {
+        Ok(ArtifactStore::open_local(&self.root.join("artifacts"))?)
+    }
+
+    pub fn work_dir(&self) -> PathBuf {
+        self.root.join("work")
+    }
+
+    pub fn runtime(&self, binary: &str) -> anyhow::Result<OciRuntime> {
+        let cfg = OciRuntimeConfig {
+            binary: PathBuf::from(binary),
+            state_dir: self.root.join("runtime").join("state"),
+            bundles_dir: self.root.join("runtime").join("bundles"),
+            cgroup_parent: "gantry".into(),
+        };
+        Ok(OciRuntime::new(cfg)?)
+    }
+
+    pub async fn engine(
+        &self,
+        runtime_binary: &str,
+        cfg: impl FnOnce(&mut EngineConfig),
+    ) -> anyhow::Result<Engine<OciRuntime>> {
+        let store = self.store().await?;
+        let mut config = EngineConfig::new(self.work_dir());
+        cfg(&mut config);
+        Ok(Engine::new(
+            store,
+            self.artifacts()?,
+            self.images()?,
+            self.runtime(runtime_binary)?,
+            config,
+        ))
+    }
+}
+
+/// Hides a password in a database URL before it is printed.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_the_terminal() {
+        assert_eq!(
+            redact("postgres://me:s3cret@db/x"),
+            "postgres://me:***@db/x"
+        );
+        assert_eq!(redact("postgres://me@db/x"), "postgres://me@db/x");
+        assert_eq!(redact("sqlite:///a/b.db"), "sqlite:///a/b.db");
+    }
+}

@@ -1,0 +1,11 @@
+//! End-to-end stories: the real `gantry` binary, real runc containers on a busybox
+//! rootfs, SQLite and the local artifact store in a temporary GANTRY_HOME.
+
+mod support;
+
+mod crash;
+mod failures;
+mod hello;
+mod images;
+mod security;
+mod spec_errors;

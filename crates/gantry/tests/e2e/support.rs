@@ -1,0 +1,159 @@
+//! A tiny fixture: a temporary GANTRY_HOME with busybox imported, a folder for
+//! pipeline files, and helpers that run the real `gantry` binary.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_gantry");
+
+/// A busybox rootfs tar built once per test process from Debian's busybox-static.
+fn busybox_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        assert!(
+            Path::new("/bin/busybox").exists(),
+            "these tests need /bin/busybox: apt-get install busybox-static (scripts/test.sh does)"
+        );
+        let out = std::env::temp_dir().join(format!("gantry-e2e-busybox-{}.tar", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-rootfs.sh");
+        let status = Command::new("bash").arg(script).arg(&out).status().unwrap();
+        assert!(status.success(), "building the busybox rootfs failed");
+        out
+    })
+}
+
+pub struct Gantry {
+    pub home: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
+}
+
+impl Gantry {
+    /// A fresh home with `busybox:1` imported.
+    pub fn new() -> Gantry {
+        let g = Gantry::empty();
+        g.ok(&["image", "import", busybox_tar().to_str().unwrap(), "--name", "busybox:1"]);
+        g
+    }
+
+    pub fn empty() -> Gantry {
+        Gantry {
+            home: tempfile::tempdir().unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("GANTRY_HOME", self.home.path())
+            .env("GANTRY_RETRY_BASE", "50ms")
+            .env_remove("GANTRY_DB")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs and requires exit code 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "gantry {args:?} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--output", "json"]);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// `gantry run FILE --output json ARGS`: (exit code, summary, stderr).
+    pub fn run_pipeline(&self, file: &Path, extra: &[&str]) -> (i32, Value, String) {
+        let mut args = vec!["run", file.to_str().unwrap(), "--output", "json"];
+        args.extend(extra);
+        let out = self.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "no JSON summary ({e}); exit {:?}\nstdout:\n{}\nstderr:\n{stderr}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (out.status.code().unwrap_or(-1), v, stderr)
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    pub fn show(&self, run: &str) -> Value {
+        self.json(&["show", run])
+    }
+
+    /// Container ids runc still knows about in this home.
+    pub fn runc_containers(&self) -> Vec<String> {
+        let out = Command::new("runc")
+            .arg("--root")
+            .arg(self.home.path().join("runtime/state"))
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(String::from)
+            .collect()
+    }
+}
+
+pub fn step<'a>(summary_or_show: &'a Value, name: &str) -> &'a Value {
+    summary_or_show["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"] == name)
+        .last()
+        .unwrap_or_else(|| panic!("no step {name} in {summary_or_show:#}"))
+}
+
+/// Step-run records of one step in `gantry show --output json`, one per attempt.
+pub fn attempts<'a>(show: &'a Value, name: &str) -> Vec<&'a Value> {
+    show["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"] == name)
+        .collect()
+}
+
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

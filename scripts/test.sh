@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test against real components: runc containers on a busybox rootfs
+# (Debian's busybox-static) and a real PostgreSQL started here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+need_cargo
+ensure_packages runc:runc /bin/busybox:busybox-static pg_ctlcluster:postgresql
+if [ "$(id -u)" -ne 0 ]; then
+  echo "error: the container tests need root (they run runc with cgroup limits); run: sudo scripts/test.sh" >&2
+  exit 4
+fi
+
+# PostgreSQL: the store tests run against it as well as SQLite.
+if [ -z "${GANTRY_TEST_POSTGRES_URL:-}" ]; then
+  ver=$(ls /usr/lib/postgresql | sort -V | tail -1)
+  if ! pg_lsclusters -h | grep -q "^$ver main"; then pg_createcluster "$ver" main >/dev/null; fi
+  pg_ctlcluster "$ver" main start 2>/dev/null || true
+  for _ in $(seq 50); do pg_isready -q -h /var/run/postgresql && break; sleep 0.2; done
+  su postgres -c "psql -q -tc \"SELECT 1 FROM pg_roles WHERE rolname='root'\" | grep -q 1 || createuser -s root"
+  export GANTRY_TEST_POSTGRES_URL="postgres:///postgres?host=/var/run/postgresql&user=root"
+fi
+
+cargo test --workspace --locked "$@"
