@@ -1,0 +1,30 @@
+//! The pipeline spec: YAML → validated [`Pipeline`] → [`Plan`], plus cache keys.
+//!
+//! Pure: no I/O except [`load`] reading one file. Every problem in a spec is
+//! reported as a [`Diagnostic`] with file, line and column, all at once, so a run
+//! never starts from a spec that has one.
+//!
+//! ```text
+//! parse/load ──> Pipeline ──resolve_params──> params ──plan──> Plan (topological)
+//! ```
+
+mod cache_key;
+mod dag;
+mod error;
+mod located;
+mod params;
+mod parse;
+mod pipeline;
+mod plan;
+pub mod quantity;
+mod suggestion;
+mod template;
+mod validate;
+
+pub use cache_key::{CacheKeyMaterial, cache_key};
+pub use error::{Diagnostic, Location, SpecError};
+pub use params::{ParamValue, resolve_params};
+pub use parse::{load, parse};
+pub use pipeline::{InputSource, Pipeline, Resources, Step};
+pub use plan::{ImageRef, Plan, PlannedStep, plan};
+pub use template::INPUTS_DIR;

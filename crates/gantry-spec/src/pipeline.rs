@@ -1,0 +1,71 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Location;
+use crate::params::ParamValue;
+
+/// A validated pipeline, as declared (params not yet resolved, templates not yet expanded).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: Option<String>,
+    /// Declared params with their defaults, in declaration order.
+    pub params: indexmap::IndexMap<String, ParamValue>,
+    pub steps: Vec<Step>,
+    /// Label used in locations (usually the path as the user gave it).
+    pub file: String,
+    /// Directory that relative `path:` inputs are resolved against.
+    pub base_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub name: String,
+    pub image: Option<String>,
+    /// `builtin/<name>`; exactly one of `image` and `uses` is set.
+    pub uses: Option<String>,
+    /// Empty means the image's default command.
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub with: BTreeMap<String, serde_json::Value>,
+    pub inputs: BTreeMap<String, InputSource>,
+    pub outputs: Vec<String>,
+    pub after: Vec<String>,
+    pub retries: u32,
+    pub timeout: Option<Duration>,
+    pub resources: Resources,
+    pub network: bool,
+    pub cache: bool,
+    /// Where the step's mapping starts.
+    pub location: Location,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputSource {
+    /// The output `output` of the step `step`.
+    Step { step: String, output: String },
+    /// A file or directory, already resolved against the pipeline's `base_dir`.
+    Path(PathBuf),
+}
+
+/// What a step asks for; the engine admits steps only while these fit the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub gpu: u32,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Self {
+            cpu_millis: 1000,
+            memory_bytes: 512 * 1024 * 1024,
+            gpu: 0,
+        }
+    }
+}

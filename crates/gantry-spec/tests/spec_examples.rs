@@ -1,0 +1,167 @@
+//! A realistic pipeline through the whole public API: load → params → plan → cache keys.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gantry_spec::{
+    CacheKeyMaterial, ImageRef, InputSource, ParamValue, Resources, cache_key, load, plan,
+    resolve_params,
+};
+
+const IRIS: &str = r#"name: iris
+description: Train and ship an iris classifier
+params:                       # typed by their default
+  test_fraction: 0.2
+  max_depth: 4
+  stratify: true
+steps:
+  - name: ingest
+    uses: builtin/csv-ingest          # built-in component
+    with: { source: data/iris.csv }
+    outputs: [dataset]
+  - name: split
+    uses: builtin/split
+    inputs: { dataset: ingest.dataset }
+    with: { test_fraction: "${params.test_fraction}", seed: 7, stratify: species }
+    outputs: [train, test]
+  - name: train
+    image: registry.example.com/team/trainer@sha256:0f3c
+    command: [python, /app/train.py, --max-depth, "${params.max_depth}", --data, "${inputs.train}"]
+    env:
+      PYTHONHASHSEED: 0
+      LOG_LEVEL: info
+    inputs:
+      train: split.train
+      config: { path: conf/train.toml }
+    outputs: [model]
+    resources: { cpu: 2, memory: 2Gi, gpu: 0 }
+    retries: 2
+    timeout: 20m
+  - name: evaluate
+    uses: builtin/evaluate
+    inputs: { model: train.model, test: split.test }
+    outputs: [report]
+    resources: { cpu: 500m, memory: 512Mi }
+  - name: register
+    uses: builtin/register
+    inputs: { model: train.model, report: evaluate.report }
+    with: { model: iris, alias: staging, require: "accuracy >= 0.9" }
+    cache: false
+"#;
+
+#[test]
+fn iris_pipeline_loads_plans_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gantry.yaml");
+    std::fs::write(&file, IRIS).unwrap();
+
+    let p = load(&file).unwrap();
+    assert_eq!(p.name, "iris");
+    assert_eq!(p.steps.len(), 5);
+    assert_eq!(p.params["max_depth"], ParamValue::Int(4));
+    let train = &p.steps[2];
+    assert_eq!(train.location.line, 17);
+    assert_eq!(
+        train.inputs["config"],
+        InputSource::Path(dir.path().join("conf/train.toml"))
+    );
+    assert_eq!(train.env["PYTHONHASHSEED"], "0");
+
+    let params = resolve_params(&p, &[("max_depth".into(), "6".into())]).unwrap();
+    let plan = plan(&p, &params).unwrap();
+    let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["ingest", "split", "train", "evaluate", "register"]);
+
+    let train = &plan.steps[2];
+    assert_eq!(
+        train.image,
+        ImageRef::Image("registry.example.com/team/trainer@sha256:0f3c".into())
+    );
+    assert_eq!(
+        train.command,
+        [
+            "python",
+            "/app/train.py",
+            "--max-depth",
+            "6",
+            "--data",
+            "/gantry/inputs/train"
+        ]
+    );
+    assert_eq!(train.deps, ["split"]);
+    assert_eq!(train.retries, 2);
+    assert_eq!(train.timeout, Some(Duration::from_secs(20 * 60)));
+    assert_eq!(
+        train.resources,
+        Resources {
+            cpu_millis: 2000,
+            memory_bytes: 2 << 30,
+            gpu: 0
+        }
+    );
+    let split = &plan.steps[1];
+    assert_eq!(split.image, ImageRef::Builtin("split".into()));
+    assert_eq!(split.with["test_fraction"], serde_json::json!(0.2));
+    let register = &plan.steps[4];
+    assert_eq!(register.deps, ["train", "evaluate"]);
+    assert!(!register.cache);
+    assert_eq!(plan.steps[3].resources.cpu_millis, 500);
+
+    // The plan survives a JSON round trip (the engine records it for reruns).
+    let json = serde_json::to_string(&plan).unwrap();
+    let back: gantry_spec::Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, plan);
+
+    let inputs = BTreeMap::from([("train".to_owned(), "sha256:1111".to_owned())]);
+    let key = |params: &BTreeMap<String, ParamValue>| {
+        cache_key(&CacheKeyMaterial {
+            image_digest: "sha256:0f3c",
+            command: &train.command,
+            env: &train.env,
+            params,
+            inputs: &inputs,
+            outputs: &train.outputs,
+            component_version: None,
+            resources_network: train.network,
+        })
+    };
+    assert_eq!(key(&params), key(&params.clone()));
+    let defaults = resolve_params(&p, &[]).unwrap();
+    assert_ne!(key(&params), key(&defaults));
+}
+
+#[test]
+fn a_broken_pipeline_reports_every_problem_with_its_location() {
+    let broken = IRIS
+        .replace(
+            "inputs: { dataset: ingest.dataset }",
+            "inputs: { dataset: ingest.data }",
+        )
+        .replace("memory: 2Gi, gpu: 0", "memory: 2Gx, gpu: 0")
+        .replace("    retries: 2\n", "    retries: 2\n    retrys: 3\n");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(&file, broken).unwrap();
+    let err = load(&file).unwrap_err();
+    let text = err.to_string();
+    let label = file.display().to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(err.diagnostics.len(), 3, "{text}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{label}:14:24: error: input 'dataset' of step 'split'"
+        )),
+        "{text}"
+    );
+    assert!(lines[1].starts_with("  hint: "), "{text}");
+    assert!(lines[1].contains("dataset"), "{text}");
+    assert!(
+        lines[2].starts_with(&format!("{label}:27:34: error: bad `memory`")),
+        "{text}"
+    );
+    assert!(
+        lines[4].starts_with(&format!("{label}:29:5: error: unknown key `retrys`")),
+        "{text}"
+    );
+    assert!(lines[5].contains("did you mean `retries`?"), "{text}");
+}
