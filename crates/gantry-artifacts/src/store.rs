@@ -1,0 +1,484 @@
+use std::fs;
+use std::io::{self, Seek, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::digest::{HashingWriter, StreamHasher, format_digest, parse_digest};
+use crate::error::ArtifactError;
+use crate::export::copy_out;
+use crate::pack::{classify, write_canonical};
+use crate::unpack::unpack_tree;
+use crate::{ArtifactInfo, ArtifactKind};
+
+/// Content up to this size is uploaded with one put; larger content streams as a multipart
+/// upload so memory stays bounded.
+const SINGLE_PUT_MAX: u64 = 8 << 20;
+/// Size of the chunks handed from the packing thread to the uploader.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the packing thread and the uploader.
+const CHANNEL_DEPTH: usize = 4;
+const PART_SIZE: usize = 8 << 20;
+const PARTS_IN_FLIGHT: usize = 4;
+/// A meta document is a few dozen bytes; anything bigger was not written by us.
+const META_MAX: u64 = 4096;
+
+/// The record written after the content: its presence means the artifact is committed.
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    kind: ArtifactKind,
+    size: u64,
+}
+
+/// Content-addressed artifacts over any `object_store` backend, with a local cache of
+/// materialized copies.
+///
+/// Layout in the object store: `sha256/<hex>` holds the content (a file's bytes, or a
+/// directory's canonical tar) and `meta/<hex>.json` (`{"kind","size"}`) is written after it.
+/// For a directory, `size` is the size of its tar.
+#[derive(Clone, Debug)]
+pub struct ArtifactStore {
+    objects: Arc<dyn ObjectStore>,
+    cache_dir: PathBuf,
+}
+
+impl ArtifactStore {
+    /// A store on the local filesystem: objects under `root/objects`, materialized copies
+    /// under `root/materialized`.
+    pub fn open_local(root: &Path) -> Result<ArtifactStore, ArtifactError> {
+        let objects_dir = root.join("objects");
+        fs::create_dir_all(&objects_dir).map_err(ArtifactError::io("create", &objects_dir))?;
+        let local = LocalFileSystem::new_with_prefix(&objects_dir).map_err(
+            ArtifactError::object_store(format!("opening {}", objects_dir.display())),
+        )?;
+        let cache_dir = root.join("materialized");
+        ensure_cache_dir(&cache_dir)?;
+        Ok(ArtifactStore::from_object_store(
+            Arc::new(local),
+            &cache_dir,
+        ))
+    }
+
+    /// A store over any object store (S3, in-memory, ...); `cache_dir` holds materialized
+    /// copies and is created on first use.
+    pub fn from_object_store(store: Arc<dyn ObjectStore>, cache_dir: &Path) -> ArtifactStore {
+        ArtifactStore {
+            objects: store,
+            cache_dir: cache_dir.to_owned(),
+        }
+    }
+
+    /// Stores a file or a directory tree and returns its digest. Storing content that is
+    /// already there uploads nothing.
+    pub async fn put_path(&self, path: &Path) -> Result<ArtifactInfo, ArtifactError> {
+        let kind = classify(path)?;
+        // First pass: hash only, so content already stored is never uploaded again.
+        let owned = path.to_owned();
+        let (_, hex, size) = tokio::task::spawn_blocking(move || {
+            write_canonical(&owned, kind, HashingWriter::new(io::sink())).map(HashingWriter::finish)
+        })
+        .await
+        .map_err(ArtifactError::task(format!("hashing {}", path.display())))??;
+        let info = ArtifactInfo {
+            digest: format_digest(&hex),
+            kind,
+            size,
+        };
+        if self.read_meta(&hex).await?.is_some() {
+            return Ok(info);
+        }
+        self.upload(path, kind, &hex, size).await?;
+        let meta =
+            serde_json::to_vec(&Meta { kind, size }).map_err(|e| ArtifactError::Corrupt {
+                digest: info.digest.clone(),
+                detail: format!("cannot encode metadata: {e}"),
+            })?;
+        self.objects
+            .put(&meta_path(&hex), PutPayload::from(meta))
+            .await
+            .map_err(ArtifactError::object_store(format!(
+                "committing {}",
+                info.digest
+            )))?;
+        Ok(info)
+    }
+
+    /// Kind and size of a committed artifact; None when it is not in the store.
+    pub async fn stat(&self, digest: &str) -> Result<Option<ArtifactInfo>, ArtifactError> {
+        let hex = parse_digest(digest)?;
+        Ok(self.read_meta(&hex).await?.map(|m| ArtifactInfo {
+            digest: format_digest(&hex),
+            kind: m.kind,
+            size: m.size,
+        }))
+    }
+
+    /// A local, verified copy of the artifact (a file, or a directory tree), shared by every
+    /// caller: `cache_dir/<hex>`. Files are 0644 and directories 0755 so an unprivileged
+    /// container user can read them; treat it as read-only.
+    pub async fn materialize(&self, digest: &str) -> Result<PathBuf, ArtifactError> {
+        let hex = parse_digest(digest)?;
+        let digest = format_digest(&hex);
+        let cached = self.cache_dir.join(&hex);
+        // Entries only appear by rename once complete, so an existing one is whole.
+        if tokio::fs::symlink_metadata(&cached).await.is_ok() {
+            return Ok(cached);
+        }
+        let meta = self
+            .read_meta(&hex)
+            .await?
+            .ok_or_else(|| ArtifactError::NotFound {
+                digest: digest.clone(),
+            })?;
+        ensure_cache_dir(&self.cache_dir)?;
+        let download = self.download_verified(&hex, meta.size).await?;
+        let cache_dir = self.cache_dir.clone();
+        tokio::task::spawn_blocking(move || match meta.kind {
+            ArtifactKind::File => place_file(download, &cached),
+            ArtifactKind::Directory => place_tree(download, &cache_dir, &cached, &digest),
+        })
+        .await
+        .map_err(ArtifactError::task(format!("materializing sha256:{hex}")))?
+    }
+
+    /// Writes a copy of the artifact to `out_dir/<first 12 hex>` (a file or a directory) and
+    /// returns that path. Never overwrites: an existing entry there is an error.
+    pub async fn export(&self, digest: &str, out_dir: &Path) -> Result<PathBuf, ArtifactError> {
+        let hex = parse_digest(digest)?;
+        let source = self.materialize(&hex).await?;
+        let dest = out_dir.join(&hex[..12]);
+        let out_dir = out_dir.to_owned();
+        tokio::task::spawn_blocking(move || copy_out(&source, &out_dir, &dest).map(|()| dest))
+            .await
+            .map_err(ArtifactError::task(format!("exporting sha256:{hex}")))?
+    }
+
+    /// The bytes of a file artifact, verified; refuses directories and files over `max`.
+    pub async fn read_bytes(&self, digest: &str, max: u64) -> Result<Vec<u8>, ArtifactError> {
+        let hex = parse_digest(digest)?;
+        let digest = format_digest(&hex);
+        let meta = self
+            .read_meta(&hex)
+            .await?
+            .ok_or_else(|| ArtifactError::NotFound {
+                digest: digest.clone(),
+            })?;
+        if meta.kind != ArtifactKind::File {
+            return Err(ArtifactError::NotAFile { digest });
+        }
+        if meta.size > max {
+            return Err(ArtifactError::TooLarge {
+                digest,
+                size: meta.size,
+                max,
+            });
+        }
+        let mut stream = self.get(&hex).await?.into_stream();
+        let mut hasher = StreamHasher::new();
+        let mut out = Vec::with_capacity(usize::try_from(meta.size).unwrap_or(0));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(ArtifactError::object_store(format!("reading {digest}")))?;
+            hasher.update(&chunk);
+            check_not_longer(&hasher, meta.size, &digest)?;
+            out.extend_from_slice(&chunk);
+        }
+        verify(hasher, &hex, meta.size)?;
+        Ok(out)
+    }
+
+    async fn read_meta(&self, hex: &str) -> Result<Option<Meta>, ArtifactError> {
+        let digest = format_digest(hex);
+        let got = match self.objects.get(&meta_path(hex)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => {
+                return Err(ArtifactError::ObjectStore {
+                    op: format!("reading the metadata of {digest}"),
+                    source: e,
+                });
+            }
+        };
+        if got.meta.size > META_MAX {
+            return Err(ArtifactError::Corrupt {
+                digest,
+                detail: format!("metadata is {} bytes", got.meta.size),
+            });
+        }
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(ArtifactError::object_store(format!(
+                "reading the metadata of {digest}"
+            )))?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ArtifactError::Corrupt {
+                digest,
+                detail: format!("unreadable metadata: {e}"),
+            })
+    }
+
+    async fn get(&self, hex: &str) -> Result<object_store::GetResult, ArtifactError> {
+        self.objects
+            .get(&content_path(hex))
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => ArtifactError::Corrupt {
+                    digest: format_digest(hex),
+                    detail: "metadata present but content missing".into(),
+                },
+                e => ArtifactError::ObjectStore {
+                    op: format!("reading sha256:{hex}"),
+                    source: e,
+                },
+            })
+    }
+
+    /// Second pass: packs `path` again while uploading, and only commits the upload when the
+    /// bytes hash to what the first pass saw.
+    async fn upload(
+        &self,
+        path: &Path,
+        kind: ArtifactKind,
+        hex: &str,
+        size: u64,
+    ) -> Result<(), ArtifactError> {
+        let location = content_path(hex);
+        let op = || format!("storing {} as sha256:{hex}", path.display());
+        let changed = || ArtifactError::Changed {
+            path: path.to_owned(),
+        };
+        let owned = path.to_owned();
+        if size <= SINGLE_PUT_MAX {
+            let (bytes, got, _) = tokio::task::spawn_blocking(move || {
+                write_canonical(&owned, kind, HashingWriter::new(Vec::new()))
+                    .map(HashingWriter::finish)
+            })
+            .await
+            .map_err(ArtifactError::task(op()))??;
+            if got != hex {
+                return Err(changed());
+            }
+            self.objects
+                .put(&location, PutPayload::from(bytes))
+                .await
+                .map_err(ArtifactError::object_store(op()))?;
+            return Ok(());
+        }
+
+        let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+        let producer = tokio::task::spawn_blocking(move || {
+            let sender = ChunkSender {
+                tx,
+                buf: Vec::with_capacity(CHUNK),
+            };
+            let (sender, got, len) =
+                write_canonical(&owned, kind, HashingWriter::new(sender))?.finish();
+            sender
+                .finish()
+                .map_err(ArtifactError::io("upload", &owned))?;
+            Ok::<_, ArtifactError>((got, len))
+        });
+        let upload = self
+            .objects
+            .put_multipart(&location)
+            .await
+            .map_err(ArtifactError::object_store(op()))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut failure = None;
+        while let Some(chunk) = rx.recv().await {
+            if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                failure = Some(ArtifactError::object_store(op())(e));
+                break;
+            }
+            writer.put(chunk);
+        }
+        // Dropping the receiver makes a still-running producer stop at its next send.
+        drop(rx);
+        let produced = producer.await.map_err(ArtifactError::task(op()));
+        let outcome = match (failure, produced) {
+            (Some(e), _) => Err(e),
+            (None, Err(e)) | (None, Ok(Err(e))) => Err(e),
+            (None, Ok(Ok((got, len)))) if got == hex && len == size => Ok(()),
+            (None, Ok(Ok(_))) => Err(changed()),
+        };
+        match outcome {
+            Ok(()) => {
+                writer
+                    .finish()
+                    .await
+                    .map_err(ArtifactError::object_store(op()))?;
+                Ok(())
+            }
+            Err(e) => {
+                // Best effort: the upload is invisible until finished anyway.
+                let _ = writer.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Downloads the content into a temp file in the cache dir, verifying size and digest.
+    async fn download_verified(
+        &self,
+        hex: &str,
+        size: u64,
+    ) -> Result<tempfile::NamedTempFile, ArtifactError> {
+        let digest = format_digest(hex);
+        let temp = tempfile::Builder::new()
+            .prefix(".download-")
+            .tempfile_in(&self.cache_dir)
+            .map_err(ArtifactError::io("create a temp file in", &self.cache_dir))?;
+        let write_err = ArtifactError::io("write", temp.path());
+        let std_file = temp
+            .as_file()
+            .try_clone()
+            .map_err(ArtifactError::io("open", temp.path()))?;
+        let mut file = tokio::fs::File::from_std(std_file);
+        let mut stream = self.get(hex).await?.into_stream();
+        let mut hasher = StreamHasher::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(ArtifactError::object_store(format!("reading {digest}")))?;
+            hasher.update(&chunk);
+            check_not_longer(&hasher, size, &digest)?;
+            if let Err(e) = file.write_all(&chunk).await {
+                return Err(write_err(e));
+            }
+        }
+        if let Err(e) = file.flush().await {
+            return Err(write_err(e));
+        }
+        verify(hasher, hex, size)?;
+        Ok(temp)
+    }
+}
+
+fn content_path(hex: &str) -> ObjectPath {
+    ObjectPath::from(format!("sha256/{hex}"))
+}
+
+fn meta_path(hex: &str) -> ObjectPath {
+    ObjectPath::from(format!("meta/{hex}.json"))
+}
+
+fn ensure_cache_dir(dir: &Path) -> Result<(), ArtifactError> {
+    fs::create_dir_all(dir).map_err(ArtifactError::io("create", dir))?;
+    // Containers running as an unprivileged user traverse it to reach their inputs.
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+        .map_err(ArtifactError::io("set permissions of", dir))
+}
+
+/// Stops a download as soon as it exceeds the committed size, so a tampered object cannot
+/// fill the disk.
+fn check_not_longer(hasher: &StreamHasher, size: u64, digest: &str) -> Result<(), ArtifactError> {
+    if hasher.len() > size {
+        return Err(ArtifactError::Corrupt {
+            digest: digest.to_owned(),
+            detail: format!("content is longer than the recorded {size} bytes"),
+        });
+    }
+    Ok(())
+}
+
+fn verify(hasher: StreamHasher, hex: &str, size: u64) -> Result<(), ArtifactError> {
+    let len = hasher.len();
+    let got = hasher.finish();
+    if got != hex || len != size {
+        return Err(ArtifactError::Corrupt {
+            digest: format_digest(hex),
+            detail: format!("content has {len} bytes and digest sha256:{got}"),
+        });
+    }
+    Ok(())
+}
+
+fn place_file(temp: tempfile::NamedTempFile, cached: &Path) -> Result<PathBuf, ArtifactError> {
+    temp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))
+        .map_err(ArtifactError::io("set permissions of", temp.path()))?;
+    // A concurrent materialize may have renamed the same bytes here already: replacing them
+    // is harmless, and readers keep the inode they opened.
+    temp.persist(cached)
+        .map_err(|e| ArtifactError::io("create", cached)(e.error))?;
+    Ok(cached.to_owned())
+}
+
+fn place_tree(
+    mut archive: tempfile::NamedTempFile,
+    cache_dir: &Path,
+    cached: &Path,
+    digest: &str,
+) -> Result<PathBuf, ArtifactError> {
+    let staging = tempfile::Builder::new()
+        .prefix(".unpack-")
+        .tempdir_in(cache_dir)
+        .map_err(ArtifactError::io("create a temp directory in", cache_dir))?;
+    let file = archive.as_file_mut();
+    file.rewind()
+        .map_err(ArtifactError::io("read", archive.path()))?;
+    unpack_tree(
+        io::BufReader::new(archive.as_file()),
+        staging.path(),
+        digest,
+    )?;
+    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
+        .map_err(ArtifactError::io("set permissions of", staging.path()))?;
+    match fs::rename(staging.path(), cached) {
+        Ok(()) => {
+            // Renamed away: nothing left for the guard to clean.
+            let _ = staging.keep();
+            Ok(cached.to_owned())
+        }
+        // A concurrent materialize won the race with identical content; ours is dropped.
+        Err(_) if fs::symlink_metadata(cached).is_ok_and(|m| m.is_dir()) => Ok(cached.to_owned()),
+        Err(e) => Err(ArtifactError::io("create", cached)(e)),
+    }
+}
+
+/// Hands fixed-size chunks from the blocking packer to the async uploader.
+struct ChunkSender {
+    tx: mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSender {
+    fn send_buffered(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        self.send_buffered()
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = CHUNK - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.send_buffered()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Chunks are only sent full (or at finish) to keep parts large.
+        Ok(())
+    }
+}
