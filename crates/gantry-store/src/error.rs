@@ -1,0 +1,83 @@
+use thiserror::Error;
+
+/// Everything the metadata store can fail with. Messages name the run, step run or URL involved.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error(
+        "unsupported metadata store url '{url}': use sqlite:///abs/path/gantry.db, sqlite://relative.db or postgres://user@host/db"
+    )]
+    UnsupportedUrl { url: String },
+
+    #[error("cannot create the directory for sqlite database {path}: {source}")]
+    CreateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot lock {path} to migrate the sqlite database: {source}")]
+    Lock {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(
+        "cannot open the metadata store at '{url}' (check that it exists and is reachable): {source}"
+    )]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error(
+        "cannot migrate the metadata store schema at '{url}' (was it written by a newer gantry?): {source}"
+    )]
+    Migrate {
+        url: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+
+    #[error("metadata store query failed while {op}: {source}")]
+    Query {
+        op: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error(
+        "no {kind} with id or prefix '{id}' (list them with `gantry runs`; a prefix needs at least 4 characters)"
+    )]
+    NotFound { kind: &'static str, id: String },
+
+    #[error("{kind} prefix '{prefix}' is ambiguous: it matches {} — give more characters", matches.join(", "))]
+    Ambiguous {
+        kind: &'static str,
+        prefix: String,
+        matches: Vec<String>,
+    },
+
+    #[error("invalid value for {what}: {detail}")]
+    Invalid { what: String, detail: String },
+
+    #[error("corrupt metadata in {what}: {detail} (was the database written by a newer gantry?)")]
+    Corrupt { what: String, detail: String },
+}
+
+impl StoreError {
+    pub(crate) fn query(op: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError {
+        let op = op.into();
+        move |source| StoreError::Query { op, source }
+    }
+}
+
+/// A status string that is not one of the known values.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("unknown {kind} status '{value}' (expected one of: {expected})")]
+pub struct ParseStatusError {
+    pub kind: &'static str,
+    pub value: String,
+    pub expected: String,
+}

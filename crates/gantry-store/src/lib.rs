@@ -1,0 +1,49 @@
+//! gantry-store: the metadata store — runs, step runs, artifacts, lineage, logs and metrics.
+//!
+//! One [`Store`] speaks to SQLite (the default: one file, WAL mode, so a CLI process can follow
+//! logs while the engine writes them) or PostgreSQL (shared deployments) through sqlx's `Any`
+//! driver. Queries are written once with `$n` placeholders, which both backends accept; the
+//! schema has one migration directory per backend (`migrations/sqlite`, `migrations/postgres`)
+//! because column types differ. Migrations are embedded in the binary and applied by sqlx's
+//! migrator on every [`Store::connect`], tracked in its `_sqlx_migrations` table.
+//!
+//! Times are i64 milliseconds since the Unix epoch; ids and JSON documents are text.
+
+mod error;
+mod lineage;
+mod logs;
+mod metrics;
+mod record;
+mod runs;
+mod status;
+mod step_runs;
+mod store;
+
+pub use error::{ParseStatusError, StoreError};
+pub use record::{
+    ArtifactRow, LineageRow, LogChunk, LogRow, MetricRow, RunFilter, RunRecord, StepRunRecord,
+};
+pub use status::{Direction, RunStatus, StepStatus};
+pub use store::Store;
+
+/// A new random id: `prefix` followed by 12 lowercase hex characters, e.g. `r-3fa9c0d1e2b4`.
+pub fn new_id(prefix: &str) -> String {
+    let bytes: [u8; 6] = rand::random();
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn new_ids_are_prefix_plus_12_hex() {
+        let a = super::new_id("r-");
+        let b = super::new_id("r-");
+        assert_ne!(a, b);
+        let hex = a.strip_prefix("r-").unwrap();
+        assert_eq!(hex.len(), 12);
+        assert!(
+            hex.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+    }
+}

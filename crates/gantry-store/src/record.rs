@@ -1,0 +1,111 @@
+use serde::Serialize;
+
+use crate::status::{RunStatus, StepStatus};
+
+/// One execution of a pipeline, with everything `gantry rerun` needs to reproduce it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub pipeline: String,
+    pub status: RunStatus,
+    pub spec_file: String,
+    pub spec_yaml: String,
+    pub params_json: String,
+    /// JSON object: step name -> image digest.
+    pub images_json: String,
+    pub no_cache: bool,
+    pub rerun_of: Option<String>,
+    pub created_at_ms: i64,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+    pub owner_pid: Option<i64>,
+    /// Hostname + boot id, so a reader knows whether `owner_pid` refers to a process of this boot.
+    pub owner_host: Option<String>,
+    pub error: Option<String>,
+}
+
+/// One attempt of one step within a run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StepRunRecord {
+    pub id: String,
+    pub run_id: String,
+    pub step: String,
+    /// Position of the step in the run's plan.
+    pub seq: i64,
+    pub attempt: i64,
+    pub status: StepStatus,
+    pub exit_code: Option<i64>,
+    pub reason: Option<String>,
+    pub cache_key: Option<String>,
+    /// For a cache hit: the step run whose outputs were reused.
+    pub cached_from: Option<String>,
+    pub image_digest: Option<String>,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+    pub requested_cpu_millis: i64,
+    pub requested_memory_bytes: i64,
+    pub requested_gpu: i64,
+    pub peak_memory_bytes: Option<i64>,
+    pub cpu_micros: Option<i64>,
+    pub wall_ms: Option<i64>,
+    /// JSON object: input name -> artifact digest.
+    pub inputs_json: String,
+    /// JSON object: output name -> artifact digest.
+    pub outputs_json: String,
+}
+
+/// Which runs `list_runs` returns. `limit <= 0` means no limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub pipeline: Option<String>,
+    pub status: Option<RunStatus>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A piece of a step's output, as captured by the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogChunk {
+    /// "stdout", "stderr" or "gantry" (messages from the engine itself).
+    pub stream: String,
+    pub ts_ms: i64,
+    pub data: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LogRow {
+    pub id: i64,
+    pub step: String,
+    pub attempt: i64,
+    pub stream: String,
+    pub ts_ms: i64,
+    pub data: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LineageRow {
+    pub step_run_id: String,
+    pub step: String,
+    pub name: String,
+    pub digest: String,
+    /// "input" or "output".
+    pub direction: String,
+    /// Absent when the artifact itself was never recorded.
+    pub kind: Option<String>,
+    pub size: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ArtifactRow {
+    pub digest: String,
+    pub kind: String,
+    pub size: i64,
+    pub created_at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetricRow {
+    pub step: String,
+    pub key: String,
+    pub value: f64,
+}

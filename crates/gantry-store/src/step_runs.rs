@@ -1,0 +1,134 @@
+use sqlx::any::AnyRow;
+
+use crate::error::StoreError;
+use crate::record::StepRunRecord;
+use crate::store::{Store, column};
+
+macro_rules! step_run_columns {
+    () => {
+        "id, run_id, step, seq, attempt, status, exit_code, reason, cache_key, cached_from, \
+         image_digest, started_at_ms, finished_at_ms, requested_cpu_millis, \
+         requested_memory_bytes, requested_gpu, peak_memory_bytes, cpu_micros, wall_ms, \
+         inputs_json, outputs_json"
+    };
+}
+
+impl Store {
+    /// Inserts the step run, or replaces every field of the one with the same id.
+    pub async fn upsert_step_run(&self, s: &StepRunRecord) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO step_runs (",
+            step_run_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18, $19, $20, $21) \
+             ON CONFLICT (id) DO UPDATE SET run_id = excluded.run_id, step = excluded.step, \
+             seq = excluded.seq, attempt = excluded.attempt, status = excluded.status, \
+             exit_code = excluded.exit_code, reason = excluded.reason, \
+             cache_key = excluded.cache_key, cached_from = excluded.cached_from, \
+             image_digest = excluded.image_digest, started_at_ms = excluded.started_at_ms, \
+             finished_at_ms = excluded.finished_at_ms, \
+             requested_cpu_millis = excluded.requested_cpu_millis, \
+             requested_memory_bytes = excluded.requested_memory_bytes, \
+             requested_gpu = excluded.requested_gpu, \
+             peak_memory_bytes = excluded.peak_memory_bytes, cpu_micros = excluded.cpu_micros, \
+             wall_ms = excluded.wall_ms, inputs_json = excluded.inputs_json, \
+             outputs_json = excluded.outputs_json"
+        ))
+        .bind(&s.id)
+        .bind(&s.run_id)
+        .bind(&s.step)
+        .bind(s.seq)
+        .bind(s.attempt)
+        .bind(s.status.as_str())
+        .bind(s.exit_code)
+        .bind(s.reason.as_deref())
+        .bind(s.cache_key.as_deref())
+        .bind(s.cached_from.as_deref())
+        .bind(s.image_digest.as_deref())
+        .bind(s.started_at_ms)
+        .bind(s.finished_at_ms)
+        .bind(s.requested_cpu_millis)
+        .bind(s.requested_memory_bytes)
+        .bind(s.requested_gpu)
+        .bind(s.peak_memory_bytes)
+        .bind(s.cpu_micros)
+        .bind(s.wall_ms)
+        .bind(&s.inputs_json)
+        .bind(&s.outputs_json)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query(format!(
+            "saving step run {} ({}) of run {}",
+            s.id, s.step, s.run_id
+        )))?;
+        Ok(())
+    }
+
+    /// The run's step runs in plan order, attempts in order.
+    pub async fn list_step_runs(&self, run_id: &str) -> Result<Vec<StepRunRecord>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            step_run_columns!(),
+            " FROM step_runs WHERE run_id = $1 ORDER BY seq, attempt, id"
+        ))
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query(format!(
+            "listing step runs of run {run_id}"
+        )))?;
+        rows.iter().map(step_run_from_row).collect()
+    }
+
+    /// The most recent step run that actually executed with `cache_key` and succeeded.
+    ///
+    /// Cache hits (status `cached`, or with `cached_from` set) are never returned, so a hit
+    /// always points at the execution that produced the outputs.
+    pub async fn find_cached(&self, cache_key: &str) -> Result<Option<StepRunRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            step_run_columns!(),
+            " FROM step_runs WHERE cache_key = $1 AND status = 'succeeded' \
+             AND cached_from IS NULL ORDER BY finished_at_ms DESC, id DESC LIMIT 1"
+        ))
+        .bind(cache_key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query(format!(
+            "looking up cache key {cache_key}"
+        )))?;
+        row.as_ref().map(step_run_from_row).transpose()
+    }
+}
+
+fn step_run_from_row(row: &AnyRow) -> Result<StepRunRecord, StoreError> {
+    let id: String = column(row, "id")?;
+    let status: String = column(row, "status")?;
+    let status = status.parse().map_err(|e| StoreError::Corrupt {
+        what: format!("step run {id}"),
+        detail: format!("{e}"),
+    })?;
+    Ok(StepRunRecord {
+        run_id: column(row, "run_id")?,
+        step: column(row, "step")?,
+        seq: column(row, "seq")?,
+        attempt: column(row, "attempt")?,
+        status,
+        exit_code: column(row, "exit_code")?,
+        reason: column(row, "reason")?,
+        cache_key: column(row, "cache_key")?,
+        cached_from: column(row, "cached_from")?,
+        image_digest: column(row, "image_digest")?,
+        started_at_ms: column(row, "started_at_ms")?,
+        finished_at_ms: column(row, "finished_at_ms")?,
+        requested_cpu_millis: column(row, "requested_cpu_millis")?,
+        requested_memory_bytes: column(row, "requested_memory_bytes")?,
+        requested_gpu: column(row, "requested_gpu")?,
+        peak_memory_bytes: column(row, "peak_memory_bytes")?,
+        cpu_micros: column(row, "cpu_micros")?,
+        wall_ms: column(row, "wall_ms")?,
+        inputs_json: column(row, "inputs_json")?,
+        outputs_json: column(row, "outputs_json")?,
+        id,
+    })
+}

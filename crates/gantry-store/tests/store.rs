@@ -1,0 +1,1049 @@
+//! The metadata store against real databases: SQLite in a temp dir always, and PostgreSQL when
+//! `GANTRY_TEST_POSTGRES_URL` is set (e.g. `postgres:///gantry_test?host=/var/run/postgresql`).
+//! Every case runs on both; each test gets its own database so tests run in parallel.
+
+// Helpers and cases are plain async fns, which clippy's allow-unwrap-in-tests does not cover.
+#![allow(clippy::unwrap_used)]
+
+mod support {
+    use sqlx::migrate::MigrateDatabase;
+
+    pub const POSTGRES_ENV: &str = "GANTRY_TEST_POSTGRES_URL";
+
+    /// A fresh, empty database for one test.
+    pub struct TestDb {
+        pub url: String,
+        _dir: Option<tempfile::TempDir>,
+        postgres: bool,
+    }
+
+    impl TestDb {
+        pub fn sqlite() -> TestDb {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}/gantry.db", dir.path().display());
+            TestDb {
+                url,
+                _dir: Some(dir),
+                postgres: false,
+            }
+        }
+
+        /// None (after saying so) when PostgreSQL is not configured; panics when it is
+        /// configured but unusable, so a broken setup never passes as "skipped".
+        pub async fn postgres(test: &str) -> Option<TestDb> {
+            let Ok(base) = std::env::var(POSTGRES_ENV) else {
+                eprintln!(
+                    "postgres not configured: set {POSTGRES_ENV} to run {test} against PostgreSQL"
+                );
+                return None;
+            };
+            sqlx::any::install_default_drivers();
+            let name = format!("gantry_t_{}", gantry_store::new_id("").as_str());
+            let url = with_database(&base, &name);
+            sqlx::Any::create_database(&url).await.unwrap_or_else(|e| {
+                panic!("{POSTGRES_ENV}={base} is set but creating database {name} failed: {e}")
+            });
+            Some(TestDb {
+                url,
+                _dir: None,
+                postgres: true,
+            })
+        }
+
+        pub async fn finish(self) {
+            if self.postgres {
+                sqlx::Any::force_drop_database(&self.url).await.unwrap();
+            }
+        }
+    }
+
+    /// `url` with its database name replaced by `db`, keeping user, host and query.
+    pub fn with_database(url: &str, db: &str) -> String {
+        let (base, query) = match url.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (url, None),
+        };
+        let authority_start = base.find("://").map_or(0, |i| i + 3);
+        let base = match base[authority_start..].find('/') {
+            Some(slash) => &base[..authority_start + slash],
+            None => base,
+        };
+        match query {
+            Some(q) => format!("{base}/{db}?{q}"),
+            None => format!("{base}/{db}"),
+        }
+    }
+
+    #[test]
+    fn database_names_are_replaced() {
+        assert_eq!(
+            with_database("postgres://root@127.0.0.1/gantry_test", "x"),
+            "postgres://root@127.0.0.1/x"
+        );
+        assert_eq!(
+            with_database("postgres:///gantry_test?host=/var/run/postgresql", "x"),
+            "postgres:///x?host=/var/run/postgresql"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h:5432", "x"),
+            "postgres://u:p@h:5432/x"
+        );
+    }
+}
+
+/// Builders for records with every optional field filled, so round trips check them all.
+mod fixtures {
+    use gantry_store::{RunRecord, RunStatus, StepRunRecord, StepStatus};
+
+    pub fn run(id: &str, pipeline: &str, created_at_ms: i64, status: RunStatus) -> RunRecord {
+        RunRecord {
+            id: id.into(),
+            pipeline: pipeline.into(),
+            status,
+            spec_file: "/work/p/gantry.yaml".into(),
+            spec_yaml: "name: iris\nsteps: []\n".into(),
+            params_json: r#"{"max_depth":4}"#.into(),
+            images_json: r#"{"train":"sha256:aa"}"#.into(),
+            no_cache: true,
+            rerun_of: Some("r-000000000000".into()),
+            created_at_ms,
+            started_at_ms: Some(created_at_ms + 1),
+            finished_at_ms: None,
+            owner_pid: Some(4242),
+            owner_host: Some("host-a/boot-1".into()),
+            error: None,
+        }
+    }
+
+    pub fn step_run(
+        id: &str,
+        run_id: &str,
+        step: &str,
+        seq: i64,
+        attempt: i64,
+        status: StepStatus,
+    ) -> StepRunRecord {
+        StepRunRecord {
+            id: id.into(),
+            run_id: run_id.into(),
+            step: step.into(),
+            seq,
+            attempt,
+            status,
+            exit_code: Some(0),
+            reason: None,
+            cache_key: Some(format!("key-{step}")),
+            cached_from: None,
+            image_digest: Some("sha256:bb".into()),
+            started_at_ms: Some(10),
+            finished_at_ms: Some(20 + seq),
+            requested_cpu_millis: 1500,
+            requested_memory_bytes: 2 << 30,
+            requested_gpu: 1,
+            peak_memory_bytes: Some(123_456_789),
+            cpu_micros: Some(9_000_000),
+            wall_ms: Some(10),
+            inputs_json: r#"{"train":"sha256:cc"}"#.into(),
+            outputs_json: r#"{"model":"sha256:dd"}"#.into(),
+        }
+    }
+}
+
+/// Each case takes the URL of a fresh database.
+mod cases {
+    use std::collections::BTreeMap;
+
+    use gantry_store::{
+        Direction, LogChunk, RunFilter, RunStatus, StepStatus, Store, StoreError, new_id,
+    };
+
+    use crate::fixtures::{run, step_run};
+
+    fn chunk(stream: &str, ts_ms: i64, data: &str) -> LogChunk {
+        LogChunk {
+            stream: stream.into(),
+            ts_ms,
+            data: data.into(),
+        }
+    }
+
+    pub async fn runs_round_trip(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let mut r = run("r-0123456789ab", "iris", 1_000, RunStatus::Queued);
+        r.spec_yaml = "name: ünïcode ✓\n".into();
+        store.create_run(&r).await.unwrap();
+        assert_eq!(store.get_run(&r.id).await.unwrap(), r);
+
+        let mut minimal = run("r-minimal00000", "iris", 1_001, RunStatus::Queued);
+        minimal.no_cache = false;
+        minimal.rerun_of = None;
+        minimal.started_at_ms = None;
+        minimal.owner_pid = None;
+        minimal.owner_host = None;
+        store.create_run(&minimal).await.unwrap();
+        assert_eq!(store.get_run(&minimal.id).await.unwrap(), minimal);
+
+        store.set_run_started(&r.id, 5_000).await.unwrap();
+        store
+            .update_run_status(&r.id, RunStatus::Running, None, None)
+            .await
+            .unwrap();
+        store
+            .update_run_status(
+                &r.id,
+                RunStatus::Failed,
+                Some(9_000),
+                Some("step train failed"),
+            )
+            .await
+            .unwrap();
+        // None leaves finished_at/error as they are.
+        store
+            .update_run_status(&r.id, RunStatus::Failed, None, None)
+            .await
+            .unwrap();
+        let got = store.get_run(&r.id).await.unwrap();
+        assert_eq!(got.status, RunStatus::Failed);
+        assert_eq!(got.started_at_ms, Some(5_000));
+        assert_eq!(got.finished_at_ms, Some(9_000));
+        assert_eq!(got.error.as_deref(), Some("step train failed"));
+
+        let dup = store.create_run(&r).await.unwrap_err();
+        assert!(dup.to_string().contains(&r.id), "{dup}");
+
+        for err in [
+            store
+                .update_run_status("r-missing", RunStatus::Failed, None, None)
+                .await
+                .unwrap_err(),
+            store.set_run_started("r-missing", 1).await.unwrap_err(),
+            store.get_run("r-missing").await.unwrap_err(),
+        ] {
+            assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+            assert!(err.to_string().contains("r-missing"), "{err}");
+        }
+    }
+
+    pub async fn run_prefix_lookup(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        for id in ["r-abcd11111111", "r-abcd22222222", "r-ffff00000000"] {
+            store
+                .create_run(&run(id, "p", 1, RunStatus::Queued))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.get_run("r-abcd1").await.unwrap().id, "r-abcd11111111");
+        assert_eq!(store.get_run("r-ff").await.unwrap().id, "r-ffff00000000");
+
+        let err = store.get_run("r-abcd").await.unwrap_err();
+        match &err {
+            StoreError::Ambiguous { matches, .. } => {
+                assert_eq!(matches, &["r-abcd11111111", "r-abcd22222222"])
+            }
+            other => panic!("expected ambiguous, got {other}"),
+        }
+        assert!(err.to_string().contains("r-abcd"), "{err}");
+
+        // Three characters is too short even though it matches exactly one run.
+        assert!(matches!(
+            store.get_run("r-f").await.unwrap_err(),
+            StoreError::NotFound { .. }
+        ));
+        // LIKE wildcards have no special meaning, and case matters on both backends.
+        for not_a_prefix in ["r-ab_d1", "r-ab%", "R-ABCD1"] {
+            assert!(
+                matches!(
+                    store.get_run(not_a_prefix).await.unwrap_err(),
+                    StoreError::NotFound { .. }
+                ),
+                "{not_a_prefix}"
+            );
+        }
+    }
+
+    pub async fn list_runs_filters_and_pages(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let rows = [
+            ("r-000000000001", "iris", 100, RunStatus::Succeeded),
+            ("r-000000000002", "wine", 200, RunStatus::Failed),
+            ("r-000000000003", "iris", 300, RunStatus::Running),
+            ("r-000000000004", "iris", 400, RunStatus::Failed),
+            ("r-000000000005", "wine", 500, RunStatus::Queued),
+        ];
+        for (id, p, t, s) in rows {
+            store.create_run(&run(id, p, t, s)).await.unwrap();
+        }
+        let ids = |runs: Vec<gantry_store::RunRecord>| -> Vec<String> {
+            runs.into_iter().map(|r| r.id).collect()
+        };
+
+        let all = store.list_runs(&RunFilter::default()).await.unwrap();
+        assert_eq!(
+            ids(all),
+            [
+                "r-000000000005",
+                "r-000000000004",
+                "r-000000000003",
+                "r-000000000002",
+                "r-000000000001"
+            ]
+        );
+        let iris = RunFilter {
+            pipeline: Some("iris".into()),
+            ..RunFilter::default()
+        };
+        assert_eq!(
+            ids(store.list_runs(&iris).await.unwrap()),
+            ["r-000000000004", "r-000000000003", "r-000000000001"]
+        );
+        let failed = RunFilter {
+            status: Some(RunStatus::Failed),
+            ..RunFilter::default()
+        };
+        assert_eq!(
+            ids(store.list_runs(&failed).await.unwrap()),
+            ["r-000000000004", "r-000000000002"]
+        );
+        let iris_failed = RunFilter {
+            pipeline: Some("iris".into()),
+            status: Some(RunStatus::Failed),
+            ..RunFilter::default()
+        };
+        assert_eq!(
+            ids(store.list_runs(&iris_failed).await.unwrap()),
+            ["r-000000000004"]
+        );
+        let page = |limit, offset| RunFilter {
+            limit,
+            offset,
+            ..RunFilter::default()
+        };
+        assert_eq!(
+            ids(store.list_runs(&page(2, 0)).await.unwrap()),
+            ["r-000000000005", "r-000000000004"]
+        );
+        assert_eq!(
+            ids(store.list_runs(&page(2, 2)).await.unwrap()),
+            ["r-000000000003", "r-000000000002"]
+        );
+        assert_eq!(
+            ids(store.list_runs(&page(2, 4)).await.unwrap()),
+            ["r-000000000001"]
+        );
+        assert!(store.list_runs(&page(2, 6)).await.unwrap().is_empty());
+        let none = RunFilter {
+            pipeline: Some("nope".into()),
+            ..RunFilter::default()
+        };
+        assert!(store.list_runs(&none).await.unwrap().is_empty());
+
+        let live = store
+            .runs_with_status(&[RunStatus::Queued, RunStatus::Running])
+            .await
+            .unwrap();
+        assert_eq!(ids(live), ["r-000000000003", "r-000000000005"]);
+        assert!(store.runs_with_status(&[]).await.unwrap().is_empty());
+        assert!(
+            store
+                .runs_with_status(&[RunStatus::Cancelled])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn interrupting_a_run_interrupts_its_live_steps(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let r = run("r-aaaaaaaaaaaa", "p", 1, RunStatus::Running);
+        store.create_run(&r).await.unwrap();
+        let mut done = step_run("s-1", &r.id, "ingest", 0, 1, StepStatus::Succeeded);
+        done.reason = Some("ok".into());
+        let mut running = step_run("s-2", &r.id, "train", 1, 1, StepStatus::Running);
+        running.finished_at_ms = None;
+        let mut pending = step_run("s-3", &r.id, "eval", 2, 1, StepStatus::Pending);
+        pending.finished_at_ms = None;
+        for s in [&done, &running, &pending] {
+            store.upsert_step_run(s).await.unwrap();
+        }
+        // Another run's live step is untouched.
+        let other = run("r-bbbbbbbbbbbb", "p", 2, RunStatus::Running);
+        store.create_run(&other).await.unwrap();
+        let mut other_step = step_run("s-4", &other.id, "train", 0, 1, StepStatus::Running);
+        other_step.finished_at_ms = None;
+        store.upsert_step_run(&other_step).await.unwrap();
+
+        store
+            .mark_run_interrupted(&r.id, 7_000, "owner process 4242 is gone")
+            .await
+            .unwrap();
+
+        let got = store.get_run(&r.id).await.unwrap();
+        assert_eq!(got.status, RunStatus::Interrupted);
+        assert_eq!(got.finished_at_ms, Some(7_000));
+        assert_eq!(got.error.as_deref(), Some("owner process 4242 is gone"));
+        let steps = store.list_step_runs(&r.id).await.unwrap();
+        assert_eq!(steps[0], done);
+        for s in &steps[1..] {
+            assert_eq!(s.status, StepStatus::Interrupted, "{}", s.step);
+            assert_eq!(s.finished_at_ms, Some(7_000));
+            assert_eq!(s.reason.as_deref(), Some("owner process 4242 is gone"));
+        }
+        assert_eq!(store.list_step_runs(&other.id).await.unwrap(), [other_step]);
+
+        // A run that finished in the meantime keeps its outcome.
+        let finished = run("r-cccccccccccc", "p", 3, RunStatus::Succeeded);
+        store.create_run(&finished).await.unwrap();
+        store
+            .mark_run_interrupted(&finished.id, 8_000, "late")
+            .await
+            .unwrap();
+        assert_eq!(store.get_run(&finished.id).await.unwrap(), finished);
+
+        let err = store
+            .mark_run_interrupted("r-missing", 1, "x")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    }
+
+    pub async fn step_runs_round_trip_in_plan_order(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let r = run("r-aaaaaaaaaaaa", "p", 1, RunStatus::Running);
+        store.create_run(&r).await.unwrap();
+        let s_b2 = step_run("s-b2", &r.id, "b", 1, 2, StepStatus::Succeeded);
+        let s_a1 = step_run("s-a1", &r.id, "a", 0, 1, StepStatus::Succeeded);
+        let mut s_b1 = step_run("s-b1", &r.id, "b", 1, 1, StepStatus::Running);
+        s_b1.exit_code = None;
+        s_b1.cache_key = None;
+        s_b1.image_digest = None;
+        s_b1.finished_at_ms = None;
+        s_b1.peak_memory_bytes = None;
+        s_b1.cpu_micros = None;
+        s_b1.wall_ms = None;
+        for s in [&s_b2, &s_a1, &s_b1] {
+            store.upsert_step_run(s).await.unwrap();
+        }
+        assert_eq!(
+            store.list_step_runs(&r.id).await.unwrap(),
+            [s_a1.clone(), s_b1.clone(), s_b2.clone()]
+        );
+
+        // Updating by id replaces every field.
+        let mut failed = s_b1.clone();
+        failed.status = StepStatus::Failed;
+        failed.exit_code = Some(137);
+        failed.reason = Some("oom-killed".into());
+        failed.finished_at_ms = Some(99);
+        failed.peak_memory_bytes = Some(1 << 31);
+        failed.outputs_json = "{}".into();
+        store.upsert_step_run(&failed).await.unwrap();
+        let steps = store.list_step_runs(&r.id).await.unwrap();
+        assert_eq!(steps, [s_a1, failed, s_b2]);
+        assert!(store.list_step_runs("r-none").await.unwrap().is_empty());
+
+        // A step run must belong to an existing run.
+        let orphan = step_run("s-x", "r-none", "a", 0, 1, StepStatus::Pending);
+        let err = store.upsert_step_run(&orphan).await.unwrap_err();
+        assert!(err.to_string().contains("s-x"), "{err}");
+    }
+
+    pub async fn find_cached_returns_latest_real_success(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let r = run("r-aaaaaaaaaaaa", "p", 1, RunStatus::Running);
+        store.create_run(&r).await.unwrap();
+        let with = |id: &str, status, finished, cached_from: Option<&str>| {
+            let mut s = step_run(id, &r.id, "train", 0, 1, status);
+            s.cache_key = Some("K".into());
+            s.finished_at_ms = Some(finished);
+            s.cached_from = cached_from.map(String::from);
+            s
+        };
+        assert_eq!(store.find_cached("K").await.unwrap(), None);
+        store
+            .upsert_step_run(&with("s-old", StepStatus::Succeeded, 100, None))
+            .await
+            .unwrap();
+        let newest_real = with("s-new", StepStatus::Succeeded, 200, None);
+        store.upsert_step_run(&newest_real).await.unwrap();
+        // Newer, but a failure, a cache hit, and a succeeded copy of another run's outputs.
+        store
+            .upsert_step_run(&with("s-fail", StepStatus::Failed, 300, None))
+            .await
+            .unwrap();
+        store
+            .upsert_step_run(&with("s-hit", StepStatus::Cached, 400, Some("s-new")))
+            .await
+            .unwrap();
+        store
+            .upsert_step_run(&with("s-copy", StepStatus::Succeeded, 500, Some("s-old")))
+            .await
+            .unwrap();
+        assert_eq!(store.find_cached("K").await.unwrap(), Some(newest_real));
+        assert_eq!(store.find_cached("other").await.unwrap(), None);
+    }
+
+    pub async fn artifacts_and_lineage(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let r = run("r-aaaaaaaaaaaa", "p", 1, RunStatus::Running);
+        store.create_run(&r).await.unwrap();
+        let split = step_run("s-split", &r.id, "split", 0, 1, StepStatus::Succeeded);
+        let train = step_run("s-train", &r.id, "train", 1, 1, StepStatus::Succeeded);
+        store.upsert_step_run(&train).await.unwrap();
+        store.upsert_step_run(&split).await.unwrap();
+
+        let big = u64::MAX >> 1;
+        store
+            .record_artifact("sha256:train", "directory", big, 10)
+            .await
+            .unwrap();
+        store
+            .record_artifact("sha256:train", "file", 1, 20)
+            .await
+            .unwrap();
+        let a = store.get_artifact("sha256:train").await.unwrap().unwrap();
+        assert_eq!(
+            (a.digest.as_str(), a.kind.as_str(), a.size, a.created_at_ms),
+            ("sha256:train", "directory", big as i64, 10)
+        );
+        assert_eq!(store.get_artifact("sha256:none").await.unwrap(), None);
+        let err = store
+            .record_artifact("sha256:huge", "file", u64::MAX, 1)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("sha256:huge"), "{err}");
+        store
+            .record_artifact("sha256:model", "file", 42, 30)
+            .await
+            .unwrap();
+
+        store
+            .record_lineage("s-split", "train", "sha256:train", Direction::Output)
+            .await
+            .unwrap();
+        store
+            .record_lineage("s-train", "model", "sha256:stale", Direction::Output)
+            .await
+            .unwrap();
+        store
+            .record_lineage("s-train", "model", "sha256:model", Direction::Output)
+            .await
+            .unwrap();
+        store
+            .record_lineage("s-train", "train", "sha256:train", Direction::Input)
+            .await
+            .unwrap();
+        store
+            .record_lineage("s-train", "extra", "sha256:unrecorded", Direction::Input)
+            .await
+            .unwrap();
+
+        let rows: Vec<_> = store
+            .lineage_for_run(&r.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| {
+                (
+                    l.step_run_id,
+                    l.step,
+                    l.direction,
+                    l.name,
+                    l.digest,
+                    l.kind,
+                    l.size,
+                )
+            })
+            .collect();
+        let row = |sr: &str,
+                   step: &str,
+                   dir: &str,
+                   name: &str,
+                   digest: &str,
+                   kind: Option<&str>,
+                   size: Option<i64>| {
+            (
+                sr.to_string(),
+                step.to_string(),
+                dir.to_string(),
+                name.to_string(),
+                digest.to_string(),
+                kind.map(String::from),
+                size,
+            )
+        };
+        assert_eq!(
+            rows,
+            [
+                row(
+                    "s-split",
+                    "split",
+                    "output",
+                    "train",
+                    "sha256:train",
+                    Some("directory"),
+                    Some(big as i64)
+                ),
+                row(
+                    "s-train",
+                    "train",
+                    "input",
+                    "extra",
+                    "sha256:unrecorded",
+                    None,
+                    None
+                ),
+                row(
+                    "s-train",
+                    "train",
+                    "input",
+                    "train",
+                    "sha256:train",
+                    Some("directory"),
+                    Some(big as i64)
+                ),
+                row(
+                    "s-train",
+                    "train",
+                    "output",
+                    "model",
+                    "sha256:model",
+                    Some("file"),
+                    Some(42)
+                ),
+            ]
+        );
+        assert!(store.lineage_for_run("r-none").await.unwrap().is_empty());
+    }
+
+    pub async fn logs_page_by_id(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let r = run("r-aaaaaaaaaaaa", "p", 1, RunStatus::Running);
+        store.create_run(&r).await.unwrap();
+        let a1 = step_run("s-a1", &r.id, "a", 0, 1, StepStatus::Failed);
+        let a2 = step_run("s-a2", &r.id, "a", 0, 2, StepStatus::Running);
+        let b = step_run("s-b", &r.id, "b", 1, 1, StepStatus::Running);
+        for s in [&a1, &a2, &b] {
+            store.upsert_step_run(s).await.unwrap();
+        }
+        let other = run("r-bbbbbbbbbbbb", "p", 2, RunStatus::Running);
+        store.create_run(&other).await.unwrap();
+        store
+            .upsert_step_run(&step_run("s-o", &other.id, "a", 0, 1, StepStatus::Running))
+            .await
+            .unwrap();
+        store
+            .append_logs("s-o", &[chunk("stdout", 1, "other run")])
+            .await
+            .unwrap();
+
+        store
+            .append_logs(
+                "s-a1",
+                &[
+                    chunk("stdout", 1, "a1 line 1\n"),
+                    chunk("stderr", 2, "a1 oops\n"),
+                ],
+            )
+            .await
+            .unwrap();
+        store
+            .append_logs("s-b", &[chunk("stdout", 3, "b says \0hi\n")])
+            .await
+            .unwrap();
+        store
+            .append_logs(
+                "s-a2",
+                &[chunk("gantry", 4, "retrying"), chunk("stdout", 5, "ok")],
+            )
+            .await
+            .unwrap();
+        store.append_logs("s-a2", &[]).await.unwrap();
+
+        let all = store.logs(&r.id, None, 0, 0).await.unwrap();
+        let seen: Vec<_> = all
+            .iter()
+            .map(|l| {
+                (
+                    l.step.as_str(),
+                    l.attempt,
+                    l.stream.as_str(),
+                    l.ts_ms,
+                    l.data.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a", 1, "stdout", 1, "a1 line 1\n"),
+                ("a", 1, "stderr", 2, "a1 oops\n"),
+                ("b", 1, "stdout", 3, "b says \u{FFFD}hi\n"),
+                ("a", 2, "gantry", 4, "retrying"),
+                ("a", 2, "stdout", 5, "ok"),
+            ]
+        );
+        assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+
+        // Paging: two at a time, resuming after the last id seen.
+        let mut paged = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = store.logs(&r.id, None, after, 2).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= 2);
+            after = page.last().unwrap().id;
+            paged.extend(page);
+        }
+        assert_eq!(paged, all);
+
+        let only_a = store.logs(&r.id, Some("a"), 0, 0).await.unwrap();
+        assert_eq!(only_a.len(), 4);
+        assert!(only_a.iter().all(|l| l.step == "a"));
+        let a_after = store.logs(&r.id, Some("a"), only_a[1].id, 1).await.unwrap();
+        assert_eq!(a_after.len(), 1);
+        assert_eq!(a_after[0].data, "retrying");
+        assert!(
+            store
+                .logs(&r.id, Some("zzz"), 0, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let err = store
+            .append_logs("s-missing", &[chunk("stdout", 1, "x")])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+        assert!(err.to_string().contains("s-missing"), "{err}");
+    }
+
+    pub async fn metrics_round_trip(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let r = run("r-aaaaaaaaaaaa", "p", 1, RunStatus::Running);
+        store.create_run(&r).await.unwrap();
+        store
+            .upsert_step_run(&step_run(
+                "s-eval",
+                &r.id,
+                "eval",
+                1,
+                1,
+                StepStatus::Succeeded,
+            ))
+            .await
+            .unwrap();
+        store
+            .upsert_step_run(&step_run(
+                "s-train",
+                &r.id,
+                "train",
+                0,
+                1,
+                StepStatus::Succeeded,
+            ))
+            .await
+            .unwrap();
+        let m = |pairs: &[(&str, f64)]| -> BTreeMap<String, f64> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        store
+            .record_metrics("s-eval", &m(&[("accuracy", 0.5), ("f1", 0.25)]), 1)
+            .await
+            .unwrap();
+        store
+            .record_metrics("s-eval", &m(&[("accuracy", 0.97)]), 2)
+            .await
+            .unwrap();
+        store
+            .record_metrics("s-train", &m(&[("loss", 3.0), ("epochs", 10.0)]), 3)
+            .await
+            .unwrap();
+        store.record_metrics("s-train", &m(&[]), 4).await.unwrap();
+        let rows: Vec<_> = store
+            .metrics_for_run(&r.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.step, m.key, m.value))
+            .collect();
+        let expect = |s: &str, k: &str, v: f64| (s.to_string(), k.to_string(), v);
+        assert_eq!(
+            rows,
+            [
+                expect("train", "epochs", 10.0),
+                expect("train", "loss", 3.0),
+                expect("eval", "accuracy", 0.97),
+                expect("eval", "f1", 0.25),
+            ]
+        );
+        let err = store
+            .record_metrics("s-eval", &m(&[("good", 1.0), ("bad", f64::NAN)]), 5)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("bad"), "{err}");
+        assert_eq!(store.metrics_for_run(&r.id).await.unwrap().len(), 4);
+    }
+
+    /// Two handles (as two processes would hold) write at once while a third follows the
+    /// logs: nothing is lost and the follower never skips a row.
+    pub async fn concurrent_handles_lose_nothing(url: &str) {
+        const WRITES: i64 = 60;
+        let first = Store::connect(url).await.unwrap();
+        let second = Store::connect(url).await.unwrap();
+        let follower = Store::connect(url).await.unwrap();
+        let r = run("r-aaaaaaaaaaaa", "p", 1, RunStatus::Running);
+        first.create_run(&r).await.unwrap();
+        for (id, seq) in [("s-1", 0), ("s-2", 1)] {
+            first
+                .upsert_step_run(&step_run(id, &r.id, id, seq, 1, StepStatus::Running))
+                .await
+                .unwrap();
+        }
+
+        let writer = |store: Store, step_run_id: &'static str| {
+            let run_id = r.id.clone();
+            tokio::spawn(async move {
+                for i in 0..WRITES {
+                    store
+                        .append_logs(
+                            step_run_id,
+                            &[
+                                chunk("stdout", i, &format!("{step_run_id} {i} a")),
+                                chunk("stdout", i, &format!("{step_run_id} {i} b")),
+                            ],
+                        )
+                        .await
+                        .unwrap();
+                    let mut other = run(&new_id("r-"), "p", i, RunStatus::Queued);
+                    other.rerun_of = Some(run_id.clone());
+                    store.create_run(&other).await.unwrap();
+                    store
+                        .record_artifact(&format!("sha256:{i}"), "file", 1, i)
+                        .await
+                        .unwrap();
+                }
+            })
+        };
+        let w1 = writer(first.clone(), "s-1");
+        let w2 = writer(second.clone(), "s-2");
+
+        let expected_logs = 2 * 2 * WRITES as usize;
+        let writers_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let run_id = r.id.clone();
+        let done = writers_done.clone();
+        let follow = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut after = 0;
+            loop {
+                // Read the flag before the page: an empty page after the writers finished
+                // means the follower has caught up with everything committed.
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let page = follower.logs(&run_id, None, after, 7).await.unwrap();
+                match page.last() {
+                    Some(last) => after = last.id,
+                    None if finished => break seen,
+                    None => tokio::task::yield_now().await,
+                }
+                seen.extend(page);
+            }
+        });
+        w1.await.unwrap();
+        w2.await.unwrap();
+        writers_done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let followed = follow.await.unwrap();
+
+        let all = first.logs(&r.id, None, 0, 0).await.unwrap();
+        assert_eq!(all.len(), expected_logs);
+        assert_eq!(followed, all, "the follower skipped or reordered rows");
+        for step_run_id in ["s-1", "s-2"] {
+            // Each append's two chunks are adjacent per writer, in the order written.
+            let lines: Vec<_> = all
+                .iter()
+                .filter(|l| l.data.starts_with(step_run_id))
+                .map(|l| l.data.clone())
+                .collect();
+            let want: Vec<_> = (0..WRITES)
+                .flat_map(|i| {
+                    [
+                        format!("{step_run_id} {i} a"),
+                        format!("{step_run_id} {i} b"),
+                    ]
+                })
+                .collect();
+            assert_eq!(lines, want);
+        }
+        let runs = second.list_runs(&RunFilter::default()).await.unwrap();
+        assert_eq!(runs.len(), 1 + 2 * WRITES as usize);
+        for i in 0..WRITES {
+            assert!(
+                second
+                    .get_artifact(&format!("sha256:{i}"))
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        }
+    }
+
+    pub async fn reopening_keeps_data_and_migrates_once(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let r = run("r-aaaaaaaaaaaa", "p", 1, RunStatus::Queued);
+        store.create_run(&r).await.unwrap();
+        drop(store);
+        for _ in 0..2 {
+            let again = Store::connect(url).await.unwrap();
+            assert_eq!(again.get_run(&r.id).await.unwrap(), r);
+        }
+        // Concurrent first connections to an existing database also agree.
+        let (a, b) = tokio::join!(Store::connect(url), Store::connect(url));
+        a.unwrap();
+        b.unwrap();
+
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(versions, [1]);
+    }
+}
+
+macro_rules! on_every_backend {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let db = crate::support::TestDb::sqlite();
+                    crate::cases::$case(&db.url).await;
+                    db.finish().await;
+                }
+            )+
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(db) = crate::support::TestDb::postgres(stringify!($case)).await else {
+                        return;
+                    };
+                    let backend = gantry_store::Store::connect(&db.url).await.unwrap().backend();
+                    assert_eq!(backend, "postgres");
+                    crate::cases::$case(&db.url).await;
+                    db.finish().await;
+                }
+            )+
+        }
+    };
+}
+
+on_every_backend!(
+    runs_round_trip,
+    run_prefix_lookup,
+    list_runs_filters_and_pages,
+    interrupting_a_run_interrupts_its_live_steps,
+    step_runs_round_trip_in_plan_order,
+    find_cached_returns_latest_real_success,
+    artifacts_and_lineage,
+    logs_page_by_id,
+    metrics_round_trip,
+    concurrent_handles_lose_nothing,
+    reopening_keeps_data_and_migrates_once,
+);
+
+/// What only SQLite has: a file, its journal mode, and the URL forms the CLI accepts.
+mod sqlite_file {
+    use gantry_store::{Store, StoreError};
+    use sqlx::ConnectOptions;
+    use sqlx::sqlite::SqliteConnectOptions;
+    use std::str::FromStr;
+
+    #[tokio::test]
+    async fn creates_the_file_and_its_directory_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/home/gantry.db");
+        let url = format!("sqlite://{}", path.display());
+        let store = Store::connect(&url).await.unwrap();
+        assert_eq!(store.backend(), "sqlite");
+        assert!(path.is_file());
+
+        let mut conn = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn foreign_keys_are_enforced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/g.db", dir.path().display()))
+            .await
+            .unwrap();
+        let err = store
+            .append_logs(
+                "s-nope",
+                &[gantry_store::LogChunk {
+                    stream: "stdout".into(),
+                    ts_ms: 1,
+                    data: "x".into(),
+                }],
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }));
+        let err = store
+            .record_metrics("s-nope", &[("a".to_string(), 1.0)].into(), 1)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("s-nope"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn relative_urls_resolve_against_the_working_directory() {
+        // Relative to the process's cwd: only check that the URL form is accepted and the
+        // same file is reopened, using a unique name removed afterwards.
+        let name = format!("gantry-store-test-{}.db", gantry_store::new_id(""));
+        let url = format!("sqlite://{name}");
+        let store = Store::connect(&url).await.unwrap();
+        drop(store);
+        assert!(std::path::Path::new(&name).is_file());
+        Store::connect(&url).await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{name}{suffix}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn unsupported_urls_say_what_is_accepted() {
+        for url in ["mysql://u@h/db", "sqlite::memory:", "/tmp/gantry.db"] {
+            let err = Store::connect(url).await.unwrap_err();
+            assert!(
+                matches!(err, StoreError::UnsupportedUrl { .. }),
+                "{url}: {err}"
+            );
+            assert!(err.to_string().contains("sqlite:///"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_postgres_fails_with_the_url_and_no_password() {
+        let err = Store::connect("postgres://bob:hunter2@127.0.0.1:1/nothing")
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::Connect { .. }), "{msg}");
+        assert!(msg.contains("127.0.0.1:1"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+}
