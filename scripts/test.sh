@@ -21,4 +21,4 @@ if [ -z "${GANTRY_TEST_POSTGRES_URL:-}" ]; then
   export GANTRY_TEST_POSTGRES_URL="postgres:///postgres?host=/var/run/postgresql&user=root"
 fi
 
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

@@ -57,7 +57,7 @@ impl Capacity {
 }
 
 pub(crate) fn fmt_cpu(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{}", millis / 1000)
     } else {
         format!("{}m", millis)
@@ -120,6 +120,7 @@ impl Admission {
         self.running = self.running.saturating_sub(1);
     }
 
+    #[cfg(test)]
     pub(crate) fn running(&self) -> usize {
         self.running
     }

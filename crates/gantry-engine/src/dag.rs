@@ -42,6 +42,7 @@ impl Dag {
         self.states[i] = s;
     }
 
+    #[cfg(test)]
     pub(crate) fn state(&self, i: usize) -> &NodeState {
         &self.states[i]
     }

@@ -6,7 +6,9 @@ use thiserror::Error;
 pub enum EngineError {
     #[error("{0}")]
     Spec(#[from] gantry_spec::SpecError),
-    #[error("step {step}: {reason}; lower its `resources` or raise the capacity (--cpus / --memory)")]
+    #[error(
+        "step {step}: {reason}; lower its `resources` or raise the capacity (--cpus / --memory)"
+    )]
     Capacity { step: String, reason: String },
     #[error("step {step}: image {reference}: {source}")]
     Image {

@@ -4,7 +4,9 @@ use crate::events::Event;
 use crate::retry::backoff;
 use crate::{EngineError, Inner, now_ms};
 use gantry_image::ImageInfo;
-use gantry_runtime::{BindMount, LogLine, LogStream, Runtime, StepOutcome, StepRequest, Termination};
+use gantry_runtime::{
+    BindMount, LogLine, LogStream, Runtime, StepOutcome, StepRequest, Termination,
+};
 use gantry_spec::{CacheKeyMaterial, InputSource, ParamValue, PlannedStep};
 use gantry_store::{Direction, LogChunk, StepRunRecord, StepStatus, Store, new_id};
 use std::collections::BTreeMap;
@@ -88,7 +90,9 @@ pub(crate) async fn execute_step<R: Runtime>(inner: Arc<Inner<R>>, ctx: StepCtx)
         match cache_hit(&inner, &prepared.cache_key, &ctx.step.outputs).await {
             Ok(Some(hit)) => return record_cache_hit(&inner, &ctx, rec, hit, &prepared).await,
             Ok(None) => {}
-            Err(e) => tracing::warn!(step = %ctx.step.name, "cache lookup failed, running the step: {e}"),
+            Err(e) => {
+                tracing::warn!(step = %ctx.step.name, "cache lookup failed, running the step: {e}")
+            }
         }
     }
 
@@ -148,7 +152,10 @@ struct Prepared {
     cache_key: String,
 }
 
-async fn prepare<R: Runtime>(inner: &Arc<Inner<R>>, ctx: &StepCtx) -> Result<Prepared, EngineError> {
+async fn prepare<R: Runtime>(
+    inner: &Arc<Inner<R>>,
+    ctx: &StepCtx,
+) -> Result<Prepared, EngineError> {
     let step = &ctx.step;
     let err = |message: String| EngineError::Step {
         step: step.name.clone(),
@@ -159,7 +166,9 @@ async fn prepare<R: Runtime>(inner: &Arc<Inner<R>>, ctx: &StepCtx) -> Result<Pre
         match src {
             InputSource::Step { step: from, output } => {
                 if !inputs.contains_key(name) {
-                    return Err(err(format!("input {name}: {from}.{output} produced no artifact")));
+                    return Err(err(format!(
+                        "input {name}: {from}.{output} produced no artifact"
+                    )));
                 }
             }
             InputSource::Path(path) => {
@@ -184,13 +193,18 @@ async fn prepare<R: Runtime>(inner: &Arc<Inner<R>>, ctx: &StepCtx) -> Result<Pre
 
     let cfg = &ctx.image.config;
     let argv = if step.command.is_empty() {
-        cfg.entrypoint.iter().chain(cfg.cmd.iter()).cloned().collect()
+        cfg.entrypoint
+            .iter()
+            .chain(cfg.cmd.iter())
+            .cloned()
+            .collect()
     } else {
         step.command.clone()
     };
     if argv.is_empty() {
         return Err(err(
-            "no `command` and the image has no entrypoint or cmd; add `command:` to the step".into(),
+            "no `command` and the image has no entrypoint or cmd; add `command:` to the step"
+                .into(),
         ));
     }
 
@@ -468,7 +482,9 @@ async fn prepare_step_dir<R: Runtime>(
     let inputs_dir = dir.join("inputs");
     let outputs_dir = dir.join("outputs");
     for d in [dir, &inputs_dir, &outputs_dir] {
-        tokio::fs::create_dir_all(d).await.map_err(|e| e.to_string())?;
+        tokio::fs::create_dir_all(d)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let params = serde_json::to_vec_pretty(ctx.params.as_ref()).map_err(|e| e.to_string())?;
     tokio::fs::write(dir.join("params.json"), params)
@@ -542,7 +558,7 @@ pub(crate) fn classify(o: &StepOutcome, timeout: Option<Duration>) -> (StepStatu
 
 fn humanize(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
     } else {
         format!("{}s", ms / 1000)
@@ -668,7 +684,10 @@ async fn flush_logs(store: &Store, step_run_id: &str, batch: &mut Vec<LogChunk>)
         return;
     }
     if let Err(e) = store.append_logs(step_run_id, batch).await {
-        tracing::warn!("could not store {} log lines of {step_run_id}: {e}", batch.len());
+        tracing::warn!(
+            "could not store {} log lines of {step_run_id}: {e}",
+            batch.len()
+        );
     }
     batch.clear();
 }
@@ -683,7 +702,10 @@ async fn finish_failed<R: Runtime>(
     rec.reason = Some(message.clone());
     rec.finished_at_ms = Some(now_ms());
     if let Err(e) = inner.store.upsert_step_run(rec).await {
-        tracing::error!("could not record the failure of step {}: {e}", ctx.step.name);
+        tracing::error!(
+            "could not record the failure of step {}: {e}",
+            ctx.step.name
+        );
     }
     let chunk = LogChunk {
         stream: "gantry".into(),
@@ -751,8 +773,11 @@ mod tests {
     fn metrics_are_flattened_numbers_and_symlinks_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("metrics.json");
-        std::fs::write(&p, r#"{"accuracy": 0.97, "loss": {"train": 0.1}, "note": "x", "ok": true}"#)
-            .unwrap();
+        std::fs::write(
+            &p,
+            r#"{"accuracy": 0.97, "loss": {"train": 0.1}, "note": "x", "ok": true}"#,
+        )
+        .unwrap();
         let m = read_metrics(&p).unwrap();
         assert_eq!(m.len(), 3);
         assert_eq!(m["accuracy"], 0.97);
@@ -764,6 +789,10 @@ mod tests {
         assert!(read_metrics(&link).unwrap_err().contains("regular file"));
         std::fs::write(&p, "[1,2]").unwrap();
         assert!(read_metrics(&p).is_err());
-        assert!(read_metrics(&dir.path().join("none.json")).unwrap().is_empty());
+        assert!(
+            read_metrics(&dir.path().join("none.json"))
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -5,8 +5,8 @@ use crate::owner::Owner;
 use crate::{Engine, EngineError, now_ms};
 use gantry_runtime::Runtime;
 use gantry_store::{RunStatus, Store};
-use std::path::Path;
 use serde::Serialize;
+use std::path::Path;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Reconciled {

@@ -124,7 +124,12 @@ impl<R: Runtime> Engine<R> {
         let deps: Vec<Vec<usize>> = plan
             .steps
             .iter()
-            .map(|s| s.deps.iter().filter_map(|d| index.get(d.as_str()).copied()).collect())
+            .map(|s| {
+                s.deps
+                    .iter()
+                    .filter_map(|d| index.get(d.as_str()).copied())
+                    .collect()
+            })
             .collect();
         let mut dag = Dag::new(plan.steps.iter().map(|s| s.name.clone()).collect(), deps);
         let mut admission = Admission::new(inner.cfg.capacity);

@@ -31,7 +31,17 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             limit,
             offset,
             output,
-        } => runs(&Home::from_global(g)?, pipeline, status, limit, offset, output).await,
+        } => {
+            runs(
+                &Home::from_global(g)?,
+                pipeline,
+                status,
+                limit,
+                offset,
+                output,
+            )
+            .await
+        }
         Command::Show { run, output } => show(&Home::from_global(g)?, &run, output).await,
         Command::Logs { run, step, follow } => {
             logs(&Home::from_global(g)?, &run, step.as_deref(), follow).await
@@ -95,7 +105,11 @@ fn validate(file: &Path, params: &[String], output: Output) -> anyhow::Result<u8
     Ok(exit::OK)
 }
 
-async fn open_engine(home: &Home, runtime: &str, exec: &ExecArgs) -> anyhow::Result<Engine<OciRuntime>> {
+async fn open_engine(
+    home: &Home,
+    runtime: &str,
+    exec: &ExecArgs,
+) -> anyhow::Result<Engine<OciRuntime>> {
     let cpus = exec
         .cpus
         .as_deref()
@@ -132,7 +146,9 @@ async fn open_engine(home: &Home, runtime: &str, exec: &ExecArgs) -> anyhow::Res
         .await?;
     let rec = engine.reconcile().await?;
     for id in &rec.interrupted_runs {
-        eprintln!("note: run {id} was interrupted (its gantry process is gone); marked interrupted");
+        eprintln!(
+            "note: run {id} was interrupted (its gantry process is gone); marked interrupted"
+        );
     }
     Ok(engine)
 }
@@ -157,7 +173,11 @@ async fn rerun(home: &Home, runtime: &str, run_id: &str, exec: ExecArgs) -> anyh
     execute(&engine, req, exec.output).await
 }
 
-async fn execute(engine: &Engine<OciRuntime>, req: RunRequest, output: Output) -> anyhow::Result<u8> {
+async fn execute(
+    engine: &Engine<OciRuntime>,
+    req: RunRequest,
+    output: Output,
+) -> anyhow::Result<u8> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let mode = progress::Mode::pick(output == Output::Json);
     let renderer = tokio::spawn(progress::render(mode, rx));
@@ -224,7 +244,9 @@ async fn store_for_reading(home: &Home) -> anyhow::Result<Store> {
     let store = home.store().await?;
     let interrupted = gantry_engine::interrupt_orphaned_runs(&store, &home.work_dir()).await?;
     for id in interrupted {
-        eprintln!("note: run {id} was interrupted (its gantry process is gone); marked interrupted");
+        eprintln!(
+            "note: run {id} was interrupted (its gantry process is gone); marked interrupted"
+        );
     }
     Ok(store)
 }
@@ -259,7 +281,10 @@ async fn runs(
     let mut rows = Vec::new();
     for r in &list {
         let steps = store.list_step_runs(&r.id).await?;
-        let hits = steps.iter().filter(|s| s.status == StepStatus::Cached).count();
+        let hits = steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Cached)
+            .count();
         rows.push((r, hits));
     }
     if output == Output::Json {
@@ -278,7 +303,14 @@ async fn runs(
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(exit::OK);
     }
-    let mut t = table(&["ID", "PIPELINE", "STATUS", "STARTED", "DURATION", "CACHE HITS"]);
+    let mut t = table(&[
+        "ID",
+        "PIPELINE",
+        "STATUS",
+        "STARTED",
+        "DURATION",
+        "CACHE HITS",
+    ]);
     for (r, hits) in rows {
         t.add_row(vec![
             r.id.clone(),
@@ -354,8 +386,8 @@ async fn show(home: &Home, run_id: &str, output: Output) -> anyhow::Result<u8> {
     println!("params    {}", run.params_json);
     println!();
     let mut t = table(&[
-        "STEP", "ATTEMPT", "STATUS", "EXIT", "REASON", "DURATION", "CPU REQ", "CPU USED", "MEM REQ",
-        "MEM PEAK",
+        "STEP", "ATTEMPT", "STATUS", "EXIT", "REASON", "DURATION", "CPU REQ", "CPU USED",
+        "MEM REQ", "MEM PEAK",
     ]);
     for s in &steps {
         t.add_row(vec![
@@ -492,7 +524,10 @@ async fn artifact_get(home: &Home, digest: &str, out: &Path) -> anyhow::Result<u
     };
     let store = home.artifacts()?;
     if store.stat(&digest).await?.is_none() {
-        return Err(coded(exit::NOT_FOUND, format!("artifact {digest} not found")));
+        return Err(coded(
+            exit::NOT_FOUND,
+            format!("artifact {digest} not found"),
+        ));
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let path = store.export(&digest, out).await?;
@@ -524,7 +559,12 @@ fn images(home: &Home, output: Output) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-fn image_import(home: &Home, path: &Path, name: Option<&str>, output: Output) -> anyhow::Result<u8> {
+fn image_import(
+    home: &Home,
+    path: &Path,
+    name: Option<&str>,
+    output: Output,
+) -> anyhow::Result<u8> {
     let info = home.images()?.import(path, name)?;
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&info)?);

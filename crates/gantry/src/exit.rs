@@ -38,6 +38,24 @@ pub fn coded(code: u8, message: impl Into<String>) -> anyhow::Error {
 }
 
 pub fn code_for(err: &anyhow::Error) -> u8 {
+    use gantry_artifacts::ArtifactError;
+    use gantry_engine::EngineError;
+    use gantry_image::ImageError;
+    use gantry_store::StoreError;
+    fn store(e: &StoreError) -> u8 {
+        match e {
+            StoreError::NotFound { .. } => NOT_FOUND,
+            StoreError::Ambiguous { .. } | StoreError::UnsupportedUrl { .. } => USAGE,
+            _ => INTERNAL,
+        }
+    }
+    fn image(e: &ImageError) -> u8 {
+        match e {
+            ImageError::NotFound(_) => NOT_FOUND,
+            ImageError::Io { .. } => INTERNAL,
+            _ => USAGE,
+        }
+    }
     for cause in err.chain() {
         if let Some(c) = cause.downcast_ref::<Coded>() {
             return c.code;
@@ -45,52 +63,45 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<gantry_spec::SpecError>().is_some() {
             return USAGE;
         }
-        if let Some(e) = cause.downcast_ref::<gantry_engine::EngineError>() {
-            use gantry_engine::EngineError as E;
+        if let Some(e) = cause.downcast_ref::<EngineError>() {
             return match e {
-                E::Spec(_) | E::Capacity { .. } | E::Builtin { .. } => USAGE,
-                E::Image { source, .. } if is_not_found(&source.to_string()) => NOT_FOUND,
-                E::Runtime(_) => ENVIRONMENT,
-                E::Store(s) if is_not_found(&s.to_string()) => NOT_FOUND,
+                EngineError::Spec(_)
+                | EngineError::Capacity { .. }
+                | EngineError::Builtin { .. } => USAGE,
+                EngineError::Image { source, .. } => image(source),
+                EngineError::Store(s) => store(s),
+                EngineError::Runtime(_) => ENVIRONMENT,
                 _ => INTERNAL,
             };
         }
-        if cause.downcast_ref::<gantry_runtime::RuntimeError>().is_some() {
+        if cause
+            .downcast_ref::<gantry_runtime::RuntimeError>()
+            .is_some()
+        {
             return ENVIRONMENT;
         }
-        if let Some(e) = cause.downcast_ref::<gantry_store::StoreError>() {
-            return if is_not_found(&e.to_string()) {
-                NOT_FOUND
-            } else {
-                INTERNAL
-            };
+        if let Some(e) = cause.downcast_ref::<StoreError>() {
+            return store(e);
         }
-        if let Some(e) = cause.downcast_ref::<gantry_image::ImageError>() {
-            return if is_not_found(&e.to_string()) {
-                NOT_FOUND
-            } else {
-                USAGE
-            };
+        if let Some(e) = cause.downcast_ref::<ImageError>() {
+            return image(e);
         }
-        if let Some(e) = cause.downcast_ref::<gantry_artifacts::ArtifactError>() {
-            return if is_not_found(&e.to_string()) {
-                NOT_FOUND
-            } else {
-                INTERNAL
+        if let Some(e) = cause.downcast_ref::<ArtifactError>() {
+            return match e {
+                ArtifactError::NotFound { .. } => NOT_FOUND,
+                _ => INTERNAL,
             };
         }
     }
     INTERNAL
 }
 
-fn is_not_found(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("not found") || m.contains("no such") || m.contains("does not exist")
-}
-
 /// Spec errors already carry file:line:col blocks; everything else gets "error: ".
 pub fn render_error(err: &anyhow::Error) -> String {
-    if let Some(spec) = err.chain().find_map(|c| c.downcast_ref::<gantry_spec::SpecError>()) {
+    if let Some(spec) = err
+        .chain()
+        .find_map(|c| c.downcast_ref::<gantry_spec::SpecError>())
+    {
         return spec.to_string();
     }
     let mut out = format!("error: {err}");

@@ -34,10 +34,9 @@ impl Home {
         let root = root
             .canonicalize()
             .with_context(|| format!("resolving GANTRY_HOME {}", root.display()))?;
-        let db_url = g
-            .db
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", root.join("gantry.db").display()));
+        let db_url =
+            g.db.clone()
+                .unwrap_or_else(|| format!("sqlite://{}", root.join("gantry.db").display()));
         Ok(Home { root, db_url })
     }
 

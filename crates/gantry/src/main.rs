@@ -38,7 +38,8 @@ fn init_tracing(g: &cli::Global) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match g.log_format {
         cli::LogFormat::Json => builder.json().init(),
         cli::LogFormat::Text => builder.without_time().init(),

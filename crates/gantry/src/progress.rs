@@ -75,7 +75,12 @@ fn plain_line(e: &Event) -> Option<String> {
     })
 }
 
-fn finished_text(step: &str, status: StepStatus, reason: Option<&str>, wall: Option<i64>) -> String {
+fn finished_text(
+    step: &str,
+    status: StepStatus,
+    reason: Option<&str>,
+    wall: Option<i64>,
+) -> String {
     let mut s = format!("[{step}] {}", status.as_str());
     if let Some(w) = wall.filter(|_| status != StepStatus::Cached) {
         s.push_str(&format!(" in {}", crate::render::duration_ms(w)));

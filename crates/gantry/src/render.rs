@@ -4,7 +4,7 @@ use comfy_table::{Table, presets};
 
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(presets::NOTHING);
+    t.load_style(presets::NOTHING);
     t.set_header(header.to_vec());
     t
 }
@@ -66,6 +66,9 @@ mod tests {
         assert_eq!(bytes(3 << 20), "3.0MiB");
         assert_eq!(cpu_millis(500), "500m");
         assert_eq!(cpu_millis(2000), "2");
-        assert_eq!(short_digest("sha256:0123456789abcdef"), "sha256:0123456789ab");
+        assert_eq!(
+            short_digest("sha256:0123456789abcdef"),
+            "sha256:0123456789ab"
+        );
     }
 }

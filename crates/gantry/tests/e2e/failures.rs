@@ -23,8 +23,13 @@ steps:
     assert_eq!(step(&s, "hog")["status"], "failed");
     assert_eq!(step(&s, "hog")["reason"], "oom-killed", "{s:#}");
     let show = g.show(s["run_id"].as_str().unwrap());
-    let peak = step(&show, "hog")["usage"]["peak_memory_bytes"].as_i64().unwrap();
-    assert!(peak >= 16 << 20, "peak {peak} should be near the 32Mi limit");
+    let peak = step(&show, "hog")["usage"]["peak_memory_bytes"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        peak >= 16 << 20,
+        "peak {peak} should be near the 32Mi limit"
+    );
 }
 
 #[test]
@@ -98,7 +103,10 @@ steps:
     assert_eq!(tries[0]["status"], "failed");
     assert_eq!(tries[2]["status"], "succeeded");
     let logs = g.ok(&["logs", s["run_id"].as_str().unwrap(), "flaky"]);
-    assert!(logs.contains("attempt 1") && logs.contains("attempt 3"), "{logs}");
+    assert!(
+        logs.contains("attempt 1") && logs.contains("attempt 3"),
+        "{logs}"
+    );
 }
 
 #[test]
@@ -140,7 +148,12 @@ steps:
     assert_eq!(step(&s, "grandchild")["status"], "skipped");
     assert_eq!(step(&s, "independent")["status"], "succeeded");
     assert_eq!(step(&s, "forgetful")["status"], "failed");
-    assert!(step(&s, "forgetful")["reason"].as_str().unwrap().contains("missing output promised"));
+    assert!(
+        step(&s, "forgetful")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("missing output promised")
+    );
     let logs = g.ok(&["logs", s["run_id"].as_str().unwrap(), "broken"]);
     assert!(logs.contains("boom"));
 }
@@ -172,7 +185,12 @@ steps:
     )
     .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(g.runc_containers().is_empty());
     let runs = g.json(&["runs"]);
     assert_eq!(runs[0]["status"], "cancelled");

@@ -5,7 +5,10 @@ use std::path::Path;
 
 fn hello(g: &Gantry) -> std::path::PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello/pipeline.yaml");
-    g.write("hello/pipeline.yaml", &std::fs::read_to_string(src).unwrap())
+    g.write(
+        "hello/pipeline.yaml",
+        &std::fs::read_to_string(src).unwrap(),
+    )
 }
 
 #[test]
@@ -22,17 +25,38 @@ fn a_pipeline_runs_is_recorded_and_a_second_identical_run_is_fully_cached() {
     let run = first["run_id"].as_str().unwrap().to_string();
 
     // Outputs flow between steps: upper saw produce's lines.
-    let upper = step(&first, "upper")["outputs"]["upper"].as_str().unwrap().to_string();
+    let upper = step(&first, "upper")["outputs"]["upper"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let out = tempfile::tempdir().unwrap();
-    let path = g.ok(&["artifact", "get", &upper, "--out", out.path().to_str().unwrap()]);
+    let path = g.ok(&[
+        "artifact",
+        "get",
+        &upper,
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
     let content = std::fs::read_to_string(path.trim()).unwrap();
     assert_eq!(content, "HI 1\nHI 2\nHI 3\n");
 
     // The report output is a directory tree.
-    let report = step(&first, "report")["outputs"]["report"].as_str().unwrap().to_string();
-    let path = g.ok(&["artifact", "get", &report, "--out", out.path().to_str().unwrap()]);
+    let report = step(&first, "report")["outputs"]["report"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = g.ok(&[
+        "artifact",
+        "get",
+        &report,
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
     let dir = Path::new(path.trim());
-    assert_eq!(std::fs::read_to_string(dir.join("count")).unwrap().trim(), "3");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("count")).unwrap().trim(),
+        "3"
+    );
 
     // show: steps, exit codes, usage, metrics, artifacts.
     let show = g.show(&run);
@@ -45,12 +69,19 @@ fn a_pipeline_runs_is_recorded_and_a_second_identical_run_is_fully_cached() {
     assert!(count["usage"]["peak_memory_bytes"].as_i64().unwrap() > 0);
     assert!(count["usage"]["wall_ms"].as_i64().is_some());
     let artifacts = show["artifacts"].as_array().unwrap();
-    assert!(artifacts.iter().any(|a| a["step"] == "upper" && a["direction"] == "input"));
+    assert!(
+        artifacts
+            .iter()
+            .any(|a| a["step"] == "upper" && a["direction"] == "input")
+    );
     assert!(artifacts.iter().any(|a| a["digest"] == upper.as_str()));
 
     // The table forms work too.
     let table = g.ok(&["show", &run]);
-    assert!(table.contains("MEM PEAK") && table.contains("report"), "{table}");
+    assert!(
+        table.contains("MEM PEAK") && table.contains("report"),
+        "{table}"
+    );
     let runs = g.ok(&["runs"]);
     assert!(runs.contains(&run) && runs.contains("succeeded"), "{runs}");
 
@@ -81,7 +112,11 @@ fn a_pipeline_runs_is_recorded_and_a_second_identical_run_is_fully_cached() {
 
     // rerun reproduces the first run: same params and image digests.
     let out = g.run(&["rerun", &run, "--output", "json", "--no-cache"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rerun: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rerun_show = g.show(rerun["run_id"].as_str().unwrap());
     assert_eq!(rerun_show["rerun_of"], run.as_str());
@@ -112,16 +147,28 @@ steps:
     let overlap = |v: &serde_json::Value| {
         let a = step(v, "a");
         let b = step(v, "b");
-        let (a0, a1) = (a["started_at_ms"].as_i64().unwrap(), a["finished_at_ms"].as_i64().unwrap());
-        let (b0, b1) = (b["started_at_ms"].as_i64().unwrap(), b["finished_at_ms"].as_i64().unwrap());
+        let (a0, a1) = (
+            a["started_at_ms"].as_i64().unwrap(),
+            a["finished_at_ms"].as_i64().unwrap(),
+        );
+        let (b0, b1) = (
+            b["started_at_ms"].as_i64().unwrap(),
+            b["finished_at_ms"].as_i64().unwrap(),
+        );
         a0 < b1 && b0 < a1
     };
     let (code, s, _) = g.run_pipeline(&file, &["--cpus", "2", "--no-cache"]);
     assert_eq!(code, 0);
-    assert!(overlap(&g.show(s["run_id"].as_str().unwrap())), "2 CPUs: both run at once");
+    assert!(
+        overlap(&g.show(s["run_id"].as_str().unwrap())),
+        "2 CPUs: both run at once"
+    );
     let (code, s, _) = g.run_pipeline(&file, &["--cpus", "1", "--no-cache"]);
     assert_eq!(code, 0);
-    assert!(!overlap(&g.show(s["run_id"].as_str().unwrap())), "1 CPU: one after the other");
+    assert!(
+        !overlap(&g.show(s["run_id"].as_str().unwrap())),
+        "1 CPU: one after the other"
+    );
 
     // A step larger than the machine is refused before anything runs.
     let out = g.run(&["run", file.to_str().unwrap(), "--cpus", "500m"]);
@@ -147,14 +194,23 @@ steps:
     );
     let (code, first, _) = g.run_pipeline(&file, &[]);
     assert_eq!(code, 0, "{first:#}");
-    let digest = step(&first, "read")["outputs"]["copy"].as_str().unwrap().to_string();
+    let digest = step(&first, "read")["outputs"]["copy"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Changing the file changes the input digest, so the cache misses...
     std::fs::write(&data, "a,b\n3,4\n").unwrap();
     let (_, second, _) = g.run_pipeline(&file, &[]);
     assert_eq!(second["cache_hits"], 0);
     assert_ne!(step(&second, "read")["outputs"]["copy"], digest.as_str());
     // ...but a rerun of the first run uses the data it used.
-    let out = g.run(&["rerun", first["run_id"].as_str().unwrap(), "--output", "json", "--no-cache"]);
+    let out = g.run(&[
+        "rerun",
+        first["run_id"].as_str().unwrap(),
+        "--output",
+        "json",
+        "--no-cache",
+    ]);
     let rerun: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(step(&rerun, "read")["outputs"]["copy"], digest.as_str());
 }

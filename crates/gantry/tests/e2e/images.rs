@@ -13,7 +13,9 @@ fn images_are_listed_by_name_and_digest_and_a_malicious_tar_changes_nothing() {
     // A step may name the image by digest.
     let file = g.write(
         "bydigest.yaml",
-        &format!("name: d\nsteps:\n  - name: a\n    image: \"{digest}\"\n    command: [\"true\"]\n"),
+        &format!(
+            "name: d\nsteps:\n  - name: a\n    image: \"{digest}\"\n    command: [\"true\"]\n"
+        ),
     );
     let (code, _, _) = g.run_pipeline(&file, &[]);
     assert_eq!(code, 0);
@@ -33,12 +35,22 @@ fn images_are_listed_by_name_and_digest_and_a_malicious_tar_changes_nothing() {
         b.append(&h, &b"evil"[..]).unwrap();
         b.finish().unwrap();
     }
-    let before = std::fs::read_dir(g.home.path().join("images/blobs/sha256")).unwrap().count();
-    let out = g.run(&["image", "import", evil.to_str().unwrap(), "--name", "evil:1"]);
+    let before = std::fs::read_dir(g.home.path().join("images/blobs/sha256"))
+        .unwrap()
+        .count();
+    let out = g.run(&[
+        "image",
+        "import",
+        evil.to_str().unwrap(),
+        "--name",
+        "evil:1",
+    ]);
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("escape"), "{err}");
-    let after = std::fs::read_dir(g.home.path().join("images/blobs/sha256")).unwrap().count();
+    let after = std::fs::read_dir(g.home.path().join("images/blobs/sha256"))
+        .unwrap()
+        .count();
     assert_eq!(before, after);
     assert_eq!(g.json(&["images"]).as_array().unwrap().len(), 1);
     assert!(!g.dir.path().join("escape.txt").exists());

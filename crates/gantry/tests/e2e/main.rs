@@ -1,6 +1,8 @@
 //! End-to-end stories: the real `gantry` binary, real runc containers on a busybox
 //! rootfs, SQLite and the local artifact store in a temporary GANTRY_HOME.
 
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup step should panic loudly
+
 mod support;
 
 mod crash;

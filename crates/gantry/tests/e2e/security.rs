@@ -35,22 +35,38 @@ steps:
     assert_eq!(code, 0, "{s:#}\n{stderr}");
     let out = tempfile::tempdir().unwrap();
     let get = |digest: &str| {
-        let p = g.ok(&["artifact", "get", digest, "--out", out.path().to_str().unwrap()]);
+        let p = g.ok(&[
+            "artifact",
+            "get",
+            digest,
+            "--out",
+            out.path().to_str().unwrap(),
+        ]);
         std::fs::read_to_string(p.trim()).unwrap()
     };
     let facts = get(step(&s, "probe")["outputs"]["facts"].as_str().unwrap());
     assert!(facts.contains("uid=65534 gid=65534"), "{facts}");
     for cap in ["CapEff", "CapPrm", "CapBnd"] {
-        assert!(facts.contains(&format!("{cap}:\t0000000000000000")), "{cap}: {facts}");
+        assert!(
+            facts.contains(&format!("{cap}:\t0000000000000000")),
+            "{cap}: {facts}"
+        );
     }
     assert!(facts.contains("NoNewPrivs:\t1"), "{facts}");
     assert!(facts.contains("Seccomp:\t2"), "{facts}");
     assert!(facts.contains("rootfs=read-only"), "{facts}");
     assert!(facts.contains("tmp=writable"), "{facts}");
-    assert!(facts.contains("ifaces=lo \n") || facts.contains("ifaces=lo\n"), "{facts}");
+    assert!(
+        facts.contains("ifaces=lo \n") || facts.contains("ifaces=lo\n"),
+        "{facts}"
+    );
     assert!(facts.contains("inputs=protected"), "{facts}");
     let online = get(step(&s, "online")["outputs"]["ifaces"].as_str().unwrap());
-    assert_ne!(online.trim(), "lo", "network: true shares the host's interfaces");
+    assert_ne!(
+        online.trim(),
+        "lo",
+        "network: true shares the host's interfaces"
+    );
 }
 
 #[test]
@@ -80,7 +96,12 @@ steps:
     assert_eq!(step(&s, "link-in-dir")["status"], "failed");
     assert_eq!(step(&s, "link-metrics")["status"], "succeeded");
     let show = g.show(s["run_id"].as_str().unwrap());
-    assert!(step(&show, "link-metrics")["metrics"].as_object().unwrap().is_empty());
+    assert!(
+        step(&show, "link-metrics")["metrics"]
+            .as_object()
+            .unwrap()
+            .is_empty()
+    );
     let logs = g.ok(&["logs", s["run_id"].as_str().unwrap(), "link-metrics"]);
     assert!(logs.contains("ignored /gantry/metrics.json"), "{logs}");
 }

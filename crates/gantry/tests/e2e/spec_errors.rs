@@ -6,11 +6,36 @@ use crate::support::Gantry;
 fn spec_errors_name_file_line_and_column_and_exit_2() {
     let g = Gantry::empty();
     let cases = [
-        ("unknown-key.yaml", "name: x\nsteps:\n  - name: a\n    image: busybox:1\n    comand: [true]\n", ":5:5", "comand"),
-        ("cycle.yaml", "name: x\nsteps:\n  - name: a\n    image: busybox:1\n    after: [b]\n  - name: b\n    image: busybox:1\n    after: [a]\n", "", "cycle"),
-        ("dangling.yaml", "name: x\nsteps:\n  - name: a\n    image: busybox:1\n    inputs: { d: nowhere.out }\n", ":5:", "nowhere"),
-        ("dup.yaml", "name: x\nsteps:\n  - name: a\n    image: busybox:1\n  - name: a\n    image: busybox:1\n", ":5:", "duplicate"),
-        ("quantity.yaml", "name: x\nsteps:\n  - name: a\n    image: busybox:1\n    resources: { memory: 2Gx }\n", ":5:", "2Gx"),
+        (
+            "unknown-key.yaml",
+            "name: x\nsteps:\n  - name: a\n    image: busybox:1\n    comand: [true]\n",
+            ":5:5",
+            "comand",
+        ),
+        (
+            "cycle.yaml",
+            "name: x\nsteps:\n  - name: a\n    image: busybox:1\n    after: [b]\n  - name: b\n    image: busybox:1\n    after: [a]\n",
+            "",
+            "cycle",
+        ),
+        (
+            "dangling.yaml",
+            "name: x\nsteps:\n  - name: a\n    image: busybox:1\n    inputs: { d: nowhere.out }\n",
+            ":5:",
+            "nowhere",
+        ),
+        (
+            "dup.yaml",
+            "name: x\nsteps:\n  - name: a\n    image: busybox:1\n  - name: a\n    image: busybox:1\n",
+            ":5:",
+            "duplicate",
+        ),
+        (
+            "quantity.yaml",
+            "name: x\nsteps:\n  - name: a\n    image: busybox:1\n    resources: { memory: 2Gx }\n",
+            ":5:",
+            "2Gx",
+        ),
     ];
     for (name, text, loc, word) in cases {
         let file = g.write(name, text);
@@ -18,11 +43,20 @@ fn spec_errors_name_file_line_and_column_and_exit_2() {
             let out = g.run(&[cmd, file.to_str().unwrap()]);
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{cmd} {name}: {err}");
-            assert!(err.contains(&format!("{name}{loc}")), "{name}: expected location {loc} in:\n{err}");
-            assert!(err.to_lowercase().contains(word), "{name}: expected '{word}' in:\n{err}");
+            assert!(
+                err.contains(&format!("{name}{loc}")),
+                "{name}: expected location {loc} in:\n{err}"
+            );
+            assert!(
+                err.to_lowercase().contains(&word.to_lowercase()),
+                "{name}: expected '{word}' in:\n{err}"
+            );
         }
     }
-    assert!(g.json(&["runs"]).as_array().unwrap().is_empty(), "no run was started");
+    assert!(
+        g.json(&["runs"]).as_array().unwrap().is_empty(),
+        "no run was started"
+    );
 }
 
 #[test]
@@ -48,8 +82,16 @@ fn unknown_runs_and_images_exit_3() {
     let g = Gantry::new();
     assert_eq!(g.run(&["show", "r-doesnotexist"]).status.code(), Some(3));
     assert_eq!(g.run(&["logs", "r-doesnotexist"]).status.code(), Some(3));
-    let file = g.write("missing.yaml", "name: x\nsteps:\n  - name: a\n    image: nothere:1\n");
+    let file = g.write(
+        "missing.yaml",
+        "name: x\nsteps:\n  - name: a\n    image: nothere:1\n",
+    );
     let out = g.run(&["run", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothere"));
 }

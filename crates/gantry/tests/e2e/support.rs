@@ -16,7 +16,8 @@ fn busybox_tar() -> &'static Path {
             Path::new("/bin/busybox").exists(),
             "these tests need /bin/busybox: apt-get install busybox-static (scripts/test.sh does)"
         );
-        let out = std::env::temp_dir().join(format!("gantry-e2e-busybox-{}.tar", std::process::id()));
+        let out =
+            std::env::temp_dir().join(format!("gantry-e2e-busybox-{}.tar", std::process::id()));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-rootfs.sh");
         let status = Command::new("bash").arg(script).arg(&out).status().unwrap();
         assert!(status.success(), "building the busybox rootfs failed");
@@ -33,7 +34,13 @@ impl Gantry {
     /// A fresh home with `busybox:1` imported.
     pub fn new() -> Gantry {
         let g = Gantry::empty();
-        g.ok(&["image", "import", busybox_tar().to_str().unwrap(), "--name", "busybox:1"]);
+        g.ok(&[
+            "image",
+            "import",
+            busybox_tar().to_str().unwrap(),
+            "--name",
+            "busybox:1",
+        ]);
         g
     }
 
@@ -135,8 +142,7 @@ pub fn step<'a>(summary_or_show: &'a Value, name: &str) -> &'a Value {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|s| s["step"] == name)
-        .last()
+        .rfind(|s| s["step"] == name)
         .unwrap_or_else(|| panic!("no step {name} in {summary_or_show:#}"))
 }
 
@@ -150,10 +156,18 @@ pub fn attempts<'a>(show: &'a Value, name: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    assert!(eventually(f), "timed out waiting for {what}");
+}
+
+/// Polls `f` for up to 60 s; says whether it became true.
+pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !f() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    true
 }
