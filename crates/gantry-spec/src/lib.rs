@@ -7,16 +7,22 @@
 //! ```text
 //! parse/load ──> Pipeline ──resolve_params──> params ──plan──> Plan (topological)
 //! ```
+//!
+//! `plan` is also where a `matrix:` step becomes one planned step per combination
+//! (consumers of its outputs get an [`InputSource::Sweep`]) and where `with: { source }`
+//! of a built-in step becomes its `source` input.
 
 mod cache_key;
 mod dag;
 mod error;
 mod located;
+mod matrix;
 mod params;
 mod parse;
 mod pipeline;
 mod plan;
 pub mod quantity;
+mod source;
 mod suggestion;
 mod template;
 mod validate;
@@ -26,5 +32,5 @@ pub use error::{Diagnostic, Location, SpecError};
 pub use params::{ParamValue, resolve_params};
 pub use parse::{load, parse};
 pub use pipeline::{InputSource, Pipeline, Resources, Step};
-pub use plan::{ImageRef, Plan, PlannedStep, plan};
+pub use plan::{ImageRef, Plan, PlannedStep, Sweep, plan};
 pub use template::INPUTS_DIR;

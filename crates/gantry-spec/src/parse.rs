@@ -9,10 +9,13 @@ use indexmap::IndexMap;
 
 use crate::error::{Diagnostic, Diagnostics, SpecError};
 use crate::located::{Key, Node, Pos, Value, parse_document};
+use crate::matrix;
 use crate::params::ParamValue;
 use crate::pipeline::{Pipeline, Resources, Step};
 use crate::quantity::{parse_cpu, parse_duration, parse_memory};
+use crate::source::{check_url_input, classify_source};
 use crate::suggestion::did_you_mean;
+use crate::template::{has_references, plain_text, refers_only_to_params};
 use crate::validate::validate;
 
 const PIPELINE_KEYS: &[&str] = &["name", "description", "params", "steps"];
@@ -23,6 +26,7 @@ const STEP_KEYS: &[&str] = &[
     "command",
     "env",
     "with",
+    "matrix",
     "inputs",
     "outputs",
     "after",
@@ -33,7 +37,7 @@ const STEP_KEYS: &[&str] = &[
     "cache",
 ];
 const RESOURCE_KEYS: &[&str] = &["cpu", "memory", "gpu"];
-const PATH_INPUT_KEYS: &[&str] = &["path"];
+const INPUT_SOURCE_KEYS: &[&str] = &["path", "url"];
 const MAX_RETRIES: i64 = 10;
 const MAX_NAME_LEN: usize = 63;
 /// Pipeline files are hand-written; anything this big is a mistake, not a pipeline.
@@ -53,12 +57,13 @@ const TIMEOUT_HINT: &str =
 pub(crate) enum InputDraft {
     Reference(String),
     Path(PathBuf),
+    Url(String),
 }
 
 pub(crate) struct StepInput {
     pub name: String,
     pub source: InputDraft,
-    /// Position of the value (`split.train` or `{ path: … }`).
+    /// Position of the value (`split.train`, `{ path: … }` or `{ url: … }`).
     pub pos: Pos,
 }
 
@@ -73,6 +78,8 @@ pub(crate) struct StepDraft {
     pub after: Vec<(String, Pos)>,
     /// Every string that may hold `${…}` references, with its position.
     pub templates: Vec<(String, Pos)>,
+    /// Matrix values that refer to params, checked against the declared params.
+    pub matrix_templates: Vec<(String, Pos)>,
 }
 
 impl StepDraft {
@@ -399,6 +406,7 @@ impl Parser<'_, '_> {
                 command: Vec::new(),
                 env: BTreeMap::new(),
                 with: BTreeMap::new(),
+                matrix: IndexMap::new(),
                 inputs: BTreeMap::new(),
                 outputs: Vec::new(),
                 after: Vec::new(),
@@ -414,6 +422,7 @@ impl Parser<'_, '_> {
             inputs: Vec::new(),
             after: Vec::new(),
             templates: Vec::new(),
+            matrix_templates: Vec::new(),
         };
 
         match entry(entries, "name") {
@@ -453,7 +462,9 @@ impl Parser<'_, '_> {
                 }
             }
         }
+        self.step_matrix(entries, &label, &mut draft);
         self.step_inputs(entries, &label, &mut draft);
+        self.step_source(entries, &label, &draft);
         self.step_outputs(entries, &label, &mut draft);
         self.step_after(entries, &label, &mut draft);
         self.step_limits(entries, &label, &mut draft);
@@ -638,7 +649,7 @@ impl Parser<'_, '_> {
         let Some(map) = self.map(
             value,
             &what,
-            "write inputs as `name: step.output` or `name: { path: data/file.csv }`",
+            "write inputs as `name: step.output`, `name: { path: data/file.csv }` or `name: { url: https://… }`",
         ) else {
             return;
         };
@@ -683,45 +694,16 @@ impl Parser<'_, '_> {
                     }
                     InputDraft::Reference(reference.clone())
                 }
-                Value::Map(fields) => {
-                    self.check_keys(
-                        fields,
-                        PATH_INPUT_KEYS,
-                        &format!("input '{}' of {label}", key.name),
-                    );
-                    let Some((_, path_node)) = entry(fields, "path") else {
-                        self.diags.error(
-                            v.pos,
-                            format!(
-                                "input '{}' of {label} is missing required key `path`",
-                                key.name
-                            ),
-                            "write `{ path: data/file.csv }` (relative to the pipeline file)",
-                        );
-                        continue;
-                    };
-                    let what = format!("`path` of input '{}' of {label}", key.name);
-                    let Some(path) =
-                        self.string(path_node, &what, "write a file or directory path")
-                    else {
-                        continue;
-                    };
-                    if path.trim().is_empty() {
-                        self.diags.error(
-                            path_node.pos,
-                            format!("`path` of input '{}' of {label} is empty", key.name),
-                            "write a file or directory path, relative to the pipeline file or absolute",
-                        );
-                        continue;
-                    }
-                    InputDraft::Path(self.base_dir.join(path))
-                }
+                Value::Map(fields) => match self.input_source(&key.name, v, fields, label) {
+                    Some(source) => source,
+                    None => continue,
+                },
                 _ => {
                     self.type_error(
                         v,
                         &format!("input '{}' of {label}", key.name),
-                        "`step.output` or `{ path: … }`",
-                        "e.g. `train: split.train` or `data: { path: data/iris.csv }`",
+                        "`step.output`, `{ path: … }` or `{ url: … }`",
+                        "e.g. `train: split.train`, `data: { path: data/iris.csv }` or `data: { url: https://example.com/iris.csv }`",
                     );
                     continue;
                 }
@@ -731,6 +713,206 @@ impl Parser<'_, '_> {
                 source,
                 pos: v.pos,
             });
+        }
+    }
+
+    /// `{ path: … }` or `{ url: … }`; `None` once the problem is reported.
+    fn input_source(
+        &mut self,
+        name: &str,
+        node: &Node,
+        fields: &[(Key, Node)],
+        label: &str,
+    ) -> Option<InputDraft> {
+        self.check_keys(
+            fields,
+            INPUT_SOURCE_KEYS,
+            &format!("input '{name}' of {label}"),
+        );
+        let (key, value) = match (entry(fields, "path"), entry(fields, "url")) {
+            (Some((pk, _)), Some((uk, _))) => {
+                self.diags.error(
+                    if pk.pos > uk.pos { pk.pos } else { uk.pos },
+                    format!("input '{name}' of {label} sets both `path` and `url`"),
+                    "an input is read from a file or fetched from a URL; remove one",
+                );
+                return None;
+            }
+            (Some((_, path)), None) => ("path", path),
+            (None, Some((_, url))) => ("url", url),
+            (None, None) => {
+                self.diags.error(
+                    node.pos,
+                    format!("input '{name}' of {label} is missing required key `path` or `url`"),
+                    "write `{ path: data/file.csv }` (relative to the pipeline file) or `{ url: https://example.com/file.csv }`",
+                );
+                return None;
+            }
+        };
+        let what = format!("`{key}` of input '{name}' of {label}");
+        let text = if key == "path" {
+            self.string(value, &what, "write a file or directory path")?
+        } else {
+            self.string(value, &what, "write an http(s) URL")?
+        };
+        if text.trim().is_empty() {
+            self.diags.error(
+                value.pos,
+                format!("{what} is empty"),
+                if key == "path" {
+                    "write a file or directory path, relative to the pipeline file or absolute"
+                } else {
+                    "write an http(s) URL such as `https://example.com/iris.csv`"
+                },
+            );
+            return None;
+        }
+        if key == "path" {
+            return Some(InputDraft::Path(self.base_dir.join(text)));
+        }
+        match check_url_input(text) {
+            Ok(()) => Some(InputDraft::Url(text.to_owned())),
+            Err(e) => {
+                self.diags
+                    .error(value.pos, format!("bad {what}: {}", e.reason), e.hint);
+                None
+            }
+        }
+    }
+
+    fn step_matrix(&mut self, entries: &[(Key, Node)], label: &str, draft: &mut StepDraft) {
+        let Some(value) = optional(entries, "matrix") else {
+            return;
+        };
+        let what = format!("`matrix` of {label}");
+        let Some(map) = self.map(
+            value,
+            &what,
+            "write `matrix:` as `with:` keys with lists of values, e.g. `max_depth: [2, 4, 8]`",
+        ) else {
+            return;
+        };
+        if map.is_empty() {
+            self.diags
+                .error(value.pos, format!("{what} is empty"), matrix::EMPTY_HINT);
+            return;
+        }
+        let mut combinations: usize = 1;
+        for (key, list) in map {
+            if !matrix::is_valid_key(&key.name) {
+                self.diags.error(
+                    key.pos,
+                    format!("invalid matrix key '{}' in {label}", key.name),
+                    matrix::KEY_RULE,
+                );
+                continue;
+            }
+            let what = format!("matrix key '{}' of {label}", key.name);
+            let Some(items) = self.seq(
+                list,
+                &what,
+                "list the values to sweep, e.g. `max_depth: [2, 4, 8]`",
+            ) else {
+                continue;
+            };
+            if items.is_empty() {
+                self.diags.error(
+                    list.pos,
+                    format!("{what} has no values"),
+                    "list at least one value, e.g. `max_depth: [2, 4, 8]`, or remove the key",
+                );
+                continue;
+            }
+            combinations = combinations.saturating_mul(items.len());
+            let mut values = Vec::with_capacity(items.len());
+            let mut seen: Vec<(String, Pos)> = Vec::new();
+            for item in items {
+                if matches!(item.value, Value::Null | Value::Seq(_) | Value::Map(_)) {
+                    self.type_error(
+                        item,
+                        &format!("each value of {what}"),
+                        "a string, number or boolean",
+                        "matrix values are scalars; pass structured settings through `with:`",
+                    );
+                    continue;
+                }
+                let json = node_to_json(item, &mut Vec::new());
+                if let Value::Str(text) = &item.value {
+                    match refers_only_to_params(text) {
+                        // Known only once params are resolved; `plan` checks the result.
+                        Ok(true) => {
+                            draft.matrix_templates.push((text.clone(), item.pos));
+                            values.push(json);
+                            continue;
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            self.diags.error(item.pos, e.message, e.hint);
+                            continue;
+                        }
+                    }
+                }
+                let text = plain_text(&json);
+                if let Err(reason) = matrix::check_value_text(&text) {
+                    self.diags.error(
+                        item.pos,
+                        format!("{what} has value {reason}"),
+                        matrix::VALUE_RULE,
+                    );
+                    continue;
+                }
+                if let Some((_, first)) = seen.iter().find(|(t, _)| *t == text) {
+                    self.diags.error(
+                        item.pos,
+                        format!(
+                            "duplicate value '{text}' in {what} (first listed at line {})",
+                            first.line
+                        ),
+                        "each value may appear once per key; remove the repeat",
+                    );
+                    continue;
+                }
+                seen.push((text, item.pos));
+                values.push(json);
+            }
+            draft.step.matrix.insert(key.name.clone(), values);
+        }
+        if combinations > matrix::MAX_COMBINATIONS {
+            self.diags.error(
+                value.pos,
+                format!(
+                    "{what} has {combinations} combinations, more than {}",
+                    matrix::MAX_COMBINATIONS
+                ),
+                matrix::GRID_HINT,
+            );
+        }
+    }
+
+    /// `with: { source: … }` of a built-in step becomes an input in `plan`; a literal
+    /// one is checked here, where its position is known.
+    fn step_source(&mut self, entries: &[(Key, Node)], label: &str, draft: &StepDraft) {
+        if draft.step.uses.is_none() || draft.inputs.iter().any(|i| i.name == "source") {
+            return;
+        }
+        let Some(Value::Map(with)) = optional(entries, "with").map(|n| &n.value) else {
+            return;
+        };
+        let Some(node) = optional(with, "source") else {
+            return;
+        };
+        let Value::Str(text) = &node.value else {
+            return;
+        };
+        if has_references(text) {
+            return;
+        }
+        if let Err(e) = classify_source(text) {
+            self.diags.error(
+                node.pos,
+                format!("bad `source` of {label}: {}", e.reason),
+                e.hint,
+            );
         }
     }
 
@@ -1350,6 +1532,236 @@ steps:
         only_error(&step("split"), 5, 18, &["must be `step.output`"]);
         only_error(&step("{ path: \"\" }"), 5, 26, &["is empty"]);
         only_error(&step("3"), 5, 18, &["input 'd' of step 'a' must be"]);
+    }
+
+    fn matrix_step(matrix: &str) -> String {
+        format!(
+            "{HEAD}  - name: train\n    uses: builtin/train\n    with: {{ seed: 7 }}\n    matrix: {matrix}\n"
+        )
+    }
+
+    #[test]
+    fn a_matrix_keeps_its_keys_and_values_in_declaration_order() {
+        let p = ok(
+            &matrix_step("{ zeta: [b, a], alpha: [2, 1.5, true, \"${params.x}\"] }")
+                .replace("name: p\n", "name: p\nparams: { x: 3 }\n"),
+        );
+        let m = &p.steps[0].matrix;
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["zeta", "alpha"]);
+        assert_eq!(m["zeta"], [serde_json::json!("b"), serde_json::json!("a")]);
+        assert_eq!(
+            m["alpha"],
+            [
+                serde_json::json!(2),
+                serde_json::json!(1.5),
+                serde_json::json!(true),
+                serde_json::json!("${params.x}")
+            ]
+        );
+        // `with` is kept as written; `plan` merges each combination into it.
+        assert_eq!(p.steps[0].with["seed"], serde_json::json!(7));
+        assert!(
+            ok(&format!("{HEAD}  - name: a\n    image: x\n")).steps[0]
+                .matrix
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn bad_matrices_are_located() {
+        only_error(
+            &matrix_step("[1, 2]"),
+            6,
+            13,
+            &["`matrix` of step 'train' must be a mapping, got a list"],
+        );
+        only_error(
+            &matrix_step("{}"),
+            6,
+            13,
+            &["`matrix` of step 'train' is empty"],
+        );
+        only_error(
+            &matrix_step("{ 9lives: [1] }"),
+            6,
+            15,
+            &["invalid matrix key '9lives' in step 'train'"],
+        );
+        only_error(
+            &matrix_step("{ depth: 4 }"),
+            6,
+            22,
+            &["matrix key 'depth' of step 'train' must be a list, got an integer"],
+        );
+        only_error(
+            &matrix_step("{ depth: [] }"),
+            6,
+            22,
+            &["matrix key 'depth' of step 'train' has no values"],
+        );
+        only_error(
+            &matrix_step("{ depth: [2, [4]] }"),
+            6,
+            26,
+            &[
+                "each value of matrix key 'depth' of step 'train' must be a string, number or boolean, got a list",
+            ],
+        );
+        only_error(
+            &matrix_step("{ depth: [2, ~] }"),
+            6,
+            26,
+            &["must be a string, number or boolean, got nothing"],
+        );
+        only_error(
+            &matrix_step("{ algo: [logistic, a/b] }"),
+            6,
+            32,
+            &["matrix key 'algo' of step 'train' has value 'a/b', which contains '/'"],
+        );
+        only_error(
+            &matrix_step("{ algo: [\"\"] }"),
+            6,
+            22,
+            &["has value an empty string"],
+        );
+        only_error(
+            &matrix_step("{ algo: [\"${inputs.x}\"] }"),
+            6,
+            22,
+            &["refers to `${inputs.x}`", "may only use `${params.NAME}`"],
+        );
+        only_error(
+            &matrix_step("{ algo: [\"x${matrix.y}\"] }"),
+            6,
+            22,
+            &["refers to `${matrix.y}`"],
+        );
+    }
+
+    #[test]
+    fn duplicate_matrix_values_point_at_the_repeat() {
+        only_error(
+            &matrix_step("\n      depth:\n        - 2\n        - 4\n        - 2"),
+            10,
+            11,
+            &[
+                "duplicate value '2' in matrix key 'depth' of step 'train'",
+                "line 8",
+            ],
+        );
+        // `4` and "4" would both be named `depth=4`.
+        only_error(
+            &matrix_step("{ depth: [4, \"4\"] }"),
+            6,
+            26,
+            &["duplicate value '4'"],
+        );
+        // The same value under two keys is fine.
+        ok(&matrix_step("{ a: [1, 2], b: [1, 2] }"));
+    }
+
+    #[test]
+    fn grids_over_256_combinations_are_rejected() {
+        let values = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+        let d = only_error(
+            &matrix_step(&format!("{{ a: [{}], b: [{}] }}", values(16), values(17))),
+            6,
+            13,
+            &["`matrix` of step 'train' has 272 combinations, more than 256"],
+        );
+        assert!(d.hint.unwrap().contains("reduce the grid"));
+        ok(&matrix_step(&format!(
+            "{{ a: [{}], b: [{}] }}",
+            values(16),
+            values(16)
+        )));
+    }
+
+    #[test]
+    fn literal_sources_of_builtin_steps_are_checked() {
+        let step = |source: &str| {
+            format!(
+                "{HEAD}  - name: ingest\n    uses: builtin/csv-ingest\n    with: {{ source: {source} }}\n"
+            )
+        };
+        ok(&step("data/iris.csv"));
+        ok(&step("https://example.com/iris.csv"));
+        ok(&step("file:///srv/iris.csv"));
+        ok(&step("7"));
+        let d = only_error(
+            &step("\"\""),
+            5,
+            21,
+            &["bad `source` of step 'ingest': it is empty"],
+        );
+        assert!(d.hint.unwrap().contains("https://"));
+        only_error(
+            &step("s3://bucket/iris.csv"),
+            5,
+            21,
+            &["bad `source` of step 'ingest'", "unsupported scheme 's3'"],
+        );
+        only_error(
+            &step("\"https:///iris.csv\""),
+            5,
+            21,
+            &["bad `source`", "has no host"],
+        );
+        // Known only after params are resolved: `plan` checks it.
+        ok(&step("\"${params.src}\"").replace("name: p\n", "name: p\nparams: { src: \"\" }\n"));
+        // Not a built-in step, or `source` given as an input: nothing to convert.
+        ok(&format!(
+            "{HEAD}  - name: a\n    image: x\n    with: {{ source: \"s3://x\" }}\n"
+        ));
+        ok(&format!(
+            "{HEAD}  - name: a\n    uses: builtin/csv-ingest\n    with: {{ source: \"s3://x\" }}\n    inputs: {{ source: {{ path: x.csv }} }}\n"
+        ));
+    }
+
+    #[test]
+    fn url_inputs() {
+        let step =
+            |inp: &str| format!("{HEAD}  - name: a\n    image: x\n    inputs: {{ d: {inp} }}\n");
+        let p = ok(&step("{ url: \"https://example.com/iris.csv\" }"));
+        assert_eq!(
+            p.steps[0].inputs["d"],
+            InputSource::Url("https://example.com/iris.csv".into())
+        );
+        only_error(
+            &step("{ url: \"ftp://example.com/x\" }"),
+            5,
+            25,
+            &[
+                "bad `url` of input 'd' of step 'a'",
+                "unsupported scheme 'ftp'",
+            ],
+        );
+        let d = only_error(
+            &step("{ url: data/x.csv }"),
+            5,
+            25,
+            &["bad `url` of input 'd' of step 'a'", "not a URL"],
+        );
+        assert!(d.hint.unwrap().contains("{ path: … }"));
+        only_error(
+            &step("{ url: \"\" }"),
+            5,
+            25,
+            &["`url` of input 'd' of step 'a' is empty"],
+        );
+        only_error(
+            &step("{ path: x, url: \"https://e.com\" }"),
+            5,
+            29,
+            &["input 'd' of step 'a' sets both `path` and `url`"],
+        );
+        only_error(
+            &step("{ url: [x] }"),
+            5,
+            25,
+            &["`url` of input 'd' of step 'a' must be a string, got a list"],
+        );
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct Step {
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub with: BTreeMap<String, serde_json::Value>,
+    /// `with:` keys to sweep, each with its values as written (strings may hold
+    /// `${params.x}`), in declaration order; empty for a step without `matrix:`.
+    pub matrix: indexmap::IndexMap<String, Vec<serde_json::Value>>,
+    /// `with: { source: … }` of a built-in step is not listed here: `plan` adds it.
     pub inputs: BTreeMap<String, InputSource>,
     pub outputs: Vec<String>,
     pub after: Vec<String>,
@@ -50,6 +54,16 @@ pub enum InputSource {
     Step { step: String, output: String },
     /// A file or directory, already resolved against the pipeline's `base_dir`.
     Path(PathBuf),
+    /// An `http://` or `https://` URL the engine fetches.
+    Url(String),
+    /// Only in a [`crate::PlannedStep`]: the output `output` of every combination of
+    /// the matrix step `step`, as `(label, planned step name)` in combination order.
+    /// The engine mounts each member at `/gantry/inputs/<input>/<label>`.
+    Sweep {
+        step: String,
+        output: String,
+        members: Vec<(String, String)>,
+    },
 }
 
 /// What a step asks for; the engine admits steps only while these fit the machine.

@@ -1,4 +1,6 @@
-//! A pipeline with params resolved, templates expanded and steps in run order.
+//! A pipeline with params resolved, templates expanded and steps in run order:
+//! matrix steps expanded into one step per combination, built-in `source`s turned
+//! into inputs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -7,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::dag::Dag;
 use crate::error::{Diagnostic, SpecError};
+use crate::matrix::{Combination, expand};
 use crate::params::ParamValue;
 use crate::pipeline::{InputSource, Pipeline, Resources, Step};
+use crate::source::{DataSource, classify_source};
 use crate::template::Scope;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,6 +34,7 @@ pub enum ImageRef {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlannedStep {
+    /// The declared name, or `step[key=value,…]` for one combination of a matrix step.
     pub name: String,
     pub image: ImageRef,
     /// Expanded; empty means the image's default command.
@@ -45,6 +50,22 @@ pub struct PlannedStep {
     pub resources: Resources,
     pub network: bool,
     pub cache: bool,
+    /// Set on the steps a `matrix:` step expands into.
+    #[serde(default)]
+    pub sweep: Option<Sweep>,
+}
+
+/// Which combination of a matrix step a planned step runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sweep {
+    /// The declared matrix step, e.g. `train`.
+    pub step: String,
+    /// Position of this combination in expansion order, from 0.
+    pub index: usize,
+    /// Matrix key -> value, with `${params.x}` already expanded; also merged into `with`.
+    pub values: BTreeMap<String, serde_json::Value>,
+    /// `key=value,…` with keys in declaration order, e.g. `algorithm=logistic,max_depth=2`.
+    pub label: String,
 }
 
 /// Expands templates with `params` (from [`crate::resolve_params`]) and orders the steps.
@@ -76,8 +97,8 @@ pub fn plan(p: &Pipeline, params: &BTreeMap<String, ParamValue>) -> Result<Plan,
     let mut deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); p.steps.len()];
     for (i, step) in p.steps.iter().enumerate() {
         let input_steps = step.inputs.values().filter_map(|source| match source {
-            InputSource::Step { step, .. } => Some(step),
-            InputSource::Path(_) => None,
+            InputSource::Step { step, .. } | InputSource::Sweep { step, .. } => Some(step),
+            InputSource::Path(_) | InputSource::Url(_) => None,
         });
         for dep_name in input_steps.chain(&step.after) {
             match index_of.get(dep_name.as_str()) {
@@ -107,6 +128,39 @@ pub fn plan(p: &Pipeline, params: &BTreeMap<String, ParamValue>) -> Result<Plan,
         );
     }
 
+    // `None` for a plain step; a failed grid is reported and planned as empty.
+    let mut grids: Vec<Option<Vec<Combination>>> = Vec::with_capacity(p.steps.len());
+    for step in &p.steps {
+        if step.matrix.is_empty() {
+            grids.push(None);
+            continue;
+        }
+        let scope = Scope {
+            params,
+            inputs: Vec::new(),
+            step: &step.name,
+            matrix: None,
+        };
+        match expand(&step.matrix, &scope) {
+            Ok(combinations) => grids.push(Some(combinations)),
+            Err(e) => {
+                fail(step, e.message, &e.hint);
+                grids.push(Some(Vec::new()));
+            }
+        }
+    }
+    let instance_names = |i: usize| -> Vec<String> {
+        match &grids[i] {
+            None => vec![p.steps[i].name.clone()],
+            Some(combinations) => combinations
+                .iter()
+                .map(|c| sweep_member_name(&p.steps[i].name, &c.label))
+                .collect(),
+        }
+    };
+
+    // Expansions of one step stay together where the step was: everything they
+    // need comes before it, everything that needs any of them after.
     let order = dag.topological_order().unwrap_or_default();
     let mut planned = Vec::with_capacity(order.len());
     for i in order {
@@ -139,51 +193,95 @@ pub fn plan(p: &Pipeline, params: &BTreeMap<String, ParamValue>) -> Result<Plan,
                 continue;
             }
         };
-        let scope = Scope {
-            params,
-            inputs: step.inputs.keys().map(String::as_str).collect(),
-            step: &step.name,
+        let step_deps: Vec<String> = deps[i].iter().flat_map(|&d| instance_names(d)).collect();
+        let inputs: BTreeMap<String, InputSource> = step
+            .inputs
+            .iter()
+            .map(|(name, source)| (name.clone(), fan_in(source, &index_of, &grids)))
+            .collect();
+        let combinations: Vec<Option<&Combination>> = match &grids[i] {
+            None => vec![None],
+            Some(combinations) => combinations.iter().map(Some).collect(),
         };
-        let expanded = (|| {
-            let command = step
-                .command
-                .iter()
-                .map(|c| scope.render(c))
-                .collect::<Result<Vec<_>, _>>()?;
-            let env = step
-                .env
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), scope.render(v)?)))
-                .collect::<Result<BTreeMap<_, _>, _>>()?;
-            let with = step
-                .with
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), scope.render_json(v)?)))
-                .collect::<Result<BTreeMap<_, _>, _>>()?;
-            Ok::<_, crate::template::TemplateError>((command, env, with))
-        })();
-        let (command, env, with) = match expanded {
-            Ok(parts) => parts,
-            Err(e) => {
-                fail(step, e.message, &e.hint);
-                continue;
+        for (index, combination) in combinations.into_iter().enumerate() {
+            let scope = Scope {
+                params,
+                inputs: step.inputs.keys().map(String::as_str).collect(),
+                step: &step.name,
+                matrix: combination.map(|c| &c.values),
+            };
+            let expanded = (|| {
+                let command = step
+                    .command
+                    .iter()
+                    .map(|c| scope.render(c))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let env = step
+                    .env
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), scope.render(v)?)))
+                    .collect::<Result<BTreeMap<_, _>, _>>()?;
+                let with = step
+                    .with
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), scope.render_json(v)?)))
+                    .collect::<Result<BTreeMap<_, _>, _>>()?;
+                Ok::<_, crate::template::TemplateError>((command, env, with))
+            })();
+            // One report per declared step, not one per combination.
+            let (command, env, mut with) = match expanded {
+                Ok(parts) => parts,
+                Err(e) => {
+                    fail(step, e.message, &e.hint);
+                    break;
+                }
+            };
+            if let Some(c) = combination {
+                with.extend(c.values.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
-        };
-        planned.push(PlannedStep {
-            name: step.name.clone(),
-            image,
-            command,
-            env,
-            with,
-            inputs: step.inputs.clone(),
-            outputs: step.outputs.clone(),
-            deps: deps[i].iter().map(|&d| p.steps[d].name.clone()).collect(),
-            retries: step.retries,
-            timeout: step.timeout,
-            resources: step.resources,
-            network: step.network,
-            cache: step.cache,
-        });
+            let mut inputs = inputs.clone();
+            if let (ImageRef::Builtin(_), Some(serde_json::Value::String(text)), false) =
+                (&image, with.get("source"), inputs.contains_key("source"))
+            {
+                let source = match classify_source(text) {
+                    Ok(DataSource::Url(url)) => InputSource::Url(url),
+                    Ok(DataSource::Path(path)) => InputSource::Path(p.base_dir.join(path)),
+                    Err(e) => {
+                        fail(
+                            step,
+                            format!("bad `source` of step '{}': {}", step.name, e.reason),
+                            e.hint,
+                        );
+                        break;
+                    }
+                };
+                inputs.insert("source".to_owned(), source);
+            }
+            planned.push(PlannedStep {
+                name: match combination {
+                    Some(c) => sweep_member_name(&step.name, &c.label),
+                    None => step.name.clone(),
+                },
+                image: image.clone(),
+                command,
+                env,
+                with,
+                inputs,
+                outputs: step.outputs.clone(),
+                deps: step_deps.clone(),
+                retries: step.retries,
+                timeout: step.timeout,
+                resources: step.resources,
+                network: step.network,
+                cache: step.cache,
+                sweep: combination.map(|c| Sweep {
+                    step: step.name.clone(),
+                    index,
+                    values: c.values.clone(),
+                    label: c.label.clone(),
+                }),
+            });
+        }
     }
 
     if diagnostics.is_empty() {
@@ -193,6 +291,36 @@ pub fn plan(p: &Pipeline, params: &BTreeMap<String, ParamValue>) -> Result<Plan,
         })
     } else {
         Err(SpecError { diagnostics })
+    }
+}
+
+fn sweep_member_name(step: &str, label: &str) -> String {
+    format!("{step}[{label}]")
+}
+
+/// A reference to an output of a matrix step means that output of every combination.
+fn fan_in(
+    source: &InputSource,
+    index_of: &HashMap<&str, usize>,
+    grids: &[Option<Vec<Combination>>],
+) -> InputSource {
+    let (InputSource::Step { step, output } | InputSource::Sweep { step, output, .. }) = source
+    else {
+        return source.clone();
+    };
+    match index_of.get(step.as_str()).and_then(|&d| grids[d].as_ref()) {
+        Some(combinations) => InputSource::Sweep {
+            step: step.clone(),
+            output: output.clone(),
+            members: combinations
+                .iter()
+                .map(|c| (c.label.clone(), sweep_member_name(step, &c.label)))
+                .collect(),
+        },
+        None => InputSource::Step {
+            step: step.clone(),
+            output: output.clone(),
+        },
     }
 }
 
@@ -301,6 +429,303 @@ steps:
         assert!(lint.cache);
     }
 
+    const SWEEP: &str = r#"name: sweep
+params:
+  depth: 8
+  data: data/train.csv
+steps:
+  - name: ingest
+    uses: builtin/csv-ingest
+    with: { source: "${params.data}" }
+    outputs: [dataset]
+  - name: train
+    uses: builtin/train
+    inputs: { train: ingest.dataset }
+    with: { label: diagnosis, seed: 7, algorithm: overridden }
+    matrix:
+      algorithm: [logistic, random_forest]
+      max_depth: [2, 4, "${params.depth}"]
+    outputs: [model]
+  - name: pick
+    uses: builtin/select
+    inputs: { candidates: train.model, data: ingest.dataset }
+    outputs: [best]
+  - name: report
+    image: busybox
+    command: [sh, -c, "ls ${inputs.candidates}"]
+    inputs: { candidates: train.model }
+    after: [pick]
+  - name: notify
+    image: busybox
+    after: [train]
+  - name: probe
+    image: busybox
+    matrix: { shard: [a, b] }
+    command: [probe, "--shard=${matrix.shard}"]
+    env: { SHARD: "${matrix.shard}" }
+    with: { n: "${matrix.shard}", tag: "t-${matrix.shard}" }
+"#;
+
+    fn sweep_plan(overrides: &[(&str, &str)]) -> Result<Plan, SpecError> {
+        let p = parse("p.yaml", Path::new("/base"), SWEEP).unwrap();
+        let overrides: Vec<(String, String)> = overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        plan(&p, &resolve_params(&p, &overrides).unwrap())
+    }
+
+    fn find<'a>(plan: &'a Plan, name: &str) -> &'a PlannedStep {
+        plan.steps
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no step {name}"))
+    }
+
+    const TRAINS: [&str; 6] = [
+        "train[algorithm=logistic,max_depth=2]",
+        "train[algorithm=logistic,max_depth=4]",
+        "train[algorithm=logistic,max_depth=8]",
+        "train[algorithm=random_forest,max_depth=2]",
+        "train[algorithm=random_forest,max_depth=4]",
+        "train[algorithm=random_forest,max_depth=8]",
+    ];
+
+    #[test]
+    fn a_matrix_step_expands_in_place_one_step_per_combination() {
+        let plan = sweep_plan(&[]).unwrap();
+        let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+        let mut expected = vec!["ingest"];
+        expected.extend(TRAINS);
+        expected.extend([
+            "pick",
+            "report",
+            "notify",
+            "probe[shard=a]",
+            "probe[shard=b]",
+        ]);
+        assert_eq!(names, expected);
+
+        let last = find(&plan, TRAINS[5]);
+        assert_eq!(last.image, ImageRef::Builtin("train".into()));
+        assert_eq!(
+            last.with,
+            BTreeMap::from([
+                ("label".to_owned(), json!("diagnosis")),
+                ("seed".to_owned(), json!(7)),
+                // The matrix wins over `with`, and a param keeps its type.
+                ("algorithm".to_owned(), json!("random_forest")),
+                ("max_depth".to_owned(), json!(8)),
+            ])
+        );
+        assert_eq!(
+            last.sweep,
+            Some(Sweep {
+                step: "train".into(),
+                index: 5,
+                values: BTreeMap::from([
+                    ("algorithm".to_owned(), json!("random_forest")),
+                    ("max_depth".to_owned(), json!(8)),
+                ]),
+                label: "algorithm=random_forest,max_depth=8".into(),
+            })
+        );
+        for (index, name) in TRAINS.iter().enumerate() {
+            let t = find(&plan, name);
+            assert_eq!(t.sweep.as_ref().unwrap().index, index);
+            assert_eq!(t.deps, ["ingest"]);
+            assert_eq!(t.outputs, ["model"]);
+            assert_eq!(
+                t.inputs["train"],
+                InputSource::Step {
+                    step: "ingest".into(),
+                    output: "dataset".into()
+                }
+            );
+        }
+        assert_eq!(find(&plan, "pick").sweep, None);
+        assert_eq!(find(&plan, "ingest").sweep, None);
+        // A param override reaches matrix values too.
+        let plan = sweep_plan(&[("depth", "16")]).unwrap();
+        assert_eq!(
+            find(&plan, "train[algorithm=logistic,max_depth=16]").with["max_depth"],
+            json!(16)
+        );
+    }
+
+    #[test]
+    fn consumers_of_a_matrix_step_fan_in_over_every_combination() {
+        let plan = sweep_plan(&[]).unwrap();
+        let members: Vec<(String, String)> = TRAINS
+            .iter()
+            .map(|name| {
+                let label = &name["train[".len()..name.len() - 1];
+                (label.to_owned(), (*name).to_owned())
+            })
+            .collect();
+        let pick = find(&plan, "pick");
+        assert_eq!(
+            pick.inputs["candidates"],
+            InputSource::Sweep {
+                step: "train".into(),
+                output: "model".into(),
+                members: members.clone(),
+            }
+        );
+        assert_eq!(
+            pick.inputs["data"],
+            InputSource::Step {
+                step: "ingest".into(),
+                output: "dataset".into()
+            }
+        );
+        let mut deps = vec!["ingest"];
+        deps.extend(TRAINS);
+        assert_eq!(pick.deps, deps);
+
+        let report = find(&plan, "report");
+        assert_eq!(report.command, ["sh", "-c", "ls /gantry/inputs/candidates"]);
+        let mut deps = TRAINS.to_vec();
+        deps.push("pick");
+        assert_eq!(report.deps, deps);
+
+        // The declared pipeline keeps the plain reference.
+        let p = parse("p.yaml", Path::new("/base"), SWEEP).unwrap();
+        assert_eq!(
+            p.steps[2].inputs["candidates"],
+            InputSource::Step {
+                step: "train".into(),
+                output: "model".into()
+            }
+        );
+    }
+
+    #[test]
+    fn after_a_matrix_step_waits_for_every_combination() {
+        let plan = sweep_plan(&[]).unwrap();
+        assert_eq!(find(&plan, "notify").deps, TRAINS);
+        let position = |name: &str| plan.steps.iter().position(|s| s.name == name).unwrap();
+        for name in TRAINS {
+            assert!(position(name) < position("notify"));
+        }
+    }
+
+    #[test]
+    fn matrix_values_fill_matrix_references_of_image_steps() {
+        let plan = sweep_plan(&[]).unwrap();
+        for shard in ["a", "b"] {
+            let probe = find(&plan, &format!("probe[shard={shard}]"));
+            assert_eq!(
+                probe.command,
+                ["probe".to_owned(), format!("--shard={shard}")]
+            );
+            assert_eq!(probe.env["SHARD"], shard);
+            assert_eq!(probe.with["n"], json!(shard));
+            assert_eq!(probe.with["tag"], json!(format!("t-{shard}")));
+            assert_eq!(probe.with["shard"], json!(shard));
+            assert!(probe.deps.is_empty());
+        }
+    }
+
+    #[test]
+    fn plan_rejects_grids_that_params_make_invalid() {
+        // depth=4 duplicates the literal 4: two steps would share one name.
+        let err = sweep_plan(&[("depth", "4")]).unwrap_err();
+        assert_eq!(err.diagnostics.len(), 1, "{err}");
+        let d = &err.diagnostics[0];
+        assert!(
+            d.message
+                .contains("duplicate value '4' in matrix key 'max_depth' of step 'train'"),
+            "{d}"
+        );
+        assert_eq!(d.location.as_ref().unwrap().line, 10);
+        assert!(d.hint.is_some());
+
+        let mut s = step("t", 3, &[]);
+        s.matrix.insert("k".into(), vec![]);
+        let err = plan(&hand_built(vec![s]), &BTreeMap::new()).unwrap_err();
+        assert!(err.diagnostics[0].message.contains("has no values"));
+        assert_eq!(err.diagnostics[0].location.as_ref().unwrap().line, 3);
+
+        let mut s = step("t", 3, &[]);
+        s.command = vec!["${matrix.k}".into()];
+        let err = plan(&hand_built(vec![s]), &BTreeMap::new()).unwrap_err();
+        assert!(err.diagnostics[0].message.contains("which has no `matrix`"));
+    }
+
+    #[test]
+    fn the_source_of_a_builtin_step_becomes_its_source_input() {
+        let source = |data: &str| {
+            let plan = sweep_plan(&[("data", data)]).unwrap();
+            let ingest = find(&plan, "ingest");
+            // `source` stays in `with` too.
+            assert_eq!(ingest.with["source"], json!(data));
+            ingest.inputs["source"].clone()
+        };
+        assert_eq!(
+            source("data/train.csv"),
+            InputSource::Path("/base/data/train.csv".into())
+        );
+        assert_eq!(source("/srv/x.csv"), InputSource::Path("/srv/x.csv".into()));
+        assert_eq!(
+            source("file:///srv/x.csv"),
+            InputSource::Path("/srv/x.csv".into())
+        );
+        assert_eq!(
+            source("file://rel/x.csv"),
+            InputSource::Path("/base/rel/x.csv".into())
+        );
+        assert_eq!(
+            source("https://example.com/x.csv"),
+            InputSource::Url("https://example.com/x.csv".into())
+        );
+        let plan = sweep_plan(&[]).unwrap();
+        // Only built-in steps, and only when `with.source` is set.
+        assert!(!find(&plan, "pick").inputs.contains_key("source"));
+        assert!(!find(&plan, "probe[shard=a]").inputs.contains_key("source"));
+
+        // Known only once params are resolved: reported at the step.
+        let err = sweep_plan(&[("data", "s3://bucket/x.csv")]).unwrap_err();
+        let d = &err.diagnostics[0];
+        assert!(
+            d.message
+                .contains("bad `source` of step 'ingest': unsupported scheme 's3'"),
+            "{d}"
+        );
+        assert_eq!(d.location.as_ref().unwrap().line, 6);
+        assert!(d.hint.is_some());
+        let err = sweep_plan(&[("data", "")]).unwrap_err();
+        assert!(err.diagnostics[0].message.contains("it is empty"));
+    }
+
+    #[test]
+    fn an_explicit_source_input_wins_over_with_source() {
+        let p = parse(
+            "p.yaml",
+            Path::new("/base"),
+            "name: p\nsteps:\n  - name: a\n    uses: builtin/csv-ingest\n    with: { source: https://example.com/x.csv }\n    inputs: { source: { path: local.csv } }\n",
+        )
+        .unwrap();
+        let plan = plan(&p, &BTreeMap::new()).unwrap();
+        assert_eq!(
+            plan.steps[0].inputs["source"],
+            InputSource::Path("/base/local.csv".into())
+        );
+    }
+
+    #[test]
+    fn a_sweep_plan_survives_a_json_round_trip() {
+        let plan = sweep_plan(&[]).unwrap();
+        let json = serde_json::to_string(&plan).unwrap();
+        let back: Plan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, plan);
+        // Plans recorded before `sweep` existed still load.
+        let mut value = serde_json::to_value(&plan.steps[0]).unwrap();
+        value.as_object_mut().unwrap().remove("sweep");
+        let old: PlannedStep = serde_json::from_value(value).unwrap();
+        assert_eq!(old, plan.steps[0]);
+    }
+
     fn hand_built(steps: Vec<Step>) -> Pipeline {
         Pipeline {
             name: "p".into(),
@@ -320,6 +745,7 @@ steps:
             command: vec![],
             env: BTreeMap::new(),
             with: BTreeMap::new(),
+            matrix: indexmap::IndexMap::new(),
             inputs: BTreeMap::new(),
             outputs: vec![],
             after: after.iter().map(|s| (*s).to_owned()).collect(),

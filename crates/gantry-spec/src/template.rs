@@ -1,4 +1,5 @@
-//! `${params.x}` and `${inputs.x}` substitution in commands, env values and `with`.
+//! `${params.x}`, `${inputs.x}` and `${matrix.x}` substitution in commands, env values
+//! and `with`.
 //!
 //! Anything else inside `${…}` is an error rather than passed through, so that a
 //! typo never reaches a container as literal text; `$${` writes a literal `${`.
@@ -16,6 +17,7 @@ enum Segment<'a> {
     Text(String),
     Param(&'a str),
     Input(&'a str),
+    Matrix(&'a str),
 }
 
 #[derive(Debug, PartialEq)]
@@ -24,11 +26,14 @@ pub(crate) struct TemplateError {
     pub hint: String,
 }
 
-/// What a template may refer to: the resolved (or default) params and the step's input names.
+/// What a template may refer to: the resolved (or default) params, the step's input
+/// names and, on a matrix step, the values of one combination.
 pub(crate) struct Scope<'a> {
     pub params: &'a BTreeMap<String, ParamValue>,
     pub inputs: Vec<&'a str>,
     pub step: &'a str,
+    /// `None` on a step without `matrix:`, where `${matrix.x}` is an error.
+    pub matrix: Option<&'a BTreeMap<String, serde_json::Value>>,
 }
 
 fn parse(s: &str) -> Result<Vec<Segment<'_>>, TemplateError> {
@@ -51,10 +56,12 @@ fn parse(s: &str) -> Result<Vec<Segment<'_>>, TemplateError> {
                 Segment::Param(name)
             } else if let Some(name) = inner.strip_prefix("inputs.") {
                 Segment::Input(name)
+            } else if let Some(name) = inner.strip_prefix("matrix.") {
+                Segment::Matrix(name)
             } else {
                 return Err(TemplateError {
                     message: format!("unsupported reference `${{{inner}}}` in '{s}'"),
-                    hint: "only `${params.NAME}` and `${inputs.NAME}` are substituted; write `$${` for a literal `${` (e.g. shell variables)".into(),
+                    hint: "only `${params.NAME}`, `${inputs.NAME}` and `${matrix.NAME}` are substituted; write `$${` for a literal `${` (e.g. shell variables)".into(),
                 });
             };
             if !text.is_empty() {
@@ -76,7 +83,75 @@ fn parse(s: &str) -> Result<Vec<Segment<'_>>, TemplateError> {
     Ok(segments)
 }
 
+/// Whether `s` holds any `${…}` reference (escapes and malformed text do not count).
+pub(crate) fn has_references(s: &str) -> bool {
+    parse(s).is_ok_and(|segments| {
+        segments
+            .iter()
+            .any(|segment| !matches!(segment, Segment::Text(_)))
+    })
+}
+
+/// Checks that `s` refers to nothing but params: matrix values are fixed before a
+/// step's inputs or combination exist. Returns whether it refers to any.
+pub(crate) fn refers_only_to_params(s: &str) -> Result<bool, TemplateError> {
+    let mut any = false;
+    for segment in parse(s)? {
+        match segment {
+            Segment::Text(_) => {}
+            Segment::Param(_) => any = true,
+            Segment::Input(name) => return Err(not_a_param(s, &format!("inputs.{name}"))),
+            Segment::Matrix(name) => return Err(not_a_param(s, &format!("matrix.{name}"))),
+        }
+    }
+    Ok(any)
+}
+
+fn not_a_param(s: &str, reference: &str) -> TemplateError {
+    TemplateError {
+        message: format!(
+            "matrix value '{s}' refers to `${{{reference}}}`; matrix values may only use `${{params.NAME}}`"
+        ),
+        hint: "write the value itself or take it from a param; inputs and other matrix keys are not known when the grid is built".into(),
+    }
+}
+
+/// How a matrix value reads in step names, labels and `${matrix.x}`: strings without quotes.
+pub(crate) fn plain_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 impl Scope<'_> {
+    fn matrix_value(&self, name: &str) -> Result<&serde_json::Value, TemplateError> {
+        let Some(values) = self.matrix else {
+            return Err(TemplateError {
+                message: format!(
+                    "`${{matrix.{name}}}` in step '{}', which has no `matrix`",
+                    self.step
+                ),
+                hint: "`${matrix.NAME}` is only available on steps with `matrix:`; add one or use `${params.NAME}`".into(),
+            });
+        };
+        values.get(name).ok_or_else(|| {
+            let keys: Vec<&str> = values.keys().map(String::as_str).collect();
+            let list = format!("matrix keys of step '{}': {}", self.step, keys.join(", "));
+            let hint = match closest(name, keys.iter().copied()) {
+                Some(near) => format!("did you mean `${{matrix.{near}}}`? {list}"),
+                None => list,
+            };
+            TemplateError {
+                message: format!(
+                    "unknown matrix key '{name}' in `${{matrix.{name}}}` of step '{}'",
+                    self.step
+                ),
+                hint,
+            }
+        })
+    }
+
     fn param(&self, name: &str) -> Result<&ParamValue, TemplateError> {
         self.params.get(name).ok_or_else(|| {
             let declared: Vec<&str> = self.params.keys().map(String::as_str).collect();
@@ -128,13 +203,14 @@ impl Scope<'_> {
                 Segment::Text(t) => out.push_str(&t),
                 Segment::Param(name) => out.push_str(&self.param(name)?.to_string()),
                 Segment::Input(name) => out.push_str(&self.input(name)?),
+                Segment::Matrix(name) => out.push_str(&plain_text(self.matrix_value(name)?)),
             }
         }
         Ok(out)
     }
 
-    /// Renders every string inside `value`; a string that is exactly one
-    /// `${params.x}` takes the param's JSON type, so `seed: "${params.seed}"` stays a number.
+    /// Renders every string inside `value`; a string that is exactly one `${params.x}`
+    /// or `${matrix.x}` takes that value's JSON type, so `seed: "${params.seed}"` stays a number.
     pub(crate) fn render_json(
         &self,
         value: &serde_json::Value,
@@ -143,6 +219,7 @@ impl Scope<'_> {
         Ok(match value {
             Value::String(s) => match parse(s)?.as_slice() {
                 [Segment::Param(name)] => self.param(name)?.to_json(),
+                [Segment::Matrix(name)] => self.matrix_value(name)?.clone(),
                 _ => Value::String(self.render(s)?),
             },
             Value::Array(items) => Value::Array(
@@ -180,6 +257,7 @@ mod tests {
             params,
             inputs: vec!["train", "test"],
             step: "fit",
+            matrix: None,
         }
     }
 
@@ -231,6 +309,56 @@ mod tests {
         assert!(e.hint.contains("$${"));
         let e = s.render("${params.depth").unwrap_err();
         assert!(e.message.contains("unterminated"));
+    }
+
+    #[test]
+    fn matrix_references_take_the_combination_values() {
+        let p = params();
+        let combination = BTreeMap::from([
+            ("algo".to_owned(), json!("random_forest")),
+            ("depth".to_owned(), json!(8)),
+            ("lr".to_owned(), json!(0.01)),
+        ]);
+        let s = Scope {
+            matrix: Some(&combination),
+            ..scope(&p)
+        };
+        assert_eq!(
+            s.render("--algo=${matrix.algo} --depth=${matrix.depth} ${matrix.lr}")
+                .unwrap(),
+            "--algo=random_forest --depth=8 0.01"
+        );
+        assert_eq!(
+            s.render_json(&json!({"d": "${matrix.depth}", "t": "x${matrix.depth}"}))
+                .unwrap(),
+            json!({"d": 8, "t": "x8"})
+        );
+        let e = s.render("${matrix.dpth}").unwrap_err();
+        assert!(
+            e.message.contains("unknown matrix key 'dpth'"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.hint.contains("did you mean `${matrix.depth}`"),
+            "{}",
+            e.hint
+        );
+        let e = scope(&p).render("${matrix.algo}").unwrap_err();
+        assert!(e.message.contains("which has no `matrix`"), "{}", e.message);
+    }
+
+    #[test]
+    fn matrix_values_may_only_refer_to_params() {
+        assert_eq!(refers_only_to_params("plain"), Ok(false));
+        assert_eq!(refers_only_to_params("$${params.x}"), Ok(false));
+        assert_eq!(refers_only_to_params("v${params.x}"), Ok(true));
+        assert!(refers_only_to_params("${inputs.x}").is_err());
+        assert!(refers_only_to_params("${matrix.x}").is_err());
+        assert!(refers_only_to_params("${oops").is_err());
+        assert!(has_references("a${params.x}"));
+        assert!(!has_references("a$${params.x}"));
+        assert!(!has_references("${unterminated"));
     }
 
     #[test]

@@ -79,6 +79,13 @@ pub(crate) fn validate(p: &Pipeline, drafts: &mut [StepDraft], diags: &mut Diagn
                         .insert(input.name.clone(), InputSource::Path(path.clone()));
                     continue;
                 }
+                InputDraft::Url(url) => {
+                    draft
+                        .step
+                        .inputs
+                        .insert(input.name.clone(), InputSource::Url(url.clone()));
+                    continue;
+                }
                 InputDraft::Reference(r) => r,
             };
             let Some((dep, step, output)) = resolve_reference(reference, &index_of, &outputs)
@@ -130,13 +137,33 @@ pub(crate) fn validate(p: &Pipeline, drafts: &mut [StepDraft], diags: &mut Diagn
                 .insert(input.name.clone(), InputSource::Step { step, output });
         }
 
+        let step_name = own.as_deref().unwrap_or(&label);
+        // Any combination will do to check which `${matrix.x}` keys exist.
+        let first_combination: BTreeMap<String, serde_json::Value> = draft
+            .step
+            .matrix
+            .iter()
+            .map(|(k, values)| (k.clone(), values.first().cloned().unwrap_or_default()))
+            .collect();
         let scope = Scope {
             params: &params,
             inputs: draft.inputs.iter().map(|inp| inp.name.as_str()).collect(),
-            step: own.as_deref().unwrap_or(&label),
+            step: step_name,
+            matrix: (!draft.step.matrix.is_empty()).then_some(&first_combination),
         };
         for (text, pos) in &draft.templates {
             if let Err(e) = scope.render(text) {
+                diags.error(*pos, e.message, e.hint);
+            }
+        }
+        let params_only = Scope {
+            params: &params,
+            inputs: Vec::new(),
+            step: step_name,
+            matrix: None,
+        };
+        for (text, pos) in &draft.matrix_templates {
+            if let Err(e) = params_only.render(text) {
                 diags.error(*pos, e.message, e.hint);
             }
         }
@@ -326,6 +353,40 @@ mod tests {
             "{base}    command: [sh, -c, \"echo $${{HOME}} ${{params.depth}} ${{inputs.data}}\"]\n"
         );
         parse("p.yaml", Path::new("."), &ok).unwrap();
+    }
+
+    #[test]
+    fn matrix_references_are_checked_against_the_step_matrix() {
+        let base = "name: p\nparams: { depth: 4 }\nsteps:\n  - name: t\n    image: x\n    matrix: { algo: [a, b], max_depth: [2, \"${params.depth}\"] }\n";
+        let ok = format!(
+            "{base}    command: [fit, \"${{matrix.algo}}\", \"--d=${{matrix.max_depth}}\"]\n    env: {{ A: \"${{matrix.algo}}\" }}\n    with: {{ tag: \"${{matrix.algo}}\" }}\n"
+        );
+        parse("p.yaml", Path::new("."), &ok).unwrap();
+        let d = only_error(
+            &format!("{base}    command: [fit, \"${{matrix.max_dept}}\"]\n"),
+            7,
+            20,
+            &["unknown matrix key 'max_dept' in `${matrix.max_dept}` of step 't'"],
+        );
+        let hint = d.hint.unwrap();
+        assert!(
+            hint.contains("did you mean `${matrix.max_depth}`"),
+            "{hint}"
+        );
+        assert!(hint.contains("algo, max_depth"), "{hint}");
+        let d = only_error(
+            &format!("{HEAD}  - name: a\n    image: x\n    env: {{ A: \"${{matrix.algo}}\" }}\n"),
+            5,
+            15,
+            &["`${matrix.algo}` in step 'a', which has no `matrix`"],
+        );
+        assert!(d.hint.unwrap().contains("matrix:"));
+        only_error(
+            "name: p\nparams: { depth: 4 }\nsteps:\n  - name: t\n    image: x\n    matrix: { d: [\"${params.dpth}\"] }\n",
+            6,
+            19,
+            &["unknown param 'dpth'"],
+        );
     }
 
     #[test]

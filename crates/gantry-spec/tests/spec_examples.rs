@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use gantry_spec::{
-    CacheKeyMaterial, ImageRef, InputSource, ParamValue, Resources, cache_key, load, plan,
+    CacheKeyMaterial, ImageRef, InputSource, ParamValue, Resources, Sweep, cache_key, load, plan,
     resolve_params,
 };
 
@@ -164,4 +164,199 @@ fn a_broken_pipeline_reports_every_problem_with_its_location() {
         "{text}"
     );
     assert!(lines[5].contains("did you mean `retries`?"), "{text}");
+}
+
+const SWEEP: &str = r#"name: cancer-sweep
+params:
+  deep: 8
+steps:
+  - name: ingest
+    uses: builtin/csv-ingest
+    with: { source: "https://data.example.com/breast_cancer.csv" }
+    outputs: [dataset]
+  - name: split
+    uses: builtin/split
+    inputs: { dataset: ingest.dataset }
+    with: { test_fraction: 0.25, seed: 7 }
+    outputs: [train, test]
+  - name: train
+    uses: builtin/train
+    inputs: { train: split.train }
+    with: { label: diagnosis, seed: 7 }
+    matrix:
+      algorithm: [logistic, random_forest]
+      max_depth: [2, "${params.deep}"]
+    outputs: [model]
+  - name: select
+    uses: builtin/select
+    inputs: { candidates: train.model, test: split.test }
+    with: { metric: accuracy }
+    outputs: [best]
+  - name: bench
+    image: registry.example.com/bench@sha256:0f3c
+    matrix: { threads: [1, 4] }
+    command: [bench, --threads, "${matrix.threads}", --model, "${inputs.model}/model.json"]
+    inputs:
+      model: select.best
+      labels: { url: "https://data.example.com/labels.json" }
+      local: { path: data/extra.csv }
+    outputs: [timings]
+  - name: publish
+    image: busybox
+    command: [sh, -c, "cat ${inputs.timings}/*/timings"]
+    inputs: { timings: bench.timings }
+    after: [train]
+"#;
+
+#[test]
+fn a_sweep_pipeline_expands_fans_in_and_keys_each_combination() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sweep.yaml");
+    std::fs::write(&file, SWEEP).unwrap();
+    let p = load(&file).unwrap();
+    assert_eq!(p.steps[2].matrix.len(), 2);
+    assert_eq!(
+        p.steps[4].inputs["labels"],
+        InputSource::Url("https://data.example.com/labels.json".into())
+    );
+
+    let params = resolve_params(&p, &[]).unwrap();
+    let plan = plan(&p, &params).unwrap();
+    let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+    let trains = [
+        "train[algorithm=logistic,max_depth=2]",
+        "train[algorithm=logistic,max_depth=8]",
+        "train[algorithm=random_forest,max_depth=2]",
+        "train[algorithm=random_forest,max_depth=8]",
+    ];
+    let mut expected = vec!["ingest", "split"];
+    expected.extend(trains);
+    expected.extend(["select", "bench[threads=1]", "bench[threads=4]", "publish"]);
+    assert_eq!(names, expected);
+
+    let ingest = &plan.steps[0];
+    assert_eq!(
+        ingest.inputs["source"],
+        InputSource::Url("https://data.example.com/breast_cancer.csv".into())
+    );
+
+    let rf8 = plan.steps.iter().find(|s| s.name == trains[3]).unwrap();
+    assert_eq!(rf8.with["algorithm"], serde_json::json!("random_forest"));
+    assert_eq!(rf8.with["max_depth"], serde_json::json!(8));
+    assert_eq!(rf8.with["label"], serde_json::json!("diagnosis"));
+    assert_eq!(
+        rf8.sweep,
+        Some(Sweep {
+            step: "train".into(),
+            index: 3,
+            values: BTreeMap::from([
+                ("algorithm".to_owned(), serde_json::json!("random_forest")),
+                ("max_depth".to_owned(), serde_json::json!(8)),
+            ]),
+            label: "algorithm=random_forest,max_depth=8".into(),
+        })
+    );
+
+    let select = plan.steps.iter().find(|s| s.name == "select").unwrap();
+    let InputSource::Sweep {
+        step,
+        output,
+        members,
+    } = &select.inputs["candidates"]
+    else {
+        panic!(
+            "candidates is not a sweep: {:?}",
+            select.inputs["candidates"]
+        );
+    };
+    assert_eq!((step.as_str(), output.as_str()), ("train", "model"));
+    let member_names: Vec<&str> = members.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(member_names, trains);
+    assert_eq!(members[0].0, "algorithm=logistic,max_depth=2");
+    let mut deps = vec!["split"];
+    deps.extend(trains);
+    assert_eq!(select.deps, deps);
+
+    let publish = plan.steps.iter().find(|s| s.name == "publish").unwrap();
+    let mut deps = trains.to_vec();
+    deps.extend(["bench[threads=1]", "bench[threads=4]"]);
+    assert_eq!(publish.deps, deps);
+    assert_eq!(publish.command[2], "cat /gantry/inputs/timings/*/timings");
+
+    let bench: Vec<_> = plan
+        .steps
+        .iter()
+        .filter(|s| s.sweep.as_ref().is_some_and(|w| w.step == "bench"))
+        .collect();
+    assert_eq!(bench[1].command[2], "4");
+    assert_eq!(
+        bench[0].inputs["local"],
+        InputSource::Path(dir.path().join("data/extra.csv"))
+    );
+    // Each combination's command differs, so each gets its own cache key.
+    let inputs = BTreeMap::from([("model".to_owned(), "sha256:1111".to_owned())]);
+    let keys: Vec<String> = bench
+        .iter()
+        .map(|s| {
+            cache_key(&CacheKeyMaterial {
+                image_digest: "sha256:0f3c",
+                command: &s.command,
+                env: &s.env,
+                params: &params,
+                inputs: &inputs,
+                outputs: &s.outputs,
+                component_version: None,
+                resources_network: s.network,
+            })
+        })
+        .collect();
+    assert_ne!(keys[0], keys[1]);
+
+    let json = serde_json::to_string(&plan).unwrap();
+    let back: gantry_spec::Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, plan);
+}
+
+#[test]
+fn a_broken_sweep_reports_every_problem_with_its_location() {
+    let broken = SWEEP
+        .replace(
+            "max_depth: [2, \"${params.deep}\"]",
+            "max_depth: [2, 2, \"${params.depp}\"]",
+        )
+        .replace("\"${matrix.threads}\"", "\"${matrix.thread}\"")
+        .replace(
+            "https://data.example.com/breast_cancer.csv",
+            "s3://data/breast_cancer.csv",
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(&file, broken).unwrap();
+    let err = load(&file).unwrap_err();
+    let label = file.display().to_string();
+    let located: Vec<String> = err
+        .diagnostics
+        .iter()
+        .map(|d| {
+            assert!(d.hint.is_some(), "{d}");
+            format!("{}: {}", d.location.as_ref().unwrap(), d.message)
+        })
+        .collect();
+    assert_eq!(located.len(), 4, "{located:#?}");
+    assert!(
+        located[0].starts_with(&format!("{label}:7:21: bad `source` of step 'ingest'")),
+        "{located:#?}"
+    );
+    assert!(
+        located[1].starts_with(&format!("{label}:20:22: duplicate value '2'")),
+        "{located:#?}"
+    );
+    assert!(
+        located[2].starts_with(&format!("{label}:20:25: unknown param 'depp'")),
+        "{located:#?}"
+    );
+    assert!(
+        located[3].starts_with(&format!("{label}:30:33: unknown matrix key 'thread'")),
+        "{located:#?}"
+    );
 }
