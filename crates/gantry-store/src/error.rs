@@ -47,9 +47,9 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
-    #[error(
-        "no {kind} with id or prefix '{id}' (list them with `gantry runs`; a prefix needs at least 4 characters)"
-    )]
+    /// `kind` is "run", "step run", "model", "model version" (id `name@7`) or "model alias"
+    /// (id `name@alias`).
+    #[error("{}", not_found_message(kind, id))]
     NotFound { kind: &'static str, id: String },
 
     #[error("{kind} prefix '{prefix}' is ambiguous: it matches {} — give more characters", matches.join(", "))]
@@ -70,6 +70,20 @@ impl StoreError {
     pub(crate) fn query(op: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError {
         let op = op.into();
         move |source| StoreError::Query { op, source }
+    }
+}
+
+fn not_found_message(kind: &str, id: &str) -> String {
+    match kind {
+        "model" => format!(
+            "no model named '{id}' in the registry (a model is created by registering its first version)"
+        ),
+        "model version" | "model alias" => format!(
+            "no {kind} '{id}' in the registry (list the model's versions and aliases to see what exists)"
+        ),
+        _ => format!(
+            "no {kind} with id or prefix '{id}' (list them with `gantry runs`; a prefix needs at least 4 characters)"
+        ),
     }
 }
 

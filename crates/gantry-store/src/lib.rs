@@ -1,4 +1,5 @@
-//! gantry-store: the metadata store — runs, step runs, artifacts, lineage, logs and metrics.
+//! gantry-store: the metadata store — runs, step runs, artifacts, lineage, logs, metrics and
+//! the model registry.
 //!
 //! One [`Store`] speaks to SQLite (the default: one file, WAL mode, so a CLI process can follow
 //! logs while the engine writes them) or PostgreSQL (shared deployments) through sqlx's `Any`
@@ -13,6 +14,7 @@ mod error;
 mod lineage;
 mod logs;
 mod metrics;
+mod models;
 mod record;
 mod runs;
 mod status;
@@ -21,7 +23,8 @@ mod store;
 
 pub use error::{ParseStatusError, StoreError};
 pub use record::{
-    ArtifactRow, LineageRow, LogChunk, LogRow, MetricRow, RunFilter, RunRecord, StepRunRecord,
+    ArtifactRow, LineageRow, LogChunk, LogRow, MetricRow, ModelRecord, ModelVersionRecord,
+    NewModelVersion, RunFilter, RunRecord, StepRunRecord,
 };
 pub use status::{Direction, RunStatus, StepStatus};
 pub use store::Store;

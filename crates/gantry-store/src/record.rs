@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::status::{RunStatus, StepStatus};
@@ -108,4 +110,68 @@ pub struct MetricRow {
     pub step: String,
     pub key: String,
     pub value: f64,
+}
+
+/// A registered model: a name whose versions are numbered 1, 2, … in registration order.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelRecord {
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at_ms: i64,
+    /// Last registration or alias change.
+    pub updated_at_ms: i64,
+    /// None only for a model without versions, which registration never leaves behind.
+    pub latest_version: Option<i64>,
+    /// Alias -> version.
+    pub aliases: BTreeMap<String, i64>,
+}
+
+/// One version of a registered model: an artifact plus where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelVersionRecord {
+    pub model: String,
+    /// 1, 2, … per model, without gaps.
+    pub version: i64,
+    pub artifact_digest: String,
+    pub artifact_kind: String,
+    pub run_id: Option<String>,
+    pub step_run_id: Option<String>,
+    pub step: Option<String>,
+    /// JSON object of numbers, e.g. `{"accuracy":0.97}`.
+    pub metrics_json: String,
+    /// JSON array of the digests of the data the model was trained on.
+    pub data_digests_json: String,
+    /// JSON object: hyperparameters (the step's `with`).
+    pub params_json: String,
+    /// How to load the artifact: "builtin", "onnx", "custom", …
+    pub flavor: String,
+    pub description: Option<String>,
+    /// JSON object of string tags.
+    pub tags_json: String,
+    pub created_at_ms: i64,
+    /// Aliases naming this version, sorted.
+    pub aliases: Vec<String>,
+}
+
+/// What `Store::register_model_version` needs; the version number is assigned by the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewModelVersion {
+    pub model: String,
+    pub artifact_digest: String,
+    pub artifact_kind: String,
+    pub run_id: Option<String>,
+    /// Registering the same step run into the same model again returns the first version.
+    pub step_run_id: Option<String>,
+    pub step: Option<String>,
+    /// JSON object of numbers.
+    pub metrics_json: String,
+    /// JSON array of digest strings.
+    pub data_digests_json: String,
+    /// JSON object.
+    pub params_json: String,
+    pub flavor: String,
+    pub description: Option<String>,
+    /// Set on the new version, moved from whichever version had it.
+    pub alias: Option<String>,
+    pub now_ms: i64,
 }

@@ -11,17 +11,31 @@ use std::path::PathBuf;
 
 use crate::error::StoreError;
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "models",
+        include_str!("../migrations/sqlite/0002_models.sql"),
+    ),
+];
 
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "models",
+        include_str!("../migrations/postgres/0002_models.sql"),
+    ),
+];
 
 /// How long SQLite waits for another writer (another gantry process, or this one) before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,7 +46,7 @@ pub(crate) enum Backend {
     Postgres,
 }
 
-/// The metadata store: runs, step runs, artifacts, lineage, logs and metrics.
+/// The metadata store: runs, step runs, artifacts, lineage, logs, metrics and registered models.
 ///
 /// Cheap to clone: clones share one connection pool.
 #[derive(Clone, Debug)]
@@ -215,7 +229,7 @@ async fn lock_file(path: PathBuf) -> Result<Flock<std::fs::File>, StoreError> {
     })
 }
 
-fn is_sqlite_busy(err: &sqlx::Error) -> bool {
+pub(crate) fn is_sqlite_busy(err: &sqlx::Error) -> bool {
     const SQLITE_BUSY: i64 = 5;
     const SQLITE_LOCKED: i64 = 6;
     match err {

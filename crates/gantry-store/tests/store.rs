@@ -908,18 +908,657 @@ mod cases {
             .fetch_all(&pool)
             .await
             .unwrap();
-        assert_eq!(versions, [1]);
+        assert_eq!(versions, [1, 2]);
+    }
+}
+
+/// The model registry. Each case takes the URL of a fresh database.
+mod model_cases {
+    use std::collections::BTreeMap;
+
+    use gantry_store::{NewModelVersion, RunStatus, Store, StoreError};
+
+    use crate::fixtures::run;
+
+    /// A registration with every optional field filled, so round trips check them all.
+    fn new_version(
+        model: &str,
+        digest: &str,
+        step_run_id: Option<&str>,
+        now_ms: i64,
+    ) -> NewModelVersion {
+        NewModelVersion {
+            model: model.into(),
+            artifact_digest: digest.into(),
+            artifact_kind: "file".into(),
+            run_id: Some("r-aaaaaaaaaaaa".into()),
+            step_run_id: step_run_id.map(String::from),
+            step: Some("train".into()),
+            metrics_json: r#"{"accuracy":0.97,"f1":0.5}"#.into(),
+            data_digests_json: r#"["sha256:d1","sha256:d2"]"#.into(),
+            params_json: r#"{"max_depth":4,"criterion":"gini"}"#.into(),
+            flavor: "builtin".into(),
+            description: Some("trained on ünïcode ✓".into()),
+            alias: None,
+            now_ms,
+        }
+    }
+
+    fn with_alias(mut v: NewModelVersion, alias: &str) -> NewModelVersion {
+        v.alias = Some(alias.into());
+        v
+    }
+
+    #[track_caller]
+    fn assert_not_found(err: StoreError, kind: &str, id: &str) {
+        match &err {
+            StoreError::NotFound { kind: k, id: i } => {
+                assert_eq!((*k, i.as_str()), (kind, id), "{err}");
+            }
+            other => panic!("expected {kind} {id} not found, got: {other}"),
+        }
+        assert!(err.to_string().contains(id), "{err}");
+    }
+
+    #[track_caller]
+    fn assert_invalid(err: StoreError, mentions: &str) {
+        assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
+        assert!(
+            err.to_string().contains(mentions),
+            "'{mentions}' missing: {err}"
+        );
+    }
+
+    fn versions_of(list: &[gantry_store::ModelVersionRecord]) -> Vec<i64> {
+        list.iter().map(|v| v.version).collect()
+    }
+
+    pub async fn versions_are_numbered_per_model(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let new1 = new_version("iris", "sha256:m1", Some("s-1"), 1_000);
+        let v1 = store.register_model_version(&new1).await.unwrap();
+        assert_eq!(v1.model, "iris");
+        assert_eq!(v1.version, 1);
+        assert_eq!(v1.artifact_digest, "sha256:m1");
+        assert_eq!(v1.artifact_kind, "file");
+        assert_eq!(v1.run_id.as_deref(), Some("r-aaaaaaaaaaaa"));
+        assert_eq!(v1.step_run_id.as_deref(), Some("s-1"));
+        assert_eq!(v1.step.as_deref(), Some("train"));
+        assert_eq!(v1.metrics_json, new1.metrics_json);
+        assert_eq!(v1.data_digests_json, new1.data_digests_json);
+        assert_eq!(v1.params_json, new1.params_json);
+        assert_eq!(v1.flavor, "builtin");
+        assert_eq!(v1.description, new1.description);
+        assert_eq!(v1.tags_json, "{}");
+        assert_eq!(v1.created_at_ms, 1_000);
+        assert!(v1.aliases.is_empty());
+        assert_eq!(store.get_model_version("iris", 1).await.unwrap(), v1);
+
+        let v2 = store
+            .register_model_version(&new_version("iris", "sha256:m2", Some("s-2"), 2_000))
+            .await
+            .unwrap();
+        assert_eq!(v2.version, 2);
+        let wine = store
+            .register_model_version(&new_version("wine", "sha256:w1", Some("s-3"), 1_500))
+            .await
+            .unwrap();
+        assert_eq!(wine.version, 1, "numbering is per model");
+
+        // Without a step run there is nothing to deduplicate on: each call is a new version.
+        let mut outside = new_version("iris", "sha256:m3", None, 3_000);
+        outside.run_id = None;
+        outside.step = None;
+        outside.description = None;
+        let v3 = store.register_model_version(&outside).await.unwrap();
+        let v4 = store.register_model_version(&outside).await.unwrap();
+        assert_eq!((v3.version, v4.version), (3, 4));
+        assert_eq!(v3.run_id, None);
+        assert_eq!(store.get_model_version("iris", 3).await.unwrap(), v3);
+
+        let model = store.get_model("iris").await.unwrap();
+        assert_eq!(model.name, "iris");
+        assert_eq!(model.description, None);
+        assert_eq!(model.created_at_ms, 1_000);
+        assert_eq!(model.updated_at_ms, 3_000);
+        assert_eq!(model.latest_version, Some(4));
+        assert!(model.aliases.is_empty());
+
+        let listed = store.list_model_versions("iris").await.unwrap();
+        assert_eq!(listed, [v4, v3, v2, v1], "newest first");
+
+        assert_not_found(store.get_model("nope").await.unwrap_err(), "model", "nope");
+        assert_not_found(
+            store.list_model_versions("nope").await.unwrap_err(),
+            "model",
+            "nope",
+        );
+        assert_not_found(
+            store.get_model_version("iris", 9).await.unwrap_err(),
+            "model version",
+            "iris@9",
+        );
+        assert_not_found(
+            store.get_model_version("nope", 1).await.unwrap_err(),
+            "model",
+            "nope",
+        );
+    }
+
+    pub async fn aliases_move_and_references_resolve(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let v1 = store
+            .register_model_version(&with_alias(
+                new_version("iris", "sha256:m1", Some("s-1"), 1_000),
+                "staging",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(v1.aliases, ["staging"]);
+        let v2 = store
+            .register_model_version(&with_alias(
+                new_version("iris", "sha256:m2", Some("s-2"), 2_000),
+                "staging",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(v2.aliases, ["staging"]);
+        assert!(
+            store
+                .get_model_version("iris", 1)
+                .await
+                .unwrap()
+                .aliases
+                .is_empty(),
+            "registering with an alias moves it"
+        );
+
+        store
+            .set_model_alias("iris", 1, "champion", 5_000)
+            .await
+            .unwrap();
+        let model = store.get_model("iris").await.unwrap();
+        assert_eq!(
+            model.aliases,
+            BTreeMap::from([("champion".to_string(), 1), ("staging".to_string(), 2)])
+        );
+        assert_eq!(model.updated_at_ms, 5_000);
+        store
+            .set_model_alias("iris", 2, "champion", 6_000)
+            .await
+            .unwrap();
+        // Setting it where it already is changes nothing but the time.
+        store
+            .set_model_alias("iris", 2, "champion", 7_000)
+            .await
+            .unwrap();
+        let listed = store.list_model_versions("iris").await.unwrap();
+        assert_eq!(versions_of(&listed), [2, 1]);
+        assert_eq!(listed[0].aliases, ["champion", "staging"]);
+        assert!(listed[1].aliases.is_empty());
+        assert_eq!(store.get_model("iris").await.unwrap().updated_at_ms, 7_000);
+
+        let v3 = store
+            .register_model_version(&new_version("iris", "sha256:m3", Some("s-3"), 8_000))
+            .await
+            .unwrap();
+        for (reference, version) in [
+            ("iris", 3),
+            ("iris@latest", 3),
+            ("iris@1", 1),
+            ("iris@2", 2),
+            ("iris@02", 2),
+            ("iris@champion", 2),
+            ("iris@staging", 2),
+        ] {
+            let got = store.resolve_model(reference).await.unwrap();
+            assert_eq!(
+                (got.model.as_str(), got.version),
+                ("iris", version),
+                "{reference}"
+            );
+        }
+        assert_eq!(store.resolve_model("iris").await.unwrap(), v3);
+        assert_eq!(
+            store.resolve_model("iris@champion").await.unwrap(),
+            store.get_model_version("iris", 2).await.unwrap()
+        );
+
+        assert_not_found(
+            store.resolve_model("iris@9").await.unwrap_err(),
+            "model version",
+            "iris@9",
+        );
+        assert_not_found(
+            store.resolve_model("iris@prod").await.unwrap_err(),
+            "model alias",
+            "iris@prod",
+        );
+        for reference in ["nope", "nope@latest", "nope@1", "nope@champion"] {
+            assert_not_found(
+                store.resolve_model(reference).await.unwrap_err(),
+                "model",
+                "nope",
+            );
+        }
+        for reference in [
+            "iris@",
+            "iris@Champion",
+            "ir is",
+            "@champion",
+            "iris@99999999999999999999",
+        ] {
+            assert_invalid(store.resolve_model(reference).await.unwrap_err(), reference);
+        }
+
+        assert_not_found(
+            store
+                .set_model_alias("iris", 9, "champion", 9_000)
+                .await
+                .unwrap_err(),
+            "model version",
+            "iris@9",
+        );
+        assert_not_found(
+            store
+                .set_model_alias("nope", 1, "champion", 9_000)
+                .await
+                .unwrap_err(),
+            "model",
+            "nope",
+        );
+        for alias in ["latest", "1", "Champion", "", "a b"] {
+            let err = store
+                .set_model_alias("iris", 1, alias, 9_000)
+                .await
+                .unwrap_err();
+            assert_invalid(err, &format!("'{alias}'"));
+        }
+        assert_eq!(
+            store.resolve_model("iris@champion").await.unwrap().version,
+            2
+        );
+
+        store.delete_model_alias("iris", "staging").await.unwrap();
+        assert_not_found(
+            store.resolve_model("iris@staging").await.unwrap_err(),
+            "model alias",
+            "iris@staging",
+        );
+        assert_not_found(
+            store
+                .delete_model_alias("iris", "staging")
+                .await
+                .unwrap_err(),
+            "model alias",
+            "iris@staging",
+        );
+        assert_not_found(
+            store
+                .delete_model_alias("nope", "staging")
+                .await
+                .unwrap_err(),
+            "model",
+            "nope",
+        );
+        // The version the alias named stays, with its other alias.
+        assert_eq!(
+            store.get_model_version("iris", 2).await.unwrap().aliases,
+            ["champion"]
+        );
+        assert_eq!(
+            store.get_model("iris").await.unwrap().aliases,
+            BTreeMap::from([("champion".to_string(), 2)])
+        );
+    }
+
+    pub async fn registering_a_step_run_again_returns_its_version(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let first = with_alias(
+            new_version("iris", "sha256:m1", Some("s-a"), 1_000),
+            "staging",
+        );
+        let v1 = store.register_model_version(&first).await.unwrap();
+        store
+            .register_model_version(&new_version("iris", "sha256:m2", Some("s-b"), 2_000))
+            .await
+            .unwrap();
+        store
+            .set_model_alias("iris", 2, "staging", 3_000)
+            .await
+            .unwrap();
+
+        // A retried registration (later, same step run) finds the first one and moves nothing.
+        let mut retry = first.clone();
+        retry.now_ms = 4_000;
+        let again = store.register_model_version(&retry).await.unwrap();
+        assert_eq!(again.version, 1);
+        assert_eq!(again.artifact_digest, v1.artifact_digest);
+        assert_eq!(again.created_at_ms, 1_000);
+        assert!(again.aliases.is_empty(), "{:?}", again.aliases);
+        assert_eq!(
+            store.resolve_model("iris@staging").await.unwrap().version,
+            2
+        );
+        assert_eq!(
+            versions_of(&store.list_model_versions("iris").await.unwrap()),
+            [2, 1]
+        );
+        assert_eq!(store.get_model("iris").await.unwrap().updated_at_ms, 3_000);
+
+        // The same step run may register into another model.
+        let other = store
+            .register_model_version(&new_version("iris-onnx", "sha256:m1", Some("s-a"), 5_000))
+            .await
+            .unwrap();
+        assert_eq!((other.model.as_str(), other.version), ("iris-onnx", 1));
+
+        // A different artifact from the same step run is a mistake, not a new version.
+        let mut conflicting = first.clone();
+        conflicting.artifact_digest = "sha256:zz".into();
+        let err = store
+            .register_model_version(&conflicting)
+            .await
+            .unwrap_err();
+        assert_invalid(err, "s-a");
+        assert_eq!(store.list_model_versions("iris").await.unwrap().len(), 2);
+    }
+
+    /// Registrations racing from two handles (as two processes would) get 1..=N, each once;
+    /// racing retries of one step run all get the same version.
+    pub async fn concurrent_registrations_leave_no_gaps(url: &str) {
+        const N: i64 = 16;
+        let handles = [
+            Store::connect(url).await.unwrap(),
+            Store::connect(url).await.unwrap(),
+        ];
+        let tasks: Vec<_> = (0..N)
+            .map(|i| {
+                let store = handles[(i % 2) as usize].clone();
+                tokio::spawn(async move {
+                    let v = with_alias(
+                        new_version("iris", &format!("sha256:{i}"), Some(&format!("s-{i}")), i),
+                        "champion",
+                    );
+                    store.register_model_version(&v).await.unwrap()
+                })
+            })
+            .collect();
+        let dup_tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let store = handles[i % 2].clone();
+                tokio::spawn(async move {
+                    let v = new_version("dup", "sha256:dup", Some("s-dup"), 1);
+                    store.register_model_version(&v).await.unwrap()
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        for t in tasks {
+            got.push(t.await.unwrap());
+        }
+        let mut numbers: Vec<i64> = got.iter().map(|v| v.version).collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=N).collect::<Vec<_>>());
+
+        let stored = handles[0].list_model_versions("iris").await.unwrap();
+        assert_eq!(versions_of(&stored), (1..=N).rev().collect::<Vec<_>>());
+        for v in &got {
+            let row = stored.iter().find(|s| s.version == v.version).unwrap();
+            assert_eq!(
+                row.step_run_id, v.step_run_id,
+                "the version belongs to its caller"
+            );
+            assert_eq!(row.artifact_digest, v.artifact_digest);
+        }
+        let model = handles[1].get_model("iris").await.unwrap();
+        assert_eq!(model.latest_version, Some(N));
+        let champion = model.aliases["champion"];
+        assert_eq!(model.aliases.len(), 1);
+        assert_eq!(
+            stored
+                .iter()
+                .filter(|v| !v.aliases.is_empty())
+                .map(|v| v.version)
+                .collect::<Vec<_>>(),
+            [champion],
+            "the alias names exactly one version"
+        );
+
+        let mut dups = Vec::new();
+        for t in dup_tasks {
+            dups.push(t.await.unwrap());
+        }
+        assert!(
+            dups.iter().all(|d| d.version == 1),
+            "{:?}",
+            versions_of(&dups)
+        );
+        assert_eq!(
+            handles[0].list_model_versions("dup").await.unwrap().len(),
+            1
+        );
+    }
+
+    /// Makes one field of a registration invalid.
+    type Spoil = fn(&mut NewModelVersion);
+
+    pub async fn invalid_registrations_change_nothing(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let long = "a".repeat(129);
+        for name in ["", "-iris", "ir is", "iris@2", "iris/2", long.as_str()] {
+            let err = store
+                .register_model_version(&new_version(name, "sha256:m", Some("s-1"), 1))
+                .await
+                .unwrap_err();
+            assert_invalid(err, &format!("model name '{name}'"));
+        }
+        for alias in ["latest", "7", "Champion", "", "a.b"] {
+            let err = store
+                .register_model_version(&with_alias(
+                    new_version("iris", "sha256:m", Some("s-1"), 1),
+                    alias,
+                ))
+                .await
+                .unwrap_err();
+            assert_invalid(err, &format!("model alias '{alias}'"));
+        }
+        let bad_fields: [(&str, Spoil); 8] = [
+            ("metrics_json", |v| v.metrics_json = "[0.9]".into()),
+            ("metrics_json", |v| {
+                v.metrics_json = r#"{"acc":"high"}"#.into()
+            }),
+            ("metrics_json", |v| v.metrics_json = "{".into()),
+            ("data_digests_json", |v| v.data_digests_json = "{}".into()),
+            ("data_digests_json", |v| v.data_digests_json = "[1]".into()),
+            ("params_json", |v| v.params_json = "[]".into()),
+            ("artifact_digest", |v| v.artifact_digest.clear()),
+            ("flavor", |v| v.flavor.clear()),
+        ];
+        for (field, spoil) in bad_fields {
+            let mut v = new_version("iris", "sha256:m", Some("s-1"), 1);
+            spoil(&mut v);
+            let err = store.register_model_version(&v).await.unwrap_err();
+            assert_invalid(err, field);
+        }
+        assert!(store.list_models().await.unwrap().is_empty());
+
+        let longest = "A".repeat(128);
+        for name in [longest.as_str(), "7", "iris.v2_final-B"] {
+            store
+                .register_model_version(&new_version(name, "sha256:m", None, 1))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.list_models().await.unwrap().len(), 3);
+    }
+
+    pub async fn models_list_by_name_and_by_run(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let register = |model: &str, run_id: &str, now_ms: i64, alias: Option<&str>| {
+            let mut v = new_version(model, &format!("sha256:{model}{now_ms}"), None, now_ms);
+            v.run_id = Some(run_id.into());
+            v.alias = alias.map(String::from);
+            let store = store.clone();
+            async move { store.register_model_version(&v).await.unwrap() }
+        };
+        register("b", "r-1", 10, Some("champion")).await;
+        register("a", "r-1", 20, None).await;
+        register("B", "r-2", 5, None).await;
+        register("a", "r-2", 30, Some("staging")).await;
+        register("a.2", "r-2", 40, None).await;
+        register("10", "r-2", 50, None).await;
+
+        let models = store.list_models().await.unwrap();
+        let summary: Vec<_> = models
+            .iter()
+            .map(|m| (m.name.as_str(), m.latest_version, m.aliases.clone()))
+            .collect();
+        let aliases = |pairs: &[(&str, i64)]| -> BTreeMap<String, i64> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        assert_eq!(
+            summary,
+            [
+                ("10", Some(1), aliases(&[])),
+                ("B", Some(1), aliases(&[])),
+                ("a", Some(2), aliases(&[("staging", 2)])),
+                ("a.2", Some(1), aliases(&[])),
+                ("b", Some(1), aliases(&[("champion", 1)])),
+            ],
+            "bytewise by name on every backend"
+        );
+        assert_eq!(models[2], store.get_model("a").await.unwrap());
+        assert_eq!((models[2].created_at_ms, models[2].updated_at_ms), (20, 30));
+
+        let of_run = |run_id: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .model_versions_for_run(run_id)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|v| (v.model, v.version, v.aliases))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let row = |m: &str, v: i64, a: &[&str]| {
+            (
+                m.to_string(),
+                v,
+                a.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            of_run("r-1").await,
+            [row("b", 1, &["champion"]), row("a", 1, &[])]
+        );
+        assert_eq!(
+            of_run("r-2").await,
+            [
+                row("B", 1, &[]),
+                row("a", 2, &["staging"]),
+                row("a.2", 1, &[]),
+                row("10", 1, &[]),
+            ]
+        );
+        assert!(of_run("r-none").await.is_empty());
+        let full = store.model_versions_for_run("r-1").await.unwrap();
+        assert_eq!(full[0], store.get_model_version("b", 1).await.unwrap());
+    }
+
+    /// A database made by a gantry that only knew migration 1 gains the registry and keeps
+    /// its runs.
+    pub async fn upgrading_a_version_1_database_keeps_its_runs(fresh_url: &str) {
+        use sqlx::SqlSafeStr;
+        use sqlx::migrate::MigrateDatabase;
+        use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+        // The harness has already migrated the database it hands over: make another one.
+        let sqlite = fresh_url.starts_with("sqlite:");
+        let url = &if sqlite {
+            fresh_url.replace("gantry.db", "gantry-v1.db")
+        } else {
+            let name = format!("gantry_t_{}", gantry_store::new_id(""));
+            crate::support::with_database(fresh_url, &name)
+        };
+        sqlx::any::install_default_drivers();
+        sqlx::Any::create_database(url).await.unwrap();
+        let init = if sqlite {
+            include_str!("../migrations/sqlite/0001_init.sql")
+        } else {
+            include_str!("../migrations/postgres/0001_init.sql")
+        };
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
+        Migrator::with_migrations(vec![Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            init.into_sql_str(),
+            false,
+        )])
+        .run(&pool)
+        .await
+        .unwrap();
+        let old = run("r-old000000000", "p", 1, RunStatus::Succeeded);
+        sqlx::query(
+            "INSERT INTO runs (id, pipeline, status, spec_file, spec_yaml, params_json, \
+             images_json, no_cache, rerun_of, created_at_ms, started_at_ms, finished_at_ms, \
+             owner_pid, owner_host, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(&old.id)
+        .bind(&old.pipeline)
+        .bind(old.status.as_str())
+        .bind(&old.spec_file)
+        .bind(&old.spec_yaml)
+        .bind(&old.params_json)
+        .bind(&old.images_json)
+        .bind(i64::from(old.no_cache))
+        .bind(old.rerun_of.as_deref())
+        .bind(old.created_at_ms)
+        .bind(old.started_at_ms)
+        .bind(old.finished_at_ms)
+        .bind(old.owner_pid)
+        .bind(old.owner_host.as_deref())
+        .bind(old.error.as_deref())
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = Store::connect(url).await.unwrap();
+        assert_eq!(store.get_run(&old.id).await.unwrap(), old);
+        let mut v = new_version("iris", "sha256:m1", Some("s-1"), 2);
+        v.run_id = Some(old.id.clone());
+        store.register_model_version(&v).await.unwrap();
+        assert_eq!(
+            store.model_versions_for_run(&old.id).await.unwrap().len(),
+            1
+        );
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
+        let versions: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(versions, [1, 2]);
+        pool.close().await;
+        if !sqlite {
+            sqlx::Any::force_drop_database(url).await.unwrap();
+        }
     }
 }
 
 macro_rules! on_every_backend {
-    ($($case:ident),+ $(,)?) => {
+    ($($module:ident::$case:ident),+ $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
                     let db = crate::support::TestDb::sqlite();
-                    crate::cases::$case(&db.url).await;
+                    crate::$module::$case(&db.url).await;
                     db.finish().await;
                 }
             )+
@@ -934,7 +1573,7 @@ macro_rules! on_every_backend {
                     };
                     let backend = gantry_store::Store::connect(&db.url).await.unwrap().backend();
                     assert_eq!(backend, "postgres");
-                    crate::cases::$case(&db.url).await;
+                    crate::$module::$case(&db.url).await;
                     db.finish().await;
                 }
             )+
@@ -943,17 +1582,24 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
-    runs_round_trip,
-    run_prefix_lookup,
-    list_runs_filters_and_pages,
-    interrupting_a_run_interrupts_its_live_steps,
-    step_runs_round_trip_in_plan_order,
-    find_cached_returns_latest_real_success,
-    artifacts_and_lineage,
-    logs_page_by_id,
-    metrics_round_trip,
-    concurrent_handles_lose_nothing,
-    reopening_keeps_data_and_migrates_once,
+    cases::runs_round_trip,
+    cases::run_prefix_lookup,
+    cases::list_runs_filters_and_pages,
+    cases::interrupting_a_run_interrupts_its_live_steps,
+    cases::step_runs_round_trip_in_plan_order,
+    cases::find_cached_returns_latest_real_success,
+    cases::artifacts_and_lineage,
+    cases::logs_page_by_id,
+    cases::metrics_round_trip,
+    cases::concurrent_handles_lose_nothing,
+    cases::reopening_keeps_data_and_migrates_once,
+    model_cases::versions_are_numbered_per_model,
+    model_cases::aliases_move_and_references_resolve,
+    model_cases::registering_a_step_run_again_returns_its_version,
+    model_cases::concurrent_registrations_leave_no_gaps,
+    model_cases::invalid_registrations_change_nothing,
+    model_cases::models_list_by_name_and_by_run,
+    model_cases::upgrading_a_version_1_database_keeps_its_runs,
 );
 
 /// What only SQLite has: a file, its journal mode, and the URL forms the CLI accepts.
@@ -1022,6 +1668,7 @@ mod sqlite_file {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{name}{suffix}"));
         }
+        let _ = std::fs::remove_file(std::path::Path::new(&name).with_extension("migrate-lock"));
     }
 
     #[tokio::test]
