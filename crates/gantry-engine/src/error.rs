@@ -15,12 +15,16 @@ pub enum EngineError {
         step: String,
         reference: String,
         #[source]
-        source: gantry_image::ImageError,
+        source: Box<gantry_image::ImageError>,
     },
     #[error(
         "step {step}: built-in component '{name}' is not available yet; use `image:` with a command"
     )]
     Builtin { step: String, name: String },
+    #[error("step {step}: {message}")]
+    Invalid { step: String, message: String },
+    #[error("built-in image: {message}")]
+    BuiltinImage { message: String },
     #[error("step {step}: {message}")]
     Step { step: String, message: String },
     #[error("metadata store: {0}")]

@@ -7,7 +7,7 @@ use gantry_image::ImageInfo;
 use gantry_runtime::{
     BindMount, LogLine, LogStream, Runtime, StepOutcome, StepRequest, Termination,
 };
-use gantry_spec::{CacheKeyMaterial, InputSource, ParamValue, PlannedStep};
+use gantry_spec::{CacheKeyMaterial, ImageRef, InputSource, ParamValue, PlannedStep};
 use gantry_store::{Direction, LogChunk, StepRunRecord, StepStatus, Store, new_id};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -171,20 +171,26 @@ async fn prepare<R: Runtime>(
                     )));
                 }
             }
-            InputSource::Path(path) => {
+            InputSource::Sweep {
+                step: from,
+                output,
+                members,
+            } => {
+                for (label, _) in members {
+                    if !inputs.contains_key(&sweep_input_key(name, label)) {
+                        return Err(err(format!(
+                            "input {name}: {from}[{label}].{output} produced no artifact"
+                        )));
+                    }
+                }
+            }
+            InputSource::Path(_) | InputSource::Url(_) => {
                 let key = format!("{}/{}", step.name, name);
                 let digest = match ctx.pinned_inputs.get(&key) {
                     Some(d) => d.clone(),
-                    None => {
-                        let info = inner.artifacts.put_path(path).await.map_err(|e| {
-                            err(format!("input {name} from {}: {e}", path.display()))
-                        })?;
-                        inner
-                            .store
-                            .record_artifact(&info.digest, kind_str(&info), info.size, now_ms())
-                            .await?;
-                        info.digest
-                    }
+                    None => store_external_input(inner, ctx, name, src)
+                        .await
+                        .map_err(err)?,
                 };
                 inputs.insert(name.clone(), digest);
             }
@@ -192,7 +198,22 @@ async fn prepare<R: Runtime>(
     }
 
     let cfg = &ctx.image.config;
-    let argv = if step.command.is_empty() {
+    let component_version = match &step.image {
+        ImageRef::Builtin(name) => Some(builtin_component(name).map_err(err)?.version),
+        ImageRef::Image(_) => None,
+    };
+    let argv = if let ImageRef::Builtin(name) = &step.image {
+        // `with` travels on the command line, so it is part of the cache key and visible
+        // in `gantry show`; serde_json sorts map keys, so the text is canonical.
+        let with = serde_json::to_string(&step.with).map_err(|e| err(e.to_string()))?;
+        vec![
+            crate::BUILTIN_BINARY.to_string(),
+            "component".into(),
+            name.clone(),
+            "--with".into(),
+            with,
+        ]
+    } else if step.command.is_empty() {
         cfg.entrypoint
             .iter()
             .chain(cfg.cmd.iter())
@@ -247,7 +268,7 @@ async fn prepare<R: Runtime>(
         params: &ctx.params,
         inputs: &inputs,
         outputs: &step.outputs,
-        component_version: None,
+        component_version,
         resources_network: step.network,
     });
     Ok(Prepared {
@@ -259,6 +280,85 @@ async fn prepare<R: Runtime>(
         rootfs,
         cache_key,
     })
+}
+
+/// Where one member of a fan-in input is mounted, below `/gantry/inputs/`.
+pub(crate) fn sweep_input_key(input: &str, label: &str) -> String {
+    format!("{input}/{}", label.replace('/', "_"))
+}
+
+/// The built-in component a `uses: builtin/<name>` step names, if it exists.
+pub(crate) fn builtin_component(name: &str) -> Result<&'static gantry_ml::ComponentInfo, String> {
+    gantry_ml::component(name).ok_or_else(|| {
+        let known: Vec<&str> = gantry_ml::components().iter().map(|c| c.name).collect();
+        format!(
+            "unknown built-in component builtin/{name}; available: {}",
+            known.join(", ")
+        )
+    })
+}
+
+/// Stores a path or URL input as an artifact and returns its digest.
+async fn store_external_input<R: Runtime>(
+    inner: &Arc<Inner<R>>,
+    ctx: &StepCtx,
+    name: &str,
+    src: &InputSource,
+) -> Result<String, String> {
+    let info = match src {
+        InputSource::Path(path) => inner
+            .artifacts
+            .put_path(path)
+            .await
+            .map_err(|e| format!("input {name} from {}: {e}", path.display()))?,
+        InputSource::Url(url) => {
+            let dir = inner.cfg.work_dir.join(&ctx.run_id);
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            let file = dir.join(format!(".download-{}-{name}", sanitize(&ctx.step.name)));
+            let fetched = crate::fetch::download(url, &file).await;
+            let stored = match fetched {
+                Ok(_) => inner
+                    .artifacts
+                    .put_path(&file)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            let _ = tokio::fs::remove_file(&file).await;
+            stored.map_err(|e| format!("input {name} from {url}: {e}"))?
+        }
+        _ => return Err(format!("input {name} is not external data")),
+    };
+    inner
+        .store
+        .record_artifact(&info.digest, kind_str(&info), info.size, now_ms())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(info.digest)
+}
+
+/// A step name reduced to what runc ids and directory names accept, made unique by
+/// a short hash when anything had to be replaced (sweep names hold `[`, `=` and `,`).
+pub(crate) fn sanitize(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean == name {
+        return clean;
+    }
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(name.as_bytes()));
+    let short: String = clean.chars().take(40).collect();
+    format!("{short}-{}", &hash[..8])
 }
 
 /// A previous successful step run with this key whose outputs are all still stored.
@@ -359,11 +459,11 @@ async fn run_attempt<R: Runtime>(
         step: step.name.clone(),
         message,
     };
-    let step_dir = inner
-        .cfg
-        .work_dir
-        .join(&ctx.run_id)
-        .join(format!("{}-{}", step.name, rec.attempt));
+    let step_dir = inner.cfg.work_dir.join(&ctx.run_id).join(format!(
+        "{}-{}",
+        sanitize(&step.name),
+        rec.attempt
+    ));
     let mounts = prepare_step_dir(inner, ctx, &step_dir, p)
         .await
         .map_err(|e| err(format!("preparing {}: {e}", step_dir.display())))?;
@@ -385,7 +485,12 @@ async fn run_attempt<R: Runtime>(
         ctx.events.clone(),
     ));
     let request = StepRequest {
-        id: format!("gantry-{}-{}-{}", ctx.run_id, step.name, rec.attempt),
+        id: format!(
+            "gantry-{}-{}-{}",
+            ctx.run_id,
+            sanitize(&step.name),
+            rec.attempt
+        ),
         rootfs: p.rootfs.clone(),
         args: p.argv.clone(),
         env: {
@@ -412,7 +517,7 @@ async fn run_attempt<R: Runtime>(
         cancel: ctx.cancel.clone(),
     };
     let outcome = inner.runtime.run(request, tx).await;
-    let _ = forwarder.await;
+    let last_stderr = forwarder.await.unwrap_or_default();
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -428,7 +533,11 @@ async fn run_attempt<R: Runtime>(
     rec.wall_ms = Some(outcome.usage.wall_ms as i64);
     let (status, reason) = classify(&outcome, step.timeout);
     rec.status = status;
-    rec.reason = reason;
+    // "exit code 1" alone says little: the step's last complaint usually says why.
+    rec.reason = match (reason, last_stderr) {
+        (Some(r), Some(line)) if r.starts_with("exit code") => Some(format!("{r}: {line}")),
+        (r, _) => r,
+    };
 
     let mut outputs = BTreeMap::new();
     if rec.status == StepStatus::Succeeded {
@@ -437,6 +546,29 @@ async fn run_attempt<R: Runtime>(
             Err(message) => {
                 rec.status = StepStatus::Failed;
                 rec.reason = Some(message);
+            }
+        }
+    }
+    if rec.status == StepStatus::Succeeded
+        && matches!(&step.image, ImageRef::Builtin(n) if n == "register")
+    {
+        match crate::registry::register_model(inner, &ctx.run_id, rec, &p.inputs, &outputs).await {
+            Ok(line) => {
+                let chunk = LogChunk {
+                    stream: "gantry".into(),
+                    ts_ms: now_ms(),
+                    data: line.clone(),
+                };
+                inner.store.append_logs(&rec.id, &[chunk]).await?;
+                let _ = ctx.events.send(Event::StepLog {
+                    step: step.name.clone(),
+                    stream: "gantry".into(),
+                    line,
+                });
+            }
+            Err(message) => {
+                rec.status = StepStatus::Failed;
+                rec.reason = Some(format!("registration failed: {message}"));
             }
         }
     }
@@ -510,6 +642,11 @@ async fn prepare_step_dir<R: Runtime>(
             .await
             .map_err(|e| format!("input {name} ({digest}): {e}"))?;
         let mountpoint = inputs_dir.join(name);
+        if let Some(parent) = mountpoint.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         if source.is_dir() {
             tokio::fs::create_dir_all(&mountpoint).await
         } else {
@@ -646,13 +783,15 @@ fn flatten_metrics(
 
 /// Streams container output to the caller and, in batches, to the store so that
 /// `gantry logs --follow` in another process sees it within a fraction of a second.
+/// Returns the last non-empty stderr line (shortened), for the failure reason.
 async fn forward_logs(
     store: Store,
     step_run_id: String,
     step: String,
     mut rx: mpsc::Receiver<LogLine>,
     events: UnboundedSender<Event>,
-) {
+) -> Option<String> {
+    let mut last_stderr: Option<String> = None;
     let mut batch: Vec<LogChunk> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
@@ -663,6 +802,9 @@ async fn forward_logs(
                     LogStream::Stdout => "stdout",
                     LogStream::Stderr => "stderr",
                 };
+                if line.stream == LogStream::Stderr && !line.data.trim().is_empty() {
+                    last_stderr = Some(shorten(line.data.trim(), 300));
+                }
                 let _ = events.send(Event::StepLog {
                     step: step.clone(),
                     stream: stream.into(),
@@ -677,6 +819,16 @@ async fn forward_logs(
         }
     }
     flush_logs(&store, &step_run_id, &mut batch).await;
+    last_stderr
+}
+
+fn shorten(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_string();
+    }
+    let mut s: String = text.chars().take(max_chars).collect();
+    s.push('…');
+    s
 }
 
 async fn flush_logs(store: &Store, step_run_id: &str, batch: &mut Vec<LogChunk>) {

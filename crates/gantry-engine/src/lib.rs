@@ -8,16 +8,20 @@
 //! process can follow a run and a crash loses nothing that was recorded.
 
 mod admission;
+mod builtin_image;
 mod dag;
 mod error;
 mod events;
 mod execute;
+mod fetch;
 mod owner;
 mod reconcile;
+mod registry;
 mod retry;
 mod run;
 
 pub use admission::Capacity;
+pub use builtin_image::{BUILTIN_BINARY, ensure_builtin_image};
 pub use error::EngineError;
 pub use events::{Event, RunSummary, StepSummary};
 pub use owner::Owner;
@@ -44,6 +48,9 @@ pub struct EngineConfig {
     pub retry_base: Duration,
     /// Keep step directories after the step ends (for debugging).
     pub keep_workdirs: bool,
+    /// The binary packed into the built-in image for `uses: builtin/*` steps
+    /// (normally the running `gantry` itself).
+    pub builtin_exe: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -54,6 +61,7 @@ impl EngineConfig {
             pids_limit: 1024,
             retry_base: Duration::from_secs(1),
             keep_workdirs: false,
+            builtin_exe: std::env::current_exe().ok(),
         }
     }
 }
@@ -115,7 +123,7 @@ impl<R: Runtime> Engine<R> {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

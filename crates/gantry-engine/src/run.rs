@@ -289,29 +289,54 @@ impl<R: Runtime> Engine<R> {
         pinned: &BTreeMap<String, String>,
     ) -> Result<HashMap<String, ImageInfo>, EngineError> {
         let mut out = HashMap::new();
+        let mut builtin: Option<ImageInfo> = None;
         for s in steps {
+            let step_err = |message: String| EngineError::Step {
+                step: s.name.clone(),
+                message,
+            };
+            if let ImageRef::Builtin(name) = &s.image {
+                check_builtin_step(s, name).map_err(|message| EngineError::Invalid {
+                    step: s.name.clone(),
+                    message,
+                })?;
+            }
             let reference = match (&s.image, pinned.get(&s.name)) {
                 (_, Some(digest)) => digest.clone(),
                 (ImageRef::Image(r), None) => r.clone(),
                 (ImageRef::Builtin(name), None) => {
-                    return Err(EngineError::Builtin {
-                        step: s.name.clone(),
-                        name: name.clone(),
-                    });
+                    if builtin.is_none() {
+                        let Some(exe) = self.inner.cfg.builtin_exe.clone() else {
+                            return Err(EngineError::Builtin {
+                                step: s.name.clone(),
+                                name: name.clone(),
+                            });
+                        };
+                        let images = Arc::clone(&self.inner.images);
+                        let info = tokio::task::spawn_blocking(move || {
+                            crate::builtin_image::ensure_builtin_image(&images, &exe)
+                        })
+                        .await
+                        .map_err(|e| {
+                            step_err(format!("building the built-in image panicked: {e}"))
+                        })??;
+                        builtin = Some(info);
+                    }
+                    if let Some(info) = &builtin {
+                        out.insert(s.name.clone(), info.clone());
+                    }
+                    continue;
                 }
             };
             let images = Arc::clone(&self.inner.images);
             let r = reference.clone();
             let info = tokio::task::spawn_blocking(move || images.resolve(&r))
                 .await
-                .map_err(|e| EngineError::Step {
-                    step: s.name.clone(),
-                    message: format!("image lookup panicked: {e}"),
-                })?
+                .map_err(|e| step_err(format!("image lookup panicked: {e}")))?
                 .map_err(|source| EngineError::Image {
                     step: s.name.clone(),
                     reference: reference.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             out.insert(s.name.clone(), info);
         }
@@ -335,15 +360,20 @@ impl<R: Runtime> Engine<R> {
             .map_err(|e| bad(format!("stored params are unreadable: {e}")))?;
         let pinned_images: BTreeMap<String, String> = serde_json::from_str(&rec.images_json)
             .map_err(|e| bad(format!("stored image digests are unreadable: {e}")))?;
+        // External inputs (paths, URLs, `with.source`) exist only in the plan.
+        let plan = gantry_spec::plan(&pipeline, &params)?;
         let mut pinned_inputs = BTreeMap::new();
         for sr in self.inner.store.list_step_runs(&rec.id).await? {
-            let Some(step) = pipeline.steps.iter().find(|s| s.name == sr.step) else {
+            let Some(step) = plan.steps.iter().find(|s| s.name == sr.step) else {
                 continue;
             };
             let inputs: BTreeMap<String, String> =
                 serde_json::from_str(&sr.inputs_json).unwrap_or_default();
             for (name, digest) in inputs {
-                if matches!(step.inputs.get(&name), Some(InputSource::Path(_))) {
+                if matches!(
+                    step.inputs.get(&name),
+                    Some(InputSource::Path(_) | InputSource::Url(_))
+                ) {
                     pinned_inputs.insert(format!("{}/{}", step.name, name), digest);
                 }
             }
@@ -360,20 +390,81 @@ impl<R: Runtime> Engine<R> {
     }
 }
 
+/// Catches a misconfigured built-in step before anything runs: unknown component,
+/// unknown or mistyped `with:` options, missing inputs, outputs it never writes.
+fn check_builtin_step(s: &PlannedStep, name: &str) -> Result<(), String> {
+    let info = crate::execute::builtin_component(name)?;
+    let with = serde_json::Value::Object(s.with.clone().into_iter().collect());
+    gantry_ml::validate_with(name, &with).map_err(|e| format!("builtin/{name}: {e}"))?;
+    for required in info.inputs {
+        if !s.inputs.contains_key(*required) {
+            return Err(format!(
+                "builtin/{name} needs an input named `{required}` (inputs: {}{})",
+                info.inputs.join(", "),
+                if info.optional_inputs.is_empty() {
+                    String::new()
+                } else {
+                    format!("; optional: {}", info.optional_inputs.join(", "))
+                }
+            ));
+        }
+    }
+    for input in s.inputs.keys() {
+        if !info.inputs.contains(&input.as_str()) && !info.optional_inputs.contains(&input.as_str())
+        {
+            return Err(format!(
+                "builtin/{name} has no input `{input}` (inputs: {}; optional: {})",
+                info.inputs.join(", "),
+                info.optional_inputs.join(", ")
+            ));
+        }
+    }
+    for output in &s.outputs {
+        if !info.outputs.contains(&output.as_str())
+            && !info.optional_outputs.contains(&output.as_str())
+        {
+            let all: Vec<&str> = info
+                .outputs
+                .iter()
+                .chain(info.optional_outputs)
+                .copied()
+                .collect();
+            return Err(format!(
+                "builtin/{name} has no output `{output}` (outputs: {})",
+                all.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn upstream_inputs(
     step: &PlannedStep,
     outputs: &HashMap<String, BTreeMap<String, String>>,
 ) -> BTreeMap<String, String> {
-    step.inputs
-        .iter()
-        .filter_map(|(name, src)| match src {
-            InputSource::Step { step, output } => outputs
-                .get(step)
-                .and_then(|o| o.get(output))
-                .map(|d| (name.clone(), d.clone())),
-            InputSource::Path(_) => None,
-        })
-        .collect()
+    let produced =
+        |step: &str, output: &str| outputs.get(step).and_then(|o| o.get(output)).cloned();
+    let mut out = BTreeMap::new();
+    for (name, src) in &step.inputs {
+        match src {
+            InputSource::Step { step, output } => {
+                if let Some(d) = produced(step, output) {
+                    out.insert(name.clone(), d);
+                }
+            }
+            InputSource::Sweep {
+                output, members, ..
+            } => {
+                for (label, member) in members {
+                    if let Some(d) = produced(member, output) {
+                        out.insert(crate::execute::sweep_input_key(name, label), d);
+                    }
+                }
+            }
+            InputSource::Path(_) | InputSource::Url(_) => {}
+        }
+    }
+    out
 }
 
 fn pending_record(run_id: &str, seq: i64, s: &PlannedStep, image: &ImageInfo) -> StepRunRecord {

@@ -102,6 +102,61 @@ pub enum Command {
     /// Work with images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// List registered models.
+    Models {
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Work with one registered model.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Write an example project (real data) and run the whole workflow on it:
+    /// ingest → profile → validate → clean → split → training sweep → select-best →
+    /// evaluate → register.
+    Demo {
+        /// Where to write the example project.
+        #[arg(long, default_value = "gantry-demo")]
+        dir: PathBuf,
+        /// Overwrite demo files that were edited.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// Print a bundled example data set as CSV (iris, breast_cancer, diabetes).
+    Dataset { name: String },
+    /// Run a built-in component (this is what `uses: builtin/<name>` steps execute
+    /// inside their container).
+    #[command(hide = true)]
+    Component {
+        name: String,
+        /// The step's `with:` values as a JSON object.
+        #[arg(long, default_value = "{}")]
+        with: String,
+        #[arg(long, default_value = "/gantry/inputs")]
+        inputs: PathBuf,
+        #[arg(long, default_value = "/gantry/outputs")]
+        outputs: PathBuf,
+        #[arg(long, default_value = "/gantry/metrics.json")]
+        metrics: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Show a model version: NAME (latest), NAME@VERSION or NAME@ALIAS.
+    Show {
+        reference: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Point ALIAS (e.g. champion, staging) at VERSION of NAME.
+    Alias {
+        name: String,
+        #[arg(value_name = "VERSION")]
+        model_version: i64,
+        alias: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,8 @@
 //! One function per command.
 
-use crate::cli::{ArtifactCommand, Cli, Command, ExecArgs, ImageCommand, Output, RunArgs};
+use crate::cli::{
+    ArtifactCommand, Cli, Command, ExecArgs, ImageCommand, ModelCommand, Output, RunArgs,
+};
 use crate::exit::{self, coded};
 use crate::home::Home;
 use crate::progress;
@@ -54,6 +56,38 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Image(ImageCommand::Import { path, name, output }) => {
             image_import(&Home::from_global(g)?, &path, name.as_deref(), output)
         }
+        Command::Models { output } => crate::models::list(&Home::from_global(g)?, output).await,
+        Command::Model(ModelCommand::Show { reference, output }) => {
+            crate::models::show(&Home::from_global(g)?, &reference, output).await
+        }
+        Command::Model(ModelCommand::Alias {
+            name,
+            model_version,
+            alias,
+        }) => crate::models::alias(&Home::from_global(g)?, &name, model_version, &alias).await,
+        Command::Demo { dir, force, exec } => {
+            crate::demo::run(&Home::from_global(g)?, &g.runtime, &dir, force, exec).await
+        }
+        Command::Dataset { name } => match gantry_ml::datasets::csv_by_name(&name) {
+            Some(csv) => {
+                print!("{csv}");
+                Ok(exit::OK)
+            }
+            None => Err(coded(
+                exit::NOT_FOUND,
+                format!(
+                    "no bundled data set {name}; available: {}",
+                    gantry_ml::datasets::NAMES.join(", ")
+                ),
+            )),
+        },
+        Command::Component {
+            name,
+            with,
+            inputs,
+            outputs,
+            metrics,
+        } => crate::component::run(&name, &with, &inputs, &outputs, &metrics),
         Command::Image(ImageCommand::Rm { reference }) => {
             Home::from_global(g)?.images()?.remove(&reference)?;
             println!("removed {reference}");
@@ -105,7 +139,7 @@ fn validate(file: &Path, params: &[String], output: Output) -> anyhow::Result<u8
     Ok(exit::OK)
 }
 
-async fn open_engine(
+pub(crate) async fn open_engine(
     home: &Home,
     runtime: &str,
     exec: &ExecArgs,
@@ -173,20 +207,12 @@ async fn rerun(home: &Home, runtime: &str, run_id: &str, exec: ExecArgs) -> anyh
     execute(&engine, req, exec.output).await
 }
 
-async fn execute(
+pub(crate) async fn execute(
     engine: &Engine<OciRuntime>,
     req: RunRequest,
     output: Output,
 ) -> anyhow::Result<u8> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let mode = progress::Mode::pick(output == Output::Json);
-    let renderer = tokio::spawn(progress::render(mode, rx));
-    let cancel = CancellationToken::new();
-    let signals = tokio::spawn(cancel_on_signal(cancel.clone()));
-    let result = engine.run(req, tx, cancel.clone()).await;
-    signals.abort();
-    let _ = renderer.await;
-    let summary = result?;
+    let summary = execute_summary(engine, req, output).await?;
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -197,6 +223,23 @@ async fn execute(
         RunStatus::Cancelled => exit::CANCELLED,
         _ => exit::RUN_FAILED,
     })
+}
+
+/// Runs with live progress and Ctrl-C handling; returns the summary unprinted.
+pub(crate) async fn execute_summary(
+    engine: &Engine<OciRuntime>,
+    req: RunRequest,
+    output: Output,
+) -> anyhow::Result<RunSummary> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let mode = progress::Mode::pick(output == Output::Json);
+    let renderer = tokio::spawn(progress::render(mode, rx));
+    let cancel = CancellationToken::new();
+    let signals = tokio::spawn(cancel_on_signal(cancel.clone()));
+    let result = engine.run(req, tx, cancel.clone()).await;
+    signals.abort();
+    let _ = renderer.await;
+    Ok(result?)
 }
 
 /// First Ctrl-C / SIGTERM cancels the run cleanly (containers killed, state recorded).
@@ -217,7 +260,7 @@ async fn cancel_on_signal(cancel: CancellationToken) {
     cancel.cancel();
 }
 
-fn print_summary(s: &RunSummary) {
+pub(crate) fn print_summary(s: &RunSummary) {
     let mut t = table(&["STEP", "STATUS", "ATTEMPTS", "EXIT", "DURATION", "REASON"]);
     for st in &s.steps {
         t.add_row(vec![
@@ -364,6 +407,8 @@ async fn show(home: &Home, run_id: &str, output: Output) -> anyhow::Result<u8> {
             "created_at_ms": run.created_at_ms, "started_at_ms": run.started_at_ms,
             "finished_at_ms": run.finished_at_ms, "error": run.error,
             "steps": steps_json, "artifacts": lineage,
+            "sweeps": sweeps(&steps, &metrics),
+            "models": store.model_versions_for_run(&run.id).await?,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(exit::OK);
@@ -409,6 +454,50 @@ async fn show(home: &Home, run_id: &str, output: Output) -> anyhow::Result<u8> {
         ]);
     }
     println!("{t}");
+    for sweep in sweeps(&steps, &metrics) {
+        println!();
+        println!(
+            "sweep {} ({} combinations)",
+            sweep.step,
+            sweep.members.len()
+        );
+        let mut header: Vec<String> = sweep.keys.clone();
+        header.push("STATUS".into());
+        header.extend(sweep.metric_keys.iter().cloned());
+        let mut st = comfy_table::Table::new();
+        st.load_style(comfy_table::presets::NOTHING);
+        st.set_header(header);
+        for m in &sweep.members {
+            let mut row: Vec<String> = sweep
+                .keys
+                .iter()
+                .map(|k| m.values.get(k).cloned().unwrap_or_default())
+                .collect();
+            row.push(m.status.clone());
+            row.extend(sweep.metric_keys.iter().map(|k| {
+                m.metrics
+                    .get(k)
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_default()
+            }));
+            st.add_row(row);
+        }
+        println!("{st}");
+    }
+    let models = store.model_versions_for_run(&run.id).await?;
+    for v in &models {
+        println!();
+        println!(
+            "registered model {} v{}{}",
+            v.model,
+            v.version,
+            if v.aliases.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", v.aliases.join(", "))
+            }
+        );
+    }
     if !lineage.is_empty() {
         println!();
         println!("artifacts");
@@ -424,6 +513,87 @@ async fn show(home: &Home, run_id: &str, output: Output) -> anyhow::Result<u8> {
         println!("{mt}");
     }
     Ok(exit::OK)
+}
+
+#[derive(serde::Serialize)]
+struct SweepView {
+    step: String,
+    keys: Vec<String>,
+    metric_keys: Vec<String>,
+    members: Vec<SweepMember>,
+}
+
+#[derive(serde::Serialize)]
+struct SweepMember {
+    name: String,
+    status: String,
+    values: BTreeMap<String, String>,
+    metrics: BTreeMap<String, f64>,
+}
+
+/// Groups the expansions of matrix steps (`train[algorithm=logistic,max_depth=2]`) with
+/// their combination values and metrics, for the sweep tables of `gantry show`.
+fn sweeps(
+    steps: &[gantry_store::StepRunRecord],
+    metrics: &[gantry_store::MetricRow],
+) -> Vec<SweepView> {
+    let mut out: Vec<SweepView> = Vec::new();
+    for s in steps {
+        let Some((base, rest)) = s.step.split_once('[') else {
+            continue;
+        };
+        let Some(label) = rest.strip_suffix(']') else {
+            continue;
+        };
+        let values: BTreeMap<String, String> = label
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let keys: Vec<String> = label
+            .split(',')
+            .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.to_string()))
+            .collect();
+        let member_metrics: BTreeMap<String, f64> = metrics
+            .iter()
+            .filter(|m| m.step == s.step)
+            .map(|m| (m.key.clone(), m.value))
+            .collect();
+        let member = SweepMember {
+            name: s.step.clone(),
+            status: s.status.as_str().to_string(),
+            values,
+            metrics: member_metrics,
+        };
+        let view = match out.iter_mut().find(|v| v.step == base) {
+            Some(v) => v,
+            None => {
+                out.push(SweepView {
+                    step: base.to_string(),
+                    keys,
+                    metric_keys: Vec::new(),
+                    members: Vec::new(),
+                });
+                let last = out.len() - 1;
+                &mut out[last]
+            }
+        };
+        // Later attempts of the same combination replace earlier ones.
+        view.members.retain(|m| m.name != member.name);
+        view.members.push(member);
+    }
+    for v in &mut out {
+        let mut keys: Vec<String> = v
+            .members
+            .iter()
+            .flat_map(|m| m.metrics.keys().cloned())
+            .filter(|k| k.starts_with("validation."))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        v.metric_keys = keys;
+    }
+    out
 }
 
 fn lineage_table(rows: &[gantry_store::LineageRow]) -> String {

@@ -67,7 +67,8 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
             return match e {
                 EngineError::Spec(_)
                 | EngineError::Capacity { .. }
-                | EngineError::Builtin { .. } => USAGE,
+                | EngineError::Builtin { .. }
+                | EngineError::Invalid { .. } => USAGE,
                 EngineError::Image { source, .. } => image(source),
                 EngineError::Store(s) => store(s),
                 EngineError::Runtime(_) => ENVIRONMENT,

@@ -3,8 +3,11 @@
 
 mod cli;
 mod commands;
+mod component;
+mod demo;
 mod exit;
 mod home;
+mod models;
 mod progress;
 mod render;
 

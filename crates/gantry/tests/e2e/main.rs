@@ -9,5 +9,6 @@ mod crash;
 mod failures;
 mod hello;
 mod images;
+mod ml;
 mod security;
 mod spec_errors;

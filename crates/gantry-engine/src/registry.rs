@@ -1,0 +1,153 @@
+//! The side effect of a `builtin/register` step: the component (in its container) checks
+//! the gate and describes the registration; the engine, which alone holds the metadata
+//! store, records the model version with its lineage back to the data.
+
+use crate::{Inner, now_ms};
+use gantry_ml::register::Registration;
+use gantry_runtime::Runtime;
+use gantry_store::{NewModelVersion, StepRunRecord};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+const MAX_REGISTRATION_BYTES: u64 = 4 << 20;
+
+/// Registers the model and returns a line for the step's log.
+pub(crate) async fn register_model<R: Runtime>(
+    inner: &Arc<Inner<R>>,
+    run_id: &str,
+    rec: &StepRunRecord,
+    inputs: &BTreeMap<String, String>,
+    outputs: &BTreeMap<String, String>,
+) -> Result<String, String> {
+    let reg_digest = outputs
+        .get("registration")
+        .ok_or("the step wrote no `registration` output; declare `outputs: [registration]`")?;
+    let bytes = inner
+        .artifacts
+        .read_bytes(reg_digest, MAX_REGISTRATION_BYTES)
+        .await
+        .map_err(|e| e.to_string())?;
+    let reg: Registration =
+        serde_json::from_slice(&bytes).map_err(|e| format!("unreadable registration: {e}"))?;
+    let model_digest = inputs.get("model").ok_or("no `model` input")?;
+    let kind = inner
+        .artifacts
+        .stat(model_digest)
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|i| i.kind.as_str().to_string())
+        .unwrap_or_else(|| "directory".into());
+    let data = data_lineage(inner, run_id, model_digest).await?;
+    let params = serde_json::json!({
+        "algorithm": reg.algorithm, "task": reg.task, "label": reg.label,
+        "metrics_source": reg.metrics_source,
+    });
+    let version = inner
+        .store
+        .register_model_version(&NewModelVersion {
+            model: reg.model.clone(),
+            artifact_digest: model_digest.clone(),
+            artifact_kind: kind,
+            run_id: Some(run_id.to_string()),
+            step_run_id: Some(rec.id.clone()),
+            step: Some(rec.step.clone()),
+            metrics_json: serde_json::to_string(&reg.metrics).map_err(|e| e.to_string())?,
+            data_digests_json: serde_json::to_string(&data).map_err(|e| e.to_string())?,
+            params_json: params.to_string(),
+            flavor: "builtin".into(),
+            description: reg.description.clone(),
+            alias: reg.alias.clone(),
+            now_ms: now_ms(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(match &reg.alias {
+        Some(alias) => format!(
+            "registered model {} v{} ({}@{alias})",
+            version.model, version.version, version.model
+        ),
+        None => format!("registered model {} v{}", version.model, version.version),
+    })
+}
+
+/// The external data a digest was derived from within this run: walk producers
+/// upstream until reaching inputs that no step of the run produced.
+async fn data_lineage<R: Runtime>(
+    inner: &Arc<Inner<R>>,
+    run_id: &str,
+    digest: &str,
+) -> Result<Vec<String>, String> {
+    let steps = inner
+        .store
+        .list_step_runs(run_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut producer: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for s in &steps {
+        let outs: BTreeMap<String, String> =
+            serde_json::from_str(&s.outputs_json).unwrap_or_default();
+        let ins: BTreeMap<String, String> =
+            serde_json::from_str(&s.inputs_json).unwrap_or_default();
+        for d in outs.values() {
+            producer.insert(d.clone(), ins.clone());
+        }
+    }
+    Ok(roots(&producer, digest))
+}
+
+/// Pure part of [`data_lineage`]: `producer` maps each produced digest to the inputs of
+/// the step that produced it.
+pub(crate) fn roots(
+    producer: &BTreeMap<String, BTreeMap<String, String>>,
+    digest: &str,
+) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut out = BTreeSet::new();
+    let mut todo = vec![digest.to_string()];
+    while let Some(d) = todo.pop() {
+        if !seen.insert(d.clone()) {
+            continue;
+        }
+        match producer.get(&d) {
+            Some(inputs) => todo.extend(inputs.values().cloned()),
+            None if d != digest => {
+                out.insert(d);
+            }
+            None => {}
+        }
+    }
+    out.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::roots;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn lineage_reaches_the_external_data_through_every_step() {
+        let m = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let mut producer = BTreeMap::new();
+        producer.insert("dataset".to_string(), m(&[("source", "csv")]));
+        producer.insert("train".to_string(), m(&[("dataset", "dataset")]));
+        producer.insert("transform".to_string(), m(&[("dataset", "dataset")]));
+        producer.insert(
+            "model".to_string(),
+            m(&[
+                ("train", "train"),
+                ("transform", "transform"),
+                ("extra", "lookup"),
+            ]),
+        );
+        assert_eq!(
+            roots(&producer, "model"),
+            vec!["csv".to_string(), "lookup".to_string()]
+        );
+        assert!(roots(&producer, "csv").is_empty());
+    }
+}
