@@ -1,0 +1,10 @@
+//! `gantry server`: the control plane. One axum application hosting the engine, the
+//! REST API under `/api/v1`, the MLflow-compatible tracking and registry API under
+//! `/api/2.0/mlflow` and `/api/2.0/mlflow-artifacts`, health and Prometheus metrics.
+
+pub mod api;
+pub mod auth;
+pub mod mlflow;
+pub mod state;
+
+pub use state::{AppState, ServerConfig};
