@@ -76,7 +76,7 @@ static COMPONENTS: [ComponentInfo; 9] = [
     },
     ComponentInfo {
         name: transform::NAME,
-        version: "1",
+        version: "2",
         description: "Cleans and encodes a dataset (dedup, drop useless columns, impute, encode, standardize) and saves the fitted transform for serving.",
         inputs: &["dataset"],
         optional_inputs: &[],
@@ -109,7 +109,7 @@ static COMPONENTS: [ComponentInfo; 9] = [
     },
     ComponentInfo {
         name: train::NAME,
-        version: "1",
+        version: "2",
         description: "Trains a model (logistic, linear, ridge, decision tree, random forest, gradient boosting); the artifact carries its preprocessing and serves raw rows.",
         inputs: &["train"],
         optional_inputs: &["transform", "validation"],

@@ -3,7 +3,7 @@
 //! On disk a dataset is a directory:
 //! - `schema.json`: format + version, row count, the columns in order (name,
 //!   type, nullable, the sorted category list of categoricals) and, for the
-//!   output of `clean`, the fingerprint of the transform that produced it;
+//!   output of `clean`, the sha256 of the transform file written with it;
 //! - `data.jsonl`: one JSON array per row, one element per column, `null` for
 //!   a missing value. JSON keeps `null` apart from `""` (CSV cannot) and
 //!   serde_json writes floats in their shortest round-trip form, so identical
@@ -225,8 +225,9 @@ pub(crate) fn format_float(x: f64) -> String {
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Dataset {
     pub columns: Vec<Column>,
-    /// Fingerprint of the `clean` transform whose output this is; lets `train`
-    /// and `evaluate` tell encoded features from raw columns of the same name.
+    /// sha256 of the transform file `clean` wrote with this dataset (its
+    /// encoded output); lets `train` and `evaluate` tell encoded features from
+    /// raw columns of the same name (see `Transform::fingerprint`).
     pub transform: Option<String>,
 }
 

@@ -84,7 +84,7 @@ pub fn evaluate(
         )));
     }
     let label = test.require_column(&model.label, "label")?;
-    let x = model.features_of(&test)?;
+    let x = model.features_of(&test, "test")?;
     let outputs = model.predict_matrix(&x);
     let mut report = EvaluationReport {
         format: FORMAT.to_string(),

@@ -190,8 +190,9 @@ impl Model {
 
     /// The feature matrix of a dataset: encoded by the model's preprocessing,
     /// unless the dataset is already the output of that same transform.
-    pub(crate) fn features_of(&self, dataset: &Dataset) -> Result<Matrix, MlError> {
-        features_of(&self.preprocessing, dataset)
+    /// `role` names the dataset in errors (`test`).
+    pub(crate) fn features_of(&self, dataset: &Dataset, role: &str) -> Result<Matrix, MlError> {
+        features_of(&self.preprocessing, dataset, role)
     }
 
     /// The class label `i` typed like the label column.
@@ -210,7 +211,33 @@ impl Model {
     }
 }
 
-pub(crate) fn features_of(transform: &Transform, dataset: &Dataset) -> Result<Matrix, MlError> {
+/// See [`Model::features_of`]. A dataset clean encoded with another
+/// transform is refused: its features can share names with raw columns (a
+/// standardized `age` is still `age`), so encoding it again would silently
+/// train or score on doubly-transformed values.
+pub(crate) fn features_of(
+    transform: &Transform,
+    dataset: &Dataset,
+    role: &str,
+) -> Result<Matrix, MlError> {
+    if let Some(mark) = dataset.transform.as_deref()
+        && !transform.produced(dataset)
+    {
+        let short = |h: &str| h.get(..12).unwrap_or(h).to_string();
+        let preprocessing = match transform.fingerprint() {
+            Some(other) => format!(
+                "the preprocessing here comes from another transform file (sha256 {}…)",
+                short(other)
+            ),
+            None => "the preprocessing here was fitted by train itself".to_string(),
+        };
+        return Err(MlError::Data(format!(
+            "the {role} dataset is clean's encoded output for the transform file with sha256 {}…, but {preprocessing}; \
+             encoding it again would transform its features twice: give the raw (uncleaned) rows instead, \
+             or train with the `transform` output of the clean step that produced this dataset",
+            short(mark)
+        )));
+    }
     if transform.produced(dataset) {
         let mut columns = Vec::with_capacity(transform.features.len());
         for name in &transform.features {

@@ -164,8 +164,10 @@ pub(crate) const OPTIONS: &[OptionInfo] = &[
 
 pub(crate) const NOTES: &str = "\
 Preprocessing: with the `transform` input (from `clean`), `train` accepts either clean's encoded \
-output or raw rows (it then applies the transform), and the model embeds that transform. Without \
-it, `train` fits one itself: median imputation, one-hot encoding, text columns dropped, and \
+output or raw rows (it then applies the transform), and the model embeds that transform. Clean's \
+output is recognised by the sha256 of the transform file it was written with; encoded data with \
+another transform, or without one, is refused rather than encoded twice. Without a transform, \
+`train` fits one itself: median imputation, one-hot encoding, text columns dropped, and \
 standardization for `logistic`, `linear` and `ridge`. Either way the model serves raw rows. \
 Algorithms: logistic regression is L2-regularised (binary or multinomial, L-BFGS); `linear` is \
 least squares, `ridge` adds an L2 penalty (closed form); trees are CART (gini / squared error); \
@@ -629,7 +631,7 @@ pub(crate) fn run(io: &ComponentIo, opts: &Options) -> Result<ComponentOutcome, 
                 .join("; ")
         )));
     }
-    let x = model::features_of(&transform, &ds)?;
+    let x = model::features_of(&transform, &ds, "train")?;
 
     let mut names = match task {
         Task::Classification => class_names(&label_column),
@@ -655,7 +657,7 @@ pub(crate) fn run(io: &ComponentIo, opts: &Options) -> Result<ComponentOutcome, 
     let validation_note;
     if let Some(path) = io.optional_input("validation") {
         let (vds, _) = labelled(dataset::read(&path)?, &label)?;
-        let vx = model::features_of(&transform, &vds)?;
+        let vx = model::features_of(&transform, &vds, "validation")?;
         let vlabel = vds.require_column(&label, "label")?;
         let mut vnames = names.clone();
         let vlabels = match task {

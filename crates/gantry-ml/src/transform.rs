@@ -82,7 +82,9 @@ with the reason. Text columns (too many distinct values) are dropped. At serving
 transform runs inside the model: a missing or `null` value (or the strings `\"\"`, `NA`, `NaN`, \
 `?`, `null`) is filled like at training, a category never seen in training encodes as all-zero \
 one-hot features (ordinal: -1). Give the transform to `train` (`inputs: { transform: \
-clean.transform }`) so the model artifact carries it. Metrics: `rows`, `features`, \
+clean.transform }`) so the model artifact carries it. The encoded dataset records the sha256 of \
+the transform file (`transform` in its `schema.json`): train and evaluate use it as is only with \
+that very file (or a model trained with it), and refuse it otherwise. Metrics: `rows`, `features`, \
 `duplicates_dropped`, `label_missing_dropped`, `columns_dropped`, `values_imputed`.";
 
 pub const FORMAT: &str = "gantry.transform";
@@ -214,14 +216,22 @@ fn cell_category<'a>(cell: Cell<'a>, fill: Option<&'a str>) -> Option<&'a str> {
 }
 
 impl Transform {
-    /// The hash that marks datasets this transform produced (see [`Transform::fingerprint`]).
+    /// The sha256 of the file this transform was loaded from: the mark of
+    /// the datasets clean encoded with it.
     pub fn fingerprint(&self) -> Option<&str> {
         self.fingerprint.as_deref()
     }
 
     /// The exact bytes of a transform file: pretty JSON and a final newline.
+    /// The fingerprint describes the file a value came from, so it is left out.
     pub fn to_file_bytes(&self) -> Result<Vec<u8>, MlError> {
-        json_bytes(self)
+        if self.fingerprint.is_none() {
+            return json_bytes(self);
+        }
+        json_bytes(&Transform {
+            fingerprint: None,
+            ..self.clone()
+        })
     }
 
     /// The raw input columns (name, type): what a serving row must provide.
@@ -837,11 +847,24 @@ mod tests {
     }
 
     #[test]
-    fn fingerprint_is_stable_and_content_sensitive() {
-        let a = fit(&messy(), &FitOptions::default()).unwrap();
-        let b = fit(&messy(), &FitOptions::default()).unwrap();
-        assert_eq!(a.fingerprint(), b.fingerprint());
-        let c = fit(
+    fn load_fingerprints_the_file_bytes_and_saving_leaves_the_fingerprint_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let fitted = fit(&messy(), &FitOptions::default()).unwrap();
+        assert_eq!(fitted.fingerprint(), None);
+        let bytes = fitted.to_file_bytes().unwrap();
+        let path = dir.path().join("transform");
+        fs::write(&path, &bytes).unwrap();
+        let loaded = Transform::load(&path).unwrap();
+        assert_eq!(loaded.fingerprint(), Some(fingerprint_of(&bytes).as_str()));
+        assert_eq!(loaded.to_file_bytes().unwrap(), bytes);
+        assert_eq!(
+            Transform {
+                fingerprint: None,
+                ..loaded
+            },
+            fitted
+        );
+        let standardized = fit(
             &messy(),
             &FitOptions {
                 standardize: true,
@@ -849,6 +872,9 @@ mod tests {
             },
         )
         .unwrap();
-        assert_ne!(a.fingerprint(), c.fingerprint());
+        assert_ne!(
+            fingerprint_of(&standardized.to_file_bytes().unwrap()),
+            fingerprint_of(&bytes)
+        );
     }
 }

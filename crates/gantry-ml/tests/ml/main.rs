@@ -9,5 +9,7 @@ mod support;
 mod components;
 mod determinism;
 mod messy_csv;
+mod oracle;
 mod pipelines;
+mod preprocessing;
 mod serving;
