@@ -279,3 +279,114 @@ fn a_misconfigured_builtin_step_is_refused_before_anything_runs() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("teleport"));
     assert!(g.json(&["runs"]).as_array().unwrap().is_empty());
 }
+
+/// Serves `files` (path -> bytes) over HTTP/1.0 on 127.0.0.1 until the test ends.
+fn serve(files: Vec<(&'static str, Vec<u8>)>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+            match files.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(body);
+                }
+                None => {
+                    let _ = s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                }
+            }
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn a_csv_url_is_fetched_by_the_engine_and_gzip_is_recognised() {
+    let g = Gantry::empty();
+    let csv = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/iris/data/iris.csv"),
+    )
+    .unwrap();
+    let gz = {
+        let mut child = std::process::Command::new("gzip")
+            .arg("-c")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&csv).unwrap();
+        child.wait_with_output().unwrap().stdout
+    };
+    let base = serve(vec![("/iris.csv.gz", gz.clone())]);
+    let file = g.write(
+        "url.yaml",
+        &format!(
+            r#"
+name: url
+steps:
+  - name: ingest
+    uses: builtin/csv-ingest
+    with: {{ source: "{base}/iris.csv.gz" }}
+    outputs: [dataset]
+  - name: split
+    uses: builtin/split
+    inputs: {{ dataset: ingest.dataset }}
+    with: {{ test_fraction: 0.3, seed: 1, stratify: species }}
+    outputs: [train, test]
+  - name: train
+    uses: builtin/train
+    inputs: {{ train: split.train }}
+    with: {{ label: species, algorithm: logistic }}
+    outputs: [model]
+  - name: evaluate
+    uses: builtin/evaluate
+    inputs: {{ model: train.model, test: split.test }}
+    outputs: [report]
+"#
+        ),
+    );
+    let (code, s, err) = g.run_pipeline(&file, &[]);
+    assert_eq!(code, 0, "{s:#}\n{err}");
+    let show = g.show(s["run_id"].as_str().unwrap());
+    assert!(
+        step(&show, "evaluate")["metrics"]["accuracy"]
+            .as_f64()
+            .unwrap()
+            >= 0.9
+    );
+    // The step saw the fetched bytes as an input artifact: the digest is the download's.
+    let source = step(&show, "ingest")["inputs"]["source"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = tempfile::tempdir().unwrap();
+    let got = g.ok(&[
+        "artifact",
+        "get",
+        &source,
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(got.trim()).unwrap(), gz);
+
+    // A missing URL fails the step with the HTTP status, before any container runs.
+    let missing = g.write(
+        "missing.yaml",
+        &format!("name: m\nsteps:\n  - name: ingest\n    uses: builtin/csv-ingest\n    with: {{ source: \"{base}/nope.csv\" }}\n    outputs: [dataset]\n"),
+    );
+    let (code, s, _) = g.run_pipeline(&missing, &[]);
+    assert_eq!(code, 1);
+    let reason = step(&s, "ingest")["reason"].as_str().unwrap();
+    assert!(reason.contains("404"), "{reason}");
+}
