@@ -64,6 +64,10 @@ pub enum StoreError {
 
     #[error("corrupt metadata in {what}: {detail} (was the database written by a newer gantry?)")]
     Corrupt { what: String, detail: String },
+
+    /// `kind` is "experiment", "registered model", ...; `id` its name.
+    #[error("{kind} '{id}' already exists: choose another name, or use the existing one")]
+    AlreadyExists { kind: &'static str, id: String },
 }
 
 impl StoreError {
@@ -81,6 +85,9 @@ fn not_found_message(kind: &str, id: &str) -> String {
         "model version" | "model alias" => format!(
             "no {kind} '{id}' in the registry (list the model's versions and aliases to see what exists)"
         ),
+        "experiment" | "tracking run" | "registered model" => {
+            format!("no {kind} '{id}' (search them through the MLflow API to see which exist)")
+        }
         _ => format!(
             "no {kind} with id or prefix '{id}' (list them with `gantry runs`; a prefix needs at least 4 characters)"
         ),

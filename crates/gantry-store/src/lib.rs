@@ -10,6 +10,7 @@
 //!
 //! Times are i64 milliseconds since the Unix epoch; ids and JSON documents are text.
 
+mod auth;
 mod error;
 mod lineage;
 mod logs;
@@ -20,7 +21,9 @@ mod runs;
 mod status;
 mod step_runs;
 mod store;
+mod tracking;
 
+pub use auth::{AuditRecord, NewToken, TokenRecord};
 pub use error::{ParseStatusError, StoreError};
 pub use record::{
     ArtifactRow, LineageRow, LogChunk, LogRow, MetricRow, ModelRecord, ModelVersionRecord,
@@ -28,6 +31,11 @@ pub use record::{
 };
 pub use status::{Direction, RunStatus, StepStatus};
 pub use store::Store;
+pub use tracking::{
+    DEFAULT_EXPERIMENT_ID, Experiment, KeyValue, MetricPoint, NewRegisteredModelVersion,
+    NewTrackingRun, Page, RegisteredModel, RegisteredModelVersion, SearchQuery, TrackingRun,
+    TrackingRunInfo, TrackingRunUpdate, ViewType, limits as tracking_limits, validate_key,
+};
 
 /// A new random id: `prefix` followed by 12 lowercase hex characters, e.g. `r-3fa9c0d1e2b4`.
 pub fn new_id(prefix: &str) -> String {

@@ -22,6 +22,16 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "models",
         include_str!("../migrations/sqlite/0002_models.sql"),
     ),
+    (
+        3,
+        "tracking",
+        include_str!("../migrations/sqlite/0003_tracking.sql"),
+    ),
+    (
+        4,
+        "auth",
+        include_str!("../migrations/sqlite/0004_auth.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -34,6 +44,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "models",
         include_str!("../migrations/postgres/0002_models.sql"),
+    ),
+    (
+        3,
+        "tracking",
+        include_str!("../migrations/postgres/0003_tracking.sql"),
+    ),
+    (
+        4,
+        "auth",
+        include_str!("../migrations/postgres/0004_auth.sql"),
     ),
 ];
 
