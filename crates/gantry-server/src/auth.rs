@@ -5,7 +5,16 @@
 //! take `axum::Extension<Principal>` and ask it before writing. In local mode (no
 //! `--auth`) every request is the local admin.
 
+use crate::AppState;
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use gantry_store::{NewToken, Store, StoreError, TokenRecord, new_id};
 use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
 
 /// Roles, from least to most privileged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -69,6 +78,124 @@ impl Principal {
     }
 }
 
+/// What every token secret starts with, so it is recognisable in a leaked config file.
+pub const TOKEN_PREFIX: &str = "gantry_";
+
+/// A token just created: the record and the secret, which is shown once and never stored.
+#[derive(Clone, Debug)]
+pub struct IssuedToken {
+    pub record: TokenRecord,
+    pub secret: String,
+}
+
+/// Hex sha256 of a secret, as stored.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The token id inside a secret `gantry_<id>_<random>`; None when it has another shape.
+pub fn token_id_of(secret: &str) -> Option<&str> {
+    let rest = secret.strip_prefix(TOKEN_PREFIX)?;
+    let (id, random) = rest.rsplit_once('_')?;
+    (!id.is_empty() && random.len() == 64 && random.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some(id)
+}
+
+/// Creates a token with a fresh random secret.
+pub async fn issue_token(
+    store: &Store,
+    name: &str,
+    role: Role,
+    project: Option<&str>,
+) -> Result<IssuedToken, StoreError> {
+    let id = new_id("t");
+    let random: [u8; 32] = rand::random();
+    let secret = format!("{TOKEN_PREFIX}{id}_{}", hex::encode(random));
+    let record = store
+        .create_token(&NewToken {
+            id,
+            name: name.to_owned(),
+            secret_sha256: hash_secret(&secret),
+            role: role.as_str().to_owned(),
+            project: project.map(str::to_owned),
+            now_ms: gantry_engine::now_ms(),
+        })
+        .await?;
+    Ok(IssuedToken { record, secret })
+}
+
+/// Resolves `Authorization: Bearer <token>` to a [`Principal`] request extension.
+///
+/// Without `--auth` every request is [`Principal::local`]. With it, `/healthz` is open and
+/// everything else needs a live token: a missing, malformed, unknown or revoked one gets
+/// 401 with a JSON error (MLflow-shaped under `/api/2.0/`), never a hint of what exists.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if !state.config.auth || req.uri().path() == "/healthz" {
+        req.extensions_mut().insert(Principal::local());
+        return next.run(req).await;
+    }
+    let mlflow = req.uri().path().starts_with("/api/2.0/");
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(secret) = presented else {
+        return unauthenticated(
+            mlflow,
+            "this server requires a token: send `Authorization: Bearer <token>` (gantry --token, GANTRY_TOKEN or MLFLOW_TRACKING_TOKEN)",
+        );
+    };
+    let Some(id) = token_id_of(secret) else {
+        return unauthenticated(mlflow, "the bearer token is not a gantry token");
+    };
+    match state
+        .store
+        .verify_token(id, &hash_secret(secret), gantry_engine::now_ms())
+        .await
+    {
+        Ok(Some(token)) => {
+            let Some(role) = Role::parse(&token.role) else {
+                return unauthenticated(mlflow, "the token has an unknown role; create a new one");
+            };
+            req.extensions_mut().insert(Principal {
+                name: token.name,
+                role,
+                project: token.project,
+            });
+            next.run(req).await
+        }
+        Ok(None) => unauthenticated(mlflow, "the bearer token is unknown or revoked"),
+        Err(e) => {
+            tracing::error!(error = %e, "verifying a token failed");
+            let body = if mlflow {
+                json!({"error_code": "INTERNAL_ERROR", "message": "cannot verify the token: the metadata store failed"})
+            } else {
+                json!({"error": {"code": "internal", "message": "cannot verify the token: the metadata store failed"}})
+            };
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+        }
+    }
+}
+
+fn unauthenticated(mlflow: bool, message: &str) -> Response {
+    let body = if mlflow {
+        json!({"error_code": "UNAUTHENTICATED", "message": message})
+    } else {
+        json!({"error": {"code": "unauthenticated", "message": message}})
+    };
+    let mut resp = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +218,15 @@ mod tests {
         assert!(Principal::local().can_access_project("anything"));
         assert_eq!(Role::parse("editor"), Some(Role::Editor));
         assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn secrets_carry_their_token_id() {
+        let secret = format!("{TOKEN_PREFIX}t1a2b3c4d5e6f_{}", "ab".repeat(32));
+        assert_eq!(token_id_of(&secret), Some("t1a2b3c4d5e6f"));
+        assert_eq!(token_id_of("gantry_x_short"), None);
+        assert_eq!(token_id_of("Bearer nonsense"), None);
+        assert_eq!(hash_secret("a").len(), 64);
+        assert_ne!(hash_secret("a"), hash_secret("b"));
     }
 }

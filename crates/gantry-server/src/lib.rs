@@ -4,7 +4,11 @@
 
 pub mod api;
 pub mod auth;
+pub mod metrics;
 pub mod mlflow;
+pub mod server;
 pub mod state;
+pub mod views;
 
-pub use state::{AppState, ServerConfig};
+pub use server::{router, serve, shutdown_signal};
+pub use state::{AppState, RunHost, ServerConfig, StartError};

@@ -1,9 +1,16 @@
 //! What every handler shares.
 
+use crate::metrics::Metrics;
 use gantry_artifacts::ArtifactStore;
+use gantry_engine::{Engine, EngineError, Event, RunRequest};
+use gantry_runtime::OciRuntime;
 use gantry_store::Store;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Server-wide settings.
 #[derive(Clone, Debug)]
@@ -18,10 +25,179 @@ pub struct ServerConfig {
     pub mlflow_artifacts_dir: PathBuf,
 }
 
+impl ServerConfig {
+    /// Local single-user settings: no auth, 16 MiB bodies.
+    pub fn local(public_url: &str, mlflow_artifacts_dir: PathBuf) -> ServerConfig {
+        ServerConfig {
+            auth: false,
+            max_body_bytes: 16 << 20,
+            public_url: public_url.to_owned(),
+            mlflow_artifacts_dir,
+        }
+    }
+}
+
 /// Shared state; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub artifacts: ArtifactStore,
     pub config: Arc<ServerConfig>,
+    /// Runs submitted over the API execute here (None: a read-only server).
+    pub runs: RunHost,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// A server without an engine: everything but submitting runs works.
+    pub fn new(store: Store, artifacts: ArtifactStore, config: ServerConfig) -> AppState {
+        let metrics = Arc::new(Metrics::new());
+        AppState {
+            store,
+            artifacts,
+            config: Arc::new(config),
+            runs: RunHost {
+                engine: None,
+                inflight: Arc::default(),
+                closing: CancellationToken::new(),
+                metrics: Arc::clone(&metrics),
+            },
+            metrics,
+        }
+    }
+
+    /// Runs submitted over the API execute on `engine`.
+    pub fn with_engine(mut self, engine: Engine<OciRuntime>) -> AppState {
+        self.runs.engine = Some(engine);
+        self
+    }
+}
+
+struct InFlight {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// The engine and the runs it executes for API callers.
+#[derive(Clone)]
+pub struct RunHost {
+    engine: Option<Engine<OciRuntime>>,
+    inflight: Arc<Mutex<HashMap<String, InFlight>>>,
+    /// Set by shutdown: no new run starts after it.
+    closing: CancellationToken,
+    metrics: Arc<Metrics>,
+}
+
+/// Why a run could not be started.
+#[derive(Debug)]
+pub enum StartError {
+    NoEngine,
+    ShuttingDown,
+    Engine(EngineError),
+}
+
+impl RunHost {
+    pub fn has_engine(&self) -> bool {
+        self.engine.is_some()
+    }
+
+    /// Starts a run in the background and returns its id once the engine recorded it;
+    /// errors that stop a run from starting (images, capacity, store) come back here.
+    pub async fn start(&self, req: RunRequest) -> Result<String, StartError> {
+        let engine = self.engine.clone().ok_or(StartError::NoEngine)?;
+        if self.closing.is_cancelled() {
+            return Err(StartError::ShuttingDown);
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        let cancel = self.closing.child_token();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let run_cancel = cancel.clone();
+        let task = tokio::spawn(async move {
+            let result = engine.run(req, tx, run_cancel).await;
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "a submitted run failed to run to its end");
+            }
+            let _ = done_tx.send(result.map(|s| s.run_id));
+        });
+        // The run id is born inside the engine: its first event carries it.
+        let started = loop {
+            match rx.recv().await {
+                Some(Event::RunStarted { run_id, .. }) => break Some(run_id),
+                Some(_) => continue,
+                None => break None,
+            }
+        };
+        let Some(run_id) = started else {
+            return match done_rx.await {
+                Ok(Err(e)) => Err(StartError::Engine(e)),
+                Ok(Ok(id)) => Ok(id),
+                Err(_) => Err(StartError::Engine(EngineError::Step {
+                    step: "?".into(),
+                    message: "the run task ended before the run started".into(),
+                })),
+            };
+        };
+        // Keep draining events (for metrics, and so the engine never waits on them) and
+        // forget the run once it ends. The lock is held until the entry is in, so a run
+        // that ends at once cannot leave a stale entry behind.
+        let Ok(mut map) = self.inflight.lock() else {
+            return Ok(run_id);
+        };
+        let inflight = Arc::clone(&self.inflight);
+        let metrics = Arc::clone(&self.metrics);
+        let id = run_id.clone();
+        let reaper = tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                metrics.observe_event(&event);
+            }
+            let _ = done_rx.await;
+            let _ = task.await;
+            if let Ok(mut map) = inflight.lock() {
+                map.remove(&id);
+            }
+        });
+        map.insert(
+            run_id.clone(),
+            InFlight {
+                cancel,
+                task: reaper,
+            },
+        );
+        Ok(run_id)
+    }
+
+    /// Cancels a run this server executes; false when it runs elsewhere or has ended.
+    pub fn cancel(&self, run_id: &str) -> bool {
+        match self.inflight.lock() {
+            Ok(map) => match map.get(run_id) {
+                Some(f) => {
+                    f.cancel.cancel();
+                    true
+                }
+                None => false,
+            },
+            Err(_) => false,
+        }
+    }
+
+    /// Number of runs executing on this server.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Refuses new runs, cancels the running ones (they are recorded as cancelled) and
+    /// waits up to `grace` for them to finish recording.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.closing.cancel();
+        let tasks: Vec<JoinHandle<()>> = match self.inflight.lock() {
+            Ok(mut map) => map.drain().map(|(_, f)| f.task).collect(),
+            Err(_) => Vec::new(),
+        };
+        let all = futures::future::join_all(tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!(
+                "runs still finishing after {grace:?}; the next start marks them interrupted"
+            );
+        }
+    }
 }

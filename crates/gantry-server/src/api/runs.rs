@@ -1,0 +1,394 @@
+//! Runs: submit, list, get, cancel, and logs over Server-Sent Events.
+
+use super::{ApiError, ApiResult, audit, json_object, query_map, require_write, type_name};
+use crate::AppState;
+use crate::auth::Principal;
+use crate::state::StartError;
+use crate::views;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::{Extension, response::IntoResponse};
+use futures::StreamExt;
+use gantry_engine::{EngineError, RunRequest};
+use gantry_store::{RunFilter, RunRecord, RunStatus, Store};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+/// Most runs one list page returns.
+const MAX_PAGE: i64 = 1000;
+
+/// The run, if it exists and the caller may see it; 404 alike for both, so a scoped token
+/// learns nothing about other projects.
+pub(crate) async fn visible_run(state: &AppState, p: &Principal, id: &str) -> ApiResult<RunRecord> {
+    let run = state.store.get_run(id).await?;
+    if !p.can_access_project(&run.pipeline) {
+        return Err(ApiError::from(gantry_store::StoreError::NotFound {
+            kind: "run",
+            id: id.to_owned(),
+        }));
+    }
+    Ok(run)
+}
+
+/// `POST /api/v1/runs` with `{"spec_yaml", "params"?, "no_cache"?, "file_name"?}`.
+pub async fn submit(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    require_write(&p)?;
+    let map = json_object(&body, &["spec_yaml", "params", "no_cache", "file_name"])?;
+    let spec_yaml = super::string_field(&map, "spec_yaml", true)?.unwrap_or_default();
+    let file_name = super::string_field(&map, "file_name", false)?.unwrap_or("pipeline.yaml");
+    let no_cache = match map.get("no_cache") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => {
+            return Err(ApiError::invalid(
+                "no_cache",
+                format!("`no_cache` must be a boolean, got {}", type_name(v)),
+            ));
+        }
+    };
+    let mut overrides = Vec::new();
+    match map.get("params") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(params)) => {
+            for (k, v) in params {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    other => {
+                        return Err(ApiError::invalid(
+                            format!("params.{k}"),
+                            format!(
+                                "param `{k}` must be a string, number or boolean, got {}",
+                                type_name(other)
+                            ),
+                        ));
+                    }
+                };
+                overrides.push((k.clone(), text));
+            }
+        }
+        Some(v) => {
+            return Err(ApiError::invalid(
+                "params",
+                format!(
+                    "`params` must be an object of name → value, got {}",
+                    type_name(v)
+                ),
+            ));
+        }
+    }
+    // Paths in the spec are relative to the server's working directory.
+    let base_dir = std::env::current_dir().unwrap_or_default();
+    let pipeline = gantry_spec::parse(file_name, &base_dir, spec_yaml)
+        .map_err(|e| ApiError::spec(e, Some("spec_yaml".into())))?;
+    if !p.can_access_project(&pipeline.name) {
+        return Err(ApiError::forbidden(format!(
+            "token '{}' is scoped to project {}; pipeline {} belongs to project {}",
+            p.name,
+            p.project.as_deref().unwrap_or_default(),
+            pipeline.name,
+            pipeline.name
+        )));
+    }
+    let params = match gantry_spec::resolve_params(&pipeline, &overrides) {
+        Ok(v) => v,
+        Err(e) => {
+            let field = overrides
+                .iter()
+                .find(|o| gantry_spec::resolve_params(&pipeline, std::slice::from_ref(*o)).is_err())
+                .map(|(k, _)| format!("params.{k}"))
+                .unwrap_or_else(|| "params".into());
+            return Err(ApiError::spec(e, Some(field)));
+        }
+    };
+    gantry_spec::plan(&pipeline, &params)
+        .map_err(|e| ApiError::spec(e, Some("spec_yaml".into())))?;
+    let name = pipeline.name.clone();
+    let mut req = RunRequest::new(pipeline, spec_yaml.to_owned(), params.clone());
+    req.no_cache = no_cache;
+    let run_id = state.runs.start(req).await.map_err(start_error)?;
+    audit(
+        &state,
+        &p,
+        "run.submit",
+        &run_id,
+        json!({"pipeline": name, "params": params, "no_cache": no_cache}),
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"run_id": run_id, "pipeline": name})),
+    ))
+}
+
+fn start_error(e: StartError) -> ApiError {
+    match e {
+        StartError::NoEngine => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this server runs no engine; start it with `gantry server` on a machine with an OCI runtime",
+        ),
+        StartError::ShuttingDown => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server is shutting down; submit again once it is back",
+        ),
+        StartError::Engine(e) => match e {
+            EngineError::Spec(s) => ApiError::spec(s, Some("spec_yaml".into())),
+            EngineError::Capacity { .. }
+            | EngineError::Builtin { .. }
+            | EngineError::Invalid { .. }
+            | EngineError::Image { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_argument", e.to_string())
+                    .with_field("spec_yaml")
+            }
+            other => ApiError::internal("starting the run", other),
+        },
+    }
+}
+
+/// `GET /api/v1/runs?pipeline=&status=&limit=&offset=`, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let q = query_map(q, &["pipeline", "status", "limit", "offset"])?;
+    let status = q
+        .get("status")
+        .map(|s| {
+            s.parse::<RunStatus>()
+                .map_err(|e| ApiError::invalid("status", e.to_string()))
+        })
+        .transpose()?;
+    let int = |name: &str, default: i64, max: i64| -> ApiResult<i64> {
+        match q.get(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (0..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::invalid(
+                    name,
+                    format!("`{name}` must be an integer from 0 to {max}, got '{v}'"),
+                )),
+            },
+        }
+    };
+    let limit = int("limit", 50, MAX_PAGE)?;
+    let offset = int("offset", 0, i64::MAX)?;
+    let mut pipeline = q.get("pipeline").cloned();
+    if let Some(project) = &p.project {
+        match &pipeline {
+            Some(asked) if asked != project => {
+                return Ok(Json(
+                    json!({"runs": [], "limit": limit, "offset": offset, "next_offset": null}),
+                ));
+            }
+            _ => pipeline = Some(project.clone()),
+        }
+    }
+    // One more than asked tells whether a next page exists.
+    let mut records = state
+        .store
+        .list_runs(&RunFilter {
+            pipeline,
+            status,
+            limit: if limit == 0 { 0 } else { limit + 1 },
+            offset,
+        })
+        .await?;
+    let more = limit > 0 && records.len() as i64 > limit;
+    records.truncate(if limit == 0 {
+        records.len()
+    } else {
+        limit as usize
+    });
+    let mut runs = Vec::with_capacity(records.len());
+    for r in &records {
+        runs.push(views::run_item(&state.store, r).await?);
+    }
+    Ok(Json(json!({
+        "runs": runs, "limit": limit, "offset": offset,
+        "next_offset": more.then(|| offset + limit),
+    })))
+}
+
+/// `GET /api/v1/runs/{id}` (a unique prefix of 4+ characters works too).
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let run = visible_run(&state, &p, &id).await?;
+    Ok(Json(views::run_detail(&state.store, &run).await?))
+}
+
+/// `POST /api/v1/runs/{id}/cancel`: stops a run this server executes; it ends `cancelled`.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    require_write(&p)?;
+    let run = visible_run(&state, &p, &id).await?;
+    if run.status.is_terminal() {
+        return Err(ApiError::conflict(format!(
+            "run {} already ended ({}); nothing to cancel",
+            run.id, run.status
+        )));
+    }
+    if !state.runs.cancel(&run.id) {
+        return Err(ApiError::conflict(format!(
+            "run {} is executed by another gantry process, not this server; cancel it there (Ctrl-C)",
+            run.id
+        )));
+    }
+    audit(&state, &p, "run.cancel", &run.id, json!({})).await;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"run_id": run.id, "status": "cancelling"})),
+    ))
+}
+
+struct LogCursor {
+    store: Store,
+    run_id: String,
+    step: Option<String>,
+    after: i64,
+    follow: bool,
+    done: bool,
+}
+
+/// `GET /api/v1/runs/{id}/logs?step=&follow=&after=`: log rows as SSE `log` events (id =
+/// row id, so `Last-Event-ID` resumes), then one `end` event with the run's status once
+/// the run is over (with `follow`) or the stored rows are sent (without).
+pub async fn logs(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let q = query_map(q, &["step", "follow", "after"])?;
+    let run = visible_run(&state, &p, &id).await?;
+    let step = q.get("step").filter(|s| !s.is_empty()).cloned();
+    if let Some(step) = &step {
+        let steps = state.store.list_step_runs(&run.id).await?;
+        if !steps.iter().any(|s| &s.step == step) {
+            let names: Vec<_> = steps.iter().map(|s| s.step.as_str()).collect();
+            return Err(ApiError::not_found(format!(
+                "run {} has no step {step}; its steps are: {}",
+                run.id,
+                names.join(", ")
+            ))
+            .with_field("step"));
+        }
+    }
+    let follow = match q.get("follow").map(String::as_str) {
+        None | Some("false" | "0") => false,
+        Some("true" | "1" | "") => true,
+        Some(v) => {
+            return Err(ApiError::invalid(
+                "follow",
+                format!("`follow` must be true or false, got '{v}'"),
+            ));
+        }
+    };
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let after = match resume.as_ref().or(q.get("after")) {
+        None => 0,
+        Some(v) => v.parse::<i64>().map_err(|_| {
+            ApiError::invalid("after", format!("`after` must be a log row id, got '{v}'"))
+        })?,
+    };
+    let cursor = LogCursor {
+        store: state.store.clone(),
+        run_id: run.id,
+        step,
+        after,
+        follow,
+        done: false,
+    };
+    let stream = futures::stream::unfold(cursor, |mut c| async move {
+        if c.done {
+            return None;
+        }
+        let events = next_log_events(&mut c).await;
+        Some((events, c))
+    })
+    .flat_map(futures::stream::iter);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn next_log_events(c: &mut LogCursor) -> Vec<Result<Event, Infallible>> {
+    const PAGE: i64 = 500;
+    let error = |c: &mut LogCursor, message: String| {
+        c.done = true;
+        vec![Ok(Event::default()
+            .event("error")
+            .data(json!({"message": message}).to_string()))]
+    };
+    // Status first: a row written before the run ended is then always read below.
+    let status = if c.follow {
+        match c.store.get_run(&c.run_id).await {
+            Ok(r) => Some(r.status),
+            Err(e) => return error(c, e.to_string()),
+        }
+    } else {
+        None
+    };
+    let rows = match c
+        .store
+        .logs(&c.run_id, c.step.as_deref(), c.after, PAGE)
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => return error(c, e.to_string()),
+    };
+    let mut out = Vec::with_capacity(rows.len() + 1);
+    for r in &rows {
+        c.after = r.id;
+        let data = serde_json::to_string(r).unwrap_or_default();
+        out.push(Ok(Event::default()
+            .id(r.id.to_string())
+            .event("log")
+            .data(data)));
+    }
+    if rows.len() as i64 == PAGE {
+        return out;
+    }
+    let finished = match status {
+        None => match c.store.get_run(&c.run_id).await {
+            Ok(r) => Some(r.status),
+            Err(e) => return error(c, e.to_string()),
+        },
+        Some(s) if s.is_terminal() => Some(s),
+        Some(_) => None,
+    };
+    match finished {
+        Some(s) => {
+            c.done = true;
+            out.push(Ok(Event::default()
+                .event("end")
+                .data(json!({"status": s}).to_string())));
+        }
+        None => {
+            if out.is_empty() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    out
+}

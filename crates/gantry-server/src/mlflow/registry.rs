@@ -1,0 +1,287 @@
+//! Registered models, model versions and aliases.
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::State;
+use gantry_store::{KeyValue, NewRegisteredModelVersion, SearchQuery};
+use serde_json::json;
+
+use super::{ApiError, ApiResult, Params, now_ms, require_write, shapes};
+use crate::AppState;
+use crate::auth::Principal;
+
+fn version(p: &Params) -> Result<i64, ApiError> {
+    let v = p.req_str("version")?;
+    v.parse::<i64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "Model version must be a positive integer, got '{v}'"
+        ))
+    })
+}
+
+fn search_query(p: &Params) -> Result<SearchQuery, ApiError> {
+    Ok(SearchQuery {
+        filter: p.opt_str("filter")?.unwrap_or_default(),
+        max_results: p.opt_usize("max_results")?,
+        order_by: p.str_list("order_by")?,
+        page_token: p.opt_str("page_token")?.filter(|t| !t.is_empty()),
+        ..SearchQuery::default()
+    })
+}
+
+pub async fn create_model(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    require_write(&who)?;
+    let name = p.req_str("name")?;
+    let m = s
+        .store
+        .create_registered_model(
+            &name,
+            p.opt_str("description")?.as_deref(),
+            &p.key_values("tags")?,
+            now_ms(),
+        )
+        .await?;
+    Ok(Json(
+        json!({"registered_model": shapes::registered_model(&m)}),
+    ))
+}
+
+pub async fn get_model(State(s): State<AppState>, p: Params) -> ApiResult {
+    let m = s.store.get_registered_model(&p.req_str("name")?).await?;
+    Ok(Json(
+        json!({"registered_model": shapes::registered_model(&m)}),
+    ))
+}
+
+pub async fn update_model(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    require_write(&who)?;
+    let m = s
+        .store
+        .update_registered_model(
+            &p.req_str("name")?,
+            p.opt_str("description")?.as_deref(),
+            now_ms(),
+        )
+        .await?;
+    Ok(Json(
+        json!({"registered_model": shapes::registered_model(&m)}),
+    ))
+}
+
+pub async fn delete_model(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    require_write(&who)?;
+    s.store.delete_registered_model(&p.req_str("name")?).await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn search_models(State(s): State<AppState>, p: Params) -> ApiResult {
+    let page = s.store.search_registered_models(&search_query(&p)?).await?;
+    let mut out = json!({
+        "registered_models": page.items.iter().map(shapes::registered_model).collect::<Vec<_>>(),
+    });
+    if let Some(t) = page.next_page_token {
+        out["next_page_token"] = json!(t);
+    }
+    Ok(Json(out))
+}
+
+pub async fn set_model_tag(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    require_write(&who)?;
+    let tag = KeyValue::new(p.req_str("key")?, p.opt_str("value")?.unwrap_or_default());
+    s.store
+        .set_registered_model_tag(&p.req_str("name")?, &tag)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn delete_model_tag(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    require_write(&who)?;
+    s.store
+        .delete_registered_model_tag(&p.req_str("name")?, &p.req_str("key")?)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+/// Without stages, every stage's "latest" is the newest version.
+pub async fn latest_versions(State(s): State<AppState>, p: Params) -> ApiResult {
+    let versions = s
+        .store
+        .latest_registered_model_versions(&p.req_str("name")?)
+        .await?;
+    let stages = p.str_list("stages")?;
+    let shown: Vec<_> = versions
+        .iter()
+        .filter(|v| {
+            stages.is_empty()
+                || stages
+                    .iter()
+                    .any(|st| st.eq_ignore_ascii_case(&v.current_stage))
+        })
+        .map(shapes::model_version)
+        .collect();
+    Ok(Json(json!({"model_versions": shown})))
+}
+
+pub async fn set_alias(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    require_write(&who)?;
+    s.store
+        .set_model_alias(
+            &p.req_str("name")?,
+            version(&p)?,
+            &p.req_str("alias")?,
+            now_ms(),
+        )
+        .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn delete_alias(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    require_write(&who)?;
+    s.store
+        .delete_model_alias(&p.req_str("name")?, &p.req_str("alias")?)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn get_by_alias(State(s): State<AppState>, p: Params) -> ApiResult {
+    let v = s
+        .store
+        .registered_model_version_by_alias(&p.req_str("name")?, &p.req_str("alias")?)
+        .await?;
+    Ok(Json(json!({"model_version": shapes::model_version(&v)})))
+}
+
+pub async fn create_version(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    require_write(&who)?;
+    let new = NewRegisteredModelVersion {
+        name: p.req_str("name")?,
+        source: p.req_str("source")?,
+        run_id: p.opt_str("run_id")?.filter(|r| !r.is_empty()),
+        description: p.opt_str("description")?,
+        run_link: p.opt_str("run_link")?,
+        user_id: Some(who.name.clone()),
+        tags: p.key_values("tags")?,
+    };
+    let v = s
+        .store
+        .create_registered_model_version(&new, now_ms())
+        .await?;
+    Ok(Json(json!({"model_version": shapes::model_version(&v)})))
+}
+
+pub async fn get_version(State(s): State<AppState>, p: Params) -> ApiResult {
+    let v = s
+        .store
+        .get_registered_model_version(&p.req_str("name")?, version(&p)?)
+        .await?;
+    Ok(Json(json!({"model_version": shapes::model_version(&v)})))
+}
+
+pub async fn update_version(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    require_write(&who)?;
+    let v = s
+        .store
+        .update_registered_model_version(
+            &p.req_str("name")?,
+            version(&p)?,
+            p.opt_str("description")?.as_deref(),
+            now_ms(),
+        )
+        .await?;
+    Ok(Json(json!({"model_version": shapes::model_version(&v)})))
+}
+
+pub async fn delete_version(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    require_write(&who)?;
+    s.store
+        .delete_registered_model_version(&p.req_str("name")?, version(&p)?)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn search_versions(State(s): State<AppState>, p: Params) -> ApiResult {
+    let page = s
+        .store
+        .search_registered_model_versions(&search_query(&p)?)
+        .await?;
+    let mut out = json!({
+        "model_versions": page.items.iter().map(shapes::model_version).collect::<Vec<_>>(),
+    });
+    if let Some(t) = page.next_page_token {
+        out["next_page_token"] = json!(t);
+    }
+    Ok(Json(out))
+}
+
+pub async fn set_version_tag(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    require_write(&who)?;
+    let tag = KeyValue::new(p.req_str("key")?, p.opt_str("value")?.unwrap_or_default());
+    s.store
+        .set_registered_model_version_tag(&p.req_str("name")?, version(&p)?, &tag)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn delete_version_tag(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    require_write(&who)?;
+    s.store
+        .delete_registered_model_version_tag(&p.req_str("name")?, version(&p)?, &p.req_str("key")?)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn download_uri(State(s): State<AppState>, p: Params) -> ApiResult {
+    let v = s
+        .store
+        .get_registered_model_version(&p.req_str("name")?, version(&p)?)
+        .await?;
+    Ok(Json(json!({"artifact_uri": v.source})))
+}

@@ -1,0 +1,177 @@
+//! The whole application: routes, auth, body limit, request metrics, graceful shutdown.
+
+use crate::api::ApiError;
+use crate::{AppState, api, auth, mlflow};
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tower_http::limit::RequestBodyLimitLayer;
+
+/// How long shutdown waits for cancelled runs to record their end, and then for open
+/// connections (log streams of runs of other processes never end on their own).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Every route of the server, with its middleware.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .merge(api::router())
+        .merge(mlflow::router())
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(middleware::from_fn(json_limit_errors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves; then refuses new runs, cancels the running ones
+/// (recorded as cancelled), and stops within [`SHUTDOWN_GRACE`] twice at most.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let runs = state.runs.clone();
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: cancelling in-flight runs");
+        runs.shutdown(SHUTDOWN_GRACE).await;
+        let _ = stopped_tx.send(());
+    };
+    let app = router(state);
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    tokio::select! {
+        r = server => r,
+        _ = async {
+            if stopped_rx.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on the first Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state
+        .store
+        .list_runs(&gantry_store::RunFilter {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(_) => Json(json!({
+            "status": "ok",
+            "store": state.store.backend(),
+            "engine": state.runs.has_engine(),
+        }))
+        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: the metadata store failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "store": state.store.backend()})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state
+        .metrics
+        .render(&state.store, state.runs.in_flight())
+        .await
+    {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal("rendering metrics", e).into_response(),
+    }
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!("no endpoint {} {}", req.method(), req.uri().path()))
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    state.metrics.observe_request(
+        &method,
+        &route,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+/// The body-limit layers answer 413 in plain text; clients of this API expect JSON.
+async fn json_limit_errors(req: Request, next: Next) -> Response {
+    let mlflow = req.uri().path().starts_with("/api/2.0/");
+    let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if resp.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return resp;
+    }
+    let message = "the request body is larger than this server accepts";
+    let body = if mlflow {
+        json!({"error_code": "INVALID_PARAMETER_VALUE", "message": message})
+    } else {
+        json!({"error": {"code": "payload_too_large", "message": message}})
+    };
+    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
+}

@@ -1,0 +1,230 @@
+//! A real server in-process: SQLite and the artifact store in a temp dir, the real runc
+//! engine with a busybox image, listening on 127.0.0.1:0.
+
+#![allow(dead_code)]
+
+use gantry_artifacts::ArtifactStore;
+use gantry_engine::{Engine, EngineConfig};
+use gantry_image::ImageStore;
+use gantry_runtime::{OciRuntime, OciRuntimeConfig};
+use gantry_server::{AppState, ServerConfig};
+use gantry_store::Store;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn busybox_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        assert!(
+            Path::new("/bin/busybox").exists(),
+            "these tests need /bin/busybox: apt-get install busybox-static"
+        );
+        let out =
+            std::env::temp_dir().join(format!("gantry-server-busybox-{}.tar", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-rootfs.sh");
+        let status = std::process::Command::new("bash")
+            .arg(script)
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the busybox rootfs failed");
+        out
+    })
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub home: tempfile::TempDir,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+pub struct Options {
+    pub auth: bool,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            auth: false,
+            max_body_bytes: 64 << 10,
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start(opts: Options) -> TestServer {
+        let home = tempfile::tempdir().unwrap();
+        let root = home.path();
+        let store = Store::connect(&format!("sqlite://{}/gantry.db", root.display()))
+            .await
+            .unwrap();
+        let artifacts = ArtifactStore::open_local(&root.join("artifacts")).unwrap();
+        let images = ImageStore::open(&root.join("images")).unwrap();
+        images.import(busybox_tar(), Some("busybox:1")).unwrap();
+        let runtime = OciRuntime::new(OciRuntimeConfig {
+            binary: PathBuf::from("runc"),
+            state_dir: root.join("runtime/state"),
+            bundles_dir: root.join("runtime/bundles"),
+            cgroup_parent: "gantry".into(),
+        })
+        .unwrap();
+        let mut cfg = EngineConfig::new(root.join("work"));
+        cfg.retry_base = Duration::from_millis(50);
+        let engine = Engine::new(store.clone(), artifacts.clone(), images, runtime, cfg);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let config = ServerConfig {
+            auth: opts.auth,
+            max_body_bytes: opts.max_body_bytes,
+            public_url: base.clone(),
+            mlflow_artifacts_dir: root.join("mlflow-artifacts"),
+        };
+        let state = AppState::new(store, artifacts, config).with_engine(engine);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(gantry_server::serve(state.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            base,
+            home,
+            state,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, v)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    /// Submits YAML; returns the run id (panics unless 201).
+    pub async fn submit(&self, yaml: &str, token: Option<&str>) -> String {
+        let body = serde_json::json!({"spec_yaml": yaml}).to_string();
+        let (status, v) = self.post("/api/v1/runs", token, &body).await;
+        assert_eq!(status, 201, "{v:#}");
+        v["run_id"].as_str().unwrap().to_string()
+    }
+
+    /// Polls the run until `pred` holds (60 s at most); returns the last document.
+    pub async fn wait_run(
+        &self,
+        id: &str,
+        token: Option<&str>,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, v) = self.get(&format!("/api/v1/runs/{id}"), token).await;
+            assert_eq!(status, 200, "{v:#}");
+            if pred(&v) {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting on run {id}: {v:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_terminal(&self, id: &str, token: Option<&str>) -> Value {
+        self.wait_run(id, token, |v| {
+            !matches!(v["status"].as_str(), Some("running" | "queued"))
+        })
+        .await
+    }
+
+    /// Triggers graceful shutdown and waits for the server to return.
+    pub async fn shutdown(&mut self) -> Duration {
+        let started = std::time::Instant::now();
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+        started.elapsed()
+    }
+
+    /// An SSE response body read to its end.
+    pub async fn sse(&self, path: &str, token: Option<&str>) -> (u16, String, String) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = tokio::time::timeout(Duration::from_secs(60), req.send())
+            .await
+            .unwrap()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = tokio::time::timeout(Duration::from_secs(60), resp.text())
+            .await
+            .unwrap()
+            .unwrap();
+        (status, ctype, body)
+    }
+}
+
+/// The `data:` payloads of the SSE events named `event`.
+pub fn sse_events(body: &str, event: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter(|frame| {
+            frame
+                .lines()
+                .any(|l| l == format!("event: {event}") || l == format!("event:{event}"))
+        })
+        .map(|frame| {
+            let data: String = frame
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            serde_json::from_str(&data).unwrap()
+        })
+        .collect()
+}
