@@ -22,6 +22,13 @@ pub struct Global {
     /// OCI runtime binary: runc (default), crun, youki, or a path.
     #[arg(long, global = true, env = "GANTRY_RUNTIME", default_value = "runc")]
     pub runtime: String,
+    /// Talk to a `gantry server` at this URL instead of GANTRY_HOME (run, runs, show, logs,
+    /// artifacts, artifact get, models, model show, token, audit).
+    #[arg(long, global = true, env = "GANTRY_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token for a server started with --auth.
+    #[arg(long, global = true, env = "GANTRY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Log format for Gantry's own diagnostics on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -123,6 +130,19 @@ pub enum Command {
         #[command(flatten)]
         exec: ExecArgs,
     },
+    /// Serve the REST API, the MLflow-compatible API and /metrics, running submitted
+    /// pipelines on this machine.
+    Server(ServerArgs),
+    /// Manage API tokens (on GANTRY_HOME's store, or through --server as an admin).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Show the audit log of writes made through the server, newest first.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
     /// Print a bundled example data set as CSV (iris, breast_cancer, diabetes).
     Dataset { name: String },
     /// Run a built-in component (this is what `uses: builtin/<name>` steps execute
@@ -209,4 +229,56 @@ pub enum ImageCommand {
     },
     /// Remove an image name (and the image once no name is left).
     Rm { reference: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on. Anything but loopback needs --auth.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Require bearer tokens (create them with `gantry token create`).
+    #[arg(long)]
+    pub auth: bool,
+    /// Listen on a non-loopback address without --auth (anyone who can reach it is admin).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// The URL clients reach this server at (default: http://LISTEN).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_body_bytes: usize,
+    /// CPU capacity for steps, e.g. 2 or 1500m (default: all CPUs).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Memory capacity for steps, e.g. 8Gi (default: 80% of RAM).
+    #[arg(long)]
+    pub memory: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is printed once and never stored.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["viewer", "editor", "admin"])]
+        role: String,
+        /// Scope the token to one project (a pipeline name).
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Revoke a token by id or name.
+    Revoke {
+        /// The token's id or name.
+        #[arg(value_name = "TOKEN")]
+        id_or_name: String,
+    },
 }

@@ -6,68 +6,100 @@ use crate::cli::{
 use crate::exit::{self, coded};
 use crate::home::Home;
 use crate::progress;
+use crate::remote::Client;
 use crate::render::{self, table};
 use anyhow::Context;
 use gantry_engine::{Engine, Event, RunRequest, RunSummary};
 use gantry_runtime::OciRuntime;
+use gantry_server::views;
 use gantry_store::{RunFilter, RunStatus, StepStatus, Store};
-use serde_json::json;
-use std::collections::BTreeMap;
+use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Where read commands get their data: GANTRY_HOME's stores, or a server (`--server`).
+pub enum Source<'a> {
+    Local(Home),
+    Remote(&'a Client),
+}
+
+fn local_only(g: &crate::cli::Global, what: &str) -> anyhow::Result<Home> {
+    if g.server.is_some() {
+        return Err(coded(
+            exit::USAGE,
+            format!(
+                "`gantry {what}` works on GANTRY_HOME only, not against --server / GANTRY_SERVER"
+            ),
+        ));
+    }
+    Home::from_global(g)
+}
+
 pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let g = &cli.global;
+    let client = g
+        .server
+        .as_deref()
+        .map(|s| Client::new(s, g.token.as_deref()))
+        .transpose()?;
+    let src = || -> anyhow::Result<Source<'_>> {
+        match &client {
+            Some(c) => Ok(Source::Remote(c)),
+            None => Ok(Source::Local(Home::from_global(g)?)),
+        }
+    };
     match cli.command {
         Command::Validate {
             file,
             params,
             output,
         } => validate(&file, &params, output),
-        Command::Run(args) => run(&Home::from_global(g)?, &g.runtime, args).await,
-        Command::Rerun { run, exec } => rerun(&Home::from_global(g)?, &g.runtime, &run, exec).await,
+        Command::Run(args) => match &client {
+            Some(c) => crate::remote_run::run(c, &args).await,
+            None => run(&Home::from_global(g)?, &g.runtime, args).await,
+        },
+        Command::Rerun { run, exec } => {
+            rerun(&local_only(g, "rerun")?, &g.runtime, &run, exec).await
+        }
         Command::Runs {
             pipeline,
             status,
             limit,
             offset,
             output,
-        } => {
-            runs(
-                &Home::from_global(g)?,
-                pipeline,
-                status,
-                limit,
-                offset,
-                output,
-            )
-            .await
-        }
-        Command::Show { run, output } => show(&Home::from_global(g)?, &run, output).await,
-        Command::Logs { run, step, follow } => {
-            logs(&Home::from_global(g)?, &run, step.as_deref(), follow).await
-        }
-        Command::Artifacts { run, output } => artifacts(&Home::from_global(g)?, &run, output).await,
-        Command::Artifact(ArtifactCommand::Get { digest, out }) => {
-            artifact_get(&Home::from_global(g)?, &digest, &out).await
-        }
-        Command::Images { output } => images(&Home::from_global(g)?, output),
-        Command::Image(ImageCommand::Import { path, name, output }) => {
-            image_import(&Home::from_global(g)?, &path, name.as_deref(), output)
-        }
-        Command::Models { output } => crate::models::list(&Home::from_global(g)?, output).await,
+        } => runs(&src()?, pipeline, status, limit, offset, output).await,
+        Command::Show { run, output } => show(&src()?, &run, output).await,
+        Command::Logs { run, step, follow } => logs(&src()?, &run, step.as_deref(), follow).await,
+        Command::Artifacts { run, output } => artifacts(&src()?, &run, output).await,
+        Command::Artifact(ArtifactCommand::Get { digest, out }) => match &client {
+            Some(c) => crate::remote_run::artifact_get(c, &digest, &out).await,
+            None => artifact_get(&Home::from_global(g)?, &digest, &out).await,
+        },
+        Command::Images { output } => images(&local_only(g, "images")?, output),
+        Command::Image(ImageCommand::Import { path, name, output }) => image_import(
+            &local_only(g, "image import")?,
+            &path,
+            name.as_deref(),
+            output,
+        ),
+        Command::Models { output } => crate::models::list(&src()?, output).await,
         Command::Model(ModelCommand::Show { reference, output }) => {
-            crate::models::show(&Home::from_global(g)?, &reference, output).await
+            crate::models::show(&src()?, &reference, output).await
         }
         Command::Model(ModelCommand::Alias {
             name,
             model_version,
             alias,
-        }) => crate::models::alias(&Home::from_global(g)?, &name, model_version, &alias).await,
+        }) => crate::models::alias(&src()?, &name, model_version, &alias).await,
         Command::Demo { dir, force, exec } => {
-            crate::demo::run(&Home::from_global(g)?, &g.runtime, &dir, force, exec).await
+            crate::demo::run(&local_only(g, "demo")?, &g.runtime, &dir, force, exec).await
         }
+        Command::Server(args) => {
+            crate::serve::server(&local_only(g, "server")?, &g.runtime, args).await
+        }
+        Command::Token(cmd) => crate::serve::token(&src()?, cmd).await,
+        Command::Audit { limit, output } => crate::serve::audit(&src()?, limit, output).await,
         Command::Dataset { name } => match gantry_ml::datasets::csv_by_name(&name) {
             Some(csv) => {
                 print!("{csv}");
@@ -89,7 +121,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             metrics,
         } => crate::component::run(&name, &with, &inputs, &outputs, &metrics),
         Command::Image(ImageCommand::Rm { reference }) => {
-            Home::from_global(g)?.images()?.remove(&reference)?;
+            local_only(g, "image rm")?.images()?.remove(&reference)?;
             println!("removed {reference}");
             Ok(exit::OK)
         }
@@ -261,25 +293,35 @@ async fn cancel_on_signal(cancel: CancellationToken) {
 }
 
 pub(crate) fn print_summary(s: &RunSummary) {
+    print_summary_value(&json!(s));
+}
+
+/// The step table and one-line verdict of a run summary (local or from a server).
+pub(crate) fn print_summary_value(s: &Value) {
     let mut t = table(&["STEP", "STATUS", "ATTEMPTS", "EXIT", "DURATION", "REASON"]);
-    for st in &s.steps {
+    let empty = Vec::new();
+    let steps = s["steps"].as_array().unwrap_or(&empty);
+    for st in steps {
         t.add_row(vec![
-            st.step.clone(),
-            st.status.as_str().to_string(),
-            st.attempts.to_string(),
-            st.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-            st.wall_ms.map(render::duration_ms).unwrap_or_default(),
-            st.reason.clone().unwrap_or_default(),
+            text(&st["step"]),
+            text(&st["status"]),
+            text(&st["attempts"]),
+            text(&st["exit_code"]),
+            st["wall_ms"]
+                .as_i64()
+                .map(render::duration_ms)
+                .unwrap_or_default(),
+            text(&st["reason"]),
         ]);
     }
     println!("{t}");
     println!(
         "run {} {} in {} ({} of {} steps cached)",
-        s.run_id,
-        s.status.as_str(),
-        render::duration_ms(s.duration_ms),
-        s.cache_hits,
-        s.steps.len()
+        text(&s["run_id"]),
+        text(&s["status"]),
+        render::duration_ms(s["duration_ms"].as_i64().unwrap_or(0)),
+        text(&s["cache_hits"]),
+        steps.len()
     );
 }
 
@@ -294,15 +336,8 @@ async fn store_for_reading(home: &Home) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-async fn runs(
-    home: &Home,
-    pipeline: Option<String>,
-    status: Option<String>,
-    limit: i64,
-    offset: i64,
-    output: Output,
-) -> anyhow::Result<u8> {
-    let status = status
+fn parse_status(status: Option<String>) -> anyhow::Result<Option<RunStatus>> {
+    status
         .map(|s| {
             s.parse::<RunStatus>().map_err(|_| {
                 coded(
@@ -311,39 +346,49 @@ async fn runs(
                 )
             })
         })
-        .transpose()?;
-    let store = store_for_reading(home).await?;
-    let list = store
-        .list_runs(&RunFilter {
-            pipeline,
-            status,
-            limit,
-            offset,
-        })
-        .await?;
-    let mut rows = Vec::new();
-    for r in &list {
-        let steps = store.list_step_runs(&r.id).await?;
-        let hits = steps
-            .iter()
-            .filter(|s| s.status == StepStatus::Cached)
-            .count();
-        rows.push((r, hits));
-    }
-    if output == Output::Json {
-        let v: Vec<_> = rows
-            .iter()
-            .map(|(r, hits)| {
-                json!({
-                    "id": r.id, "pipeline": r.pipeline, "status": r.status,
-                    "created_at_ms": r.created_at_ms, "started_at_ms": r.started_at_ms,
-                    "finished_at_ms": r.finished_at_ms,
-                    "duration_ms": r.finished_at_ms.zip(r.started_at_ms).map(|(f, s)| f - s),
-                    "cache_hits": hits, "rerun_of": r.rerun_of, "error": r.error,
+        .transpose()
+}
+
+async fn runs(
+    src: &Source<'_>,
+    pipeline: Option<String>,
+    status: Option<String>,
+    limit: i64,
+    offset: i64,
+    output: Output,
+) -> anyhow::Result<u8> {
+    let status = parse_status(status)?;
+    let items: Vec<Value> = match src {
+        Source::Remote(client) => {
+            let mut q = vec![("limit", limit.to_string()), ("offset", offset.to_string())];
+            if let Some(p) = pipeline {
+                q.push(("pipeline", p));
+            }
+            if let Some(s) = status {
+                q.push(("status", s.as_str().to_string()));
+            }
+            let page = client.get(&["runs"], &q).await?;
+            page["runs"].as_array().cloned().unwrap_or_default()
+        }
+        Source::Local(home) => {
+            let store = store_for_reading(home).await?;
+            let list = store
+                .list_runs(&RunFilter {
+                    pipeline,
+                    status,
+                    limit,
+                    offset,
                 })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+                .await?;
+            let mut items = Vec::with_capacity(list.len());
+            for r in &list {
+                items.push(views::run_item(&store, r).await?);
+            }
+            items
+        }
+    };
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(exit::OK);
     }
     let mut t = table(&[
@@ -354,129 +399,143 @@ async fn runs(
         "DURATION",
         "CACHE HITS",
     ]);
-    for (r, hits) in rows {
+    for r in &items {
+        let started = r["started_at_ms"]
+            .as_i64()
+            .or(r["created_at_ms"].as_i64())
+            .unwrap_or(0);
         t.add_row(vec![
-            r.id.clone(),
-            r.pipeline.clone(),
-            r.status.as_str().to_string(),
-            render::timestamp(r.started_at_ms.unwrap_or(r.created_at_ms)),
-            r.finished_at_ms
-                .zip(r.started_at_ms)
-                .map(|(f, s)| render::duration_ms(f - s))
+            text(&r["id"]),
+            text(&r["pipeline"]),
+            text(&r["status"]),
+            render::timestamp(started),
+            r["duration_ms"]
+                .as_i64()
+                .map(render::duration_ms)
                 .unwrap_or_else(|| "-".into()),
-            hits.to_string(),
+            r["cache_hits"].to_string(),
         ]);
     }
     println!("{t}");
     Ok(exit::OK)
 }
 
-async fn show(home: &Home, run_id: &str, output: Output) -> anyhow::Result<u8> {
-    let store = store_for_reading(home).await?;
-    let run = store.get_run(run_id).await?;
-    let steps = store.list_step_runs(&run.id).await?;
-    let lineage = store.lineage_for_run(&run.id).await?;
-    let metrics = store.metrics_for_run(&run.id).await?;
+/// A JSON string's text ("" for null), or any other value as JSON.
+pub(crate) fn text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The document `gantry show --output json` prints, from the store or the server.
+async fn run_document(src: &Source<'_>, run_id: &str) -> anyhow::Result<Value> {
+    match src {
+        Source::Remote(client) => client.get(&["runs", run_id], &[]).await,
+        Source::Local(home) => {
+            let store = store_for_reading(home).await?;
+            let run = store.get_run(run_id).await?;
+            Ok(views::run_detail(&store, &run).await?)
+        }
+    }
+}
+
+async fn show(src: &Source<'_>, run_id: &str, output: Output) -> anyhow::Result<u8> {
+    let v = run_document(src, run_id).await?;
     if output == Output::Json {
-        let params: serde_json::Value = serde_json::from_str(&run.params_json).unwrap_or_default();
-        let images: serde_json::Value = serde_json::from_str(&run.images_json).unwrap_or_default();
-        let steps_json: Vec<_> = steps
-            .iter()
-            .map(|s| {
-                let step_metrics: BTreeMap<_, _> = metrics
-                    .iter()
-                    .filter(|m| m.step == s.step)
-                    .map(|m| (m.key.clone(), m.value))
-                    .collect();
-                json!({
-                    "id": s.id, "step": s.step, "attempt": s.attempt, "status": s.status,
-                    "exit_code": s.exit_code, "reason": s.reason, "cached": s.status == StepStatus::Cached,
-                    "cached_from": s.cached_from, "cache_key": s.cache_key, "image": s.image_digest,
-                    "started_at_ms": s.started_at_ms, "finished_at_ms": s.finished_at_ms,
-                    "requested": {"cpu_millis": s.requested_cpu_millis, "memory_bytes": s.requested_memory_bytes, "gpu": s.requested_gpu},
-                    "usage": {"peak_memory_bytes": s.peak_memory_bytes, "cpu_seconds": s.cpu_micros.map(|c| c as f64 / 1e6), "wall_ms": s.wall_ms},
-                    "inputs": serde_json::from_str::<serde_json::Value>(&s.inputs_json).unwrap_or_default(),
-                    "outputs": serde_json::from_str::<serde_json::Value>(&s.outputs_json).unwrap_or_default(),
-                    "metrics": step_metrics,
-                })
-            })
-            .collect();
-        let v = json!({
-            "id": run.id, "pipeline": run.pipeline, "status": run.status, "spec_file": run.spec_file,
-            "params": params, "images": images, "no_cache": run.no_cache, "rerun_of": run.rerun_of,
-            "created_at_ms": run.created_at_ms, "started_at_ms": run.started_at_ms,
-            "finished_at_ms": run.finished_at_ms, "error": run.error,
-            "steps": steps_json, "artifacts": lineage,
-            "sweeps": sweeps(&steps, &metrics),
-            "models": store.model_versions_for_run(&run.id).await?,
-        });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(exit::OK);
     }
-    println!("run       {}", run.id);
-    println!("pipeline  {}  ({})", run.pipeline, run.spec_file);
-    println!("status    {}", run.status.as_str());
-    if let Some(s) = run.started_at_ms {
+    print_run(&v);
+    Ok(exit::OK)
+}
+
+pub(crate) fn print_run(v: &Value) {
+    println!("run       {}", text(&v["id"]));
+    println!(
+        "pipeline  {}  ({})",
+        text(&v["pipeline"]),
+        text(&v["spec_file"])
+    );
+    println!("status    {}", text(&v["status"]));
+    let started = v["started_at_ms"].as_i64();
+    if let Some(s) = started {
         println!("started   {}", render::timestamp(s));
     }
-    if let (Some(s), Some(f)) = (run.started_at_ms, run.finished_at_ms) {
+    if let (Some(s), Some(f)) = (started, v["finished_at_ms"].as_i64()) {
         println!("duration  {}", render::duration_ms(f - s));
     }
-    if let Some(of) = &run.rerun_of {
+    if let Some(of) = v["rerun_of"].as_str() {
         println!("rerun of  {of}");
     }
-    if let Some(e) = &run.error {
+    if let Some(e) = v["error"].as_str() {
         println!("error     {e}");
     }
-    println!("params    {}", run.params_json);
+    println!("params    {}", v["params"]);
     println!();
     let mut t = table(&[
         "STEP", "ATTEMPT", "STATUS", "EXIT", "REASON", "DURATION", "CPU REQ", "CPU USED",
         "MEM REQ", "MEM PEAK",
     ]);
-    for s in &steps {
+    let empty = Vec::new();
+    for s in v["steps"].as_array().unwrap_or(&empty) {
+        let status = text(&s["status"]);
         t.add_row(vec![
-            s.step.clone(),
-            s.attempt.to_string(),
-            match &s.cached_from {
-                Some(from) if s.status == StepStatus::Cached => format!("cached ({from})"),
-                _ => s.status.as_str().to_string(),
+            text(&s["step"]),
+            text(&s["attempt"]),
+            match s["cached_from"].as_str() {
+                Some(from) if status == StepStatus::Cached.as_str() => {
+                    format!("cached ({from})")
+                }
+                _ => status,
             },
-            s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-            s.reason.clone().unwrap_or_default(),
-            s.wall_ms.map(render::duration_ms).unwrap_or_default(),
-            render::cpu_millis(s.requested_cpu_millis),
-            s.cpu_micros
-                .map(|c| format!("{:.2}s", c as f64 / 1e6))
+            text(&s["exit_code"]),
+            text(&s["reason"]),
+            s["usage"]["wall_ms"]
+                .as_i64()
+                .map(render::duration_ms)
                 .unwrap_or_default(),
-            render::bytes(s.requested_memory_bytes),
-            s.peak_memory_bytes.map(render::bytes).unwrap_or_default(),
+            render::cpu_millis(s["requested"]["cpu_millis"].as_i64().unwrap_or(0)),
+            s["usage"]["cpu_seconds"]
+                .as_f64()
+                .map(|c| format!("{c:.2}s"))
+                .unwrap_or_default(),
+            render::bytes(s["requested"]["memory_bytes"].as_i64().unwrap_or(0)),
+            s["usage"]["peak_memory_bytes"]
+                .as_i64()
+                .map(render::bytes)
+                .unwrap_or_default(),
         ]);
     }
     println!("{t}");
-    for sweep in sweeps(&steps, &metrics) {
+    for sweep in v["sweeps"].as_array().unwrap_or(&empty) {
+        let strings = |x: &Value| -> Vec<String> {
+            x.as_array()
+                .map(|a| a.iter().map(text).collect())
+                .unwrap_or_default()
+        };
+        let keys = strings(&sweep["keys"]);
+        let metric_keys = strings(&sweep["metric_keys"]);
+        let members = sweep["members"].as_array().unwrap_or(&empty);
         println!();
         println!(
             "sweep {} ({} combinations)",
-            sweep.step,
-            sweep.members.len()
+            text(&sweep["step"]),
+            members.len()
         );
-        let mut header: Vec<String> = sweep.keys.clone();
+        let mut header: Vec<String> = keys.clone();
         header.push("STATUS".into());
-        header.extend(sweep.metric_keys.iter().cloned());
+        header.extend(metric_keys.iter().cloned());
         let mut st = comfy_table::Table::new();
         st.load_style(comfy_table::presets::NOTHING);
         st.set_header(header);
-        for m in &sweep.members {
-            let mut row: Vec<String> = sweep
-                .keys
-                .iter()
-                .map(|k| m.values.get(k).cloned().unwrap_or_default())
-                .collect();
-            row.push(m.status.clone());
-            row.extend(sweep.metric_keys.iter().map(|k| {
-                m.metrics
-                    .get(k)
+        for m in members {
+            let mut row: Vec<String> = keys.iter().map(|k| text(&m["values"][k])).collect();
+            row.push(text(&m["status"]));
+            row.extend(metric_keys.iter().map(|k| {
+                m["metrics"][k]
+                    .as_f64()
                     .map(|v| format!("{v:.4}"))
                     .unwrap_or_default()
             }));
@@ -484,134 +543,81 @@ async fn show(home: &Home, run_id: &str, output: Output) -> anyhow::Result<u8> {
         }
         println!("{st}");
     }
-    let models = store.model_versions_for_run(&run.id).await?;
-    for v in &models {
+    for m in v["models"].as_array().unwrap_or(&empty) {
+        let aliases: Vec<String> = m["aliases"]
+            .as_array()
+            .map(|a| a.iter().map(text).collect())
+            .unwrap_or_default();
         println!();
         println!(
             "registered model {} v{}{}",
-            v.model,
-            v.version,
-            if v.aliases.is_empty() {
+            text(&m["model"]),
+            text(&m["version"]),
+            if aliases.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", v.aliases.join(", "))
+                format!(" ({})", aliases.join(", "))
             }
         );
     }
-    if !lineage.is_empty() {
+    if let Some(rows) = v["artifacts"].as_array().filter(|a| !a.is_empty()) {
         println!();
         println!("artifacts");
-        print!("{}", lineage_table(&lineage));
+        print!("{}", lineage_table(rows));
     }
-    if !metrics.is_empty() {
+    if let Some(metrics) = v["metrics"].as_array().filter(|a| !a.is_empty()) {
         println!();
         println!("metrics");
         let mut mt = table(&["STEP", "METRIC", "VALUE"]);
-        for m in &metrics {
-            mt.add_row(vec![m.step.clone(), m.key.clone(), format!("{}", m.value)]);
+        for m in metrics {
+            mt.add_row(vec![
+                text(&m["step"]),
+                text(&m["key"]),
+                m["value"]
+                    .as_f64()
+                    .map(|x| format!("{x}"))
+                    .unwrap_or_default(),
+            ]);
         }
         println!("{mt}");
     }
-    Ok(exit::OK)
 }
 
-#[derive(serde::Serialize)]
-struct SweepView {
-    step: String,
-    keys: Vec<String>,
-    metric_keys: Vec<String>,
-    members: Vec<SweepMember>,
-}
-
-#[derive(serde::Serialize)]
-struct SweepMember {
-    name: String,
-    status: String,
-    values: BTreeMap<String, String>,
-    metrics: BTreeMap<String, f64>,
-}
-
-/// Groups the expansions of matrix steps (`train[algorithm=logistic,max_depth=2]`) with
-/// their combination values and metrics, for the sweep tables of `gantry show`.
-fn sweeps(
-    steps: &[gantry_store::StepRunRecord],
-    metrics: &[gantry_store::MetricRow],
-) -> Vec<SweepView> {
-    let mut out: Vec<SweepView> = Vec::new();
-    for s in steps {
-        let Some((base, rest)) = s.step.split_once('[') else {
-            continue;
-        };
-        let Some(label) = rest.strip_suffix(']') else {
-            continue;
-        };
-        let values: BTreeMap<String, String> = label
-            .split(',')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let keys: Vec<String> = label
-            .split(',')
-            .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.to_string()))
-            .collect();
-        let member_metrics: BTreeMap<String, f64> = metrics
-            .iter()
-            .filter(|m| m.step == s.step)
-            .map(|m| (m.key.clone(), m.value))
-            .collect();
-        let member = SweepMember {
-            name: s.step.clone(),
-            status: s.status.as_str().to_string(),
-            values,
-            metrics: member_metrics,
-        };
-        let view = match out.iter_mut().find(|v| v.step == base) {
-            Some(v) => v,
-            None => {
-                out.push(SweepView {
-                    step: base.to_string(),
-                    keys,
-                    metric_keys: Vec::new(),
-                    members: Vec::new(),
-                });
-                let last = out.len() - 1;
-                &mut out[last]
-            }
-        };
-        // Later attempts of the same combination replace earlier ones.
-        view.members.retain(|m| m.name != member.name);
-        view.members.push(member);
-    }
-    for v in &mut out {
-        let mut keys: Vec<String> = v
-            .members
-            .iter()
-            .flat_map(|m| m.metrics.keys().cloned())
-            .filter(|k| k.starts_with("validation."))
-            .collect();
-        keys.sort();
-        keys.dedup();
-        v.metric_keys = keys;
-    }
-    out
-}
-
-fn lineage_table(rows: &[gantry_store::LineageRow]) -> String {
+fn lineage_table(rows: &[Value]) -> String {
     let mut t = table(&["STEP", "DIRECTION", "NAME", "DIGEST", "KIND", "SIZE"]);
     for l in rows {
         t.add_row(vec![
-            l.step.clone(),
-            l.direction.clone(),
-            l.name.clone(),
-            l.digest.clone(),
-            l.kind.clone().unwrap_or_default(),
-            l.size.map(render::bytes).unwrap_or_default(),
+            text(&l["step"]),
+            text(&l["direction"]),
+            text(&l["name"]),
+            text(&l["digest"]),
+            text(&l["kind"]),
+            l["size"].as_i64().map(render::bytes).unwrap_or_default(),
         ]);
     }
     format!("{t}\n")
 }
 
-async fn logs(home: &Home, run_id: &str, step: Option<&str>, follow: bool) -> anyhow::Result<u8> {
+fn log_line(step: Option<&str>, row_step: &str, data: &str) -> String {
+    if step.is_none() {
+        format!("[{row_step}] {data}")
+    } else {
+        data.to_string()
+    }
+}
+
+async fn logs(
+    src: &Source<'_>,
+    run_id: &str,
+    step: Option<&str>,
+    follow: bool,
+) -> anyhow::Result<u8> {
+    let home = match src {
+        Source::Remote(client) => {
+            return crate::remote_run::logs(client, run_id, step, follow).await;
+        }
+        Source::Local(home) => home,
+    };
     let store = store_for_reading(home).await?;
     let run = store.get_run(run_id).await?;
     if let Some(step) = step {
@@ -629,21 +635,12 @@ async fn logs(home: &Home, run_id: &str, step: Option<&str>, follow: bool) -> an
         }
     }
     let mut after = 0;
-    let mut last_step = String::new();
     let mut out = std::io::stdout().lock();
     loop {
         let rows = store.logs(&run.id, step, after, 1000).await?;
         for r in &rows {
             use std::io::Write;
-            if step.is_none() && r.step != last_step {
-                last_step = r.step.clone();
-            }
-            let line = if step.is_none() {
-                format!("[{}] {}", r.step, r.data)
-            } else {
-                r.data.clone()
-            };
-            if writeln!(out, "{line}").is_err() {
+            if writeln!(out, "{}", log_line(step, &r.step, &r.data)).is_err() {
                 return Ok(exit::OK);
             }
             after = r.id;
@@ -660,12 +657,7 @@ async fn logs(home: &Home, run_id: &str, step: Option<&str>, follow: bool) -> an
             let rest = store.logs(&run.id, step, after, i64::MAX).await?;
             for r in rest {
                 use std::io::Write;
-                let line = if step.is_none() {
-                    format!("[{}] {}", r.step, r.data)
-                } else {
-                    r.data
-                };
-                let _ = writeln!(out, "{line}");
+                let _ = writeln!(out, "{}", log_line(step, &r.step, &r.data));
             }
             break;
         }
@@ -674,10 +666,21 @@ async fn logs(home: &Home, run_id: &str, step: Option<&str>, follow: bool) -> an
     Ok(exit::OK)
 }
 
-async fn artifacts(home: &Home, run_id: &str, output: Output) -> anyhow::Result<u8> {
-    let store = store_for_reading(home).await?;
-    let run = store.get_run(run_id).await?;
-    let rows = store.lineage_for_run(&run.id).await?;
+async fn artifacts(src: &Source<'_>, run_id: &str, output: Output) -> anyhow::Result<u8> {
+    let rows: Vec<Value> = match src {
+        Source::Remote(client) => client
+            .get(&["runs", run_id, "artifacts"], &[])
+            .await?
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        Source::Local(home) => {
+            let store = store_for_reading(home).await?;
+            let run = store.get_run(run_id).await?;
+            let rows = store.lineage_for_run(&run.id).await?;
+            rows.iter().map(|r| json!(r)).collect()
+        }
+    };
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {

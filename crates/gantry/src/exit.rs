@@ -12,6 +12,9 @@ pub const NOT_FOUND: u8 = 3;
 pub const ENVIRONMENT: u8 = 4;
 /// Gantry itself failed (store, I/O).
 pub const INTERNAL: u8 = 5;
+/// The server refused the request: no token, a wrong or revoked one (401), or a role or
+/// project that does not allow it (403).
+pub const AUTH: u8 = 6;
 /// Cancelled with Ctrl-C / SIGTERM.
 pub const CANCELLED: u8 = 130;
 

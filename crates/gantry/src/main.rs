@@ -9,7 +9,10 @@ mod exit;
 mod home;
 mod models;
 mod progress;
+mod remote;
+mod remote_run;
 mod render;
+mod serve;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -11,4 +11,5 @@ mod hello;
 mod images;
 mod ml;
 mod security;
+mod server;
 mod spec_errors;

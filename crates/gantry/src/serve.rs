@@ -1,0 +1,236 @@
+//! `gantry server`, `gantry token …` and `gantry audit`.
+
+use crate::cli::{ExecArgs, Output, ServerArgs, TokenCommand};
+use crate::commands::{Source, open_engine, text};
+use crate::exit::{self, coded};
+use crate::home::Home;
+use crate::render::{self, table};
+use gantry_server::auth::{Role, issue_token};
+use gantry_server::{AppState, ServerConfig};
+use serde_json::{Value, json};
+
+pub async fn server(home: &Home, runtime: &str, args: ServerArgs) -> anyhow::Result<u8> {
+    if !args.listen.ip().is_loopback() && !args.auth && !args.insecure_no_auth {
+        return Err(coded(
+            exit::USAGE,
+            format!(
+                "refusing to listen on {} without --auth: anyone who reaches it could run containers here; add --auth (and create tokens with `gantry token create`), or --insecure-no-auth if you really mean it",
+                args.listen
+            ),
+        ));
+    }
+    let exec = ExecArgs {
+        no_cache: false,
+        output: Output::Table,
+        cpus: args.cpus.clone(),
+        memory: args.memory.clone(),
+        keep_workdirs: false,
+    };
+    // Runs of a previous server process that died are marked interrupted here.
+    let engine = open_engine(home, runtime, &exec).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| {
+            coded(
+                exit::ENVIRONMENT,
+                format!("cannot listen on {}: {e}", args.listen),
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let config = ServerConfig {
+        auth: args.auth,
+        max_body_bytes: args.max_body_bytes,
+        public_url: public_url.clone(),
+        mlflow_artifacts_dir: home.root.join("mlflow-artifacts"),
+    };
+    let store = engine.store().clone();
+    if args.auth && store.list_tokens().await?.iter().all(|t| t.revoked()) {
+        eprintln!(
+            "note: --auth is on and no token exists yet: create one with `gantry token create --name admin --role admin`"
+        );
+    }
+    let state = AppState::new(store, engine.artifacts().clone(), config).with_engine(engine);
+    println!(
+        "gantry server listening on http://{addr} (auth {})",
+        if args.auth { "on" } else { "off" }
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    gantry_server::serve(state, listener, gantry_server::shutdown_signal()).await?;
+    eprintln!("gantry server stopped");
+    Ok(exit::OK)
+}
+
+pub async fn token(src: &Source<'_>, cmd: TokenCommand) -> anyhow::Result<u8> {
+    match cmd {
+        TokenCommand::Create {
+            name,
+            role,
+            project,
+            output,
+        } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                coded(
+                    exit::USAGE,
+                    format!("--role {role}: expected viewer, editor or admin"),
+                )
+            })?;
+            let (record, secret) = match src {
+                Source::Remote(client) => {
+                    let v = client
+                        .post(
+                            &["tokens"],
+                            &json!({"name": name, "role": role.as_str(), "project": project}),
+                        )
+                        .await?;
+                    (v["token"].clone(), text(&v["secret"]))
+                }
+                Source::Local(home) => {
+                    let store = home.store().await?;
+                    let issued = issue_token(&store, &name, role, project.as_deref()).await?;
+                    store
+                        .append_audit(
+                            "local",
+                            "token.create",
+                            &issued.record.name,
+                            &json!({"id": issued.record.id, "role": role.as_str(), "project": project}),
+                            gantry_engine::now_ms(),
+                        )
+                        .await?;
+                    (json!(issued.record), issued.secret)
+                }
+            };
+            if output == Output::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"token": record, "secret": secret}))?
+                );
+            } else {
+                eprintln!(
+                    "created token {} ({}, role {}{}); its secret is shown once, now:",
+                    text(&record["name"]),
+                    text(&record["id"]),
+                    role.as_str(),
+                    record["project"]
+                        .as_str()
+                        .map(|p| format!(", project {p}"))
+                        .unwrap_or_default()
+                );
+                println!("{secret}");
+            }
+            Ok(exit::OK)
+        }
+        TokenCommand::List { output } => {
+            let tokens: Vec<Value> = match src {
+                Source::Remote(client) => client
+                    .get(&["tokens"], &[])
+                    .await?
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+                Source::Local(home) => home
+                    .store()
+                    .await?
+                    .list_tokens()
+                    .await?
+                    .iter()
+                    .map(|t| json!(t))
+                    .collect(),
+            };
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&tokens)?);
+                return Ok(exit::OK);
+            }
+            let mut t = table(&[
+                "ID",
+                "NAME",
+                "ROLE",
+                "PROJECT",
+                "CREATED",
+                "LAST USED",
+                "REVOKED",
+            ]);
+            for tok in &tokens {
+                let time = |v: &Value| {
+                    v.as_i64()
+                        .map(render::timestamp)
+                        .unwrap_or_else(|| "-".into())
+                };
+                t.add_row(vec![
+                    text(&tok["id"]),
+                    text(&tok["name"]),
+                    text(&tok["role"]),
+                    tok["project"].as_str().unwrap_or("*").to_string(),
+                    time(&tok["created_at_ms"]),
+                    time(&tok["last_used_at_ms"]),
+                    time(&tok["revoked_at_ms"]),
+                ]);
+            }
+            println!("{t}");
+            Ok(exit::OK)
+        }
+        TokenCommand::Revoke { id_or_name: token } => {
+            match src {
+                Source::Remote(client) => {
+                    client
+                        .post(&["tokens", &token, "revoke"], &json!({}))
+                        .await?;
+                }
+                Source::Local(home) => {
+                    let store = home.store().await?;
+                    let rec = store.revoke_token(&token, gantry_engine::now_ms()).await?;
+                    store
+                        .append_audit(
+                            "local",
+                            "token.revoke",
+                            &rec.name,
+                            &json!({"id": rec.id}),
+                            gantry_engine::now_ms(),
+                        )
+                        .await?;
+                }
+            }
+            println!("revoked {token}");
+            Ok(exit::OK)
+        }
+    }
+}
+
+pub async fn audit(src: &Source<'_>, limit: i64, output: Output) -> anyhow::Result<u8> {
+    let entries: Vec<Value> = match src {
+        Source::Remote(client) => client
+            .get(&["audit"], &[("limit", limit.to_string())])
+            .await?
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        Source::Local(home) => home
+            .store()
+            .await?
+            .list_audit(limit)
+            .await?
+            .iter()
+            .map(|a| json!(a))
+            .collect(),
+    };
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(exit::OK);
+    }
+    let mut t = table(&["TIME", "PRINCIPAL", "ACTION", "TARGET", "DETAIL"]);
+    for a in &entries {
+        t.add_row(vec![
+            render::timestamp(a["ts_ms"].as_i64().unwrap_or(0)),
+            text(&a["principal"]),
+            text(&a["action"]),
+            text(&a["target"]),
+            a["detail"].to_string(),
+        ]);
+    }
+    println!("{t}");
+    Ok(exit::OK)
+}

@@ -1,0 +1,313 @@
+//! `gantry server` as a real process, driven by `gantry --server URL …`: the same commands
+//! and output as locally, tokens and the audit log, and a server killed with SIGKILL.
+
+use crate::support::{Gantry, eventually};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(g: &Gantry, extra: &[&str]) -> Server {
+    let mut args = vec!["server", "--listen", "127.0.0.1:0"];
+    args.extend(extra);
+    let mut child = g
+        .command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in the server's first line: {line:?}"))
+        .to_string();
+    Server { child, url }
+}
+
+/// `gantry --server URL ARGS` with an optional token: (exit code, stdout, stderr).
+fn remote(g: &Gantry, url: &str, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let mut c = g.command(&[&["--server", url], args].concat());
+    c.env_remove("GANTRY_TOKEN");
+    if let Some(t) = token {
+        c.env("GANTRY_TOKEN", t);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn remote_json(g: &Gantry, url: &str, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["--output", "json"]);
+    let (code, out, err) = remote(g, url, None, &all);
+    assert_eq!(code, 0, "gantry --server {url} {args:?}: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn the_cli_works_against_a_server_like_it_does_locally() {
+    let g = Gantry::new();
+    let file = g.write(
+        "hello.yaml",
+        r#"
+name: hello
+params:
+  who: world
+steps:
+  - name: greet
+    image: busybox:1
+    command: [sh, -c, 'echo "hello ${params.who}"; echo hi > /gantry/outputs/msg']
+    outputs: [msg]
+"#,
+    );
+    let server = start_server(&g, &[]);
+    let (code, out, err) = remote(
+        &g,
+        &server.url,
+        None,
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "-p",
+            "who=server",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let summary: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["status"], "succeeded");
+    assert_eq!(summary["steps"][0]["step"], "greet");
+    let id = summary["run_id"].as_str().unwrap();
+
+    // Same documents remotely and locally.
+    let remote_runs = remote_json(&g, &server.url, &["runs"]);
+    let local_runs = g.json(&["runs"]);
+    assert_eq!(remote_runs, local_runs);
+    let remote_show = remote_json(&g, &server.url, &["show", id]);
+    assert_eq!(remote_show, g.show(id));
+    assert_eq!(remote_show["params"]["who"], "server");
+    // Same tables too.
+    let (_, table, _) = remote(&g, &server.url, None, &["show", id]);
+    assert_eq!(table, g.ok(&["show", id]));
+    let (_, logs, _) = remote(&g, &server.url, None, &["logs", id]);
+    assert_eq!(logs, g.ok(&["logs", id]));
+    assert!(logs.contains("[greet] hello server"), "{logs}");
+    let (_, followed, _) = remote(&g, &server.url, None, &["logs", id, "greet", "--follow"]);
+    assert_eq!(followed.trim(), "hello server");
+    assert_eq!(
+        remote_json(&g, &server.url, &["artifacts", id]),
+        g.json(&["artifacts", id])
+    );
+    let digest = remote_show["steps"][0]["outputs"]["msg"].as_str().unwrap();
+    let out_dir = g.dir.path().join("fetched");
+    let (code, path, err) = remote(
+        &g,
+        &server.url,
+        None,
+        &[
+            "artifact",
+            "get",
+            digest,
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(path.trim()).unwrap(), "hi\n");
+
+    // Errors keep their exit codes.
+    let (code, _, err) = remote(&g, &server.url, None, &["show", "r-000000000000"]);
+    assert_eq!(code, 3, "{err}");
+    let bad = g.write(
+        "bad.yaml",
+        "name: bad\nsteps:\n  - name: a\n    imagee: busybox:1\n",
+    );
+    let (code, _, err) = remote(&g, &server.url, None, &["run", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bad.yaml:4:"), "{err}");
+}
+
+#[test]
+fn tokens_roles_and_the_audit_log_from_the_cli() {
+    let g = Gantry::new();
+    let admin = g.ok(&["token", "create", "--name", "admin", "--role", "admin"]);
+    let admin = admin.trim().to_string();
+    assert!(admin.starts_with("gantry_"), "{admin}");
+    let server = start_server(&g, &["--auth"]);
+
+    let (code, _, err) = remote(&g, &server.url, None, &["runs"]);
+    assert_eq!(code, 6, "{err}");
+    let (code, _, err) = remote(&g, &server.url, Some("gantry_nope"), &["runs"]);
+    assert_eq!(code, 6, "{err}");
+    let (code, viewer, err) = remote(
+        &g,
+        &server.url,
+        Some(&admin),
+        &["token", "create", "--name", "viewer", "--role", "viewer"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let viewer = viewer.trim().to_string();
+    let file = g.write(
+        "q.yaml",
+        "name: q\nsteps:\n  - name: a\n    image: busybox:1\n    command: [\"true\"]\n",
+    );
+    let (code, _, err) = remote(
+        &g,
+        &server.url,
+        Some(&viewer),
+        &["run", file.to_str().unwrap()],
+    );
+    assert_eq!(code, 6, "{err}");
+    let (code, _, err) = remote(
+        &g,
+        &server.url,
+        Some(&admin),
+        &["run", file.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, list, _) = remote(&g, &server.url, Some(&viewer), &["runs"]);
+    assert_eq!(code, 0);
+    assert!(list.contains("succeeded"), "{list}");
+
+    let (code, audit, err) = remote(
+        &g,
+        &server.url,
+        Some(&admin),
+        &["audit", "--output", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let audit: Value = serde_json::from_str(&audit).unwrap();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["run.submit", "token.create", "token.create"]);
+    let (_, tokens, _) = remote(&g, &server.url, Some(&admin), &["token", "list"]);
+    assert!(tokens.contains("viewer") && !tokens.contains(&viewer[20..]));
+    let (code, _, err) = remote(
+        &g,
+        &server.url,
+        Some(&admin),
+        &["token", "revoke", "viewer"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, _) = remote(&g, &server.url, Some(&viewer), &["runs"]);
+    assert_eq!(code, 6);
+}
+
+#[test]
+fn a_server_refuses_public_addresses_without_auth() {
+    let g = Gantry::new();
+    let out = g.run(&["server", "--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--auth"));
+}
+
+#[test]
+fn a_server_killed_with_sigkill_restarts_with_every_acknowledged_write() {
+    let g = Gantry::new();
+    let file = g.write(
+        "crash.yaml",
+        r#"
+name: crash
+steps:
+  - name: first
+    image: busybox:1
+    command: [sh, -c, 'echo done > /gantry/outputs/x']
+    outputs: [x]
+  - name: stuck
+    image: busybox:1
+    command: [sh, -c, 'echo waiting; sleep 300']
+    inputs: { x: first.x }
+"#,
+    );
+    let quick = g.write(
+        "quick.yaml",
+        "name: quick\nsteps:\n  - name: a\n    image: busybox:1\n    command: [\"true\"]\n",
+    );
+    let mut server = start_server(&g, &[]);
+    let (code, _, err) = remote(&g, &server.url, None, &["run", quick.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let mut client = Command::new(crate::support::BIN)
+        .args(["--server", &server.url, "run", file.to_str().unwrap()])
+        .env("GANTRY_HOME", g.home.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut id = String::new();
+    let running = eventually(|| {
+        let (_, out, _) = remote(&g, &server.url, None, &["runs", "--output", "json"]);
+        let Ok(runs) = serde_json::from_str::<Value>(&out) else {
+            return false;
+        };
+        let Some(r) = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["pipeline"] == "crash")
+        else {
+            return false;
+        };
+        id = r["id"].as_str().unwrap().to_string();
+        let show = remote_json(&g, &server.url, &["show", &id]);
+        show["steps"][1]["status"] == "running"
+    });
+    assert!(running, "the second step never ran");
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    let _ = client.wait();
+
+    let server = start_server(&g, &[]);
+    let runs = remote_json(&g, &server.url, &["runs"]);
+    let statuses: Vec<(&str, &str)> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["pipeline"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses, [("crash", "interrupted"), ("quick", "succeeded")]);
+    let show = remote_json(&g, &server.url, &["show", &id]);
+    assert_eq!(show["steps"][0]["status"], "succeeded");
+    assert!(
+        show["steps"][0]["outputs"]["x"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(show["steps"][1]["status"], "interrupted");
+    // Log lines are batched, so the last ones before a crash may be lost; the command
+    // still reads what was stored.
+    let (code, _, err) = remote(&g, &server.url, None, &["logs", &id, "stuck"]);
+    assert_eq!(code, 0, "{err}");
+    // The restarted server runs new work, reaping what the killed one left.
+    let (code, _, err) = remote(&g, &server.url, None, &["run", quick.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(g.runc_containers().is_empty());
+}
