@@ -21,4 +21,16 @@ if [ -z "${GANTRY_TEST_POSTGRES_URL:-}" ]; then
   export GANTRY_TEST_POSTGRES_URL="postgres:///postgres?host=/var/run/postgresql&user=root"
 fi
 
+# MLflow's Python client: the MLflow API is tested with it (a venv, cached across runs).
+if [ -z "${GANTRY_TEST_MLFLOW_PYTHON:-}" ]; then
+  venv=.venv-test
+  if ! "$venv/bin/python" -c 'import mlflow' 2>/dev/null; then
+    ensure_packages python3:python3
+    # Debian's python3 needs python3-venv for `-m venv`.
+    python3 -m venv "$venv" 2>/dev/null || { apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$venv"; }
+    "$venv/bin/pip" install -q 'mlflow-skinny==3.17.2'
+  fi
+  export GANTRY_TEST_MLFLOW_PYTHON="$PWD/$venv/bin/python"
+fi
+
 cargo test --workspace --locked --no-fail-fast "$@"
