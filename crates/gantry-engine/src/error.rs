@@ -7,7 +7,7 @@ pub enum EngineError {
     #[error("{0}")]
     Spec(#[from] gantry_spec::SpecError),
     #[error(
-        "step {step}: {reason}; lower its `resources` or raise the capacity (--cpus / --memory)"
+        "step {step}: {reason}; lower its `resources` or raise the capacity (--cpus / --memory / --gpus)"
     )]
     Capacity { step: String, reason: String },
     #[error("step {step}: image {reference}: {source}")]

@@ -202,6 +202,9 @@ pub struct ExecArgs {
     /// Memory capacity for this run's steps, e.g. 8Gi (default: 80% of RAM).
     #[arg(long)]
     pub memory: Option<String>,
+    /// GPUs steps may use at once (default: the NVIDIA devices found, /dev/nvidiaN).
+    #[arg(long)]
+    pub gpus: Option<u32>,
     /// Keep each step's scratch directory under GANTRY_HOME/work for debugging.
     #[arg(long)]
     pub keep_workdirs: bool,
@@ -254,6 +257,9 @@ pub struct ServerArgs {
     /// Memory capacity for steps, e.g. 8Gi (default: 80% of RAM).
     #[arg(long)]
     pub memory: Option<String>,
+    /// GPUs steps may use at once (default: the NVIDIA devices found).
+    #[arg(long)]
+    pub gpus: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

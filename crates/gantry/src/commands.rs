@@ -189,6 +189,7 @@ pub(crate) async fn open_engine(
         .transpose()
         .map_err(|e| coded(exit::USAGE, format!("--memory: {e}")))?;
     let keep = exec.keep_workdirs;
+    let gpus = exec.gpus;
     let retry_base = std::env::var("GANTRY_RETRY_BASE")
         .ok()
         .map(|v| {
@@ -203,6 +204,9 @@ pub(crate) async fn open_engine(
             }
             if let Some(m) = memory {
                 c.capacity.memory_bytes = m;
+            }
+            if let Some(g) = gpus {
+                c.capacity.gpus = g;
             }
             c.keep_workdirs = keep;
             if let Some(b) = retry_base {

@@ -24,6 +24,7 @@ pub async fn server(home: &Home, runtime: &str, args: ServerArgs) -> anyhow::Res
         output: Output::Table,
         cpus: args.cpus.clone(),
         memory: args.memory.clone(),
+        gpus: args.gpus,
         keep_workdirs: false,
     };
     // Runs of a previous server process that died are marked interrupted here.

@@ -198,3 +198,27 @@ steps:
     assert_eq!(step(&show, "wait")["status"], "cancelled");
     assert_eq!(step(&show, "after")["status"], "cancelled");
 }
+
+#[test]
+fn gpu_requests_are_admitted_against_gpu_capacity_and_need_real_devices() {
+    let g = Gantry::new();
+    let file = g.write(
+        "gpu.yaml",
+        "name: gpu\nsteps:\n  - name: a\n    image: busybox:1\n    resources: { gpu: 1 }\n    command: [\"true\"]\n",
+    );
+    let has_gpu = std::path::Path::new("/dev/nvidia0").exists();
+    if !has_gpu {
+        // Capacity comes from /dev/nvidiaN: none here, so the step is refused up front.
+        let out = g.run(&["run", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--gpus"));
+        // Raising the capacity by hand does not conjure devices: the step fails clearly.
+        let (code, s, _) = g.run_pipeline(&file, &["--gpus", "1"]);
+        assert_eq!(code, 1);
+        let reason = step(&s, "a")["reason"].as_str().unwrap();
+        assert!(reason.contains("no NVIDIA devices"), "{reason}");
+    } else {
+        let (code, s, _) = g.run_pipeline(&file, &[]);
+        assert_eq!(code, 0, "{s:#}");
+    }
+}
