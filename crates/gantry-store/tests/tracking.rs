@@ -3,73 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support {
-    use sqlx::migrate::MigrateDatabase;
-
-    pub const POSTGRES_ENV: &str = "GANTRY_TEST_POSTGRES_URL";
-
-    pub struct TestDb {
-        pub url: String,
-        _dir: Option<tempfile::TempDir>,
-        postgres: bool,
-    }
-
-    impl TestDb {
-        pub fn sqlite() -> TestDb {
-            let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}/gantry.db", dir.path().display());
-            TestDb {
-                url,
-                _dir: Some(dir),
-                postgres: false,
-            }
-        }
-
-        /// None (after saying so) when PostgreSQL is not configured; panics when it is
-        /// configured but unusable.
-        pub async fn postgres(test: &str) -> Option<TestDb> {
-            let Ok(base) = std::env::var(POSTGRES_ENV) else {
-                eprintln!(
-                    "postgres not configured: set {POSTGRES_ENV} to run {test} against PostgreSQL"
-                );
-                return None;
-            };
-            sqlx::any::install_default_drivers();
-            let name = format!("gantry_tt_{}", gantry_store::new_id(""));
-            let url = with_database(&base, &name);
-            sqlx::Any::create_database(&url).await.unwrap_or_else(|e| {
-                panic!("{POSTGRES_ENV}={base} is set but creating database {name} failed: {e}")
-            });
-            Some(TestDb {
-                url,
-                _dir: None,
-                postgres: true,
-            })
-        }
-
-        pub async fn finish(self) {
-            if self.postgres {
-                sqlx::Any::force_drop_database(&self.url).await.unwrap();
-            }
-        }
-    }
-
-    pub fn with_database(url: &str, db: &str) -> String {
-        let (base, query) = match url.split_once('?') {
-            Some((b, q)) => (b, Some(q)),
-            None => (url, None),
-        };
-        let authority_start = base.find("://").map_or(0, |i| i + 3);
-        let base = match base[authority_start..].find('/') {
-            Some(slash) => &base[..authority_start + slash],
-            None => base,
-        };
-        match query {
-            Some(q) => format!("{base}/{db}?{q}"),
-            None => format!("{base}/{db}"),
-        }
-    }
-}
+mod support;
 
 mod cases {
     use gantry_store::{
