@@ -109,6 +109,9 @@ impl<R: Runtime> Engine<R> {
             inner.store.upsert_step_run(&rec).await?;
             first_ids.push(rec);
         }
+        let mirror =
+            crate::mlflow_mirror::Mirror::start(&inner.store, &plan.pipeline, &run_id, &req.params)
+                .await;
         let _ = events.send(Event::RunStarted {
             run_id: run_id.clone(),
             pipeline: plan.pipeline.clone(),
@@ -248,6 +251,9 @@ impl<R: Runtime> Engine<R> {
             .store
             .update_run_status(&run_id, status, Some(finished), None)
             .await?;
+        if let Some(m) = &mirror {
+            m.finish(&run_id, status).await;
+        }
         if !inner.cfg.keep_workdirs {
             let _ = tokio::fs::remove_dir_all(inner.cfg.work_dir.join(&run_id)).await;
         }

@@ -311,3 +311,107 @@ steps:
     assert_eq!(code, 0, "{err}");
     assert!(g.runc_containers().is_empty());
 }
+
+/// A bare HTTP/1.1 request on loopback: (status, parsed JSON body).
+fn http_json(url: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap();
+    let payload = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        // One or more chunks: keep the data lines only.
+        payload
+            .split("\r\n")
+            .collect::<Vec<_>>()
+            .chunks(2)
+            .filter_map(|c| c.get(1).copied())
+            .collect::<String>()
+    } else {
+        payload.to_string()
+    };
+    (
+        status,
+        serde_json::from_str(&payload).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn every_pipeline_run_is_also_an_mlflow_run_with_its_params_and_step_metrics() {
+    let g = Gantry::new();
+    let file = g.write(
+        "scored.yaml",
+        r#"
+name: scored
+params:
+  threshold: 0.5
+steps:
+  - name: score
+    image: busybox:1
+    command: [sh, -c, 'echo "{\"accuracy\": 0.93, \"loss\": {\"train\": 0.25}}" > /gantry/metrics.json']
+"#,
+    );
+    let (code, s, err) = g.run_pipeline(&file, &["-p", "threshold=0.7"]);
+    assert_eq!(code, 0, "{err}");
+    let run_id = s["run_id"].as_str().unwrap().to_string();
+
+    let server = start_server(&g, &[]);
+    let (status, exp) = http_json(
+        &server.url,
+        "GET",
+        "/api/2.0/mlflow/experiments/get-by-name?experiment_name=scored",
+        None,
+    );
+    assert_eq!(status, 200, "{exp}");
+    let experiment_id = exp["experiment"]["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, found) = http_json(
+        &server.url,
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        Some(&serde_json::json!({
+            "experiment_ids": [experiment_id],
+            "filter": format!("tags.`gantry.run_id` = '{run_id}'"),
+        })),
+    );
+    assert_eq!(status, 200, "{found}");
+    let runs = found["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{found:#}");
+    let run = &runs[0];
+    assert_eq!(run["info"]["status"], "FINISHED");
+    assert_eq!(run["info"]["run_name"], run_id.as_str());
+    let metric = |k: &str| {
+        run["data"]["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["key"] == k)
+            .unwrap_or_else(|| panic!("no metric {k} in {run:#}"))["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(metric("score.accuracy"), 0.93);
+    assert_eq!(metric("score.loss.train"), 0.25);
+    let params = run["data"]["params"].as_array().unwrap();
+    assert!(
+        params
+            .iter()
+            .any(|p| p["key"] == "threshold" && p["value"] == "0.7"),
+        "{run:#}"
+    );
+}
