@@ -31,6 +31,8 @@ pub(crate) struct StepCtx {
     pub(crate) params: Arc<BTreeMap<String, ParamValue>>,
     pub(crate) pinned_inputs: Arc<BTreeMap<String, String>>,
     pub(crate) no_cache: bool,
+    /// The pipeline run's MLflow experiment and run, parent of each step's MLflow run.
+    pub(crate) tracking: Option<(String, String)>,
     pub(crate) cancel: CancellationToken,
     pub(crate) events: UnboundedSender<Event>,
 }
@@ -476,6 +478,35 @@ async fn run_attempt<R: Runtime>(
         attempt: rec.attempt as u32,
     });
 
+    let relay = match (
+        &inner.cfg.tracking_relay,
+        &ctx.tracking,
+        &inner.cfg.builtin_exe,
+    ) {
+        (Some(server), Some((experiment, parent)), Some(exe)) => {
+            match crate::relay::Relay::prepare(
+                &inner.store,
+                *server,
+                exe,
+                experiment,
+                parent,
+                &ctx.run_id,
+                &step.name,
+                &step_dir,
+                step.network,
+            )
+            .await
+            {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(step = %step.name, "no MLflow tracking for this step: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+
     let (tx, rx) = mpsc::channel::<LogLine>(1024);
     let forwarder = tokio::spawn(forward_logs(
         inner.store.clone(),
@@ -496,6 +527,9 @@ async fn run_attempt<R: Runtime>(
         env: {
             let mut env = p.env.clone();
             env.push(format!("GANTRY_ATTEMPT={}", rec.attempt));
+            if let Some(r) = &relay {
+                env.extend(r.env.iter().cloned());
+            }
             env
         },
         cwd: ctx
@@ -515,9 +549,14 @@ async fn run_attempt<R: Runtime>(
         gpus: step.resources.gpu,
         timeout: step.timeout,
         cancel: ctx.cancel.clone(),
+        create_runtime_hook: relay.as_ref().and_then(|r| r.hook.clone()),
     };
     let outcome = inner.runtime.run(request, tx).await;
     let last_stderr = forwarder.await.unwrap_or_default();
+    if let Some(r) = relay {
+        let ok = matches!(&outcome, Ok(o) if o.exit_code == Some(0));
+        r.finish(ok).await;
+    }
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {

@@ -18,6 +18,7 @@ mod mlflow_mirror;
 mod owner;
 mod reconcile;
 mod registry;
+mod relay;
 mod retry;
 mod run;
 
@@ -28,6 +29,7 @@ pub use events::{Event, RunSummary, StepSummary};
 pub use mlflow_mirror::GANTRY_RUN_TAG;
 pub use owner::Owner;
 pub use reconcile::{Reconciled, interrupt_orphaned_runs};
+pub use relay::RELAY_PORT;
 pub use run::RunRequest;
 
 use gantry_artifacts::ArtifactStore;
@@ -53,6 +55,9 @@ pub struct EngineConfig {
     /// The binary packed into the built-in image for `uses: builtin/*` steps
     /// (normally the running `gantry` itself).
     pub builtin_exe: Option<PathBuf>,
+    /// Where steps' MLflow calls are relayed (the server's own address). None: steps get
+    /// no MLFLOW_* environment (plain `gantry run`).
+    pub tracking_relay: Option<std::net::SocketAddr>,
 }
 
 impl EngineConfig {
@@ -64,6 +69,7 @@ impl EngineConfig {
             retry_base: Duration::from_secs(1),
             keep_workdirs: false,
             builtin_exe: std::env::current_exe().ok(),
+            tracking_relay: None,
         }
     }
 }

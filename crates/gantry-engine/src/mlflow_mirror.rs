@@ -17,7 +17,8 @@ pub const GANTRY_RUN_TAG: &str = "gantry.run_id";
 
 pub(crate) struct Mirror {
     store: Store,
-    tracking_run: String,
+    pub(crate) experiment_id: String,
+    pub(crate) tracking_run: String,
 }
 
 impl Mirror {
@@ -65,7 +66,7 @@ impl Mirror {
         let run = store
             .create_tracking_run(
                 &NewTrackingRun {
-                    experiment_id,
+                    experiment_id: experiment_id.clone(),
                     user_id: "gantry".into(),
                     run_name: Some(run_id.to_string()),
                     start_time: Some(now),
@@ -80,6 +81,7 @@ impl Mirror {
         }
         Ok(Mirror {
             store: store.clone(),
+            experiment_id,
             tracking_run: run.info.run_id,
         })
     }

@@ -179,6 +179,9 @@ impl<R: Runtime> Engine<R> {
                         params: Arc::clone(&params),
                         pinned_inputs: Arc::clone(&pinned_inputs),
                         no_cache: req.no_cache,
+                        tracking: mirror
+                            .as_ref()
+                            .map(|m| (m.experiment_id.clone(), m.tracking_run.clone())),
                         cancel: cancel.child_token(),
                         events: events.clone(),
                     };

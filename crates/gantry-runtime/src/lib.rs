@@ -84,6 +84,10 @@ pub struct StepRequest {
     pub gpus: u32,
     pub timeout: Option<Duration>,
     pub cancel: CancellationToken,
+    /// An OCI `createRuntime` hook (argv, absolute program path): run by runc once the
+    /// container's namespaces exist and before the step's process starts. The engine uses
+    /// it to open the tracking relay inside the step's own network namespace.
+    pub create_runtime_hook: Option<Vec<String>>,
 }
 
 /// Why a step's container stopped.

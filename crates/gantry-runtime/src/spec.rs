@@ -4,12 +4,12 @@ use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDevice,
-    LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
-    LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder,
-    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder, get_default_maskedpaths, get_default_readonly_paths,
+    Capabilities, HookBuilder, HooksBuilder, LinuxBuilder, LinuxCapabilitiesBuilder,
+    LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder,
+    LinuxDeviceType, LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespace,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
+    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder, UserBuilder, get_default_maskedpaths, get_default_readonly_paths,
 };
 
 use crate::seccomp::default_seccomp;
@@ -167,8 +167,25 @@ pub fn build_spec_with_cgroup_parent(
             .gid_mappings(vec![map(req.gid, egid).map_err(spec_error)?]);
     }
 
-    SpecBuilder::default()
-        .version("1.0.2-dev")
+    let mut spec = SpecBuilder::default();
+    if let Some(argv) = &req.create_runtime_hook {
+        let program = argv.first().filter(|p| p.starts_with('/')).ok_or_else(|| {
+            invalid("the createRuntime hook needs an absolute program path".into())
+        })?;
+        let hook = HookBuilder::default()
+            .path(PathBuf::from(program))
+            .args(argv.clone())
+            .timeout(10i64)
+            .build()
+            .map_err(spec_error)?;
+        spec = spec.hooks(
+            HooksBuilder::default()
+                .create_runtime(vec![hook])
+                .build()
+                .map_err(spec_error)?,
+        );
+    }
+    spec.version("1.0.2-dev")
         .root(
             RootBuilder::default()
                 .path(req.rootfs.clone())
@@ -531,6 +548,7 @@ mod tests {
             gpus: 0,
             timeout: None,
             cancel: CancellationToken::new(),
+            create_runtime_hook: None,
         }
     }
 

@@ -176,6 +176,7 @@ mod support {
                 gpus: 0,
                 timeout: Some(Duration::from_secs(60)),
                 cancel: CancellationToken::new(),
+                create_runtime_hook: None,
             }
         }
 

@@ -145,6 +145,9 @@ pub enum Command {
     },
     /// Print a bundled example data set as CSV (iris, breast_cancer, diabetes).
     Dataset { name: String },
+    /// OCI hooks runc calls for the engine (not for people).
+    #[command(subcommand, hide = true)]
+    Hook(HookCommand),
     /// Run a built-in component (this is what `uses: builtin/<name>` steps execute
     /// inside their container).
     #[command(hide = true)]
@@ -159,6 +162,15 @@ pub enum Command {
         outputs: PathBuf,
         #[arg(long, default_value = "/gantry/metrics.json")]
         metrics: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HookCommand {
+    /// createRuntime hook: tell the engine the step's namespaces exist (OCI state on stdin).
+    NetnsReady {
+        #[arg(long)]
+        socket: PathBuf,
     },
 }
 

@@ -1,7 +1,8 @@
 //! One function per command.
 
 use crate::cli::{
-    ArtifactCommand, Cli, Command, ExecArgs, ImageCommand, ModelCommand, Output, RunArgs,
+    ArtifactCommand, Cli, Command, ExecArgs, HookCommand, ImageCommand, ModelCommand, Output,
+    RunArgs,
 };
 use crate::exit::{self, coded};
 use crate::home::Home;
@@ -113,6 +114,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 ),
             )),
         },
+        Command::Hook(HookCommand::NetnsReady { socket }) => crate::hook::netns_ready(&socket),
         Command::Component {
             name,
             with,
@@ -176,6 +178,17 @@ pub(crate) async fn open_engine(
     runtime: &str,
     exec: &ExecArgs,
 ) -> anyhow::Result<Engine<OciRuntime>> {
+    open_engine_relaying(home, runtime, exec, None).await
+}
+
+/// Like [`open_engine`]; `tracking_relay` (the server's address) gives every step
+/// MLFLOW_TRACKING_URI and MLFLOW_RUN_ID relayed to it.
+pub(crate) async fn open_engine_relaying(
+    home: &Home,
+    runtime: &str,
+    exec: &ExecArgs,
+    tracking_relay: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Engine<OciRuntime>> {
     let cpus = exec
         .cpus
         .as_deref()
@@ -209,6 +222,7 @@ pub(crate) async fn open_engine(
                 c.capacity.gpus = g;
             }
             c.keep_workdirs = keep;
+            c.tracking_relay = tracking_relay;
             if let Some(b) = retry_base {
                 c.retry_base = b;
             }

@@ -7,6 +7,7 @@ mod component;
 mod demo;
 mod exit;
 mod home;
+mod hook;
 mod models;
 mod progress;
 mod remote;

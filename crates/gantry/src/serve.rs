@@ -1,7 +1,7 @@
 //! `gantry server`, `gantry token …` and `gantry audit`.
 
 use crate::cli::{ExecArgs, Output, ServerArgs, TokenCommand};
-use crate::commands::{Source, open_engine, text};
+use crate::commands::{Source, open_engine_relaying, text};
 use crate::exit::{self, coded};
 use crate::home::Home;
 use crate::render::{self, table};
@@ -27,8 +27,6 @@ pub async fn server(home: &Home, runtime: &str, args: ServerArgs) -> anyhow::Res
         gpus: args.gpus,
         keep_workdirs: false,
     };
-    // Runs of a previous server process that died are marked interrupted here.
-    let engine = open_engine(home, runtime, &exec).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| {
@@ -38,6 +36,17 @@ pub async fn server(home: &Home, runtime: &str, args: ServerArgs) -> anyhow::Res
             )
         })?;
     let addr = listener.local_addr()?;
+    // Steps reach the tracking API through a relay into their own network namespace. With
+    // --auth the relayed requests would carry no token, so steps get no MLFLOW_* there yet.
+    let relay_to = if args.auth {
+        None
+    } else if addr.ip().is_unspecified() {
+        Some(std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())))
+    } else {
+        Some(addr)
+    };
+    // Runs of a previous server process that died are marked interrupted here.
+    let engine = open_engine_relaying(home, runtime, &exec, relay_to).await?;
     let public_url = args
         .public_url
         .clone()

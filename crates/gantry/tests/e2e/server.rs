@@ -415,3 +415,90 @@ steps:
         "{run:#}"
     );
 }
+
+#[test]
+fn steps_under_the_server_log_to_mlflow_through_a_relay_while_their_network_stays_closed() {
+    let g = Gantry::new();
+    let server = start_server(&g, &[]);
+    let port = server
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let file = g.write(
+        "relay.yaml",
+        &r#"
+name: relay
+steps:
+  - name: logs
+    image: busybox:1
+    command:
+      - sh
+      - -c
+      - |
+        echo "uri=$MLFLOW_TRACKING_URI"
+        echo "ifaces=$(ls /sys/class/net | tr '\n' ' ')"
+        wget -q -O- --header 'Content-Type: application/json' --post-data "{\"run_id\":\"$MLFLOW_RUN_ID\",\"key\":\"inside\",\"value\":1.5,\"timestamp\":1,\"step\":0}" "$MLFLOW_TRACKING_URI/api/2.0/mlflow/runs/log-metric" && echo LOGGED
+        if wget -q -T 2 -O- http://127.0.0.1:PORT/healthz >/dev/null 2>&1; then echo DIRECT=open; else echo DIRECT=closed; fi
+"#
+        .replace("PORT", &port),
+    );
+    let (code, out, err) = remote(
+        &g,
+        &server.url,
+        None,
+        &["run", file.to_str().unwrap(), "--output", "json"],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let summary: Value = serde_json::from_str(&out).unwrap();
+    let run_id = summary["run_id"].as_str().unwrap().to_string();
+    let (_, logs, _) = remote(&g, &server.url, None, &["logs", &run_id, "logs"]);
+    assert!(logs.contains("uri=http://127.0.0.1:5000"), "{logs}");
+    assert!(
+        logs.contains("ifaces=lo "),
+        "the step keeps no network: {logs}"
+    );
+    assert!(logs.contains("LOGGED"), "{logs}");
+    assert!(
+        logs.contains("DIRECT=closed"),
+        "only the relay is reachable: {logs}"
+    );
+
+    // The metric landed in the step's own MLflow run, a child of the pipeline run's.
+    let (_, exp) = http_json(
+        &server.url,
+        "GET",
+        "/api/2.0/mlflow/experiments/get-by-name?experiment_name=relay",
+        None,
+    );
+    let experiment_id = exp["experiment"]["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, found) = http_json(
+        &server.url,
+        "POST",
+        "/api/2.0/mlflow/runs/search",
+        Some(&serde_json::json!({
+            "experiment_ids": [experiment_id],
+            "filter": format!("tags.`gantry.run_id` = '{run_id}' and tags.`gantry.step` = 'logs'"),
+        })),
+    );
+    assert_eq!(status, 200, "{found}");
+    let child = &found["runs"][0];
+    assert_eq!(child["info"]["status"], "FINISHED", "{found:#}");
+    let metrics = child["data"]["metrics"].as_array().unwrap();
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m["key"] == "inside" && m["value"] == 1.5),
+        "{child:#}"
+    );
+    let tags = child["data"]["tags"].as_array().unwrap();
+    assert!(
+        tags.iter().any(|t| t["key"] == "mlflow.parentRunId"),
+        "{child:#}"
+    );
+}
