@@ -33,6 +33,8 @@ pub(crate) struct StepCtx {
     pub(crate) no_cache: bool,
     /// The pipeline run's MLflow experiment and run, parent of each step's MLflow run.
     pub(crate) tracking: Option<(String, String)>,
+    /// The run's token for its steps' MLflow calls (servers with auth).
+    pub(crate) tracking_token: Option<String>,
     pub(crate) cancel: CancellationToken,
     pub(crate) events: UnboundedSender<Event>,
 }
@@ -529,6 +531,9 @@ async fn run_attempt<R: Runtime>(
             env.push(format!("GANTRY_ATTEMPT={}", rec.attempt));
             if let Some(r) = &relay {
                 env.extend(r.env.iter().cloned());
+                if let Some(token) = &ctx.tracking_token {
+                    env.push(format!("MLFLOW_TRACKING_TOKEN={token}"));
+                }
             }
             env
         },

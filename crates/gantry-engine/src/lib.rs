@@ -58,6 +58,27 @@ pub struct EngineConfig {
     /// Where steps' MLflow calls are relayed (the server's own address). None: steps get
     /// no MLFLOW_* environment (plain `gantry run`).
     pub tracking_relay: Option<std::net::SocketAddr>,
+    /// Issues each run a short-lived token for its steps' MLflow calls (servers with
+    /// `--auth`); None: the relayed calls carry no token.
+    pub step_tokens: Option<Arc<dyn StepTokens>>,
+}
+
+/// Mints and revokes the per-run token steps present as `MLFLOW_TRACKING_TOKEN`.
+/// Implemented by the server, which owns token formats and roles.
+pub trait StepTokens: Send + Sync {
+    /// Returns (token id, secret) for `run_id` of `pipeline`.
+    fn issue<'a>(
+        &'a self,
+        run_id: &'a str,
+        pipeline: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(String, String), String>>;
+    fn revoke<'a>(&'a self, token_id: &'a str) -> futures::future::BoxFuture<'a, ()>;
+}
+
+impl std::fmt::Debug for dyn StepTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepTokens")
+    }
 }
 
 impl EngineConfig {
@@ -70,6 +91,7 @@ impl EngineConfig {
             keep_workdirs: false,
             builtin_exe: std::env::current_exe().ok(),
             tracking_relay: None,
+            step_tokens: None,
         }
     }
 }

@@ -112,6 +112,18 @@ impl<R: Runtime> Engine<R> {
         let mirror =
             crate::mlflow_mirror::Mirror::start(&inner.store, &plan.pipeline, &run_id, &req.params)
                 .await;
+        // Steps' MLflow calls go through the relay; with auth they need a token of their own,
+        // scoped to this pipeline and revoked when the run ends.
+        let step_token = match (&inner.cfg.step_tokens, &inner.cfg.tracking_relay) {
+            (Some(tokens), Some(_)) => match tokens.issue(&run_id, &plan.pipeline).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!("run {run_id}: no MLflow token for its steps: {e}");
+                    None
+                }
+            },
+            _ => None,
+        };
         let _ = events.send(Event::RunStarted {
             run_id: run_id.clone(),
             pipeline: plan.pipeline.clone(),
@@ -182,6 +194,7 @@ impl<R: Runtime> Engine<R> {
                         tracking: mirror
                             .as_ref()
                             .map(|m| (m.experiment_id.clone(), m.tracking_run.clone())),
+                        tracking_token: step_token.as_ref().map(|(_, secret)| secret.clone()),
                         cancel: cancel.child_token(),
                         events: events.clone(),
                     };
@@ -256,6 +269,9 @@ impl<R: Runtime> Engine<R> {
             .await?;
         if let Some(m) = &mirror {
             m.finish(&run_id, status).await;
+        }
+        if let (Some(tokens), Some((id, _))) = (&inner.cfg.step_tokens, &step_token) {
+            tokens.revoke(id).await;
         }
         if !inner.cfg.keep_workdirs {
             let _ = tokio::fs::remove_dir_all(inner.cfg.work_dir.join(&run_id)).await;

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod mlflow;
 pub mod server;
 pub mod state;
+pub mod step_tokens;
 pub mod views;
 
 pub use server::{router, serve, shutdown_signal};

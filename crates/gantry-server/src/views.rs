@@ -61,6 +61,61 @@ pub async fn run_detail(store: &Store, run: &RunRecord) -> Result<Value, StoreEr
         "sweeps": sweeps(&steps, &metrics),
         "models": store.model_versions_for_run(&run.id).await?,
         "metrics": metrics,
+        "mlflow": mlflow_view(store, run).await?,
+    }))
+}
+
+/// The run's MLflow side: its own MLflow run and what steps logged from inside their
+/// containers (child runs tagged `gantry.step`). Null when the run was never mirrored.
+async fn mlflow_view(store: &Store, run: &RunRecord) -> Result<Value, StoreError> {
+    let experiment = match store.get_experiment_by_name(&run.pipeline).await {
+        Ok(e) => e,
+        Err(StoreError::NotFound { .. }) => return Ok(Value::Null),
+        Err(e) => return Err(e),
+    };
+    let found = store
+        .search_tracking_runs(&gantry_store::SearchQuery {
+            experiment_ids: vec![experiment.experiment_id.clone()],
+            filter: format!(
+                "tags.`{}` = '{}'",
+                gantry_engine::GANTRY_RUN_TAG,
+                run.id.replace('\'', "")
+            ),
+            view: gantry_store::ViewType::ActiveOnly,
+            max_results: Some(10_000),
+            order_by: Vec::new(),
+            page_token: None,
+        })
+        .await?;
+    let mut parent = Value::Null;
+    let mut steps = serde_json::Map::new();
+    for r in found.items {
+        let step = r
+            .tags
+            .iter()
+            .find(|t| t.key == "gantry.step")
+            .map(|t| t.value.clone());
+        let metrics: BTreeMap<String, f64> =
+            r.metrics.iter().map(|m| (m.key.clone(), m.value)).collect();
+        let params: BTreeMap<String, String> = r
+            .params
+            .iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect();
+        match step {
+            Some(step) => {
+                steps.insert(
+                    step,
+                    json!({"run_id": r.info.run_id, "status": r.info.status, "metrics": metrics, "params": params}),
+                );
+            }
+            None => parent = Value::String(r.info.run_id.clone()),
+        }
+    }
+    Ok(json!({
+        "experiment_id": experiment.experiment_id,
+        "run_id": parent,
+        "steps": steps,
     }))
 }
 

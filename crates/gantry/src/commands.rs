@@ -178,7 +178,7 @@ pub(crate) async fn open_engine(
     runtime: &str,
     exec: &ExecArgs,
 ) -> anyhow::Result<Engine<OciRuntime>> {
-    open_engine_relaying(home, runtime, exec, None).await
+    open_engine_relaying(home, runtime, exec, None, None).await
 }
 
 /// Like [`open_engine`]; `tracking_relay` (the server's address) gives every step
@@ -188,6 +188,7 @@ pub(crate) async fn open_engine_relaying(
     runtime: &str,
     exec: &ExecArgs,
     tracking_relay: Option<std::net::SocketAddr>,
+    step_tokens: Option<std::sync::Arc<dyn gantry_engine::StepTokens>>,
 ) -> anyhow::Result<Engine<OciRuntime>> {
     let cpus = exec
         .cpus
@@ -223,6 +224,7 @@ pub(crate) async fn open_engine_relaying(
             }
             c.keep_workdirs = keep;
             c.tracking_relay = tracking_relay;
+            c.step_tokens = step_tokens;
             if let Some(b) = retry_base {
                 c.retry_base = b;
             }
@@ -577,6 +579,36 @@ pub(crate) fn print_run(v: &Value) {
                 format!(" ({})", aliases.join(", "))
             }
         );
+    }
+    if let Some(steps) = v["mlflow"]["steps"].as_object() {
+        let logged: Vec<(String, String, String)> = steps
+            .iter()
+            .flat_map(|(step, r)| {
+                let metrics = r["metrics"].as_object().cloned().unwrap_or_default();
+                let params = r["params"].as_object().cloned().unwrap_or_default();
+                metrics
+                    .into_iter()
+                    .map(|(k, v)| (step.clone(), format!("metric {k}"), v.to_string()))
+                    .chain(
+                        params
+                            .into_iter()
+                            .map(|(k, v)| (step.clone(), format!("param {k}"), text(&v))),
+                    )
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if !logged.is_empty() {
+            println!();
+            println!(
+                "logged through MLflow from inside steps (MLflow run {})",
+                text(&v["mlflow"]["run_id"])
+            );
+            let mut t = table(&["STEP", "WHAT", "VALUE"]);
+            for (step, what, value) in logged {
+                t.add_row(vec![step, what, value]);
+            }
+            println!("{t}");
+        }
     }
     if let Some(rows) = v["artifacts"].as_array().filter(|a| !a.is_empty()) {
         println!();

@@ -36,17 +36,24 @@ pub async fn server(home: &Home, runtime: &str, args: ServerArgs) -> anyhow::Res
             )
         })?;
     let addr = listener.local_addr()?;
-    // Steps reach the tracking API through a relay into their own network namespace. With
-    // --auth the relayed requests would carry no token, so steps get no MLFLOW_* there yet.
-    let relay_to = if args.auth {
-        None
-    } else if addr.ip().is_unspecified() {
-        Some(std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())))
+    // Steps reach the tracking API through a relay into their own network namespace; with
+    // --auth each run's steps present a token of their own (MLFLOW_TRACKING_TOKEN).
+    let relay_to = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
-        Some(addr)
+        addr
+    };
+    let step_tokens: Option<std::sync::Arc<dyn gantry_engine::StepTokens>> = if args.auth {
+        Some(std::sync::Arc::new(
+            gantry_server::step_tokens::RunScopedTokens {
+                store: home.store().await?,
+            },
+        ))
+    } else {
+        None
     };
     // Runs of a previous server process that died are marked interrupted here.
-    let engine = open_engine_relaying(home, runtime, &exec, relay_to).await?;
+    let engine = open_engine_relaying(home, runtime, &exec, Some(relay_to), step_tokens).await?;
     let public_url = args
         .public_url
         .clone()

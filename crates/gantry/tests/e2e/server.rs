@@ -501,4 +501,86 @@ steps:
         tags.iter().any(|t| t["key"] == "mlflow.parentRunId"),
         "{child:#}"
     );
+
+    // What the step logged shows up in Gantry's own CLI, remotely and locally.
+    let shown = remote_json(&g, &server.url, &["show", &run_id]);
+    assert_eq!(
+        shown["mlflow"]["steps"]["logs"]["metrics"]["inside"], 1.5,
+        "{shown:#}"
+    );
+    let local = g.show(&run_id);
+    assert_eq!(local["mlflow"]["steps"]["logs"]["metrics"]["inside"], 1.5);
+    let (_, text, _) = remote(&g, &server.url, None, &["show", &run_id]);
+    assert!(
+        text.contains("logged through MLflow from inside steps"),
+        "{text}"
+    );
+    assert!(text.contains("metric inside"), "{text}");
+}
+
+#[test]
+fn with_auth_steps_log_to_mlflow_with_a_run_scoped_token_that_is_revoked_afterwards() {
+    let g = Gantry::new();
+    let admin = g.ok(&["token", "create", "--name", "admin", "--role", "admin"]);
+    let admin = admin.trim().to_string();
+    let server = start_server(&g, &["--auth"]);
+    let file = g.write(
+        "authed.yaml",
+        r#"
+name: authed
+steps:
+  - name: logs
+    image: busybox:1
+    command:
+      - sh
+      - -c
+      - |
+        [ -n "$MLFLOW_TRACKING_TOKEN" ] && echo HAS_TOKEN
+        body="{\"run_id\":\"$MLFLOW_RUN_ID\",\"key\":\"inside\",\"value\":2.5,\"timestamp\":1,\"step\":0}"
+        url="$MLFLOW_TRACKING_URI/api/2.0/mlflow/runs/log-metric"
+        wget -q -O- --header 'Content-Type: application/json' --post-data "$body" "$url" >/dev/null 2>&1 || echo NO_TOKEN_REFUSED
+        wget -q -O- --header 'Content-Type: application/json' --header "Authorization: Bearer $MLFLOW_TRACKING_TOKEN" --post-data "$body" "$url" && echo LOGGED
+"#,
+    );
+    let (code, out, err) = remote(
+        &g,
+        &server.url,
+        Some(&admin),
+        &["run", file.to_str().unwrap(), "--output", "json"],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let run_id = serde_json::from_str::<Value>(&out).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, logs, _) = remote(&g, &server.url, Some(&admin), &["logs", &run_id, "logs"]);
+    assert!(logs.contains("HAS_TOKEN"), "{logs}");
+    assert!(
+        logs.contains("NO_TOKEN_REFUSED"),
+        "the relay adds no credentials: {logs}"
+    );
+    assert!(logs.contains("LOGGED"), "{logs}");
+    // The step's token is scoped to the run and revoked once the run is over; its secret
+    // never appears in the token list.
+    let (code, tokens, err) = remote(
+        &g,
+        &server.url,
+        Some(&admin),
+        &["token", "list", "--output", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let tokens: Value = serde_json::from_str(&tokens).unwrap();
+    let step_token = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == format!("steps-of-{run_id}").as_str())
+        .unwrap_or_else(|| panic!("no step token in {tokens:#}"));
+    assert_eq!(step_token["role"], "editor");
+    assert_eq!(step_token["project"], "authed");
+    assert!(!step_token["revoked_at_ms"].is_null(), "{step_token:#}");
+    assert!(
+        !tokens.to_string().contains("gantry_t"),
+        "no secret is listed"
+    );
 }
