@@ -12,7 +12,6 @@ use axum::routing::get;
 use serde_json::json;
 use std::future::Future;
 use std::time::{Duration, Instant};
-use tower_http::limit::RequestBodyLimitLayer;
 
 /// How long shutdown waits for cancelled runs to record their end, and then for open
 /// connections (log streams of runs of other processes never end on their own).
@@ -32,7 +31,9 @@ pub fn router(state: AppState) -> Router {
             auth::authenticate,
         ))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            limit_bodies(max_body, req, next)
+        }))
         .layer(middleware::from_fn(json_limit_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -153,6 +154,30 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
         start.elapsed().as_secs_f64(),
     );
     resp
+}
+
+/// Bounds every request body to `max` bytes, except artifact uploads through the MLflow
+/// proxy: those stream to a temp file under their own, larger cap
+/// (`mlflow::artifacts::MAX_ARTIFACT_BYTES`), since models are routinely bigger than any
+/// sensible JSON body.
+async fn limit_bodies(max: usize, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path.starts_with("/api/2.0/mlflow-artifacts/")
+        || path.starts_with("/ajax-api/2.0/mlflow-artifacts/")
+    {
+        return next.run(req).await;
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    // Without a Content-Length (chunked), the body is cut off at `max` while it is read.
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, max)));
+    next.run(req).await
 }
 
 /// The body-limit layers answer 413 in plain text; clients of this API expect JSON.

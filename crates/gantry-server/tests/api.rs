@@ -295,6 +295,29 @@ async fn bad_requests_get_clear_4xx_and_change_nothing() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
+    // Artifact uploads through the MLflow proxy are not JSON bodies: a model bigger than
+    // the body limit still goes through (it streams to disk under its own cap).
+    let big: Vec<u8> = (0..(256u32 << 10)).map(|i| (i % 251) as u8).collect();
+    let http = reqwest::Client::new();
+    let put = http
+        .put(s.url("/api/2.0/mlflow-artifacts/artifacts/0/abc/artifacts/model.bin"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        put.status(),
+        200,
+        "{}",
+        put.text().await.unwrap_or_default()
+    );
+    let got = http
+        .get(s.url("/api/2.0/mlflow-artifacts/artifacts/0/abc/artifacts/model.bin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), &big[..]);
+
     // Nothing was recorded by any of it.
     let (_, runs) = s.get("/api/v1/runs", None).await;
     assert!(runs["runs"].as_array().unwrap().is_empty(), "{runs:#}");
