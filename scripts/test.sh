@@ -34,3 +34,5 @@ if [ -z "${GANTRY_TEST_MLFLOW_PYTHON:-}" ]; then
 fi
 
 cargo test --workspace --locked --no-fail-fast "$@"
+# The server's REST and auth suites once more, on PostgreSQL.
+GANTRY_TEST_SERVER_ON_POSTGRES=1 cargo test --locked -p gantry-server --test api --test auth "$@"

@@ -331,7 +331,7 @@ async fn health_and_prometheus_metrics() {
     assert_eq!(status, 200);
     assert_eq!(
         v,
-        json!({"status": "ok", "store": "sqlite", "engine": true})
+        json!({"status": "ok", "store": s.state.store.backend(), "engine": true})
     );
     let id = s
         .submit(

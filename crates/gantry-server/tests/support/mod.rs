@@ -34,8 +34,36 @@ fn busybox_tar() -> &'static Path {
     })
 }
 
+/// SQLite in the test's home, or — when `GANTRY_TEST_SERVER_ON_POSTGRES` is set (scripts/test.sh
+/// runs these suites a second time so) — a fresh database on `GANTRY_TEST_POSTGRES_URL`.
+async fn database_url(root: &Path) -> String {
+    if std::env::var_os("GANTRY_TEST_SERVER_ON_POSTGRES").is_none() {
+        return format!("sqlite://{}/gantry.db", root.display());
+    }
+    let base = std::env::var("GANTRY_TEST_POSTGRES_URL")
+        .expect("GANTRY_TEST_SERVER_ON_POSTGRES needs GANTRY_TEST_POSTGRES_URL");
+    let name = format!("gantry_srv_{}", gantry_store::new_id(""));
+    let (head, query) = base.split_once('?').unwrap_or((base.as_str(), ""));
+    let authority = head.find("://").map_or(0, |i| i + 3);
+    let prefix = match head[authority..].find('/') {
+        Some(slash) => &head[..authority + slash],
+        None => head,
+    };
+    let url = if query.is_empty() {
+        format!("{prefix}/{name}")
+    } else {
+        format!("{prefix}/{name}?{query}")
+    };
+    sqlx::any::install_default_drivers();
+    <sqlx::Any as sqlx::migrate::MigrateDatabase>::create_database(&url)
+        .await
+        .unwrap_or_else(|e| panic!("creating PostgreSQL database {name}: {e}"));
+    url
+}
+
 pub struct TestServer {
     pub base: String,
+    pub db_url: String,
     pub home: tempfile::TempDir,
     pub state: AppState,
     pub http: reqwest::Client,
@@ -61,9 +89,8 @@ impl TestServer {
     pub async fn start(opts: Options) -> TestServer {
         let home = tempfile::tempdir().unwrap();
         let root = home.path();
-        let store = Store::connect(&format!("sqlite://{}/gantry.db", root.display()))
-            .await
-            .unwrap();
+        let db_url = database_url(root).await;
+        let store = Store::connect(&db_url).await.unwrap();
         let artifacts = ArtifactStore::open_local(&root.join("artifacts")).unwrap();
         let images = ImageStore::open(&root.join("images")).unwrap();
         images.import(busybox_tar(), Some("busybox:1")).unwrap();
@@ -92,6 +119,7 @@ impl TestServer {
         }));
         TestServer {
             base,
+            db_url,
             home,
             state,
             http: reqwest::Client::new(),
