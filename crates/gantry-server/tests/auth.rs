@@ -34,7 +34,10 @@ async fn missing_wrong_and_revoked_tokens_get_401_json() {
     assert_eq!(s.get("/healthz", None).await.0, 200);
 
     let forged = format!("gantry_tffffffffffff_{}", "0".repeat(64));
-    let tampered = format!("{}0", &admin[..admin.len() - 1]);
+    // Change the last hex digit (to another digit: "0" would be no change 1 time in 16).
+    let last = if admin.ends_with('0') { '1' } else { '0' };
+    let tampered = format!("{}{last}", &admin[..admin.len() - 1]);
+    assert_ne!(tampered, admin);
     for (tok, what) in [
         (None, "missing"),
         (Some("not-a-token"), "malformed"),
