@@ -339,35 +339,17 @@ pub fn validate_batch(
     tags: &[KeyValue],
 ) -> Result<(), StoreError> {
     let what = "log-batch request";
-    if metrics.len() > limits::BATCH_METRICS {
-        return Err(invalid(
-            what,
-            format!(
-                "a batch may hold at most {} metrics, it has {}",
-                limits::BATCH_METRICS,
-                metrics.len()
-            ),
-        ));
-    }
-    if params.len() > limits::BATCH_PARAMS {
-        return Err(invalid(
-            what,
-            format!(
-                "a batch may hold at most {} params, it has {}",
-                limits::BATCH_PARAMS,
-                params.len()
-            ),
-        ));
-    }
-    if tags.len() > limits::BATCH_TAGS {
-        return Err(invalid(
-            what,
-            format!(
-                "a batch may hold at most {} tags, it has {}",
-                limits::BATCH_TAGS,
-                tags.len()
-            ),
-        ));
+    for (kind, count, limit) in [
+        ("metrics", metrics.len(), limits::BATCH_METRICS),
+        ("params", params.len(), limits::BATCH_PARAMS),
+        ("tags", tags.len(), limits::BATCH_TAGS),
+    ] {
+        if count > limit {
+            return Err(invalid(
+                what,
+                format!("a batch may hold at most {limit} {kind}, it has {count}"),
+            ));
+        }
     }
     let total = metrics.len() + params.len() + tags.len();
     if total > limits::BATCH_TOTAL {
