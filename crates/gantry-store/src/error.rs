@@ -65,9 +65,20 @@ pub enum StoreError {
     #[error("corrupt metadata in {what}: {detail} (was the database written by a newer gantry?)")]
     Corrupt { what: String, detail: String },
 
-    /// `kind` is "experiment", "registered model", ...; `id` its name.
-    #[error("{kind} '{id}' already exists: choose another name, or use the existing one")]
+    /// `kind` is "experiment", "registered model", "prediction" (id `request-id/role`), ...;
+    /// `id` its name.
+    #[error("{}", already_exists_message(kind, id))]
     AlreadyExists { kind: &'static str, id: String },
+
+    /// A compare-and-set write found another revision than the caller read: someone else
+    /// changed `id` in between. Revision 0 means "does not exist".
+    #[error("{}", conflict_message(kind, id, *expected, *actual))]
+    Conflict {
+        kind: &'static str,
+        id: String,
+        expected: i64,
+        actual: i64,
+    },
 }
 
 impl StoreError {
@@ -85,6 +96,10 @@ fn not_found_message(kind: &str, id: &str) -> String {
         "model version" | "model alias" => format!(
             "no {kind} '{id}' in the registry (list the model's versions and aliases to see what exists)"
         ),
+        "deployment" => format!("no deployment named '{id}' (list deployments to see which exist)"),
+        "prediction" => format!(
+            "no prediction with request id '{id}' (it was not logged, was sampled out, or retention removed it)"
+        ),
         "experiment" | "tracking run" | "registered model" => {
             format!("no {kind} '{id}' (search them through the MLflow API to see which exist)")
         }
@@ -92,6 +107,31 @@ fn not_found_message(kind: &str, id: &str) -> String {
             "no {kind} with id or prefix '{id}' (list them with `gantry runs`; a prefix needs at least 4 characters)"
         ),
     }
+}
+
+fn already_exists_message(kind: &str, id: &str) -> String {
+    match kind {
+        "prediction" => format!(
+            "prediction '{id}' is already logged: a request id is logged once per role (was a committed batch sent again?)"
+        ),
+        _ => format!("{kind} '{id}' already exists: choose another name, or use the existing one"),
+    }
+}
+
+fn conflict_message(kind: &str, id: &str, expected: i64, actual: i64) -> String {
+    let found = if actual == 0 {
+        "it does not exist".to_owned()
+    } else {
+        format!("it is at revision {actual}")
+    };
+    let wanted = if expected == 0 {
+        "expected it not to exist yet".to_owned()
+    } else {
+        format!("expected revision {expected}")
+    };
+    format!(
+        "{kind} '{id}' was changed by someone else: {wanted} but {found}; read it again and reapply your change"
+    )
 }
 
 /// A status string that is not one of the known values.

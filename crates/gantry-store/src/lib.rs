@@ -1,5 +1,5 @@
-//! gantry-store: the metadata store — runs, step runs, artifacts, lineage, logs, metrics and
-//! the model registry.
+//! gantry-store: the metadata store — runs, step runs, artifacts, lineage, logs, metrics,
+//! the model registry, and serving (deployments, the prediction log, feedback, alert events).
 //!
 //! One [`Store`] speaks to SQLite (the default: one file, WAL mode, so a CLI process can follow
 //! logs while the engine writes them) or PostgreSQL (shared deployments) through sqlx's `Any`
@@ -18,6 +18,7 @@ mod metrics;
 mod models;
 mod record;
 mod runs;
+mod serving;
 mod status;
 mod step_runs;
 mod store;
@@ -28,6 +29,10 @@ pub use error::{ParseStatusError, StoreError};
 pub use record::{
     ArtifactRow, LineageRow, LogChunk, LogRow, MetricRow, ModelRecord, ModelVersionRecord,
     NewModelVersion, RunFilter, RunRecord, StepRunRecord,
+};
+pub use serving::{
+    AlertEvent, DeploymentRecord, DeploymentRevision, NewAlertEvent, NewPrediction,
+    PREDICTION_ROLES, PredictionRecord, limits as serving_limits,
 };
 pub use status::{Direction, RunStatus, StepStatus};
 pub use store::Store;

@@ -487,7 +487,7 @@ fn model_not_found(name: &str) -> StoreError {
 }
 
 /// Whether a failed registration lost a race with a concurrent one and can simply run again.
-fn lost_race(err: &sqlx::Error) -> bool {
+pub(crate) fn lost_race(err: &sqlx::Error) -> bool {
     match err {
         // Unique violation: another registration took the version number or the step run.
         // 40001/40P01: PostgreSQL serialization failure or deadlock.

@@ -32,6 +32,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "auth",
         include_str!("../migrations/sqlite/0004_auth.sql"),
     ),
+    (
+        5,
+        "serving",
+        include_str!("../migrations/sqlite/0005_serving.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -55,6 +60,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "auth",
         include_str!("../migrations/postgres/0004_auth.sql"),
     ),
+    (
+        5,
+        "serving",
+        include_str!("../migrations/postgres/0005_serving.sql"),
+    ),
 ];
 
 /// How long SQLite waits for another writer (another gantry process, or this one) before failing.
@@ -66,7 +76,8 @@ pub(crate) enum Backend {
     Postgres,
 }
 
-/// The metadata store: runs, step runs, artifacts, lineage, logs, metrics and registered models.
+/// The metadata store: runs, step runs, artifacts, lineage, logs, metrics, registered models,
+/// deployments and their prediction log.
 ///
 /// Cheap to clone: clones share one connection pool.
 #[derive(Clone, Debug)]

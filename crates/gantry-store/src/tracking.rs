@@ -207,7 +207,7 @@ fn experiment_not_found(id: &str) -> StoreError {
 }
 
 /// `($start, $start+1, …)` for `n` values.
-fn placeholders(start: usize, n: usize) -> String {
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
     let mut s = String::with_capacity(n * 5 + 2);
     s.push('(');
     for i in 0..n {
@@ -224,7 +224,7 @@ fn placeholders(start: usize, n: usize) -> String {
 /// `VALUES ($1, …, $cols), (…)` for `rows` rows; on SQLite `(?, …)` instead, because SQLite
 /// looks up a numbered parameter by a linear scan (quadratic in a 6000-value batch), while
 /// anonymous ones bind in order. Only for statements whose every parameter is in the list.
-fn values_rows(backend: Backend, rows: usize, cols: usize) -> String {
+pub(crate) fn values_rows(backend: Backend, rows: usize, cols: usize) -> String {
     let mut s = String::from("VALUES ");
     for r in 0..rows {
         if r > 0 {
