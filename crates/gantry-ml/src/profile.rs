@@ -9,8 +9,10 @@ use std::fs;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::MlError;
+use crate::cell::{parse_bool, parse_datetime, parse_float};
 use crate::components::{ComponentIo, ComponentOutcome, json_bytes};
 use crate::dataset::{self, Column, ColumnType, Dataset};
 use crate::options::{OptionInfo, OptionKind, Options};
@@ -37,7 +39,9 @@ pub(crate) const NOTES: &str = "\
 column `name`, `type`, `count` (non-missing), `missing`, `missing_fraction`, then for int, float \
 and datetime columns `numeric` {`min`, `max`, `mean`, `std` (sample), `quantiles` at \
 0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1 (linear interpolation), `histogram` \
-{`edges`, `counts`}} (datetimes in seconds since the epoch), and for categorical, text and bool \
+{`edges`, `counts`}, `sample` (the sorted values when there are at most 1000, else 1000 of \
+them taken evenly from the sorted values: index round(i·(n−1)/999); for KS tests)} \
+(datetimes in seconds since the epoch), and for categorical, text and bool \
 columns `categorical` {`distinct`, `top` [{`value`, `count`, `frequency`}], `other`}. \
 Re-binning live data: a value below the first edge counts in the first bin, above the last edge \
 in the last. `summary` is a markdown table of the same. Metrics: `rows`, `columns`, \
@@ -46,6 +50,8 @@ in the last. `summary` is a markdown table of the same. Metrics: `rows`, `column
 pub const FORMAT: &str = "gantry.profile";
 pub const FORMAT_VERSION: u32 = 1;
 pub const QUANTILES: [f64; 11] = [0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0];
+/// Most values kept in [`NumericProfile::sample`].
+pub const SAMPLE_SIZE: usize = 1000;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
@@ -79,6 +85,12 @@ pub struct NumericProfile {
     pub std: f64,
     pub quantiles: Vec<Quantile>,
     pub histogram: Histogram,
+    /// Up to [`SAMPLE_SIZE`] sorted non-missing values spread evenly over the
+    /// column (all of them when there are fewer), so monitoring can run a
+    /// two-sample KS test against live data. Profiles written before this
+    /// field existed have none; monitors then skip KS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sample: Vec<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -132,6 +144,55 @@ pub struct CategoryCount {
     pub count: u64,
     /// Share of the non-missing values.
     pub frequency: f64,
+}
+
+/// Strings that mean "no value" in a served row: the same markers the
+/// serving path (`transform::apply`) treats as missing.
+const LIVE_MISSING_MARKERS: [&str; 5] = ["", "NA", "NaN", "?", "null"];
+
+impl ColumnProfile {
+    /// A live value (one cell of a served JSON row) on this column's numeric
+    /// scale, read the way the serving path reads it so that monitoring
+    /// compares like with like: numbers as they are, numeric strings parsed,
+    /// datetimes (RFC 3339 text) as seconds since the epoch. `None` when the
+    /// value is missing or is not a value of this column's type.
+    pub fn live_number(&self, value: &Value) -> Option<f64> {
+        if is_live_missing(value) {
+            return None;
+        }
+        match (value, self.ty) {
+            (Value::String(s), ColumnType::Datetime) => {
+                parse_datetime(s.trim()).map(|ms| ms as f64 / 1000.0)
+            }
+            (Value::String(s), _) => parse_float(s.trim()),
+            (Value::Number(n), _) => n.as_f64().filter(|x| x.is_finite()),
+            _ => None,
+        }
+    }
+
+    /// A live value as the text [`CategoricalProfile::top`] counts: strings
+    /// trimmed, booleans (also `yes`/`no` text in a bool column) as
+    /// `true`/`false`, numbers as JSON writes them. `None` when missing.
+    pub fn live_text(&self, value: &Value) -> Option<String> {
+        if is_live_missing(value) {
+            return None;
+        }
+        match (value, self.ty) {
+            (Value::Bool(b), _) => Some(b.to_string()),
+            (Value::String(s), ColumnType::Bool) => parse_bool(s.trim()).map(|b| b.to_string()),
+            (Value::String(s), _) => Some(s.trim().to_string()),
+            (Value::Number(n), _) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
+fn is_live_missing(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => LIVE_MISSING_MARKERS.contains(&s.trim()),
+        _ => false,
+    }
 }
 
 impl Profile {
@@ -314,7 +375,24 @@ pub(crate) fn numeric_profile(mut values: Vec<f64>, bins: usize) -> Option<Numer
         std: var.sqrt(),
         quantiles,
         histogram,
+        sample: even_sample(&values),
     })
+}
+
+/// [`SAMPLE_SIZE`] values spread evenly over `sorted` (first and last
+/// included), or all of them when there are no more: deterministic, so the
+/// same data always gives the same profile bytes.
+fn even_sample(sorted: &[f64]) -> Vec<f64> {
+    let n = sorted.len();
+    if n <= SAMPLE_SIZE {
+        return sorted.to_vec();
+    }
+    let last = SAMPLE_SIZE - 1;
+    (0..SAMPLE_SIZE)
+        // round(i·(n−1)/last) in integers, free of float error (an exact half
+        // cannot occur: 2·i·(n−1) is even, last·(2k+1) is odd).
+        .map(|i| sorted[(2 * i * (n - 1) + last) / (2 * last)])
+        .collect()
 }
 
 /// Linear interpolation between closest ranks (numpy's default).
@@ -404,6 +482,75 @@ mod tests {
         assert_eq!(p.histogram.counts, vec![1, 1, 1, 2]);
         // Live values outside the reference range land in the end bins.
         assert_eq!(p.histogram.counts_of([-10.0, 2.5, 99.0]), vec![1, 1, 0, 1]);
+        assert_eq!(p.sample, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn a_large_column_keeps_an_even_sorted_sample_of_1000() {
+        // 0, 1, …, 2000 shuffled: n − 1 = 2000, so index i·2000/999 rounded.
+        let values: Vec<f64> = (0..=2000).map(|i| ((i * 7919) % 2001) as f64).collect();
+        let p = numeric_profile(values, 10).unwrap();
+        assert_eq!(p.sample.len(), SAMPLE_SIZE);
+        assert_eq!(p.sample[0], 0.0);
+        assert_eq!(p.sample[999], 2000.0);
+        // 2000/999 = 2.002 → 2; 1000/999 → 1; 500·2000/999 = 1001.001 → 1001;
+        // 998·2000/999 = 1997.998 → 1998.
+        assert_eq!(p.sample[1], 2.0);
+        assert_eq!(p.sample[500], 1001.0);
+        assert_eq!(p.sample[998], 1998.0);
+        assert!(p.sample.windows(2).all(|w| w[0] <= w[1]));
+        let odd: Vec<f64> = (0..1500).map(f64::from).collect();
+        let p = numeric_profile(odd, 10).unwrap();
+        // 1·1499/999 = 1.5005 → 2; 333·1499/999 = 499.666 → 500; 666·1499/999 = 999.33 → 999.
+        assert_eq!(
+            (p.sample[1], p.sample[333], p.sample[666]),
+            (2.0, 500.0, 999.0)
+        );
+    }
+
+    #[test]
+    fn live_values_read_like_the_serving_path() {
+        use serde_json::json;
+        let column = |ty| ColumnProfile {
+            name: "c".to_string(),
+            ty,
+            count: 0,
+            missing: 0,
+            missing_fraction: 0.0,
+            numeric: None,
+            categorical: None,
+        };
+        let float = column(ColumnType::Float);
+        assert_eq!(float.live_number(&json!(2.5)), Some(2.5));
+        assert_eq!(float.live_number(&json!(" 3 ")), Some(3.0));
+        assert_eq!(float.live_number(&json!("NA")), None);
+        assert_eq!(float.live_number(&json!("inf")), None);
+        assert_eq!(float.live_number(&json!("abc")), None);
+        assert_eq!(float.live_number(&json!(true)), None);
+        let datetime = column(ColumnType::Datetime);
+        assert_eq!(
+            datetime.live_number(&json!("1970-01-02T00:00:01Z")),
+            Some(86_401.0)
+        );
+        let boolean = column(ColumnType::Bool);
+        assert_eq!(boolean.live_text(&json!(true)).as_deref(), Some("true"));
+        assert_eq!(boolean.live_text(&json!("No")).as_deref(), Some("false"));
+        let categorical = column(ColumnType::Categorical);
+        assert_eq!(
+            categorical.live_text(&json!(" red ")).as_deref(),
+            Some("red")
+        );
+        assert_eq!(categorical.live_text(&json!(3)).as_deref(), Some("3"));
+        assert_eq!(categorical.live_text(&json!("?")), None);
+        assert_eq!(categorical.live_text(&Value::Null), None);
+    }
+
+    #[test]
+    fn a_profile_without_a_sample_still_reads() {
+        let json = r#"{"min":1,"max":2,"mean":1.5,"std":0.7,"quantiles":[],"histogram":{"edges":[1,2],"counts":[2]}}"#;
+        let p: NumericProfile = serde_json::from_str(json).unwrap();
+        assert!(p.sample.is_empty());
+        assert!(!serde_json::to_string(&p).unwrap().contains("sample"));
     }
 
     #[test]
