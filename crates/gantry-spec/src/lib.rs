@@ -14,6 +14,7 @@
 
 mod cache_key;
 mod dag;
+pub mod deployment;
 mod error;
 mod located;
 mod matrix;
