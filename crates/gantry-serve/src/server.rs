@@ -1,0 +1,461 @@
+//! The HTTP server: Open Inference Protocol v2 REST endpoints, the rows form and
+//! `/metrics`, over a fixed set of loaded models.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+
+use crate::ServeError;
+use crate::metrics::{Protocol, ServeMetrics};
+use crate::model_set::{LoadedModel, ModelSet, RowsRequest, RowsResponse, request_id};
+use crate::observer::{InferenceEvent, InferenceObserver};
+use crate::oip::{ErrorResponse, InferenceRequest, InferenceResponse, ServerMetadata};
+use crate::rows::response_predictions;
+
+/// Request bodies above this are refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Requests with more tensor elements than this run on the blocking pool, so that a big
+/// batch does not hold up the small requests sharing its worker thread.
+const INLINE_ELEMENTS: usize = 16 * 1024;
+
+/// What the server serves: the models, their metrics and an optional prediction observer.
+pub struct ServeState {
+    models: ModelSet,
+    metrics: ServeMetrics,
+    observer: Option<Arc<dyn InferenceObserver>>,
+}
+
+impl ServeState {
+    pub fn new(models: ModelSet) -> ServeState {
+        ServeState {
+            metrics: ServeMetrics::new(&models),
+            models,
+            observer: None,
+        }
+    }
+
+    /// Calls `observer` after every model request (see [`InferenceObserver`]).
+    pub fn with_observer(mut self, observer: Arc<dyn InferenceObserver>) -> ServeState {
+        self.observer = Some(observer);
+        self
+    }
+
+    pub fn models(&self) -> &ModelSet {
+        &self.models
+    }
+
+    /// The metrics in the OpenMetrics text format (`/metrics` also serves the Prometheus
+    /// text format to clients that do not ask for OpenMetrics).
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+
+    pub fn server_metadata(&self) -> ServerMetadata {
+        ServerMetadata {
+            name: "gantry".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            extensions: vec!["predict_rows".to_string()],
+        }
+    }
+}
+
+/// The model server's routes (see the crate documentation for the list).
+pub fn router(state: Arc<ServeState>) -> Router {
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(model_metadata_at),
+        )
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(model_ready_at),
+        )
+        .route("/v2/models/{name}/infer", post(infer))
+        .route("/v2/models/{name}/versions/{version}/infer", post(infer_at))
+        .route("/v2/models/{name}/predict", post(predict))
+        .route(
+            "/v2/models/{name}/versions/{version}/predict",
+            post(predict_at),
+        )
+        .route("/metrics", get(metrics))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then finishes the requests in
+/// flight.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ServeState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Responses are one small write each: never wait for an ACK before sending them.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+type AppState = State<Arc<ServeState>>;
+
+fn error_response(error: &ServeError) -> Response {
+    (
+        error.status(),
+        Json(ErrorResponse {
+            error: error.to_string(),
+        }),
+    )
+        .into_response()
+}
+
+async fn no_route(method: Method, uri: Uri) -> Response {
+    error_response(&ServeError::NotFound(format!(
+        "no endpoint {method} {}; see GET /v2 and /v2/models/{{name}}",
+        uri.path()
+    )))
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(ErrorResponse {
+            error: format!("{} does not take {method}", uri.path()),
+        }),
+    )
+        .into_response()
+}
+
+async fn server_metadata(State(state): AppState) -> Response {
+    Json(state.server_metadata()).into_response()
+}
+
+async fn live() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn ready(State(state): AppState) -> StatusCode {
+    // Models are loaded before the server starts, so it is ready as soon as it listens.
+    if state.models.is_empty() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    }
+}
+
+fn metadata_response(state: &ServeState, name: &str, version: Option<&str>) -> Response {
+    match state.models.get(name, version) {
+        Ok(model) => Json(model.metadata(state.models.versions(name))).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn model_metadata(State(state): AppState, Path(name): Path<String>) -> Response {
+    metadata_response(&state, &name, None)
+}
+
+async fn model_metadata_at(
+    State(state): AppState,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    metadata_response(&state, &name, Some(&version))
+}
+
+fn ready_response(state: &ServeState, name: &str, version: Option<&str>) -> Response {
+    match state.models.get(name, version) {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn model_ready(State(state): AppState, Path(name): Path<String>) -> Response {
+    ready_response(&state, &name, None)
+}
+
+async fn model_ready_at(
+    State(state): AppState,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    ready_response(&state, &name, Some(&version))
+}
+
+async fn metrics(State(state): AppState, headers: HeaderMap) -> Response {
+    crate::metrics::exposition(state.metrics_text(), &headers)
+}
+
+async fn infer(
+    State(state): AppState,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    serve_infer(state, &name, None, body).await
+}
+
+async fn infer_at(
+    State(state): AppState,
+    Path((name, version)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    serve_infer(state, &name, Some(&version), body).await
+}
+
+async fn predict(
+    State(state): AppState,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    serve_predict(state, &name, None, body).await
+}
+
+async fn predict_at(
+    State(state): AppState,
+    Path((name, version)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    serve_predict(state, &name, Some(&version), body).await
+}
+
+fn parse_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    expected: &str,
+) -> Result<T, ServeError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ServeError::TooLarge(format!(
+                "the request body is larger than {} MiB; send fewer rows per request",
+                BODY_LIMIT >> 20
+            ))
+        } else {
+            ServeError::bad_request(format!(
+                "cannot read the request body: {}",
+                rejection.body_text()
+            ))
+        }
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ServeError::bad_request(format!("invalid request body: {e}; send {expected}")))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Runs `work` inline when it is small, else on the blocking pool.
+async fn run_model<R, T>(
+    model: &Arc<LoadedModel>,
+    request: R,
+    elements: usize,
+    work: fn(&LoadedModel, &R) -> Result<T, ServeError>,
+) -> (Option<R>, Result<T, ServeError>)
+where
+    R: Send + 'static,
+    T: Send + 'static,
+{
+    if elements <= INLINE_ELEMENTS {
+        let result = work(model, &request);
+        return (Some(request), result);
+    }
+    let model = Arc::clone(model);
+    match tokio::task::spawn_blocking(move || {
+        let result = work(&model, &request);
+        (request, result)
+    })
+    .await
+    {
+        Ok((request, result)) => (Some(request), result),
+        Err(e) => (
+            None,
+            Err(ServeError::internal(format!("the model crashed: {e}"))),
+        ),
+    }
+}
+
+fn error_parts(result: &Result<impl Sized, ServeError>) -> (u16, Option<&'static str>) {
+    match result {
+        Ok(_) => (200, None),
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!("model request failed: {e}");
+            }
+            (e.status().as_u16(), Some(e.kind()))
+        }
+    }
+}
+
+async fn serve_infer(
+    state: Arc<ServeState>,
+    name: &str,
+    version: Option<&str>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let timestamp_ms = now_ms();
+    let (index, model) = match find_model(&state, name, version) {
+        Ok(found) => found,
+        Err(e) => return error_response(&e),
+    };
+    let (request, result) = match parse_body::<InferenceRequest>(
+        body,
+        r#"an inference request like {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [[5.1, 3.5, 1.4, 0.2]]}]}"#,
+    ) {
+        Ok(request) => {
+            let elements = request.inputs.iter().map(|i| i.data.len()).sum();
+            run_model(model, request, elements, LoadedModel::infer).await
+        }
+        Err(e) => (None, Err(e)),
+    };
+    let latency = started.elapsed();
+    let (code, kind) = error_parts(&result);
+    let rows = result.as_ref().map_or(0, response_rows);
+    state.metrics.record(
+        index,
+        Protocol::Infer,
+        code,
+        latency.as_secs_f64(),
+        rows,
+        kind,
+    );
+    if let Some(observer) = &state.observer {
+        let (id, predictions, error) = match &result {
+            Ok(response) => (response.id.clone(), response_predictions(response), None),
+            Err(e) => (
+                request_id(request.as_ref().and_then(|r| r.id.as_deref())),
+                Vec::new(),
+                Some(e.to_string()),
+            ),
+        };
+        observer.observe(InferenceEvent {
+            id,
+            model: model.name().to_string(),
+            version: model.version().to_string(),
+            rows: request
+                .as_ref()
+                .map(|r| model.predictor().logged_rows(r))
+                .unwrap_or_default(),
+            predictions,
+            latency,
+            error,
+            timestamp_ms,
+        });
+    }
+    match result {
+        Ok(response) => Json(response).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn find_model<'s>(
+    state: &'s ServeState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<(usize, &'s Arc<LoadedModel>), ServeError> {
+    let index = state.models.resolve(name, version)?;
+    let model = state
+        .models
+        .model(index)
+        .ok_or_else(|| ServeError::internal(format!("model index {index} is out of range")))?;
+    Ok((index, model))
+}
+
+fn response_rows(response: &InferenceResponse) -> usize {
+    response
+        .outputs
+        .first()
+        .and_then(|o| o.shape.first().copied())
+        .unwrap_or(0)
+}
+
+async fn serve_predict(
+    state: Arc<ServeState>,
+    name: &str,
+    version: Option<&str>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let timestamp_ms = now_ms();
+    let (index, model) = match find_model(&state, name, version) {
+        Ok(found) => found,
+        Err(e) => return error_response(&e),
+    };
+    let (request, result) = match parse_body::<RowsRequest>(
+        body,
+        r#"rows like {"rows": [{"sepal_length": 5.1, "sepal_width": 3.5}]}"#,
+    ) {
+        Ok(request) => {
+            let elements = request.rows.iter().map(|r| r.len()).sum();
+            run_model(model, request, elements, LoadedModel::predict).await
+        }
+        Err(e) => (None, Err(e)),
+    };
+    let latency = started.elapsed();
+    let (code, kind) = error_parts(&result);
+    let rows = result
+        .as_ref()
+        .map_or(0, |r: &RowsResponse| r.predictions.len());
+    state.metrics.record(
+        index,
+        Protocol::Predict,
+        code,
+        latency.as_secs_f64(),
+        rows,
+        kind,
+    );
+    if let Some(observer) = &state.observer {
+        let (id, predictions, error) = match &result {
+            Ok(response) => (
+                response.id.clone(),
+                response
+                    .predictions
+                    .iter()
+                    .map(|p| p.value.clone())
+                    .collect(),
+                None,
+            ),
+            Err(e) => (
+                request_id(request.as_ref().and_then(|r| r.id.as_deref())),
+                Vec::new(),
+                Some(e.to_string()),
+            ),
+        };
+        observer.observe(InferenceEvent {
+            id,
+            model: model.name().to_string(),
+            version: model.version().to_string(),
+            rows: request.map(|r| r.rows).unwrap_or_default(),
+            predictions,
+            latency,
+            error,
+            timestamp_ms,
+        });
+    }
+    match result {
+        Ok(response) => Json(response).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
