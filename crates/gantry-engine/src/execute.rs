@@ -23,6 +23,8 @@ const METRICS_MAX_BYTES: u64 = 1 << 20;
 
 pub(crate) struct StepCtx {
     pub(crate) run_id: String,
+    /// The pipeline's name (the run's project).
+    pub(crate) pipeline: String,
     pub(crate) first_record: StepRunRecord,
     pub(crate) step: PlannedStep,
     pub(crate) image: ImageInfo,
@@ -593,10 +595,20 @@ async fn run_attempt<R: Runtime>(
             }
         }
     }
+    let side_effect = match &step.image {
+        ImageRef::Builtin(n) if n == "register" => Some("register"),
+        ImageRef::Builtin(n) if n == "deploy" => Some("deploy"),
+        _ => None,
+    };
     if rec.status == StepStatus::Succeeded
-        && matches!(&step.image, ImageRef::Builtin(n) if n == "register")
+        && let Some(kind) = side_effect
     {
-        match crate::registry::register_model(inner, &ctx.run_id, rec, &p.inputs, &outputs).await {
+        let done = if kind == "register" {
+            crate::registry::register_model(inner, &ctx.run_id, rec, &p.inputs, &outputs).await
+        } else {
+            crate::registry::request_deployment(inner, &ctx.run_id, &ctx.pipeline, &outputs).await
+        };
+        match done {
             Ok(line) => {
                 let chunk = LogChunk {
                     stream: "gantry".into(),
@@ -612,7 +624,14 @@ async fn run_attempt<R: Runtime>(
             }
             Err(message) => {
                 rec.status = StepStatus::Failed;
-                rec.reason = Some(format!("registration failed: {message}"));
+                rec.reason = Some(format!(
+                    "{} failed: {message}",
+                    if kind == "register" {
+                        "registration"
+                    } else {
+                        "deployment"
+                    }
+                ));
             }
         }
     }

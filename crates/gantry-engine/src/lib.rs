@@ -10,6 +10,7 @@
 mod admission;
 mod builtin_image;
 mod dag;
+pub mod deployments;
 mod error;
 mod events;
 mod execute;
@@ -29,6 +30,7 @@ pub use events::{Event, RunSummary, StepSummary};
 pub use mlflow_mirror::GANTRY_RUN_TAG;
 pub use owner::Owner;
 pub use reconcile::{Reconciled, interrupt_orphaned_runs};
+pub use registry::{REFERENCE_PROFILE_TAG, reference_profile_of};
 pub use relay::RELAY_PORT;
 pub use run::RunRequest;
 
@@ -150,6 +152,11 @@ impl<R: Runtime> Engine<R> {
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.cfg
+    }
+
+    /// The runtime steps run on; the server also runs deployments' replicas on it.
+    pub fn runtime(&self) -> &R {
+        &self.inner.runtime
     }
 }
 

@@ -10,6 +10,69 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 const MAX_REGISTRATION_BYTES: u64 = 4 << 20;
+/// The model-version tag naming the artifact digest of the reference profile.
+pub const REFERENCE_PROFILE_TAG: &str = "gantry.reference_profile";
+
+/// The reference profile digest of a model version, if it has one.
+pub async fn reference_profile_of(
+    store: &gantry_store::Store,
+    model: &str,
+    version: i64,
+) -> Option<String> {
+    let v = store
+        .get_registered_model_version(model, version)
+        .await
+        .ok()?;
+    v.tags
+        .into_iter()
+        .find(|t| t.key == REFERENCE_PROFILE_TAG)
+        .map(|t| t.value)
+}
+
+/// The side effect of a `builtin/deploy` step: the change it requested becomes the
+/// deployment's new desired state (resolved and validated like `gantry deploy`).
+pub(crate) async fn request_deployment<R: Runtime>(
+    inner: &Arc<Inner<R>>,
+    run_id: &str,
+    pipeline: &str,
+    outputs: &BTreeMap<String, String>,
+) -> Result<String, String> {
+    let digest = outputs
+        .get("deployment")
+        .ok_or("the step wrote no `deployment` output; declare `outputs: [deployment]`")?;
+    let bytes = inner
+        .artifacts
+        .read_bytes(digest, MAX_REGISTRATION_BYTES)
+        .await
+        .map_err(|e| e.to_string())?;
+    let doc: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("unreadable deployment request: {e}"))?;
+    let name = doc["deployment"]
+        .as_str()
+        .ok_or("the deployment request names no deployment")?;
+    let req: crate::deployments::DeployRequest = serde_json::from_value(doc["change"].clone())
+        .map_err(|e| format!("unreadable deployment request: {e}"))?;
+    let record = crate::deployments::apply(
+        &inner.store,
+        name,
+        req,
+        &format!("run:{run_id}"),
+        Some(pipeline),
+        now_ms(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let spec: gantry_spec::deployment::DeploymentSpec =
+        serde_json::from_value(record.spec).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "deployment {name} revision {}: {}{} (served by `gantry server`)",
+        record.revision,
+        spec.model.label(),
+        spec.canary
+            .map(|c| format!(", canary {} at {}%", c.target.label(), c.weight))
+            .unwrap_or_default()
+    ))
+}
 
 /// Registers the model and returns a line for the step's log.
 pub(crate) async fn register_model<R: Runtime>(
@@ -61,6 +124,21 @@ pub(crate) async fn register_model<R: Runtime>(
         })
         .await
         .map_err(|e| e.to_string())?;
+    // The reference profile monitoring compares live traffic with.
+    if let Some(profile) = inputs.get("profile") {
+        inner
+            .store
+            .set_registered_model_version_tag(
+                &version.model,
+                version.version,
+                &gantry_store::KeyValue {
+                    key: REFERENCE_PROFILE_TAG.into(),
+                    value: profile.clone(),
+                },
+            )
+            .await
+            .map_err(|e| format!("recording the reference profile: {e}"))?;
+    }
     Ok(match &reg.alias {
         Some(alias) => format!(
             "registered model {} v{} ({}@{alias})",

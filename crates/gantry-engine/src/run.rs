@@ -184,6 +184,7 @@ impl<R: Runtime> Engine<R> {
                     let upstream = upstream_inputs(step, &outputs);
                     let ctx = StepCtx {
                         run_id: run_id.clone(),
+                        pipeline: plan.pipeline.clone(),
                         first_record: first_ids[i].clone(),
                         step: step.clone(),
                         image: images[&step.name].clone(),

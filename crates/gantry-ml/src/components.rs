@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::options::{OptionInfo, Options};
 use crate::{
-    MlError, evaluate, expectations, ingest, profile, register, select, split, train, transform,
+    MlError, deploy, evaluate, expectations, ingest, profile, register, select, split, train,
+    transform,
 };
 
 /// Where a component reads and writes: plain directories, so the same code
@@ -51,7 +52,7 @@ pub struct ComponentInfo {
     pub notes: &'static str,
 }
 
-static COMPONENTS: [ComponentInfo; 9] = [
+static COMPONENTS: [ComponentInfo; 10] = [
     ComponentInfo {
         name: ingest::NAME,
         version: "1",
@@ -145,11 +146,22 @@ static COMPONENTS: [ComponentInfo; 9] = [
         version: "1",
         description: "Checks a model against a quality gate and describes the registration the engine then records.",
         inputs: &["model"],
-        optional_inputs: &["report"],
+        optional_inputs: &["report", "profile"],
         outputs: &["registration"],
         optional_outputs: &[],
         options: register::OPTIONS,
         notes: register::NOTES,
+    },
+    ComponentInfo {
+        name: deploy::NAME,
+        version: "1",
+        description: "Requests a deployment of a registered model (canary, replicas, monitoring rules); the engine records it and `gantry server` serves it.",
+        inputs: &[],
+        optional_inputs: &["registration"],
+        outputs: &["deployment"],
+        optional_outputs: &[],
+        options: deploy::OPTIONS,
+        notes: deploy::NOTES,
     },
 ];
 
@@ -186,6 +198,7 @@ pub fn validate_with(name: &str, with: &Value) -> Result<(), MlError> {
         expectations::NAME => expectations::check_rules(&opts),
         ingest::NAME => ingest::check_options(&opts),
         register::NAME => register::check_options(&opts),
+        deploy::NAME => deploy::check_options(&opts),
         _ => Ok(()),
     }
 }
@@ -213,6 +226,7 @@ pub fn run_component(name: &str, io: &ComponentIo) -> Result<ComponentOutcome, M
         train::NAME => train::run(io, &opts),
         evaluate::NAME => evaluate::run(io, &opts),
         select::NAME => select::run(io, &opts),
+        deploy::NAME => deploy::run(io, &opts),
         _ => register::run(io, &opts),
     }
 }

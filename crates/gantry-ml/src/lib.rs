@@ -22,6 +22,7 @@ mod cell;
 mod components;
 pub mod dataset;
 pub mod datasets;
+pub mod deploy;
 mod error;
 pub mod evaluate;
 mod expectations;

@@ -19,14 +19,46 @@ fn every_component_is_registered_with_its_contract() {
             "train",
             "evaluate",
             "select-best",
-            "register"
+            "register",
+            "deploy"
         ]
+    );
+    assert_eq!(
+        component("register").unwrap().optional_inputs,
+        ["report", "profile"]
     );
     let train = component("builtin/train").unwrap();
     assert_eq!(train.inputs, ["train"]);
     assert_eq!(train.optional_inputs, ["transform", "validation"]);
     assert_eq!(component("split").unwrap().optional_outputs, ["validation"]);
     assert!(component("nope").is_none());
+    // deploy writes the change it asks for; bad values fail before anything runs.
+    let dir = tempfile::tempdir().unwrap();
+    let outputs = dir.path().join("out");
+    gantry_ml::run_component(
+        "deploy",
+        &gantry_ml::ComponentIo {
+            with: &json!({"deployment": "churn-prod", "model": "churn@champion", "canary": "churn@7", "weight": 20, "rules": ["accuracy < 0.8"]}),
+            inputs: dir.path(),
+            outputs: &outputs,
+        },
+    )
+    .unwrap();
+    let request: serde_json::Value =
+        serde_json::from_slice(&fs::read(outputs.join("deployment")).unwrap()).unwrap();
+    assert_eq!(request["deployment"], "churn-prod");
+    assert_eq!(
+        request["change"],
+        json!({"model": "churn@champion", "canary": "churn@7", "weight": 20, "rules": ["accuracy < 0.8"]})
+    );
+    for bad in [
+        json!({"deployment": "Churn Prod"}),
+        json!({"deployment": "x", "weight": 100}),
+        json!({"deployment": "x", "replicas": 0}),
+        json!({"deployment": "x", "sample_rate": 2.0}),
+    ] {
+        assert!(validate_with("deploy", &bad).is_err(), "{bad}");
+    }
     let err = gantry_ml::run_component(
         "nope",
         &gantry_ml::ComponentIo {
