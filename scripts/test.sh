@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test against real components: runc containers on a busybox rootfs
-# (Debian's busybox-static) and a real PostgreSQL started here.
+# (Debian's busybox-static), a real PostgreSQL started here, the real mlflow client,
+# scikit-learn + skl2onnx (ONNX flavor) and promtool (Debian's prometheus) for /metrics.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_cargo
-ensure_packages runc:runc /bin/busybox:busybox-static pg_ctlcluster:postgresql
+ensure_packages runc:runc /bin/busybox:busybox-static pg_ctlcluster:postgresql promtool:prometheus
 if [ "$(id -u)" -ne 0 ]; then
   echo "error: the container tests need root (they run runc with cgroup limits); run: sudo scripts/test.sh" >&2
   exit 4
@@ -21,18 +22,19 @@ if [ -z "${GANTRY_TEST_POSTGRES_URL:-}" ]; then
   export GANTRY_TEST_POSTGRES_URL="postgres:///postgres?host=/var/run/postgresql&user=root"
 fi
 
-# MLflow's Python client: the MLflow API is tested with it (a venv, cached across runs).
-if [ -z "${GANTRY_TEST_MLFLOW_PYTHON:-}" ]; then
-  venv=.venv-test
-  if ! "$venv/bin/python" -c 'import mlflow' 2>/dev/null; then
-    ensure_packages python3:python3
-    # Debian's python3 needs python3-venv for `-m venv`.
-    python3 -m venv "$venv" 2>/dev/null || { apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$venv"; }
-    "$venv/bin/pip" install -q 'mlflow-skinny==3.17.2'
-  fi
-  export GANTRY_TEST_MLFLOW_PYTHON="$PWD/$venv/bin/python"
+# Python for the tests (a venv, cached across runs): MLflow's client tests the MLflow API;
+# scikit-learn, skl2onnx and onnx make the ONNX models the ONNX flavor is checked against;
+# scipy gives the reference values of the drift statistics.
+venv=.venv-test
+if ! "$venv/bin/python" -c 'import mlflow, sklearn, skl2onnx, onnx, scipy' 2>/dev/null; then
+  ensure_packages python3:python3
+  # Debian's python3 needs python3-venv for `-m venv`.
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" 2>/dev/null || { apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$venv"; }
+  "$venv/bin/pip" install -q 'mlflow-skinny==3.17.2' 'scikit-learn==1.9.1' 'skl2onnx==1.20.0' 'onnx==1.23.2' 'scipy==1.17.1'
 fi
+export GANTRY_TEST_MLFLOW_PYTHON="${GANTRY_TEST_MLFLOW_PYTHON:-$PWD/$venv/bin/python}"
+export GANTRY_TEST_SKLEARN_PYTHON="${GANTRY_TEST_SKLEARN_PYTHON:-$PWD/$venv/bin/python}"
 
 cargo test --workspace --locked --no-fail-fast "$@"
-# The server's REST and auth suites once more, on PostgreSQL.
-GANTRY_TEST_SERVER_ON_POSTGRES=1 cargo test --locked -p gantry-server --test api --test auth "$@"
+# The server's REST, auth and deployment suites once more, on PostgreSQL.
+GANTRY_TEST_SERVER_ON_POSTGRES=1 cargo test --locked -p gantry-server --test api --test auth --test deployments "$@"

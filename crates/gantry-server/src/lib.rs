@@ -1,9 +1,12 @@
 //! `gantry server`: the control plane. One axum application hosting the engine, the
 //! REST API under `/api/v1`, the MLflow-compatible tracking and registry API under
-//! `/api/2.0/mlflow` and `/api/2.0/mlflow-artifacts`, health and Prometheus metrics.
+//! `/api/2.0/mlflow` and `/api/2.0/mlflow-artifacts`, deployments (reconciled replicas,
+//! the Open Inference Protocol under `/v2`, prediction log, monitors), health and
+//! Prometheus metrics.
 
 pub mod api;
 pub mod auth;
+pub mod deploy;
 pub mod metrics;
 pub mod mlflow;
 pub mod server;

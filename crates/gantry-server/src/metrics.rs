@@ -9,6 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 type Labels = Vec<(String, String)>;
 
@@ -28,6 +29,22 @@ pub struct Metrics {
     steps: Family<Labels, Histogram, fn() -> Histogram>,
     queue_depth: Gauge,
     in_flight: Gauge,
+    inferences: Family<Labels, Counter>,
+    inference_latency: Family<Labels, Histogram, fn() -> Histogram>,
+    inference_errors: Family<Labels, Counter>,
+    prediction_log: Family<Labels, Counter>,
+    drift_psi: Family<Labels, Gauge<f64, AtomicU64>>,
+    prediction_psi: Family<Labels, Gauge<f64, AtomicU64>>,
+    performance: Family<Labels, Gauge<f64, AtomicU64>>,
+    latency_quantile: Family<Labels, Gauge<f64, AtomicU64>>,
+    error_rate: Family<Labels, Gauge<f64, AtomicU64>>,
+    alerts: Family<Labels, Gauge>,
+    /// Deployments with monitor gauges, to drop theirs when they go away.
+    monitored: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+fn inference_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
 }
 
 impl Default for Metrics {
@@ -47,6 +64,67 @@ impl Metrics {
             Family::new_with_constructor(step_histogram);
         let queue_depth = Gauge::default();
         let in_flight = Gauge::default();
+        let inferences = Family::<Labels, Counter>::default();
+        let inference_latency: Family<Labels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(inference_histogram);
+        let inference_errors = Family::<Labels, Counter>::default();
+        let prediction_log = Family::<Labels, Counter>::default();
+        let drift_psi = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let prediction_psi = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let performance = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let latency_quantile = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let error_rate = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let alerts = Family::<Labels, Gauge>::default();
+        registry.register(
+            "deployment_requests",
+            "Inference requests answered, by deployment, model version, role (primary, canary, shadow) and status code",
+            inferences.clone(),
+        );
+        registry.register(
+            "deployment_request_duration_seconds",
+            "Inference latency through the control plane, by deployment and model version",
+            inference_latency.clone(),
+        );
+        registry.register(
+            "deployment_errors",
+            "Inference requests that failed (status >= 400), by deployment and model version",
+            inference_errors.clone(),
+        );
+        registry.register(
+            "prediction_log_records",
+            "Prediction log writes, by result (written, failed)",
+            prediction_log.clone(),
+        );
+        registry.register(
+            "deployment_feature_psi",
+            "Population stability index of each input feature against the reference profile, over the monitor window",
+            drift_psi.clone(),
+        );
+        registry.register(
+            "deployment_prediction_psi",
+            "Population stability index of the predictions against the training label distribution",
+            prediction_psi.clone(),
+        );
+        registry.register(
+            "deployment_performance",
+            "Performance over ground-truth feedback, by metric (accuracy, f1_macro, rmse, mae) and window",
+            performance.clone(),
+        );
+        registry.register(
+            "deployment_window_latency_seconds",
+            "Inference latency percentiles (p50, p95, p99) over the monitor window, from the prediction log",
+            latency_quantile.clone(),
+        );
+        registry.register(
+            "deployment_error_ratio",
+            "Fraction of failed inference requests over the monitor window",
+            error_rate.clone(),
+        );
+        registry.register(
+            "deployment_alert_firing",
+            "1 while an alert rule of a deployment fires, else 0",
+            alerts.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests served, by method, route and status code",
@@ -85,7 +163,128 @@ impl Metrics {
             steps,
             queue_depth,
             in_flight,
+            inferences,
+            inference_latency,
+            inference_errors,
+            prediction_log,
+            drift_psi,
+            prediction_psi,
+            performance,
+            latency_quantile,
+            error_rate,
+            alerts,
+            monitored: std::sync::Mutex::default(),
         }
+    }
+
+    /// One inference request answered through the control plane.
+    pub fn observe_inference(
+        &self,
+        deployment: &str,
+        version: &str,
+        role: &str,
+        status: u16,
+        elapsed: std::time::Duration,
+    ) {
+        let labels = vec![
+            ("deployment".to_string(), deployment.to_string()),
+            ("version".to_string(), version.to_string()),
+            ("role".to_string(), role.to_string()),
+            ("code".to_string(), status.to_string()),
+        ];
+        self.inferences.get_or_create(&labels).inc();
+        let labels = vec![
+            ("deployment".to_string(), deployment.to_string()),
+            ("version".to_string(), version.to_string()),
+        ];
+        self.inference_latency
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        if status >= 400 {
+            self.inference_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    pub fn observe_prediction_log(&self, written: usize, failed: usize) {
+        for (result, n) in [("written", written), ("failed", failed)] {
+            if n > 0 {
+                self.prediction_log
+                    .get_or_create(&vec![("result".to_string(), result.to_string())])
+                    .inc_by(n as u64);
+            }
+        }
+    }
+
+    /// The latest monitor evaluation of a deployment as gauges.
+    pub fn observe_monitor(&self, deployment: &str, report: &gantry_monitor::MonitorReport) {
+        if let Ok(mut m) = self.monitored.lock() {
+            m.insert(deployment.to_string());
+        }
+        let d = ("deployment".to_string(), deployment.to_string());
+        for f in &report.drift {
+            if let Some(psi) = f.psi {
+                self.drift_psi
+                    .get_or_create(&vec![d.clone(), ("feature".to_string(), f.feature.clone())])
+                    .set(psi);
+            }
+        }
+        if let Some(psi) = report.prediction_drift.as_ref().and_then(|p| p.psi) {
+            self.prediction_psi.get_or_create(&vec![d.clone()]).set(psi);
+        }
+        for w in &report.performance {
+            let window = format!("{}s", w.window_ms / 1000);
+            for (metric, value) in [
+                ("accuracy", w.accuracy),
+                ("f1_macro", w.f1_macro),
+                ("rmse", w.rmse),
+                ("mae", w.mae),
+            ] {
+                if let Some(v) = value {
+                    self.performance
+                        .get_or_create(&vec![
+                            d.clone(),
+                            ("metric".to_string(), metric.to_string()),
+                            ("window".to_string(), window.clone()),
+                        ])
+                        .set(v);
+                }
+            }
+        }
+        let l = &report.latency;
+        for (q, v) in [("p50", l.p50_ms), ("p95", l.p95_ms), ("p99", l.p99_ms)] {
+            if let Some(v) = v {
+                self.latency_quantile
+                    .get_or_create(&vec![d.clone(), ("percentile".to_string(), q.to_string())])
+                    .set(v / 1000.0);
+            }
+        }
+        self.error_rate
+            .get_or_create(&vec![d.clone()])
+            .set(l.error_rate.unwrap_or(0.0));
+        for a in &report.alerts {
+            self.alerts
+                .get_or_create(&vec![d.clone(), ("rule".to_string(), a.rule.clone())])
+                .set(i64::from(a.state == gantry_monitor::AlertState::Firing));
+        }
+    }
+
+    /// Drops the monitor gauges of deployments that no longer exist (prometheus-client
+    /// cannot remove by label prefix: the families are cleared and the next evaluation of
+    /// the remaining deployments fills them again).
+    pub fn forget_deployments_except(&self, names: &[String]) {
+        let Ok(mut monitored) = self.monitored.lock() else {
+            return;
+        };
+        if monitored.iter().all(|m| names.contains(m)) {
+            return;
+        }
+        monitored.retain(|m| names.contains(m));
+        self.drift_psi.clear();
+        self.prediction_psi.clear();
+        self.performance.clear();
+        self.latency_quantile.clear();
+        self.error_rate.clear();
+        self.alerts.clear();
     }
 
     /// Counts one request; `route` is the matched route template (never the raw path, so

@@ -1,6 +1,7 @@
 //! The whole application: routes, auth, body limit, request metrics, graceful shutdown.
 
 use crate::api::ApiError;
+use crate::deploy::proxy;
 use crate::{AppState, api, auth, mlflow};
 use axum::Json;
 use axum::Router;
@@ -8,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -25,6 +26,29 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(api::router())
         .merge(mlflow::router())
+        .route("/v2", get(proxy::server_metadata))
+        .route("/v2/health/live", get(proxy::live))
+        .route("/v2/health/ready", get(proxy::ready))
+        .route("/v2/models/{name}", get(proxy::model_metadata))
+        .route("/v2/models/{name}/ready", get(proxy::model_ready))
+        .route("/v2/models/{name}/infer", post(proxy::infer))
+        .route("/v2/models/{name}/predict", post(proxy::predict))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(proxy::version_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(proxy::version_ready),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(proxy::infer_version),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/predict",
+            post(proxy::predict_version),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -50,11 +74,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let runs = state.runs.clone();
+    let deployments = state.deployments.clone();
+    let reconciler = deployments.spawn();
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
-        tracing::info!("shutting down: cancelling in-flight runs");
-        runs.shutdown(SHUTDOWN_GRACE).await;
+        tracing::info!("shutting down: cancelling in-flight runs, stopping replicas");
+        let (_, _) = tokio::join!(runs.shutdown(SHUTDOWN_GRACE), deployments.shutdown());
+        let _ = reconciler.await;
         let _ = stopped_tx.send(());
     };
     let app = router(state);
@@ -116,20 +143,13 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     match state
         .metrics
         .render(&state.store, state.runs.in_flight())
         .await
     {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
+        Ok(text) => gantry_serve::exposition(text, &headers),
         Err(e) => ApiError::internal("rendering metrics", e).into_response(),
     }
 }
@@ -183,6 +203,7 @@ async fn limit_bodies(max: usize, req: Request, next: Next) -> Response {
 /// The body-limit layers answer 413 in plain text; clients of this API expect JSON.
 async fn json_limit_errors(req: Request, next: Next) -> Response {
     let mlflow = req.uri().path().starts_with("/api/2.0/");
+    let oip = req.uri().path().starts_with("/v2/");
     let resp = next.run(req).await;
     let is_json = resp
         .headers()
@@ -193,7 +214,9 @@ async fn json_limit_errors(req: Request, next: Next) -> Response {
         return resp;
     }
     let message = "the request body is larger than this server accepts";
-    let body = if mlflow {
+    let body = if oip {
+        json!({"error": message})
+    } else if mlflow {
         json!({"error_code": "INVALID_PARAMETER_VALUE", "message": message})
     } else {
         json!({"error": {"code": "payload_too_large", "message": message}})

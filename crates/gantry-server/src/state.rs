@@ -1,5 +1,6 @@
 //! What every handler shares.
 
+use crate::deploy::Deployments;
 use crate::metrics::Metrics;
 use gantry_artifacts::ArtifactStore;
 use gantry_engine::{Engine, EngineError, Event, RunRequest};
@@ -46,13 +47,18 @@ pub struct AppState {
     /// Runs submitted over the API execute here (None: a read-only server).
     pub runs: RunHost,
     pub metrics: Arc<Metrics>,
+    /// Deployments: routing, replicas, prediction log, monitors.
+    pub deployments: Deployments,
 }
 
 impl AppState {
     /// A server without an engine: everything but submitting runs works.
     pub fn new(store: Store, artifacts: ArtifactStore, config: ServerConfig) -> AppState {
         let metrics = Arc::new(Metrics::new());
+        let deployments =
+            Deployments::new(store.clone(), artifacts.clone(), None, Arc::clone(&metrics));
         AppState {
+            deployments,
             store,
             artifacts,
             config: Arc::new(config),
@@ -68,6 +74,12 @@ impl AppState {
 
     /// Runs submitted over the API execute on `engine`.
     pub fn with_engine(mut self, engine: Engine<OciRuntime>) -> AppState {
+        self.deployments = Deployments::new(
+            self.store.clone(),
+            self.artifacts.clone(),
+            Some(engine.clone()),
+            Arc::clone(&self.metrics),
+        );
         self.runs.engine = Some(engine);
         self
     }

@@ -7,6 +7,7 @@
 
 mod admin;
 mod artifacts;
+mod deployments;
 mod error;
 mod models;
 mod runs;
@@ -44,6 +45,33 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/tokens/{token}/revoke", post(admin::revoke_token))
         .route("/api/v1/audit", get(admin::audit_log))
+        .route("/api/v1/deployments", get(deployments::list))
+        .route(
+            "/api/v1/deployments/{name}",
+            get(deployments::get)
+                .post(deployments::apply)
+                .delete(deployments::undeploy),
+        )
+        .route(
+            "/api/v1/deployments/{name}/promote",
+            post(deployments::promote),
+        )
+        .route(
+            "/api/v1/deployments/{name}/rollback",
+            post(deployments::rollback),
+        )
+        .route(
+            "/api/v1/deployments/{name}/feedback",
+            post(deployments::feedback),
+        )
+        .route(
+            "/api/v1/deployments/{name}/monitor",
+            get(deployments::monitor),
+        )
+        .route(
+            "/api/v1/deployments/{name}/predictions",
+            get(deployments::predictions),
+        )
 }
 
 pub(crate) fn require_write(p: &Principal) -> ApiResult<()> {

@@ -36,7 +36,7 @@ fn busybox_tar() -> &'static Path {
 
 /// SQLite in the test's home, or — when `GANTRY_TEST_SERVER_ON_POSTGRES` is set (scripts/test.sh
 /// runs these suites a second time so) — a fresh database on `GANTRY_TEST_POSTGRES_URL`.
-async fn database_url(root: &Path) -> String {
+pub async fn database_url(root: &Path) -> String {
     if std::env::var_os("GANTRY_TEST_SERVER_ON_POSTGRES").is_none() {
         return format!("sqlite://{}/gantry.db", root.display());
     }

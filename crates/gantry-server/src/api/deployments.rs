@@ -1,0 +1,254 @@
+//! `/api/v1/deployments`: desired state (the reconciler makes it so), feedback, monitor.
+
+use super::{ApiError, ApiResult, audit, require_write};
+use crate::AppState;
+use crate::auth::Principal;
+use crate::deploy::monitor;
+use crate::deploy::ops::{self, DeployRequest, FeedbackRequest, OpError};
+use axum::Extension;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use gantry_store::DeploymentRecord;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Invalid { field, message } => ApiError::invalid(field, message),
+            OpError::NotFound(m) => ApiError::not_found(m),
+            OpError::Conflict(m) => ApiError::conflict(m),
+            OpError::Store(e) => ApiError::from(e),
+        }
+    }
+}
+
+fn view(state: &AppState, r: &DeploymentRecord) -> Value {
+    json!({
+        "name": r.name,
+        "revision": r.revision,
+        "project": r.project,
+        "spec": r.spec,
+        "created_at_ms": r.created_at_ms,
+        "updated_at_ms": r.updated_at_ms,
+        "actual": state.deployments.actual(&r.name),
+    })
+}
+
+async fn visible(state: &AppState, p: &Principal, name: &str) -> ApiResult<DeploymentRecord> {
+    let r = state.store.get_deployment(name).await?;
+    if ops::visible_to(&r, p.project.as_deref()) {
+        Ok(r)
+    } else {
+        Err(ApiError::not_found(format!("deployment {name} not found")))
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    if body.is_empty() {
+        return serde_json::from_str("{}").map_err(|e| ApiError::invalid("body", e.to_string()));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        // serde names the offending field in its message (`unknown field `replica``).
+        let field = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.starts_with("unknown field") || msg.starts_with("invalid type"))
+            .unwrap_or("body")
+            .to_string();
+        ApiError::invalid(field, format!("the request body is not valid: {msg}"))
+    })
+}
+
+/// `GET /api/v1/deployments`
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Json<Value>> {
+    let all = state.store.list_deployments().await?;
+    Ok(Json(Value::Array(
+        all.iter()
+            .filter(|r| ops::visible_to(r, p.project.as_deref()))
+            .map(|r| view(&state, r))
+            .collect(),
+    )))
+}
+
+/// `GET /api/v1/deployments/{name}`: desired state, actual state and revisions.
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let r = visible(&state, &p, &name).await?;
+    let mut v = view(&state, &r);
+    v["revisions"] = json!(state.store.deployment_revisions(&name).await?);
+    Ok(Json(v))
+}
+
+/// `POST /api/v1/deployments/{name}`: create or change (fields absent stay as they are).
+pub async fn apply(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    require_write(&p)?;
+    let req: DeployRequest = parse(&body)?;
+    let detail = json!(req);
+    let r = ops::apply(
+        &state.store,
+        &name,
+        req,
+        &p.name,
+        p.project.as_deref(),
+        gantry_engine::now_ms(),
+    )
+    .await?;
+    audit(&state, &p, "deployment.apply", &name, detail).await;
+    state.deployments.nudge();
+    Ok(Json(view(&state, &r)))
+}
+
+/// `POST /api/v1/deployments/{name}/promote`
+pub async fn promote(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    require_write(&p)?;
+    let r = ops::promote(
+        &state.store,
+        &name,
+        &p.name,
+        p.project.as_deref(),
+        gantry_engine::now_ms(),
+    )
+    .await?;
+    audit(
+        &state,
+        &p,
+        "deployment.promote",
+        &name,
+        json!({"revision": r.revision}),
+    )
+    .await;
+    state.deployments.nudge();
+    Ok(Json(view(&state, &r)))
+}
+
+/// `POST /api/v1/deployments/{name}/rollback`
+pub async fn rollback(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    require_write(&p)?;
+    let r = ops::rollback(
+        &state.store,
+        &name,
+        &p.name,
+        p.project.as_deref(),
+        gantry_engine::now_ms(),
+    )
+    .await?;
+    audit(
+        &state,
+        &p,
+        "deployment.rollback",
+        &name,
+        json!({"revision": r.revision}),
+    )
+    .await;
+    state.deployments.nudge();
+    Ok(Json(view(&state, &r)))
+}
+
+/// `DELETE /api/v1/deployments/{name}`
+pub async fn undeploy(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    require_write(&p)?;
+    ops::undeploy(
+        &state.store,
+        &name,
+        &p.name,
+        p.project.as_deref(),
+        gantry_engine::now_ms(),
+    )
+    .await?;
+    audit(&state, &p, "deployment.undeploy", &name, json!({})).await;
+    state.deployments.nudge();
+    Ok(Json(json!({"name": name, "deleted": true})))
+}
+
+/// `POST /api/v1/deployments/{name}/feedback`: ground truth keyed by request id.
+pub async fn feedback(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    require_write(&p)?;
+    visible(&state, &p, &name).await?;
+    let req: FeedbackRequest = parse(&body)?;
+    let n = ops::feedback(&state.store, &name, req, gantry_engine::now_ms()).await?;
+    Ok(Json(json!({"stored": n})))
+}
+
+/// `GET /api/v1/deployments/{name}/monitor`: computed now.
+pub async fn monitor(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    visible(&state, &p, &name).await?;
+    let view = monitor::compute(
+        &state.store,
+        &state.artifacts,
+        &name,
+        gantry_engine::now_ms(),
+    )
+    .await
+    .map_err(|e| match e {
+        monitor::MonitorError::Store(s) => ApiError::from(s),
+        monitor::MonitorError::Invalid(m) => ApiError::invalid("spec", m),
+    })?;
+    Ok(Json(json!(view)))
+}
+
+#[derive(Deserialize)]
+pub struct PredictionQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    since_ms: Option<i64>,
+}
+
+/// `GET /api/v1/deployments/{name}/predictions`: the prediction log, newest first.
+pub async fn predictions(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+    Query(q): Query<PredictionQuery>,
+) -> ApiResult<Json<Value>> {
+    visible(&state, &p, &name).await?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "use 1–10000"));
+    }
+    let rows = state
+        .store
+        .recent_predictions(
+            &name,
+            q.since_ms.unwrap_or(0),
+            limit,
+            &["primary", "canary", "shadow"],
+        )
+        .await?;
+    Ok(Json(json!(rows)))
+}

@@ -1,0 +1,552 @@
+//! `/v2/…` on the control plane: the Open Inference Protocol for every deployment.
+//!
+//! `/v2/models/<deployment>/infer` (and the rows form `/predict`) picks the primary or the
+//! canary by weight, forwards to a ready replica of that model version, retries another
+//! replica when one cannot be reached, logs the prediction (group-committed before the
+//! answer leaves), and copies the request to the shadow model without waiting for it.
+//! `/v2/models/<deployment>/versions/<v>/…` pins a version the deployment serves.
+
+use super::{Deployments, Live, Pool};
+use crate::AppState;
+use crate::auth::Principal;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gantry_store::NewPrediction;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+type Row = BTreeMap<String, Value>;
+
+/// The OIP error shape.
+pub(crate) fn oip_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+pub(crate) async fn server_metadata() -> Response {
+    Json(json!({
+        "name": "gantry",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["gantry_rows"],
+    }))
+    .into_response()
+}
+
+pub(crate) async fn live() -> Response {
+    Json(json!({"live": true})).into_response()
+}
+
+pub(crate) async fn ready(State(state): State<AppState>) -> Response {
+    // The server is ready when its store answers; each model has its own readiness.
+    match state.store.list_deployments().await {
+        Ok(_) => Json(json!({"ready": true})).into_response(),
+        Err(e) => oip_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("metadata store: {e}"),
+        ),
+    }
+}
+
+/// An OIP error not yet turned into a response (small, so `Result`s stay small).
+pub(crate) struct OipError(StatusCode, String);
+
+impl IntoResponse for OipError {
+    fn into_response(self) -> Response {
+        oip_error(self.0, self.1)
+    }
+}
+
+fn live_or_404(d: &Deployments, name: &str) -> Result<Arc<Live>, OipError> {
+    d.live(name).ok_or_else(|| {
+        OipError(
+            StatusCode::NOT_FOUND,
+            format!("no deployment `{name}` is serving (see `gantry deployments`)"),
+        )
+    })
+}
+
+fn pool_of_version(live: &Live, version: &str) -> Result<(Arc<Pool>, &'static str), OipError> {
+    let pools = [
+        (Some(&live.primary), "primary"),
+        (live.canary.as_ref(), "canary"),
+        (live.shadow.as_ref(), "shadow"),
+    ];
+    for (pool, role) in pools {
+        if let Some(p) = pool
+            && p.model.target.version.to_string() == version
+        {
+            return Ok((Arc::clone(p), role));
+        }
+    }
+    Err(OipError(
+        StatusCode::NOT_FOUND,
+        format!(
+            "deployment `{}` does not serve version {version} (it serves {})",
+            live.name, live.spec.model.version
+        ),
+    ))
+}
+
+pub(crate) async fn model_metadata(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Response {
+    let live = match live_or_404(&state.deployments, &name) {
+        Ok(l) => l,
+        Err(r) => return r.into_response(),
+    };
+    forward_get(
+        &live.primary,
+        &format!(
+            "/v2/models/{name}/versions/{}",
+            live.primary.model.target.version
+        ),
+    )
+    .await
+}
+
+pub(crate) async fn version_metadata(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    let live = match live_or_404(&state.deployments, &name) {
+        Ok(l) => l,
+        Err(r) => return r.into_response(),
+    };
+    match pool_of_version(&live, &version) {
+        Ok((pool, _)) => forward_get(&pool, &format!("/v2/models/{name}/versions/{version}")).await,
+        Err(r) => r.into_response(),
+    }
+}
+
+pub(crate) async fn model_ready(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Response {
+    match live_or_404(&state.deployments, &name) {
+        Ok(l) => pool_ready(&name, &l.primary),
+        Err(r) => r.into_response(),
+    }
+}
+
+pub(crate) async fn version_ready(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Response {
+    let live = match live_or_404(&state.deployments, &name) {
+        Ok(l) => l,
+        Err(r) => return r.into_response(),
+    };
+    match pool_of_version(&live, &version) {
+        Ok((pool, _)) => pool_ready(&name, &pool),
+        Err(r) => r.into_response(),
+    }
+}
+
+fn pool_ready(name: &str, pool: &Pool) -> Response {
+    let ready = pool.ready() > 0;
+    let body = Json(json!({"name": name, "ready": ready}));
+    if ready {
+        body.into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+async fn forward_get(pool: &Pool, path: &str) -> Response {
+    let mut tried = Vec::new();
+    loop {
+        let Some(replica) = pool.pick(&tried) else {
+            return no_replica(pool);
+        };
+        match replica
+            .send(hyper::Method::GET, path, None, Bytes::new())
+            .await
+        {
+            Ok(r) => return passthrough(r.status, r.content_type, r.body),
+            Err(e) => {
+                tracing::debug!("{e}");
+                tried.push(replica.id.clone());
+            }
+        }
+    }
+}
+
+fn no_replica(pool: &Pool) -> Response {
+    oip_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "no ready replica of {} right now; try again shortly",
+            pool.model.target.label()
+        ),
+    )
+}
+
+fn passthrough(status: u16, content_type: Option<String>, body: Bytes) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let ct = content_type.unwrap_or_else(|| "application/json".into());
+    (status, [(header::CONTENT_TYPE, ct)], body).into_response()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Infer,
+    Predict,
+}
+
+impl Protocol {
+    fn path(self) -> &'static str {
+        match self {
+            Protocol::Infer => "infer",
+            Protocol::Predict => "predict",
+        }
+    }
+}
+
+pub(crate) async fn infer(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(state, principal, name, None, Protocol::Infer, headers, body).await
+}
+
+pub(crate) async fn infer_version(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(
+        state,
+        principal,
+        name,
+        Some(version),
+        Protocol::Infer,
+        headers,
+        body,
+    )
+    .await
+}
+
+pub(crate) async fn predict(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(
+        state,
+        principal,
+        name,
+        None,
+        Protocol::Predict,
+        headers,
+        body,
+    )
+    .await
+}
+
+pub(crate) async fn predict_version(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(
+        state,
+        principal,
+        name,
+        Some(version),
+        Protocol::Predict,
+        headers,
+        body,
+    )
+    .await
+}
+
+async fn handle(
+    state: AppState,
+    principal: Principal,
+    name: String,
+    version: Option<String>,
+    protocol: Protocol,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let d = &state.deployments;
+    let live = match live_or_404(d, &name) {
+        Ok(l) => l,
+        Err(r) => return r.into_response(),
+    };
+    if let Some(project) = &live.project
+        && !principal.can_access_project(project)
+    {
+        // As if it did not exist, like runs of other projects.
+        return oip_error(
+            StatusCode::NOT_FOUND,
+            format!("no deployment `{name}` is serving (see `gantry deployments`)"),
+        );
+    }
+    let (pool, role) = match &version {
+        Some(v) => match pool_of_version(&live, v) {
+            Ok(p) => p,
+            Err(r) => return r.into_response(),
+        },
+        None => match gantry_spec::deployment::route(&live.spec, rand::random::<u8>() % 100) {
+            gantry_spec::deployment::Route::Canary => match &live.canary {
+                Some(c) => (Arc::clone(c), "canary"),
+                None => (Arc::clone(&live.primary), "primary"),
+            },
+            gantry_spec::deployment::Route::Primary => (Arc::clone(&live.primary), "primary"),
+        },
+    };
+    let path = format!(
+        "/v2/models/{name}/versions/{}/{}",
+        pool.model.target.version,
+        protocol.path()
+    );
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut tried = Vec::new();
+    let answer = loop {
+        let Some(replica) = pool.pick(&tried) else {
+            d.metrics().observe_inference(
+                &name,
+                &pool.model.target.label(),
+                role,
+                503,
+                started.elapsed(),
+            );
+            return no_replica(&pool);
+        };
+        match replica
+            .send(
+                hyper::Method::POST,
+                &path,
+                content_type.as_deref(),
+                body.clone(),
+            )
+            .await
+        {
+            Ok(r) => break r,
+            Err(e) => {
+                tracing::debug!("{e}; trying another replica");
+                tried.push(replica.id.clone());
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    let version_label = pool.model.target.label();
+    d.metrics()
+        .observe_inference(&name, &version_label, role, answer.status, elapsed);
+
+    let sampled = live.spec.sample_rate >= 1.0
+        || (live.spec.sample_rate > 0.0 && rand::random::<f64>() < live.spec.sample_rate);
+    let parsed_answer: Option<Value> = serde_json::from_slice(&answer.body).ok();
+    let request_id = parsed_answer
+        .as_ref()
+        .and_then(|v| v.get("id"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    if sampled && let Some(request_id) = request_id.clone() {
+        let record = prediction_record(
+            &name,
+            &pool,
+            role,
+            protocol,
+            &body,
+            answer.status,
+            parsed_answer.as_ref(),
+            &request_id,
+            elapsed,
+        );
+        if let Err(e) = d.predlog().record(record).await {
+            let conflict = e.contains("already") || e.contains("duplicate") || e.contains("unique");
+            return if conflict {
+                oip_error(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "request id `{request_id}` is already in the prediction log: feedback is keyed by request id, so each request needs its own (omit `id` to get one)"
+                    ),
+                )
+            } else {
+                oip_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the prediction could not be logged, so it is not returned: {e}"),
+                )
+            };
+        }
+    }
+    if let (Some(shadow), Some(request_id)) = (&live.shadow, request_id)
+        && version.is_none()
+    {
+        let shadow = Arc::clone(shadow);
+        let state = state.clone();
+        let name = name.clone();
+        let body = body.clone();
+        tokio::spawn(async move {
+            shadow_copy(
+                state,
+                name,
+                shadow,
+                protocol,
+                content_type,
+                body,
+                request_id,
+            )
+            .await;
+        });
+    }
+    passthrough(answer.status, answer.content_type, answer.body)
+}
+
+async fn shadow_copy(
+    state: AppState,
+    name: String,
+    pool: Arc<Pool>,
+    protocol: Protocol,
+    content_type: Option<String>,
+    body: Bytes,
+    request_id: String,
+) {
+    let started = Instant::now();
+    let Some(replica) = pool.pick(&[]) else {
+        return;
+    };
+    let path = format!(
+        "/v2/models/{name}/versions/{}/{}",
+        pool.model.target.version,
+        protocol.path()
+    );
+    let Ok(answer) = replica
+        .send(
+            hyper::Method::POST,
+            &path,
+            content_type.as_deref(),
+            body.clone(),
+        )
+        .await
+    else {
+        return;
+    };
+    let elapsed = started.elapsed();
+    state.deployments.metrics().observe_inference(
+        &name,
+        &pool.model.target.label(),
+        "shadow",
+        answer.status,
+        elapsed,
+    );
+    let parsed: Option<Value> = serde_json::from_slice(&answer.body).ok();
+    let record = prediction_record(
+        &name,
+        &pool,
+        "shadow",
+        protocol,
+        &body,
+        answer.status,
+        parsed.as_ref(),
+        &request_id,
+        elapsed,
+    );
+    state.deployments.predlog().record_detached(record).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn prediction_record(
+    deployment: &str,
+    pool: &Pool,
+    role: &str,
+    protocol: Protocol,
+    request: &[u8],
+    status: u16,
+    answer: Option<&Value>,
+    request_id: &str,
+    elapsed: std::time::Duration,
+) -> NewPrediction {
+    let rows = decode_rows(pool, protocol, request);
+    let (outputs, error) = if (200..300).contains(&status) {
+        (decode_predictions(protocol, answer), None)
+    } else {
+        let message = answer
+            .and_then(|a| a.get("error"))
+            .and_then(|e| e.as_str())
+            .unwrap_or("the model server failed")
+            .to_string();
+        (Vec::new(), Some(format!("{status}: {message}")))
+    };
+    NewPrediction {
+        request_id: request_id.to_string(),
+        deployment: deployment.to_string(),
+        model: pool.model.target.model.clone(),
+        version: pool.model.target.version,
+        role: role.to_string(),
+        rows: outputs
+            .len()
+            .max(if error.is_some() { 0 } else { rows.len() }) as i64,
+        inputs: Value::Array(
+            rows.into_iter()
+                .map(|r| Value::Object(r.into_iter().collect()))
+                .collect(),
+        ),
+        outputs: Value::Array(outputs),
+        error,
+        latency_us: elapsed.as_micros().min(i64::MAX as u128) as i64,
+        created_at_ms: gantry_engine::now_ms(),
+    }
+}
+
+fn decode_rows(pool: &Pool, protocol: Protocol, request: &[u8]) -> Vec<Row> {
+    match protocol {
+        Protocol::Predict => serde_json::from_slice::<Value>(request)
+            .ok()
+            .and_then(|v| v.get("rows").cloned())
+            .and_then(|r| serde_json::from_value::<Vec<Row>>(r).ok())
+            .unwrap_or_default(),
+        Protocol::Infer => {
+            let Ok(req) = serde_json::from_slice::<gantry_serve::oip::InferenceRequest>(request)
+            else {
+                return Vec::new();
+            };
+            match &pool.model.schema {
+                Some(schema) => gantry_serve::request_rows(&req, schema).unwrap_or_default(),
+                None => gantry_serve::tensor_rows(&req),
+            }
+        }
+    }
+}
+
+fn decode_predictions(protocol: Protocol, answer: Option<&Value>) -> Vec<Value> {
+    let Some(answer) = answer else {
+        return Vec::new();
+    };
+    match protocol {
+        Protocol::Predict => answer
+            .get("predictions")
+            .and_then(|p| p.as_array())
+            .map(|p| {
+                p.iter()
+                    .map(|x| x.get("value").cloned().unwrap_or(Value::Null))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Protocol::Infer => {
+            serde_json::from_value::<gantry_serve::oip::InferenceResponse>(answer.clone())
+                .map(|r| gantry_serve::response_predictions(&r))
+                .unwrap_or_default()
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! One model-server replica: a least-privilege container whose network namespace holds
+//! nothing but `lo`, and the control plane's way into it.
+//!
+//! The replica's server listens on 127.0.0.1:PORT *inside* its own namespace. Once runc has
+//! created that namespace (OCI `createRuntime` hook, the same `gantry hook netns-ready` the
+//! tracking relay uses) a dedicated thread joins it with setns and stays there; every new
+//! connection to the replica is opened by that thread, so the socket lives in the replica's
+//! namespace while the control plane drives it from the host. The replica has no route to
+//! anything — serving is its only network.
+//!
+//! A supervisor task keeps the replica alive: it (re)starts the container, waits for
+//! `/v2/health/ready`, health-checks it, and restarts it with backoff when it exits or stops
+//! answering.
+
+use bytes::Bytes;
+use gantry_engine::Engine;
+use gantry_runtime::{BindMount, OciRuntime, Runtime, StepRequest};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+
+/// How long a starting replica may take to answer `/v2/health/ready`.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Health checks of a ready replica.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+/// Failed checks in a row after which a replica is restarted.
+const HEALTH_FAILURES: u32 = 3;
+/// Longest wait between restarts of a crashing replica.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Idle connections kept per replica.
+const POOL_MAX: usize = 64;
+
+/// What a replica runs: the container, minus what changes per start.
+#[derive(Clone, Debug)]
+pub struct ReplicaTemplate {
+    pub rootfs: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub uid: u32,
+    pub gid: u32,
+    pub mounts: Vec<BindMount>,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    /// The port the server listens on inside the replica.
+    pub port: u16,
+    /// `gantry hook netns-ready` is run from this binary.
+    pub hook_exe: PathBuf,
+    /// Scratch directory for the hook socket.
+    pub dir: PathBuf,
+}
+
+/// An error talking to a replica.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("replica {0} is not running")]
+    NotRunning(String),
+    #[error("connecting to replica {id}: {message}")]
+    Connect { id: String, message: String },
+    #[error("replica {id}: {message}")]
+    Http { id: String, message: String },
+}
+
+/// The answer of a replica, fully read.
+pub struct ReplicaResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+type ConnectRequest = (
+    u16,
+    tokio::sync::oneshot::Sender<std::io::Result<std::net::TcpStream>>,
+);
+
+/// Opens TCP connections inside one network namespace (see the module docs).
+struct Connector {
+    tx: std::sync::mpsc::Sender<ConnectRequest>,
+}
+
+impl Connector {
+    fn spawn(pid: u32) -> Result<Connector, String> {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+            .map_err(|e| format!("opening the network namespace of pid {pid}: {e}"))?;
+        let (tx, rx) = std::sync::mpsc::channel::<ConnectRequest>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("netns-{pid}"))
+            .spawn(move || {
+                if let Err(e) = nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET) {
+                    let _ = ready_tx.send(Err(format!("joining the replica's namespace: {e}")));
+                    return;
+                }
+                let _ = ready_tx.send(Ok(()));
+                while let Ok((port, reply)) = rx.recv() {
+                    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                    let conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                        .and_then(|s| {
+                            s.set_nodelay(true)?;
+                            s.set_nonblocking(true)?;
+                            Ok(s)
+                        });
+                    let _ = reply.send(conn);
+                }
+            })
+            .map_err(|e| format!("starting the connector thread: {e}"))?;
+        ready_rx
+            .recv()
+            .map_err(|_| "the connector thread ended".to_string())??;
+        Ok(Connector { tx })
+    }
+
+    async fn connect(&self, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((port, tx))
+            .map_err(|_| std::io::Error::other("the replica's connector is gone"))?;
+        let std = rx
+            .await
+            .map_err(|_| std::io::Error::other("the replica's connector is gone"))??;
+        tokio::net::TcpStream::from_std(std)
+    }
+}
+
+/// A running (or restarting) replica; shared by the router and its supervisor.
+pub struct Replica {
+    pub id: String,
+    port: u16,
+    ready: AtomicBool,
+    restarts: AtomicU32,
+    connector: Mutex<Option<Arc<Connector>>>,
+    pool: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Replica {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn restarts(&self) -> u32 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn set_error(&self, e: impl Into<String>) {
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(e.into());
+        }
+    }
+
+    fn connector(&self) -> Result<Arc<Connector>, ReplicaError> {
+        self.connector
+            .lock()
+            .ok()
+            .and_then(|c| c.clone())
+            .ok_or_else(|| ReplicaError::NotRunning(self.id.clone()))
+    }
+
+    fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let mut pool = self.pool.lock().ok()?;
+        while let Some(s) = pool.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, s: SendRequest<Full<Bytes>>) {
+        if let Ok(mut pool) = self.pool.lock()
+            && pool.len() < POOL_MAX
+            && !s.is_closed()
+        {
+            pool.push(s);
+        }
+    }
+
+    async fn open(&self) -> Result<SendRequest<Full<Bytes>>, ReplicaError> {
+        let connector = self.connector()?;
+        let stream = connector
+            .connect(self.port)
+            .await
+            .map_err(|e| ReplicaError::Connect {
+                id: self.id.clone(),
+                message: e.to_string(),
+            })?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ReplicaError::Connect {
+                id: self.id.clone(),
+                message: e.to_string(),
+            })?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(send)
+    }
+
+    /// Sends one request and reads the whole answer. A pooled connection that turns out
+    /// to be closed is replaced once by a fresh one.
+    pub async fn send(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<ReplicaResponse, ReplicaError> {
+        let http = |message: String| ReplicaError::Http {
+            id: self.id.clone(),
+            message,
+        };
+        let build = || {
+            let mut b = hyper::Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .header(hyper::header::HOST, "replica");
+            if let Some(ct) = content_type {
+                b = b.header(hyper::header::CONTENT_TYPE, ct);
+            }
+            b.body(Full::new(body.clone()))
+                .map_err(|e| http(e.to_string()))
+        };
+        let mut fresh = false;
+        let mut sender = match self.take_idle() {
+            Some(s) => s,
+            None => {
+                fresh = true;
+                self.open().await?
+            }
+        };
+        let response = loop {
+            if sender.ready().await.is_err() {
+                if fresh {
+                    return Err(http("the connection closed before the request".into()));
+                }
+                fresh = true;
+                sender = self.open().await?;
+                continue;
+            }
+            match sender.send_request(build()?).await {
+                Ok(r) => break r,
+                // A request that failed on a reused connection never reached the server's
+                // handler (hyper reports the connection closing), so sending it again is safe.
+                Err(e)
+                    if !fresh
+                        && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) =>
+                {
+                    fresh = true;
+                    sender = self.open().await?;
+                }
+                Err(e) => return Err(http(e.to_string())),
+            }
+        };
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| http(format!("reading the answer: {e}")))?
+            .to_bytes();
+        self.give_back(sender);
+        Ok(ReplicaResponse {
+            status,
+            content_type,
+            body,
+        })
+    }
+
+    async fn healthy(&self) -> bool {
+        matches!(
+            tokio::time::timeout(
+                Duration::from_secs(2),
+                self.send(hyper::Method::GET, "/v2/health/ready", None, Bytes::new())
+            )
+            .await,
+            Ok(Ok(ReplicaResponse { status: 200, .. }))
+        )
+    }
+
+    fn reset(&self) {
+        self.ready.store(false, Ordering::Release);
+        if let Ok(mut c) = self.connector.lock() {
+            *c = None;
+        }
+        if let Ok(mut p) = self.pool.lock() {
+            p.clear();
+        }
+    }
+}
+
+/// Starts a replica's supervisor; it runs until `stop` fires (then the container is killed).
+pub fn start(
+    engine: Engine<OciRuntime>,
+    template: ReplicaTemplate,
+    id: String,
+    stop: CancellationToken,
+) -> (Arc<Replica>, tokio::task::JoinHandle<()>) {
+    let replica = Arc::new(Replica {
+        id,
+        port: template.port,
+        ready: AtomicBool::new(false),
+        restarts: AtomicU32::new(0),
+        connector: Mutex::new(None),
+        pool: Mutex::new(Vec::new()),
+        last_error: Mutex::new(None),
+    });
+    let task = tokio::spawn(supervise(engine, template, Arc::clone(&replica), stop));
+    (replica, task)
+}
+
+async fn supervise(
+    engine: Engine<OciRuntime>,
+    template: ReplicaTemplate,
+    replica: Arc<Replica>,
+    stop: CancellationToken,
+) {
+    let mut attempt: u32 = 0;
+    while !stop.is_cancelled() {
+        attempt += 1;
+        let started = std::time::Instant::now();
+        if let Err(e) = run_once(&engine, &template, &replica, attempt, &stop).await {
+            tracing::warn!(replica = %replica.id, "replica failed: {e}");
+            replica.set_error(e);
+        }
+        replica.reset();
+        if stop.is_cancelled() {
+            break;
+        }
+        replica.restarts.fetch_add(1, Ordering::Relaxed);
+        // A replica that ran for a while before failing starts over without delay.
+        if started.elapsed() > Duration::from_secs(60) {
+            attempt = 1;
+        }
+        let backoff =
+            Duration::from_millis(250 * 2u64.saturating_pow(attempt.min(8))).min(MAX_BACKOFF);
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.cancelled() => break,
+        }
+    }
+}
+
+/// One life of the container: start, wait for readiness, health-check until it ends.
+async fn run_once(
+    engine: &Engine<OciRuntime>,
+    t: &ReplicaTemplate,
+    replica: &Arc<Replica>,
+    attempt: u32,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    tokio::fs::create_dir_all(&t.dir)
+        .await
+        .map_err(|e| format!("creating {}: {e}", t.dir.display()))?;
+    let socket = t.dir.join("hook.sock");
+    let _ = tokio::fs::remove_file(&socket).await;
+    let hooks =
+        UnixListener::bind(&socket).map_err(|e| format!("binding {}: {e}", socket.display()))?;
+    let kill = stop.child_token();
+    let req = StepRequest {
+        id: format!("{}-{attempt}", replica.id),
+        rootfs: t.rootfs.clone(),
+        args: t.args.clone(),
+        env: t.env.clone(),
+        cwd: "/".into(),
+        uid: t.uid,
+        gid: t.gid,
+        mounts: t.mounts.clone(),
+        network: false,
+        cpu_millis: t.cpu_millis,
+        memory_bytes: t.memory_bytes,
+        pids_limit: 256,
+        gpus: 0,
+        timeout: None,
+        cancel: kill.clone(),
+        create_runtime_hook: Some(vec![
+            t.hook_exe.to_string_lossy().into_owned(),
+            "hook".into(),
+            "netns-ready".into(),
+            "--socket".into(),
+            socket.to_string_lossy().into_owned(),
+        ]),
+    };
+    let (log_tx, mut log_rx) = tokio::sync::mpsc::channel::<gantry_runtime::LogLine>(256);
+    let id = replica.id.clone();
+    let logs = tokio::spawn(async move {
+        let mut last = std::collections::VecDeque::new();
+        while let Some(line) = log_rx.recv().await {
+            tracing::debug!(replica = %id, "{}", line.data);
+            if last.len() == 20 {
+                last.pop_front();
+            }
+            last.push_back(line.data);
+        }
+        last.into_iter().collect::<Vec<_>>().join("\n")
+    });
+    let rt = engine.clone();
+    let mut container = tokio::spawn(async move { rt.runtime().run(req, log_tx).await });
+
+    // The hook call arrives once the namespace exists; the container may also fail first.
+    let pid = tokio::select! {
+        accepted = hooks.accept() => {
+            let (conn, _) = accepted.map_err(|e| format!("accepting the hook: {e}"))?;
+            answer_hook(conn, replica).await?
+        }
+        ended = &mut container => {
+            let tail = logs.await.unwrap_or_default();
+            return Err(format!("the container ended before it started serving: {}; last output:\n{tail}", describe(ended)));
+        }
+        _ = stop.cancelled() => {
+            kill.cancel();
+            let _ = container.await;
+            return Ok(());
+        }
+    };
+    tracing::debug!(replica = %replica.id, pid, "replica namespace ready");
+
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    let mut failures = 0;
+    loop {
+        tokio::select! {
+            ended = &mut container => {
+                replica.reset();
+                let tail = logs.await.unwrap_or_default();
+                return Err(format!("the model server exited: {}; last output:\n{tail}", describe(ended)));
+            }
+            _ = stop.cancelled() => {
+                replica.ready.store(false, Ordering::Release);
+                kill.cancel();
+                let _ = container.await;
+                return Ok(());
+            }
+            _ = tokio::time::sleep(if replica.is_ready() { HEALTH_INTERVAL } else { Duration::from_millis(100) }) => {}
+        }
+        let healthy = replica.healthy().await;
+        if healthy {
+            failures = 0;
+            if !replica.is_ready() {
+                tracing::info!(replica = %replica.id, "replica ready");
+                replica.ready.store(true, Ordering::Release);
+            }
+        } else if replica.is_ready() {
+            failures += 1;
+            if failures >= HEALTH_FAILURES {
+                replica.reset();
+                kill.cancel();
+                let _ = container.await;
+                return Err(format!(
+                    "{HEALTH_FAILURES} health checks failed in a row; restarting"
+                ));
+            }
+        } else if tokio::time::Instant::now() > deadline {
+            kill.cancel();
+            let _ = container.await;
+            let tail = logs.await.unwrap_or_default();
+            return Err(format!(
+                "not ready after {}s; last output:\n{tail}",
+                READY_TIMEOUT.as_secs()
+            ));
+        }
+    }
+}
+
+fn describe(
+    ended: Result<
+        Result<gantry_runtime::StepOutcome, gantry_runtime::RuntimeError>,
+        tokio::task::JoinError,
+    >,
+) -> String {
+    match ended {
+        Ok(Ok(o)) => match (o.exit_code, o.signal) {
+            (Some(code), _) => format!("exit code {code} ({:?})", o.termination),
+            (None, Some(sig)) => format!("killed by signal {sig} ({:?})", o.termination),
+            _ => format!("{:?}", o.termination),
+        },
+        Ok(Err(e)) => format!("the runtime failed: {e}"),
+        Err(e) => format!("the container task failed: {e}"),
+    }
+}
+
+async fn answer_hook(conn: tokio::net::UnixStream, replica: &Replica) -> Result<u32, String> {
+    let (read, mut write) = conn.into_split();
+    let mut line = String::new();
+    BufReader::new(read)
+        .read_line(&mut line)
+        .await
+        .map_err(|e| format!("reading the hook: {e}"))?;
+    let opened = match line.trim().parse::<u32>() {
+        Ok(pid) => tokio::task::spawn_blocking(move || Connector::spawn(pid).map(|c| (pid, c)))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r),
+        Err(_) => Err(format!("expected a pid, got {line:?}")),
+    };
+    match opened {
+        Ok((pid, connector)) => {
+            if let Ok(mut c) = replica.connector.lock() {
+                *c = Some(Arc::new(connector));
+            }
+            let _ = write.write_all(b"ok\n").await;
+            Ok(pid)
+        }
+        Err(e) => {
+            let _ = write.write_all(format!("error: {e}\n").as_bytes()).await;
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! Deployments through the REST API without replicas (a server without an engine keeps
+//! the desired state but runs nothing): validation that names the field, revisions,
+//! canary → promote → rollback, compare-and-set, feedback, and the monitor computed from a
+//! prediction log against a real model's reference profile. SQLite, and PostgreSQL when
+//! `GANTRY_TEST_POSTGRES_URL` is set.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use gantry_artifacts::ArtifactStore;
+use gantry_server::{AppState, ServerConfig};
+use gantry_store::{KeyValue, NewModelVersion, NewPrediction, Store};
+use serde_json::{Value, json};
+use std::path::Path;
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    store: Store,
+    _home: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Api {
+    async fn start() -> Api {
+        let home = tempfile::tempdir().unwrap();
+        let db = support::database_url(home.path()).await;
+        let store = Store::connect(&db).await.unwrap();
+        let artifacts = ArtifactStore::open_local(&home.path().join("artifacts")).unwrap();
+        register_iris(&store, &artifacts, home.path()).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = AppState::new(
+            store.clone(),
+            artifacts,
+            ServerConfig::local(&base, home.path().join("mlflow")),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(gantry_server::serve(state, listener, async {
+            let _ = stopped.await;
+        }));
+        Api {
+            base,
+            http: reqwest::Client::new(),
+            store,
+            _home: home,
+            _stop: stop,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+}
+
+/// Trains two real iris models with the built-in components and registers them as iris
+/// v1 and v2, v1 with the data's reference profile.
+async fn register_iris(store: &Store, artifacts: &ArtifactStore, root: &Path) {
+    let work = root.join("train");
+    let run = |name: &str, with: Value, inputs: &[(&str, &Path)], out: &str| {
+        let ins = work.join(format!("{out}-in"));
+        std::fs::create_dir_all(&ins).unwrap();
+        for (n, p) in inputs {
+            std::os::unix::fs::symlink(p, ins.join(n)).unwrap();
+        }
+        let outs = work.join(out);
+        gantry_ml::run_component(
+            name,
+            &gantry_ml::ComponentIo {
+                with: &with,
+                inputs: &ins,
+                outputs: &outs,
+            },
+        )
+        .unwrap();
+        outs
+    };
+    std::fs::create_dir_all(&work).unwrap();
+    let csv = work.join("iris.csv");
+    std::fs::write(&csv, gantry_ml::datasets::iris_csv()).unwrap();
+    let ingested = run("csv-ingest", json!({}), &[("source", &csv)], "ingest");
+    let dataset = ingested.join("dataset");
+    let profiled = run("profile", json!({}), &[("dataset", &dataset)], "profile");
+    let profile = artifacts.put_path(&profiled.join("profile")).await.unwrap();
+    for (version, depth) in [(1, 4), (2, 1)] {
+        let trained = run(
+            "train",
+            json!({"label": "species", "algorithm": "decision_tree", "max_depth": depth, "seed": 1}),
+            &[("train", &dataset)],
+            &format!("train{version}"),
+        );
+        let model = artifacts.put_path(&trained.join("model")).await.unwrap();
+        let v = store
+            .register_model_version(&NewModelVersion {
+                model: "iris".into(),
+                artifact_digest: model.digest.clone(),
+                artifact_kind: "directory".into(),
+                run_id: None,
+                step_run_id: None,
+                step: None,
+                metrics_json: "{}".into(),
+                data_digests_json: "[]".into(),
+                params_json: "{}".into(),
+                flavor: "builtin".into(),
+                description: None,
+                alias: (version == 1).then(|| "champion".to_string()),
+                now_ms: 1,
+            })
+            .await
+            .unwrap();
+        assert_eq!(v.version, version);
+        if version == 1 {
+            store
+                .set_registered_model_version_tag(
+                    "iris",
+                    1,
+                    &KeyValue {
+                        key: gantry_engine::REFERENCE_PROFILE_TAG.into(),
+                        value: profile.digest.clone(),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_changes_are_refused_naming_the_field_and_nothing_is_written() {
+    let api = Api::start().await;
+    let cases = [
+        ("flowers", json!({"model": "nope@1"}), "model"),
+        ("flowers", json!({"model": "iris@7"}), "model"),
+        (
+            "flowers",
+            json!({"model": "iris@champion", "replicas": 0}),
+            "replicas",
+        ),
+        (
+            "flowers",
+            json!({"model": "iris@champion", "memory": "1Mi"}),
+            "memory",
+        ),
+        (
+            "flowers",
+            json!({"model": "iris@champion", "canary": "iris@1"}),
+            "canary",
+        ),
+        (
+            "flowers",
+            json!({"model": "iris@champion", "weight": 10}),
+            "weight",
+        ),
+        (
+            "flowers",
+            json!({"model": "iris@champion", "rules": ["psi >> 1"]}),
+            "rules",
+        ),
+        (
+            "flowers",
+            json!({"model": "iris@champion", "sample_rate": 3}),
+            "sample_rate",
+        ),
+        ("flowers", json!({"modle": "iris@champion"}), "modle"),
+        ("flowers", json!({"replicas": "two"}), "body"),
+        ("flowers", json!({}), "model"),
+        ("Flowers!", json!({"model": "iris@champion"}), "name"),
+    ];
+    for (name, body, field) in cases {
+        let (status, v) = api
+            .post(&format!("/api/v1/deployments/{name}"), body.clone())
+            .await;
+        assert_eq!(status, 400, "{body}: {v}");
+        assert_eq!(v["error"]["field"], field, "{body}: {v}");
+    }
+    assert!(api.store.list_deployments().await.unwrap().is_empty());
+    let (status, _) = api.get("/api/v1/deployments/flowers").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_promote_rollback_and_undeploy_are_revisions() {
+    let api = Api::start().await;
+    let (status, v) = api
+        .post(
+            "/api/v1/deployments/flowers",
+            json!({"model": "iris@champion", "replicas": 2, "rules": ["psi > 0.2 for feature petal_length"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["revision"], 1);
+    assert_eq!(
+        v["spec"]["model"],
+        json!({"reference": "iris@champion", "model": "iris", "version": 1})
+    );
+    // Moving the alias later does not change what serves: versions are pinned.
+    api.store
+        .set_model_alias("iris", 2, "champion", 5)
+        .await
+        .unwrap();
+    let (_, v) = api.get("/api/v1/deployments/flowers").await;
+    assert_eq!(v["spec"]["model"]["version"], 1);
+
+    let (status, v) = api
+        .post(
+            "/api/v1/deployments/flowers",
+            json!({"canary": "iris@2", "weight": 20}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["revision"], 2);
+    assert_eq!(v["spec"]["canary"]["weight"], 20);
+    assert_eq!(v["spec"]["replicas"], 2, "untouched fields stay");
+
+    let (status, v) = api
+        .post("/api/v1/deployments/flowers/promote", json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["spec"]["model"]["version"], 2);
+    assert!(v["spec"]["canary"].is_null());
+    let (status, v) = api
+        .post("/api/v1/deployments/flowers/promote", json!({}))
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["field"], "canary");
+
+    let (status, v) = api
+        .post("/api/v1/deployments/flowers/rollback", json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["revision"], 4);
+    assert_eq!(v["spec"]["model"]["version"], 1);
+    assert_eq!(v["spec"]["canary"]["target"]["version"], 2);
+
+    // A stale editor is refused rather than silently overwriting.
+    let (status, v) = api
+        .post(
+            "/api/v1/deployments/flowers",
+            json!({"replicas": 3, "expected_revision": 2}),
+        )
+        .await;
+    assert_eq!(status, 409, "{v}");
+
+    let (_, v) = api.get("/api/v1/deployments/flowers").await;
+    let actions: Vec<&str> = v["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["rollback", "promote", "update", "create"]);
+    assert!(
+        v["actual"]["serving_revision"].is_null(),
+        "no engine, nothing serves: {v}"
+    );
+
+    let (status, _) = api
+        .call(reqwest::Method::DELETE, "/api/v1/deployments/flowers", None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = api.get("/api/v1/deployments/flowers").await;
+    assert_eq!(status, 404);
+    let (status, v) = api
+        .post("/v2/models/flowers/infer", json!({"inputs": []}))
+        .await;
+    assert_eq!(status, 404);
+    assert!(
+        v["error"].as_str().unwrap().contains("flowers"),
+        "OIP error shape: {v}"
+    );
+    // The history stays, and a new deployment of the same name continues it.
+    let (_, v) = api
+        .post("/api/v1/deployments/flowers", json!({"model": "iris@1"}))
+        .await;
+    assert_eq!(v["revision"], 6, "{v}");
+}
+
+fn iris_rows() -> Vec<(Value, String)> {
+    let csv = gantry_ml::datasets::iris_csv();
+    let mut lines = csv.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    lines
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            let mut row = serde_json::Map::new();
+            let mut label = String::new();
+            for (h, c) in header.iter().zip(&cells) {
+                if h == "species" {
+                    label = c.to_string();
+                } else {
+                    row.insert(h.clone(), json!(c.parse::<f64>().unwrap()));
+                }
+            }
+            (Value::Object(row), label)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_joins_the_log_and_the_monitor_sees_drift_and_a_performance_drop() {
+    let api = Api::start().await;
+    let (status, v) = api
+        .post(
+            "/api/v1/deployments/flowers",
+            json!({"model": "iris@1", "rules": ["psi > 0.2 for feature petal_length", "psi(sepal_width) > 0.2", "accuracy < 0.9", "error_rate > 0.1"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    // A prediction log as the proxy writes it: every iris row twice, the second time with
+    // petals 3 cm longer and a prediction that is then wrong.
+    let now = gantry_engine::now_ms();
+    let mut batch = Vec::new();
+    for (i, (row, label)) in iris_rows().into_iter().enumerate() {
+        for shifted in [false, true] {
+            let mut r = row.clone();
+            if shifted {
+                r["petal_length"] = json!(r["petal_length"].as_f64().unwrap() + 3.0);
+            }
+            batch.push(NewPrediction {
+                request_id: format!("req-{i}-{shifted}"),
+                deployment: "flowers".into(),
+                model: "iris".into(),
+                version: 1,
+                role: "primary".into(),
+                inputs: json!([r]),
+                outputs: json!([if shifted {
+                    "virginica".to_string()
+                } else {
+                    label.clone()
+                }]),
+                rows: 1,
+                error: None,
+                latency_us: 800 + i as i64,
+                created_at_ms: now - 1000,
+            });
+        }
+    }
+    api.store.insert_predictions(&batch).await.unwrap();
+
+    // Feedback: the truth for every request, in one call.
+    let feedback: Vec<Value> = iris_rows()
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, (_, label))| {
+            [false, true].map(|s| json!({"request_id": format!("req-{i}-{s}"), "label": label}))
+        })
+        .collect();
+    let (status, v) = api
+        .post(
+            "/api/v1/deployments/flowers/feedback",
+            json!({"feedback": feedback}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["stored"], 300);
+    // Bad feedback names the item and field; none of that call is stored.
+    for (body, field) in [
+        (
+            json!({"request_id": "nope", "label": "setosa"}),
+            "feedback[0].request_id",
+        ),
+        (
+            json!({"feedback": [{"request_id": "req-0-false", "label": "x"}, {"request_id": "req-1-false", "row": 3, "label": "x"}]}),
+            "feedback[1].row",
+        ),
+        (
+            json!({"request_id": "req-0-false", "labels": ["a", "b"]}),
+            "feedback[0].labels",
+        ),
+        (json!({"request_id": "req-0-false"}), "feedback[0].label"),
+    ] {
+        let (status, v) = api
+            .post("/api/v1/deployments/flowers/feedback", body.clone())
+            .await;
+        assert_eq!(status, 400, "{body}: {v}");
+        assert_eq!(v["error"]["field"], field, "{body}: {v}");
+    }
+    let p = api.store.get_prediction("req-0-false").await.unwrap();
+    assert_eq!(
+        p.labels,
+        vec![Some(json!("setosa"))],
+        "the refused call changed nothing"
+    );
+
+    let (status, m) = api.get("/api/v1/deployments/flowers/monitor").await;
+    assert_eq!(status, 200, "{m}");
+    let r = &m["report"];
+    assert_eq!(r["samples"], 300);
+    let drift = r["drift"].as_array().unwrap();
+    let feature = |f: &str| drift.iter().find(|d| d["feature"] == f).unwrap().clone();
+    assert_eq!(feature("petal_length")["status"], "drift", "{m:#}");
+    assert_eq!(feature("sepal_width")["status"], "ok", "{m:#}");
+    assert!(feature("petal_length")["psi"].as_f64().unwrap() > 0.2);
+    // Half the answers are wrong once the petals moved: 150 right + the shifted virginica.
+    let accuracy = r["performance"][0]["accuracy"].as_f64().unwrap();
+    assert!((accuracy - 200.0 / 300.0).abs() < 1e-9, "{accuracy}");
+    let state = |rule: &str| {
+        r["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["rule"] == rule)
+            .unwrap_or_else(|| panic!("no alert {rule}: {}", r["alerts"]))["state"]
+            .clone()
+    };
+    // Rules are reported in their canonical form.
+    assert_eq!(state("psi(petal_length) > 0.2"), "firing");
+    assert_eq!(state("psi(sepal_width) > 0.2"), "ok");
+    assert_eq!(state("accuracy < 0.9"), "firing");
+    assert_eq!(state("error_rate > 0.1"), "ok");
+    assert!(r["latency"]["p99_ms"].as_f64().unwrap() >= 0.8);
+    assert!(
+        r["verdict"].as_str().unwrap().contains("petal_length"),
+        "{}",
+        r["verdict"]
+    );
+
+    let (status, log) = api
+        .get("/api/v1/deployments/flowers/predictions?limit=5")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(log.as_array().unwrap().len(), 5);
+    let (status, v) = api
+        .get("/api/v1/deployments/flowers/predictions?limit=0")
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["field"], "limit");
+}
