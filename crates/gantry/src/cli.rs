@@ -23,7 +23,8 @@ pub struct Global {
     #[arg(long, global = true, env = "GANTRY_RUNTIME", default_value = "runc")]
     pub runtime: String,
     /// Talk to a `gantry server` at this URL instead of GANTRY_HOME (run, runs, show, logs,
-    /// artifacts, artifact get, models, model show, token, audit).
+    /// artifacts, artifact get, models, model show, model alias, deploy, promote, rollback,
+    /// undeploy, deployments, monitor, feedback, token, audit).
     #[arg(long, global = true, env = "GANTRY_SERVER")]
     pub server: Option<String>,
     /// Bearer token for a server started with --auth.
@@ -117,6 +118,48 @@ pub enum Command {
     /// Work with one registered model.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Create or change a deployment: which model versions serve under NAME, with canary and
+    /// shadow, replicas, resources, prediction logging and monitoring. Flags left out keep
+    /// their current value.
+    Deploy(DeployArgs),
+    /// Make a deployment's canary its primary model (it then takes all traffic).
+    Promote {
+        name: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Put a deployment back in the state before its last change.
+    Rollback {
+        name: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Stop serving a deployment (its revisions stay for the record).
+    Undeploy {
+        name: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// List deployments, or show one (NAME) with its replicas and revisions.
+    Deployments {
+        name: Option<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show a deployment's monitor, computed now: drift against the reference profile,
+    /// performance over feedback labels, latency, errors and alerts.
+    Monitor {
+        name: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Send ground truth for logged predictions: `feedback NAME REQUEST_ID LABEL` or
+    /// `feedback NAME --file labels.jsonl`.
+    Feedback(FeedbackArgs),
+    /// Serve a registered model over the Open Inference Protocol v2 (no auth: loopback only).
+    // `--version` names the model version here, not gantry's.
+    #[command(disable_version_flag = true)]
+    Serve(ServeArgs),
     /// Write an example project (real data) and run the whole workflow on it:
     /// ingest → profile → validate → clean → split → training sweep → select-best →
     /// evaluate → register.
@@ -182,6 +225,9 @@ pub enum ModelCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
+    /// Register a model file as a new version of NAME: an ONNX model, a built-in model
+    /// directory, or a custom image that serves the Open Inference Protocol itself.
+    Register(RegisterArgs),
     /// Point ALIAS (e.g. champion, staging) at VERSION of NAME.
     Alias {
         name: String,
@@ -299,4 +345,142 @@ pub enum TokenCommand {
         #[arg(value_name = "TOKEN")]
         id_or_name: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The deployment's name: it serves at /v2/models/NAME.
+    pub name: String,
+    /// The primary model: NAME@ALIAS, NAME@VERSION or NAME (its latest version).
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// A canary model answering --weight percent of requests.
+    #[arg(long, value_name = "MODEL", conflicts_with = "no_canary")]
+    pub canary: Option<String>,
+    /// Percent of requests the canary answers (1–99; default 10).
+    #[arg(long, value_name = "PERCENT")]
+    pub weight: Option<u8>,
+    /// A shadow model: gets a copy of every request; its answers are logged, never returned.
+    #[arg(long, value_name = "MODEL", conflicts_with = "no_shadow")]
+    pub shadow: Option<String>,
+    /// Remove the canary.
+    #[arg(long)]
+    pub no_canary: bool,
+    /// Remove the shadow.
+    #[arg(long)]
+    pub no_shadow: bool,
+    /// Replicas per model version (1–16).
+    #[arg(long)]
+    pub replicas: Option<u32>,
+    /// CPU per replica, e.g. 500m or 2.
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Memory per replica, e.g. 256Mi.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Fraction of requests written to the prediction log (0–1).
+    #[arg(long, value_name = "FRACTION")]
+    pub sample_rate: Option<f64>,
+    /// An alert rule, e.g. "psi > 0.2 for feature age" or "accuracy < 0.85" (repeatable;
+    /// the rules given replace the current ones).
+    #[arg(long = "rule", value_name = "RULE", conflicts_with = "no_rules")]
+    pub rules: Vec<String>,
+    /// Remove every alert rule.
+    #[arg(long)]
+    pub no_rules: bool,
+    /// POST alerts here as JSON when they fire or resolve ("" removes it).
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+    /// How far back drift and latency look, e.g. 1h.
+    #[arg(long, value_name = "DURATION")]
+    pub window: Option<String>,
+    /// Most predictions kept in the log.
+    #[arg(long, value_name = "N")]
+    pub max_predictions: Option<i64>,
+    /// How long predictions are kept, e.g. 30d.
+    #[arg(long, value_name = "DURATION")]
+    pub retention: Option<String>,
+    /// Refuse the change unless the deployment is at this revision (0: must not exist yet).
+    #[arg(long, value_name = "REVISION")]
+    pub expected_revision: Option<i64>,
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct FeedbackArgs {
+    /// The deployment that answered the requests.
+    pub name: String,
+    /// The request id the prediction was answered with.
+    #[arg(required_unless_present = "file", requires = "label")]
+    pub request_id: Option<String>,
+    /// The true value: JSON when it parses (3, 2.5, true, "setosa"), else the text itself.
+    pub label: Option<String>,
+    /// The row of a batch request the label belongs to (default 0).
+    #[arg(long, requires = "request_id")]
+    pub row: Option<i64>,
+    /// JSON Lines, one `{"request_id": …, "label": …}` (or `"labels": [...]` for every row of
+    /// a batch) per line; - reads standard input.
+    #[arg(long, conflicts_with_all = ["request_id", "label", "row"])]
+    pub file: Option<PathBuf>,
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// The model's name in the registry.
+    pub name: String,
+    /// The model file or directory (onnx, builtin); none for custom.
+    pub path: Option<PathBuf>,
+    #[arg(long, value_parser = ["onnx", "builtin", "custom"])]
+    pub flavor: String,
+    /// Point this alias (e.g. staging) at the new version.
+    #[arg(long)]
+    pub alias: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// The training data's profile (`builtin/profile` output, JSON): drift is measured
+    /// against it once the model is deployed.
+    #[arg(long, value_name = "PROFILE.json")]
+    pub reference_profile: Option<PathBuf>,
+    /// custom: the imported image that serves the Open Inference Protocol v2.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// custom: the port the image's server listens on (it also gets it as $PORT).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// custom: the command to run instead of the image's entrypoint (repeatable, in order).
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// custom: an environment variable K=V (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A registered model: NAME, NAME@VERSION or NAME@ALIAS (from GANTRY_HOME's registry).
+    #[arg(required_unless_present = "model_dir", conflicts_with = "model_dir")]
+    pub model: Option<String>,
+    /// Serve this model directory or file instead, without any store (what deployment
+    /// replicas run); needs --flavor, --name and --version.
+    #[arg(long, requires_all = ["flavor", "name", "version"])]
+    pub model_dir: Option<PathBuf>,
+    #[arg(long, value_parser = ["builtin", "onnx"], requires = "model_dir")]
+    pub flavor: Option<String>,
+    /// The name the model is served under (with --model-dir).
+    #[arg(long, requires = "model_dir")]
+    pub name: Option<String>,
+    /// The version the model is served as (with --model-dir).
+    #[arg(long, requires = "model_dir")]
+    pub version: Option<String>,
+    /// Address to listen on: loopback unless --insecure-listen.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Listen on a non-loopback address (this server has no authentication).
+    #[arg(long)]
+    pub insecure_listen: bool,
 }

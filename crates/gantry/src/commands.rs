@@ -93,6 +93,25 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             model_version,
             alias,
         }) => crate::models::alias(&src()?, &name, model_version, &alias).await,
+        Command::Model(ModelCommand::Register(args)) => {
+            crate::register::register(&local_only(g, "model register")?, &args).await
+        }
+        Command::Deploy(args) => crate::deployments::deploy(&src()?, &args).await,
+        Command::Promote { name, output } => {
+            crate::deployments::promote_or_rollback(&src()?, &name, false, output).await
+        }
+        Command::Rollback { name, output } => {
+            crate::deployments::promote_or_rollback(&src()?, &name, true, output).await
+        }
+        Command::Undeploy { name, output } => {
+            crate::deployments::undeploy(&src()?, &name, output).await
+        }
+        Command::Deployments { name, output } => {
+            crate::deployments::list_or_show(&src()?, name.as_deref(), output).await
+        }
+        Command::Monitor { name, output } => crate::monitor::show(&src()?, &name, output).await,
+        Command::Feedback(args) => crate::deployments::feedback(&src()?, &args).await,
+        Command::Serve(args) => crate::model_server::serve(g, args).await,
         Command::Demo { dir, force, exec } => {
             crate::demo::run(&local_only(g, "demo")?, &g.runtime, &dir, force, exec).await
         }

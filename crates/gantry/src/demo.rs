@@ -51,8 +51,18 @@ pub async fn run(
             }
         }
     }
+    let quiet = exec.output == Output::Json;
+    let serving = if summary.status == RunStatus::Succeeded {
+        Some(crate::demo_serve::run(&engine, &home.root, quiet).await?)
+    } else {
+        None
+    };
     if exec.output == Output::Json {
-        let v = serde_json::json!({ "run": summary, "models": versions });
+        let v = serde_json::json!({
+            "run": summary,
+            "models": versions,
+            "monitor": serving.as_ref().map(|s| &s.monitor),
+        });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         crate::commands::print_summary(&summary);
@@ -90,6 +100,10 @@ pub async fn run(
             home.root.join("artifacts").display(),
             summary.run_id
         );
+        if let Some(s) = &serving {
+            println!();
+            print_monitor_summary(s);
+        }
     }
     Ok(match summary.status {
         RunStatus::Succeeded => exit::OK,
@@ -120,5 +134,79 @@ fn write_if_changed(path: &Path, content: &str, force: bool) -> anyhow::Result<(
             ),
         )),
         _ => std::fs::write(path, content).with_context(|| format!("writing {}", path.display())),
+    }
+}
+
+/// What the monitor made of the demo's traffic, in a few lines.
+fn print_monitor_summary(s: &crate::demo_serve::DemoTraffic) {
+    let r = &s.monitor["report"];
+    println!(
+        "== monitor of deployment {} ({} requests served; `gantry monitor {}` shows it all) ==",
+        crate::demo_serve::DEPLOYMENT,
+        s.served,
+        crate::demo_serve::DEPLOYMENT
+    );
+    let mut drifted: Vec<(&str, f64)> = r["drift"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .filter(|f| f["status"] == "drift")
+                .map(|f| {
+                    (
+                        f["feature"].as_str().unwrap_or("?"),
+                        f["psi"].as_f64().unwrap_or(0.0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    drifted.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total = r["drift"].as_array().map_or(0, |d| d.len());
+    println!(
+        "input drift: {} of {total} features drifted{}",
+        drifted.len(),
+        if drifted.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " — {}",
+                drifted
+                    .iter()
+                    .take(6)
+                    .map(|(f, psi)| format!("{f} (PSI {psi:.2})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+    if let Some(psi) = r["prediction_drift"]["psi"].as_f64() {
+        println!("prediction drift: PSI {psi:.2} against the training labels");
+    }
+    let now = r["performance"]
+        .as_array()
+        .and_then(|w| w.first())
+        .and_then(|w| w["accuracy"].as_f64());
+    match (s.before_accuracy, now) {
+        (Some(b), Some(n)) => println!(
+            "accuracy over feedback: {b:.3} before the shift, {n:.3} with the drifted traffic"
+        ),
+        (_, Some(n)) => println!("accuracy over feedback: {n:.3}"),
+        _ => {}
+    }
+    let l = &r["latency"];
+    if let (Some(p50), Some(p99)) = (l["p50_ms"].as_f64(), l["p99_ms"].as_f64()) {
+        println!("latency through the control plane: p50 {p50:.2} ms, p99 {p99:.2} ms");
+    }
+    for a in r["alerts"].as_array().into_iter().flatten() {
+        if a["state"] == "firing" {
+            println!(
+                "ALERT firing: {} — {}",
+                a["rule"].as_str().unwrap_or("?"),
+                a["message"].as_str().unwrap_or("")
+            );
+        }
+    }
+    if let Some(v) = r["verdict"].as_str() {
+        println!("verdict: {v}");
     }
 }

@@ -23,6 +23,9 @@ pub const CANCELLED: u8 = 130;
 pub struct Coded {
     pub code: u8,
     pub message: String,
+    /// The request field a server named as the one at fault (`sample_rate`), with the
+    /// server's message alone, so a command can name its own flag instead.
+    pub field: Option<(String, String)>,
 }
 
 impl std::fmt::Display for Coded {
@@ -37,6 +40,7 @@ pub fn coded(code: u8, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Coded {
         code,
         message: message.into(),
+        field: None,
     })
 }
 
@@ -44,11 +48,14 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     use gantry_artifacts::ArtifactError;
     use gantry_engine::EngineError;
     use gantry_image::ImageError;
+    use gantry_server::deploy::ops::OpError;
     use gantry_store::StoreError;
     fn store(e: &StoreError) -> u8 {
         match e {
             StoreError::NotFound { .. } => NOT_FOUND,
-            StoreError::Ambiguous { .. } | StoreError::UnsupportedUrl { .. } => USAGE,
+            StoreError::Ambiguous { .. }
+            | StoreError::UnsupportedUrl { .. }
+            | StoreError::Invalid { .. } => USAGE,
             _ => INTERNAL,
         }
     }
@@ -89,6 +96,20 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         }
         if let Some(e) = cause.downcast_ref::<ImageError>() {
             return image(e);
+        }
+        if let Some(e) = cause.downcast_ref::<OpError>() {
+            return match e {
+                OpError::Invalid { .. } | OpError::Conflict(_) => USAGE,
+                OpError::NotFound(_) => NOT_FOUND,
+                OpError::Store(s) => store(s),
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<gantry_serve::ServeError>() {
+            return match e {
+                gantry_serve::ServeError::Internal(_) => INTERNAL,
+                gantry_serve::ServeError::NotFound(_) => NOT_FOUND,
+                _ => USAGE,
+            };
         }
         if let Some(e) = cause.downcast_ref::<ArtifactError>() {
             return match e {

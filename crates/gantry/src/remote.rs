@@ -88,6 +88,13 @@ impl Client {
             .await?;
         json_of(resp).await
     }
+
+    pub async fn delete(&self, segments: &[&str]) -> anyhow::Result<Value> {
+        let resp = self
+            .send(Method::DELETE, self.url(segments, &[]), None)
+            .await?;
+        json_of(resp).await
+    }
 }
 
 pub async fn json_of(resp: reqwest::Response) -> anyhow::Result<Value> {
@@ -115,11 +122,20 @@ async fn api_error(resp: reqwest::Response) -> anyhow::Error {
         s if s.is_client_error() => exit::USAGE,
         _ => exit::INTERNAL,
     };
+    let field = body["error"]["field"]
+        .as_str()
+        .map(|f| (f.to_string(), message.clone()));
     // Spec diagnostics already read as `file:line:col: error: …`.
     let text = if body["error"]["code"] == "invalid_spec" {
         message
+    } else if let Some((f, m)) = &field {
+        format!("server: {f}: {m}")
     } else {
         format!("server: {message}")
     };
-    coded(code, text)
+    anyhow::Error::new(exit::Coded {
+        code,
+        message: text,
+        field,
+    })
 }

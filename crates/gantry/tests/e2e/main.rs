@@ -6,6 +6,7 @@
 mod support;
 
 mod crash;
+mod deploy;
 mod failures;
 mod hello;
 mod images;

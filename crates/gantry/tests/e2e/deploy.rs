@@ -1,0 +1,691 @@
+//! Deployments, end to end with the real binary: train and register two versions, serve
+//! one through `gantry server` as runc replicas, shift traffic to a canary and promote it
+//! while requests keep flowing (none may fail), roll back, restart a crashed replica, log
+//! predictions and feedback, watch drift fire an alert to a webhook, and validate /metrics
+//! with promtool.
+
+use crate::support::{Gantry, eventually, wait_until};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const PIPELINE: &str = r#"
+name: iris
+params:
+  max_depth: 4
+steps:
+  - name: ingest
+    uses: builtin/csv-ingest
+    with: { source: iris.csv }
+    outputs: [dataset]
+  - name: profile
+    uses: builtin/profile
+    inputs: { dataset: ingest.dataset }
+    outputs: [profile, summary]
+  - name: split
+    uses: builtin/split
+    inputs: { dataset: ingest.dataset }
+    with: { test_fraction: 0.3, seed: 1, stratify: species }
+    outputs: [train, test]
+  - name: train
+    uses: builtin/train
+    inputs: { train: split.train }
+    with: { label: species, algorithm: decision_tree, max_depth: "${params.max_depth}", seed: 1 }
+    outputs: [model]
+  - name: register
+    uses: builtin/register
+    inputs: { model: train.model, profile: profile.profile }
+    with: { model: iris, alias: champion }
+    outputs: [registration]
+"#;
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM: the server stops its replicas on the way out.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(g: &Gantry) -> Server {
+    let mut child = g
+        .command(&["server", "--listen", "127.0.0.1:0"])
+        .env("GANTRY_MONITOR_INTERVAL", "1s")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in the server's first line: {line:?}"))
+        .to_string();
+    Server { child, url }
+}
+
+/// One HTTP/1.1 request over a fresh connection: (status, body).
+pub fn http(url: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn row(sl: f64, sw: f64, pl: f64, pw: f64) -> Value {
+    json!({"sepal_length": sl, "sepal_width": sw, "petal_length": pl, "petal_width": pw})
+}
+
+/// An OIP request with one named input per column.
+fn infer_body(rows: &[(f64, f64, f64, f64)]) -> Value {
+    let col = |name: &str, f: fn(&(f64, f64, f64, f64)) -> f64| json!({"name": name, "datatype": "FP64", "shape": [rows.len()], "data": rows.iter().map(f).collect::<Vec<_>>()});
+    json!({"inputs": [
+        col("sepal_length", |r| r.0),
+        col("sepal_width", |r| r.1),
+        col("petal_length", |r| r.2),
+        col("petal_width", |r| r.3),
+    ]})
+}
+
+fn train_two_versions(g: &Gantry) {
+    let csv = g.ok(&["dataset", "iris"]);
+    g.write("iris.csv", &csv);
+    let file = g.write("iris.yaml", PIPELINE);
+    let (code, _, err) = g.run_pipeline(&file, &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = g.run_pipeline(&file, &["-p", "max_depth=1"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+fn remote(g: &Gantry, url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = g
+        .command(&[&["--server", url], args].concat())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn remote_ok(g: &Gantry, url: &str, args: &[&str]) -> String {
+    let (code, out, err) = remote(g, url, args);
+    assert_eq!(code, 0, "gantry {args:?}: {err}");
+    out
+}
+
+fn served_version(url: &str, name: &str) -> Option<String> {
+    let (status, body) = http(
+        url,
+        "POST",
+        &format!("/v2/models/{name}/infer"),
+        Some(&infer_body(&[(5.1, 3.5, 1.4, 0.2)])),
+    );
+    (status == 200).then(|| body["model_version"].as_str().unwrap_or("").to_string())
+}
+
+fn wait_serving(url: &str, name: &str, version: &str) {
+    wait_until(&format!("{name} serves version {version}"), || {
+        (0..6).all(|_| served_version(url, name).as_deref() == Some(version))
+    });
+}
+
+/// Requests sent in a loop by `threads` clients until stopped; counts the failures.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failures: Arc<Mutex<Vec<String>>>,
+    versions: Arc<Mutex<std::collections::BTreeMap<String, usize>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(url: &str, name: &str, threads: usize) -> Traffic {
+        let t = Traffic {
+            stop: Arc::default(),
+            ok: Arc::default(),
+            failures: Arc::default(),
+            versions: Arc::default(),
+            threads: Vec::new(),
+        };
+        let mut handles = Vec::new();
+        for _ in 0..threads {
+            let (url, name) = (url.to_string(), name.to_string());
+            let (stop, ok, failures, versions) = (
+                Arc::clone(&t.stop),
+                Arc::clone(&t.ok),
+                Arc::clone(&t.failures),
+                Arc::clone(&t.versions),
+            );
+            handles.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let (status, body) = http(
+                        &url,
+                        "POST",
+                        &format!("/v2/models/{name}/infer"),
+                        Some(&infer_body(&[(6.7, 3.0, 5.2, 2.3)])),
+                    );
+                    if status == 200 {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        let v = body["model_version"].as_str().unwrap_or("?").to_string();
+                        *versions.lock().unwrap().entry(v).or_default() += 1;
+                    } else {
+                        failures.lock().unwrap().push(format!("{status}: {body}"));
+                    }
+                }
+            }));
+        }
+        Traffic {
+            threads: handles,
+            ..t
+        }
+    }
+
+    fn stop(
+        self,
+    ) -> (
+        usize,
+        Vec<String>,
+        std::collections::BTreeMap<String, usize>,
+    ) {
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.threads {
+            h.join().unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        let versions = self.versions.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), failures, versions)
+    }
+}
+
+fn runc(g: &Gantry) -> Command {
+    let mut c = Command::new("runc");
+    c.arg("--root").arg(g.home.path().join("runtime/state"));
+    c
+}
+
+fn replica_containers(g: &Gantry) -> Vec<String> {
+    g.runc_containers()
+        .into_iter()
+        .filter(|c| c.starts_with("gantry-serve-"))
+        .collect()
+}
+
+#[test]
+fn canary_promote_and_rollback_under_live_traffic_lose_no_request() {
+    let g = Gantry::new();
+    train_two_versions(&g);
+    let server = start_server(&g);
+    let url = server.url.clone();
+
+    remote_ok(
+        &g,
+        &url,
+        &["deploy", "flowers", "--model", "iris@1", "--replicas", "2"],
+    );
+    wait_serving(&url, "flowers", "1");
+
+    // Every replica is an unprivileged container whose network namespace has only `lo`.
+    let containers = replica_containers(&g);
+    assert_eq!(containers.len(), 2, "{containers:?}");
+    for c in &containers {
+        let state = runc(&g).args(["state", c]).output().unwrap();
+        let state: Value = serde_json::from_slice(&state.stdout).unwrap();
+        let pid = state["pid"].as_i64().unwrap();
+        let dev = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap();
+        let ifaces: Vec<&str> = dev
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(str::trim)
+            .collect();
+        assert_eq!(ifaces, ["lo"], "replica {c} sees {ifaces:?}");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(status.contains("Uid:\t65534"), "{status}");
+        assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
+    }
+
+    let traffic = Traffic::start(&url, "flowers", 4);
+    std::thread::sleep(Duration::from_millis(500));
+    // A canary takes part of the traffic…
+    remote_ok(
+        &g,
+        &url,
+        &["deploy", "flowers", "--canary", "iris@2", "--weight", "50"],
+    );
+    wait_until("the canary answers some requests", || {
+        traffic
+            .versions
+            .lock()
+            .unwrap()
+            .get("2")
+            .copied()
+            .unwrap_or(0)
+            > 5
+    });
+    // …and then all of it, while requests keep coming.
+    remote_ok(&g, &url, &["promote", "flowers"]);
+    wait_serving(&url, "flowers", "2");
+    remote_ok(&g, &url, &["rollback", "flowers"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failures, versions) = traffic.stop();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        ok + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ok > 50, "only {ok} requests went through: {versions:?}");
+    // Rolled back to the canary state: both versions answer again.
+    wait_until("rollback restores the canary split", || {
+        let v: Vec<String> = (0..30)
+            .filter_map(|_| served_version(&url, "flowers"))
+            .collect();
+        v.iter().any(|x| x == "1") && v.iter().any(|x| x == "2")
+    });
+
+    let listed: Value =
+        serde_json::from_str(&remote_ok(&g, &url, &["deployments", "-o", "json"])).unwrap();
+    let d = &listed[0];
+    assert_eq!(d["name"], "flowers");
+    assert_eq!(d["spec"]["model"]["version"], 1);
+    assert_eq!(d["spec"]["canary"]["target"]["version"], 2);
+    assert!(d["revision"].as_i64().unwrap() >= 4, "{d}");
+
+    // A crashed replica is restarted.
+    let victim = replica_containers(&g)
+        .into_iter()
+        .find(|c| c.contains("-v1-"))
+        .expect("a replica of version 1");
+    let st = runc(&g).args(["kill", &victim, "KILL"]).status().unwrap();
+    assert!(st.success());
+    wait_until("the killed replica is replaced and ready", || {
+        let (_, d) = http(&url, "GET", "/api/v1/deployments/flowers", None);
+        d["actual"]["pools"].as_array().is_some_and(|pools| {
+            pools.iter().all(|p| {
+                p["replicas"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|r| r["ready"] == true)
+            }) && pools.iter().any(|p| {
+                p["replicas"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["restarts"].as_u64() >= Some(1))
+            })
+        })
+    });
+
+    // Undeploy stops every replica.
+    remote_ok(&g, &url, &["undeploy", "flowers"]);
+    wait_until("replicas are gone after undeploy", || {
+        replica_containers(&g).is_empty()
+    });
+    let (status, body) = http(
+        &url,
+        "POST",
+        "/v2/models/flowers/infer",
+        Some(&infer_body(&[(5.0, 3.0, 1.5, 0.2)])),
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("flowers"));
+}
+
+/// A one-shot HTTP receiver on 127.0.0.1 that keeps every JSON body POSTed to it.
+fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = Arc::clone(&got);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            if let Ok(v) = serde_json::from_slice(&body) {
+                sink.lock().unwrap().push(v);
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn drift_and_a_performance_drop_fire_alerts_to_a_webhook_and_metrics_pass_promtool() {
+    let g = Gantry::new();
+    train_two_versions(&g);
+    let server = start_server(&g);
+    let url = server.url.clone();
+    let (hook, received) = webhook_receiver();
+    remote_ok(
+        &g,
+        &url,
+        &[
+            "deploy",
+            "flowers",
+            "--model",
+            "iris@champion",
+            "--rule",
+            "psi > 0.2 for feature petal_length",
+            "--rule",
+            "accuracy < 0.85",
+            "--webhook",
+            &hook,
+        ],
+    );
+    wait_until("flowers is ready", || {
+        served_version(&url, "flowers").is_some()
+    });
+
+    // Traffic like the training data, then shifted petals (a drift the model has not seen),
+    // each with feedback: correct labels first, wrong ones after the shift.
+    let csv = g.ok(&["dataset", "iris"]);
+    let rows: Vec<Vec<String>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    let mut ids = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let v: Vec<f64> = r[..4].iter().map(|x| x.parse().unwrap()).collect();
+        let shifted = i % 2 == 1;
+        let pl = if shifted { v[2] + 4.0 } else { v[2] };
+        let (status, body) = http(
+            &url,
+            "POST",
+            "/v2/models/flowers/predict",
+            Some(&json!({"rows": [row(v[0], v[1], pl, v[3])]})),
+        );
+        assert_eq!(status, 200, "{body}");
+        let id = body["id"].as_str().unwrap().to_string();
+        let truth = if shifted {
+            "no-such-species"
+        } else {
+            r[4].as_str()
+        };
+        ids.push((id, truth.to_string()));
+    }
+    let (status, body) = http(
+        &url,
+        "POST",
+        "/api/v1/deployments/flowers/feedback",
+        Some(
+            &json!({"feedback": ids.iter().map(|(id, label)| json!({"request_id": id, "label": label})).collect::<Vec<_>>()}),
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stored"], rows.len());
+
+    // Unknown request ids are refused with the field named, and nothing is stored.
+    let (status, body) = http(
+        &url,
+        "POST",
+        "/api/v1/deployments/flowers/feedback",
+        Some(&json!({"request_id": "nope", "label": "setosa"})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "feedback[0].request_id", "{body}");
+
+    wait_until("both alerts reach the webhook", || {
+        let got = received.lock().unwrap();
+        ["psi > 0.2 for feature petal_length", "accuracy < 0.85"]
+            .iter()
+            .all(|rule| {
+                got.iter().any(|a| {
+                    a["state"] == "firing"
+                        && a["rule"]
+                            .as_str()
+                            .is_some_and(|r| r.contains(rule.split_whitespace().next().unwrap()))
+                })
+            })
+    });
+
+    let report: Value =
+        serde_json::from_str(&remote_ok(&g, &url, &["monitor", "flowers", "-o", "json"])).unwrap();
+    let drift = report["report"]["drift"].as_array().unwrap();
+    let status_of = |f: &str| {
+        drift
+            .iter()
+            .find(|d| d["feature"] == f)
+            .map(|d| d["status"].clone())
+            .unwrap()
+    };
+    assert_eq!(status_of("petal_length"), "drift", "{report}");
+    assert_eq!(status_of("sepal_width"), "ok", "{report}");
+    let text = remote_ok(&g, &url, &["monitor", "flowers"]);
+    assert!(text.contains("petal_length"), "{text}");
+
+    // /metrics is valid Prometheus exposition, drift gauges and alert states included.
+    let (_, metrics) = http(&url, "GET", "/metrics", None);
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(
+        metrics.contains("gantry_deployment_feature_psi{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gantry_deployment_alert_firing{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("gantry_deployment_requests_total{"),
+        "{metrics}"
+    );
+    promtool_accepts(&metrics);
+}
+
+pub fn promtool_accepts(metrics: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/test.sh installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A custom model: an image of our own that speaks OIP v2 (busybox `nc` running a shell
+/// script that doubles its input), registered as `custom` and deployed like any other model.
+#[test]
+fn a_custom_image_serving_oip_is_deployed_and_routed() {
+    let g = Gantry::new();
+    let srv = g.dir.path().join("srv");
+    std::fs::create_dir_all(&srv).unwrap();
+    // One connection per request: read the request line, headers and body, answer, close.
+    let script = r##"#!/bin/sh
+read -r method path proto
+len=0
+while read -r line; do
+  line=$(printf '%s' "$line" | tr -d '\r')
+  [ -z "$line" ] && break
+  case "$line" in [Cc]ontent-[Ll]ength:*) len=${line#*:}; len=$((len)) ;; esac
+done
+body=$(head -c "$len")
+case "$path" in
+  */health/*|*/ready) resp='{"ready": true}' ;;
+  */infer)
+    data=$(printf '%s' "$body" | sed -n 's/.*"data": *\[\([^]]*\)\].*/\1/p')
+    doubled=$(printf '%s' "$data" | tr ',' '\n' | awk 'NF {printf "%s%s", sep, $1*2; sep=","}')
+    n=$(printf '%s' "$data" | tr ',' '\n' | grep -c .)
+    resp=$(printf '{"model_name":"%s","model_version":"%s","id":"%s","outputs":[{"name":"doubled","datatype":"FP64","shape":[%s],"data":[%s]}]}' \
+      "$GANTRY_MODEL_NAME" "$GANTRY_MODEL_VERSION" "$(cat /proc/sys/kernel/random/uuid)" "$n" "$doubled") ;;
+  *) resp=$(printf '{"name":"%s","versions":["%s"],"platform":"busybox-nc"}' "$GANTRY_MODEL_NAME" "$GANTRY_MODEL_VERSION") ;;
+esac
+printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s' "${#resp}" "$resp"
+"##;
+    std::fs::write(srv.join("oip"), script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(srv.join("oip"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The image: busybox plus /srv/oip, as a rootfs tar.
+    let tar_path = g.dir.path().join("oip.tar");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "set -e; d=$(mktemp -d); bash {script} $d/base.tar; mkdir $d/root; tar -xf $d/base.tar -C $d/root; cp -a {srv} $d/root/srv; tar -cf {out} -C $d/root .; rm -rf $d",
+            script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/busybox-rootfs.sh"),
+            srv = srv.display(),
+            out = tar_path.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    g.ok(&[
+        "image",
+        "import",
+        tar_path.to_str().unwrap(),
+        "--name",
+        "oip-doubler:1",
+    ]);
+    g.ok(&[
+        "model",
+        "register",
+        "doubler",
+        "--flavor",
+        "custom",
+        "--image",
+        "oip-doubler:1",
+        "--port",
+        "9000",
+        "--arg",
+        "/bin/nc",
+        "--arg",
+        "-ll",
+        "--arg",
+        "-p",
+        "--arg",
+        "9000",
+        "--arg",
+        "-e",
+        "--arg",
+        "/srv/oip",
+    ]);
+    let server = start_server(&g);
+    let url = server.url.clone();
+    remote_ok(&g, &url, &["deploy", "twice", "--model", "doubler@1"]);
+    let body =
+        json!({"inputs": [{"name": "x", "datatype": "FP64", "shape": [3], "data": [1.5, 2, 10]}]});
+    wait_until("the custom model answers", || {
+        http(&url, "POST", "/v2/models/twice/infer", Some(&body)).0 == 200
+    });
+    let (status, answer) = http(&url, "POST", "/v2/models/twice/infer", Some(&body));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["model_name"], "twice");
+    let out: Vec<f64> = answer["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(out, [3.0, 4.0, 20.0]);
+    // Logged like any prediction, keyed by the id the model server returned.
+    let id = answer["id"].as_str().unwrap();
+    assert!(eventually(|| {
+        let (_, log) = http(&url, "GET", "/api/v1/deployments/twice/predictions", None);
+        log.as_array().is_some_and(|l| {
+            l.iter().any(|p| {
+                p["request_id"] == id
+                    && p["rows"] == 3
+                    && p["outputs"].as_array().is_some_and(|o| {
+                        o.iter()
+                            .map(|v| v.as_f64().unwrap_or(f64::NAN))
+                            .collect::<Vec<_>>()
+                            == [3.0, 4.0, 20.0]
+                    })
+            })
+        })
+    }));
+}
