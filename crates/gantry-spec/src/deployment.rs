@@ -268,7 +268,7 @@ pub fn validate(spec: &DeploymentSpec) -> Result<(), DeploymentError> {
                 ),
             ));
         }
-        if c.target == spec.model {
+        if c.target.model == spec.model.model && c.target.version == spec.model.version {
             return Err(err(
                 "canary",
                 format!("{} already serves as the primary model", c.target.label()),
