@@ -169,6 +169,18 @@ impl Model {
             .collect())
     }
 
+    /// Predicts numeric rows given in [`Model::input_schema`] order, row-major (`NaN` for a
+    /// missing value): the same answers as [`Model::predict`] without a map per row. Fails
+    /// when the schema has a text or categorical column.
+    pub fn predict_numeric(&self, values: &[f64]) -> Result<Vec<Prediction>, MlError> {
+        let x = transform::apply_numeric(&self.preprocessing, values)?;
+        Ok(self
+            .predict_matrix(&x)
+            .into_iter()
+            .map(|out| self.prediction(out))
+            .collect())
+    }
+
     pub(crate) fn prediction(&self, out: Vec<f64>) -> Prediction {
         match self.task {
             Task::Regression => Prediction {

@@ -555,6 +555,38 @@ pub(crate) fn apply_rows(
     Ok(Matrix::new(rows.len(), transform.features.len(), data))
 }
 
+/// Numeric rows in the order of `transform.columns` (`values` row-major, `NaN` = missing),
+/// without building a map per row: the serving fast path for a `[N, F]` tensor. Every
+/// column must be numeric (int, float, bool as 0/1, datetime in seconds).
+pub(crate) fn apply_numeric(transform: &Transform, values: &[f64]) -> Result<Matrix, MlError> {
+    let width = transform.columns.len();
+    if let Some(step) = transform.columns.iter().find(|c| !c.ty.is_numeric()) {
+        return Err(MlError::Data(format!(
+            "column `{}` is {}: send it by name (numeric tensors carry numeric columns only)",
+            step.name, step.ty
+        )));
+    }
+    if width == 0 || !values.len().is_multiple_of(width) {
+        return Err(MlError::Data(format!(
+            "{} values do not make rows of the model's {width} columns",
+            values.len()
+        )));
+    }
+    let rows = values.len() / width;
+    let mut data = Vec::with_capacity(rows * transform.features.len());
+    for row in values.chunks_exact(width) {
+        for (step, &x) in transform.columns.iter().zip(row) {
+            let cell = if x.is_nan() {
+                Cell::Missing
+            } else {
+                Cell::Num(x)
+            };
+            step.encode(cell, &mut data);
+        }
+    }
+    Ok(Matrix::new(rows, transform.features.len(), data))
+}
+
 /// A JSON value as the number a column of type `ty` holds (see [`Column::number`]).
 fn json_number(value: &Value, ty: ColumnType) -> Option<f64> {
     match (value, ty) {

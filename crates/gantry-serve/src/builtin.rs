@@ -152,8 +152,14 @@ impl Predictor for BuiltinPredictor {
     }
 
     fn infer(&self, request: &InferenceRequest) -> Result<Vec<ResponseOutput>, ServeError> {
-        let rows = request_rows(request, &self.schema)?;
-        let predictions = self.predict(&rows)?;
+        // A single numeric [N,F] tensor skips building a map per row (the common, hot form).
+        let predictions = match crate::rows::numeric_matrix(request, &self.schema) {
+            Some(values) => self
+                .model
+                .predict_numeric(&values?)
+                .map_err(|e| ServeError::bad_request(e.to_string()))?,
+            None => self.predict(&request_rows(request, &self.schema)?)?,
+        };
         let n = predictions.len();
         let values: Vec<Value> = predictions.iter().map(|p| p.value.clone()).collect();
         let (datatype, data) = value_tensor(&values, self.predict_datatype);
@@ -193,6 +199,19 @@ impl Predictor for BuiltinPredictor {
     }
 
     fn predict_rows(&self, rows: &[Row]) -> Result<Vec<RowPrediction>, ServeError> {
+        // A misspelt column would otherwise be imputed silently.
+        for (i, row) in rows.iter().enumerate() {
+            if let Some(key) = row
+                .keys()
+                .find(|k| !self.schema.iter().any(|(c, _)| c == *k))
+            {
+                let columns: Vec<&str> = self.schema.iter().map(|(c, _)| c.as_str()).collect();
+                return Err(ServeError::bad_request(format!(
+                    "rows[{i}]: \"{key}\" is not a column of this model; its columns are {}",
+                    columns.join(", ")
+                )));
+            }
+        }
         let classes = self.model.classes();
         Ok(self
             .predict(rows)?

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::ServeError;
 use crate::oip::{
-    Datatype, DecodedInput, InferenceRequest, InferenceResponse, RequestInput, shape_text,
+    Datatype, DecodedInput, InferenceRequest, InferenceResponse, RequestInput, TensorData,
+    shape_text,
 };
 
 /// One raw row: column name → value, as `gantry_ml::model::Model::predict` takes it.
@@ -108,6 +109,42 @@ pub fn request_rows(
         }
     }
     Ok(rows)
+}
+
+/// The single `[N,F]` numeric tensor form of [`request_rows`] as row-major numbers (bools
+/// as 0/1), for the built-in flavor's fast path; `None` when the request has another form.
+pub(crate) fn numeric_matrix(
+    request: &InferenceRequest,
+    schema: &[(String, ColumnType)],
+) -> Option<Result<Vec<f64>, ServeError>> {
+    let [only] = request.inputs.as_slice() else {
+        return None;
+    };
+    let dims = only.dims().ok()?;
+    let is_column = schema.iter().any(|(n, _)| *n == only.name);
+    if dims.len() != 2 || (is_column && dims[1] <= 1) {
+        return None;
+    }
+    if !schema.iter().all(|(_, ty)| is_numeric_column(*ty)) {
+        // request_rows explains what to send instead.
+        return Some(request_rows(request, schema).map(|_| Vec::new()));
+    }
+    let tensor = match only.decode() {
+        Ok(t) => t,
+        Err(e) => return Some(Err(e)),
+    };
+    if tensor.shape.get(1).copied() != Some(schema.len()) {
+        return Some(request_rows(request, schema).map(|_| Vec::new()));
+    }
+    let values = match tensor.data {
+        TensorData::Fp64(v) => v,
+        TensorData::Int(v) => v.into_iter().map(|x| x as f64).collect(),
+        TensorData::Uint(v) => v.into_iter().map(|x| x as f64).collect(),
+        TensorData::Fp32(v) => v.into_iter().map(f64::from).collect(),
+        TensorData::Bool(v) => v.into_iter().map(|b| if b { 1.0 } else { 0.0 }).collect(),
+        _ => return Some(request_rows(request, schema).map(|_| Vec::new())),
+    };
+    Some(Ok(values))
 }
 
 fn matrix_rows(

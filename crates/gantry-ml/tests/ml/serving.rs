@@ -78,6 +78,26 @@ fn raw_rows_predict_like_the_evaluation_with_probabilities() {
         assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-9);
     }
 
+    // The numeric fast path (row-major numbers in schema order, NaN = missing) answers
+    // exactly like the rows, imputation included.
+    let rows = rows_of(&test, "species");
+    let mut numbers: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| schema.iter().map(|(n, _)| r[n].as_f64().unwrap()))
+        .collect();
+    assert_eq!(model.predict_numeric(&numbers).unwrap(), predictions);
+    numbers[1] = f64::NAN;
+    let mut with_missing = rows.clone();
+    with_missing[0].remove("sepal_width");
+    assert_eq!(
+        model.predict_numeric(&numbers).unwrap(),
+        model.predict(&with_missing).unwrap()
+    );
+    assert!(
+        model.predict_numeric(&numbers[..5]).is_err(),
+        "5 values are not rows of 4"
+    );
+
     // Strings for numbers, missing values and extra keys are fine; a bad value is not.
     let odd: Vec<BTreeMap<String, Value>> = vec![
         serde_json::from_value(json!({"sepal_length": "5.1", "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2, "extra": 1})).unwrap(),

@@ -86,6 +86,21 @@ async fn iris_classification_matches_the_model_on_every_row() {
             .contains("column `sepal_length`"),
         "{body}"
     );
+    // A misspelt column is refused, not silently imputed.
+    let (status, body) = s
+        .post(
+            "/v2/models/iris/predict",
+            &json!({"rows": [{"petal_length": 6.0}, {"petal_lenght": 6.0}]}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("rows[1]: \"petal_lenght\""),
+        "{body}"
+    );
     let (status, body) = s
         .post("/v2/models/iris/predict", &json!({"rows": [1]}))
         .await;
