@@ -270,15 +270,20 @@ pub async fn rollback(
     now_ms: i64,
 ) -> Result<DeploymentRecord, OpError> {
     let r = existing(store, name, project).await?;
-    let current_spec = spec_of(&r)?;
-    let revisions = store.deployment_revisions(name).await?;
-    let history: Vec<DeploymentSpec> = revisions
-        .iter()
-        .filter(|v| v.revision < r.revision && v.action != "undeploy")
-        .filter_map(|v| serde_json::from_value(v.spec.clone()).ok())
-        .collect();
-    let spec =
-        deployment::rollback(&current_spec, &history).map_err(|e| invalid(e.field, e.message))?;
+    let mut revisions = store.deployment_revisions(name).await?;
+    revisions.reverse();
+    let mut history = Vec::with_capacity(revisions.len());
+    for v in &revisions {
+        let spec: DeploymentSpec = serde_json::from_value(v.spec.clone()).map_err(|e| {
+            OpError::Store(StoreError::Invalid {
+                what: format!("revision {} of deployment {name}", v.revision),
+                detail: format!("its stored spec is unreadable: {e}"),
+            })
+        })?;
+        history.push((v.action.as_str(), spec));
+    }
+    let spec = deployment::rollback(history.iter().map(|(a, s)| (*a, s)))
+        .map_err(|e| invalid(e.field, e.message))?;
     write(
         store,
         name,

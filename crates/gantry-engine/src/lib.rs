@@ -31,7 +31,7 @@ pub use mlflow_mirror::GANTRY_RUN_TAG;
 pub use owner::Owner;
 pub use reconcile::{Reconciled, interrupt_orphaned_runs};
 pub use registry::{REFERENCE_PROFILE_TAG, reference_profile_of};
-pub use relay::RELAY_PORT;
+pub use relay::{RELAY_PORT, hook_socket};
 pub use run::RunRequest;
 
 use gantry_artifacts::ArtifactStore;

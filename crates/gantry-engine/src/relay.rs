@@ -76,11 +76,11 @@ impl Relay {
                 stop,
             });
         }
-        let socket = step_dir.join("relay.sock");
+        let socket = hook_socket(step_dir, &format!("relay-{run_id}-{step}"))?;
         let _ = tokio::fs::remove_file(&socket).await;
         let listener = UnixListener::bind(&socket)
             .map_err(|e| format!("binding {}: {e}", socket.display()))?;
-        tokio::spawn(serve_hook(listener, server, stop.clone()));
+        tokio::spawn(serve_hook(listener, socket.clone(), server, stop.clone()));
         Ok(Relay {
             env: vec![
                 format!("MLFLOW_TRACKING_URI=http://127.0.0.1:{RELAY_PORT}"),
@@ -125,9 +125,21 @@ fn kv(key: &str, value: &str) -> KeyValue {
 }
 
 /// Answers the one hook call of this step, then relays until `stop`.
-async fn serve_hook(hooks: UnixListener, server: SocketAddr, stop: CancellationToken) {
-    let listener = tokio::select! {
-        accepted = hooks.accept() => match accepted {
+async fn serve_hook(
+    hooks: UnixListener,
+    socket: PathBuf,
+    server: SocketAddr,
+    stop: CancellationToken,
+) {
+    let accepted = tokio::select! {
+        accepted = hooks.accept() => Some(accepted),
+        _ = stop.cancelled() => None,
+    };
+    // One call per step: the socket's name is not needed any more.
+    let _ = tokio::fs::remove_file(&socket).await;
+    let Some(accepted) = accepted else { return };
+    let listener = {
+        match accepted {
             Ok((conn, _)) => match answer_hook(conn).await {
                 Some(l) => l,
                 None => return,
@@ -136,8 +148,7 @@ async fn serve_hook(hooks: UnixListener, server: SocketAddr, stop: CancellationT
                 tracing::warn!("tracking relay: accepting the hook: {e}");
                 return;
             }
-        },
-        _ = stop.cancelled() => return,
+        }
     };
     loop {
         tokio::select! {
@@ -177,6 +188,59 @@ async fn answer_hook(conn: tokio::net::UnixStream) -> Option<TcpListener> {
     }
 }
 
+/// Longest Unix socket path the kernel takes (`sun_path` is 108 bytes with its NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// Where the `createRuntime` hook of one container reaches this process: `dir/hook.sock`
+/// when that path fits a Unix socket address, else a short name (a hash of `key`) in a
+/// private directory: `/run/gantry` for root, else `$XDG_RUNTIME_DIR/gantry`, else
+/// `/tmp/gantry-<uid>`; the directory must be ours and closed to others (mode 0700), so no
+/// other user can answer in our place.
+pub fn hook_socket(dir: &Path, key: &str) -> Result<PathBuf, String> {
+    let preferred = dir.join("hook.sock");
+    if preferred.as_os_str().len() <= SUN_PATH_MAX {
+        return Ok(preferred);
+    }
+    let uid = nix::unistd::geteuid();
+    let base = if uid.is_root() {
+        PathBuf::from("/run/gantry")
+    } else if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        PathBuf::from(runtime).join("gantry")
+    } else {
+        std::env::temp_dir().join(format!("gantry-{uid}"))
+    };
+    private_dir(&base, uid)?;
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+    let path = base.join(format!("{}.sock", &hash[..24]));
+    if path.as_os_str().len() > SUN_PATH_MAX {
+        return Err(format!(
+            "no short enough path for a hook socket ({} is too long); set TMPDIR to a short directory",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+/// Creates `dir` (mode 0700) or checks that the existing one is a directory of `uid` that
+/// nobody else can enter.
+fn private_dir(dir: &Path, uid: nix::unistd::Uid) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("creating {}: {e}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != uid.as_raw() || meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} must be a directory of uid {uid} with mode 0700 (it holds hook sockets); remove it or fix its owner and mode",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Opens 127.0.0.1:RELAY_PORT in the network namespace of `pid`. setns only moves the
 /// calling thread, so a dedicated thread does it and ends; the socket stays in that
 /// namespace.
@@ -194,4 +258,42 @@ fn listen_in_netns_of(pid: u32) -> Result<std::net::TcpListener, String> {
     })
     .join()
     .map_err(|_| "the relay thread panicked".to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn hook_sockets_fit_a_unix_address_however_deep_the_work_directory() {
+        let short = Path::new("/tmp/w");
+        assert_eq!(hook_socket(short, "k").unwrap(), short.join("hook.sock"));
+        let deep = PathBuf::from(format!("/tmp/{}/work/deployments/x", "d".repeat(120)));
+        let a = hook_socket(&deep, "replica-a-1").unwrap();
+        let b = hook_socket(&deep, "replica-b-1").unwrap();
+        assert!(a.as_os_str().len() <= SUN_PATH_MAX, "{}", a.display());
+        assert_ne!(a, b, "each container gets its own name");
+        let dir = a.parent().unwrap();
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+        // A listener really binds there.
+        std::os::unix::net::UnixListener::bind(&a).unwrap();
+        std::fs::remove_file(&a).unwrap();
+    }
+
+    #[test]
+    fn a_socket_directory_others_can_enter_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let open = t.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = private_dir(&open, nix::unistd::geteuid()).unwrap_err();
+        assert!(err.contains("mode 0700"), "{err}");
+        let file = t.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(private_dir(&file, nix::unistd::geteuid()).is_err());
+        private_dir(&t.path().join("fresh"), nix::unistd::geteuid()).unwrap();
+    }
 }

@@ -274,6 +274,19 @@ async fn canary_promote_rollback_and_undeploy_are_revisions() {
         v["actual"]["serving_revision"].is_null(),
         "no engine, nothing serves: {v}"
     );
+    // Rolling back again undoes the change before: the canary goes too.
+    let (status, v) = api
+        .post("/api/v1/deployments/flowers/rollback", json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["revision"], 5);
+    assert_eq!(v["spec"]["model"]["version"], 1);
+    assert!(v["spec"]["canary"].is_null(), "{v}");
+    let (status, v) = api
+        .post("/api/v1/deployments/flowers/rollback", json!({}))
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["field"], "revision");
 
     let (status, _) = api
         .call(reqwest::Method::DELETE, "/api/v1/deployments/flowers", None)
@@ -293,7 +306,7 @@ async fn canary_promote_rollback_and_undeploy_are_revisions() {
     let (_, v) = api
         .post("/api/v1/deployments/flowers", json!({"model": "iris@1"}))
         .await;
-    assert_eq!(v["revision"], 6, "{v}");
+    assert_eq!(v["revision"], 7, "{v}");
 }
 
 fn iris_rows() -> Vec<(Value, String)> {

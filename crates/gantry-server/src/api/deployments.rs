@@ -112,58 +112,41 @@ pub async fn apply(
     Ok(Json(view(&state, &r)))
 }
 
-/// `POST /api/v1/deployments/{name}/promote`
+/// `POST /api/v1/deployments/{name}/promote`: the canary takes all traffic.
 pub async fn promote(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     require_write(&p)?;
-    let r = ops::promote(
-        &state.store,
-        &name,
-        &p.name,
-        p.project.as_deref(),
-        gantry_engine::now_ms(),
-    )
-    .await?;
-    audit(
-        &state,
-        &p,
-        "deployment.promote",
-        &name,
-        json!({"revision": r.revision}),
-    )
-    .await;
-    state.deployments.nudge();
-    Ok(Json(view(&state, &r)))
+    let now = gantry_engine::now_ms();
+    let r = ops::promote(&state.store, &name, &p.name, p.project.as_deref(), now).await;
+    changed(&state, &p, &name, "deployment.promote", r?).await
 }
 
-/// `POST /api/v1/deployments/{name}/rollback`
+/// `POST /api/v1/deployments/{name}/rollback`: back to the state before the last change.
 pub async fn rollback(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     require_write(&p)?;
-    let r = ops::rollback(
-        &state.store,
-        &name,
-        &p.name,
-        p.project.as_deref(),
-        gantry_engine::now_ms(),
-    )
-    .await?;
-    audit(
-        &state,
-        &p,
-        "deployment.rollback",
-        &name,
-        json!({"revision": r.revision}),
-    )
-    .await;
+    let now = gantry_engine::now_ms();
+    let r = ops::rollback(&state.store, &name, &p.name, p.project.as_deref(), now).await;
+    changed(&state, &p, &name, "deployment.rollback", r?).await
+}
+
+/// Audits a new revision, wakes the reconciler and answers with the deployment.
+async fn changed(
+    state: &AppState,
+    p: &Principal,
+    name: &str,
+    action: &str,
+    r: DeploymentRecord,
+) -> ApiResult<Json<Value>> {
+    audit(state, p, action, name, json!({"revision": r.revision})).await;
     state.deployments.nudge();
-    Ok(Json(view(&state, &r)))
+    Ok(Json(view(state, &r)))
 }
 
 /// `DELETE /api/v1/deployments/{name}`

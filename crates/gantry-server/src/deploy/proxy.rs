@@ -356,11 +356,14 @@ async fn handle(
     let sampled = live.spec.sample_rate >= 1.0
         || (live.spec.sample_rate > 0.0 && rand::random::<f64>() < live.spec.sample_rate);
     let parsed_answer: Option<Value> = serde_json::from_slice(&answer.body).ok();
+    // The model server's id keys the log; a failed request (no id in an error answer) is
+    // logged under a fresh one so errors count in the monitor's error rate.
     let request_id = parsed_answer
         .as_ref()
         .and_then(|v| v.get("id"))
         .and_then(|v| v.as_str())
-        .map(str::to_owned);
+        .map(str::to_owned)
+        .or_else(|| (answer.status >= 400).then(gantry_serve::new_request_id));
     if sampled && let Some(request_id) = request_id.clone() {
         let record = prediction_record(
             &name,
@@ -477,8 +480,8 @@ fn prediction_record(
     request_id: &str,
     elapsed: std::time::Duration,
 ) -> NewPrediction {
-    let rows = decode_rows(pool, protocol, request);
-    let (outputs, error) = if (200..300).contains(&status) {
+    let mut rows = decode_rows(pool, protocol, request);
+    let (mut outputs, error) = if (200..300).contains(&status) {
         (decode_predictions(protocol, answer), None)
     } else {
         let message = answer
@@ -488,15 +491,20 @@ fn prediction_record(
             .to_string();
         (Vec::new(), Some(format!("{status}: {message}")))
     };
-    NewPrediction {
+    // One output per input row. Whatever could not be decoded (a custom model's odd
+    // answer) is logged as unknown rather than losing the record.
+    if error.is_none() && rows.len() != outputs.len() {
+        let n = rows.len().max(outputs.len());
+        rows.resize_with(n, Row::new);
+        outputs.resize(n, Value::Null);
+    }
+    let mut record = NewPrediction {
         request_id: request_id.to_string(),
         deployment: deployment.to_string(),
         model: pool.model.target.model.clone(),
         version: pool.model.target.version,
         role: role.to_string(),
-        rows: outputs
-            .len()
-            .max(if error.is_some() { 0 } else { rows.len() }) as i64,
+        rows: rows.len() as i64,
         inputs: Value::Array(
             rows.into_iter()
                 .map(|r| Value::Object(r.into_iter().collect()))
@@ -506,7 +514,18 @@ fn prediction_record(
         error,
         latency_us: elapsed.as_micros().min(i64::MAX as u128) as i64,
         created_at_ms: gantry_engine::now_ms(),
+    };
+    // A batch too large for one log record is still answered and counted (latency,
+    // errors); its rows are left out of the log, so drift and feedback skip it.
+    let too_large =
+        |v: &Value| v.to_string().len() > gantry_store::serving_limits::PREDICTION_JSON_BYTES;
+    if too_large(&record.inputs) || too_large(&record.outputs) {
+        tracing::warn!(request = %request_id, rows = record.rows, "request too large to log its rows");
+        record.inputs = Value::Array(Vec::new());
+        record.outputs = Value::Array(Vec::new());
+        record.rows = 0;
     }
+    record
 }
 
 fn decode_rows(pool: &Pool, protocol: Protocol, request: &[u8]) -> Vec<Row> {

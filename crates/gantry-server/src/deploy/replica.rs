@@ -366,10 +366,14 @@ async fn run_once(
     tokio::fs::create_dir_all(&t.dir)
         .await
         .map_err(|e| format!("creating {}: {e}", t.dir.display()))?;
-    let socket = t.dir.join("hook.sock");
+    let socket = gantry_engine::hook_socket(&t.dir, &format!("{}-{attempt}", replica.id))?;
     let _ = tokio::fs::remove_file(&socket).await;
     let hooks =
         UnixListener::bind(&socket).map_err(|e| format!("binding {}: {e}", socket.display()))?;
+    // One hook call per container life: the name goes as soon as it is answered (or not).
+    let remove_socket = || {
+        let _ = std::fs::remove_file(&socket);
+    };
     let kill = stop.child_token();
     let req = StepRequest {
         id: format!("{}-{attempt}", replica.id),
@@ -414,14 +418,17 @@ async fn run_once(
     // The hook call arrives once the namespace exists; the container may also fail first.
     let pid = tokio::select! {
         accepted = hooks.accept() => {
+            remove_socket();
             let (conn, _) = accepted.map_err(|e| format!("accepting the hook: {e}"))?;
             answer_hook(conn, replica).await?
         }
         ended = &mut container => {
+            remove_socket();
             let tail = logs.await.unwrap_or_default();
             return Err(format!("the container ended before it started serving: {}; last output:\n{tail}", describe(ended)));
         }
         _ = stop.cancelled() => {
+            remove_socket();
             kill.cancel();
             let _ = container.await;
             return Ok(());
