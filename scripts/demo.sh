@@ -2,8 +2,10 @@
 # The end-to-end demo on the embedded defaults (runc, SQLite, local artifact store):
 # builds gantry, then `gantry demo` writes an example project (the Wisconsin
 # breast-cancer data) and runs ingest → profile → validate → clean → split → a training
-# sweep → select-best → evaluate → register in least-privilege containers; a second
-# run is served entirely from the cache.
+# sweep → select-best → evaluate → register → deploy in least-privilege containers, then
+# serves the champion (a runc replica behind the Open Inference Protocol), sends traffic
+# that drifts half-way, posts feedback and prints the monitor's verdict; a second run's
+# pipeline is served entirely from the cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -23,4 +25,9 @@ echo
 gantry models
 gantry model show breast-cancer@champion
 echo
-echo "GANTRY_HOME=$GANTRY_HOME — try: gantry runs, gantry show <run>, gantry logs <run> evaluate"
+gantry deployments
+echo
+gantry monitor breast-cancer
+echo
+echo "GANTRY_HOME=$GANTRY_HOME — try: gantry runs, gantry show <run>, gantry logs <run> evaluate,"
+echo "  gantry server (serves the breast-cancer deployment at /v2/models/breast-cancer/infer)"

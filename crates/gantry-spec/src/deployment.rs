@@ -320,18 +320,31 @@ pub fn promote(spec: &DeploymentSpec) -> Result<DeploymentSpec, DeploymentError>
     Ok(next)
 }
 
-/// The state before the last change. `history` is every earlier spec of the deployment,
-/// newest first, *without* the current one; the first entry different from `current` wins,
-/// so rolling back twice undoes two changes rather than flipping between two states.
+/// The state before the last change. `history` is every revision of the deployment, oldest
+/// first and the current one last, as (action, spec). Changes stack up; a `rollback`
+/// revision undid the change on top of the stack, and `undeploy` ended a deployment's life
+/// (a later create starts a new one). So rolling back twice undoes the last two changes
+/// rather than flipping between two states.
 pub fn rollback<'a>(
-    current: &DeploymentSpec,
-    history: impl IntoIterator<Item = &'a DeploymentSpec>,
+    history: impl IntoIterator<Item = (&'a str, &'a DeploymentSpec)>,
 ) -> Result<DeploymentSpec, DeploymentError> {
-    history
-        .into_iter()
-        .find(|s| *s != current)
-        .cloned()
-        .ok_or_else(|| err("revision", "there is no earlier revision to roll back to"))
+    let mut stack: Vec<&DeploymentSpec> = Vec::new();
+    for (action, spec) in history {
+        match action {
+            "rollback" => {
+                stack.pop();
+            }
+            "undeploy" => stack.clear(),
+            _ => stack.push(spec),
+        }
+    }
+    match stack.len() {
+        n if n >= 2 => Ok(stack[n - 2].clone()),
+        _ => Err(err(
+            "revision",
+            "there is no earlier revision to roll back to",
+        )),
+    }
 }
 
 /// Which pool answers a request: `roll` is uniform in 0..100.
@@ -488,21 +501,36 @@ mod tests {
     }
 
     #[test]
-    fn rollback_skips_identical_states() {
+    fn rollback_undoes_changes_one_by_one() {
         let v1 = base();
-        let v2 = apply(
-            Some(&v1),
+        let change = |from: &DeploymentSpec, c: DeploymentChange| apply(Some(from), c).unwrap();
+        let v2 = change(
+            &v1,
             DeploymentChange {
-                model: Some(target(2)),
+                canary: Some(target(2)),
                 ..Default::default()
             },
-        )
-        .unwrap();
-        let v2_again = v2.clone();
-        // history newest first, without the current (v2_again).
-        let history = [v2.clone(), v1.clone()];
-        assert_eq!(rollback(&v2_again, &history).unwrap(), v1);
-        assert_eq!(rollback(&v1, []).unwrap_err().field, "revision");
+        );
+        let v3 = promote(&v2).unwrap();
+        let mut history = vec![
+            ("create", v1.clone()),
+            ("update", v2.clone()),
+            ("promote", v3),
+        ];
+        let as_refs = |h: &[(&'static str, DeploymentSpec)]| {
+            rollback(h.iter().map(|(a, s)| (*a, s)).collect::<Vec<_>>())
+        };
+        let back = as_refs(&history).unwrap();
+        assert_eq!(back, v2, "first rollback undoes the promotion");
+        history.push(("rollback", back));
+        let back = as_refs(&history).unwrap();
+        assert_eq!(back, v1, "the second undoes the canary");
+        history.push(("rollback", back));
+        assert_eq!(as_refs(&history).unwrap_err().field, "revision");
+        // A new life after undeploy does not roll back into the old one.
+        history.push(("undeploy", v1.clone()));
+        history.push(("create", v1.clone()));
+        assert_eq!(as_refs(&history).unwrap_err().field, "revision");
     }
 
     #[test]

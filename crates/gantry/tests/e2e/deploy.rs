@@ -67,22 +67,10 @@ impl Drop for Server {
 }
 
 fn start_server(g: &Gantry) -> Server {
-    let mut child = g
-        .command(&["server", "--listen", "127.0.0.1:0"])
-        .env("GANTRY_MONITOR_INTERVAL", "1s")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in the server's first line: {line:?}"))
-        .to_string();
+    let (child, url) = g.spawn_listening(
+        &["server", "--listen", "127.0.0.1:0"],
+        &[("GANTRY_MONITOR_INTERVAL", "1s")],
+    );
     Server { child, url }
 }
 
@@ -522,8 +510,26 @@ fn drift_and_a_performance_drop_fire_alerts_to_a_webhook_and_metrics_pass_promto
             })
     });
 
+    // A bad request is answered with the model server's 400 and counted as an error.
+    let (status, body) = http(
+        &url,
+        "POST",
+        "/v2/models/flowers/predict",
+        Some(&json!({"rows": [{"petal_lenght": 1.0}]})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("petal_lenght"),
+        "{body}"
+    );
+
     let report: Value =
         serde_json::from_str(&remote_ok(&g, &url, &["monitor", "flowers", "-o", "json"])).unwrap();
+    assert_eq!(
+        report["report"]["latency"]["errors"], 1,
+        "{}",
+        report["report"]["latency"]
+    );
     let drift = report["report"]["drift"].as_array().unwrap();
     let status_of = |f: &str| {
         drift
@@ -688,4 +694,221 @@ printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %s\
             })
         })
     }));
+}
+
+/// Starts `gantry serve ARGS --listen 127.0.0.1:0`.
+fn serve_standalone(g: &Gantry, args: &[&str]) -> Server {
+    let mut all = vec!["serve"];
+    all.extend(args);
+    all.extend(["--listen", "127.0.0.1:0"]);
+    let (child, url) = g.spawn_listening(&all, &[]);
+    Server { child, url }
+}
+
+#[test]
+fn gantry_serve_answers_oip_for_a_registered_model_and_its_metrics_pass_promtool() {
+    let g = Gantry::new();
+    train_two_versions(&g);
+    // Version 1 (max_depth 4); the second training run moved `champion` to a stump.
+    let s = serve_standalone(&g, &["iris@1"]);
+    let (status, meta) = http(&s.url, "GET", "/v2/models/iris", None);
+    assert_eq!(status, 200, "{meta}");
+    assert_eq!(meta["platform"], "gantry");
+    let names: Vec<&str> = meta["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    );
+    let (status, answer) = http(
+        &s.url,
+        "POST",
+        "/v2/models/iris/infer",
+        Some(&infer_body(&[(5.1, 3.5, 1.4, 0.2), (6.7, 3.0, 5.2, 2.3)])),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let predict = answer["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "predict")
+        .unwrap();
+    assert_eq!(predict["data"], json!(["setosa", "virginica"]));
+    let (status, err) = http(
+        &s.url,
+        "POST",
+        "/v2/models/iris/infer",
+        Some(
+            &json!({"inputs": [{"name": "sepal_length", "datatype": "FP64", "shape": [2], "data": [1.0]}]}),
+        ),
+    );
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("sepal_length"),
+        "{err}"
+    );
+    let (_, metrics) = http(&s.url, "GET", "/metrics", None);
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(
+        metrics.contains("gantry_model_requests_total{"),
+        "{metrics}"
+    );
+    promtool_accepts(&metrics);
+}
+
+/// A scikit-learn model converted with skl2onnx, registered with `gantry model register`,
+/// deployed, and answering like scikit-learn. Needs `GANTRY_TEST_SKLEARN_PYTHON` (a Python
+/// with scikit-learn, skl2onnx and onnx; scripts/test.sh makes one); unset, it says so.
+#[test]
+fn an_onnx_model_from_scikit_learn_is_registered_deployed_and_agrees_with_scikit_learn() {
+    let Ok(python) = std::env::var("GANTRY_TEST_SKLEARN_PYTHON") else {
+        eprintln!(
+            "ONNX end-to-end not configured: set GANTRY_TEST_SKLEARN_PYTHON (scripts/test.sh does)"
+        );
+        return;
+    };
+    let g = Gantry::new();
+    let out = g.dir.path().join("onnx");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../gantry-serve/tests/onnx/train_sklearn.py"
+    );
+    let status = Command::new(&python)
+        .arg(script)
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{python} {script} failed");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("expected.json")).unwrap()).unwrap();
+    let logistic = expected["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "logistic")
+        .unwrap();
+    // A ZipMap export cannot serve: refused at registration, with the way out.
+    let refused = g.run(&[
+        "model",
+        "register",
+        "iris-onnx",
+        out.join("logistic_zipmap.onnx").to_str().unwrap(),
+        "--flavor",
+        "onnx",
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("zipmap"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    g.ok(&[
+        "model",
+        "register",
+        "iris-onnx",
+        out.join("logistic.onnx").to_str().unwrap(),
+        "--flavor",
+        "onnx",
+        "--alias",
+        "champion",
+    ]);
+
+    let server = start_server(&g);
+    remote_ok(
+        &g,
+        &server.url,
+        &["deploy", "iris-onnx", "--model", "iris-onnx@champion"],
+    );
+    let rows: Vec<Vec<f64>> = logistic["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    let body = json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [rows.len(), 4], "data": rows}]});
+    wait_until("the ONNX deployment answers", || {
+        http(
+            &server.url,
+            "POST",
+            "/v2/models/iris-onnx/infer",
+            Some(&body),
+        )
+        .0 == 200
+    });
+    let (status, answer) = http(
+        &server.url,
+        "POST",
+        "/v2/models/iris-onnx/infer",
+        Some(&body),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let outputs = answer["outputs"].as_array().unwrap();
+    let label = outputs.iter().find(|o| o["datatype"] == "BYTES").unwrap();
+    assert_eq!(label["data"], logistic["label"]);
+    let probs = outputs
+        .iter()
+        .find(|o| o["datatype"] == "FP32" || o["datatype"] == "FP64")
+        .unwrap();
+    let got: Vec<f64> = probs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let want: Vec<f64> = logistic["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+        .collect();
+    assert_eq!(got.len(), want.len());
+    for (a, b) in got.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-5, "{a} vs scikit-learn's {b}");
+    }
+}
+
+/// Every prediction a client got an answer for is in the log after the server is killed
+/// with SIGKILL and started again; feedback for them still works.
+#[test]
+fn acknowledged_predictions_survive_a_killed_server() {
+    let g = Gantry::new();
+    train_two_versions(&g);
+    let mut server = start_server(&g);
+    remote_ok(&g, &server.url, &["deploy", "flowers", "--model", "iris@1"]);
+    wait_until("flowers is ready", || {
+        served_version(&server.url, "flowers").is_some()
+    });
+    let traffic = Traffic::start(&server.url, "flowers", 3);
+    std::thread::sleep(Duration::from_millis(1500));
+    // Kill mid-traffic: requests in flight may fail, answered ones must all be logged.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let (ok, _failures, _) = traffic.stop();
+    assert!(ok > 10, "only {ok} answers before the kill");
+    let server = start_server(&g);
+    let (status, log) = http(
+        &server.url,
+        "GET",
+        "/api/v1/deployments/flowers/predictions?limit=10000",
+        None,
+    );
+    assert_eq!(status, 200, "{log}");
+    let logged = log.as_array().unwrap().len();
+    assert!(logged >= ok, "{ok} answered but only {logged} logged");
+    let id = log[0]["request_id"].as_str().unwrap().to_string();
+    remote_ok(&g, &server.url, &["feedback", "flowers", &id, "virginica"]);
+    // The restarted server serves the deployment again (its replicas were reaped).
+    wait_until("flowers serves again after the restart", || {
+        served_version(&server.url, "flowers").is_some()
+    });
 }

@@ -19,7 +19,7 @@ fn example(g: &Gantry, name: &str) -> std::path::PathBuf {
 }
 
 #[test]
-fn the_demo_trains_selects_evaluates_registers_and_a_second_run_is_fully_cached() {
+fn the_demo_trains_registers_deploys_serves_and_monitors_and_a_second_run_is_fully_cached() {
     let g = Gantry::empty();
     let dir = g.dir.path().join("demo");
     let out = g.run(&["demo", "--dir", dir.to_str().unwrap(), "--output", "json"]);
@@ -30,7 +30,7 @@ fn the_demo_trains_selects_evaluates_registers_and_a_second_run_is_fully_cached(
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["run"]["status"], "succeeded", "{v:#}");
-    assert_eq!(v["run"]["steps"].as_array().unwrap().len(), 11);
+    assert_eq!(v["run"]["steps"].as_array().unwrap().len(), 12);
     let model = &v["models"][0];
     assert_eq!(model["model"], "breast-cancer");
     assert_eq!(model["aliases"][0], "champion");
@@ -66,10 +66,42 @@ fn the_demo_trains_selects_evaluates_registers_and_a_second_run_is_fully_cached(
     assert_eq!(m["lineage"]["data"][0], source);
     assert_eq!(m["lineage"]["run"], run);
 
+    // The pipeline's builtin/deploy step asked for the deployment; the demo served it, sent
+    // traffic whose size features drift half-way with feedback, and the monitor saw it.
+    let monitor = &v["monitor"];
+    assert_eq!(monitor["deployment"], "breast-cancer");
+    assert_eq!(monitor["version"], 1);
+    assert_eq!(monitor["revision"], 1);
+    let report = &monitor["report"];
+    assert_eq!(report["samples"], 300, "{report:#}");
+    let drifted: Vec<&str> = report["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["status"] == "drift")
+        .map(|f| f["feature"].as_str().unwrap())
+        .collect();
+    for f in ["mean_radius", "mean_area", "worst_perimeter"] {
+        assert!(drifted.contains(&f), "{f} not in {drifted:?}");
+    }
+    assert!(!drifted.contains(&"mean_texture"), "{drifted:?}");
+    let accuracy = report["performance"][0]["accuracy"].as_f64().unwrap();
+    assert!(accuracy < 0.9, "the shift costs accuracy: {accuracy}");
+    let firing: Vec<&str> = report["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["state"] == "firing")
+        .map(|a| a["rule"].as_str().unwrap())
+        .collect();
+    assert!(firing.contains(&"psi > 0.2"), "{firing:?}");
+    assert!(firing.contains(&"accuracy < 0.9"), "{firing:?}");
+    assert!(g.runc_containers().is_empty(), "the demo stops its replica");
+
     let again = g.run(&["demo", "--dir", dir.to_str().unwrap(), "--output", "json"]);
     assert!(again.status.success());
     let v2: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
-    assert_eq!(v2["run"]["cache_hits"], 11, "{v2:#}");
+    assert_eq!(v2["run"]["cache_hits"], 12, "{v2:#}");
     assert_eq!(
         g.json(&["model", "show", "breast-cancer"])["version"],
         1,

@@ -3,7 +3,6 @@
 
 use crate::support::{Gantry, eventually};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 struct Server {
@@ -21,21 +20,7 @@ impl Drop for Server {
 fn start_server(g: &Gantry, extra: &[&str]) -> Server {
     let mut args = vec!["server", "--listen", "127.0.0.1:0"];
     args.extend(extra);
-    let mut child = g
-        .command(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in the server's first line: {line:?}"))
-        .to_string();
+    let (child, url) = g.spawn_listening(&args, &[]);
     Server { child, url }
 }
 

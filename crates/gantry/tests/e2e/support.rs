@@ -108,6 +108,29 @@ impl Gantry {
             .unwrap()
     }
 
+    /// Starts a long-running `gantry ARGS` (a server) and returns it with the URL it
+    /// announces on its first line of stdout.
+    pub fn spawn_listening(&self, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+        let mut c = self.command(args);
+        c.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in the first line of `gantry {args:?}`: {line:?}"))
+            .to_string();
+        (child, url)
+    }
+
     pub fn write(&self, name: &str, content: &str) -> PathBuf {
         let p = self.dir.path().join(name);
         if let Some(parent) = p.parent() {
