@@ -321,16 +321,28 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let mut tried = Vec::new();
+    let mut last_error = None;
     let answer = loop {
         let Some(replica) = pool.pick(&tried) else {
+            let (status, response) = match last_error {
+                // Every ready replica failed this request: say why.
+                Some(e) => (
+                    502,
+                    oip_error(
+                        StatusCode::BAD_GATEWAY,
+                        format!("the model server failed: {e}"),
+                    ),
+                ),
+                None => (503, no_replica(&pool)),
+            };
             d.metrics().observe_inference(
                 &name,
                 &pool.model.target.label(),
                 role,
-                503,
+                status,
                 started.elapsed(),
             );
-            return no_replica(&pool);
+            return response;
         };
         match replica
             .send(
@@ -343,8 +355,9 @@ async fn handle(
         {
             Ok(r) => break r,
             Err(e) => {
-                tracing::debug!("{e}; trying another replica");
+                tracing::warn!(deployment = %name, "{e}; trying another replica");
                 tried.push(replica.id.clone());
+                last_error = Some(e);
             }
         }
     };

@@ -206,8 +206,9 @@ impl Replica {
         Ok(send)
     }
 
-    /// Sends one request and reads the whole answer. A pooled connection that turns out
-    /// to be closed is replaced once by a fresh one.
+    /// Sends one request and reads the whole answer. A request that fails on a pooled
+    /// connection (closed or reset by the peer while idle) is sent once more on a fresh one:
+    /// model servers answer inference without side effects, so a repeat is harmless.
     pub async fn send(
         &self,
         method: hyper::Method,
@@ -215,52 +216,50 @@ impl Replica {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<ReplicaResponse, ReplicaError> {
+        if let Some(pooled) = self.take_idle() {
+            match self
+                .exchange(pooled, &method, path, content_type, &body)
+                .await
+            {
+                Ok(r) => return Ok(r),
+                Err(e) => tracing::debug!("{e}; retrying on a fresh connection"),
+            }
+        }
+        let fresh = self.open().await?;
+        self.exchange(fresh, &method, path, content_type, &body)
+            .await
+    }
+
+    async fn exchange(
+        &self,
+        mut sender: SendRequest<Full<Bytes>>,
+        method: &hyper::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: &Bytes,
+    ) -> Result<ReplicaResponse, ReplicaError> {
         let http = |message: String| ReplicaError::Http {
             id: self.id.clone(),
             message,
         };
-        let build = || {
-            let mut b = hyper::Request::builder()
-                .method(method.clone())
-                .uri(path)
-                .header(hyper::header::HOST, "replica");
-            if let Some(ct) = content_type {
-                b = b.header(hyper::header::CONTENT_TYPE, ct);
-            }
-            b.body(Full::new(body.clone()))
-                .map_err(|e| http(e.to_string()))
-        };
-        let mut fresh = false;
-        let mut sender = match self.take_idle() {
-            Some(s) => s,
-            None => {
-                fresh = true;
-                self.open().await?
-            }
-        };
-        let response = loop {
-            if sender.ready().await.is_err() {
-                if fresh {
-                    return Err(http("the connection closed before the request".into()));
-                }
-                fresh = true;
-                sender = self.open().await?;
-                continue;
-            }
-            match sender.send_request(build()?).await {
-                Ok(r) => break r,
-                // A request that failed on a reused connection never reached the server's
-                // handler (hyper reports the connection closing), so sending it again is safe.
-                Err(e)
-                    if !fresh
-                        && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) =>
-                {
-                    fresh = true;
-                    sender = self.open().await?;
-                }
-                Err(e) => return Err(http(e.to_string())),
-            }
-        };
+        sender
+            .ready()
+            .await
+            .map_err(|e| http(format!("the connection closed: {e}")))?;
+        let mut request = hyper::Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(hyper::header::HOST, "replica");
+        if let Some(ct) = content_type {
+            request = request.header(hyper::header::CONTENT_TYPE, ct);
+        }
+        let request = request
+            .body(Full::new(body.clone()))
+            .map_err(|e| http(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| http(e.to_string()))?;
         let status = response.status().as_u16();
         let content_type = response
             .headers()

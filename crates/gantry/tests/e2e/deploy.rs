@@ -74,20 +74,32 @@ fn start_server(g: &Gantry) -> Server {
     Server { child, url }
 }
 
-/// One HTTP/1.1 request over a fresh connection: (status, body).
+/// One HTTP/1.1 request over a fresh connection: (status, body). A connection that fails
+/// (a killed server) is status 0 with the error as the body.
 pub fn http(url: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    match try_http(url, method, path, body) {
+        Ok(answer) => answer,
+        Err(e) => (0, Value::String(e.to_string())),
+    }
+}
+
+fn try_http(
+    url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> std::io::Result<(u16, Value)> {
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
         payload.len()
-    )
-    .unwrap();
+    )?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status: u16 = head
@@ -103,10 +115,10 @@ pub fn http(url: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, 
     } else {
         rest.to_string()
     };
-    (
+    Ok((
         status,
         serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    )
+    ))
 }
 
 fn dechunk(mut s: &str) -> String {
