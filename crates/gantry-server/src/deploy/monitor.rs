@@ -95,6 +95,16 @@ pub async fn compute(
     name: &str,
     now_ms: i64,
 ) -> Result<MonitorView, MonitorError> {
+    Ok(evaluate_deployment(store, artifacts, name, now_ms).await?.0)
+}
+
+/// [`compute`], also returning the desired state it was computed for.
+async fn evaluate_deployment(
+    store: &Store,
+    artifacts: &ArtifactStore,
+    name: &str,
+    now_ms: i64,
+) -> Result<(MonitorView, DeploymentSpec), MonitorError> {
     let record = store.get_deployment(name).await?;
     let spec: DeploymentSpec = serde_json::from_value(record.spec.clone())
         .map_err(|e| MonitorError::Invalid(format!("deployment {name}: stored spec: {e}")))?;
@@ -156,7 +166,7 @@ pub async fn compute(
         now_ms,
     );
     let alert_events = store.alert_events(name, 20).await?;
-    Ok(MonitorView {
+    let view = MonitorView {
         deployment: name.to_string(),
         revision: record.revision,
         model: spec.model.model.clone(),
@@ -168,7 +178,8 @@ pub async fn compute(
         reference_profile: reference_digest,
         report,
         alert_events,
-    })
+    };
+    Ok((view, spec))
 }
 
 /// One observation per row of every logged prediction.
@@ -251,7 +262,7 @@ pub(crate) async fn tick(
     name: &str,
 ) -> Result<(), MonitorError> {
     let now = gantry_engine::now_ms();
-    let view = compute(d.store(), d.artifacts(), name, now).await?;
+    let (view, spec) = evaluate_deployment(d.store(), d.artifacts(), name, now).await?;
     d.metrics().observe_monitor(name, &view.report);
     let previous = d
         .monitors()
@@ -285,13 +296,7 @@ pub(crate) async fn tick(
                 created_at_ms: now,
             })
             .await?;
-        let spec: Option<DeploymentSpec> = d
-            .store()
-            .get_deployment(name)
-            .await
-            .ok()
-            .and_then(|r| serde_json::from_value(r.spec).ok());
-        if let (Some(http), Some(url)) = (http, spec.and_then(|s| s.monitor.webhook)) {
+        if let (Some(http), Some(url)) = (http, spec.monitor.webhook.clone()) {
             let body = json!({
                 "deployment": name,
                 "model": view.model,
@@ -309,7 +314,7 @@ pub(crate) async fn tick(
     if let Ok(mut f) = d.monitors().firing.lock() {
         f.insert(name.to_string(), current);
     }
-    prune(d.store(), name, now).await;
+    prune(d.store(), name, &spec, now).await;
     Ok(())
 }
 
@@ -333,13 +338,7 @@ async fn post_webhook(http: &reqwest::Client, url: &str, body: &Value) {
 }
 
 /// Keeps the prediction log within the deployment's retention.
-async fn prune(store: &Store, name: &str, now: i64) {
-    let Ok(record) = store.get_deployment(name).await else {
-        return;
-    };
-    let Ok(spec) = serde_json::from_value::<DeploymentSpec>(record.spec) else {
-        return;
-    };
+async fn prune(store: &Store, name: &str, spec: &DeploymentSpec, now: i64) {
     let Ok(age) = parse_duration(&spec.retention.max_age) else {
         return;
     };
