@@ -648,29 +648,32 @@ printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %s\
         "--name",
         "oip-doubler:1",
     ]);
-    g.ok(&[
-        "model",
-        "register",
-        "doubler",
-        "--flavor",
-        "custom",
-        "--image",
-        "oip-doubler:1",
-        "--port",
-        "9000",
-        "--arg",
-        "/bin/nc",
-        "--arg",
-        "-ll",
-        "--arg",
-        "-p",
-        "--arg",
-        "9000",
-        "--arg",
-        "-e",
-        "--arg",
-        "/srv/oip",
-    ]);
+    // Two versions of the same server: the second serves as a shadow below.
+    for _ in 0..2 {
+        g.ok(&[
+            "model",
+            "register",
+            "doubler",
+            "--flavor",
+            "custom",
+            "--image",
+            "oip-doubler:1",
+            "--port",
+            "9000",
+            "--arg",
+            "/bin/nc",
+            "--arg",
+            "-ll",
+            "--arg",
+            "-p",
+            "--arg",
+            "9000",
+            "--arg",
+            "-e",
+            "--arg",
+            "/srv/oip",
+        ]);
+    }
     let server = start_server(&g);
     let url = server.url.clone();
     remote_ok(&g, &url, &["deploy", "twice", "--model", "doubler@1"]);
@@ -706,6 +709,57 @@ printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %s\
             })
         })
     }));
+
+    let log_of = |url: &str| -> Vec<Value> {
+        let (_, log) = http(
+            url,
+            "GET",
+            "/api/v1/deployments/twice/predictions?limit=1000",
+            None,
+        );
+        log.as_array().cloned().unwrap_or_default()
+    };
+    // A shadow gets a copy of each request: its answer is logged under the same request id
+    // with role `shadow`, and never returned.
+    remote_ok(&g, &url, &["deploy", "twice", "--shadow", "doubler@2"]);
+    wait_until("the shadow serves", || {
+        let (_, d) = http(&url, "GET", "/api/v1/deployments/twice", None);
+        d["actual"]["serving_revision"] == d["revision"]
+    });
+    let (status, answer) = http(&url, "POST", "/v2/models/twice/infer", Some(&body));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["model_version"], "1", "the primary answers");
+    let id = answer["id"].as_str().unwrap().to_string();
+    wait_until("the shadow's answer is logged", || {
+        log_of(&url)
+            .iter()
+            .any(|p| p["request_id"] == id.as_str() && p["role"] == "shadow" && p["version"] == 2)
+    });
+
+    // Sampling: with a rate of 0 nothing more is logged, though every request is answered.
+    remote_ok(
+        &g,
+        &url,
+        &["deploy", "twice", "--no-shadow", "--sample-rate", "0"],
+    );
+    wait_until("the sample rate applies", || {
+        let (_, d) = http(&url, "GET", "/api/v1/deployments/twice", None);
+        d["actual"]["serving_revision"] == d["revision"]
+    });
+    let before = log_of(&url).len();
+    for _ in 0..5 {
+        assert_eq!(
+            http(&url, "POST", "/v2/models/twice/infer", Some(&body)).0,
+            200
+        );
+    }
+    assert_eq!(log_of(&url).len(), before);
+
+    // Retention: the monitor prunes the log down to --max-predictions.
+    remote_ok(&g, &url, &["deploy", "twice", "--max-predictions", "1"]);
+    wait_until("the log is pruned to its retention", || {
+        log_of(&url).len() == 1
+    });
 }
 
 /// Starts `gantry serve ARGS --listen 127.0.0.1:0`.
