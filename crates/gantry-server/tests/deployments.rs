@@ -24,6 +24,10 @@ struct Api {
 
 impl Api {
     async fn start() -> Api {
+        Api::start_with(false).await
+    }
+
+    async fn start_with(auth: bool) -> Api {
         let home = tempfile::tempdir().unwrap();
         let db = support::database_url(home.path()).await;
         let store = Store::connect(&db).await.unwrap();
@@ -31,11 +35,9 @@ impl Api {
         register_iris(&store, &artifacts, home.path()).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = AppState::new(
-            store.clone(),
-            artifacts,
-            ServerConfig::local(&base, home.path().join("mlflow")),
-        );
+        let mut config = ServerConfig::local(&base, home.path().join("mlflow"));
+        config.auth = auth;
+        let state = AppState::new(store.clone(), artifacts, config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(gantry_server::serve(state, listener, async {
             let _ = stopped.await;
@@ -50,7 +52,20 @@ impl Api {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(None, method, path, body).await
+    }
+
+    async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
         if let Some(b) = body {
             req = req
                 .header("content-type", "application/json")
@@ -464,4 +479,102 @@ async fn feedback_joins_the_log_and_the_monitor_sees_drift_and_a_performance_dro
         .await;
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["error"]["field"], "limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_and_projects_govern_deployments() {
+    let api = Api::start_with(true).await;
+    let token = |name: &'static str, role, project: Option<&'static str>| {
+        let store = api.store.clone();
+        async move {
+            gantry_server::auth::issue_token(&store, name, role, project)
+                .await
+                .unwrap()
+                .secret
+        }
+    };
+    use gantry_server::auth::Role;
+    let viewer = token("viewer", Role::Viewer, None).await;
+    let ours = token("ours", Role::Editor, Some("flowers-team")).await;
+    let theirs = token("theirs", Role::Editor, Some("other-team")).await;
+    let post = reqwest::Method::POST;
+    let get = reqwest::Method::GET;
+    let body = json!({"model": "iris@champion"});
+
+    let (status, _) = api
+        .call(
+            post.clone(),
+            "/api/v1/deployments/flowers",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, 401, "no token");
+    let (status, v) = api
+        .call_as(
+            Some(&viewer),
+            post.clone(),
+            "/api/v1/deployments/flowers",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, 403, "viewers read only: {v}");
+    let (status, v) = api
+        .call_as(
+            Some(&ours),
+            post.clone(),
+            "/api/v1/deployments/flowers",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["project"], "flowers-team");
+    // Another project's token does not see it, cannot change it, cannot send feedback.
+    let (status, _) = api
+        .call_as(
+            Some(&theirs),
+            get.clone(),
+            "/api/v1/deployments/flowers",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (_, list) = api
+        .call_as(Some(&theirs), get.clone(), "/api/v1/deployments", None)
+        .await;
+    assert_eq!(list, json!([]));
+    let (status, _) = api
+        .call_as(
+            Some(&theirs),
+            post.clone(),
+            "/api/v1/deployments/flowers/promote",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = api
+        .call_as(
+            Some(&theirs),
+            post.clone(),
+            "/api/v1/deployments/flowers",
+            Some(json!({"replicas": 2})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    // The viewer (no project) reads it; the audit log names who changed what.
+    let (status, v) = api
+        .call_as(
+            Some(&viewer),
+            get.clone(),
+            "/api/v1/deployments/flowers",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let audit = api.store.list_audit(10).await.unwrap();
+    assert!(
+        audit.iter().any(|a| a.action == "deployment.apply"
+            && a.target == "flowers"
+            && a.principal == "ours"),
+        "{audit:?}"
+    );
 }
