@@ -67,6 +67,8 @@ pub struct Pool {
     replicas: Mutex<Vec<RunningReplica>>,
     next: AtomicUsize,
     serial: AtomicUsize,
+    /// Random, per pool: part of every replica's container id.
+    nonce: String,
 }
 
 struct RunningReplica {
@@ -136,11 +138,14 @@ impl Pool {
         };
         while replicas.len() < want {
             let n = self.serial.fetch_add(1, Ordering::Relaxed);
+            // Container ids (and so cgroup paths) are machine-wide: the nonce keeps two
+            // servers (other homes) with a deployment of the same name apart.
             let id = format!(
-                "gantry-serve-{}-{}-v{}-{n}",
+                "gantry-serve-{}-{}-v{}-{}-{n}",
                 self.key.deployment,
                 sanitize(&self.key.model),
-                self.key.version
+                self.key.version,
+                self.nonce
             );
             let mut template = self.model.template.clone();
             template.dir = template.dir.join(&id);
@@ -613,6 +618,7 @@ impl Deployments {
                     replicas: Mutex::new(Vec::new()),
                     next: AtomicUsize::new(0),
                     serial: AtomicUsize::new(0),
+                    nonce: hex::encode(rand::random::<[u8; 4]>()),
                 });
                 if let Ok(mut pools) = self.inner.pools.lock() {
                     pools.insert(key, Arc::clone(&pool));

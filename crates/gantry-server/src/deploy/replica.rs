@@ -415,7 +415,15 @@ async fn run_once(
     let mut container = tokio::spawn(async move { rt.runtime().run(req, log_tx).await });
 
     // The hook call arrives once the namespace exists; the container may also fail first.
+    // `biased`: when the replica is being stopped, its container's end is not a failure.
     let pid = tokio::select! {
+        biased;
+        _ = stop.cancelled() => {
+            remove_socket();
+            kill.cancel();
+            let _ = container.await;
+            return Ok(());
+        }
         accepted = hooks.accept() => {
             remove_socket();
             let (conn, _) = accepted.map_err(|e| format!("accepting the hook: {e}"))?;
@@ -426,12 +434,6 @@ async fn run_once(
             let tail = logs.await.unwrap_or_default();
             return Err(format!("the container ended before it started serving: {}; last output:\n{tail}", describe(ended)));
         }
-        _ = stop.cancelled() => {
-            remove_socket();
-            kill.cancel();
-            let _ = container.await;
-            return Ok(());
-        }
     };
     tracing::debug!(replica = %replica.id, pid, "replica namespace ready");
 
@@ -439,16 +441,17 @@ async fn run_once(
     let mut failures = 0;
     loop {
         tokio::select! {
-            ended = &mut container => {
-                replica.reset();
-                let tail = logs.await.unwrap_or_default();
-                return Err(format!("the model server exited: {}; last output:\n{tail}", describe(ended)));
-            }
+            biased;
             _ = stop.cancelled() => {
                 replica.ready.store(false, Ordering::Release);
                 kill.cancel();
                 let _ = container.await;
                 return Ok(());
+            }
+            ended = &mut container => {
+                replica.reset();
+                let tail = logs.await.unwrap_or_default();
+                return Err(format!("the model server exited: {}; last output:\n{tail}", describe(ended)));
             }
             _ = tokio::time::sleep(if replica.is_ready() { HEALTH_INTERVAL } else { Duration::from_millis(100) }) => {}
         }

@@ -978,3 +978,33 @@ fn acknowledged_predictions_survive_a_killed_server() {
         served_version(&server.url, "flowers").is_some()
     });
 }
+
+/// Two servers on one machine (two homes) with a deployment of the same name: stopping one
+/// leaves the other's replicas alone (container ids and cgroups are machine-wide).
+#[test]
+fn same_named_deployments_of_two_homes_do_not_touch_each_other() {
+    let (a, b) = (Gantry::new(), Gantry::new());
+    train_two_versions(&a);
+    train_two_versions(&b);
+    let (sa, sb) = (start_server(&a), start_server(&b));
+    for (g, s) in [(&a, &sa), (&b, &sb)] {
+        remote_ok(g, &s.url, &["deploy", "flowers", "--model", "iris@1"]);
+    }
+    for s in [&sa, &sb] {
+        wait_serving(&s.url, "flowers", "1");
+    }
+    remote_ok(&a, &sa.url, &["undeploy", "flowers"]);
+    wait_until("a's replicas are gone", || {
+        replica_containers(&a).is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, d) = http(&sb.url, "GET", "/api/v1/deployments/flowers", None);
+    let restarts: u64 = d["actual"]["pools"][0]["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["restarts"].as_u64().unwrap())
+        .sum();
+    assert_eq!(restarts, 0, "b's replica was disturbed: {d}");
+    assert_eq!(served_version(&sb.url, "flowers").as_deref(), Some("1"));
+}
