@@ -98,13 +98,18 @@ pub async fn compute(
     Ok(evaluate_deployment(store, artifacts, name, now_ms).await?.0)
 }
 
-/// [`compute`], also returning the desired state it was computed for.
+/// Alert events shown with a monitor; restoring alert states reads further back.
+const SHOWN_EVENTS: usize = 20;
+const RESTORED_EVENTS: i64 = 500;
+
+/// [`compute`], also returning the desired state it was computed for and the recent alert
+/// events (newest first, more than the view shows).
 async fn evaluate_deployment(
     store: &Store,
     artifacts: &ArtifactStore,
     name: &str,
     now_ms: i64,
-) -> Result<(MonitorView, DeploymentSpec), MonitorError> {
+) -> Result<(MonitorView, DeploymentSpec, Vec<AlertEvent>), MonitorError> {
     let record = store.get_deployment(name).await?;
     let spec: DeploymentSpec = serde_json::from_value(record.spec.clone())
         .map_err(|e| MonitorError::Invalid(format!("deployment {name}: stored spec: {e}")))?;
@@ -165,7 +170,8 @@ async fn evaluate_deployment(
         &config,
         now_ms,
     );
-    let alert_events = store.alert_events(name, 20).await?;
+    let events = store.alert_events(name, RESTORED_EVENTS).await?;
+    let alert_events = events.iter().take(SHOWN_EVENTS).cloned().collect();
     let view = MonitorView {
         deployment: name.to_string(),
         revision: record.revision,
@@ -179,7 +185,7 @@ async fn evaluate_deployment(
         report,
         alert_events,
     };
-    Ok((view, spec))
+    Ok((view, spec, events))
 }
 
 /// One observation per row of every logged prediction.
@@ -262,15 +268,20 @@ pub(crate) async fn tick(
     name: &str,
 ) -> Result<(), MonitorError> {
     let now = gantry_engine::now_ms();
-    let (view, spec) = evaluate_deployment(d.store(), d.artifacts(), name, now).await?;
+    let (view, spec, events) = evaluate_deployment(d.store(), d.artifacts(), name, now).await?;
     d.metrics().observe_monitor(name, &view.report);
-    let previous = d
+    let known = d
         .monitors()
         .firing
         .lock()
         .ok()
-        .and_then(|f| f.get(name).cloned())
-        .unwrap_or_default();
+        .and_then(|f| f.get(name).cloned());
+    let previous = match known {
+        Some(states) => states,
+        // First evaluation by this server process: continue from the recorded events, so a
+        // restart does not announce alerts that were already firing a second time.
+        None => last_recorded_states(&events),
+    };
     let mut current = BTreeMap::new();
     for alert in &view.report.alerts {
         let firing = alert.state == gantry_monitor::AlertState::Firing;
@@ -316,6 +327,15 @@ pub(crate) async fn tick(
     }
     prune(d.store(), name, &spec, now).await;
     Ok(())
+}
+
+/// The latest recorded state of each rule (`events` newest first): firing or not.
+fn last_recorded_states(events: &[AlertEvent]) -> BTreeMap<String, bool> {
+    let mut states = BTreeMap::new();
+    for e in events {
+        states.entry(e.rule.clone()).or_insert(e.state == "firing");
+    }
+    states
 }
 
 /// Delivers an alert, retrying a failing receiver a few times.

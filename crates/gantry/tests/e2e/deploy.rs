@@ -571,6 +571,30 @@ fn drift_and_a_performance_drop_fire_alerts_to_a_webhook_and_metrics_pass_promto
         "{metrics}"
     );
     promtool_accepts(&metrics);
+
+    // A restarted server continues from the recorded alert states: alerts that were
+    // already firing are not announced again.
+    let announced = received.lock().unwrap().len();
+    let (_, before) = http(&url, "GET", "/api/v1/deployments/flowers/monitor", None);
+    drop(server);
+    let server = start_server(&g);
+    wait_until("the restarted server serves", || {
+        served_version(&server.url, "flowers").is_some()
+    });
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(
+        received.lock().unwrap().len(),
+        announced,
+        "{:?}",
+        received.lock().unwrap()
+    );
+    let (_, after) = http(
+        &server.url,
+        "GET",
+        "/api/v1/deployments/flowers/monitor",
+        None,
+    );
+    assert_eq!(after["alert_events"], before["alert_events"]);
 }
 
 pub fn promtool_accepts(metrics: &str) {
