@@ -80,21 +80,18 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
         .route("/v2/models/{name}", get(model_metadata))
-        .route(
-            "/v2/models/{name}/versions/{version}",
-            get(model_metadata_at),
-        )
+        .route("/v2/models/{name}/versions/{version}", get(model_metadata))
         .route("/v2/models/{name}/ready", get(model_ready))
         .route(
             "/v2/models/{name}/versions/{version}/ready",
-            get(model_ready_at),
+            get(model_ready),
         )
         .route("/v2/models/{name}/infer", post(infer))
-        .route("/v2/models/{name}/versions/{version}/infer", post(infer_at))
+        .route("/v2/models/{name}/versions/{version}/infer", post(infer))
         .route("/v2/models/{name}/predict", post(predict))
         .route(
             "/v2/models/{name}/versions/{version}/predict",
-            post(predict_at),
+            post(predict),
         )
         .route("/metrics", get(metrics))
         .fallback(no_route)
@@ -167,40 +164,26 @@ async fn ready(State(state): AppState) -> StatusCode {
     }
 }
 
-fn metadata_response(state: &ServeState, name: &str, version: Option<&str>) -> Response {
-    match state.models.get(name, version) {
-        Ok(model) => Json(model.metadata(state.models.versions(name))).into_response(),
+/// `/v2/models/{name}` and `/v2/models/{name}/versions/{version}` alike.
+#[derive(serde::Deserialize)]
+struct ModelPath {
+    name: String,
+    #[serde(default)]
+    version: Option<String>,
+}
+
+async fn model_metadata(State(state): AppState, Path(p): Path<ModelPath>) -> Response {
+    match state.models.get(&p.name, p.version.as_deref()) {
+        Ok(model) => Json(model.metadata(state.models.versions(&p.name))).into_response(),
         Err(e) => error_response(&e),
     }
 }
 
-async fn model_metadata(State(state): AppState, Path(name): Path<String>) -> Response {
-    metadata_response(&state, &name, None)
-}
-
-async fn model_metadata_at(
-    State(state): AppState,
-    Path((name, version)): Path<(String, String)>,
-) -> Response {
-    metadata_response(&state, &name, Some(&version))
-}
-
-fn ready_response(state: &ServeState, name: &str, version: Option<&str>) -> Response {
-    match state.models.get(name, version) {
+async fn model_ready(State(state): AppState, Path(p): Path<ModelPath>) -> Response {
+    match state.models.get(&p.name, p.version.as_deref()) {
         Ok(_) => StatusCode::OK.into_response(),
         Err(e) => error_response(&e),
     }
-}
-
-async fn model_ready(State(state): AppState, Path(name): Path<String>) -> Response {
-    ready_response(&state, &name, None)
-}
-
-async fn model_ready_at(
-    State(state): AppState,
-    Path((name, version)): Path<(String, String)>,
-) -> Response {
-    ready_response(&state, &name, Some(&version))
 }
 
 async fn metrics(State(state): AppState, headers: HeaderMap) -> Response {
@@ -209,34 +192,18 @@ async fn metrics(State(state): AppState, headers: HeaderMap) -> Response {
 
 async fn infer(
     State(state): AppState,
-    Path(name): Path<String>,
+    Path(p): Path<ModelPath>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    serve_infer(state, &name, None, body).await
-}
-
-async fn infer_at(
-    State(state): AppState,
-    Path((name, version)): Path<(String, String)>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    serve_infer(state, &name, Some(&version), body).await
+    serve_infer(state, &p.name, p.version.as_deref(), body).await
 }
 
 async fn predict(
     State(state): AppState,
-    Path(name): Path<String>,
+    Path(p): Path<ModelPath>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    serve_predict(state, &name, None, body).await
-}
-
-async fn predict_at(
-    State(state): AppState,
-    Path((name, version)): Path<(String, String)>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    serve_predict(state, &name, Some(&version), body).await
+    serve_predict(state, &p.name, p.version.as_deref(), body).await
 }
 
 fn parse_body<T: DeserializeOwned>(

@@ -35,19 +35,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/models/{name}/predict", post(proxy::predict))
         .route(
             "/v2/models/{name}/versions/{version}",
-            get(proxy::version_metadata),
+            get(proxy::model_metadata),
         )
         .route(
             "/v2/models/{name}/versions/{version}/ready",
-            get(proxy::version_ready),
+            get(proxy::model_ready),
         )
         .route(
             "/v2/models/{name}/versions/{version}/infer",
-            post(proxy::infer_version),
+            post(proxy::infer),
         )
         .route(
             "/v2/models/{name}/versions/{version}/predict",
-            post(proxy::predict_version),
+            post(proxy::predict),
         )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(

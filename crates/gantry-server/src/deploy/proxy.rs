@@ -91,58 +91,46 @@ fn pool_of_version(live: &Live, version: &str) -> Result<(Arc<Pool>, &'static st
     ))
 }
 
-pub(crate) async fn model_metadata(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Response {
-    let live = match live_or_404(&state.deployments, &name) {
-        Ok(l) => l,
-        Err(r) => return r.into_response(),
-    };
-    forward_get(
-        &live.primary,
-        &format!(
-            "/v2/models/{name}/versions/{}",
-            live.primary.model.target.version
-        ),
-    )
-    .await
+/// `/v2/models/{name}` and `/v2/models/{name}/versions/{version}` alike.
+#[derive(serde::Deserialize)]
+pub(crate) struct ModelPath {
+    name: String,
+    #[serde(default)]
+    version: Option<String>,
 }
 
-pub(crate) async fn version_metadata(
+/// The pool a metadata or readiness request is about: the version asked for, else the
+/// primary model.
+fn pool_for(d: &Deployments, p: &ModelPath) -> Result<Arc<Pool>, OipError> {
+    let live = live_or_404(d, &p.name)?;
+    match &p.version {
+        Some(v) => Ok(pool_of_version(&live, v)?.0),
+        None => Ok(Arc::clone(&live.primary)),
+    }
+}
+
+pub(crate) async fn model_metadata(
     State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
+    Path(p): Path<ModelPath>,
 ) -> Response {
-    let live = match live_or_404(&state.deployments, &name) {
-        Ok(l) => l,
-        Err(r) => return r.into_response(),
-    };
-    match pool_of_version(&live, &version) {
-        Ok((pool, _)) => forward_get(&pool, &format!("/v2/models/{name}/versions/{version}")).await,
+    match pool_for(&state.deployments, &p) {
+        Ok(pool) => {
+            let path = format!(
+                "/v2/models/{}/versions/{}",
+                p.name, pool.model.target.version
+            );
+            forward_get(&pool, &path).await
+        }
         Err(r) => r.into_response(),
     }
 }
 
 pub(crate) async fn model_ready(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(p): Path<ModelPath>,
 ) -> Response {
-    match live_or_404(&state.deployments, &name) {
-        Ok(l) => pool_ready(&name, &l.primary),
-        Err(r) => r.into_response(),
-    }
-}
-
-pub(crate) async fn version_ready(
-    State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
-) -> Response {
-    let live = match live_or_404(&state.deployments, &name) {
-        Ok(l) => l,
-        Err(r) => return r.into_response(),
-    };
-    match pool_of_version(&live, &version) {
-        Ok((pool, _)) => pool_ready(&name, &pool),
+    match pool_for(&state.deployments, &p) {
+        Ok(pool) => pool_ready(&p.name, &pool),
         Err(r) => r.into_response(),
     }
 }
@@ -210,25 +198,15 @@ impl Protocol {
 pub(crate) async fn infer(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    handle(state, principal, name, None, Protocol::Infer, headers, body).await
-}
-
-pub(crate) async fn infer_version(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Path((name, version)): Path<(String, String)>,
+    Path(p): Path<ModelPath>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     handle(
         state,
         principal,
-        name,
-        Some(version),
+        p.name,
+        p.version,
         Protocol::Infer,
         headers,
         body,
@@ -239,34 +217,15 @@ pub(crate) async fn infer_version(
 pub(crate) async fn predict(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(name): Path<String>,
+    Path(p): Path<ModelPath>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     handle(
         state,
         principal,
-        name,
-        None,
-        Protocol::Predict,
-        headers,
-        body,
-    )
-    .await
-}
-
-pub(crate) async fn predict_version(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Path((name, version)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    handle(
-        state,
-        principal,
-        name,
-        Some(version),
+        p.name,
+        p.version,
         Protocol::Predict,
         headers,
         body,

@@ -716,6 +716,34 @@ printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %s\
         .map(|v| v.as_f64().unwrap())
         .collect();
     assert_eq!(out, [3.0, 4.0, 20.0]);
+    // Metadata, readiness and a pinned version pass through the control plane; a version
+    // the deployment does not serve is a 404 in the protocol's shape.
+    let (status, meta) = http(&url, "GET", "/v2/models/twice/versions/1", None);
+    assert_eq!(status, 200, "{meta}");
+    assert_eq!(meta["platform"], "busybox-nc");
+    assert_eq!(http(&url, "GET", "/v2/models/twice/ready", None).0, 200);
+    assert_eq!(
+        http(&url, "GET", "/v2/models/twice/versions/1/ready", None).0,
+        200
+    );
+    let (status, pinned) = http(
+        &url,
+        "POST",
+        "/v2/models/twice/versions/1/infer",
+        Some(&body),
+    );
+    assert_eq!(status, 200, "{pinned}");
+    let (status, err) = http(
+        &url,
+        "POST",
+        "/v2/models/twice/versions/9/infer",
+        Some(&body),
+    );
+    assert_eq!(status, 404, "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("version 9"),
+        "{err}"
+    );
     // Logged like any prediction, keyed by the id the model server returned.
     let id = answer["id"].as_str().unwrap();
     assert!(eventually(|| {
