@@ -189,6 +189,46 @@ impl Store {
         }))
     }
 
+    /// Records that someone of `project` uploaded the artifact `digest` (so runs of that
+    /// project may name it). Granting again changes nothing.
+    pub async fn grant_artifact(
+        &self,
+        digest: &str,
+        project: &str,
+        granted_by: &str,
+        ts_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO artifact_grants (digest, project, granted_by, created_at_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (digest, project) DO NOTHING",
+        )
+        .bind(digest)
+        .bind(project)
+        .bind(granted_by)
+        .bind(ts_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query(format!(
+            "granting {digest} to project {project}"
+        )))?;
+        Ok(())
+    }
+
+    /// Whether the artifact `digest` was uploaded for `project`.
+    pub async fn artifact_granted(&self, digest: &str, project: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM artifact_grants WHERE digest = $1 AND project = $2",
+        )
+        .bind(digest)
+        .bind(project)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::query(format!(
+            "looking up the grant of {digest} to project {project}"
+        )))?;
+        Ok(column::<i64>(&row, "n")? > 0)
+    }
+
     /// Appends one entry to the audit log and returns its id.
     pub async fn append_audit(
         &self,

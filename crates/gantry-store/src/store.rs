@@ -37,6 +37,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "serving",
         include_str!("../migrations/sqlite/0005_serving.sql"),
     ),
+    (
+        6,
+        "uploads",
+        include_str!("../migrations/sqlite/0006_uploads.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -64,6 +69,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "serving",
         include_str!("../migrations/postgres/0005_serving.sql"),
+    ),
+    (
+        6,
+        "uploads",
+        include_str!("../migrations/postgres/0006_uploads.sql"),
     ),
 ];
 

@@ -125,6 +125,19 @@ mod cases {
         let store = Store::connect(url).await.unwrap();
         assert_eq!(store.list_audit(0).await.unwrap().len(), 5);
     }
+
+    pub async fn uploads_are_granted_per_project(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let d = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
+        assert!(!store.artifact_granted(d, "a").await.unwrap());
+        store.grant_artifact(d, "a", "alice", 1).await.unwrap();
+        // A second upload of the same content by the same project is no error.
+        store.grant_artifact(d, "a", "bob", 2).await.unwrap();
+        assert!(store.artifact_granted(d, "a").await.unwrap());
+        assert!(!store.artifact_granted(d, "b").await.unwrap());
+        store.grant_artifact(d, "b", "carol", 3).await.unwrap();
+        assert!(store.artifact_granted(d, "b").await.unwrap());
+    }
 }
 
 macro_rules! on_every_backend {
@@ -159,4 +172,5 @@ on_every_backend!(
     tokens_verify_only_with_the_right_hash,
     invalid_tokens_are_refused,
     audit_log_is_append_only_newest_first,
+    uploads_are_granted_per_project,
 );
