@@ -2,6 +2,8 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::ArtifactKind;
+
 /// Everything the artifact store can fail with. Messages name the path or digest involved.
 #[derive(Debug, Error)]
 pub enum ArtifactError {
@@ -59,6 +61,53 @@ pub enum ArtifactError {
 
     #[error("{path} already exists: choose another output directory or remove it first")]
     Exists { path: PathBuf },
+
+    #[error(
+        "input {rel} is refused: {why} (inputs are read only from inside the data root {root})"
+    )]
+    Escape {
+        root: PathBuf,
+        rel: PathBuf,
+        why: &'static str,
+    },
+
+    #[error(
+        "input {path} is refused: it has {links} hard links, and a file with more than one link may be a link to a file outside the data root (copy it instead)"
+    )]
+    HardLink { path: PathBuf, links: u64 },
+
+    #[error("permission denied: {as_user} cannot read input {path}")]
+    PermissionDenied { path: PathBuf, as_user: String },
+
+    #[error(
+        "the upload does not match its digest: expected {expected}, got {got}; nothing was stored"
+    )]
+    DigestMismatch { expected: String, got: String },
+
+    #[error(
+        "the upload of {digest} is larger than the {max} bytes allowed here; nothing was stored"
+    )]
+    UploadTooLarge { digest: String, max: u64 },
+
+    #[error(
+        "artifact {digest} is already stored as a {}, not a {}",
+        .stored.as_str(),
+        .requested.as_str()
+    )]
+    KindConflict {
+        digest: String,
+        stored: ArtifactKind,
+        requested: ArtifactKind,
+    },
+
+    #[error("the uploaded archive for {digest} is not a valid tar ({detail}); nothing was stored")]
+    BadArchive { digest: String, detail: String },
+
+    #[error("reading the upload body failed: {source}")]
+    Body {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 
     #[error("object store failed while {op}: {source}")]
     ObjectStore {

@@ -6,19 +6,32 @@
 //! small metadata object after the content. Reading verifies the digest, and directory trees
 //! are unpacked entry by entry with path and symlink checks, because outputs come from
 //! untrusted containers.
+//!
+//! Inputs named by remote users come in two ways, both refusing anything outside what the user
+//! may read: `put_confined` reads below an admin-configured data root by file descriptors
+//! only (no `..`, no symlinks, no hard links; optionally with an unprivileged user's
+//! permissions), and `put_stream` takes a client's upload, verified against the digest the
+//! client computed with `digest_path` and sent with `canonical_body`, and a directory's tar
+//! checked entry by entry before anything is committed.
 
+mod archive_check;
+mod confined;
 mod digest;
 mod error;
 mod export;
 mod pack;
+mod read_as;
 mod store;
+mod streamed;
 mod symlink;
 mod unpack;
 
 use serde::{Deserialize, Serialize};
 
+pub use confined::Confined;
 pub use error::ArtifactError;
 pub use store::ArtifactStore;
+pub use streamed::{canonical_body, digest_path};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

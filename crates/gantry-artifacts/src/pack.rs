@@ -8,6 +8,10 @@
 //! The tree was written by an untrusted step, so nothing here follows a symlink: the walk uses
 //! lstat, files are opened with O_NOFOLLOW (and O_NONBLOCK, so a fifo swapped in cannot block
 //! the open) and checked to be regular files on the opened descriptor.
+//!
+//! Two sources feed the same tar writer (`CanonicalTar`), so they produce the same bytes for
+//! the same tree: a path given by a trusted caller (walked here with walkdir), and an input
+//! confined to a data root (walked by file descriptors in `confined`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -17,6 +21,7 @@ use std::path::{Path, PathBuf};
 use walkdir::WalkDir;
 
 use crate::ArtifactKind;
+use crate::confined::{Confined, pack_confined};
 use crate::error::ArtifactError;
 use crate::symlink::check_link;
 
@@ -24,6 +29,35 @@ const FILE_MODE: u32 = 0o644;
 const EXEC_MODE: u32 = 0o755;
 const DIR_MODE: u32 = 0o755;
 const LINK_MODE: u32 = 0o777;
+
+/// The tree (or file) being packed.
+pub(crate) enum Input {
+    /// A path given by a trusted caller.
+    Path(PathBuf),
+    /// A path below an admin-configured data root, read by file descriptors only.
+    Confined(Confined),
+}
+
+impl Input {
+    /// Packs the input into `out` and says what it was; blocking.
+    pub(crate) fn pack<W: Write>(&self, out: W) -> Result<(ArtifactKind, W), ArtifactError> {
+        match self {
+            Input::Path(path) => {
+                let kind = classify(path)?;
+                write_canonical(path, kind, out).map(|out| (kind, out))
+            }
+            Input::Confined(src) => pack_confined(src, out),
+        }
+    }
+
+    /// The path to name in messages: for a confined input, relative to its data root.
+    pub(crate) fn shown(&self) -> &Path {
+        match self {
+            Input::Path(path) => path,
+            Input::Confined(src) => &src.rel,
+        }
+    }
+}
 
 /// What `path` will be stored as; rejects a top-level symlink and special files.
 pub(crate) fn classify(path: &Path) -> Result<ArtifactKind, ArtifactError> {
@@ -59,7 +93,7 @@ pub(crate) fn write_canonical<W: Write>(
 }
 
 fn write_tree<W: Write>(root: &Path, out: W) -> Result<W, ArtifactError> {
-    let mut tar = tar::Builder::new(out);
+    let mut tar = CanonicalTar::new(out);
     let walk = WalkDir::new(root)
         .min_depth(1)
         .follow_links(false)
@@ -80,26 +114,12 @@ fn write_tree<W: Write>(root: &Path, out: W) -> Result<W, ArtifactError> {
                 path: path.to_owned(),
             })?;
         let ft = entry.file_type();
-        let mut header = tar::Header::new_gnu();
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
         let written = if ft.is_dir() {
-            header.set_entry_type(tar::EntryType::Directory);
-            header.set_mode(DIR_MODE);
-            header.set_size(0);
-            tar.append_data(&mut header, rel, io::empty())
+            tar.dir(rel)
         } else if ft.is_file() {
             let (file, meta) = open_regular(path)?;
             let exec = meta.permissions().mode() & 0o111 != 0;
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_mode(if exec { EXEC_MODE } else { FILE_MODE });
-            header.set_size(meta.len());
-            let exact = ExactLen {
-                inner: file,
-                remaining: meta.len(),
-            };
-            tar.append_data(&mut header, rel, exact)
+            tar.file(rel, file, meta.len(), exec)
         } else if ft.is_symlink() {
             let target = fs::read_link(path).map_err(ArtifactError::io("read symlink", path))?;
             check_link(root, rel, &target).map_err(|problem| ArtifactError::UnsafeSymlink {
@@ -107,17 +127,66 @@ fn write_tree<W: Write>(root: &Path, out: W) -> Result<W, ArtifactError> {
                 target: target.clone(),
                 problem: problem.describe(),
             })?;
-            header.set_entry_type(tar::EntryType::Symlink);
-            header.set_mode(LINK_MODE);
-            header.set_size(0);
-            tar.append_link(&mut header, rel, &target)
+            tar.symlink(rel, &target)
         } else {
             return Err(special_file(path, ft));
         };
         written.map_err(|e| changed_or_io(path, e))?;
     }
-    tar.into_inner()
+    tar.finish()
         .map_err(ArtifactError::io("write the archive of", root))
+}
+
+/// The canonical tar format, entry by entry: every source of trees writes through this, so
+/// the same tree has the same bytes whichever way it was walked. Entries must come depth
+/// first with names sorted bytewise.
+pub(crate) struct CanonicalTar<W: Write> {
+    tar: tar::Builder<W>,
+}
+
+impl<W: Write> CanonicalTar<W> {
+    pub(crate) fn new(out: W) -> Self {
+        CanonicalTar {
+            tar: tar::Builder::new(out),
+        }
+    }
+
+    pub(crate) fn dir(&mut self, rel: &Path) -> io::Result<()> {
+        let mut header = header(tar::EntryType::Directory, DIR_MODE, 0);
+        self.tar.append_data(&mut header, rel, io::empty())
+    }
+
+    /// Appends `len` bytes of `file`; a file that shrinks meanwhile fails with `Shrank`.
+    pub(crate) fn file(&mut self, rel: &Path, file: File, len: u64, exec: bool) -> io::Result<()> {
+        let mode = if exec { EXEC_MODE } else { FILE_MODE };
+        let mut header = header(tar::EntryType::Regular, mode, len);
+        let exact = ExactLen {
+            inner: file,
+            remaining: len,
+        };
+        self.tar.append_data(&mut header, rel, exact)
+    }
+
+    /// Appends a symlink; the caller has checked its target.
+    pub(crate) fn symlink(&mut self, rel: &Path, target: &Path) -> io::Result<()> {
+        let mut header = header(tar::EntryType::Symlink, LINK_MODE, 0);
+        self.tar.append_link(&mut header, rel, target)
+    }
+
+    pub(crate) fn finish(self) -> io::Result<W> {
+        self.tar.into_inner()
+    }
+}
+
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_size(size);
+    header
 }
 
 /// Opens a regular file without following a symlink and without blocking on a fifo.
@@ -199,7 +268,7 @@ impl Read for ExactLen {
     }
 }
 
-fn changed_or_io(path: &Path, e: io::Error) -> ArtifactError {
+pub(crate) fn changed_or_io(path: &Path, e: io::Error) -> ArtifactError {
     if e.get_ref().is_some_and(|inner| inner.is::<Shrank>()) {
         ArtifactError::Changed {
             path: PathBuf::from(path),

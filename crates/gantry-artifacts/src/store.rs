@@ -13,30 +13,31 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use crate::confined::Confined;
 use crate::digest::{HashingWriter, StreamHasher, format_digest, parse_digest};
 use crate::error::ArtifactError;
 use crate::export::copy_out;
-use crate::pack::{classify, write_canonical};
+use crate::pack::Input;
 use crate::unpack::unpack_tree;
 use crate::{ArtifactInfo, ArtifactKind};
 
 /// Content up to this size is uploaded with one put; larger content streams as a multipart
 /// upload so memory stays bounded.
-const SINGLE_PUT_MAX: u64 = 8 << 20;
+pub(crate) const SINGLE_PUT_MAX: u64 = 8 << 20;
 /// Size of the chunks handed from the packing thread to the uploader.
 const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the packing thread and the uploader.
-const CHANNEL_DEPTH: usize = 4;
-const PART_SIZE: usize = 8 << 20;
-const PARTS_IN_FLIGHT: usize = 4;
+pub(crate) const CHANNEL_DEPTH: usize = 4;
+pub(crate) const PART_SIZE: usize = 8 << 20;
+pub(crate) const PARTS_IN_FLIGHT: usize = 4;
 /// A meta document is a few dozen bytes; anything bigger was not written by us.
 const META_MAX: u64 = 4096;
 
 /// The record written after the content: its presence means the artifact is committed.
 #[derive(Serialize, Deserialize)]
-struct Meta {
-    kind: ArtifactKind,
-    size: u64,
+pub(crate) struct Meta {
+    pub(crate) kind: ArtifactKind,
+    pub(crate) size: u64,
 }
 
 /// Content-addressed artifacts over any `object_store` backend, with a local cache of
@@ -47,7 +48,7 @@ struct Meta {
 /// For a directory, `size` is the size of its tar.
 #[derive(Clone, Debug)]
 pub struct ArtifactStore {
-    objects: Arc<dyn ObjectStore>,
+    pub(crate) objects: Arc<dyn ObjectStore>,
     cache_dir: PathBuf,
 }
 
@@ -80,14 +81,33 @@ impl ArtifactStore {
     /// Stores a file or a directory tree and returns its digest. Storing content that is
     /// already there uploads nothing.
     pub async fn put_path(&self, path: &Path) -> Result<ArtifactInfo, ArtifactError> {
-        let kind = classify(path)?;
-        // First pass: hash only, so content already stored is never uploaded again.
-        let owned = path.to_owned();
-        let (_, hex, size) = tokio::task::spawn_blocking(move || {
-            write_canonical(&owned, kind, HashingWriter::new(io::sink())).map(HashingWriter::finish)
+        self.put_input(Input::Path(path.to_owned())).await
+    }
+
+    /// Stores an input below a data root, as `put_path(root.join(rel))` would (same bytes, same
+    /// digest), but reading only by file descriptors beneath the root: `..`, absolute paths,
+    /// symlinks in the path or as the input, hard-linked files and (with `read_as`) files the
+    /// user may not read are refused, and nothing is stored then. Errors name the path
+    /// relative to the data root.
+    pub async fn put_confined(&self, src: &Confined) -> Result<ArtifactInfo, ArtifactError> {
+        self.put_input(Input::Confined(src.clone())).await
+    }
+
+    async fn put_input(&self, input: Input) -> Result<ArtifactInfo, ArtifactError> {
+        let input = Arc::new(input);
+        // First pass: hash only, so content already stored is never uploaded again, and a
+        // refused input is refused before anything is written.
+        let first = Arc::clone(&input);
+        let (kind, (_, hex, size)) = tokio::task::spawn_blocking(move || {
+            first
+                .pack(HashingWriter::new(io::sink()))
+                .map(|(kind, out)| (kind, out.finish()))
         })
         .await
-        .map_err(ArtifactError::task(format!("hashing {}", path.display())))??;
+        .map_err(ArtifactError::task(format!(
+            "hashing {}",
+            input.shown().display()
+        )))??;
         let info = ArtifactInfo {
             digest: format_digest(&hex),
             kind,
@@ -96,20 +116,29 @@ impl ArtifactStore {
         if self.read_meta(&hex).await?.is_some() {
             return Ok(info);
         }
-        self.upload(path, kind, &hex, size).await?;
+        self.upload(&input, kind, &hex, size).await?;
+        self.commit(&hex, kind, size).await?;
+        Ok(info)
+    }
+
+    /// Writes the metadata object, which makes the content at `sha256/<hex>` an artifact.
+    pub(crate) async fn commit(
+        &self,
+        hex: &str,
+        kind: ArtifactKind,
+        size: u64,
+    ) -> Result<(), ArtifactError> {
+        let digest = format_digest(hex);
         let meta =
             serde_json::to_vec(&Meta { kind, size }).map_err(|e| ArtifactError::Corrupt {
-                digest: info.digest.clone(),
+                digest: digest.clone(),
                 detail: format!("cannot encode metadata: {e}"),
             })?;
         self.objects
-            .put(&meta_path(&hex), PutPayload::from(meta))
+            .put(&meta_path(hex), PutPayload::from(meta))
             .await
-            .map_err(ArtifactError::object_store(format!(
-                "committing {}",
-                info.digest
-            )))?;
-        Ok(info)
+            .map_err(ArtifactError::object_store(format!("committing {digest}")))?;
+        Ok(())
     }
 
     /// Kind and size of a committed artifact; None when it is not in the store.
@@ -195,7 +224,7 @@ impl ArtifactStore {
         Ok(out)
     }
 
-    async fn read_meta(&self, hex: &str) -> Result<Option<Meta>, ArtifactError> {
+    pub(crate) async fn read_meta(&self, hex: &str) -> Result<Option<Meta>, ArtifactError> {
         let digest = format_digest(hex);
         let got = match self.objects.get(&meta_path(hex)).await {
             Ok(got) => got,
@@ -243,29 +272,30 @@ impl ArtifactStore {
             })
     }
 
-    /// Second pass: packs `path` again while uploading, and only commits the upload when the
-    /// bytes hash to what the first pass saw.
+    /// Second pass: packs the input again while uploading, and only commits the upload when
+    /// the bytes hash to what the first pass saw.
     async fn upload(
         &self,
-        path: &Path,
+        input: &Arc<Input>,
         kind: ArtifactKind,
         hex: &str,
         size: u64,
     ) -> Result<(), ArtifactError> {
         let location = content_path(hex);
-        let op = || format!("storing {} as sha256:{hex}", path.display());
+        let op = || format!("storing {} as sha256:{hex}", input.shown().display());
         let changed = || ArtifactError::Changed {
-            path: path.to_owned(),
+            path: input.shown().to_owned(),
         };
-        let owned = path.to_owned();
+        let owned = Arc::clone(input);
         if size <= SINGLE_PUT_MAX {
-            let (bytes, got, _) = tokio::task::spawn_blocking(move || {
-                write_canonical(&owned, kind, HashingWriter::new(Vec::new()))
-                    .map(HashingWriter::finish)
+            let (again, (bytes, got, _)) = tokio::task::spawn_blocking(move || {
+                owned
+                    .pack(HashingWriter::new(Vec::new()))
+                    .map(|(kind, out)| (kind, out.finish()))
             })
             .await
             .map_err(ArtifactError::task(op()))??;
-            if got != hex {
+            if got != hex || again != kind {
                 return Err(changed());
             }
             self.objects
@@ -277,16 +307,13 @@ impl ArtifactStore {
 
         let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
         let producer = tokio::task::spawn_blocking(move || {
-            let sender = ChunkSender {
-                tx,
-                buf: Vec::with_capacity(CHUNK),
-            };
-            let (sender, got, len) =
-                write_canonical(&owned, kind, HashingWriter::new(sender))?.finish();
+            let sender = ChunkSender::new(tx);
+            let (again, out) = owned.pack(HashingWriter::new(sender))?;
+            let (sender, got, len) = out.finish();
             sender
                 .finish()
-                .map_err(ArtifactError::io("upload", &owned))?;
-            Ok::<_, ArtifactError>((got, len))
+                .map_err(ArtifactError::io("upload", owned.shown()))?;
+            Ok::<_, ArtifactError>((again, got, len))
         });
         let upload = self
             .objects
@@ -308,7 +335,9 @@ impl ArtifactStore {
         let outcome = match (failure, produced) {
             (Some(e), _) => Err(e),
             (None, Err(e)) | (None, Ok(Err(e))) => Err(e),
-            (None, Ok(Ok((got, len)))) if got == hex && len == size => Ok(()),
+            (None, Ok(Ok((again, got, len)))) if again == kind && got == hex && len == size => {
+                Ok(())
+            }
             (None, Ok(Ok(_))) => Err(changed()),
         };
         match outcome {
@@ -362,7 +391,7 @@ impl ArtifactStore {
     }
 }
 
-fn content_path(hex: &str) -> ObjectPath {
+pub(crate) fn content_path(hex: &str) -> ObjectPath {
     ObjectPath::from(format!("sha256/{hex}"))
 }
 
@@ -445,12 +474,19 @@ fn place_tree(
 }
 
 /// Hands fixed-size chunks from the blocking packer to the async uploader.
-struct ChunkSender {
+pub(crate) struct ChunkSender {
     tx: mpsc::Sender<Bytes>,
     buf: Vec<u8>,
 }
 
 impl ChunkSender {
+    pub(crate) fn new(tx: mpsc::Sender<Bytes>) -> Self {
+        ChunkSender {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        }
+    }
+
     fn send_buffered(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
@@ -461,7 +497,7 @@ impl ChunkSender {
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
     }
 
-    fn finish(mut self) -> io::Result<()> {
+    pub(crate) fn finish(mut self) -> io::Result<()> {
         self.send_buffered()
     }
 }

@@ -29,8 +29,51 @@ impl LinkProblem {
     }
 }
 
+/// What one path inside a tree is, as far as resolving a link target is concerned.
+pub(crate) enum Lookup {
+    NotALink,
+    Link(PathBuf),
+    /// A symlink whose target cannot be read, or a path that cannot be inspected: treated as
+    /// an escape, so what cannot be checked is never stored.
+    Unreadable,
+}
+
+/// A tree whose symlinks can be looked up without following any: the directory on disk, a
+/// directory reached by file descriptors, or the entries of an uploaded archive.
+pub(crate) trait LinkTree {
+    /// `at` holds plain names below the tree's root, none of them a symlink but maybe the last.
+    fn lookup(&self, at: &[OsString]) -> Lookup;
+}
+
+/// A tree on disk, reached by path (lstat and readlink, never following).
+struct OnDisk<'a>(&'a Path);
+
+impl LinkTree for OnDisk<'_> {
+    fn lookup(&self, at: &[OsString]) -> Lookup {
+        // `at` holds no symlinks (each was expanded when pushed), so this lstat follows none
+        // inside the tree.
+        let here: PathBuf = at.iter().fold(self.0.to_path_buf(), |p, c| p.join(c));
+        if !fs::symlink_metadata(&here).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Lookup::NotALink;
+        }
+        match fs::read_link(&here) {
+            Ok(target) => Lookup::Link(target),
+            Err(_) => Lookup::Unreadable,
+        }
+    }
+}
+
 /// Checks the symlink at `root/link` (relative `link`) whose target is `target`.
 pub(crate) fn check_link(root: &Path, link: &Path, target: &Path) -> Result<(), LinkProblem> {
+    check_link_in(&OnDisk(root), link, target)
+}
+
+/// Checks the symlink `link` (relative to the tree's root) whose target is `target`.
+pub(crate) fn check_link_in(
+    tree: &impl LinkTree,
+    link: &Path,
+    target: &Path,
+) -> Result<(), LinkProblem> {
     let parent: Vec<OsString> = link
         .parent()
         .map(|p| {
@@ -43,11 +86,11 @@ pub(crate) fn check_link(root: &Path, link: &Path, target: &Path) -> Result<(), 
         })
         .unwrap_or_default();
     let mut budget = MAX_EXPANSIONS;
-    resolve(root, parent, target, &mut budget).map(|_| ())
+    resolve(tree, parent, target, &mut budget).map(|_| ())
 }
 
 fn resolve(
-    root: &Path,
+    tree: &impl LinkTree,
     mut at: Vec<OsString>,
     target: &Path,
     budget: &mut u32,
@@ -63,15 +106,16 @@ fn resolve(
             }
             Component::Normal(name) => {
                 at.push(name.to_owned());
-                // `at` holds no symlinks (each was expanded when pushed), so this lstat
-                // follows none inside the tree.
-                let here: PathBuf = at.iter().fold(root.to_path_buf(), |p, c| p.join(c));
-                let is_link = fs::symlink_metadata(&here).is_ok_and(|m| m.file_type().is_symlink());
-                if is_link {
-                    *budget = budget.checked_sub(1).ok_or(LinkProblem::Loop)?;
-                    let next = fs::read_link(&here).map_err(|_| LinkProblem::Escapes)?;
-                    at.pop();
-                    at = resolve(root, at, &next, budget)?;
+                match tree.lookup(&at) {
+                    Lookup::NotALink => {}
+                    found => {
+                        *budget = budget.checked_sub(1).ok_or(LinkProblem::Loop)?;
+                        let Lookup::Link(next) = found else {
+                            return Err(LinkProblem::Escapes);
+                        };
+                        at.pop();
+                        at = resolve(tree, at, &next, budget)?;
+                    }
                 }
             }
         }
