@@ -143,22 +143,7 @@ pub(crate) fn pack_confined<W: Write>(
     out: W,
 ) -> Result<(ArtifactKind, W), ArtifactError> {
     let walk = Walk::new(src);
-    // Refused before any open, so the answer does not depend on what exists.
-    let names = plain_names(&src.rel).map_err(|why| walk.escape(why))?;
-    let _identity = match src.read_as {
-        Some((uid, gid)) => read_as(uid, gid).map_err(|source| ArtifactError::Io {
-            action: "switch to the reading user for",
-            path: src.root.clone(),
-            source,
-        })?,
-        None => None,
-    };
-    let root = open(
-        &src.root,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(walk.errno("open the data root", &src.root))?;
+    let (root, names, _identity) = open_root(src, &walk)?;
     let Some((name, dirs)) = names.split_last() else {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let dir = openat(&root, ".", flags, Mode::empty())
@@ -179,6 +164,54 @@ pub(crate) fn pack_confined<W: Write>(
         Opened::Dir(dir) => walk
             .tree(dir, out)
             .map(|out| (ArtifactKind::Directory, out)),
+    }
+}
+
+/// Opens the data root as the server itself (the admin chose it; the way to it need not be
+/// open to the reading user), then takes on the reading identity for everything below it.
+/// Returns the root, the input's names, and the guard that restores the identity.
+fn open_root(
+    src: &Confined,
+    walk: &Walk<'_>,
+) -> Result<(OwnedFd, Vec<OsString>, Option<crate::read_as::ReadAsGuard>), ArtifactError> {
+    // Refused before any open, so the answer does not depend on what exists.
+    let names = plain_names(&src.rel).map_err(|why| walk.escape(why))?;
+    let root = open(
+        &src.root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(walk.errno("open the data root", &src.root))?;
+    let identity = match src.read_as {
+        Some((uid, gid)) => read_as(uid, gid).map_err(|source| ArtifactError::Io {
+            action: "switch to the reading user for",
+            path: src.root.clone(),
+            source,
+        })?,
+        None => None,
+    };
+    Ok((root, names, identity))
+}
+
+/// Checks that `src` can be read as `put_confined` would read it — resolved beneath the root
+/// without symlinks or `..`, not a hard link, openable by the reading identity — without
+/// reading any content; blocking. Returns what it would be stored as. Entries inside a
+/// directory are checked when it is read.
+pub fn probe_confined(src: &Confined) -> Result<ArtifactKind, ArtifactError> {
+    let walk = Walk::new(src);
+    let (root, names, _identity) = open_root(src, &walk)?;
+    let Some((name, dirs)) = names.split_last() else {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        openat(&root, ".", flags, Mode::empty())
+            .map_err(walk.errno("open the data root", &src.root))?;
+        return Ok(ArtifactKind::Directory);
+    };
+    let parent_rel: PathBuf = dirs.iter().collect();
+    let parent = open_beneath(root.as_fd(), &parent_rel).map_err(|r| walk.refused(r))?;
+    match walk.open_entry(parent.as_fd(), name, &src.rel)? {
+        Opened::Symlink(_) => Err(walk.escape(FINAL_SYMLINK)),
+        Opened::File(..) => Ok(ArtifactKind::File),
+        Opened::Dir(_) => Ok(ArtifactKind::Directory),
     }
 }
 

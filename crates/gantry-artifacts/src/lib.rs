@@ -28,7 +28,7 @@ mod unpack;
 
 use serde::{Deserialize, Serialize};
 
-pub use confined::Confined;
+pub use confined::{Confined, probe_confined};
 pub use error::ArtifactError;
 pub use store::ArtifactStore;
 pub use streamed::{canonical_body, digest_path};

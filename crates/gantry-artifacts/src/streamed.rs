@@ -81,13 +81,47 @@ pub fn canonical_body(
     .boxed()
 }
 
+/// Hashes a body without storing it; its size when it hashes to `hex`.
+async fn prove_possession<S, E>(
+    hex: &str,
+    max_bytes: u64,
+    mut body: S,
+) -> Result<u64, ArtifactError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: Into<Box<dyn Error + Send + Sync>>,
+{
+    let digest = format_digest(hex);
+    let mut hasher = StreamHasher::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ArtifactError::Body { source: e.into() })?;
+        hasher.update(&chunk);
+        if hasher.len() > max_bytes {
+            return Err(ArtifactError::UploadTooLarge {
+                digest,
+                max: max_bytes,
+            });
+        }
+    }
+    let len = hasher.len();
+    let got = hasher.finish();
+    if got != hex {
+        return Err(ArtifactError::DigestMismatch {
+            expected: digest,
+            got: format_digest(&got),
+        });
+    }
+    Ok(len)
+}
+
 impl ArtifactStore {
     /// Stores an upload whose digest the client announced: `body` is hashed as it streams into
     /// the object store (one put when small, multipart when large) and committed only when it
     /// hashes to `expected_digest` and is at most `max_bytes`; a directory's tar is checked as
     /// it streams (see `archive_check`). Any refusal aborts the upload and commits nothing.
-    /// Content already stored is not read again: its info is returned (the caller drops the
-    /// body), unless it was stored as the other kind.
+    /// Content already stored is not stored again, but the body is still read and must hash
+    /// to the digest: an upload is how a caller proves it holds the content (knowing a
+    /// digest is not holding the data), so an empty or wrong body is refused either way.
     pub async fn put_stream<S, E>(
         &self,
         kind: ArtifactKind,
@@ -109,11 +143,8 @@ impl ArtifactStore {
                     requested: kind,
                 });
             }
-            return Ok(ArtifactInfo {
-                digest,
-                kind,
-                size: meta.size,
-            });
+            let size = prove_possession(&hex, max_bytes, body).await?;
+            return Ok(ArtifactInfo { digest, kind, size });
         }
         let mut pending = Pending {
             location: content_path(&hex),

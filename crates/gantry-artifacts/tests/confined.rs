@@ -572,14 +572,27 @@ mod uploads {
             .await
             .unwrap();
         assert_eq!(first, again);
-        // Already committed: the body is not even read.
-        let unread = futures::stream::iter(vec![Err::<Bytes, _>(io::Error::other("not read"))]);
-        let third = env
+        assert_eq!(env.stored_files(), stored);
+        // Already committed, the body must still prove the caller holds the content: knowing
+        // the digest is not enough (an empty or another body is refused, a failing one too).
+        for wrong in [&b""[..], &b"other bytes"[..]] {
+            let err = env
+                .store
+                .put_stream(ArtifactKind::File, &digest, MAX, body(wrong))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, ArtifactError::DigestMismatch { .. }),
+                "{err:?}"
+            );
+        }
+        let failing = futures::stream::iter(vec![Err::<Bytes, _>(io::Error::other("cut"))]);
+        let err = env
             .store
-            .put_stream(ArtifactKind::File, &digest, MAX, unread)
+            .put_stream(ArtifactKind::File, &digest, MAX, failing)
             .await
-            .unwrap();
-        assert_eq!(first, third);
+            .unwrap_err();
+        assert!(err.to_string().contains("cut"), "{err}");
         assert_eq!(env.stored_files(), stored);
         // But the same bytes cannot become a directory by being announced as one.
         let err = env
