@@ -1,8 +1,10 @@
 //! Executing one step: inputs, cache, attempts with backoff, outputs, metrics, logs.
 
 use crate::events::Event;
+use crate::input_policy::PathAccess;
 use crate::retry::backoff;
 use crate::{EngineError, Inner, now_ms};
+use gantry_artifacts::Confined;
 use gantry_image::ImageInfo;
 use gantry_runtime::{
     BindMount, LogLine, LogStream, Runtime, StepOutcome, StepRequest, Termination,
@@ -312,18 +314,29 @@ async fn store_external_input<R: Runtime>(
     src: &InputSource,
 ) -> Result<String, String> {
     let info = match src {
-        InputSource::Path(path) => inner
-            .artifacts
-            .put_path(path)
-            .await
-            .map_err(|e| format!("input {name} from {}: {e}", path.display()))?,
+        InputSource::Path(path) => match &inner.cfg.inputs.paths {
+            PathAccess::Any => inner.artifacts.put_path(path).await,
+            PathAccess::Roots { roots, read_as } => {
+                let (root, rel) = crate::input_policy::locate(roots, &ctx.pipeline, path)
+                    .map_err(|e| format!("input {name}: refused: {e}"))?;
+                inner
+                    .artifacts
+                    .put_confined(&Confined {
+                        root: root.dir.clone(),
+                        rel,
+                        read_as: *read_as,
+                    })
+                    .await
+            }
+        }
+        .map_err(|e| format!("input {name} from {}: {e}", path.display()))?,
         InputSource::Url(url) => {
             let dir = inner.cfg.work_dir.join(&ctx.run_id);
             tokio::fs::create_dir_all(&dir)
                 .await
                 .map_err(|e| format!("creating {}: {e}", dir.display()))?;
             let file = dir.join(format!(".download-{}-{name}", sanitize(&ctx.step.name)));
-            let fetched = crate::fetch::download(url, &file).await;
+            let fetched = crate::fetch::download(url, &file, &inner.cfg.inputs.fetch).await;
             let stored = match fetched {
                 Ok(_) => inner
                     .artifacts

@@ -15,6 +15,7 @@ mod error;
 mod events;
 mod execute;
 mod fetch;
+pub mod input_policy;
 mod mlflow_mirror;
 mod owner;
 mod reconcile;
@@ -27,6 +28,7 @@ pub use admission::Capacity;
 pub use builtin_image::{BUILTIN_BINARY, ensure_builtin_image};
 pub use error::EngineError;
 pub use events::{Event, RunSummary, StepSummary};
+pub use input_policy::{DataRoot, InputPolicy, PathAccess, PathRefusal};
 pub use mlflow_mirror::GANTRY_RUN_TAG;
 pub use owner::Owner;
 pub use reconcile::{Reconciled, interrupt_orphaned_runs};
@@ -63,6 +65,9 @@ pub struct EngineConfig {
     /// Issues each run a short-lived token for its steps' MLflow calls (servers with
     /// `--auth`); None: the relayed calls carry no token.
     pub step_tokens: Option<Arc<dyn StepTokens>>,
+    /// Where `path:` and URL inputs may come from ([`InputPolicy::local`] for `gantry run`;
+    /// servers confine them to data roots and refuse their own network).
+    pub inputs: InputPolicy,
 }
 
 /// Mints and revokes the per-run token steps present as `MLFLOW_TRACKING_TOKEN`.
@@ -94,6 +99,7 @@ impl EngineConfig {
             builtin_exe: std::env::current_exe().ok(),
             tracking_relay: None,
             step_tokens: None,
+            inputs: InputPolicy::local(),
         }
     }
 }

@@ -15,4 +15,6 @@ pub mod step_tokens;
 pub mod views;
 
 pub use server::{router, serve, shutdown_signal};
-pub use state::{AppState, RunHost, ServerConfig, StartError};
+pub use state::{
+    AppState, DEFAULT_MAX_UPLOAD_BYTES, RemotePolicy, RunHost, ServerConfig, StartError,
+};

@@ -182,8 +182,10 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
 /// sensible JSON body.
 async fn limit_bodies(max: usize, req: Request, next: Next) -> Response {
     let path = req.uri().path();
+    // Uploads stream to their own limits (MLflow's artifact cap, --max-upload-bytes).
     if path.starts_with("/api/2.0/mlflow-artifacts/")
         || path.starts_with("/ajax-api/2.0/mlflow-artifacts/")
+        || path.starts_with("/api/v1/uploads/")
     {
         return next.run(req).await;
     }

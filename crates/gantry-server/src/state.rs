@@ -24,17 +24,63 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Where MLflow artifacts uploaded through the proxy live.
     pub mlflow_artifacts_dir: PathBuf,
+    /// What callers' runs and deployments may reach beyond their own containers.
+    pub remote: RemotePolicy,
 }
 
 impl ServerConfig {
-    /// Local single-user settings: no auth, 16 MiB bodies.
+    /// Local single-user settings: no auth, 16 MiB bodies, the secure defaults of
+    /// [`RemotePolicy::default`].
     pub fn local(public_url: &str, mlflow_artifacts_dir: PathBuf) -> ServerConfig {
         ServerConfig {
             auth: false,
             max_body_bytes: 16 << 20,
             public_url: public_url.to_owned(),
             mlflow_artifacts_dir,
+            remote: RemotePolicy::default(),
         }
+    }
+}
+
+/// The admin's caps on what callers reach through the server: uploads, step network and
+/// GPUs, and the server's own outbound fetches (alert webhooks). Data roots and URL inputs
+/// are the engine's [`gantry_engine::InputPolicy`].
+#[derive(Clone, Debug)]
+pub struct RemotePolicy {
+    /// Largest upload (one input file or directory) accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// Projects whose steps may ask for `network: true` (`*`: every project). Empty by
+    /// default: a step with the host's network would reach the server's own loopback.
+    pub allow_network: Vec<String>,
+    /// Projects whose steps may not use GPUs (`*`: every project).
+    pub deny_gpu: Vec<String>,
+    /// Where the server may send requests on callers' behalf (webhooks).
+    pub fetch: gantry_net::FetchPolicy,
+}
+
+/// Default for `--max-upload-bytes`: 64 GiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 30;
+
+impl Default for RemotePolicy {
+    fn default() -> Self {
+        RemotePolicy {
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            allow_network: Vec::new(),
+            deny_gpu: Vec::new(),
+            fetch: gantry_net::FetchPolicy::default(),
+        }
+    }
+}
+
+impl RemotePolicy {
+    /// Whether steps of `project` may use the host's network.
+    pub fn network_allowed(&self, project: &str) -> bool {
+        self.allow_network.iter().any(|p| p == "*" || p == project)
+    }
+
+    /// Whether steps of `project` may use GPUs.
+    pub fn gpu_allowed(&self, project: &str) -> bool {
+        !self.deny_gpu.iter().any(|p| p == "*" || p == project)
     }
 }
 
@@ -55,8 +101,13 @@ impl AppState {
     /// A server without an engine: everything but submitting runs works.
     pub fn new(store: Store, artifacts: ArtifactStore, config: ServerConfig) -> AppState {
         let metrics = Arc::new(Metrics::new());
-        let deployments =
-            Deployments::new(store.clone(), artifacts.clone(), None, Arc::clone(&metrics));
+        let deployments = Deployments::new(
+            store.clone(),
+            artifacts.clone(),
+            None,
+            Arc::clone(&metrics),
+            config.remote.fetch.clone(),
+        );
         AppState {
             deployments,
             store,
@@ -79,6 +130,7 @@ impl AppState {
             self.artifacts.clone(),
             Some(engine.clone()),
             Arc::clone(&self.metrics),
+            self.config.remote.fetch.clone(),
         );
         self.runs.engine = Some(engine);
         self
@@ -111,6 +163,21 @@ pub enum StartError {
 impl RunHost {
     pub fn has_engine(&self) -> bool {
         self.engine.is_some()
+    }
+
+    /// The engine's input policy applied to a run about to be submitted (see
+    /// [`Engine::check_external_inputs`]); a server without an engine refuses nothing here
+    /// (it cannot start the run anyway).
+    pub async fn check_external_inputs(
+        &self,
+        plan: &gantry_spec::Plan,
+        project: &str,
+        uploaded: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), gantry_engine::input_policy::InputRefusal> {
+        match &self.engine {
+            Some(engine) => engine.check_external_inputs(plan, project, uploaded).await,
+            None => Ok(()),
+        }
     }
 
     /// Starts a run in the background and returns its id once the engine recorded it;

@@ -17,7 +17,7 @@ pub struct Global {
     #[arg(long, global = true, env = "GANTRY_HOME")]
     pub home: Option<PathBuf>,
     /// Metadata database URL (default: SQLite in GANTRY_HOME; postgres://… also works).
-    #[arg(long, global = true, env = "GANTRY_DB")]
+    #[arg(long, global = true, env = "GANTRY_DB", hide_env_values = true)]
     pub db: Option<String>,
     /// OCI runtime binary: runc (default), crun, youki, or a path.
     #[arg(long, global = true, env = "GANTRY_RUNTIME", default_value = "runc")]
@@ -243,6 +243,11 @@ pub struct RunArgs {
     /// Override a parameter: -p name=value (repeatable).
     #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
+    /// With --server: never upload `path:` inputs; the server reads each from its data
+    /// roots (`gantry server --data-root`). By default local files are uploaded (only
+    /// what the server does not hold yet) and paths missing here are left to the server.
+    #[arg(long)]
+    pub no_upload: bool,
     #[command(flatten)]
     pub exec: ExecArgs,
 }
@@ -318,6 +323,30 @@ pub struct ServerArgs {
     /// GPUs steps may use at once (default: the NVIDIA devices found).
     #[arg(long)]
     pub gpus: Option<u32>,
+    /// A directory whose files remote runs may name as `path:` inputs: NAME=DIR, or
+    /// NAME=DIR:PROJECT[,PROJECT…] for some projects only. Repeatable. Without any, runs
+    /// submitted here read no file of the server (clients upload their data).
+    #[arg(long = "data-root", value_name = "NAME=DIR[:PROJECTS]")]
+    pub data_roots: Vec<String>,
+    /// The identity data-root files are opened as, UID[:GID] (default 65534:65534, nobody,
+    /// when the server runs as root); `server` opens them as the server itself.
+    #[arg(long, value_name = "UID[:GID]|server")]
+    pub data_reader: Option<String>,
+    /// Largest upload of one input (file or directory) accepted, in bytes.
+    #[arg(long, default_value_t = gantry_server::DEFAULT_MAX_UPLOAD_BYTES)]
+    pub max_upload_bytes: u64,
+    /// Lets URL inputs and alert webhooks reach an address the server otherwise refuses
+    /// (loopback, link-local, private, unique-local): a CIDR (10.0.0.0/8, 127.0.0.1) or a
+    /// host name (minio.internal, *.corp.example). Repeatable.
+    #[arg(long = "allow-fetch", value_name = "CIDR|HOST")]
+    pub allow_fetch: Vec<String>,
+    /// A project whose steps may ask for `network: true` (the host's network); `*` for
+    /// every project. Repeatable. Default: none.
+    #[arg(long = "allow-network", value_name = "PROJECT")]
+    pub allow_network: Vec<String>,
+    /// A project whose steps may not use GPUs; `*` for every project. Repeatable.
+    #[arg(long = "deny-gpu", value_name = "PROJECT")]
+    pub deny_gpu: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -197,7 +197,15 @@ pub(crate) async fn open_engine(
     runtime: &str,
     exec: &ExecArgs,
 ) -> anyhow::Result<Engine<OciRuntime>> {
-    open_engine_relaying(home, runtime, exec, None, None).await
+    open_engine_relaying(
+        home,
+        runtime,
+        exec,
+        None,
+        None,
+        gantry_engine::InputPolicy::local(),
+    )
+    .await
 }
 
 /// Like [`open_engine`]; `tracking_relay` (the server's address) gives every step
@@ -208,6 +216,7 @@ pub(crate) async fn open_engine_relaying(
     exec: &ExecArgs,
     tracking_relay: Option<std::net::SocketAddr>,
     step_tokens: Option<std::sync::Arc<dyn gantry_engine::StepTokens>>,
+    inputs: gantry_engine::InputPolicy,
 ) -> anyhow::Result<Engine<OciRuntime>> {
     let cpus = exec
         .cpus
@@ -244,6 +253,7 @@ pub(crate) async fn open_engine_relaying(
             c.keep_workdirs = keep;
             c.tracking_relay = tracking_relay;
             c.step_tokens = step_tokens;
+            c.inputs = inputs;
             if let Some(b) = retry_base {
                 c.retry_base = b;
             }

@@ -19,11 +19,13 @@ mod remote;
 mod remote_run;
 mod render;
 mod serve;
+mod upload;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    warn_secrets_on_the_command_line(std::env::args());
     let args = cli::Cli::parse();
     init_tracing(&args.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -41,6 +43,37 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("{}", exit::render_error(&err));
             ExitCode::from(exit::code_for(&err))
+        }
+    }
+}
+
+/// Every user of the machine can read a process's arguments (`ps`, /proc/PID/cmdline):
+/// a token or a database password given there is not secret. The environment
+/// (GANTRY_TOKEN, GANTRY_DB) is readable only by the same user.
+fn warn_secrets_on_the_command_line(args: impl Iterator<Item = String>) {
+    let args: Vec<String> = args.collect();
+    for (i, a) in args.iter().enumerate() {
+        let value = |flag: &str| {
+            a.strip_prefix(&format!("{flag}="))
+                .map(str::to_owned)
+                .or_else(|| (a == flag).then(|| args.get(i + 1).cloned().unwrap_or_default()))
+        };
+        if value("--token").is_some() {
+            eprintln!(
+                "warning: --token on the command line is visible to every user of this machine (ps); set GANTRY_TOKEN instead"
+            );
+        }
+        if let Some(db) = value("--db")
+            && db.contains('@')
+            && db.split_once("://").is_some_and(|(_, rest)| {
+                rest.split('@')
+                    .next()
+                    .is_some_and(|auth| auth.contains(':'))
+            })
+        {
+            eprintln!(
+                "warning: --db with a password on the command line is visible to every user of this machine (ps); set GANTRY_DB instead"
+            );
         }
     }
 }

@@ -51,14 +51,33 @@ impl Client {
         url: Url,
         body: Option<&Value>,
     ) -> anyhow::Result<reqwest::Response> {
-        let mut req = self.http.request(method, url.clone());
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
+        let mut req = self.http.request(method, url);
         if let Some(b) = body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(serde_json::to_vec(b)?);
+        }
+        self.execute(req).await
+    }
+
+    /// Sends a raw (e.g. streamed) body.
+    pub async fn send_body(
+        &self,
+        method: Method,
+        url: Url,
+        body: reqwest::Body,
+    ) -> anyhow::Result<reqwest::Response> {
+        let req = self
+            .http
+            .request(method, url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        self.execute(req).await
+    }
+
+    async fn execute(&self, mut req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
         }
         let resp = req.send().await.map_err(|e| {
             coded(
@@ -95,6 +114,11 @@ impl Client {
             .await?;
         json_of(resp).await
     }
+}
+
+/// The exit code a failed request was given (e.g. [`exit::NOT_FOUND`] for a 404).
+pub fn code_of(err: &anyhow::Error) -> Option<u8> {
+    err.downcast_ref::<exit::Coded>().map(|c| c.code)
 }
 
 pub async fn json_of(resp: reqwest::Response) -> anyhow::Result<Value> {

@@ -12,15 +12,19 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-/// Submits the pipeline file's YAML; paths in it resolve on the server.
+/// Submits the pipeline file's YAML. Its local `path:` inputs are uploaded first (unless
+/// `--no-upload`) and named by digest; paths not on this machine are the server's to read
+/// from its data roots.
 pub async fn run(client: &Client, args: &RunArgs) -> anyhow::Result<u8> {
     let spec_yaml = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let mut params = serde_json::Map::new();
+    let mut overrides = Vec::new();
     for p in &args.params {
         match p.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() => {
                 params.insert(k.trim().to_string(), Value::String(v.to_string()));
+                overrides.push((k.trim().to_string(), v.to_string()));
             }
             _ => {
                 return Err(coded(
@@ -30,11 +34,38 @@ pub async fn run(client: &Client, args: &RunArgs) -> anyhow::Result<u8> {
             }
         }
     }
+    let quiet = args.exec.output == Output::Json;
+    let mut inputs = serde_json::Map::new();
+    if !args.no_upload {
+        // The same checks the server makes, here first: a bad spec fails before any upload,
+        // and the plan says which paths the run reads.
+        let pipeline = gantry_spec::load(&args.file)?;
+        let resolved = gantry_spec::resolve_params(&pipeline, &overrides)?;
+        let plan = gantry_spec::plan(&pipeline, &resolved)?;
+        let up = crate::upload::upload_inputs(client, &plan, &pipeline.name, quiet).await?;
+        if !quiet && (up.sent + up.skipped) > 0 {
+            eprintln!(
+                "inputs: {} uploaded ({} bytes), {} already on the server",
+                up.sent, up.sent_bytes, up.skipped
+            );
+        }
+        if !quiet {
+            for p in &up.left_to_server {
+                eprintln!(
+                    "note: {} is not on this machine; the server reads it from its data roots",
+                    p.display()
+                );
+            }
+        }
+        for (k, d) in up.inputs {
+            inputs.insert(k, Value::String(d));
+        }
+    }
     let file_name = args.file.display().to_string();
     let submitted = client
         .post(
             &["runs"],
-            &json!({"spec_yaml": spec_yaml, "params": params, "no_cache": args.exec.no_cache, "file_name": file_name}),
+            &json!({"spec_yaml": spec_yaml, "params": params, "no_cache": args.exec.no_cache, "file_name": file_name, "inputs": inputs}),
         )
         .await?;
     let run_id = submitted["run_id"]

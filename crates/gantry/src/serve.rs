@@ -52,8 +52,10 @@ pub async fn server(home: &Home, runtime: &str, args: ServerArgs) -> anyhow::Res
     } else {
         None
     };
+    let (inputs, remote) = remote_policies(&args)?;
     // Runs of a previous server process that died are marked interrupted here.
-    let engine = open_engine_relaying(home, runtime, &exec, Some(relay_to), step_tokens).await?;
+    let engine =
+        open_engine_relaying(home, runtime, &exec, Some(relay_to), step_tokens, inputs).await?;
     let public_url = args
         .public_url
         .clone()
@@ -63,6 +65,7 @@ pub async fn server(home: &Home, runtime: &str, args: ServerArgs) -> anyhow::Res
         max_body_bytes: args.max_body_bytes,
         public_url: public_url.clone(),
         mlflow_artifacts_dir: home.root.join("mlflow-artifacts"),
+        remote,
     };
     let store = engine.store().clone();
     if args.auth && store.list_tokens().await?.iter().all(|t| t.revoked()) {
@@ -80,6 +83,66 @@ pub async fn server(home: &Home, runtime: &str, args: ServerArgs) -> anyhow::Res
     gantry_server::serve(state, listener, gantry_server::shutdown_signal()).await?;
     eprintln!("gantry server stopped");
     Ok(exit::OK)
+}
+
+/// The engine's input policy (data roots, reader identity, fetch allowlist) and the
+/// server's caps (uploads, network, GPUs, webhooks) from `gantry server`'s flags.
+fn remote_policies(
+    args: &ServerArgs,
+) -> anyhow::Result<(gantry_engine::InputPolicy, gantry_server::RemotePolicy)> {
+    let usage = |m: String| coded(exit::USAGE, m);
+    let mut roots = Vec::new();
+    for text in &args.data_roots {
+        let root = gantry_engine::DataRoot::parse(text)
+            .and_then(gantry_engine::DataRoot::resolve)
+            .map_err(usage)?;
+        if roots
+            .iter()
+            .any(|r: &gantry_engine::DataRoot| r.name == root.name)
+        {
+            return Err(usage(format!(
+                "--data-root {text}: the name {} is given twice",
+                root.name
+            )));
+        }
+        roots.push(root);
+    }
+    let root_user = nix::unistd::geteuid().is_root();
+    let read_as = match args.data_reader.as_deref() {
+        Some("server") => None,
+        Some(ids) => {
+            let (uid, gid) = ids.split_once(':').unwrap_or((ids, ids));
+            let parse = |v: &str| {
+                v.trim().parse::<u32>().map_err(|_| {
+                    usage(format!(
+                        "--data-reader {ids}: expected UID[:GID] (numbers) or `server`"
+                    ))
+                })
+            };
+            Some((parse(uid)?, parse(gid)?))
+        }
+        None if root_user => Some((65534, 65534)),
+        None => None,
+    };
+    let mut allow = Vec::new();
+    for a in &args.allow_fetch {
+        allow.push(
+            gantry_net::FetchPolicy::parse_allow(a)
+                .map_err(|e| usage(format!("--allow-fetch {a}: {e}")))?,
+        );
+    }
+    let fetch = gantry_net::FetchPolicy::guarded(allow);
+    let inputs = gantry_engine::InputPolicy {
+        paths: gantry_engine::PathAccess::Roots { roots, read_as },
+        fetch: fetch.clone(),
+    };
+    let remote = gantry_server::RemotePolicy {
+        max_upload_bytes: args.max_upload_bytes,
+        allow_network: args.allow_network.clone(),
+        deny_gpu: args.deny_gpu.clone(),
+        fetch,
+    };
+    Ok((inputs, remote))
 }
 
 pub async fn token(src: &Source<'_>, cmd: TokenCommand) -> anyhow::Result<u8> {

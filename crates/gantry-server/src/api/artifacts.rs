@@ -61,7 +61,7 @@ pub async fn content(
     serve(&state, &digest, q).await
 }
 
-fn normalize_digest(d: &str) -> ApiResult<String> {
+pub(crate) fn normalize_digest(d: &str) -> ApiResult<String> {
     let hex = d.strip_prefix("sha256:").unwrap_or(d);
     if hex.len() != 64
         || !hex

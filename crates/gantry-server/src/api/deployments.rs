@@ -24,12 +24,28 @@ impl From<OpError> for ApiError {
     }
 }
 
+/// `text` with `url` (as given, and as parsed: messages show the normalised form) shown
+/// by host only.
+fn without_url(text: &str, url: &str) -> String {
+    let shown = gantry_net::redact_url(url);
+    let mut out = text.replace(url, &shown);
+    if let Ok(parsed) = reqwest::Url::parse(url) {
+        out = out.replace(parsed.as_str(), &shown);
+    }
+    out
+}
+
 fn view(state: &AppState, r: &DeploymentRecord) -> Value {
+    let mut spec = r.spec.clone();
+    // A webhook URL may hold its receiver's secret (chat webhooks do): shown by host only.
+    if let Some(hook) = r.spec["monitor"]["webhook"].as_str() {
+        spec["monitor"]["webhook"] = json!(gantry_net::redact_url(hook));
+    }
     json!({
         "name": r.name,
         "revision": r.revision,
         "project": r.project,
-        "spec": r.spec,
+        "spec": spec,
         "created_at_ms": r.created_at_ms,
         "updated_at_ms": r.updated_at_ms,
         "actual": state.deployments.actual(&r.name),
@@ -97,7 +113,27 @@ pub async fn apply(
 ) -> ApiResult<Json<Value>> {
     require_write(&p)?;
     let req: DeployRequest = parse(&body)?;
-    let detail = json!(req);
+    // The webhook is the server's own request on the caller's behalf: refuse the server's
+    // network up front (names are checked again when resolved at send time).
+    if let Some(hook) = req.webhook.as_deref().filter(|h| !h.is_empty())
+        && let Err(e) = state.config.remote.fetch.check_url(hook)
+    {
+        let message = without_url(&e.to_string(), hook);
+        audit(
+            &state,
+            &p,
+            "deployment.refused",
+            &name,
+            json!({"field": "webhook", "reason": message}),
+        )
+        .await;
+        return Err(ApiError::forbidden(message).with_field("webhook"));
+    }
+    let mut detail = json!(req);
+    // Chat webhooks carry their secret in the path: the audit log keeps the host only.
+    if let Some(hook) = req.webhook.as_deref().filter(|h| !h.is_empty()) {
+        detail["webhook"] = json!(gantry_net::redact_url(hook));
+    }
     let r = ops::apply(
         &state.store,
         &name,

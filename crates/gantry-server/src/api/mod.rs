@@ -11,6 +11,7 @@ mod deployments;
 mod error;
 mod models;
 mod runs;
+mod uploads;
 
 pub use error::{ApiError, ApiResult};
 
@@ -32,6 +33,10 @@ pub fn router() -> Router<AppState> {
             get(artifacts::content_of_run),
         )
         .route("/api/v1/artifacts/{digest}", get(artifacts::content))
+        .route(
+            "/api/v1/uploads/{digest}",
+            get(uploads::get).put(uploads::put),
+        )
         .route("/api/v1/models", get(models::list))
         .route("/api/v1/models/{name}", get(models::get))
         .route(

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use gantry_engine::{EngineError, RunRequest};
 use gantry_store::{RunFilter, RunRecord, RunStatus, Store};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -42,7 +42,10 @@ pub async fn submit(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     require_write(&p)?;
-    let map = json_object(&body, &["spec_yaml", "params", "no_cache", "file_name"])?;
+    let map = json_object(
+        &body,
+        &["spec_yaml", "params", "no_cache", "file_name", "inputs"],
+    )?;
     let spec_yaml = super::string_field(&map, "spec_yaml", true)?.unwrap_or_default();
     let file_name = super::string_field(&map, "file_name", false)?.unwrap_or("pipeline.yaml");
     let no_cache = match map.get("no_cache") {
@@ -87,9 +90,11 @@ pub async fn submit(
             ));
         }
     }
-    // Paths in the spec are relative to the server's working directory.
-    let base_dir = std::env::current_dir().unwrap_or_default();
-    let pipeline = gantry_spec::parse(file_name, &base_dir, spec_yaml)
+    let uploaded = uploaded_inputs(map.get("inputs"))?;
+    // A remote spec has no directory on the server: its paths are the client's (uploaded,
+    // see `inputs`) or absolute paths below a data root. Relative ones are taken from `/`
+    // only so that the refusal names a full path.
+    let pipeline = gantry_spec::parse(file_name, std::path::Path::new("/"), spec_yaml)
         .map_err(|e| ApiError::spec(e, Some("spec_yaml".into())))?;
     if !p.can_access_project(&pipeline.name) {
         return Err(ApiError::forbidden(format!(
@@ -111,24 +116,142 @@ pub async fn submit(
             return Err(ApiError::spec(e, Some(field)));
         }
     };
-    gantry_spec::plan(&pipeline, &params)
+    let plan = gantry_spec::plan(&pipeline, &params)
         .map_err(|e| ApiError::spec(e, Some("spec_yaml".into())))?;
     let name = pipeline.name.clone();
+    if let Err(refusal) = check_remote_run(&state, &plan, &name, &uploaded).await {
+        if refusal.status == StatusCode::FORBIDDEN {
+            audit(
+                &state,
+                &p,
+                "run.refused",
+                &name,
+                json!({"field": refusal.field, "reason": refusal.message}),
+            )
+            .await;
+        }
+        return Err(refusal);
+    }
     let mut req = RunRequest::new(pipeline, spec_yaml.to_owned(), params.clone());
     req.no_cache = no_cache;
+    req.pinned_inputs = uploaded.clone();
     let run_id = state.runs.start(req).await.map_err(start_error)?;
     audit(
         &state,
         &p,
         "run.submit",
         &run_id,
-        json!({"pipeline": name, "params": params, "no_cache": no_cache}),
+        json!({"pipeline": name, "params": params, "no_cache": no_cache, "inputs": uploaded}),
     )
     .await;
     Ok((
         StatusCode::CREATED,
         Json(json!({"run_id": run_id, "pipeline": name})),
     ))
+}
+
+/// `inputs`: `{"step/input": "sha256:…"}`, the uploads that stand for the spec's `path:`
+/// inputs.
+fn uploaded_inputs(v: Option<&Value>) -> ApiResult<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    match v {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (key, d) in m {
+                let field = format!("inputs.{key}");
+                let Some(d) = d.as_str() else {
+                    return Err(ApiError::invalid(
+                        field,
+                        format!(
+                            "`inputs.{key}` must be an artifact digest string, got {}",
+                            type_name(d)
+                        ),
+                    ));
+                };
+                let digest =
+                    super::artifacts::normalize_digest(d).map_err(|e| e.with_field(field))?;
+                out.insert(key.clone(), digest);
+            }
+        }
+        Some(v) => {
+            return Err(ApiError::invalid(
+                "inputs",
+                format!(
+                    "`inputs` must be an object of \"step/input\" → uploaded digest, got {}",
+                    type_name(v)
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// What a caller's run may not do on this server, checked before anything runs or is read:
+/// each upload must stand for a `path:` input and belong to the project; every other path
+/// input must lie below a data root open to the project; URLs must pass the fetch policy;
+/// `network: true` and GPUs only where the admin allowed them.
+async fn check_remote_run(
+    state: &AppState,
+    plan: &gantry_spec::Plan,
+    project: &str,
+    uploaded: &BTreeMap<String, String>,
+) -> ApiResult<()> {
+    for (key, digest) in uploaded {
+        let field = format!("inputs.{key}");
+        let names_a_path = key.split_once('/').is_some_and(|(step, input)| {
+            plan.steps.iter().any(|s| {
+                s.name == step
+                    && matches!(s.inputs.get(input), Some(gantry_spec::InputSource::Path(_)))
+            })
+        });
+        if !names_a_path {
+            return Err(ApiError::invalid(
+                field,
+                format!(
+                    "`{key}` is not a `path:` input of this pipeline (expected \"step/input\")"
+                ),
+            ));
+        }
+        let granted = state.store.artifact_granted(digest, project).await?
+            && state
+                .artifacts
+                .stat(digest)
+                .await
+                .map_err(|e| ApiError::internal("reading the artifact store", e))?
+                .is_some();
+        if !granted {
+            return Err(ApiError::forbidden(format!(
+                "input {key}: {digest} was not uploaded for project {project}; upload it first (PUT /api/v1/uploads/{digest}?project={project})"
+            ))
+            .with_field(field));
+        }
+    }
+    let remote = &state.config.remote;
+    for step in &plan.steps {
+        if step.network && !remote.network_allowed(project) {
+            return Err(ApiError::forbidden(format!(
+                "step {} asks for `network: true`, which this server does not allow for project {project} (an admin can with `gantry server --allow-network {project}`)",
+                step.name
+            ))
+            .with_field(format!("steps.{}.network", step.name)));
+        }
+        if step.resources.gpu > 0 && !remote.gpu_allowed(project) {
+            return Err(ApiError::forbidden(format!(
+                "step {} asks for {} GPU(s), which this server denies to project {project} (--deny-gpu)",
+                step.name, step.resources.gpu
+            ))
+            .with_field(format!("steps.{}.resources.gpu", step.name)));
+        }
+    }
+    if let Err(r) = state
+        .runs
+        .check_external_inputs(plan, project, uploaded)
+        .await
+    {
+        return Err(ApiError::forbidden(r.to_string())
+            .with_field(format!("steps.{}.inputs.{}", r.step, r.input)));
+    }
+    Ok(())
 }
 
 fn start_error(e: StartError) -> ApiError {

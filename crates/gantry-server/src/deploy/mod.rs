@@ -253,6 +253,8 @@ struct Inner {
     pub(crate) predlog: predlog::PredictionLog,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) monitors: monitor::Monitors,
+    /// What alert webhooks may reach.
+    fetch: gantry_net::FetchPolicy,
 }
 
 impl Deployments {
@@ -261,6 +263,7 @@ impl Deployments {
         artifacts: ArtifactStore,
         engine: Option<Engine<OciRuntime>>,
         metrics: Arc<Metrics>,
+        fetch: gantry_net::FetchPolicy,
     ) -> Deployments {
         let work_dir = engine
             .as_ref()
@@ -281,8 +284,14 @@ impl Deployments {
                 stop: CancellationToken::new(),
                 predlog,
                 metrics,
+                fetch,
             }),
         }
+    }
+
+    /// What alert webhooks may reach (`gantry server --allow-fetch`).
+    pub fn fetch_policy(&self) -> &gantry_net::FetchPolicy {
+        &self.inner.fetch
     }
 
     pub fn store(&self) -> &Store {

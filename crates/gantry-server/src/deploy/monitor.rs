@@ -246,10 +246,18 @@ fn guess_task(observations: &[Observation]) -> Task {
 
 /// The monitors of every serving deployment, until the server stops.
 pub(crate) async fn run(d: Deployments) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .ok();
+    // Webhook targets are chosen by callers: the client refuses the server's own network
+    // unless the admin allowed it (`--allow-fetch`), after DNS resolution and on redirects.
+    let http = match d
+        .fetch_policy()
+        .client(reqwest::Client::builder().timeout(Duration::from_secs(5)))
+    {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!("monitor: cannot build the webhook client: {e}");
+            None
+        }
+    };
     loop {
         tokio::time::sleep(d.monitors().interval()).await;
         for name in d.live_names() {
@@ -319,7 +327,8 @@ pub(crate) async fn tick(
                 "at_ms": event.created_at_ms,
             });
             let http = http.clone();
-            tokio::spawn(async move { post_webhook(&http, &url, &body).await });
+            let policy = d.fetch_policy().clone();
+            tokio::spawn(async move { post_webhook(&http, &policy, &url, &body).await });
         }
     }
     if let Ok(mut f) = d.monitors().firing.lock() {
@@ -339,22 +348,46 @@ fn last_recorded_states(events: &[AlertEvent]) -> BTreeMap<String, bool> {
 }
 
 /// Delivers an alert, retrying a failing receiver a few times.
-async fn post_webhook(http: &reqwest::Client, url: &str, body: &Value) {
+/// Its path and query are not logged: receivers such as chat webhooks carry their secret there.
+async fn post_webhook(
+    http: &reqwest::Client,
+    policy: &gantry_net::FetchPolicy,
+    url: &str,
+    body: &Value,
+) {
+    let shown = gantry_net::redact_url(url);
+    let target = match policy.check_url(url) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(
+                "alert webhook {shown}: {}",
+                e.to_string().replace(url, &shown)
+            );
+            return;
+        }
+    };
     for attempt in 0..4u32 {
         match http
-            .post(url)
+            .post(target.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string())
             .send()
             .await
         {
             Ok(r) if r.status().is_success() => return,
-            Ok(r) => tracing::warn!("alert webhook {url}: HTTP {}", r.status()),
-            Err(e) => tracing::warn!("alert webhook {url}: {e}"),
+            Ok(r) => tracing::warn!("alert webhook {shown}: HTTP {}", r.status()),
+            Err(e) => {
+                let why = gantry_net::describe(&e);
+                tracing::warn!("alert webhook {shown}: {}", why.replace(url, &shown));
+                if gantry_net::refusal(&e).is_some() {
+                    // The address will not become allowed by retrying.
+                    return;
+                }
+            }
         }
         tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt))).await;
     }
-    tracing::error!("alert webhook {url}: giving up after 4 attempts");
+    tracing::error!("alert webhook {shown}: giving up after 4 attempts");
 }
 
 /// Keeps the prediction log within the deployment's retention.
@@ -370,5 +403,57 @@ async fn prune(store: &Store, name: &str, spec: &DeploymentSpec, now: i64) {
         Ok(0) => {}
         Ok(n) => tracing::info!(deployment = %name, "pruned {n} predictions past retention"),
         Err(e) => tracing::warn!(deployment = %name, "pruning predictions: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A loopback receiver that counts connections and answers 200.
+    async fn receiver() -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&hits);
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = vec![0u8; 64 << 10];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        (port, hits)
+    }
+
+    fn client(policy: &gantry_net::FetchPolicy) -> reqwest::Client {
+        policy
+            .client(reqwest::Client::builder().timeout(Duration::from_secs(5)))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn webhooks_to_the_servers_own_network_are_not_sent_unless_allowed() {
+        let (port, hits) = receiver().await;
+        let guarded = gantry_net::FetchPolicy::default();
+        for url in [
+            format!("http://127.0.0.1:{port}/hook"),
+            format!("http://localhost:{port}/hook"),
+        ] {
+            post_webhook(&client(&guarded), &guarded, &url, &json!({"x": 1})).await;
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "a refused webhook was sent");
+        let allowed = gantry_net::FetchPolicy::guarded(vec![
+            gantry_net::FetchPolicy::parse_allow("127.0.0.1").unwrap(),
+        ]);
+        let url = format!("http://localhost:{port}/hook");
+        post_webhook(&client(&allowed), &allowed, &url, &json!({"x": 1})).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
     }
 }

@@ -74,6 +74,12 @@ pub struct TestServer {
 pub struct Options {
     pub auth: bool,
     pub max_body_bytes: usize,
+    /// `--data-root`s (none by default, like `gantry server`).
+    pub data_roots: Vec<gantry_engine::DataRoot>,
+    /// `--allow-fetch` entries for URL inputs and webhooks.
+    pub allow_fetch: Vec<&'static str>,
+    /// Uploads, network, GPUs (its `fetch` is replaced by `allow_fetch`).
+    pub remote: gantry_server::RemotePolicy,
 }
 
 impl Default for Options {
@@ -81,6 +87,9 @@ impl Default for Options {
         Options {
             auth: false,
             max_body_bytes: 64 << 10,
+            data_roots: Vec::new(),
+            allow_fetch: Vec::new(),
+            remote: gantry_server::RemotePolicy::default(),
         }
     }
 }
@@ -103,6 +112,25 @@ impl TestServer {
         .unwrap();
         let mut cfg = EngineConfig::new(root.join("work"));
         cfg.retry_base = Duration::from_millis(50);
+        // What `gantry server` sets: paths only below data roots, read as nobody; fetches
+        // refused on the server's own network unless allowed.
+        let fetch = gantry_net::FetchPolicy::guarded(
+            opts.allow_fetch
+                .iter()
+                .map(|a| gantry_net::FetchPolicy::parse_allow(a).unwrap())
+                .collect(),
+        );
+        cfg.inputs = gantry_engine::InputPolicy {
+            paths: gantry_engine::PathAccess::Roots {
+                roots: opts
+                    .data_roots
+                    .iter()
+                    .map(|r| r.clone().resolve().unwrap())
+                    .collect(),
+                read_as: Some((65534, 65534)),
+            },
+            fetch: fetch.clone(),
+        };
         let engine = Engine::new(store.clone(), artifacts.clone(), images, runtime, cfg);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -111,6 +139,10 @@ impl TestServer {
             max_body_bytes: opts.max_body_bytes,
             public_url: base.clone(),
             mlflow_artifacts_dir: root.join("mlflow-artifacts"),
+            remote: gantry_server::RemotePolicy {
+                fetch,
+                ..opts.remote
+            },
         };
         let state = AppState::new(store, artifacts, config).with_engine(engine);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -67,10 +67,13 @@ impl Drop for Server {
 }
 
 fn start_server(g: &Gantry) -> Server {
-    let (child, url) = g.spawn_listening(
-        &["server", "--listen", "127.0.0.1:0"],
-        &[("GANTRY_MONITOR_INTERVAL", "1s")],
-    );
+    start_server_with(g, &[])
+}
+
+fn start_server_with(g: &Gantry, extra: &[&str]) -> Server {
+    let mut args = vec!["server", "--listen", "127.0.0.1:0"];
+    args.extend(extra);
+    let (child, url) = g.spawn_listening(&args, &[("GANTRY_MONITOR_INTERVAL", "1s")]);
     Server { child, url }
 }
 
@@ -436,7 +439,8 @@ fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
 fn drift_and_a_performance_drop_fire_alerts_to_a_webhook_and_metrics_pass_promtool() {
     let g = Gantry::new();
     train_two_versions(&g);
-    let server = start_server(&g);
+    // The receiver is on loopback, which webhooks reach only when the admin allows it.
+    let server = start_server_with(&g, &["--allow-fetch", "127.0.0.1"]);
     let url = server.url.clone();
     let (hook, received) = webhook_receiver();
     remote_ok(

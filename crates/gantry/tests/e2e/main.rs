@@ -11,6 +11,7 @@ mod failures;
 mod hello;
 mod images;
 mod ml;
+mod remote_access;
 mod security;
 mod server;
 mod spec_errors;
