@@ -4,7 +4,8 @@
 //!
 //! Every path is checked before the disk is touched: it must be relative and stay below the
 //! root after decoding (no `..`, `.`, empty segments, backslashes, NUL or still-encoded
-//! dots and slashes).
+//! dots and slashes). A project-scoped caller reaches only the paths of its experiments
+//! (see `scope.rs`); the others answer as missing.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::scope::{Scope, artifact_experiment_id, experiment_missing};
 use super::{ApiError, ApiResult, Params, require_write};
 use crate::AppState;
 use crate::auth::Principal;
@@ -105,9 +107,13 @@ fn path_from_uri(uri: &axum::http::Uri) -> Result<PathBuf, ApiError> {
     safe_relative(&decoded)
 }
 
+fn no_artifact(path: &Path) -> ApiError {
+    ApiError::not_found(format!("No artifact at '{}'", path.display()))
+}
+
 fn io_error(what: &str, path: &Path, err: &std::io::Error) -> ApiError {
     if err.kind() == std::io::ErrorKind::NotFound {
-        ApiError::not_found(format!("No artifact at '{}'", path.display()))
+        no_artifact(path)
     } else {
         tracing::error!(path = %path.display(), error = %err, "mlflow artifacts: {what} failed");
         ApiError {
@@ -128,6 +134,11 @@ pub async fn upload(
 ) -> Result<Response, ApiError> {
     require_write(&who)?;
     let rel = path_from_uri(&uri)?;
+    if !Scope::new(&s.store, &who).shows_artifact_path(&rel).await? {
+        // Uploads create their directories, so what is missing is the experiment.
+        let experiment = artifact_experiment_id(&rel).unwrap_or_default();
+        return Err(experiment_missing(experiment));
+    }
     let root = &s.config.mlflow_artifacts_dir;
     let dest = root.join(&rel);
     let dir = dest.parent().unwrap_or(root).to_path_buf();
@@ -183,9 +194,13 @@ async fn write_body(tmp: &Path, body: Body) -> Result<(), ApiError> {
 /// `GET /api/2.0/mlflow-artifacts/artifacts/<path>`: the file's bytes.
 pub async fn download(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
     let rel = path_from_uri(&uri)?;
+    if !Scope::new(&s.store, &who).shows_artifact_path(&rel).await? {
+        return Err(no_artifact(&rel));
+    }
     let path = s.config.mlflow_artifacts_dir.join(&rel);
     let meta = tokio::fs::metadata(&path)
         .await
@@ -228,6 +243,9 @@ pub async fn delete_artifact(
 ) -> ApiResult {
     require_write(&who)?;
     let rel = path_from_uri(&uri)?;
+    if !Scope::new(&s.store, &who).shows_artifact_path(&rel).await? {
+        return Err(no_artifact(&rel));
+    }
     let path = s.config.mlflow_artifacts_dir.join(&rel);
     let meta = tokio::fs::metadata(&path)
         .await
@@ -281,9 +299,24 @@ fn file_info(path: String, is_dir: bool, size: u64) -> Value {
 }
 
 /// `GET /api/2.0/mlflow-artifacts/artifacts?path=`: entries of a directory, by base name.
-pub async fn list_proxied(State(s): State<AppState>, p: Params) -> ApiResult {
+pub async fn list_proxied(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
     let rel = safe_relative(&p.opt_str("path")?.unwrap_or_default())?;
-    let entries = list_dir(&s.config.mlflow_artifacts_dir, &rel).await?;
+    let scope = Scope::new(&s.store, &who);
+    // What the caller may not see lists as a missing directory does: empty.
+    let mut entries = if scope.shows_artifact_path(&rel).await? {
+        list_dir(&s.config.mlflow_artifacts_dir, &rel).await?
+    } else {
+        Vec::new()
+    };
+    if rel.as_os_str().is_empty() {
+        scope
+            .retain_artifact_root(&mut entries, |(name, _, _)| name.as_str())
+            .await?;
+    }
     let files: Vec<Value> = entries
         .into_iter()
         .map(|(name, is_dir, size)| file_info(name, is_dir, size))
@@ -293,8 +326,14 @@ pub async fn list_proxied(State(s): State<AppState>, p: Params) -> ApiResult {
 
 /// `GET /api/2.0/mlflow/artifacts/list?run_id=&path=`: a run's artifacts, by path relative
 /// to the run's artifact root.
-pub async fn list_run_artifacts(State(s): State<AppState>, p: Params) -> ApiResult {
-    let run = s.store.get_tracking_run(&p.run_id()?).await?;
+pub async fn list_run_artifacts(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    let id = p.run_id()?;
+    let scope = Scope::new(&s.store, &who);
+    let run = scope.run(s.store.get_tracking_run(&id).await?, &id).await?;
     let sub = p.opt_str("path")?.unwrap_or_default();
     let sub_rel = safe_relative(&sub)?;
     let root_uri = run.info.artifact_uri.clone();
@@ -303,7 +342,13 @@ pub async fn list_run_artifacts(State(s): State<AppState>, p: Params) -> ApiResu
         return Ok(Json(json!({"root_uri": root_uri, "files": []})));
     };
     let run_rel = safe_relative(run_root.trim_start_matches('/'))?;
-    let entries = list_dir(&s.config.mlflow_artifacts_dir, &run_rel.join(&sub_rel)).await?;
+    // A run's artifact root lies below its experiment's location, which its creator chose:
+    // it is listed only where the proxy would let the caller read.
+    let entries = if scope.shows_artifact_path(&run_rel).await? {
+        list_dir(&s.config.mlflow_artifacts_dir, &run_rel.join(&sub_rel)).await?
+    } else {
+        Vec::new()
+    };
     let prefix = sub.trim_end_matches('/');
     let files: Vec<Value> = entries
         .into_iter()

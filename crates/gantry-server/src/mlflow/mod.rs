@@ -1,6 +1,8 @@
 //! The MLflow-compatible REST API under `/api/2.0/mlflow` and `/api/2.0/mlflow-artifacts`:
 //! MLflow's paths, JSON shapes, limits and error codes, so MLflow's own clients work against
-//! gantry unchanged. Every write is committed before the response is sent.
+//! gantry unchanged. Every write is committed before the response is sent. A token scoped
+//! to a project sees and changes only that project's experiments, runs, models and
+//! artifacts; every handler asks [`scope::Scope`], where that rule lives.
 //!
 //! Requests are read into one [`Params`] map (the JSON body merged with the query string),
 //! because MLflow clients send GET parameters in the query and the rest as JSON bodies, and
@@ -8,6 +10,7 @@
 
 mod artifacts;
 mod registry;
+pub mod scope;
 mod shapes;
 mod tracking;
 
@@ -176,6 +179,15 @@ impl ApiError {
         }
     }
 
+    /// 403 PERMISSION_DENIED: the caller may not do this (its role or its project).
+    pub fn denied(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "PERMISSION_DENIED",
+            message: message.into(),
+        }
+    }
+
     fn internal(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -226,16 +238,12 @@ fn require_write(principal: &Principal) -> Result<(), ApiError> {
     if principal.can_write() {
         Ok(())
     } else {
-        Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            code: "PERMISSION_DENIED",
-            message: format!(
-                "'{}' has the {} role, which cannot change experiments, runs or models: use an \
-                 editor or admin token",
-                principal.name,
-                principal.role.as_str()
-            ),
-        })
+        Err(ApiError::denied(format!(
+            "'{}' has the {} role, which cannot change experiments, runs or models: use an \
+             editor or admin token",
+            principal.name,
+            principal.role.as_str()
+        )))
     }
 }
 

@@ -6,6 +6,7 @@ use axum::extract::State;
 use gantry_store::{KeyValue, NewRegisteredModelVersion, SearchQuery};
 use serde_json::json;
 
+use super::scope::Scope;
 use super::{ApiError, ApiResult, Params, now_ms, require_write, shapes};
 use crate::AppState;
 use crate::auth::Principal;
@@ -36,22 +37,24 @@ pub async fn create_model(
 ) -> ApiResult {
     require_write(&who)?;
     let name = p.req_str("name")?;
+    let description = p.opt_str("description")?;
+    let tags = Scope::new(&s.store, &who).new_model_tags(p.key_values("tags")?)?;
     let m = s
         .store
-        .create_registered_model(
-            &name,
-            p.opt_str("description")?.as_deref(),
-            &p.key_values("tags")?,
-            now_ms(),
-        )
+        .create_registered_model(&name, description.as_deref(), &tags, now_ms())
         .await?;
     Ok(Json(
         json!({"registered_model": shapes::registered_model(&m)}),
     ))
 }
 
-pub async fn get_model(State(s): State<AppState>, p: Params) -> ApiResult {
+pub async fn get_model(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
     let m = s.store.get_registered_model(&p.req_str("name")?).await?;
+    let m = Scope::new(&s.store, &who).model(m).await?;
     Ok(Json(
         json!({"registered_model": shapes::registered_model(&m)}),
     ))
@@ -63,6 +66,9 @@ pub async fn update_model(
     p: Params,
 ) -> ApiResult {
     require_write(&who)?;
+    Scope::new(&s.store, &who)
+        .require_model(&p.req_str("name")?)
+        .await?;
     let m = s
         .store
         .update_registered_model(
@@ -82,12 +88,21 @@ pub async fn delete_model(
     p: Params,
 ) -> ApiResult {
     require_write(&who)?;
-    s.store.delete_registered_model(&p.req_str("name")?).await?;
+    let name = p.req_str("name")?;
+    Scope::new(&s.store, &who).require_model(&name).await?;
+    s.store.delete_registered_model(&name).await?;
     Ok(Json(json!({})))
 }
 
-pub async fn search_models(State(s): State<AppState>, p: Params) -> ApiResult {
-    let page = s.store.search_registered_models(&search_query(&p)?).await?;
+pub async fn search_models(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    let mut page = s.store.search_registered_models(&search_query(&p)?).await?;
+    Scope::new(&s.store, &who)
+        .retain_models(&mut page.items)
+        .await?;
     let mut out = json!({
         "registered_models": page.items.iter().map(shapes::registered_model).collect::<Vec<_>>(),
     });
@@ -104,9 +119,11 @@ pub async fn set_model_tag(
 ) -> ApiResult {
     require_write(&who)?;
     let tag = KeyValue::new(p.req_str("key")?, p.opt_str("value")?.unwrap_or_default());
-    s.store
-        .set_registered_model_tag(&p.req_str("name")?, &tag)
-        .await?;
+    let name = p.req_str("name")?;
+    let scope = Scope::new(&s.store, &who);
+    scope.require_model(&name).await?;
+    scope.may_change_model_tag(&tag.key)?;
+    s.store.set_registered_model_tag(&name, &tag).await?;
     Ok(Json(json!({})))
 }
 
@@ -116,18 +133,23 @@ pub async fn delete_model_tag(
     p: Params,
 ) -> ApiResult {
     require_write(&who)?;
-    s.store
-        .delete_registered_model_tag(&p.req_str("name")?, &p.req_str("key")?)
-        .await?;
+    let (name, key) = (p.req_str("name")?, p.req_str("key")?);
+    let scope = Scope::new(&s.store, &who);
+    scope.require_model(&name).await?;
+    scope.may_change_model_tag(&key)?;
+    s.store.delete_registered_model_tag(&name, &key).await?;
     Ok(Json(json!({})))
 }
 
 /// Without stages, every stage's "latest" is the newest version.
-pub async fn latest_versions(State(s): State<AppState>, p: Params) -> ApiResult {
-    let versions = s
-        .store
-        .latest_registered_model_versions(&p.req_str("name")?)
-        .await?;
+pub async fn latest_versions(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    let name = p.req_str("name")?;
+    Scope::new(&s.store, &who).require_model(&name).await?;
+    let versions = s.store.latest_registered_model_versions(&name).await?;
     let stages = p.str_list("stages")?;
     let shown: Vec<_> = versions
         .iter()
@@ -148,6 +170,9 @@ pub async fn set_alias(
     p: Params,
 ) -> ApiResult {
     require_write(&who)?;
+    Scope::new(&s.store, &who)
+        .require_model(&p.req_str("name")?)
+        .await?;
     s.store
         .set_model_alias(
             &p.req_str("name")?,
@@ -165,13 +190,23 @@ pub async fn delete_alias(
     p: Params,
 ) -> ApiResult {
     require_write(&who)?;
+    Scope::new(&s.store, &who)
+        .require_model(&p.req_str("name")?)
+        .await?;
     s.store
         .delete_model_alias(&p.req_str("name")?, &p.req_str("alias")?)
         .await?;
     Ok(Json(json!({})))
 }
 
-pub async fn get_by_alias(State(s): State<AppState>, p: Params) -> ApiResult {
+pub async fn get_by_alias(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    Scope::new(&s.store, &who)
+        .require_model(&p.req_str("name")?)
+        .await?;
     let v = s
         .store
         .registered_model_version_by_alias(&p.req_str("name")?, &p.req_str("alias")?)
@@ -194,6 +229,11 @@ pub async fn create_version(
         user_id: Some(who.name.clone()),
         tags: p.key_values("tags")?,
     };
+    let scope = Scope::new(&s.store, &who);
+    scope.require_model(&new.name).await?;
+    if let Some(run_id) = &new.run_id {
+        scope.require_run(run_id).await?;
+    }
     let v = s
         .store
         .create_registered_model_version(&new, now_ms())
@@ -201,7 +241,14 @@ pub async fn create_version(
     Ok(Json(json!({"model_version": shapes::model_version(&v)})))
 }
 
-pub async fn get_version(State(s): State<AppState>, p: Params) -> ApiResult {
+pub async fn get_version(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    Scope::new(&s.store, &who)
+        .require_model(&p.req_str("name")?)
+        .await?;
     let v = s
         .store
         .get_registered_model_version(&p.req_str("name")?, version(&p)?)
@@ -215,6 +262,9 @@ pub async fn update_version(
     p: Params,
 ) -> ApiResult {
     require_write(&who)?;
+    Scope::new(&s.store, &who)
+        .require_model(&p.req_str("name")?)
+        .await?;
     let v = s
         .store
         .update_registered_model_version(
@@ -233,16 +283,26 @@ pub async fn delete_version(
     p: Params,
 ) -> ApiResult {
     require_write(&who)?;
+    Scope::new(&s.store, &who)
+        .require_model(&p.req_str("name")?)
+        .await?;
     s.store
         .delete_registered_model_version(&p.req_str("name")?, version(&p)?)
         .await?;
     Ok(Json(json!({})))
 }
 
-pub async fn search_versions(State(s): State<AppState>, p: Params) -> ApiResult {
-    let page = s
+pub async fn search_versions(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    let mut page = s
         .store
         .search_registered_model_versions(&search_query(&p)?)
+        .await?;
+    Scope::new(&s.store, &who)
+        .retain_versions(&mut page.items)
         .await?;
     let mut out = json!({
         "model_versions": page.items.iter().map(shapes::model_version).collect::<Vec<_>>(),
@@ -260,6 +320,9 @@ pub async fn set_version_tag(
 ) -> ApiResult {
     require_write(&who)?;
     let tag = KeyValue::new(p.req_str("key")?, p.opt_str("value")?.unwrap_or_default());
+    Scope::new(&s.store, &who)
+        .require_model(&p.req_str("name")?)
+        .await?;
     s.store
         .set_registered_model_version_tag(&p.req_str("name")?, version(&p)?, &tag)
         .await?;
@@ -272,13 +335,23 @@ pub async fn delete_version_tag(
     p: Params,
 ) -> ApiResult {
     require_write(&who)?;
+    Scope::new(&s.store, &who)
+        .require_model(&p.req_str("name")?)
+        .await?;
     s.store
         .delete_registered_model_version_tag(&p.req_str("name")?, version(&p)?, &p.req_str("key")?)
         .await?;
     Ok(Json(json!({})))
 }
 
-pub async fn download_uri(State(s): State<AppState>, p: Params) -> ApiResult {
+pub async fn download_uri(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    Scope::new(&s.store, &who)
+        .require_model(&p.req_str("name")?)
+        .await?;
     let v = s
         .store
         .get_registered_model_version(&p.req_str("name")?, version(&p)?)

@@ -12,6 +12,7 @@ use gantry_store::{
 use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
 
+use super::scope::Scope;
 use super::{ApiError, ApiResult, Params, key_value, now_ms, require_write, shapes, type_error};
 use crate::AppState;
 use crate::auth::Principal;
@@ -86,6 +87,7 @@ pub async fn create_experiment(
 ) -> ApiResult {
     require_write(&who)?;
     let name = p.req_str("name")?;
+    Scope::new(&s.store, &who).may_name_experiment(&name)?;
     let location = p.opt_str("artifact_location")?.filter(|l| !l.is_empty());
     let tags = p.key_values("tags")?;
     let id = s
@@ -95,21 +97,36 @@ pub async fn create_experiment(
     Ok(Json(json!({"experiment_id": id})))
 }
 
-pub async fn get_experiment(State(s): State<AppState>, p: Params) -> ApiResult {
+pub async fn get_experiment(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
     let id = p.req_str("experiment_id")?;
     let e = s.store.get_experiment(&id).await?;
+    let e = Scope::new(&s.store, &who).experiment(e, &id)?;
     Ok(Json(json!({"experiment": shapes::experiment(&e)})))
 }
 
-pub async fn get_experiment_by_name(State(s): State<AppState>, p: Params) -> ApiResult {
+pub async fn get_experiment_by_name(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
     let name = p.req_str("experiment_name")?;
     let e = s.store.get_experiment_by_name(&name).await?;
+    let e = Scope::new(&s.store, &who).experiment(e, &name)?;
     Ok(Json(json!({"experiment": shapes::experiment(&e)})))
 }
 
-pub async fn search_experiments(State(s): State<AppState>, p: Params) -> ApiResult {
+pub async fn search_experiments(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
     let q = search_query(&p, "view_type")?;
-    let page = s.store.search_experiments(&q).await?;
+    let mut page = s.store.search_experiments(&q).await?;
+    Scope::new(&s.store, &who).retain_experiments(&mut page.items);
     let mut out = json!({
         "experiments": page.items.iter().map(shapes::experiment).collect::<Vec<_>>(),
     });
@@ -126,7 +143,10 @@ pub async fn update_experiment(
 ) -> ApiResult {
     require_write(&who)?;
     let id = p.req_str("experiment_id")?;
+    let scope = Scope::new(&s.store, &who);
+    scope.require_experiment(&id).await?;
     if let Some(name) = p.opt_str("new_name")? {
+        scope.may_name_experiment(&name)?;
         s.store.rename_experiment(&id, &name, now_ms()).await?;
     } else {
         s.store.get_experiment(&id).await?;
@@ -141,6 +161,7 @@ pub async fn delete_experiment(
 ) -> ApiResult {
     require_write(&who)?;
     let id = p.req_str("experiment_id")?;
+    Scope::new(&s.store, &who).require_experiment(&id).await?;
     s.store.set_experiment_deleted(&id, true, now_ms()).await?;
     ok()
 }
@@ -152,6 +173,7 @@ pub async fn restore_experiment(
 ) -> ApiResult {
     require_write(&who)?;
     let id = p.req_str("experiment_id")?;
+    Scope::new(&s.store, &who).require_experiment(&id).await?;
     s.store.set_experiment_deleted(&id, false, now_ms()).await?;
     ok()
 }
@@ -163,6 +185,7 @@ pub async fn set_experiment_tag(
 ) -> ApiResult {
     require_write(&who)?;
     let id = p.req_str("experiment_id")?;
+    Scope::new(&s.store, &who).require_experiment(&id).await?;
     let key = p.req_str("key")?;
     let value = p.opt_str("value")?.unwrap_or_default();
     s.store
@@ -192,13 +215,21 @@ pub async fn create_run(
         start_time: p.opt_i64("start_time")?,
         tags: p.key_values("tags")?,
     };
+    Scope::new(&s.store, &who)
+        .require_experiment(&new.experiment_id)
+        .await?;
     let run = s.store.create_tracking_run(&new, now_ms()).await?;
     Ok(Json(json!({"run": shapes::run(&run)})))
 }
 
-pub async fn get_run(State(s): State<AppState>, p: Params) -> ApiResult {
+pub async fn get_run(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
     let id = p.run_id()?;
     let run = s.store.get_tracking_run(&id).await?;
+    let run = Scope::new(&s.store, &who).run(run, &id).await?;
     Ok(Json(json!({"run": shapes::run(&run)})))
 }
 
@@ -209,6 +240,7 @@ pub async fn update_run(
 ) -> ApiResult {
     require_write(&who)?;
     let id = p.run_id()?;
+    Scope::new(&s.store, &who).require_run(&id).await?;
     let update = TrackingRunUpdate {
         status: p.opt_str("status")?,
         end_time: p.opt_i64("end_time")?,
@@ -225,6 +257,7 @@ pub async fn delete_run(
 ) -> ApiResult {
     require_write(&who)?;
     let id = p.run_id()?;
+    Scope::new(&s.store, &who).require_run(&id).await?;
     s.store
         .set_tracking_run_deleted(&id, true, now_ms())
         .await?;
@@ -238,15 +271,22 @@ pub async fn restore_run(
 ) -> ApiResult {
     require_write(&who)?;
     let id = p.run_id()?;
+    Scope::new(&s.store, &who).require_run(&id).await?;
     s.store
         .set_tracking_run_deleted(&id, false, now_ms())
         .await?;
     ok()
 }
 
-pub async fn search_runs(State(s): State<AppState>, p: Params) -> ApiResult {
+pub async fn search_runs(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
     let mut q = search_query(&p, "run_view_type")?;
-    q.experiment_ids = p.str_list("experiment_ids")?;
+    q.experiment_ids = Scope::new(&s.store, &who)
+        .searchable_experiment_ids(p.str_list("experiment_ids")?)
+        .await?;
     let page = s.store.search_tracking_runs(&q).await?;
     let mut out = json!({"runs": page.items.iter().map(shapes::run).collect::<Vec<_>>()});
     if let Some(t) = page.next_page_token {
@@ -262,6 +302,7 @@ pub async fn log_metric(
 ) -> ApiResult {
     require_write(&who)?;
     let id = p.run_id()?;
+    Scope::new(&s.store, &who).require_run(&id).await?;
     let m = metric_from(&p.map, "")?;
     s.store.log_batch(&id, &[m], &[], &[]).await?;
     ok()
@@ -274,6 +315,7 @@ pub async fn log_param(
 ) -> ApiResult {
     require_write(&who)?;
     let id = p.run_id()?;
+    Scope::new(&s.store, &who).require_run(&id).await?;
     let kv = key_value("param", &p.map)?;
     s.store.log_batch(&id, &[], &[kv], &[]).await?;
     ok()
@@ -286,6 +328,7 @@ pub async fn set_tag(
 ) -> ApiResult {
     require_write(&who)?;
     let id = p.run_id()?;
+    Scope::new(&s.store, &who).require_run(&id).await?;
     let kv = key_value("tag", &p.map)?;
     s.store.log_batch(&id, &[], &[], &[kv]).await?;
     ok()
@@ -298,6 +341,7 @@ pub async fn delete_tag(
 ) -> ApiResult {
     require_write(&who)?;
     let id = p.run_id()?;
+    Scope::new(&s.store, &who).require_run(&id).await?;
     let key = p.req_str("key")?;
     s.store.delete_tracking_run_tag(&id, &key).await?;
     ok()
@@ -310,6 +354,7 @@ pub async fn log_batch(
 ) -> ApiResult {
     require_write(&who)?;
     let id = p.run_id()?;
+    Scope::new(&s.store, &who).require_run(&id).await?;
     let metrics = p
         .objects("metrics")?
         .into_iter()
@@ -330,6 +375,7 @@ pub async fn log_inputs(
 ) -> ApiResult {
     require_write(&who)?;
     let id = p.run_id()?;
+    Scope::new(&s.store, &who).require_run(&id).await?;
     s.store.get_tracking_run(&id).await?;
     ok()
 }
@@ -343,6 +389,7 @@ pub async fn log_model(
 ) -> ApiResult {
     require_write(&who)?;
     let id = p.run_id()?;
+    Scope::new(&s.store, &who).require_run(&id).await?;
     let model = p.req_str("model_json")?;
     let run = s.store.get_tracking_run(&id).await?;
     let mut history: Vec<Value> = run
@@ -362,8 +409,13 @@ pub async fn log_model(
     ok()
 }
 
-pub async fn metric_history(State(s): State<AppState>, p: Params) -> Result<Response, ApiError> {
+pub async fn metric_history(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> Result<Response, ApiError> {
     let id = p.run_id()?;
+    Scope::new(&s.store, &who).require_run(&id).await?;
     let key = p.req_str("metric_key")?;
     let page = s
         .store
