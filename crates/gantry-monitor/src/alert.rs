@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::drift::{FeatureDrift, FeatureKind};
 use crate::format::{format_value, window_phrase};
 use crate::latency::LatencyStats;
-use crate::observation::Observation;
-use crate::performance::{PerformanceWindow, performance_window};
+use crate::performance::PerformanceWindow;
 use crate::rule::{AlertRule, FeatureStat, LatencyStat, Metric, PerformanceStat, PredictionStat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,8 +37,8 @@ pub(crate) struct Evaluated<'a> {
     pub reference_present: bool,
     pub label_column: Option<&'a str>,
     pub task: Task,
-    pub observations: &'a [Observation],
-    pub now_ms: i64,
+    /// Performance over windows only rules name (not in the report).
+    pub extra_performance: &'a [PerformanceWindow],
     pub window_ms: i64,
     pub min_samples: usize,
     pub drift: &'a [FeatureDrift],
@@ -132,14 +131,18 @@ fn read(rule: &AlertRule, data: &Evaluated<'_>) -> Reading {
             let window_ms = window_ms
                 .or_else(|| data.performance.iter().map(|p| p.window_ms).min())
                 .unwrap_or(data.window_ms);
-            let performance = data
+            let Some(performance) = data
                 .performance
                 .iter()
+                .chain(data.extra_performance)
                 .find(|p| p.window_ms == window_ms)
-                .cloned()
-                .unwrap_or_else(|| {
-                    performance_window(data.observations, data.task, data.now_ms, window_ms)
-                });
+            else {
+                return Reading::NoData(format!(
+                    "{}: no performance computed over the last {}",
+                    stat.name(),
+                    window_phrase(window_ms)
+                ));
+            };
             let phrase = window_phrase(window_ms);
             let (value, applies) = match stat {
                 PerformanceStat::Accuracy => (performance.accuracy, Task::Classification),

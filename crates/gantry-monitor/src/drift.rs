@@ -4,6 +4,7 @@ use gantry_ml::profile::ColumnProfile;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::aggregate::ColumnCounts;
 use crate::format::format_value;
 use crate::stats::{self, ChiSquare, Ks};
 
@@ -96,25 +97,39 @@ pub(crate) fn feature_drift(
     live: &[Option<&Value>],
     min_samples: usize,
 ) -> FeatureDrift {
-    let rows = live.len();
+    let mut counts = ColumnCounts::for_column(column);
+    let mut values = Vec::new();
+    for v in live {
+        if let Some(x) = counts.add(column, *v) {
+            values.push(x);
+        }
+    }
+    drift_from_counts(name, column, &counts, &values, min_samples)
+}
+
+/// The drift of one column from its live counts (see [`ColumnCounts`]) and the live numeric
+/// values the KS test compares (all of them, or a uniform sample of them).
+pub(crate) fn drift_from_counts(
+    name: &str,
+    column: &ColumnProfile,
+    counts: &ColumnCounts,
+    sample: &[f64],
+    min_samples: usize,
+) -> FeatureDrift {
+    let rows = usize::try_from(counts.rows).unwrap_or(usize::MAX);
+    let values = usize::try_from(counts.values)
+        .unwrap_or(usize::MAX)
+        .min(rows);
+    let mut drift = FeatureDrift::empty(name, column, rows, rows - values);
+    let actual: Vec<f64> = counts.bins.iter().map(|&c| c as f64).collect();
     if let Some(numeric) = &column.numeric {
-        let values: Vec<f64> = live
-            .iter()
-            .filter_map(|v| v.and_then(|v| column.live_number(v)))
-            .collect();
-        let mut drift = FeatureDrift::empty(name, column, rows, rows - values.len());
         drift.kind = FeatureKind::Numeric;
-        if let Some(note) = too_few(values.len(), min_samples) {
+        if let Some(note) = too_few(values, min_samples) {
             drift.note = Some(note);
             return drift;
         }
         let histogram = &numeric.histogram;
         let expected: Vec<f64> = histogram.counts.iter().map(|&c| c as f64).collect();
-        let actual: Vec<f64> = histogram
-            .counts_of(values.iter().copied())
-            .into_iter()
-            .map(|c| c as f64)
-            .collect();
         drift.bins = bins(&expected, &actual, |i| {
             numeric_bin_label(&histogram.edges, i)
         });
@@ -125,32 +140,17 @@ pub(crate) fn feature_drift(
                     .to_string(),
             );
         } else {
-            drift.ks = stats::ks_two_sample(&numeric.sample, &values).ok();
+            drift.ks = stats::ks_two_sample(&numeric.sample, sample).ok();
         }
         drift
     } else if let Some(categorical) = &column.categorical {
-        let texts: Vec<String> = live
-            .iter()
-            .filter_map(|v| v.and_then(|v| column.live_text(v)))
-            .collect();
-        let mut drift = FeatureDrift::empty(name, column, rows, rows - texts.len());
         drift.kind = FeatureKind::Categorical;
-        if let Some(note) = too_few(texts.len(), min_samples) {
+        if let Some(note) = too_few(values, min_samples) {
             drift.note = Some(note);
             return drift;
         }
         let mut expected: Vec<f64> = categorical.top.iter().map(|t| t.count as f64).collect();
         expected.push(categorical.other as f64);
-        let mut actual = vec![0.0; expected.len()];
-        let other = expected.len() - 1;
-        for text in &texts {
-            let bucket = categorical
-                .top
-                .iter()
-                .position(|t| &t.value == text)
-                .unwrap_or(other);
-            actual[bucket] += 1.0;
-        }
         drift.bins = bins(&expected, &actual, |i| {
             categorical
                 .top
@@ -161,13 +161,6 @@ pub(crate) fn feature_drift(
         drift.chi_square = stats::chi_square(&expected, &actual).ok();
         drift
     } else {
-        let missing = live
-            .iter()
-            .filter(|v| {
-                v.is_none_or(|v| column.live_number(v).is_none() && column.live_text(v).is_none())
-            })
-            .count();
-        let mut drift = FeatureDrift::empty(name, column, rows, missing);
         drift.note = Some(format!(
             "the reference profile has no values for `{name}` (it was entirely missing at training)"
         ));

@@ -16,6 +16,7 @@
 //! [`stats`] holds the statistics themselves; they match numpy/scipy, and the
 //! tests say with which one-liner each expected number was computed.
 
+pub mod aggregate;
 mod alert;
 mod drift;
 mod format;
@@ -37,7 +38,7 @@ pub use observation::Observation;
 pub use performance::PerformanceWindow;
 pub use report::{
     DEFAULT_MIN_SAMPLES, DEFAULT_PERFORMANCE_WINDOWS_MS, DEFAULT_WINDOW_MS, MonitorConfig,
-    MonitorReport, evaluate,
+    MonitorReport, evaluate, evaluate_aggregated,
 };
 pub use rule::{AlertRule, Metric, Op, RuleError};
 pub use stats::{ChiSquare, Ks, StatsError};

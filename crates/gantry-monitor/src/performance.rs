@@ -83,19 +83,31 @@ pub(crate) fn performance_window(
 
 /// `pairs` of (truth, predicted).
 fn f1_macro(pairs: &[(String, String)]) -> f64 {
+    let mut confusion: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for pair in pairs {
+        *confusion.entry(pair.clone()).or_default() += 1;
+    }
+    f1_macro_counts(&confusion)
+}
+
+/// Macro F1 from confusion counts: (truth, predicted) → rows.
+pub(crate) fn f1_macro_counts(confusion: &BTreeMap<(String, String), u64>) -> f64 {
     #[derive(Default)]
     struct Counts {
-        true_positive: usize,
-        false_positive: usize,
-        false_negative: usize,
+        true_positive: u64,
+        false_positive: u64,
+        false_negative: u64,
     }
     let mut classes: BTreeMap<&str, Counts> = BTreeMap::new();
-    for (truth, predicted) in pairs {
+    for ((truth, predicted), &n) in confusion {
+        if n == 0 {
+            continue;
+        }
         if truth == predicted {
-            classes.entry(truth).or_default().true_positive += 1;
+            classes.entry(truth).or_default().true_positive += n;
         } else {
-            classes.entry(truth).or_default().false_negative += 1;
-            classes.entry(predicted).or_default().false_positive += 1;
+            classes.entry(truth).or_default().false_negative += n;
+            classes.entry(predicted).or_default().false_positive += n;
         }
     }
     let f1 = |c: &Counts| {

@@ -5,8 +5,9 @@ use gantry_ml::profile::Profile;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::aggregate::{Aggregate, ColumnCounts, PerformanceCounts};
 use crate::alert::{AlertState, AlertStatus, Evaluated, evaluate_rule, shortlist};
-use crate::drift::{DriftStatus, FeatureDrift, feature_drift};
+use crate::drift::{DriftStatus, FeatureDrift, drift_from_counts, feature_drift};
 use crate::format::{format_value, window_phrase};
 use crate::latency::{LatencyStats, latency_stats};
 use crate::observation::Observation;
@@ -117,25 +118,176 @@ pub fn evaluate(
         .and_then(|(profile, label)| profile.column(label))
         .map(|column| {
             let live: Vec<Option<&Value>> = window.iter().map(|o| o.prediction.as_ref()).collect();
-            let mut drift = feature_drift(&column.name, column, &live, config.min_samples);
-            // Both tasks compare like with like: the label column's profile
-            // is numeric for regression (and integer classes), categorical
-            // for named classes.
-            drift.feature = format!("prediction ({})", column.name);
-            drift
+            feature_drift(&column.name, column, &live, config.min_samples)
         });
+    let performance_of = |w: i64| performance_window(observations, task, now_ms, w);
+    let latency = latency_stats(&window);
+    assemble(
+        Parts {
+            reference_present: reference.is_some(),
+            label_column,
+            task,
+            samples: window.len(),
+            drift,
+            prediction_drift,
+            latency,
+        },
+        &performance_of,
+        config,
+        now_ms,
+    )
+}
+
+/// [`evaluate`] from aggregates instead of rows: `window` is the merge of the buckets of the
+/// drift window (counted against `reference`), `performance` gives the counts of the buckets
+/// of any window (every window of `config`, and those its rules name:
+/// [`MonitorConfig::performance_windows`]). PSI, Jensen–Shannon, χ², counts, error rates and
+/// performance are those of the rows themselves; KS and latency quantiles are within the
+/// bounds documented in [`crate::aggregate`].
+pub fn evaluate_aggregated(
+    reference: Option<&Profile>,
+    label_column: Option<&str>,
+    task: Task,
+    window: &Aggregate,
+    performance: &dyn Fn(i64) -> PerformanceCounts,
+    config: &MonitorConfig,
+    now_ms: i64,
+) -> MonitorReport {
+    let drift: Vec<FeatureDrift> = reference.map_or_else(Vec::new, |profile| {
+        profile
+            .columns
+            .iter()
+            .filter(|c| Some(c.name.as_str()) != label_column)
+            .map(|column| {
+                let counts = window
+                    .features
+                    .get(&column.name)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        let mut empty = ColumnCounts::for_column(column);
+                        // Rows without the column at all still count as rows lacking it.
+                        empty.rows = window.with_inputs;
+                        empty
+                    });
+                drift_from_counts(
+                    &column.name,
+                    column,
+                    &counts,
+                    &counts.sample.values,
+                    config.min_samples,
+                )
+            })
+            .collect()
+    });
+    let prediction_drift = reference
+        .zip(label_column)
+        .and_then(|(profile, label)| profile.column(label))
+        .map(|column| {
+            let counts = window.prediction.clone().unwrap_or_else(|| {
+                let mut empty = ColumnCounts::for_column(column);
+                empty.rows = window.observations;
+                empty
+            });
+            drift_from_counts(
+                &column.name,
+                column,
+                &counts,
+                &counts.sample.values,
+                config.min_samples,
+            )
+        });
+    let requests = usize::try_from(window.observations).unwrap_or(usize::MAX);
+    let errors = usize::try_from(window.errors).unwrap_or(usize::MAX);
+    let latency = LatencyStats {
+        requests,
+        errors,
+        error_rate: (requests > 0).then(|| errors as f64 / requests as f64),
+        p50_ms: window.latency.quantile(0.5),
+        p95_ms: window.latency.quantile(0.95),
+        p99_ms: window.latency.quantile(0.99),
+    };
+    let performance_of = |w: i64| performance(w).window(task, w);
+    assemble(
+        Parts {
+            reference_present: reference.is_some(),
+            label_column,
+            task,
+            samples: requests,
+            drift,
+            prediction_drift,
+            latency,
+        },
+        &performance_of,
+        config,
+        now_ms,
+    )
+}
+
+impl MonitorConfig {
+    /// Every window performance is needed over: the configured ones, then those only the
+    /// rules name.
+    pub fn performance_windows(&self) -> Vec<i64> {
+        let mut out = self.performance_windows_ms.clone();
+        for rule in &self.rules {
+            if let crate::rule::Metric::Performance {
+                window_ms: Some(w), ..
+            } = rule.metric
+                && !out.contains(&w)
+            {
+                out.push(w);
+            }
+        }
+        out
+    }
+}
+
+/// What both ways of evaluating compute before the rules and the verdict.
+struct Parts<'a> {
+    reference_present: bool,
+    label_column: Option<&'a str>,
+    task: Task,
+    samples: usize,
+    drift: Vec<FeatureDrift>,
+    prediction_drift: Option<FeatureDrift>,
+    latency: LatencyStats,
+}
+
+fn assemble(
+    parts: Parts<'_>,
+    performance_of: &dyn Fn(i64) -> PerformanceWindow,
+    config: &MonitorConfig,
+    now_ms: i64,
+) -> MonitorReport {
+    let Parts {
+        reference_present,
+        label_column,
+        task,
+        samples,
+        drift,
+        mut prediction_drift,
+        latency,
+    } = parts;
+    // Both tasks compare like with like: the label column's profile is numeric for
+    // regression (and integer classes), categorical for named classes.
+    if let Some(d) = prediction_drift.as_mut() {
+        d.feature = format!("prediction ({})", d.feature);
+    }
     let performance: Vec<PerformanceWindow> = config
         .performance_windows_ms
         .iter()
-        .map(|&w| performance_window(observations, task, now_ms, w))
+        .map(|&w| performance_of(w))
         .collect();
-    let latency = latency_stats(&window);
+    let extra_performance: Vec<PerformanceWindow> = config
+        .performance_windows()
+        .into_iter()
+        .filter(|w| !config.performance_windows_ms.contains(w))
+        .map(performance_of)
+        .collect();
     let evaluated = Evaluated {
-        reference_present: reference.is_some(),
+        reference_present,
         label_column,
         task,
-        observations,
-        now_ms,
+        extra_performance: &extra_performance,
         window_ms: config.window_ms,
         min_samples: config.min_samples,
         drift: &drift,
@@ -151,7 +303,7 @@ pub fn evaluate(
     let mut report = MonitorReport {
         now_ms,
         window_ms: config.window_ms,
-        samples: window.len(),
+        samples,
         drift,
         prediction_drift,
         performance,
@@ -159,7 +311,7 @@ pub fn evaluate(
         alerts,
         verdict: String::new(),
     };
-    report.verdict = verdict(&report, reference.is_some(), task, config.min_samples);
+    report.verdict = verdict(&report, reference_present, task, config.min_samples);
     report
 }
 

@@ -5,6 +5,7 @@
 // Fixture helpers outside #[test] fns count as non-test code for clippy.
 #![allow(clippy::unwrap_used)]
 
+mod aggregated;
 mod alerts;
 mod drift;
 mod fixture;
