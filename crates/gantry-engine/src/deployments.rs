@@ -2,6 +2,7 @@
 //! the CLI in local mode and the `builtin/deploy` step. Each change resolves model references to
 //! versions, validates the whole desired state, and writes it as a new revision.
 
+use gantry_monitor::aggregate::BUCKET_MS;
 use gantry_spec::deployment::{self, DeploymentChange, DeploymentSpec, ModelTarget};
 use gantry_store::{DeploymentRecord, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -408,8 +409,21 @@ pub async fn feedback(
             }
         }
     }
+    // Each label also moves the performance counts of its prediction's bucket (monitors
+    // read those, never the log).
+    let bucket_ms = |t: i64| t.div_euclid(BUCKET_MS) * BUCKET_MS;
+    let score = |prediction: Option<&serde_json::Value>, label: &serde_json::Value| {
+        let s = gantry_monitor::aggregate::score(prediction, label);
+        (s.classes, s.error)
+    };
+    let scoring = gantry_store::FeedbackScoring {
+        bucket_ms: &bucket_ms,
+        score: &score,
+    };
     for (id, row, label) in &labels {
-        store.put_feedback(id, *row, label, now_ms).await?;
+        store
+            .put_feedback_scored(id, *row, label, now_ms, Some(&scoring))
+            .await?;
     }
     Ok(labels.len())
 }

@@ -52,6 +52,10 @@ pub struct FeatureDrift {
     pub jensen_shannon: Option<f64>,
     /// Numeric features whose reference profile holds a `sample` only.
     pub ks: Option<Ks>,
+    /// When `ks` was computed over a sample of the live values (a monitor window larger than
+    /// its sample): the statistic is within this of the full data's, with 95% confidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ks_error_bound: Option<f64>,
     /// Categorical features only.
     pub chi_square: Option<ChiSquare>,
     /// Of the live rows; `None` without live rows.
@@ -79,6 +83,7 @@ impl FeatureDrift {
             psi: None,
             jensen_shannon: None,
             ks: None,
+            ks_error_bound: None,
             chi_square: None,
             missing_fraction: (rows > 0).then(|| missing as f64 / rows as f64),
             reference_missing_fraction: column.missing_fraction,
@@ -141,6 +146,9 @@ pub(crate) fn drift_from_counts(
             );
         } else {
             drift.ks = stats::ks_two_sample(&numeric.sample, sample).ok();
+            if drift.ks.is_some() && (sample.len() as u64) < counts.values {
+                drift.ks_error_bound = Some(crate::aggregate::KS_SAMPLE_BOUND);
+            }
         }
         drift
     } else if let Some(categorical) = &column.categorical {

@@ -16,6 +16,10 @@ pub struct LatencyStats {
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// When the percentiles come from a sketch (monitors of deployments): each is within this
+    /// relative error of the exact value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_error: Option<f64>,
 }
 
 pub(crate) fn latency_stats(window: &[&Observation]) -> LatencyStats {
@@ -35,5 +39,6 @@ pub(crate) fn latency_stats(window: &[&Observation]) -> LatencyStats {
         p50_ms: percentile(0.5),
         p95_ms: percentile(0.95),
         p99_ms: percentile(0.99),
+        relative_error: None,
     }
 }

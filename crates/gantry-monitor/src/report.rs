@@ -205,6 +205,7 @@ pub fn evaluate_aggregated(
         p50_ms: window.latency.quantile(0.5),
         p95_ms: window.latency.quantile(0.95),
         p99_ms: window.latency.quantile(0.99),
+        relative_error: Some(crate::aggregate::LATENCY_RELATIVE_ERROR),
     };
     let performance_of = |w: i64| performance(w).window(task, w);
     assemble(

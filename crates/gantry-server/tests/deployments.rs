@@ -18,6 +18,7 @@ struct Api {
     base: String,
     http: reqwest::Client,
     store: Store,
+    artifacts: ArtifactStore,
     _home: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -37,7 +38,7 @@ impl Api {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let mut config = ServerConfig::local(&base, home.path().join("mlflow"));
         config.auth = auth;
-        let state = AppState::new(store.clone(), artifacts, config);
+        let state = AppState::new(store.clone(), artifacts.clone(), config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(gantry_server::serve(state, listener, async {
             let _ = stopped.await;
@@ -46,6 +47,7 @@ impl Api {
             base,
             http: reqwest::Client::new(),
             store,
+            artifacts,
             _home: home,
             _stop: stop,
         }
@@ -389,7 +391,12 @@ async fn feedback_joins_the_log_and_the_monitor_sees_drift_and_a_performance_dro
             });
         }
     }
-    api.store.insert_predictions(&batch).await.unwrap();
+    // Logged as the server's log writer does: with the aggregates monitors read.
+    let mut aggregator = gantry_server::deploy::aggregates::LogAggregator::new(
+        api.store.clone(),
+        api.artifacts.clone(),
+    );
+    aggregator.insert(&batch).await.unwrap();
 
     // Feedback: the truth for every request, in one call.
     let feedback: Vec<Value> = iris_rows()
@@ -577,4 +584,293 @@ async fn roles_and_projects_govern_deployments() {
             && a.principal == "ours"),
         "{audit:?}"
     );
+}
+
+/// Monitoring at volume: predictions bulk-loaded through the log writer's aggregator (not
+/// HTTP, to stay fast), the monitor read from aggregates compared with a direct computation
+/// over the very same rows.
+mod at_scale {
+    use super::*;
+    use gantry_monitor::aggregate::{BUCKET_MS, KS_SAMPLE_BOUND, LATENCY_RELATIVE_ERROR};
+    use gantry_monitor::{MonitorConfig, Observation, Task};
+    use gantry_server::deploy::aggregates::{LogAggregator, load_reference, observations_of};
+    use gantry_server::deploy::monitor::compute;
+
+    const MINUTE: i64 = 60_000;
+
+    /// A time in the second half of bucket `minutes_ago` before `now` (= bucket start + half
+    /// a bucket): bucket windows and `(now − w, now]` then hold the same rows.
+    fn at(now: i64, minutes_ago: i64, jitter: i64) -> i64 {
+        now - minutes_ago * BUCKET_MS + 1 + jitter.rem_euclid(BUCKET_MS / 2 - 2)
+    }
+
+    fn now_mid_bucket() -> i64 {
+        let now = gantry_engine::now_ms();
+        now.div_euclid(BUCKET_MS) * BUCKET_MS - 5 * BUCKET_MS + BUCKET_MS / 2
+    }
+
+    fn prediction(id: String, row: &Value, output: &str, t: i64, latency_us: i64) -> NewPrediction {
+        NewPrediction {
+            request_id: id,
+            deployment: "flowers".into(),
+            model: "iris".into(),
+            version: 1,
+            role: "primary".into(),
+            inputs: json!([row]),
+            outputs: json!([output]),
+            rows: 1,
+            error: None,
+            latency_us,
+            created_at_ms: t,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_million_predictions_are_monitored_from_aggregates_as_from_the_rows() {
+        let api = Api::start().await;
+        let (status, v) = api
+            .post(
+                "/api/v1/deployments/flowers",
+                json!({"model": "iris@1", "rules": ["psi > 0.2 for feature petal_length", "accuracy(30m) < 0.9", "p99 > 30"]}),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        let now = now_mid_bucket();
+        let rows = iris_rows();
+        let mut aggregator = LogAggregator::new(api.store.clone(), api.artifacts.clone());
+        let mut observations: Vec<Observation> = Vec::with_capacity(1_000_000);
+        let mut batch = Vec::with_capacity(10_000);
+        for i in 0..1_000_000i64 {
+            let (row, label) = &rows[(i as usize * 7) % rows.len()];
+            let mut row = row.clone();
+            // A third of the traffic has longer petals; those predictions are wrong.
+            let shifted = i % 3 == 0;
+            if shifted {
+                row["petal_length"] = json!(row["petal_length"].as_f64().unwrap() + 2.5);
+            }
+            let output = if shifted { "virginica" } else { label.as_str() };
+            let t = at(now, 1 + i % 55, i * 7919);
+            let latency = 300 + (i * 37) % 40_000;
+            let p = prediction(format!("r-{i}"), &row, output, t, latency);
+            observations.extend(observations_of(&p, &[]));
+            batch.push(p);
+            if batch.len() == 10_000 {
+                aggregator.insert(&batch).await.unwrap();
+                batch.clear();
+            }
+        }
+        // Feedback for every 50th request, through the API (late: after logging).
+        let mut feedback = Vec::new();
+        for i in (0..1_000_000usize).step_by(50) {
+            let label = &rows[(i * 7) % rows.len()].1;
+            feedback.push(json!({"request_id": format!("r-{i}"), "label": label}));
+            observations[i].label = Some(json!(label));
+        }
+        for chunk in feedback.chunks(5000) {
+            let (status, v) = api
+                .post(
+                    "/api/v1/deployments/flowers/feedback",
+                    json!({"feedback": chunk}),
+                )
+                .await;
+            assert_eq!(status, 200, "{v}");
+        }
+
+        let view = compute(&api.store, &api.artifacts, "flowers", now)
+            .await
+            .unwrap();
+        let got = &view.report;
+        let reference = load_reference(&api.store, &api.artifacts, "iris", 1)
+            .await
+            .unwrap();
+        let config = MonitorConfig {
+            window_ms: 60 * MINUTE,
+            performance_windows_ms: vec![15 * MINUTE, 60 * MINUTE, 24 * 60 * MINUTE],
+            rules: [
+                "psi > 0.2 for feature petal_length",
+                "accuracy(30m) < 0.9",
+                "p99 > 30",
+            ]
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect(),
+            ..MonitorConfig::default()
+        };
+        let want = gantry_monitor::evaluate(
+            reference.profile.as_ref(),
+            reference.label.as_deref(),
+            Task::Classification,
+            &observations,
+            &config,
+            now,
+        );
+        assert_eq!(got.samples, 1_000_000);
+        assert_eq!(got.samples, want.samples);
+        for (a, d) in got
+            .drift
+            .iter()
+            .chain(&got.prediction_drift)
+            .zip(want.drift.iter().chain(&want.prediction_drift))
+        {
+            assert_eq!(a.feature, d.feature);
+            assert_eq!((a.status, a.rows, a.samples), (d.status, d.rows, d.samples));
+            assert_eq!(a.psi, d.psi, "{}", a.feature);
+            assert_eq!(a.jensen_shannon, d.jensen_shannon, "{}", a.feature);
+            assert_eq!(a.chi_square, d.chi_square, "{}", a.feature);
+            assert_eq!(a.bins, d.bins, "{}", a.feature);
+            if let (Some(x), Some(y)) = (&a.ks, &d.ks) {
+                assert!(
+                    (x.statistic - y.statistic).abs() <= KS_SAMPLE_BOUND,
+                    "{}: KS {} vs {}",
+                    a.feature,
+                    x.statistic,
+                    y.statistic
+                );
+            } else {
+                assert_eq!(a.ks.is_some(), d.ks.is_some(), "{}", a.feature);
+            }
+        }
+        assert!(
+            got.drifted().any(|d| d.feature == "petal_length"),
+            "{got:#?}"
+        );
+        assert_eq!(got.performance, want.performance);
+        assert_eq!(got.performance[0].labelled, 20_000 * 15 / 55 + 1);
+        for (x, y) in [
+            (got.latency.p50_ms, want.latency.p50_ms),
+            (got.latency.p95_ms, want.latency.p95_ms),
+            (got.latency.p99_ms, want.latency.p99_ms),
+        ] {
+            let (x, y) = (x.unwrap(), y.unwrap());
+            assert!(
+                (x - y).abs() <= 2.0 * LATENCY_RELATIVE_ERROR * y,
+                "{x} vs {y}"
+            );
+        }
+        let states = |r: &gantry_monitor::MonitorReport| {
+            r.alerts
+                .iter()
+                .map(|a| (a.rule.clone(), a.state))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(states(got), states(&want));
+        assert_eq!(got.verdict, want.verdict);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn late_feedback_restarts_failures_and_retention_keep_the_counts_right() {
+        let api = Api::start().await;
+        let (status, v) = api
+            .post("/api/v1/deployments/flowers", json!({"model": "iris@1"}))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        let now = now_mid_bucket();
+        let rows = iris_rows();
+        let batch = |from: usize, n: usize, minutes_ago: i64| -> Vec<NewPrediction> {
+            (from..from + n)
+                .map(|i| {
+                    let (row, label) = &rows[i % rows.len()];
+                    prediction(
+                        format!("r-{i}"),
+                        row,
+                        label,
+                        at(now, minutes_ago, i as i64),
+                        900,
+                    )
+                })
+                .collect()
+        };
+        // 100 predictions two hours ago and 100 five minutes ago, then the writer dies.
+        let mut first = LogAggregator::new(api.store.clone(), api.artifacts.clone());
+        first.insert(&batch(0, 100, 120)).await.unwrap();
+        first.insert(&batch(100, 100, 5)).await.unwrap();
+        drop(first);
+        // A restarted writer continues into the same minute with rows of its own.
+        let mut second = LogAggregator::new(api.store.clone(), api.artifacts.clone());
+        second.insert(&batch(200, 50, 5)).await.unwrap();
+        // A batch that fails (a request id logged before) counts nothing, here or later.
+        let mut dup = batch(250, 10, 5);
+        dup.push(batch(0, 1, 5).remove(0));
+        assert!(second.insert(&dup).await.is_err());
+        second.insert(&batch(260, 10, 5)).await.unwrap();
+
+        let view = compute(&api.store, &api.artifacts, "flowers", now)
+            .await
+            .unwrap();
+        assert_eq!(view.report.samples, 160, "nothing lost or counted twice");
+        assert_eq!(
+            api.store.count_predictions("flowers").await.unwrap(),
+            260,
+            "the log holds what the aggregates count"
+        );
+        let day = |v: &gantry_server::deploy::monitor::MonitorView| {
+            v.report
+                .performance
+                .iter()
+                .find(|p| p.window_ms == 24 * 60 * MINUTE)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(day(&view).predictions, 260);
+        assert_eq!(day(&view).labelled, 0);
+
+        // Feedback arrives now for the two-hour-old predictions: it lands in their bucket
+        // (the day's window), not in the last 15 minutes. Half the labels are wrong.
+        let labels: Vec<Value> = (0..100)
+            .map(|i| {
+                let truth = if i % 2 == 0 {
+                    rows[i % rows.len()].1.clone()
+                } else {
+                    "other".into()
+                };
+                json!({"request_id": format!("r-{i}"), "label": truth})
+            })
+            .collect();
+        let (status, v) = api
+            .post(
+                "/api/v1/deployments/flowers/feedback",
+                json!({"feedback": labels}),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        let view = compute(&api.store, &api.artifacts, "flowers", now)
+            .await
+            .unwrap();
+        assert_eq!(
+            view.report.performance[0].labelled, 0,
+            "15 minutes: {:?}",
+            view.report.performance[0]
+        );
+        assert_eq!((day(&view).labelled, day(&view).accuracy), (100, Some(0.5)));
+        // Replacing labels moves the counts, it does not add to them.
+        let fixed: Vec<Value> = (0..100)
+            .filter(|i| i % 2 == 1)
+            .take(10)
+            .map(|i| json!({"request_id": format!("r-{i}"), "label": rows[i % rows.len()].1}))
+            .collect();
+        let (status, _) = api
+            .post(
+                "/api/v1/deployments/flowers/feedback",
+                json!({"feedback": fixed}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let view = compute(&api.store, &api.artifacts, "flowers", now)
+            .await
+            .unwrap();
+        assert_eq!((day(&view).labelled, day(&view).accuracy), (100, Some(0.6)));
+
+        // Retention drops the old buckets with their counts.
+        let gone = api
+            .store
+            .prune_monitor("flowers", now - 60 * MINUTE)
+            .await
+            .unwrap();
+        assert!(gone >= 1);
+        let view = compute(&api.store, &api.artifacts, "flowers", now)
+            .await
+            .unwrap();
+        assert_eq!((day(&view).predictions, day(&view).labelled), (160, 0));
+        assert_eq!(view.report.samples, 160);
+    }
 }

@@ -16,6 +16,7 @@ mod lineage;
 mod logs;
 mod metrics;
 mod models;
+mod monitoring;
 mod record;
 mod runs;
 mod serving;
@@ -26,6 +27,9 @@ mod tracking;
 
 pub use auth::{AuditRecord, NewToken, TokenRecord};
 pub use error::{ParseStatusError, StoreError};
+pub use monitoring::{
+    BucketKey, BucketState, FeedbackScoring, PerformanceDelta, PerformanceKind, PerformanceSum,
+};
 pub use record::{
     ArtifactRow, LineageRow, LogChunk, LogRow, MetricRow, ModelRecord, ModelVersionRecord,
     NewModelVersion, RunFilter, RunRecord, StepRunRecord,

@@ -460,7 +460,19 @@ impl Store {
     /// Every prediction is checked first ([`NewPrediction::validate`]); a (request id, role)
     /// logged before or twice in the batch fails with [`StoreError::AlreadyExists`] naming it.
     pub async fn insert_predictions(&self, batch: &[NewPrediction]) -> Result<(), StoreError> {
-        if batch.is_empty() {
+        self.insert_predictions_with(batch, &[], &[]).await
+    }
+
+    /// [`Store::insert_predictions`], writing in the same transaction the monitor buckets
+    /// that count the batch and the performance counts it adds: the log and its aggregates
+    /// commit together or not at all.
+    pub async fn insert_predictions_with(
+        &self,
+        batch: &[NewPrediction],
+        buckets: &[crate::BucketState],
+        deltas: &[crate::PerformanceDelta],
+    ) -> Result<(), StoreError> {
+        if batch.is_empty() && buckets.is_empty() && deltas.is_empty() {
             return Ok(());
         }
         let encoded = batch
@@ -512,6 +524,8 @@ impl Store {
                 });
             }
         }
+        crate::monitoring::write_buckets(&mut tx, buckets, &op()).await?;
+        crate::monitoring::add_performance(&mut tx, deltas, &op()).await?;
         tx.commit().await.map_err(StoreError::query(op()))
     }
 
@@ -662,6 +676,21 @@ impl Store {
         label: &serde_json::Value,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        self.put_feedback_scored(request_id, row_index, label, now_ms, None)
+            .await
+    }
+
+    /// [`Store::put_feedback`] that also moves the performance counts of the prediction's
+    /// bucket in the same transaction: the row's score is added, and a replaced label's
+    /// score removed, so late feedback lands in the window of the prediction it labels.
+    pub async fn put_feedback_scored(
+        &self,
+        request_id: &str,
+        row_index: i64,
+        label: &serde_json::Value,
+        now_ms: i64,
+        scoring: Option<&crate::FeedbackScoring<'_>>,
+    ) -> Result<(), StoreError> {
         let what = |field: &str| format!("feedback for '{request_id}' {field}");
         if row_index < 0 {
             return Err(invalid(
@@ -700,6 +729,10 @@ impl Store {
                 ),
             ));
         }
+        if let Some(scoring) = scoring {
+            self.rescore(&mut tx, request_id, row_index, label, scoring, &op())
+                .await?;
+        }
         sqlx::query(
             "INSERT INTO feedback (request_id, row_index, deployment, label_json, created_at_ms) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_id, row_index) DO UPDATE \
@@ -714,6 +747,66 @@ impl Store {
         .await
         .map_err(StoreError::query(op()))?;
         tx.commit().await.map_err(StoreError::query(op()))
+    }
+
+    /// Moves the performance counts for a new label of one row: the old label's score out, the
+    /// new one's in, in the bucket and role of the prediction that answered (never a shadow).
+    async fn rescore(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        request_id: &str,
+        row_index: i64,
+        label: &serde_json::Value,
+        scoring: &crate::FeedbackScoring<'_>,
+        op: &str,
+    ) -> Result<(), StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT deployment, role, version, created_at_ms, outputs_json FROM predictions \
+             WHERE request_id = $1 AND role <> 'shadow' ORDER BY role DESC LIMIT 1",
+        )
+        .bind(request_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(StoreError::query(op.to_owned()))?
+        else {
+            return Ok(());
+        };
+        let deployment: String = column(&row, "deployment")?;
+        let role: String = column(&row, "role")?;
+        let version: i64 = column(&row, "version")?;
+        let created: i64 = column(&row, "created_at_ms")?;
+        let outputs = json_column(&row, "outputs_json", "predictions.outputs_json")?;
+        let prediction = usize::try_from(row_index)
+            .ok()
+            .and_then(|i| outputs.as_array().and_then(|a| a.get(i)));
+        let at = (
+            deployment.as_str(),
+            (scoring.bucket_ms)(created),
+            role.as_str(),
+            version,
+        );
+        let old =
+            sqlx::query("SELECT label_json FROM feedback WHERE request_id = $1 AND row_index = $2")
+                .bind(request_id)
+                .bind(row_index)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(StoreError::query(op.to_owned()))?;
+        let mut deltas = Vec::new();
+        if let Some(old) = old {
+            let old = json_column(&old, "label_json", "feedback.label_json")?;
+            deltas.extend(crate::monitoring::scored_deltas(
+                at,
+                &(scoring.score)(prediction, &old),
+                -1,
+            ));
+        }
+        deltas.extend(crate::monitoring::scored_deltas(
+            at,
+            &(scoring.score)(prediction, label),
+            1,
+        ));
+        crate::monitoring::add_performance(tx, &deltas, op).await
     }
 
     /// Retention: deletes the predictions of `deployment` created before `older_than_ms`, and

@@ -42,6 +42,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "uploads",
         include_str!("../migrations/sqlite/0006_uploads.sql"),
     ),
+    (
+        7,
+        "monitor",
+        include_str!("../migrations/sqlite/0007_monitor.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -74,6 +79,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "uploads",
         include_str!("../migrations/postgres/0006_uploads.sql"),
+    ),
+    (
+        7,
+        "monitor",
+        include_str!("../migrations/postgres/0007_monitor.sql"),
     ),
 ];
 

@@ -13,6 +13,7 @@
 //! it names has a ready replica; requests already running keep the old snapshot (they hold
 //! it), and an old pool is stopped only after the last of them let go of it.
 
+pub mod aggregates;
 pub mod monitor;
 pub mod ops;
 pub mod predlog;
@@ -269,7 +270,8 @@ impl Deployments {
             .as_ref()
             .map(|e| e.config().work_dir.join("deployments"))
             .unwrap_or_else(|| std::env::temp_dir().join("gantry-deployments"));
-        let predlog = predlog::PredictionLog::start(store.clone(), Arc::clone(&metrics));
+        let predlog =
+            predlog::PredictionLog::start(store.clone(), artifacts.clone(), Arc::clone(&metrics));
         Deployments {
             inner: Arc::new(Inner {
                 monitors: monitor::Monitors::default(),

@@ -4,12 +4,13 @@
 //! and alert transitions recorded, logged and POSTed to the deployment's webhook.
 
 use super::Deployments;
+use super::aggregates::{bucket_of, load_reference};
 use gantry_artifacts::ArtifactStore;
-use gantry_ml::profile::Profile;
-use gantry_monitor::{AlertRule, MonitorConfig, MonitorReport, Observation, Task};
+use gantry_monitor::aggregate::{Aggregate, PerformanceCounts, SplitMix, WINDOW_SAMPLE};
+use gantry_monitor::{AlertRule, MonitorConfig, MonitorReport, Task};
 use gantry_spec::deployment::DeploymentSpec;
 use gantry_spec::quantity::parse_duration;
-use gantry_store::{AlertEvent, NewAlertEvent, PredictionRecord, Store};
+use gantry_store::{AlertEvent, NewAlertEvent, PerformanceKind, PerformanceSum, Store};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -18,12 +19,8 @@ use std::time::Duration;
 
 /// How often monitors run when the server is not told otherwise.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
-/// Most predictions one evaluation reads.
-const MAX_OBSERVED: i64 = 50_000;
 /// Performance is reported over these windows (plus the deployment's own window).
 const PERFORMANCE_WINDOWS_MS: [i64; 3] = [15 * 60_000, 60 * 60_000, 24 * 60 * 60_000];
-/// Largest reference profile read.
-const MAX_PROFILE_BYTES: u64 = 64 << 20;
 
 /// What `gantry monitor NAME` shows.
 #[derive(Clone, Debug, Serialize)]
@@ -53,6 +50,8 @@ pub enum MonitorError {
 #[derive(Default)]
 pub struct Monitors {
     firing: Mutex<HashMap<String, BTreeMap<String, bool>>>,
+    /// When each deployment was last pruned.
+    pruned: Mutex<HashMap<String, i64>>,
     interval: Mutex<Option<Duration>>,
 }
 
@@ -113,34 +112,7 @@ async fn evaluate_deployment(
     let record = store.get_deployment(name).await?;
     let spec: DeploymentSpec = serde_json::from_value(record.spec.clone())
         .map_err(|e| MonitorError::Invalid(format!("deployment {name}: stored spec: {e}")))?;
-    let version = store
-        .get_model_version(&spec.model.model, spec.model.version)
-        .await?;
-    let reference_digest =
-        gantry_engine::reference_profile_of(store, &spec.model.model, spec.model.version).await;
-    let reference: Option<Profile> = match &reference_digest {
-        Some(digest) => match artifacts.read_bytes(digest, MAX_PROFILE_BYTES).await {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| tracing::warn!("reference profile {digest}: {e}"))
-                .ok(),
-            Err(e) => {
-                tracing::warn!("reference profile {digest}: {e}");
-                None
-            }
-        },
-        None => None,
-    };
-    let (label, task) = if version.flavor == "builtin" {
-        match artifacts.materialize(&version.artifact_digest).await {
-            Ok(path) => match gantry_ml::model::Model::load(&path) {
-                Ok(m) => (Some(m.label.clone()), Some(m.task)),
-                Err(_) => (None, None),
-            },
-            Err(_) => (None, None),
-        }
-    } else {
-        (None, None)
-    };
+    let reference = load_reference(store, artifacts, &spec.model.model, spec.model.version).await?;
     let window_ms = parse_duration(&spec.monitor.window)
         .map(|d| d.as_millis() as i64)
         .map_err(MonitorError::Invalid)?;
@@ -150,26 +122,33 @@ async fn evaluate_deployment(
         windows.push(window_ms);
         windows.sort_unstable();
     }
-    let since = now_ms - windows.iter().copied().max().unwrap_or(window_ms);
-    let predictions = store
-        .recent_predictions(name, since, MAX_OBSERVED, &["primary", "canary"])
-        .await?;
-    let observations = observations(&predictions);
-    let task = task.unwrap_or_else(|| guess_task(&observations));
     let config = MonitorConfig {
         window_ms,
         performance_windows_ms: windows,
         rules,
         ..MonitorConfig::default()
     };
-    let report = gantry_monitor::evaluate(
-        reference.as_ref(),
-        label.as_deref(),
+    let window = window_aggregate(store, name, &reference.digest, now_ms, window_ms).await?;
+    let mut performance: HashMap<i64, PerformanceCounts> = HashMap::new();
+    for w in config.performance_windows() {
+        let sums = store
+            .monitor_performance(name, bucket_of(now_ms - w), now_ms, &SERVED_ROLES)
+            .await?;
+        performance.insert(w, performance_counts(&sums));
+    }
+    let task = reference
+        .task
+        .unwrap_or_else(|| guess_task(performance.values().max_by_key(|p| p.confusion.len())));
+    let report = gantry_monitor::evaluate_aggregated(
+        reference.profile.as_ref(),
+        reference.label.as_deref(),
         task,
-        &observations,
+        &window,
+        &|w| performance.get(&w).cloned().unwrap_or_default(),
         &config,
         now_ms,
     );
+    let reference_digest = (!reference.digest.is_empty()).then(|| reference.digest.clone());
     let events = store.alert_events(name, RESTORED_EVENTS).await?;
     let alert_events = events.iter().take(SHOWN_EVENTS).cloned().collect();
     let view = MonitorView {
@@ -188,56 +167,88 @@ async fn evaluate_deployment(
     Ok((view, spec, events))
 }
 
-/// One observation per row of every logged prediction.
-fn observations(predictions: &[PredictionRecord]) -> Vec<Observation> {
-    let mut out = Vec::new();
-    for p in predictions {
-        let latency_ms = p.latency_us as f64 / 1000.0;
-        let inputs = p.inputs.as_array().cloned().unwrap_or_default();
-        let outputs = p.outputs.as_array().cloned().unwrap_or_default();
-        if p.error.is_some() || p.rows == 0 {
-            out.push(Observation {
-                request_id: p.request_id.clone(),
-                timestamp_ms: p.created_at_ms,
-                inputs: BTreeMap::new(),
-                prediction: None,
-                label: None,
-                latency_ms,
-                error: p.error.is_some(),
-            });
+/// Roles whose predictions answered callers (shadow copies are logged, never monitored).
+const SERVED_ROLES: [&str; 2] = ["primary", "canary"];
+
+/// The merge of the buckets of the drift window (from the bucket holding `now − window` to
+/// the current one) of the served roles. Buckets counted against another reference (before a
+/// promotion) add their requests, errors and latency but not their drift counts.
+pub async fn window_aggregate(
+    store: &Store,
+    name: &str,
+    reference: &str,
+    now_ms: i64,
+    window_ms: i64,
+) -> Result<Aggregate, MonitorError> {
+    let rows = store
+        .monitor_buckets(name, bucket_of(now_ms - window_ms), now_ms)
+        .await?;
+    let mut parts = Vec::with_capacity(rows.len());
+    for row in rows {
+        if !SERVED_ROLES.contains(&row.key.role.as_str()) {
             continue;
         }
-        for i in 0..p.rows.max(0) as usize {
-            let row = inputs
-                .get(i)
-                .and_then(|r| r.as_object())
-                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default();
-            out.push(Observation {
-                request_id: p.request_id.clone(),
-                timestamp_ms: p.created_at_ms,
-                inputs: row,
-                prediction: outputs.get(i).cloned(),
-                label: p.labels.get(i).cloned().flatten(),
-                latency_ms,
-                error: false,
-            });
+        let mut agg: Aggregate = match serde_json::from_str(&row.state_json) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(deployment = %name, bucket = row.key.bucket_ms, "unreadable monitor bucket: {e}");
+                continue;
+            }
+        };
+        if row.key.reference != reference {
+            agg.features.clear();
+            agg.prediction = None;
+            agg.with_inputs = 0;
+        }
+        parts.push(agg);
+    }
+    let refs: Vec<&Aggregate> = parts.iter().collect();
+    // A fixed seed: the same buckets give the same sample, so a monitor read twice agrees.
+    Ok(Aggregate::merge(
+        &refs,
+        WINDOW_SAMPLE,
+        &mut SplitMix::new(0),
+    ))
+}
+
+/// Summed performance rows as the monitor's counts.
+fn performance_counts(sums: &[PerformanceSum]) -> PerformanceCounts {
+    let mut out = PerformanceCounts::default();
+    for s in sums {
+        let n = u64::try_from(s.n).unwrap_or(0);
+        match &s.kind {
+            PerformanceKind::Predictions => out.predictions += n,
+            PerformanceKind::Class { truth, predicted } => {
+                if n > 0 {
+                    *out.confusion
+                        .entry((truth.clone(), predicted.clone()))
+                        .or_default() += n;
+                }
+            }
+            PerformanceKind::Regression => {
+                out.regression_n += n;
+                out.sum_squared_error += s.sum_squared_error;
+                out.sum_absolute_error += s.sum_absolute_error;
+            }
         }
     }
     out
 }
 
-/// Models without a schema (ONNX, custom): classification when labels look like classes.
-fn guess_task(observations: &[Observation]) -> Task {
-    let labels: Vec<&Value> = observations
+/// Models without a schema (ONNX, custom): regression when every labelled truth is a number
+/// and some has a fraction, else classification.
+fn guess_task(counts: Option<&PerformanceCounts>) -> Task {
+    let truths: Vec<&str> = counts
+        .map(|c| c.confusion.keys().map(|(t, _)| t.as_str()).collect())
+        .unwrap_or_default();
+    let numbers: Vec<f64> = truths
         .iter()
-        .filter_map(|o| o.label.as_ref())
+        .filter_map(|t| t.parse::<f64>().ok())
         .collect();
-    let regression = !labels.is_empty()
-        && labels
-            .iter()
-            .all(|l| l.as_f64().is_some_and(|x| x.fract() != 0.0) || l.is_f64());
-    if regression {
+    if !truths.is_empty()
+        && numbers.len() == truths.len()
+        && numbers.iter().any(|x| x.fract() != 0.0)
+    {
         Task::Regression
     } else {
         Task::Classification
@@ -334,9 +345,24 @@ pub(crate) async fn tick(
     if let Ok(mut f) = d.monitors().firing.lock() {
         f.insert(name.to_string(), current);
     }
-    prune(d.store(), name, &spec, now).await;
+    // Retention reads the log's index: once a minute is enough, and keeps ticks cheap.
+    let due = d.monitors().pruned.lock().ok().is_some_and(|mut last| {
+        let every = (d.monitors().interval().as_millis() as i64 * 10).min(PRUNE_EVERY_MS);
+        let due = last.get(name).is_none_or(|t| now - t >= every);
+        if due {
+            last.insert(name.to_string(), now);
+        }
+        due
+    });
+    if due {
+        prune(d.store(), name, &spec, now).await;
+    }
     Ok(())
 }
+
+/// How often, at most, a deployment's log and aggregates are pruned to its retention (ten
+/// monitor intervals when that is shorter).
+const PRUNE_EVERY_MS: i64 = 60_000;
 
 /// The latest recorded state of each rule (`events` newest first): firing or not.
 fn last_recorded_states(events: &[AlertEvent]) -> BTreeMap<String, bool> {
@@ -403,6 +429,10 @@ async fn prune(store: &Store, name: &str, spec: &DeploymentSpec, now: i64) {
         Ok(0) => {}
         Ok(n) => tracing::info!(deployment = %name, "pruned {n} predictions past retention"),
         Err(e) => tracing::warn!(deployment = %name, "pruning predictions: {e}"),
+    }
+    // Aggregates are small: they keep the age bound only, so history outlives a count-bound log.
+    if let Err(e) = store.prune_monitor(name, bucket_of(older_than)).await {
+        tracing::warn!(deployment = %name, "pruning monitor aggregates: {e}");
     }
 }
 

@@ -5,8 +5,13 @@
 //! one transaction: the writer takes whatever queued while the previous batch committed.
 //! A batch that fails as a whole (one duplicate request id) is retried record by record,
 //! so one bad record never takes the others down with it.
+//!
+//! Each batch's monitoring aggregates (see `aggregates.rs`) are staged before and written in
+//! the same transaction, so the log and what monitors count never disagree, even after a kill.
 
+use super::aggregates::LogAggregator;
 use crate::metrics::Metrics;
+use gantry_artifacts::ArtifactStore;
 use gantry_store::{NewPrediction, Store};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot};
@@ -26,14 +31,20 @@ enum Job {
 
 pub struct PredictionLog {
     store: Store,
+    artifacts: ArtifactStore,
     metrics: Arc<Metrics>,
     tx: OnceLock<mpsc::Sender<Job>>,
 }
 
 impl PredictionLog {
-    pub(crate) fn start(store: Store, metrics: Arc<Metrics>) -> PredictionLog {
+    pub(crate) fn start(
+        store: Store,
+        artifacts: ArtifactStore,
+        metrics: Arc<Metrics>,
+    ) -> PredictionLog {
         PredictionLog {
             store,
+            artifacts,
             metrics,
             tx: OnceLock::new(),
         }
@@ -43,7 +54,13 @@ impl PredictionLog {
     fn sender(&self) -> &mpsc::Sender<Job> {
         self.tx.get_or_init(|| {
             let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(write(self.store.clone(), Arc::clone(&self.metrics), rx));
+            let aggregator = LogAggregator::new(self.store.clone(), self.artifacts.clone());
+            tokio::spawn(write(
+                self.store.clone(),
+                aggregator,
+                Arc::clone(&self.metrics),
+                rx,
+            ));
             tx
         })
     }
@@ -74,7 +91,26 @@ impl PredictionLog {
     }
 }
 
-async fn write(store: Store, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Job>) {
+/// Logs `records` with their aggregates in one transaction.
+async fn log(
+    store: &Store,
+    aggregator: &mut LogAggregator,
+    records: &[NewPrediction],
+) -> Result<(), gantry_store::StoreError> {
+    let staged = aggregator.stage(records).await?;
+    store
+        .insert_predictions_with(records, &staged.buckets, &staged.deltas)
+        .await?;
+    aggregator.commit(staged);
+    Ok(())
+}
+
+async fn write(
+    store: Store,
+    mut aggregator: LogAggregator,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::Receiver<Job>,
+) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -96,7 +132,7 @@ async fn write(store: Store, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Job>)
             }
         }
         if !records.is_empty() {
-            match store.insert_predictions(&records).await {
+            match log(&store, &mut aggregator, &records).await {
                 Ok(()) => {
                     metrics.observe_prediction_log(records.len(), 0);
                     for w in waiters.into_iter().flatten() {
@@ -112,8 +148,7 @@ async fn write(store: Store, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Job>)
                 }
                 Err(_) => {
                     for (p, w) in records.into_iter().zip(waiters) {
-                        let result = store
-                            .insert_predictions(std::slice::from_ref(&p))
+                        let result = log(&store, &mut aggregator, std::slice::from_ref(&p))
                             .await
                             .map_err(|e| e.to_string());
                         match &result {

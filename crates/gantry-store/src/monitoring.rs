@@ -1,0 +1,341 @@
+//! Monitoring aggregates (see `migrations/*/0007_monitor.sql`): bucket states written with the
+//! predictions they count, additive performance counts, and the reads a monitor makes instead
+//! of reading the log. The states are opaque JSON here; gantry-monitor owns their meaning.
+
+use serde::Serialize;
+use sqlx::{Any, AssertSqlSafe, Transaction};
+
+use crate::error::StoreError;
+use crate::store::{Store, column};
+
+/// Which bucket: a writer's counts of one deployment, version and role over
+/// `[bucket_ms, bucket_ms + span_ms)`, binned against the reference profile `reference`
+/// (a digest, or empty without one).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct BucketKey {
+    pub deployment: String,
+    pub bucket_ms: i64,
+    pub span_ms: i64,
+    pub role: String,
+    pub version: i64,
+    pub reference: String,
+    pub writer: String,
+}
+
+/// A bucket and its state (JSON text); `seq` counts the rewrites of the row.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BucketState {
+    pub key: BucketKey,
+    pub seq: i64,
+    pub state_json: String,
+    pub updated_at_ms: i64,
+}
+
+/// What a scored row (or a prediction) adds to one bucket's performance counts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PerformanceDelta {
+    pub deployment: String,
+    pub bucket_ms: i64,
+    pub role: String,
+    pub version: i64,
+    pub kind: PerformanceKind,
+    pub n: i64,
+    pub sum_squared_error: f64,
+    pub sum_absolute_error: f64,
+}
+
+/// The three kinds of performance rows.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PerformanceKind {
+    /// Rows that got a prediction.
+    Predictions,
+    /// A labelled row of a classifier: (truth, predicted) as class texts.
+    Class { truth: String, predicted: String },
+    /// A labelled row of a regressor (its errors are in the sums).
+    Regression,
+}
+
+impl PerformanceKind {
+    fn columns(&self) -> (&'static str, &str, &str) {
+        match self {
+            PerformanceKind::Predictions => ("predictions", "", ""),
+            PerformanceKind::Class { truth, predicted } => ("class", truth, predicted),
+            PerformanceKind::Regression => ("regression", "", ""),
+        }
+    }
+}
+
+/// Summed performance counts of one kind over a window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PerformanceSum {
+    pub kind: PerformanceKind,
+    pub n: i64,
+    pub sum_squared_error: f64,
+    pub sum_absolute_error: f64,
+}
+
+/// How a label scores against its row's prediction: filled by the caller that knows models
+/// (the store does not). `bucket_ms` maps a prediction's time to its bucket.
+pub struct FeedbackScoring<'a> {
+    pub bucket_ms: &'a (dyn Fn(i64) -> i64 + Sync),
+    /// (prediction of the row, label) → (class pair, regression error).
+    #[allow(clippy::type_complexity)]
+    pub score: &'a (
+            dyn Fn(
+        Option<&serde_json::Value>,
+        &serde_json::Value,
+    ) -> (Option<(String, String)>, Option<f64>)
+                + Sync
+        ),
+}
+
+impl Store {
+    /// Buckets of `deployment` starting in `[from_ms, to_ms]`, oldest first.
+    pub async fn monitor_buckets(
+        &self,
+        deployment: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<BucketState>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT deployment, bucket_ms, span_ms, role, version, reference, writer, seq, \
+             state_json, updated_at_ms FROM monitor_buckets \
+             WHERE deployment = $1 AND bucket_ms >= $2 AND bucket_ms <= $3 \
+             ORDER BY bucket_ms, role, version, reference, writer",
+        )
+        .bind(deployment)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query(format!(
+            "reading monitor buckets of deployment {deployment}"
+        )))?;
+        rows.iter()
+            .map(|row| {
+                Ok(BucketState {
+                    key: BucketKey {
+                        deployment: column(row, "deployment")?,
+                        bucket_ms: column(row, "bucket_ms")?,
+                        span_ms: column(row, "span_ms")?,
+                        role: column(row, "role")?,
+                        version: column(row, "version")?,
+                        reference: column(row, "reference")?,
+                        writer: column(row, "writer")?,
+                    },
+                    seq: column(row, "seq")?,
+                    state_json: column(row, "state_json")?,
+                    updated_at_ms: column(row, "updated_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Performance counts of `deployment`'s `roles` over buckets starting in
+    /// `[from_ms, to_ms]`, summed per kind (and class pair).
+    pub async fn monitor_performance(
+        &self,
+        deployment: &str,
+        from_ms: i64,
+        to_ms: i64,
+        roles: &[&str],
+    ) -> Result<Vec<PerformanceSum>, StoreError> {
+        let roles_sql = crate::tracking::placeholders(4, roles.len().max(1));
+        let sql = format!(
+            "SELECT kind, truth, predicted, SUM(n) AS n, SUM(sum_squared_error) AS sse, \
+             SUM(sum_absolute_error) AS sae FROM monitor_performance \
+             WHERE deployment = $1 AND bucket_ms >= $2 AND bucket_ms <= $3 AND role IN {roles_sql} \
+             GROUP BY kind, truth, predicted"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(deployment)
+            .bind(from_ms)
+            .bind(to_ms);
+        if roles.is_empty() {
+            q = q.bind("");
+        }
+        for r in roles {
+            q = q.bind(*r);
+        }
+        let rows = q
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(format!(
+                "reading performance counts of deployment {deployment}"
+            )))?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = column(row, "kind")?;
+                let kind = match kind.as_str() {
+                    "predictions" => PerformanceKind::Predictions,
+                    "regression" => PerformanceKind::Regression,
+                    _ => PerformanceKind::Class {
+                        truth: column(row, "truth")?,
+                        predicted: column(row, "predicted")?,
+                    },
+                };
+                Ok(PerformanceSum {
+                    kind,
+                    n: column(row, "n")?,
+                    sum_squared_error: column(row, "sse")?,
+                    sum_absolute_error: column(row, "sae")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces buckets in one transaction (a rollup of minute buckets into an hour): the
+    /// `remove` rows go, the `add` rows are written.
+    pub async fn replace_monitor_buckets(
+        &self,
+        remove: &[BucketKey],
+        add: &[BucketState],
+    ) -> Result<(), StoreError> {
+        let op = || "rolling up monitor buckets".to_string();
+        let mut tx = self.begin_write(&op()).await?;
+        for k in remove {
+            sqlx::query(
+                "DELETE FROM monitor_buckets WHERE deployment = $1 AND bucket_ms = $2 \
+                 AND role = $3 AND version = $4 AND reference = $5 AND writer = $6",
+            )
+            .bind(&k.deployment)
+            .bind(k.bucket_ms)
+            .bind(&k.role)
+            .bind(k.version)
+            .bind(&k.reference)
+            .bind(&k.writer)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query(op()))?;
+        }
+        write_buckets(&mut tx, add, &op()).await?;
+        tx.commit().await.map_err(StoreError::query(op()))
+    }
+
+    /// Retention of the aggregates: deletes buckets and performance counts of `deployment`
+    /// that start before `older_than_ms`. Returns the bucket rows deleted.
+    pub async fn prune_monitor(
+        &self,
+        deployment: &str,
+        older_than_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let op = || format!("pruning monitor aggregates of deployment {deployment}");
+        let mut tx = self.begin_write(&op()).await?;
+        let gone =
+            sqlx::query("DELETE FROM monitor_buckets WHERE deployment = $1 AND bucket_ms < $2")
+                .bind(deployment)
+                .bind(older_than_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query(op()))?
+                .rows_affected();
+        sqlx::query("DELETE FROM monitor_performance WHERE deployment = $1 AND bucket_ms < $2")
+            .bind(deployment)
+            .bind(older_than_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query(op()))?;
+        tx.commit().await.map_err(StoreError::query(op()))?;
+        Ok(gone)
+    }
+}
+
+/// Upserts whole bucket states.
+pub(crate) async fn write_buckets(
+    tx: &mut Transaction<'static, Any>,
+    buckets: &[BucketState],
+    op: &str,
+) -> Result<(), StoreError> {
+    for b in buckets {
+        let k = &b.key;
+        sqlx::query(
+            "INSERT INTO monitor_buckets (deployment, bucket_ms, span_ms, role, version, \
+             reference, writer, seq, state_json, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (deployment, bucket_ms, role, version, reference, writer) DO UPDATE \
+             SET span_ms = excluded.span_ms, seq = excluded.seq, \
+             state_json = excluded.state_json, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(&k.deployment)
+        .bind(k.bucket_ms)
+        .bind(k.span_ms)
+        .bind(&k.role)
+        .bind(k.version)
+        .bind(&k.reference)
+        .bind(&k.writer)
+        .bind(b.seq)
+        .bind(&b.state_json)
+        .bind(b.updated_at_ms)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::query(op.to_owned()))?;
+    }
+    Ok(())
+}
+
+/// Adds performance deltas (negative ones remove).
+pub(crate) async fn add_performance(
+    tx: &mut Transaction<'static, Any>,
+    deltas: &[PerformanceDelta],
+    op: &str,
+) -> Result<(), StoreError> {
+    for d in deltas {
+        let (kind, truth, predicted) = d.kind.columns();
+        sqlx::query(
+            "INSERT INTO monitor_performance (deployment, bucket_ms, role, version, kind, truth, \
+             predicted, n, sum_squared_error, sum_absolute_error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (deployment, bucket_ms, role, version, kind, truth, predicted) DO UPDATE \
+             SET n = monitor_performance.n + excluded.n, \
+             sum_squared_error = monitor_performance.sum_squared_error + excluded.sum_squared_error, \
+             sum_absolute_error = monitor_performance.sum_absolute_error + excluded.sum_absolute_error",
+        )
+        .bind(&d.deployment)
+        .bind(d.bucket_ms)
+        .bind(&d.role)
+        .bind(d.version)
+        .bind(kind)
+        .bind(truth)
+        .bind(predicted)
+        .bind(d.n)
+        .bind(d.sum_squared_error)
+        .bind(d.sum_absolute_error)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::query(op.to_owned()))?;
+    }
+    Ok(())
+}
+
+/// The deltas one scored row adds (`sign` 1) or removes (−1).
+pub(crate) fn scored_deltas(
+    at: (&str, i64, &str, i64),
+    scored: &(Option<(String, String)>, Option<f64>),
+    sign: i64,
+) -> Vec<PerformanceDelta> {
+    let (deployment, bucket_ms, role, version) = at;
+    let mut out = Vec::new();
+    let base = |kind| PerformanceDelta {
+        deployment: deployment.to_owned(),
+        bucket_ms,
+        role: role.to_owned(),
+        version,
+        kind,
+        n: sign,
+        sum_squared_error: 0.0,
+        sum_absolute_error: 0.0,
+    };
+    if let Some((truth, predicted)) = &scored.0 {
+        out.push(base(PerformanceKind::Class {
+            truth: truth.clone(),
+            predicted: predicted.clone(),
+        }));
+    }
+    if let Some(e) = scored.1 {
+        let mut d = base(PerformanceKind::Regression);
+        d.sum_squared_error = sign as f64 * e * e;
+        d.sum_absolute_error = sign as f64 * e.abs();
+        out.push(d);
+    }
+    out
+}
