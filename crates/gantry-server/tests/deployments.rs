@@ -758,6 +758,100 @@ mod at_scale {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn old_minutes_roll_up_into_hours_and_history_shows_drift_per_hour() {
+        let api = Api::start().await;
+        let (status, v) = api
+            .post("/api/v1/deployments/flowers", json!({"model": "iris@1"}))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        let now = now_mid_bucket();
+        let rows = iris_rows();
+        // Five and four hours ago: 600 predictions each, the later hour's petals 3 cm longer.
+        let mut aggregator = LogAggregator::new(api.store.clone(), api.artifacts.clone());
+        for (hours_ago, shift) in [(5i64, 0.0), (4, 3.0)] {
+            let batch: Vec<NewPrediction> = (0..600)
+                .map(|i| {
+                    let (row, label) = &rows[i % rows.len()];
+                    let mut row = row.clone();
+                    row["petal_length"] = json!(row["petal_length"].as_f64().unwrap() + shift);
+                    let minute = hours_ago * 60 - 5 - (i as i64 % 40);
+                    prediction(
+                        format!("h{hours_ago}-{i}"),
+                        &row,
+                        label,
+                        at(now, minute, i as i64),
+                        700,
+                    )
+                })
+                .collect();
+            aggregator.insert(&batch).await.unwrap();
+        }
+        let day = |v: &gantry_server::deploy::monitor::MonitorView| {
+            v.report
+                .performance
+                .iter()
+                .find(|p| p.window_ms == 24 * 60 * MINUTE)
+                .cloned()
+                .unwrap()
+        };
+        let before = compute(&api.store, &api.artifacts, "flowers", now)
+            .await
+            .unwrap();
+        let minute_rows = api
+            .store
+            .monitor_buckets("flowers", 0, now)
+            .await
+            .unwrap()
+            .len();
+        assert!(minute_rows >= 80, "{minute_rows}");
+        let hours = gantry_server::deploy::monitor::roll_up(&api.store, "flowers", now)
+            .await
+            .unwrap();
+        assert!(hours >= 2, "{hours}");
+        let after_rows = api.store.monitor_buckets("flowers", 0, now).await.unwrap();
+        assert!(after_rows.len() <= 3, "{}", after_rows.len());
+        assert!(after_rows.iter().all(|b| b.key.span_ms == 60 * MINUTE));
+        // Nothing is lost by rolling up, and rolling up again changes nothing.
+        let after = compute(&api.store, &api.artifacts, "flowers", now)
+            .await
+            .unwrap();
+        assert_eq!(day(&after).predictions, day(&before).predictions);
+        assert_eq!(day(&after).predictions, 1200);
+        assert_eq!(
+            gantry_server::deploy::monitor::roll_up(&api.store, "flowers", now)
+                .await
+                .unwrap(),
+            0
+        );
+
+        let (status, h) = api
+            .get("/api/v1/deployments/flowers/monitor/history?hours=6")
+            .await;
+        assert_eq!(status, 200, "{h}");
+        let hours = h["hours"].as_array().unwrap();
+        let samples: u64 = hours.iter().map(|x| x["samples"].as_u64().unwrap()).sum();
+        assert_eq!(samples, 1200, "{h:#}");
+        // Hours with enough values for a PSI (an hour the traffic barely touched has none).
+        let psi: Vec<f64> = hours
+            .iter()
+            .filter_map(|x| x["psi"]["petal_length"].as_f64())
+            .collect();
+        let (calm, shifted) = (psi[0], psi[psi.len() - 1]);
+        assert!(
+            calm < 0.2 && shifted > 0.2,
+            "per-hour PSI {calm} then {shifted}: {h:#}"
+        );
+        let (status, v) = api
+            .get("/api/v1/deployments/flowers/monitor/history?hours=0")
+            .await;
+        assert_eq!(
+            (status, v["error"]["field"].as_str()),
+            (400, Some("hours")),
+            "{v}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn late_feedback_restarts_failures_and_retention_keep_the_counts_right() {
         let api = Api::start().await;
         let (status, v) = api

@@ -241,6 +241,43 @@ pub async fn monitor(
 }
 
 #[derive(Deserialize)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    hours: Option<i64>,
+}
+
+/// `GET /api/v1/deployments/{name}/monitor/history?hours=72`: per-feature PSI and prediction
+/// drift per hour, from the monitor's buckets.
+pub async fn monitor_history(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<Json<Value>> {
+    visible(&state, &p, &name).await?;
+    let hours = q.hours.unwrap_or(72);
+    if !(1..=24 * 90).contains(&hours) {
+        return Err(ApiError::invalid(
+            "hours",
+            format!("`hours` must be from 1 to 2160, got {hours}"),
+        ));
+    }
+    let history = monitor::history(
+        &state.store,
+        &state.artifacts,
+        &name,
+        gantry_engine::now_ms(),
+        hours,
+    )
+    .await
+    .map_err(|e| match e {
+        monitor::MonitorError::Store(s) => ApiError::from(s),
+        monitor::MonitorError::Invalid(m) => ApiError::invalid("spec", m),
+    })?;
+    Ok(Json(json!({"deployment": name, "hours": history})))
+}
+
+#[derive(Deserialize)]
 pub struct PredictionQuery {
     #[serde(default)]
     limit: Option<i64>,

@@ -74,6 +74,10 @@ pub fn router() -> Router<AppState> {
             get(deployments::monitor),
         )
         .route(
+            "/api/v1/deployments/{name}/monitor/history",
+            get(deployments::monitor_history),
+        )
+        .route(
             "/api/v1/deployments/{name}/predictions",
             get(deployments::predictions),
         )

@@ -356,8 +356,151 @@ pub(crate) async fn tick(
     });
     if due {
         prune(d.store(), name, &spec, now).await;
+        if let Err(e) = roll_up(d.store(), name, now).await {
+            tracing::warn!(deployment = %name, "rolling up monitor buckets: {e}");
+        }
     }
     Ok(())
+}
+
+/// Minute buckets older than this are rolled up into hour buckets.
+const ROLL_UP_AFTER_MS: i64 = 2 * HOUR_MS;
+const HOUR_MS: i64 = 3_600_000;
+/// Values of each numeric feature an hour bucket keeps for the KS test.
+const HOUR_SAMPLE: usize = 256;
+
+/// Merges the minute buckets of every whole hour older than [`ROLL_UP_AFTER_MS`] into one
+/// bucket per hour, role, version and reference (writer `rollup`), in one transaction per
+/// call: long windows and hourly history then read a few dozen rows, not thousands. Windows
+/// reaching further back than two hours are therefore counted in whole hours.
+pub async fn roll_up(store: &Store, name: &str, now_ms: i64) -> Result<usize, MonitorError> {
+    let until = (now_ms - ROLL_UP_AFTER_MS).div_euclid(HOUR_MS) * HOUR_MS;
+    let rows = store.monitor_buckets(name, 0, until - 1).await?;
+    type Group = (i64, String, i64, String);
+    let mut groups: BTreeMap<Group, Vec<gantry_store::BucketState>> = BTreeMap::new();
+    for row in rows {
+        let hour = row.key.bucket_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        let k = &row.key;
+        groups
+            .entry((hour, k.role.clone(), k.version, k.reference.clone()))
+            .or_default()
+            .push(row);
+    }
+    let mut remove = Vec::new();
+    let mut add = Vec::new();
+    for ((hour, role, version, reference), members) in groups {
+        // Already rolled up and nothing new: leave it.
+        if members.len() == 1 && members[0].key.span_ms == HOUR_MS {
+            continue;
+        }
+        let mut parts = Vec::with_capacity(members.len());
+        for m in &members {
+            match serde_json::from_str::<Aggregate>(&m.state_json) {
+                Ok(a) => parts.push(a),
+                Err(e) => {
+                    return Err(MonitorError::Invalid(format!(
+                        "monitor bucket of {name} at {}: {e}",
+                        m.key.bucket_ms
+                    )));
+                }
+            }
+        }
+        let refs: Vec<&Aggregate> = parts.iter().collect();
+        let merged = Aggregate::merge(&refs, HOUR_SAMPLE, &mut SplitMix::new(hour as u64));
+        let state_json = serde_json::to_string(&merged)
+            .map_err(|e| MonitorError::Invalid(format!("encoding a monitor bucket: {e}")))?;
+        let seq = members.iter().map(|m| m.seq).max().unwrap_or(0) + 1;
+        remove.extend(members.into_iter().map(|m| m.key));
+        add.push(gantry_store::BucketState {
+            key: gantry_store::BucketKey {
+                deployment: name.to_string(),
+                bucket_ms: hour,
+                span_ms: HOUR_MS,
+                role,
+                version,
+                reference,
+                writer: "rollup".into(),
+            },
+            seq,
+            state_json,
+            updated_at_ms: now_ms,
+        });
+    }
+    if add.is_empty() {
+        return Ok(0);
+    }
+    store.replace_monitor_buckets(&remove, &add).await?;
+    Ok(add.len())
+}
+
+/// One hour of a deployment's drift history.
+#[derive(Clone, Debug, Serialize)]
+pub struct HourOfDrift {
+    pub hour_ms: i64,
+    pub samples: u64,
+    /// Feature → PSI (None: not enough values that hour).
+    pub psi: BTreeMap<String, Option<f64>>,
+    pub prediction_psi: Option<f64>,
+}
+
+/// Per-feature PSI and prediction drift per hour over the last `hours`, from the buckets
+/// (for charts and `gantry monitor --history`).
+pub async fn history(
+    store: &Store,
+    artifacts: &ArtifactStore,
+    name: &str,
+    now_ms: i64,
+    hours: i64,
+) -> Result<Vec<HourOfDrift>, MonitorError> {
+    let record = store.get_deployment(name).await?;
+    let spec: DeploymentSpec = serde_json::from_value(record.spec.clone())
+        .map_err(|e| MonitorError::Invalid(format!("deployment {name}: stored spec: {e}")))?;
+    let reference = load_reference(store, artifacts, &spec.model.model, spec.model.version).await?;
+    let first = (now_ms - hours * HOUR_MS).div_euclid(HOUR_MS) * HOUR_MS;
+    let rows = store.monitor_buckets(name, first, now_ms).await?;
+    let mut per_hour: BTreeMap<i64, Vec<Aggregate>> = BTreeMap::new();
+    for row in rows {
+        if !SERVED_ROLES.contains(&row.key.role.as_str()) || row.key.reference != reference.digest {
+            continue;
+        }
+        if let Ok(a) = serde_json::from_str::<Aggregate>(&row.state_json) {
+            per_hour
+                .entry(row.key.bucket_ms.div_euclid(HOUR_MS) * HOUR_MS)
+                .or_default()
+                .push(a);
+        }
+    }
+    let config = MonitorConfig {
+        window_ms: HOUR_MS,
+        performance_windows_ms: Vec::new(),
+        rules: Vec::new(),
+        ..MonitorConfig::default()
+    };
+    let mut out = Vec::with_capacity(per_hour.len());
+    for (hour, parts) in per_hour {
+        let refs: Vec<&Aggregate> = parts.iter().collect();
+        let merged = Aggregate::merge(&refs, WINDOW_SAMPLE, &mut SplitMix::new(0));
+        let report = gantry_monitor::evaluate_aggregated(
+            reference.profile.as_ref(),
+            reference.label.as_deref(),
+            reference.task.unwrap_or(Task::Classification),
+            &merged,
+            &|_| PerformanceCounts::default(),
+            &config,
+            hour + HOUR_MS,
+        );
+        out.push(HourOfDrift {
+            hour_ms: hour,
+            samples: merged.observations,
+            psi: report
+                .drift
+                .iter()
+                .map(|d| (d.feature.clone(), d.psi))
+                .collect(),
+            prediction_psi: report.prediction_drift.and_then(|d| d.psi),
+        });
+    }
+    Ok(out)
 }
 
 /// How often, at most, a deployment's log and aggregates are pruned to its retention (ten
