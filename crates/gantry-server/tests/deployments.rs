@@ -852,6 +852,70 @@ mod at_scale {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_canary_is_compared_with_the_primary_feature_by_feature() {
+        let api = Api::start().await;
+        let (status, v) = api
+            .post(
+                "/api/v1/deployments/flowers",
+                json!({"model": "iris@1", "canary": "iris@2", "weight": 50}),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        let now = gantry_engine::now_ms();
+        let rows = iris_rows();
+        let batch: Vec<NewPrediction> = (0..600)
+            .map(|i| {
+                // Both sides see the same rows; only the canary's petals are longer.
+                let (row, label) = &rows[(i / 2) % rows.len()];
+                let canary = i % 2 == 1;
+                let mut row = row.clone();
+                if canary {
+                    row["petal_length"] = json!(row["petal_length"].as_f64().unwrap() + 3.0);
+                }
+                let mut p = prediction(format!("c-{i}"), &row, label, now - 60_000, 500);
+                if canary {
+                    p.role = "canary".into();
+                    p.version = 2;
+                }
+                p
+            })
+            .collect();
+        let mut aggregator = LogAggregator::new(api.store.clone(), api.artifacts.clone());
+        aggregator.insert(&batch).await.unwrap();
+        for query in ["a=primary&b=canary", "a=version:1&b=version:2", ""] {
+            let (status, v) = api
+                .get(&format!(
+                    "/api/v1/deployments/flowers/monitor/compare?{query}"
+                ))
+                .await;
+            assert_eq!(status, 200, "{v}");
+            let feature = |f: &str| {
+                v["features"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["feature"] == f)
+                    .unwrap_or_else(|| panic!("{f}: {v:#}"))
+                    .clone()
+            };
+            assert!(
+                feature("petal_length")["psi"].as_f64().unwrap() > 0.2,
+                "{v:#}"
+            );
+            assert_eq!(feature("sepal_width")["psi"].as_f64(), Some(0.0), "{v:#}");
+            assert_eq!(feature("sepal_width")["samples"], json!([300, 300]));
+        }
+        let (status, v) = api
+            .get("/api/v1/deployments/flowers/monitor/compare?b=blue")
+            .await;
+        assert_eq!(
+            (status, v["error"]["field"].as_str()),
+            (400, Some("b")),
+            "{v}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn late_feedback_restarts_failures_and_retention_keep_the_counts_right() {
         let api = Api::start().await;
         let (status, v) = api

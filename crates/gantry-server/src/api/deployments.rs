@@ -278,6 +278,51 @@ pub async fn monitor_history(
 }
 
 #[derive(Deserialize)]
+pub struct CompareQuery {
+    a: Option<String>,
+    b: Option<String>,
+    window: Option<String>,
+}
+
+/// `GET /api/v1/deployments/{name}/monitor/compare?a=primary&b=canary&window=1h` (sides:
+/// `primary`, `canary`, `shadow`, `version:N`): per-feature PSI and Jensen–Shannon of `b`'s
+/// live distribution against `a`'s, from the monitor's buckets.
+pub async fn monitor_compare(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+    Query(q): Query<CompareQuery>,
+) -> ApiResult<Json<Value>> {
+    visible(&state, &p, &name).await?;
+    let side = |field: &str, v: Option<&str>, default: &str| {
+        monitor::Side::parse(v.unwrap_or(default)).map_err(|m| ApiError::invalid(field, m))
+    };
+    let a = side("a", q.a.as_deref(), "primary")?;
+    let b = side("b", q.b.as_deref(), "canary")?;
+    let window = q.window.as_deref().unwrap_or("1h");
+    let window_ms = gantry_spec::quantity::parse_duration(window)
+        .map(|d| d.as_millis() as i64)
+        .map_err(|m| ApiError::invalid("window", m))?;
+    let features = monitor::compare(
+        &state.store,
+        &state.artifacts,
+        &name,
+        gantry_engine::now_ms(),
+        window_ms,
+        &a,
+        &b,
+    )
+    .await
+    .map_err(|e| match e {
+        monitor::MonitorError::Store(s) => ApiError::from(s),
+        monitor::MonitorError::Invalid(m) => ApiError::invalid("spec", m),
+    })?;
+    Ok(Json(
+        json!({"deployment": name, "a": a, "b": b, "window": window, "features": features}),
+    ))
+}
+
+#[derive(Deserialize)]
 pub struct PredictionQuery {
     #[serde(default)]
     limit: Option<i64>,

@@ -78,6 +78,10 @@ pub fn router() -> Router<AppState> {
             get(deployments::monitor_history),
         )
         .route(
+            "/api/v1/deployments/{name}/monitor/compare",
+            get(deployments::monitor_compare),
+        )
+        .route(
             "/api/v1/deployments/{name}/predictions",
             get(deployments::predictions),
         )

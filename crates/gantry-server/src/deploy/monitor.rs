@@ -433,6 +433,127 @@ pub async fn roll_up(store: &Store, name: &str, now_ms: i64) -> Result<usize, Mo
     Ok(add.len())
 }
 
+/// Which predictions one side of a comparison counts: a role (`primary`, `canary`,
+/// `shadow`) or a model version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Role(String),
+    Version(i64),
+}
+
+impl Side {
+    /// `role:canary`, `canary`, `version:3` or `v3`.
+    pub fn parse(text: &str) -> Result<Side, String> {
+        let t = text.trim();
+        let version = t.strip_prefix("version:").or_else(|| {
+            t.strip_prefix('v')
+                .filter(|r| r.chars().all(|c| c.is_ascii_digit()))
+        });
+        if let Some(v) = version {
+            return v
+                .parse()
+                .map(Side::Version)
+                .map_err(|_| format!("`{text}`: expected version:N"));
+        }
+        let role = t.strip_prefix("role:").unwrap_or(t);
+        if ["primary", "canary", "shadow"].contains(&role) {
+            Ok(Side::Role(role.to_string()))
+        } else {
+            Err(format!(
+                "`{text}`: expected primary, canary, shadow (or role:NAME) or version:N"
+            ))
+        }
+    }
+
+    fn counts(&self, key: &gantry_store::BucketKey) -> bool {
+        match self {
+            Side::Role(r) => key.role == *r,
+            Side::Version(v) => key.version == *v,
+        }
+    }
+}
+
+/// One feature compared between two sides of a deployment's traffic.
+#[derive(Clone, Debug, Serialize)]
+pub struct FeatureComparison {
+    pub feature: String,
+    /// Values of each side.
+    pub samples: (u64, u64),
+    /// PSI of `b` against `a` over the reference profile's bins; None without values.
+    pub psi: Option<f64>,
+    pub jensen_shannon: Option<f64>,
+}
+
+/// Compares the live distributions of two sides (e.g. canary against primary, version 2
+/// against version 1) over the last `window_ms`, feature by feature and for the predictions.
+pub async fn compare(
+    store: &Store,
+    artifacts: &ArtifactStore,
+    name: &str,
+    now_ms: i64,
+    window_ms: i64,
+    a: &Side,
+    b: &Side,
+) -> Result<Vec<FeatureComparison>, MonitorError> {
+    let record = store.get_deployment(name).await?;
+    let spec: DeploymentSpec = serde_json::from_value(record.spec.clone())
+        .map_err(|e| MonitorError::Invalid(format!("deployment {name}: stored spec: {e}")))?;
+    let reference = load_reference(store, artifacts, &spec.model.model, spec.model.version).await?;
+    let rows = store
+        .monitor_buckets(name, bucket_of(now_ms - window_ms), now_ms)
+        .await?;
+    let side = |s: &Side| -> Aggregate {
+        let parts: Vec<Aggregate> = rows
+            .iter()
+            .filter(|r| r.key.reference == reference.digest && s.counts(&r.key))
+            .filter_map(|r| serde_json::from_str(&r.state_json).ok())
+            .collect();
+        let refs: Vec<&Aggregate> = parts.iter().collect();
+        Aggregate::merge(&refs, WINDOW_SAMPLE, &mut SplitMix::new(0))
+    };
+    let (left, right) = (side(a), side(b));
+    let mut out = Vec::new();
+    let mut names: Vec<(
+        String,
+        Option<&gantry_monitor::aggregate::ColumnCounts>,
+        Option<&gantry_monitor::aggregate::ColumnCounts>,
+    )> = left
+        .features
+        .keys()
+        .chain(right.features.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|f| (f.clone(), left.features.get(f), right.features.get(f)))
+        .collect();
+    if let Some(label) = &reference.label {
+        names.push((
+            format!("prediction ({label})"),
+            left.prediction.as_ref(),
+            right.prediction.as_ref(),
+        ));
+    }
+    for (feature, x, y) in names {
+        let bins = |c: Option<&gantry_monitor::aggregate::ColumnCounts>| -> Vec<f64> {
+            c.map(|c| c.bins.iter().map(|&n| n as f64).collect())
+                .unwrap_or_default()
+        };
+        let (bx, by) = (bins(x), bins(y));
+        let comparable = !bx.is_empty() && bx.len() == by.len();
+        out.push(FeatureComparison {
+            samples: (x.map_or(0, |c| c.values), y.map_or(0, |c| c.values)),
+            psi: comparable
+                .then(|| gantry_monitor::stats::psi(&bx, &by).ok())
+                .flatten(),
+            jensen_shannon: comparable
+                .then(|| gantry_monitor::stats::jensen_shannon(&bx, &by).ok())
+                .flatten(),
+            feature,
+        });
+    }
+    Ok(out)
+}
+
 /// One hour of a deployment's drift history.
 #[derive(Clone, Debug, Serialize)]
 pub struct HourOfDrift {
