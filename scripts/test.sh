@@ -24,16 +24,50 @@ fi
 
 # Python for the tests (a venv, cached across runs): MLflow's client tests the MLflow API;
 # scikit-learn, skl2onnx and onnx make the ONNX models the ONNX flavor is checked against;
-# scipy gives the reference values of the drift statistics.
+# scipy gives the reference values of the drift statistics. The pins are the one list both
+# the install and the check of a reused venv read.
 venv=.venv-test
-if ! "$venv/bin/python" -c 'import mlflow, sklearn, skl2onnx, onnx, scipy' 2>/dev/null; then
+pins=('mlflow-skinny==3.17.2' 'scikit-learn==1.9.1' 'skl2onnx==1.20.0' 'onnx==1.23.2' 'scipy==1.17.1')
+# Prints each pin the venv does not satisfy (missing or another version); fails then.
+venv_differs_from_pins() {
+  "$venv/bin/python" - "${pins[@]}" <<'PY' 2>/dev/null || return 0
+import sys
+from importlib import metadata
+wrong = []
+for pin in sys.argv[1:]:
+    name, want = pin.split("==")
+    try:
+        have = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        have = "missing"
+    if have != want:
+        wrong.append(f"{name} {have} (pinned {want})")
+try:
+    import mlflow, sklearn, skl2onnx, onnx, scipy  # noqa: F401
+except Exception as e:
+    wrong.append(f"imports fail: {e}")
+print("; ".join(wrong))
+sys.exit(1 if wrong else 0)
+PY
+  return 1
+}
+if differs=$(venv_differs_from_pins); then
+  [ -x "$venv/bin/python" ] && echo "$venv differs from the pins (${differs:-no python}): reinstalling" >&2
   ensure_packages python3:python3
   # Debian's python3 needs python3-venv for `-m venv`.
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" 2>/dev/null || { apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$venv"; }
-  "$venv/bin/pip" install -q 'mlflow-skinny==3.17.2' 'scikit-learn==1.9.1' 'skl2onnx==1.20.0' 'onnx==1.23.2' 'scipy==1.17.1'
+  "$venv/bin/pip" install -q "${pins[@]}"
+  if differs=$(venv_differs_from_pins); then
+    echo "error: $venv still differs from the pins after installing them: $differs" >&2
+    exit 4
+  fi
 fi
 export GANTRY_TEST_MLFLOW_PYTHON="${GANTRY_TEST_MLFLOW_PYTHON:-$PWD/$venv/bin/python}"
 export GANTRY_TEST_SKLEARN_PYTHON="${GANTRY_TEST_SKLEARN_PYTHON:-$PWD/$venv/bin/python}"
+
+# Every component is installed above: a test that would skip for lack of one fails instead
+# (see each crate's tests/**/skip.rs).
+export GANTRY_TEST_REQUIRE_ALL=1
 
 cargo test --workspace --locked --no-fail-fast "$@"
 # The server's REST, auth and deployment suites once more, on PostgreSQL.

@@ -117,6 +117,11 @@ pub(crate) fn set_thread_groups(groups: &[Gid]) -> io::Result<()> {
     }
 }
 
+// The crate's one rule for skipped tests, shared with its integration tests.
+#[cfg(test)]
+#[path = "../tests/support/skip.rs"]
+mod skip;
+
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -132,7 +137,9 @@ mod tests {
     #[test]
     fn switching_drops_root_groups_and_is_undone_by_the_guard() {
         if !geteuid().is_root() {
-            eprintln!("skipped: needs root");
+            skip::because(
+                "switching filesystem identity needs root (scripts/test.sh runs as root)",
+            );
             return;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -163,7 +170,9 @@ mod tests {
     #[test]
     fn the_guard_restores_on_panic() {
         if !geteuid().is_root() {
-            eprintln!("skipped: needs root");
+            skip::because(
+                "switching filesystem identity needs root (scripts/test.sh runs as root)",
+            );
             return;
         }
         on_thread(|| {

@@ -5,6 +5,9 @@
 // Helpers are plain fns, which clippy's allow-unwrap-in-tests does not cover.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/skip.rs"]
+mod skip;
+
 mod support {
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
@@ -352,7 +355,9 @@ mod confined_reads {
     #[tokio::test]
     async fn reading_as_a_user_applies_that_users_permissions() {
         if !is_root() {
-            eprintln!("skipped: needs root");
+            crate::skip::because(
+                "reading as another user needs root (scripts/test.sh runs as root)",
+            );
             return;
         }
         let env = Env::new();

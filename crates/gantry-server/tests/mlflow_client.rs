@@ -2,7 +2,8 @@
 //! in-process on 127.0.0.1:0, on SQLite and (with `GANTRY_TEST_POSTGRES_URL`) PostgreSQL.
 //!
 //! `GANTRY_TEST_MLFLOW_PYTHON` names a Python with `mlflow` installed (scripts/test.sh makes
-//! one); unset, the test says so and returns; set but unusable, it fails.
+//! one); unset, the test is skipped (a failure under `GANTRY_TEST_REQUIRE_ALL`, see
+//! `support/skip.rs`); set but unusable, it fails.
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,17 +18,18 @@ use gantry_store::{SearchQuery, Store};
 use serde_json::Value;
 use sqlx::migrate::MigrateDatabase;
 
+#[path = "support/skip.rs"]
+mod skip;
+
 const PYTHON_ENV: &str = "GANTRY_TEST_MLFLOW_PYTHON";
 const POSTGRES_ENV: &str = "GANTRY_TEST_POSTGRES_URL";
 
 fn mlflow_python() -> Option<String> {
-    let Ok(python) = std::env::var(PYTHON_ENV) else {
-        eprintln!(
-            "mlflow client not configured: set {PYTHON_ENV} to a python with mlflow installed \
-             (scripts/test.sh does) to run the real-client test"
-        );
-        return None;
-    };
+    let python = skip::unless_env(
+        PYTHON_ENV,
+        "a python with mlflow installed (scripts/test.sh makes .venv-test) to run the \
+         real-client test",
+    )?;
     let out = std::process::Command::new(&python)
         .args(["-c", "import mlflow; print(mlflow.__version__)"])
         .output()
@@ -154,10 +156,10 @@ async fn mlflow_client_against_postgres() {
     let Some(python) = mlflow_python() else {
         return;
     };
-    let Ok(base) = std::env::var(POSTGRES_ENV) else {
-        eprintln!(
-            "postgres not configured: set {POSTGRES_ENV} to run the mlflow client test against PostgreSQL"
-        );
+    let Some(base) = skip::unless_env(
+        POSTGRES_ENV,
+        "a PostgreSQL URL to run the mlflow client test against PostgreSQL",
+    ) else {
         return;
     };
     sqlx::any::install_default_drivers();

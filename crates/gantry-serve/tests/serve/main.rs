@@ -7,4 +7,5 @@ mod builtin;
 mod metrics;
 mod oip;
 mod onnx;
+mod skip;
 mod support;

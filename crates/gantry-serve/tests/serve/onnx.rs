@@ -1,8 +1,8 @@
 //! ONNX models exported by skl2onnx serve what scikit-learn itself predicts.
 //!
 //! `GANTRY_TEST_SKLEARN_PYTHON` names a Python with scikit-learn, skl2onnx, onnx and numpy
-//! (`tests/onnx/train_sklearn.py` trains and exports the models); unset, the test says so
-//! and returns; set but unusable, it fails.
+//! (`tests/onnx/train_sklearn.py` trains and exports the models); unset, the test is skipped
+//! (a failure under `GANTRY_TEST_REQUIRE_ALL`, see `skip.rs`); set but unusable, it fails.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,13 +14,11 @@ use crate::support::{TestServer, error_text, output};
 const PYTHON_ENV: &str = "GANTRY_TEST_SKLEARN_PYTHON";
 
 fn sklearn_python() -> Option<String> {
-    let Ok(python) = std::env::var(PYTHON_ENV) else {
-        eprintln!(
-            "scikit-learn not configured: set {PYTHON_ENV} to a python with scikit-learn, skl2onnx, \
-             onnx and numpy (e.g. .venv-test/bin/python) to run the ONNX-vs-scikit-learn test"
-        );
-        return None;
-    };
+    let python = crate::skip::unless_env(
+        PYTHON_ENV,
+        "a python with scikit-learn, skl2onnx, onnx and numpy (e.g. .venv-test/bin/python) \
+         to run the ONNX-vs-scikit-learn test",
+    )?;
     let out = Command::new(&python)
         .args(["-c", "import sklearn, skl2onnx, onnx, numpy"])
         .output()

@@ -1,6 +1,8 @@
 //! Test databases shared by the store's test binaries: SQLite in a tempdir, PostgreSQL
 //! (a fresh database per test) when `GANTRY_TEST_POSTGRES_URL` is set.
 
+pub mod skip;
+
 use sqlx::migrate::MigrateDatabase;
 
 pub const POSTGRES_ENV: &str = "GANTRY_TEST_POSTGRES_URL";
@@ -23,15 +25,16 @@ impl TestDb {
         }
     }
 
-    /// None (after saying so) when PostgreSQL is not configured; panics when it is
+    /// None when PostgreSQL is not configured (a skip: see [`skip`]); panics when it is
     /// configured but unusable, so a broken setup never passes as "skipped".
     pub async fn postgres(test: &str) -> Option<TestDb> {
-        let Ok(base) = std::env::var(POSTGRES_ENV) else {
-            eprintln!(
-                "postgres not configured: set {POSTGRES_ENV} to run {test} against PostgreSQL"
-            );
-            return None;
-        };
+        let base = skip::unless_env(
+            POSTGRES_ENV,
+            &format!(
+                "a PostgreSQL URL (e.g. postgres:///postgres?host=/var/run/postgresql&user=root) \
+                 to run {test} against PostgreSQL"
+            ),
+        )?;
         sqlx::any::install_default_drivers();
         let name = format!("gantry_t_{}", gantry_store::new_id("").as_str());
         let url = with_database(&base, &name);

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test fixtures: a failed setup step should panic loudly
 
+mod skip;
 mod support;
 
 mod crash;
