@@ -202,23 +202,56 @@ steps:
 #[test]
 fn gpu_requests_are_admitted_against_gpu_capacity_and_need_real_devices() {
     let g = Gantry::new();
-    let file = g.write(
-        "gpu.yaml",
-        "name: gpu\nsteps:\n  - name: a\n    image: busybox:1\n    resources: { gpu: 1 }\n    command: [\"true\"]\n",
+    // The GPU capacity is the number of /dev/nvidiaN device nodes, counted from 0.
+    let gpus = (0..)
+        .take_while(|i| std::path::Path::new(&format!("/dev/nvidia{i}")).exists())
+        .count();
+    // The step shows the first card's device node and how many card nodes it can see.
+    let pipeline = |name: &str, gpu: usize| {
+        g.write(
+            &format!("{name}.yaml"),
+            &format!(
+                "name: gpu\nsteps:\n  - name: a\n    image: busybox:1\n    resources: {{ gpu: {gpu} }}\n    command: [sh, -c, \"ls /dev/nvidia0 && ls /dev | grep -c '^nvidia[0-9]'\"]\n"
+            ),
+        )
+    };
+
+    // One GPU more than the machine has is refused before anything runs, naming the knob.
+    let file = pipeline("too-many", gpus + 1);
+    let out = g.run(&["run", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "requests {} GPU(s) but the capacity is {gpus}",
+            gpus + 1
+        )) && err.contains("--gpus"),
+        "{err}"
     );
-    let has_gpu = std::path::Path::new("/dev/nvidia0").exists();
-    if !has_gpu {
-        // Capacity comes from /dev/nvidiaN: none here, so the step is refused up front.
-        let out = g.run(&["run", file.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(2));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("--gpus"));
-        // Raising the capacity by hand does not conjure devices: the step fails clearly.
-        let (code, s, _) = g.run_pipeline(&file, &["--gpus", "1"]);
-        assert_eq!(code, 1);
-        let reason = step(&s, "a")["reason"].as_str().unwrap();
-        assert!(reason.contains("no NVIDIA devices"), "{reason}");
+    assert!(g.runc_containers().is_empty());
+
+    if gpus == 0 {
+        // Raising the capacity by hand does not conjure devices: the step fails clearly,
+        // and its command never runs.
+        let file = pipeline("forced", 1);
+        let (code, s, err) = g.run_pipeline(&file, &["--gpus", "1"]);
+        assert_eq!(code, 1, "{s:#}\n{err}");
+        let a = step(&s, "a");
+        assert_eq!(a["status"], "failed", "{s:#}");
+        let reason = a["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("requests 1 GPU(s) but no NVIDIA devices were found"),
+            "{reason}"
+        );
+        let logs = g.ok(&["logs", s["run_id"].as_str().unwrap(), "a"]);
+        assert!(!logs.contains("nvidia"), "the command ran: {logs}");
     } else {
-        let (code, s, _) = g.run_pipeline(&file, &[]);
-        assert_eq!(code, 0, "{s:#}");
+        // One GPU: the step gets the first card, and only that card.
+        let file = pipeline("one", 1);
+        let (code, s, err) = g.run_pipeline(&file, &[]);
+        assert_eq!(code, 0, "{s:#}\n{err}");
+        let logs = g.ok(&["logs", s["run_id"].as_str().unwrap(), "a"]);
+        assert_eq!(logs.trim(), "/dev/nvidia0\n1", "{logs}");
     }
+    assert!(g.runc_containers().is_empty());
 }

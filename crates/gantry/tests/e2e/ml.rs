@@ -178,11 +178,29 @@ fn a_regression_sweep_picks_the_best_combination() {
         .collect();
     assert_eq!(members.len(), 3);
     let best = step(&s, "select")["outputs"]["model"].as_str().unwrap();
-    assert!(
-        members.iter().any(|m| m["outputs"]["model"] == best),
-        "select-best copies one candidate unchanged"
-    );
+    // Each candidate's validation RMSE as its own train step recorded it: select-best must
+    // have copied the one with the lowest, unchanged.
     let show = g.show(s["run_id"].as_str().unwrap());
+    let mut scored: Vec<(f64, &str, &str)> = members
+        .iter()
+        .map(|m| {
+            let name = m["step"].as_str().unwrap();
+            let rmse = step(&show, name)["metrics"]["validation.rmse"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{name} recorded no validation.rmse: {show:#}"));
+            (rmse, name, m["outputs"]["model"].as_str().unwrap())
+        })
+        .collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(
+        scored[0].0 < scored[1].0,
+        "the sweep should not tie for the best: {scored:?}"
+    );
+    assert_eq!(
+        best, scored[0].2,
+        "select-best picked another model than {}, the lowest validation.rmse: {scored:?}",
+        scored[0].1
+    );
     let r2 = step(&show, "evaluate")["metrics"]["r2"].as_f64().unwrap();
     assert!(r2 > 0.3, "r2 {r2}");
 }

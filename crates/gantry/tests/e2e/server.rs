@@ -299,13 +299,27 @@ steps:
 
 /// A bare HTTP/1.1 request on loopback: (status, parsed JSON body).
 fn http_json(url: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    http_json_as(url, None, method, path, body)
+}
+
+/// [`http_json`] with `Authorization: Bearer TOKEN` when a token is given.
+fn http_json_as(
+    url: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -509,9 +523,27 @@ fn with_auth_steps_log_to_mlflow_with_a_run_scoped_token_that_is_revoked_afterwa
     let admin = g.ok(&["token", "create", "--name", "admin", "--role", "admin"]);
     let admin = admin.trim().to_string();
     let server = start_server(&g, &["--auth"]);
+    // Another project's MLflow experiment and run, which the step's token must not reach.
+    let (status, v) = http_json_as(
+        &server.url,
+        Some(&admin),
+        "POST",
+        "/api/2.0/mlflow/experiments/create",
+        Some(&serde_json::json!({"name": "elsewhere"})),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = http_json_as(
+        &server.url,
+        Some(&admin),
+        "POST",
+        "/api/2.0/mlflow/runs/create",
+        Some(&serde_json::json!({"experiment_id": v["experiment_id"]})),
+    );
+    assert_eq!(status, 200, "{v}");
+    let other_run = v["run"]["info"]["run_id"].as_str().unwrap();
     let file = g.write(
         "authed.yaml",
-        r#"
+        &r#"
 name: authed
 steps:
   - name: logs
@@ -521,11 +553,19 @@ steps:
       - -c
       - |
         [ -n "$MLFLOW_TRACKING_TOKEN" ] && echo HAS_TOKEN
+        echo "TOKEN $MLFLOW_TRACKING_TOKEN"
+        api="$MLFLOW_TRACKING_URI/api/2.0/mlflow"
+        auth="Authorization: Bearer $MLFLOW_TRACKING_TOKEN"
+        status() { wget -S -q -O /dev/null --header "$auth" "$@" 2>&1 | grep -o 'HTTP/1.[01] [0-9]*' | tail -1 | cut -d' ' -f2; }
         body="{\"run_id\":\"$MLFLOW_RUN_ID\",\"key\":\"inside\",\"value\":2.5,\"timestamp\":1,\"step\":0}"
-        url="$MLFLOW_TRACKING_URI/api/2.0/mlflow/runs/log-metric"
+        url="$api/runs/log-metric"
         wget -q -O- --header 'Content-Type: application/json' --post-data "$body" "$url" >/dev/null 2>&1 || echo NO_TOKEN_REFUSED
-        wget -q -O- --header 'Content-Type: application/json' --header "Authorization: Bearer $MLFLOW_TRACKING_TOKEN" --post-data "$body" "$url" && echo LOGGED
-"#,
+        wget -q -O- --header 'Content-Type: application/json' --header "$auth" --post-data "$body" "$url" && echo LOGGED
+        echo "OWN_RUN $(status "$api/runs/get?run_id=$MLFLOW_RUN_ID")"
+        echo "OTHER_RUN $(status "$api/runs/get?run_id=OTHER_RUN_ID")"
+        echo "OTHER_EXPERIMENT $(status --header 'Content-Type: application/json' --post-data '{"name":"elsewhere/mine"}' "$api/experiments/create")"
+"#
+        .replace("OTHER_RUN_ID", other_run),
     );
     let (code, out, err) = remote(
         &g,
@@ -545,7 +585,37 @@ steps:
         "the relay adds no credentials: {logs}"
     );
     assert!(logs.contains("LOGGED"), "{logs}");
-    // The step's token is scoped to the run and revoked once the run is over; its secret
+    // During the run the token works for the run's own project only: another project's run
+    // answers as missing, and naming an experiment after another project is forbidden.
+    assert!(logs.contains("OWN_RUN 200"), "{logs}");
+    assert!(logs.contains("OTHER_RUN 404"), "{logs}");
+    assert!(logs.contains("OTHER_EXPERIMENT 403"), "{logs}");
+
+    // Once the run is over, the same token is refused outright.
+    let secret = logs
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("TOKEN "))
+        .unwrap_or_else(|| panic!("the step printed no token: {logs}"))
+        .trim()
+        .to_string();
+    let (status, v) = http_json_as(
+        &server.url,
+        Some(&secret),
+        "GET",
+        &format!("/api/2.0/mlflow/runs/get?run_id={other_run}"),
+        None,
+    );
+    assert_eq!(status, 401, "a finished run's token still works: {v}");
+    let (status, v) = http_json_as(
+        &server.url,
+        Some(&secret),
+        "POST",
+        "/api/2.0/mlflow/experiments/create",
+        Some(&serde_json::json!({"name": "authed/after"})),
+    );
+    assert_eq!(status, 401, "a finished run's token still works: {v}");
+
+    // The step's token is listed as scoped to the run's project and revoked; its secret
     // never appears in the token list.
     let (code, tokens, err) = remote(
         &g,
@@ -565,7 +635,7 @@ steps:
     assert_eq!(step_token["project"], "authed");
     assert!(!step_token["revoked_at_ms"].is_null(), "{step_token:#}");
     assert!(
-        !tokens.to_string().contains("gantry_t"),
+        !tokens.to_string().contains("gantry_t") && !tokens.to_string().contains(&secret),
         "no secret is listed"
     );
 }
