@@ -614,17 +614,42 @@ mod scale {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_large_file_streams_through_multipart_upload() {
+        // The local object store, with every upload counted on its way through.
         let env = Env::new();
+        let counted = std::sync::Arc::new(crate::counting::Counting::new(
+            object_store::local::LocalFileSystem::new_with_prefix(env.objects()).unwrap(),
+        ));
+        let store = gantry_artifacts::ArtifactStore::from_object_store(
+            counted.clone(),
+            &env.materialized(),
+        );
         let src = env.scratch("big").join("weights.bin");
         let expected = write_large(&src, 64);
-        let info = env.store.put_path(&src).await.unwrap();
+        let info = store.put_path(&src).await.unwrap();
+        let content = format!("sha256/{expected}");
+        let uploads = counted.uploads();
+        assert_eq!(
+            uploads
+                .single_puts
+                .iter()
+                .filter(|p| **p == content)
+                .count(),
+            0,
+            "64 MiB went up in one put: {uploads:?}"
+        );
+        let parts = uploads.parts_of(&content);
+        assert!(
+            parts.len() > 1 && parts.iter().all(|n| *n <= 8 << 20),
+            "64 MiB should stream as several parts of at most 8 MiB: {uploads:?}"
+        );
+        assert_eq!(parts.iter().sum::<usize>(), 64 * MIB);
         assert_eq!(info.digest, format!("sha256:{expected}"));
         assert_eq!(info.size, 64 * MIB as u64);
         assert_eq!(info.kind, ArtifactKind::File);
         let stored = env.objects().join("sha256").join(&expected);
         assert_eq!(fs::metadata(&stored).unwrap().len(), 64 * MIB as u64);
         assert_eq!(file_sha256(&stored), expected);
-        let local = env.store.materialize(&info.digest).await.unwrap();
+        let local = store.materialize(&info.digest).await.unwrap();
         assert_eq!(file_sha256(&local), expected);
     }
 
@@ -691,5 +716,166 @@ mod scale {
         ];
         want.sort();
         assert_eq!(left, want, "temp entries left in the cache");
+    }
+}
+
+/// An object store wrapper that records what was uploaded: single puts by location, and the
+/// size of every part of every multipart upload.
+mod counting {
+    use std::fmt;
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use futures::stream::BoxStream;
+    use object_store::path::Path;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+        PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
+    };
+
+    #[derive(Clone, Debug, Default)]
+    pub struct Uploads {
+        /// Locations written with one put.
+        pub single_puts: Vec<String>,
+        /// (location, part sizes in the order they were handed over) per multipart upload.
+        pub multipart: Vec<(String, Arc<Mutex<Vec<usize>>>)>,
+    }
+
+    impl Uploads {
+        /// The part sizes of the multipart uploads to `location`, all together.
+        pub fn parts_of(&self, location: &str) -> Vec<usize> {
+            self.multipart
+                .iter()
+                .filter(|(l, _)| l == location)
+                .flat_map(|(_, parts)| parts.lock().unwrap().clone())
+                .collect()
+        }
+    }
+
+    #[derive(Debug)]
+    pub struct Counting<S> {
+        inner: S,
+        uploads: Mutex<Uploads>,
+    }
+
+    impl<S> Counting<S> {
+        pub fn new(inner: S) -> Counting<S> {
+            Counting {
+                inner,
+                uploads: Mutex::default(),
+            }
+        }
+
+        pub fn uploads(&self) -> Uploads {
+            self.uploads.lock().unwrap().clone()
+        }
+    }
+
+    impl<S: fmt::Display> fmt::Display for Counting<S> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "Counting({})", self.inner)
+        }
+    }
+
+    #[derive(Debug)]
+    struct CountedUpload {
+        inner: Box<dyn MultipartUpload>,
+        parts: Arc<Mutex<Vec<usize>>>,
+    }
+
+    #[async_trait]
+    impl MultipartUpload for CountedUpload {
+        fn put_part(&mut self, data: PutPayload) -> UploadPart {
+            self.parts.lock().unwrap().push(data.content_length());
+            self.inner.put_part(data)
+        }
+
+        async fn complete(&mut self) -> Result<PutResult> {
+            self.inner.complete().await
+        }
+
+        async fn abort(&mut self) -> Result<()> {
+            self.inner.abort().await
+        }
+    }
+
+    #[async_trait]
+    impl<S: ObjectStore> ObjectStore for Counting<S> {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> Result<PutResult> {
+            self.uploads
+                .lock()
+                .unwrap()
+                .single_puts
+                .push(location.to_string());
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> Result<Box<dyn MultipartUpload>> {
+            let inner = self.inner.put_multipart_opts(location, opts).await?;
+            let parts = Arc::default();
+            self.uploads
+                .lock()
+                .unwrap()
+                .multipart
+                .push((location.to_string(), Arc::clone(&parts)));
+            Ok(Box::new(CountedUpload { inner, parts }))
+        }
+
+        async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+
+        async fn get_ranges(
+            &self,
+            location: &Path,
+            ranges: &[std::ops::Range<u64>],
+        ) -> Result<Vec<bytes::Bytes>> {
+            self.inner.get_ranges(location, ranges).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, Result<Path>>,
+        ) -> BoxStream<'static, Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        fn list_with_offset(
+            &self,
+            prefix: Option<&Path>,
+            offset: &Path,
+        ) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.inner.list_with_offset(prefix, offset)
+        }
+
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+
+        async fn rename_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: object_store::RenameOptions,
+        ) -> Result<()> {
+            self.inner.rename_opts(from, to, options).await
+        }
     }
 }

@@ -108,14 +108,21 @@ mod tests {
     }
 
     #[test]
-    fn exited_child_is_dead() {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
+    fn a_child_is_alive_until_it_exits() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
         let pid = child.id();
-        child.wait().unwrap();
+        // The child's own identity, as it would have recorded itself.
         let o = Owner {
             pid,
+            start_ticks: start_ticks(pid).unwrap(),
             ..Owner::current()
         };
+        assert!(o.may_be_alive());
+        child.kill().unwrap();
+        child.wait().unwrap();
         assert!(!o.may_be_alive());
     }
 }

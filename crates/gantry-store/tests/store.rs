@@ -1574,18 +1574,42 @@ mod sqlite_file {
 
     #[tokio::test]
     async fn relative_urls_resolve_against_the_working_directory() {
-        // Relative to the process's cwd: only check that the URL form is accepted and the
-        // same file is reopened, using a unique name removed afterwards.
+        // Relative to the process's cwd (a unique name, removed afterwards): a run written
+        // through the URL is read back after reopening it, from the file of that name.
         let name = format!("gantry-store-test-{}.db", gantry_store::new_id(""));
+        let _cleanup = RemovedOnDrop(name.clone());
         let url = format!("sqlite://{name}");
         let store = Store::connect(&url).await.unwrap();
+        let run = crate::fixtures::run(
+            "r-00000000beef",
+            "iris",
+            1_700_000_000_000,
+            gantry_store::RunStatus::Running,
+        );
+        store.create_run(&run).await.unwrap();
         drop(store);
         assert!(std::path::Path::new(&name).is_file());
-        Store::connect(&url).await.unwrap();
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{name}{suffix}"));
+        let reopened = Store::connect(&url).await.unwrap();
+        assert_eq!(reopened.get_run(&run.id).await.unwrap(), run);
+        drop(reopened);
+        let absolute = std::env::current_dir().unwrap().join(&name);
+        let by_path = Store::connect(&format!("sqlite://{}", absolute.display()))
+            .await
+            .unwrap();
+        assert_eq!(by_path.get_run(&run.id).await.unwrap(), run);
+    }
+
+    /// Removes a database created in the working directory, even when the test fails.
+    struct RemovedOnDrop(String);
+
+    impl Drop for RemovedOnDrop {
+        fn drop(&mut self) {
+            let name = &self.0;
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{name}{suffix}"));
+            }
+            let _ = std::fs::remove_file(std::path::Path::new(name).with_extension("migrate-lock"));
         }
-        let _ = std::fs::remove_file(std::path::Path::new(&name).with_extension("migrate-lock"));
     }
 
     #[tokio::test]

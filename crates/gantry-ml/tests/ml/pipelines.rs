@@ -268,6 +268,31 @@ fn iris_every_classifier_then_select_best() {
             .windows(2)
             .all(|w| w[0].value <= w[1].value)
     );
+    // Read each candidate's log loss from its own model file, not from select-best's report:
+    // the output is a byte-for-byte copy of the lowest.
+    let mut by_log_loss: Vec<(f64, &str)> = [
+        "decision_tree",
+        "random_forest",
+        "logistic",
+        "gradient_boosting",
+    ]
+    .into_iter()
+    .map(|name| {
+        let m = Model::load(&candidates.path().join(name)).unwrap();
+        (m.metrics["validation.log_loss"], name)
+    })
+    .collect();
+    by_log_loss.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(
+        by_log_loss[0].0 < by_log_loss[1].0,
+        "no tie for the lowest: {by_log_loss:?}"
+    );
+    let lowest = by_log_loss[0].1;
+    assert!(
+        fs::read(best.output("model").join("model.json")).unwrap()
+            == fs::read(candidates.path().join(lowest).join("model.json")).unwrap(),
+        "the output is not {lowest}, the candidate with the lowest log loss: {by_log_loss:?}"
+    );
 
     let err = try_run(
         "select-best",
