@@ -28,7 +28,8 @@ fi
 # the install and the check of a reused venv read.
 venv=.venv-test
 pins=('mlflow-skinny==3.17.2' 'scikit-learn==1.9.1' 'skl2onnx==1.20.0' 'onnx==1.23.2' 'scipy==1.17.1')
-# Prints each pin the venv does not satisfy (missing or another version); fails then.
+# True when the venv differs from the pins (or has no python), printing each pin it misses
+# (not installed, or another version) or the import that fails.
 venv_differs_from_pins() {
   "$venv/bin/python" - "${pins[@]}" <<'PY' 2>/dev/null || return 0
 import sys
