@@ -7,8 +7,9 @@ For each size, in a fresh GANTRY_HOME:
      csv-ingest -> profile -> clean -> train -> register with `profile`), `gantry deploy` it;
   2. log N predictions the way the server's log writer does, aggregates included
      (`crates/gantry-server/examples/monitor_load.rs`, release build: rows of the CSV, 30
-     features, spread over the last 55 minutes, every 10th with feedback), and time the
-     monitor 30 times in process (what `GET .../monitor` and every monitor tick compute);
+     features, spread over the last 55 minutes, every 1000th with feedback), and time the
+     monitor in process: 30 evaluations through a server's cache (what `GET .../monitor` and
+     every monitor tick compute) and 5 uncached ones (a local `gantry monitor`);
   3. start `gantry server` on that home, time `GET /api/v1/deployments/NAME/monitor` over
      HTTP 30 times while idle, then run wrk (64-row requests, 32 connections, --seconds) against
      the deployed model (each request's prediction is logged and aggregated before the answer)
@@ -109,6 +110,7 @@ def one_size(n, args, features, x):
     shutil.rmtree(work, ignore_errors=True)
     return {"predictions": n, "load_s": loaded["load_s"],
             "monitor_p50_ms": loaded["monitor_p50_ms"], "monitor_p95_ms": loaded["monitor_p95_ms"],
+            "uncached_monitor_ms": loaded["uncached_monitor_median_ms"],
             "http_monitor_p50_ms": times[14], "http_monitor_p95_ms": times[28],
             "monitor_samples": samples, "req_s": w["req_s"], "p99_ms": w["p99_ms"],
             "errors": w["non_2xx"] + w["socket_errors"]}
@@ -131,12 +133,13 @@ def main():
     features, x, _ = S.read_dataset()
     results = [one_size(int(n), args, features, x) for n in args.sizes.split(",")]
     base = results[0]["req_s"] if results and results[0]["predictions"] == 0 else None
-    print(f"{'logged':>12} {'load s':>8} {'monitor p50/p95 ms':>20} {'HTTP p50/p95 ms':>18} "
-          f"{'req/s 64x32':>12} {'vs empty':>9} {'p99 ms':>8}")
+    print(f"{'logged':>12} {'load s':>8} {'monitor p50/p95 ms':>20} {'uncached ms':>12} "
+          f"{'HTTP p50/p95 ms':>18} {'req/s 64x32':>12} {'vs empty':>9} {'p99 ms':>8}")
     for r in results:
         ratio = f"{r['req_s'] / base:.2f}x" if base else "-"
         print(f"{r['predictions']:>12,} {r['load_s']:>8.1f} "
               f"{r['monitor_p50_ms']:>9.1f}/{r['monitor_p95_ms']:<9.1f} "
+              f"{r['uncached_monitor_ms']:>12.1f} "
               f"{r['http_monitor_p50_ms']:>8.1f}/{r['http_monitor_p95_ms']:<8.1f} "
               f"{r['req_s']:>12,.0f} {ratio:>9} {r['p99_ms']:>8.1f}")
     if args.json:

@@ -311,10 +311,14 @@ impl Aggregate {
                 if Some(column.name.as_str()) == label_column {
                     continue;
                 }
-                let counts = self
-                    .features
-                    .entry(column.name.clone())
-                    .or_insert_with(|| ColumnCounts::for_column(column));
+                // Looked up before inserting: no key allocation per row once the bucket has it.
+                if !self.features.contains_key(&column.name) {
+                    self.features
+                        .insert(column.name.clone(), ColumnCounts::for_column(column));
+                }
+                let Some(counts) = self.features.get_mut(&column.name) else {
+                    continue;
+                };
                 if let Some(x) = counts.add(column, o.inputs.get(&column.name)) {
                     counts.sample.add(x, sample_cap, rng);
                 }

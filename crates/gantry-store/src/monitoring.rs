@@ -131,6 +131,70 @@ impl Store {
             .collect()
     }
 
+    /// The keys and rewrite counts of the buckets [`Store::monitor_buckets`] would return,
+    /// without their states: a reader that caches states fetches only those that changed.
+    pub async fn monitor_bucket_keys(
+        &self,
+        deployment: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(BucketKey, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT deployment, bucket_ms, span_ms, role, version, reference, writer, seq \
+             FROM monitor_buckets WHERE deployment = $1 AND bucket_ms >= $2 AND bucket_ms <= $3 \
+             ORDER BY bucket_ms, role, version, reference, writer",
+        )
+        .bind(deployment)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query(format!(
+            "reading monitor buckets of deployment {deployment}"
+        )))?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    BucketKey {
+                        deployment: column(row, "deployment")?,
+                        bucket_ms: column(row, "bucket_ms")?,
+                        span_ms: column(row, "span_ms")?,
+                        role: column(row, "role")?,
+                        version: column(row, "version")?,
+                        reference: column(row, "reference")?,
+                        writer: column(row, "writer")?,
+                    },
+                    column(row, "seq")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// One bucket's state and rewrite count; None when it is gone.
+    pub async fn monitor_bucket_state(
+        &self,
+        k: &BucketKey,
+    ) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT seq, state_json FROM monitor_buckets WHERE deployment = $1 AND bucket_ms = $2 \
+             AND role = $3 AND version = $4 AND reference = $5 AND writer = $6",
+        )
+        .bind(&k.deployment)
+        .bind(k.bucket_ms)
+        .bind(&k.role)
+        .bind(k.version)
+        .bind(&k.reference)
+        .bind(&k.writer)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query(format!(
+            "reading a monitor bucket of deployment {}",
+            k.deployment
+        )))?;
+        row.map(|r| Ok((column(&r, "seq")?, column(&r, "state_json")?)))
+            .transpose()
+    }
+
     /// Performance counts of `deployment`'s `roles` over buckets starting in
     /// `[from_ms, to_ms]`, summed per kind (and class pair).
     pub async fn monitor_performance(

@@ -226,11 +226,12 @@ pub async fn monitor(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     visible(&state, &p, &name).await?;
-    let view = monitor::compute(
+    let view = monitor::compute_cached(
         &state.store,
         &state.artifacts,
         &name,
         gantry_engine::now_ms(),
+        &state.deployments.monitors().cache,
     )
     .await
     .map_err(|e| match e {

@@ -4,16 +4,17 @@
 //! and alert transitions recorded, logged and POSTed to the deployment's webhook.
 
 use super::Deployments;
-use super::aggregates::{bucket_of, load_reference};
+use super::aggregates::{Reference, bucket_of, load_reference};
 use gantry_artifacts::ArtifactStore;
 use gantry_monitor::aggregate::{Aggregate, PerformanceCounts, SplitMix, WINDOW_SAMPLE};
 use gantry_monitor::{AlertRule, MonitorConfig, MonitorReport, Task};
 use gantry_spec::deployment::DeploymentSpec;
 use gantry_spec::quantity::parse_duration;
-use gantry_store::{AlertEvent, NewAlertEvent, PerformanceKind, PerformanceSum, Store};
+use gantry_store::{AlertEvent, BucketKey, NewAlertEvent, PerformanceKind, PerformanceSum, Store};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -49,6 +50,8 @@ pub enum MonitorError {
 /// Alert states of the monitors this server runs, per deployment and rule.
 #[derive(Default)]
 pub struct Monitors {
+    /// What evaluations of this server reuse.
+    pub cache: MonitorCache,
     firing: Mutex<HashMap<String, BTreeMap<String, bool>>>,
     /// When each deployment was last pruned.
     pruned: Mutex<HashMap<String, i64>>,
@@ -79,6 +82,48 @@ impl Monitors {
     }
 }
 
+/// What a server's monitor evaluations reuse: references (model versions are immutable; a
+/// short time-to-live covers a re-tagged profile) and parsed bucket states, valid while their
+/// rewrite count (`seq`) is unchanged — a tick then reads the keys and the one or two buckets
+/// that changed since the last one.
+#[derive(Default)]
+pub struct MonitorCache {
+    references: Mutex<HashMap<ModelVersion, (std::time::Instant, Arc<Reference>)>>,
+    buckets: Mutex<HashMap<BucketKey, (i64, Arc<Aggregate>)>>,
+}
+
+/// (model, version).
+type ModelVersion = (String, i64);
+
+/// How long a cached reference is used before it is read again.
+const REFERENCE_TTL: Duration = Duration::from_secs(30);
+
+impl MonitorCache {
+    async fn reference(
+        &self,
+        store: &Store,
+        artifacts: &ArtifactStore,
+        model: &str,
+        version: i64,
+    ) -> Result<Arc<Reference>, MonitorError> {
+        let key = (model.to_string(), version);
+        if let Some((at, r)) = self
+            .references
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+            && at.elapsed() < REFERENCE_TTL
+        {
+            return Ok(r);
+        }
+        let r = Arc::new(load_reference(store, artifacts, model, version).await?);
+        if let Ok(mut m) = self.references.lock() {
+            m.insert(key, (std::time::Instant::now(), Arc::clone(&r)));
+        }
+        Ok(r)
+    }
+}
+
 /// Parses every rule of a spec; the error names the bad rule.
 pub fn parse_rules(rules: &[String]) -> Result<Vec<AlertRule>, String> {
     rules
@@ -94,7 +139,24 @@ pub async fn compute(
     name: &str,
     now_ms: i64,
 ) -> Result<MonitorView, MonitorError> {
-    Ok(evaluate_deployment(store, artifacts, name, now_ms).await?.0)
+    Ok(evaluate_deployment(store, artifacts, name, now_ms, None)
+        .await?
+        .0)
+}
+
+/// [`compute`] reusing `cache` (a server's API and monitor ticks).
+pub async fn compute_cached(
+    store: &Store,
+    artifacts: &ArtifactStore,
+    name: &str,
+    now_ms: i64,
+    cache: &MonitorCache,
+) -> Result<MonitorView, MonitorError> {
+    Ok(
+        evaluate_deployment(store, artifacts, name, now_ms, Some(cache))
+            .await?
+            .0,
+    )
 }
 
 /// Alert events shown with a monitor; restoring alert states reads further back.
@@ -108,11 +170,20 @@ async fn evaluate_deployment(
     artifacts: &ArtifactStore,
     name: &str,
     now_ms: i64,
+    cache: Option<&MonitorCache>,
 ) -> Result<(MonitorView, DeploymentSpec, Vec<AlertEvent>), MonitorError> {
     let record = store.get_deployment(name).await?;
     let spec: DeploymentSpec = serde_json::from_value(record.spec.clone())
         .map_err(|e| MonitorError::Invalid(format!("deployment {name}: stored spec: {e}")))?;
-    let reference = load_reference(store, artifacts, &spec.model.model, spec.model.version).await?;
+    let reference = match cache {
+        Some(c) => {
+            c.reference(store, artifacts, &spec.model.model, spec.model.version)
+                .await?
+        }
+        None => {
+            Arc::new(load_reference(store, artifacts, &spec.model.model, spec.model.version).await?)
+        }
+    };
     let window_ms = parse_duration(&spec.monitor.window)
         .map(|d| d.as_millis() as i64)
         .map_err(MonitorError::Invalid)?;
@@ -128,7 +199,7 @@ async fn evaluate_deployment(
         rules,
         ..MonitorConfig::default()
     };
-    let window = window_aggregate(store, name, &reference.digest, now_ms, window_ms).await?;
+    let window = window_aggregate(store, name, &reference.digest, now_ms, window_ms, cache).await?;
     let mut performance: HashMap<i64, PerformanceCounts> = HashMap::new();
     for w in config.performance_windows() {
         let sums = store
@@ -179,36 +250,96 @@ pub async fn window_aggregate(
     reference: &str,
     now_ms: i64,
     window_ms: i64,
+    cache: Option<&MonitorCache>,
 ) -> Result<Aggregate, MonitorError> {
-    let rows = store
-        .monitor_buckets(name, bucket_of(now_ms - window_ms), now_ms)
-        .await?;
-    let mut parts = Vec::with_capacity(rows.len());
-    for row in rows {
-        if !SERVED_ROLES.contains(&row.key.role.as_str()) {
+    let from = bucket_of(now_ms - window_ms);
+    let states = match cache {
+        Some(c) => cached_states(store, name, from, now_ms, c).await?,
+        None => {
+            let mut out = Vec::new();
+            for row in store.monitor_buckets(name, from, now_ms).await? {
+                match serde_json::from_str::<Aggregate>(&row.state_json) {
+                    Ok(a) => out.push((row.key, Arc::new(a))),
+                    Err(e) => tracing::warn!(
+                        deployment = %name,
+                        bucket = row.key.bucket_ms,
+                        "unreadable monitor bucket: {e}"
+                    ),
+                }
+            }
+            out
+        }
+    };
+    let mut parts: Vec<Arc<Aggregate>> = Vec::with_capacity(states.len());
+    for (key, agg) in states {
+        if !SERVED_ROLES.contains(&key.role.as_str()) {
             continue;
         }
-        let mut agg: Aggregate = match serde_json::from_str(&row.state_json) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(deployment = %name, bucket = row.key.bucket_ms, "unreadable monitor bucket: {e}");
-                continue;
-            }
-        };
-        if row.key.reference != reference {
-            agg.features.clear();
-            agg.prediction = None;
-            agg.with_inputs = 0;
+        if key.reference != reference {
+            let mut counted = (*agg).clone();
+            counted.features.clear();
+            counted.prediction = None;
+            counted.with_inputs = 0;
+            parts.push(Arc::new(counted));
+        } else {
+            parts.push(agg);
         }
-        parts.push(agg);
     }
-    let refs: Vec<&Aggregate> = parts.iter().collect();
+    let refs: Vec<&Aggregate> = parts.iter().map(|a| a.as_ref()).collect();
     // A fixed seed: the same buckets give the same sample, so a monitor read twice agrees.
     Ok(Aggregate::merge(
         &refs,
         WINDOW_SAMPLE,
         &mut SplitMix::new(0),
     ))
+}
+
+/// The window's bucket states through the cache: keys and rewrite counts first, then only
+/// the states that changed; entries of this deployment outside the window are dropped.
+async fn cached_states(
+    store: &Store,
+    name: &str,
+    from: i64,
+    to: i64,
+    cache: &MonitorCache,
+) -> Result<Vec<(BucketKey, Arc<Aggregate>)>, MonitorError> {
+    let keys = store.monitor_bucket_keys(name, from, to).await?;
+    let mut out = Vec::with_capacity(keys.len());
+    for (key, seq) in keys {
+        let hit = cache.buckets.lock().ok().and_then(|m| {
+            m.get(&key)
+                .filter(|(s, _)| *s == seq)
+                .map(|(_, a)| Arc::clone(a))
+        });
+        let agg = match hit {
+            Some(a) => a,
+            None => {
+                let Some((seq, text)) = store.monitor_bucket_state(&key).await? else {
+                    continue;
+                };
+                let parsed = match serde_json::from_str::<Aggregate>(&text) {
+                    Ok(a) => Arc::new(a),
+                    Err(e) => {
+                        tracing::warn!(
+                            deployment = %name,
+                            bucket = key.bucket_ms,
+                            "unreadable monitor bucket: {e}"
+                        );
+                        continue;
+                    }
+                };
+                if let Ok(mut m) = cache.buckets.lock() {
+                    m.insert(key.clone(), (seq, Arc::clone(&parsed)));
+                }
+                parsed
+            }
+        };
+        out.push((key, agg));
+    }
+    if let Ok(mut m) = cache.buckets.lock() {
+        m.retain(|k, _| k.deployment != name || (k.bucket_ms >= from && k.bucket_ms <= to));
+    }
+    Ok(out)
 }
 
 /// Summed performance rows as the monitor's counts.
@@ -287,7 +418,14 @@ pub(crate) async fn tick(
     name: &str,
 ) -> Result<(), MonitorError> {
     let now = gantry_engine::now_ms();
-    let (view, spec, events) = evaluate_deployment(d.store(), d.artifacts(), name, now).await?;
+    let (view, spec, events) = evaluate_deployment(
+        d.store(),
+        d.artifacts(),
+        name,
+        now,
+        Some(&d.monitors().cache),
+    )
+    .await?;
     d.metrics().observe_monitor(name, &view.report);
     let known = d
         .monitors()

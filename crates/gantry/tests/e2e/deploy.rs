@@ -1065,6 +1065,28 @@ fn acknowledged_predictions_survive_a_killed_server() {
         answered.len(),
         &lost[..lost.len().min(5)]
     );
+    // The monitor counts aggregates committed with the log: after the kill it counts exactly
+    // the logged rows (a failed request once), none twice, none lost.
+    let observed: u64 = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            if p["error"].is_null() {
+                p["rows"].as_u64().unwrap()
+            } else {
+                1
+            }
+        })
+        .sum();
+    let (status, m) = http(
+        &server.url,
+        "GET",
+        "/api/v1/deployments/flowers/monitor",
+        None,
+    );
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["report"]["samples"].as_u64(), Some(observed), "{m}");
     let id = &answered[0];
     remote_ok(&g, &server.url, &["feedback", "flowers", id, "virginica"]);
     // The restarted server serves the deployment again (its replicas were reaped).
