@@ -956,6 +956,21 @@ mod at_scale {
             .await
             .unwrap();
         assert_eq!(view.report.samples, 160, "nothing lost or counted twice");
+        // A server's cached evaluation (settled buckets merged once, the current minute each
+        // time) gives the same report, on first use and when reused.
+        let cache = gantry_server::deploy::monitor::MonitorCache::default();
+        for _ in 0..2 {
+            let cached = gantry_server::deploy::monitor::compute_cached(
+                &api.store,
+                &api.artifacts,
+                "flowers",
+                now,
+                &cache,
+            )
+            .await
+            .unwrap();
+            assert_eq!(cached.report, view.report);
+        }
         assert_eq!(
             api.store.count_predictions("flowers").await.unwrap(),
             260,

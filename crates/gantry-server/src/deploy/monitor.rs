@@ -90,6 +90,9 @@ impl Monitors {
 pub struct MonitorCache {
     references: Mutex<HashMap<ModelVersion, (std::time::Instant, Arc<Reference>)>>,
     buckets: Mutex<HashMap<BucketKey, (i64, Arc<Aggregate>)>>,
+    /// Per deployment: the merge of the window's buckets before the current minute, and the
+    /// signature (keys and rewrite counts) it was made from.
+    settled: Mutex<HashMap<String, (u64, Arc<Aggregate>)>>,
 }
 
 /// (model, version).
@@ -259,7 +262,7 @@ pub async fn window_aggregate(
             let mut out = Vec::new();
             for row in store.monitor_buckets(name, from, now_ms).await? {
                 match serde_json::from_str::<Aggregate>(&row.state_json) {
-                    Ok(a) => out.push((row.key, Arc::new(a))),
+                    Ok(a) => out.push((row.key, row.seq, Arc::new(a))),
                     Err(e) => tracing::warn!(
                         deployment = %name,
                         bucket = row.key.bucket_ms,
@@ -270,28 +273,59 @@ pub async fn window_aggregate(
             out
         }
     };
-    let mut parts: Vec<Arc<Aggregate>> = Vec::with_capacity(states.len());
-    for (key, agg) in states {
+    let current = bucket_of(now_ms);
+    let mut settled: Vec<Arc<Aggregate>> = Vec::new();
+    let mut live: Vec<Arc<Aggregate>> = Vec::new();
+    let mut signature = std::collections::hash_map::DefaultHasher::new();
+    for (key, seq, agg) in states {
         if !SERVED_ROLES.contains(&key.role.as_str()) {
             continue;
         }
-        if key.reference != reference {
+        let agg = if key.reference != reference {
             let mut counted = (*agg).clone();
             counted.features.clear();
             counted.prediction = None;
             counted.with_inputs = 0;
-            parts.push(Arc::new(counted));
+            Arc::new(counted)
         } else {
-            parts.push(agg);
+            agg
+        };
+        if key.bucket_ms < current {
+            std::hash::Hash::hash(&(&key, seq, key.reference == reference), &mut signature);
+            settled.push(agg);
+        } else {
+            live.push(agg);
         }
     }
-    let refs: Vec<&Aggregate> = parts.iter().map(|a| a.as_ref()).collect();
     // A fixed seed: the same buckets give the same sample, so a monitor read twice agrees.
-    Ok(Aggregate::merge(
-        &refs,
-        WINDOW_SAMPLE,
-        &mut SplitMix::new(0),
-    ))
+    let merge = |parts: &[Arc<Aggregate>]| {
+        let refs: Vec<&Aggregate> = parts.iter().map(|a| a.as_ref()).collect();
+        Aggregate::merge(&refs, WINDOW_SAMPLE, &mut SplitMix::new(0))
+    };
+    let Some(cache) = cache else {
+        settled.extend(live);
+        return Ok(merge(&settled));
+    };
+    // Buckets before the current minute rarely change: their merge is kept until one does,
+    // and each tick merges it with the current minute's buckets only.
+    let signature = std::hash::Hasher::finish(&signature);
+    let reused = cache.settled.lock().ok().and_then(|m| {
+        m.get(name)
+            .filter(|(s, _)| *s == signature)
+            .map(|(_, a)| Arc::clone(a))
+    });
+    let settled = match reused {
+        Some(a) => a,
+        None => {
+            let merged = Arc::new(merge(&settled));
+            if let Ok(mut m) = cache.settled.lock() {
+                m.insert(name.to_string(), (signature, Arc::clone(&merged)));
+            }
+            merged
+        }
+    };
+    live.insert(0, settled);
+    Ok(merge(&live))
 }
 
 /// The window's bucket states through the cache: keys and rewrite counts first, then only
@@ -302,7 +336,7 @@ async fn cached_states(
     from: i64,
     to: i64,
     cache: &MonitorCache,
-) -> Result<Vec<(BucketKey, Arc<Aggregate>)>, MonitorError> {
+) -> Result<Vec<(BucketKey, i64, Arc<Aggregate>)>, MonitorError> {
     let keys = store.monitor_bucket_keys(name, from, to).await?;
     let mut out = Vec::with_capacity(keys.len());
     for (key, seq) in keys {
@@ -334,7 +368,7 @@ async fn cached_states(
                 parsed
             }
         };
-        out.push((key, agg));
+        out.push((key, seq, agg));
     }
     if let Ok(mut m) = cache.buckets.lock() {
         m.retain(|k, _| k.deployment != name || (k.bucket_ms >= from && k.bucket_ms <= to));
