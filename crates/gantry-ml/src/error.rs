@@ -47,6 +47,14 @@ pub enum MlError {
     #[error("{path}: {message}")]
     Csv { path: PathBuf, message: String },
 
+    /// A problem at one line of a CSV file, as `file:line: message`.
+    #[error("{}:{line}: {message}", path.display())]
+    CsvLine {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+
     /// A problem with the data itself (a column, a row, a value).
     #[error("{0}")]
     Data(String),

@@ -84,7 +84,8 @@ line. gzip input is recognised by its magic bytes, whatever the file name.";
 /// fill the step's memory before the container's limit kills it without a word.
 const MAX_DECOMPRESSED_BYTES: u64 = 16 << 30;
 
-const DEFAULT_MISSING: [&str; 5] = ["", "NA", "NaN", "?", "null"];
+pub(crate) const DEFAULT_MISSING: [&str; 5] = ["", "NA", "NaN", "?", "null"];
+pub(crate) const DEFAULT_MAX_CATEGORIES: usize = 50;
 
 /// Checks what can be checked before the run (from `validate_with`).
 pub(crate) fn check_options(opts: &Options) -> Result<(), MlError> {
@@ -149,7 +150,7 @@ fn source_file(io: &ComponentIo) -> Result<PathBuf, MlError> {
     }
 }
 
-struct Settings {
+pub(crate) struct Settings {
     delimiter: u8,
     quote: u8,
     header: bool,
@@ -205,8 +206,18 @@ impl Settings {
             missing,
             columns,
             types,
-            max_categories: opts.count("max_categories", 50, 1)?,
+            max_categories: opts.count("max_categories", DEFAULT_MAX_CATEGORIES, 1)?,
         })
+    }
+
+    /// The settings of a step without options.
+    #[cfg(test)]
+    pub(crate) fn defaults() -> Self {
+        let opts = Options::check(NAME, &Value::Null, OPTIONS, false);
+        match opts.and_then(|o| Self::from_options(&o)) {
+            Ok(settings) => settings,
+            Err(e) => panic!("the defaults are valid: {e}"),
+        }
     }
 }
 
@@ -220,8 +231,9 @@ fn single_byte(opts: &Options, name: &str, s: &str) -> Result<u8, MlError> {
 }
 
 /// The file's bytes, gunzipped when they start with the gzip magic.
-fn read_source(path: &Path) -> Result<(bool, Vec<u8>), MlError> {
+pub(crate) fn read_source(path: &Path) -> Result<(bool, Vec<u8>), MlError> {
     let mut file = fs::File::open(path).map_err(|e| MlError::io("open", path, e))?;
+    let file_size = file.metadata().map_or(0, |m| m.len());
     let mut magic = [0u8; 2];
     let n = read_up_to(&mut file, &mut magic).map_err(|e| MlError::io("read", path, e))?;
     let head = io::Cursor::new(magic[..n].to_vec());
@@ -231,7 +243,10 @@ fn read_source(path: &Path) -> Result<(bool, Vec<u8>), MlError> {
     } else {
         Box::new(head.chain(file))
     };
-    let mut bytes = Vec::new();
+    // Sized for a plain file up front: growing a buffer of hundreds of MiB by
+    // doubling copies it several times.
+    let size = file_size.min(MAX_DECOMPRESSED_BYTES) as usize;
+    let mut bytes = Vec::with_capacity(if gzip { 0 } else { size + 1 });
     stream
         .take(MAX_DECOMPRESSED_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -265,7 +280,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-fn parse_csv(bytes: &[u8], path: &Path, s: &Settings) -> Result<Dataset, MlError> {
+pub(crate) fn parse_csv(bytes: &[u8], path: &Path, s: &Settings) -> Result<Dataset, MlError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -376,7 +391,10 @@ fn parse_csv(bytes: &[u8], path: &Path, s: &Settings) -> Result<Dataset, MlError
     Dataset::new(columns)
 }
 
-fn header_names(record: &csv::StringRecord, path: &Path) -> Result<Vec<String>, MlError> {
+pub(crate) fn header_names(
+    record: &csv::StringRecord,
+    path: &Path,
+) -> Result<Vec<String>, MlError> {
     let mut names = Vec::with_capacity(record.len());
     let mut seen = BTreeSet::new();
     for (i, field) in record.iter().enumerate() {

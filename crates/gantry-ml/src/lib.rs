@@ -19,6 +19,7 @@
 
 mod algorithms;
 mod cell;
+pub mod columnar;
 mod components;
 pub mod dataset;
 pub mod datasets;
@@ -31,6 +32,7 @@ mod ingest;
 pub mod metrics;
 pub mod model;
 mod options;
+pub mod parallel;
 pub mod profile;
 pub mod register;
 mod rng;

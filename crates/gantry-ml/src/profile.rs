@@ -406,7 +406,7 @@ pub(crate) fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-fn categorical_profile(
+pub(crate) fn categorical_profile(
     counts: BTreeMap<String, u64>,
     total: u64,
     top: usize,
