@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::drift::{self, DriftReporter};
 use crate::options::{OptionInfo, Options};
 use crate::{
     MlError, deploy, evaluate, expectations, ingest, profile, register, select, split, train,
@@ -52,7 +53,7 @@ pub struct ComponentInfo {
     pub notes: &'static str,
 }
 
-static COMPONENTS: [ComponentInfo; 10] = [
+static COMPONENTS: [ComponentInfo; 11] = [
     ComponentInfo {
         name: ingest::NAME,
         version: "1",
@@ -96,6 +97,17 @@ static COMPONENTS: [ComponentInfo; 10] = [
         optional_outputs: &[],
         options: expectations::OPTIONS,
         notes: expectations::NOTES,
+    },
+    ComponentInfo {
+        name: drift::NAME,
+        version: "1",
+        description: "Compares a dataset with a reference (dataset or profile): drift per column (PSI, Jensen–Shannon, KS, chi²) in a JSON, markdown and HTML report; optionally fails the step on drift.",
+        inputs: &["reference", "current"],
+        optional_inputs: &[],
+        outputs: &["report"],
+        optional_outputs: &[],
+        options: drift::OPTIONS,
+        notes: drift::NOTES,
     },
     ComponentInfo {
         name: split::NAME,
@@ -199,12 +211,30 @@ pub fn validate_with(name: &str, with: &Value) -> Result<(), MlError> {
         ingest::NAME => ingest::check_options(&opts),
         register::NAME => register::check_options(&opts),
         deploy::NAME => deploy::check_options(&opts),
+        drift::NAME => drift::check_options(&opts),
         _ => Ok(()),
     }
 }
 
-/// Runs the component `name` on ordinary directories.
+/// Implementations of components declared here whose code lives in crates
+/// that depend on this one (see [`crate::drift`]); the binary links them in.
+#[derive(Clone, Copy, Default)]
+pub struct Extensions<'a> {
+    pub drift: Option<&'a dyn DriftReporter>,
+}
+
+/// Runs the component `name` on ordinary directories (components that need
+/// an [`Extensions`] implementation fail with [`MlError::NotLinked`]).
 pub fn run_component(name: &str, io: &ComponentIo) -> Result<ComponentOutcome, MlError> {
+    run_component_with(name, io, Extensions::default())
+}
+
+/// [`run_component`] with the implementations of [`Extensions`].
+pub fn run_component_with(
+    name: &str,
+    io: &ComponentIo,
+    extensions: Extensions,
+) -> Result<ComponentOutcome, MlError> {
     let info = lookup(name)?;
     let opts = Options::check(info.name, io.with, info.options, false)?;
     for input in info.inputs {
@@ -227,6 +257,7 @@ pub fn run_component(name: &str, io: &ComponentIo) -> Result<ComponentOutcome, M
         evaluate::NAME => evaluate::run(io, &opts),
         select::NAME => select::run(io, &opts),
         deploy::NAME => deploy::run(io, &opts),
+        drift::NAME => drift::run(io, &opts, extensions.drift),
         _ => register::run(io, &opts),
     }
 }

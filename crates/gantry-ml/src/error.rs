@@ -87,6 +87,15 @@ pub enum MlError {
 
     #[error("registration refused: {0}")]
     GateUnmet(String),
+
+    /// `drift` with `fail_on_drift` found drift; `report` is its markdown. The
+    /// verdict comes last: the engine takes a step's last stderr line as the reason.
+    #[error("{report}\ndrift found and fail_on_drift is set: {verdict}")]
+    DriftFound { verdict: String, report: String },
+
+    /// A component declared here whose implementation the caller did not link in.
+    #[error("component `{component}` is not available here: {hint}")]
+    NotLinked { component: String, hint: String },
 }
 
 impl MlError {

@@ -6,6 +6,7 @@
 //! ```text
 //! csv-ingest ─> dataset ─┬─> profile ──> profile (reference for monitoring)
 //!                        ├─> validate ─> report
+//!                        ├─> drift (vs a reference dataset or profile) ─> report
 //!                        └─> clean ──> dataset + transform
 //!                                         │
 //!                    split ─> train/test ─┴─> train ─> model ─> evaluate ─> report
@@ -24,6 +25,7 @@ mod components;
 pub mod dataset;
 pub mod datasets;
 pub mod deploy;
+pub mod drift;
 mod error;
 pub mod evaluate;
 mod expectations;
@@ -42,8 +44,8 @@ mod train;
 pub mod transform;
 
 pub use components::{
-    ComponentInfo, ComponentIo, ComponentOutcome, component, components, components_markdown,
-    run_component, run_in_step_dir, validate_with,
+    ComponentInfo, ComponentIo, ComponentOutcome, Extensions, component, components,
+    components_markdown, run_component, run_component_with, run_in_step_dir, validate_with,
 };
 pub use error::MlError;
 pub use expectations::{CheckResult, ValidationReport};

@@ -15,6 +15,7 @@ fn every_component_is_registered_with_its_contract() {
             "profile",
             "clean",
             "validate",
+            "drift",
             "split",
             "train",
             "evaluate",

@@ -8,6 +8,7 @@ mod support;
 
 mod components;
 mod determinism;
+mod drift;
 mod messy_csv;
 mod oracle;
 mod pipelines;
