@@ -23,6 +23,7 @@ mod format;
 mod kolmogorov;
 mod latency;
 mod observation;
+pub mod offline;
 mod performance;
 mod report;
 pub mod rule;
