@@ -153,6 +153,12 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
+    /// Compare two data sets offline: the drift of every column of CURRENT against
+    /// REFERENCE with the live monitor's statistics (PSI, Jensen–Shannon, KS, chi²), table
+    /// and verdict. REFERENCE is a CSV, a `builtin/profile` JSON or a dataset directory;
+    /// CURRENT a CSV or a dataset directory. Exit codes: 0 compared, 1 drift with
+    /// --fail-on-drift, 2 bad input (CSV problems as file:line), 3 missing file or artifact.
+    Drift(DriftArgs),
     /// Send ground truth for logged predictions: `feedback NAME REQUEST_ID LABEL` or
     /// `feedback NAME --file labels.jsonl`.
     Feedback(FeedbackArgs),
@@ -434,6 +440,51 @@ pub struct DeployArgs {
     pub expected_revision: Option<i64>,
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// REFERENCE then CURRENT: CSV files (gzip too), a profile JSON (reference only) or
+    /// dataset directories. Leave out the one given as --reference-digest/--current-digest.
+    #[arg(value_name = "FILE", num_args = 0..=2)]
+    pub paths: Vec<PathBuf>,
+    /// The reference is this artifact of GANTRY_HOME (a dataset, a profile or a CSV file).
+    #[arg(long, value_name = "DIGEST")]
+    pub reference_digest: Option<String>,
+    /// The current data is this artifact of GANTRY_HOME (a dataset or a CSV file).
+    #[arg(long, value_name = "DIGEST")]
+    pub current_digest: Option<String>,
+    /// Compare this column as the label / prediction (`prediction (COL)`), not as a feature.
+    #[arg(long, value_name = "COL")]
+    pub label: Option<String>,
+    /// Compare only these reference columns (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',', value_name = "COL")]
+    pub columns: Vec<String>,
+    /// A column drifts when its PSI is above this.
+    #[arg(long, default_value_t = gantry_ml::drift::DEFAULT_THRESHOLD, value_name = "PSI")]
+    pub threshold: f64,
+    /// A column with fewer values than this is insufficient-data, not compared.
+    #[arg(long, default_value_t = gantry_monitor::DEFAULT_MIN_SAMPLES, value_name = "N")]
+    pub min_samples: usize,
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: ReportFormat,
+    /// Exit with code 1 when any column (the label included) drifted.
+    #[arg(long)]
+    pub fail_on_drift: bool,
+    /// Print how long reading, profiling and comparing took to stderr (and add
+    /// `timings_ms` to --output json).
+    #[arg(long)]
+    pub timings: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    #[default]
+    Table,
+    Json,
+    Markdown,
+    /// One self-contained page with a histogram per column.
+    Html,
 }
 
 #[derive(Debug, Args)]

@@ -18,7 +18,11 @@ pub fn run(
         inputs,
         outputs,
     };
-    match gantry_ml::run_component(name, &io) {
+    // builtin/drift is declared in gantry-ml; its statistics live in gantry-monitor.
+    let extensions = gantry_ml::Extensions {
+        drift: Some(&gantry_monitor::offline::Reporter),
+    };
+    match gantry_ml::run_component_with(name, &io, extensions) {
         Ok(outcome) => {
             if !outcome.metrics.is_empty() {
                 let text = serde_json::to_vec_pretty(&outcome.metrics)?;

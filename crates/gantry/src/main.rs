@@ -7,6 +7,7 @@ mod component;
 mod demo;
 mod demo_serve;
 mod deployments;
+mod drift;
 mod exit;
 mod home;
 mod hook;

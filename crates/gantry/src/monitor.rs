@@ -91,22 +91,7 @@ pub fn render_view(v: &Value) -> String {
     }
     let pd = &r["prediction_drift"];
     if !pd.is_null() {
-        out.push_str(&format!(
-            "{}: psi {}, js {}{} — {}{}\n",
-            text(&pd["feature"]),
-            number(&pd["psi"]),
-            number(&pd["jensen_shannon"]),
-            if pd["chi_square"].is_null() {
-                String::new()
-            } else {
-                format!(", chi² p {}", number(&pd["chi_square"]["p_value"]))
-            },
-            text(&pd["status"]),
-            pd["note"]
-                .as_str()
-                .map(|n| format!(" ({n})"))
-                .unwrap_or_default()
-        ));
+        out.push_str(&prediction_line(pd));
     }
 
     let perf = r["performance"].as_array().unwrap_or(&empty);
@@ -182,7 +167,28 @@ pub fn render_view(v: &Value) -> String {
     out
 }
 
-fn drift_row(d: &Value) -> Vec<String> {
+/// The line under the drift table about the predictions' drift.
+pub(crate) fn prediction_line(pd: &Value) -> String {
+    format!(
+        "{}: psi {}, js {}{} — {}{}\n",
+        text(&pd["feature"]),
+        number(&pd["psi"]),
+        number(&pd["jensen_shannon"]),
+        if pd["chi_square"].is_null() {
+            String::new()
+        } else {
+            format!(", chi² p {}", number(&pd["chi_square"]["p_value"]))
+        },
+        text(&pd["status"]),
+        pd["note"]
+            .as_str()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
+    )
+}
+
+/// One row of the drift table (`gantry drift` prints the same table).
+pub(crate) fn drift_row(d: &Value) -> Vec<String> {
     let status = text(&d["status"]);
     vec![
         text(&d["feature"]),

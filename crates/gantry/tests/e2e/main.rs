@@ -8,6 +8,7 @@ mod support;
 
 mod crash;
 mod deploy;
+mod drift;
 mod failures;
 mod hello;
 mod images;
