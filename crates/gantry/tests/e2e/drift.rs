@@ -84,15 +84,14 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// The venv Python with numpy and scipy (scripts/test.sh sets the variable).
+/// The venv Python with numpy and scipy (scripts/test.sh sets the variable); without it the
+/// scipy comparison is skipped, or fails under GANTRY_TEST_REQUIRE_ALL.
+#[track_caller]
 fn scipy_python() -> Option<String> {
-    let python = std::env::var("GANTRY_TEST_SKLEARN_PYTHON").ok();
-    if python.is_none() {
-        eprintln!(
-            "scipy comparison not configured: set GANTRY_TEST_SKLEARN_PYTHON to a Python with numpy and scipy (scripts/test.sh does)"
-        );
-    }
-    python
+    crate::skip::unless_env(
+        "GANTRY_TEST_SKLEARN_PYTHON",
+        "a Python with numpy and scipy for the reference statistics",
+    )
 }
 
 /// Every statistic recomputed from the two CSVs with numpy/scipy, the way the profile
