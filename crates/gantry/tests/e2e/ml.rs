@@ -19,7 +19,7 @@ fn example(g: &Gantry, name: &str) -> std::path::PathBuf {
 }
 
 #[test]
-fn the_demo_trains_registers_deploys_serves_and_monitors_and_a_second_run_is_fully_cached() {
+fn the_demo_trains_registers_deploys_serves_and_monitors_and_runs_again_cached_in_the_same_home() {
     let g = Gantry::empty();
     let dir = g.dir.path().join("demo");
     let out = g.run(&["demo", "--dir", dir.to_str().unwrap(), "--output", "json"]);
@@ -106,6 +106,30 @@ fn the_demo_trains_registers_deploys_serves_and_monitors_and_a_second_run_is_ful
         g.json(&["model", "show", "breast-cancer"])["version"],
         1,
         "a cached register registers nothing new"
+    );
+    // A third run in the same home: the monitor counts every run's traffic from its
+    // aggregates (nothing re-read, nothing counted twice) and still sees the drift.
+    assert_eq!(
+        v2["monitor"]["report"]["samples"], 600,
+        "{:#}",
+        v2["monitor"]
+    );
+    let third = g.run(&["demo", "--dir", dir.to_str().unwrap(), "--output", "json"]);
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    let v3: serde_json::Value = serde_json::from_slice(&third.stdout).unwrap();
+    let report = &v3["monitor"]["report"];
+    assert_eq!(report["samples"], 900, "{report:#}");
+    assert!(
+        report["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["feature"] == "mean_radius" && f["status"] == "drift"),
+        "{report:#}"
     );
 }
 
