@@ -114,15 +114,7 @@ impl Store {
         rows.iter()
             .map(|row| {
                 Ok(BucketState {
-                    key: BucketKey {
-                        deployment: column(row, "deployment")?,
-                        bucket_ms: column(row, "bucket_ms")?,
-                        span_ms: column(row, "span_ms")?,
-                        role: column(row, "role")?,
-                        version: column(row, "version")?,
-                        reference: column(row, "reference")?,
-                        writer: column(row, "writer")?,
-                    },
+                    key: bucket_key(row)?,
                     seq: column(row, "seq")?,
                     state_json: column(row, "state_json")?,
                     updated_at_ms: column(row, "updated_at_ms")?,
@@ -153,20 +145,7 @@ impl Store {
             "reading monitor buckets of deployment {deployment}"
         )))?;
         rows.iter()
-            .map(|row| {
-                Ok((
-                    BucketKey {
-                        deployment: column(row, "deployment")?,
-                        bucket_ms: column(row, "bucket_ms")?,
-                        span_ms: column(row, "span_ms")?,
-                        role: column(row, "role")?,
-                        version: column(row, "version")?,
-                        reference: column(row, "reference")?,
-                        writer: column(row, "writer")?,
-                    },
-                    column(row, "seq")?,
-                ))
-            })
+            .map(|row| Ok((bucket_key(row)?, column(row, "seq")?)))
             .collect()
     }
 
@@ -206,8 +185,9 @@ impl Store {
     ) -> Result<Vec<PerformanceSum>, StoreError> {
         let roles_sql = crate::tracking::placeholders(4, roles.len().max(1));
         let sql = format!(
-            "SELECT kind, truth, predicted, SUM(n) AS n, SUM(sum_squared_error) AS sse, \
-             SUM(sum_absolute_error) AS sae FROM monitor_performance \
+            "SELECT kind, truth, predicted, CAST(SUM(n) AS BIGINT) AS n, \
+             CAST(SUM(sum_squared_error) AS DOUBLE PRECISION) AS sse, \
+             CAST(SUM(sum_absolute_error) AS DOUBLE PRECISION) AS sae FROM monitor_performance \
              WHERE deployment = $1 AND bucket_ms >= $2 AND bucket_ms <= $3 AND role IN {roles_sql} \
              GROUP BY kind, truth, predicted"
         );
@@ -302,6 +282,19 @@ impl Store {
         tx.commit().await.map_err(StoreError::query(op()))?;
         Ok(gone)
     }
+}
+
+/// The key columns of a `monitor_buckets` row.
+fn bucket_key(row: &sqlx::any::AnyRow) -> Result<BucketKey, StoreError> {
+    Ok(BucketKey {
+        deployment: column(row, "deployment")?,
+        bucket_ms: column(row, "bucket_ms")?,
+        span_ms: column(row, "span_ms")?,
+        role: column(row, "role")?,
+        version: column(row, "version")?,
+        reference: column(row, "reference")?,
+        writer: column(row, "writer")?,
+    })
 }
 
 /// Upserts whole bucket states.
