@@ -150,6 +150,13 @@ pub enum Command {
     /// performance over feedback labels, latency, errors and alerts.
     Monitor {
         name: String,
+        /// Drift per hour instead of now: each hour's samples, prediction PSI and the features
+        /// with the highest PSI, from the monitor's hourly buckets.
+        #[arg(long)]
+        history: bool,
+        /// With --history: how many hours back (1–2160).
+        #[arg(long, default_value_t = 72, requires = "history")]
+        hours: i64,
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },

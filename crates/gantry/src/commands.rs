@@ -109,7 +109,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Deployments { name, output } => {
             crate::deployments::list_or_show(&src()?, name.as_deref(), output).await
         }
-        Command::Monitor { name, output } => crate::monitor::show(&src()?, &name, output).await,
+        Command::Monitor {
+            name,
+            history: true,
+            hours,
+            output,
+        } => crate::monitor::history(&src()?, &name, hours, output).await,
+        Command::Monitor { name, output, .. } => crate::monitor::show(&src()?, &name, output).await,
         Command::Drift(args) => crate::drift::run(g, &args).await,
         Command::Feedback(args) => crate::deployments::feedback(&src()?, &args).await,
         Command::Serve(args) => crate::model_server::serve(g, args).await,

@@ -32,6 +32,89 @@ pub async fn show(src: &Source<'_>, name: &str, output: Output) -> anyhow::Resul
     Ok(exit::OK)
 }
 
+/// `gantry monitor NAME --history`: one line per hour with the prediction drift and the
+/// features that drifted most.
+pub async fn history(
+    src: &Source<'_>,
+    name: &str,
+    hours: i64,
+    output: Output,
+) -> anyhow::Result<u8> {
+    if !(1..=24 * 90).contains(&hours) {
+        return Err(coded(
+            exit::USAGE,
+            format!("--hours {hours}: expected 1 to 2160"),
+        ));
+    }
+    let v = match src {
+        Source::Remote(client) => {
+            client
+                .get(
+                    &["deployments", name, "monitor", "history"],
+                    &[("hours", hours.to_string())],
+                )
+                .await?
+        }
+        Source::Local(home) => {
+            let store = home.store().await?;
+            let artifacts = home.artifacts()?;
+            let h = monitor::history(&store, &artifacts, name, gantry_engine::now_ms(), hours)
+                .await
+                .map_err(|e| match e {
+                    MonitorError::Store(s) => anyhow::Error::new(s),
+                    MonitorError::Invalid(m) => coded(exit::INTERNAL, m),
+                })?;
+            serde_json::json!({"deployment": name, "hours": h})
+        }
+    };
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(exit::OK);
+    }
+    let empty = Vec::new();
+    let rows: Vec<Vec<String>> = v["hours"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|h| {
+            let mut psi: Vec<(String, f64)> = h["psi"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(f, p)| p.as_f64().map(|p| (f.clone(), p)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            psi.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let top: Vec<String> = psi
+                .iter()
+                .take(3)
+                .map(|(f, p)| format!("{f} {}", format_value(*p)))
+                .collect();
+            vec![
+                render::timestamp(h["hour_ms"].as_i64().unwrap_or(0)),
+                text(&h["samples"]),
+                number(&h["prediction_psi"]),
+                if top.is_empty() {
+                    "-".into()
+                } else {
+                    top.join(", ")
+                },
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("no predictions of {name} in the last {hours} hours");
+    } else {
+        let mut t = table(&["HOUR", "SAMPLES", "PREDICTION PSI", "HIGHEST FEATURE PSI"]);
+        for row in rows {
+            t.add_row(row);
+        }
+        println!("{t}");
+    }
+    Ok(exit::OK)
+}
+
 fn number(v: &Value) -> String {
     v.as_f64().map(format_value).unwrap_or_else(|| "-".into())
 }

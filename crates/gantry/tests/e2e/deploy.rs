@@ -541,6 +541,48 @@ fn drift_and_a_performance_drop_fire_alerts_to_a_webhook_and_metrics_pass_promto
             })
     });
 
+    // The same drift, hour by hour, from the monitor's buckets.
+    let history: Value = serde_json::from_str(&remote_ok(
+        &g,
+        &url,
+        &[
+            "monitor",
+            "flowers",
+            "--history",
+            "--hours",
+            "2",
+            "--output",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let hours = history["hours"].as_array().unwrap();
+    let samples: u64 = hours.iter().map(|h| h["samples"].as_u64().unwrap()).sum();
+    // Every prediction so far (the traffic, and the probes that found the serving version).
+    let now: Value = serde_json::from_str(&remote_ok(
+        &g,
+        &url,
+        &["monitor", "flowers", "--output", "json"],
+    ))
+    .unwrap();
+    assert_eq!(
+        Some(samples),
+        now["report"]["samples"].as_u64(),
+        "{history:#}"
+    );
+    assert!(samples >= rows.len() as u64, "{history:#}");
+    assert!(
+        hours
+            .iter()
+            .any(|h| h["psi"]["petal_length"].as_f64().is_some_and(|p| p > 0.2)),
+        "{history:#}"
+    );
+    let table = remote_ok(&g, &url, &["monitor", "flowers", "--history"]);
+    assert!(
+        table.contains("HIGHEST FEATURE PSI") && table.contains("petal_length"),
+        "{table}"
+    );
+
     // A bad request is answered with the model server's 400 and counted as an error.
     let (status, body) = http(
         &url,
