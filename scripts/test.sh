@@ -67,7 +67,7 @@ export GANTRY_TEST_MLFLOW_PYTHON="${GANTRY_TEST_MLFLOW_PYTHON:-$PWD/$venv/bin/py
 export GANTRY_TEST_SKLEARN_PYTHON="${GANTRY_TEST_SKLEARN_PYTHON:-$PWD/$venv/bin/python}"
 
 # Every component is installed above: a test that would skip for lack of one fails instead
-# (see each crate's tests/**/skip.rs).
+# (see testing/skip.rs, which every crate's tests include).
 export GANTRY_TEST_REQUIRE_ALL=1
 
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -119,7 +119,7 @@ pub(crate) fn set_thread_groups(groups: &[Gid]) -> io::Result<()> {
 
 // The crate's one rule for skipped tests, shared with its integration tests.
 #[cfg(test)]
-#[path = "../tests/support/skip.rs"]
+#[path = "../../../testing/skip.rs"]
 mod skip;
 
 #[cfg(test)]

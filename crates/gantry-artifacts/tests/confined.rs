@@ -5,7 +5,7 @@
 // Helpers are plain fns, which clippy's allow-unwrap-in-tests does not cover.
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/skip.rs"]
+#[path = "../../../testing/skip.rs"]
 mod skip;
 
 mod support {

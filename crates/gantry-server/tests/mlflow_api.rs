@@ -13,7 +13,7 @@ use gantry_store::Store;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[path = "support/skip.rs"]
+#[path = "../../../testing/skip.rs"]
 mod skip;
 
 const POSTGRES_ENV: &str = "GANTRY_TEST_POSTGRES_URL";

@@ -3,7 +3,7 @@
 //!
 //! `GANTRY_TEST_MLFLOW_PYTHON` names a Python with `mlflow` installed (scripts/test.sh makes
 //! one); unset, the test is skipped (a failure under `GANTRY_TEST_REQUIRE_ALL`, see
-//! `support/skip.rs`); set but unusable, it fails.
+//! `testing/skip.rs`); set but unusable, it fails.
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,7 +18,7 @@ use gantry_store::{SearchQuery, Store};
 use serde_json::Value;
 use sqlx::migrate::MigrateDatabase;
 
-#[path = "support/skip.rs"]
+#[path = "../../../testing/skip.rs"]
 mod skip;
 
 const PYTHON_ENV: &str = "GANTRY_TEST_MLFLOW_PYTHON";

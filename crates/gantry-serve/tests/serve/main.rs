@@ -7,5 +7,6 @@ mod builtin;
 mod metrics;
 mod oip;
 mod onnx;
+#[path = "../../../../testing/skip.rs"]
 mod skip;
 mod support;

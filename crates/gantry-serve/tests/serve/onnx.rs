@@ -2,7 +2,7 @@
 //!
 //! `GANTRY_TEST_SKLEARN_PYTHON` names a Python with scikit-learn, skl2onnx, onnx and numpy
 //! (`tests/onnx/train_sklearn.py` trains and exports the models); unset, the test is skipped
-//! (a failure under `GANTRY_TEST_REQUIRE_ALL`, see `skip.rs`); set but unusable, it fails.
+//! (a failure under `GANTRY_TEST_REQUIRE_ALL`, see `testing/skip.rs`); set but unusable, it fails.
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! Test databases shared by the store's test binaries: SQLite in a tempdir, PostgreSQL
 //! (a fresh database per test) when `GANTRY_TEST_POSTGRES_URL` is set.
 
+#[path = "../../../../testing/skip.rs"]
 pub mod skip;
 
 use sqlx::migrate::MigrateDatabase;

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test fixtures: a failed setup step should panic loudly
 
+#[path = "../../../../testing/skip.rs"]
 mod skip;
 mod support;
 

@@ -3,6 +3,8 @@
 //! Under a plain `cargo test` such a test says what it lacks and returns; scripts/test.sh sets
 //! `GANTRY_TEST_REQUIRE_ALL=1`, and then the same test fails instead, naming what to set or
 //! install, so a broken setup can never pass as a row of "ok".
+//!
+//! One file for every crate's tests, included with `#[path = ".../testing/skip.rs"]`.
 
 // Not every test binary that includes this uses both functions.
 #![allow(dead_code)]
