@@ -1,0 +1,1 @@
+//! gantry-trust: image signatures and the trust policy.
