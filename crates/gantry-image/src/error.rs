@@ -97,6 +97,16 @@ pub enum ImageError {
     #[error("{0}")]
     Malformed(String),
 
+    /// A registry refused a request or answered something unusable.
+    #[error("registry {registry}: {reference}: {message}")]
+    Registry {
+        registry: String,
+        reference: String,
+        /// The HTTP status, when the registry answered with one.
+        status: Option<u16>,
+        message: String,
+    },
+
     /// The image uses a feature this store does not support.
     #[error("{0}")]
     Unsupported(String),

@@ -50,6 +50,16 @@ pub struct ImageInfo {
     pub architecture: Option<String>,
 }
 
+/// The pieces of a stored image a registry push needs.
+#[derive(Clone, Debug)]
+pub struct ImageParts {
+    /// The manifest's exact bytes (its digest is the image digest).
+    pub manifest: Vec<u8>,
+    pub media_type: String,
+    /// `(digest, size, path)` of the config, then of each layer.
+    pub blobs: Vec<(String, u64, PathBuf)>,
+}
+
 /// An OCI image store rooted at one directory.
 #[derive(Clone, Debug)]
 pub struct ImageStore {
@@ -576,6 +586,124 @@ impl ImageStore {
             names.dedup();
         }
         Ok(catalog)
+    }
+
+    /// A scratch directory inside the store, removed on drop unless its content was committed.
+    pub(crate) fn staging(&self, prefix: &str) -> Result<StagingDir, ImageError> {
+        StagingDir::new(&self.tmp_dir(), prefix)
+    }
+
+    /// Where partial registry downloads wait to be resumed.
+    pub(crate) fn downloads_dir(&self) -> Result<PathBuf, ImageError> {
+        let dir = self.tmp_dir().join("downloads");
+        fs::create_dir_all(&dir).map_err(|e| ImageError::io("cannot create", &dir, e))?;
+        Ok(dir)
+    }
+
+    /// The path of a blob the store holds, if it does.
+    pub(crate) fn stored_blob(&self, digest: &str) -> Option<PathBuf> {
+        sha256_hex(digest)?;
+        let path = blob_path(&self.blobs_dir(), digest);
+        path.is_file().then_some(path)
+    }
+
+    /// Commits a pulled image whose manifest, config and layers are verified blobs in the
+    /// staging directory `blobs`: unpacks the layers (the safe path every import takes), checks
+    /// them against the config's diff IDs, and stores it under `name`.
+    pub(crate) fn commit_pulled(
+        &self,
+        blobs: &Path,
+        manifest: BlobRef,
+        config: BlobRef,
+        layers: Vec<BlobRef>,
+        name: Option<&str>,
+    ) -> Result<ImageInfo, ImageError> {
+        let staged = StagedImage {
+            layers,
+            config: Some(config),
+            manifest: Some(manifest),
+            name: None,
+        };
+        let rootfs = blobs
+            .parent()
+            .ok_or_else(|| ImageError::Malformed("staging has no parent".into()))?
+            .join("rootfs");
+        let manifest = self.complete_staged(staged, blobs, &rootfs)?;
+        self.commit(blobs, &rootfs, &manifest, name)?;
+        self.info(
+            &manifest.digest,
+            names_of(&self.catalog()?, &manifest.digest),
+        )
+    }
+
+    /// What a push sends: the manifest's exact bytes and media type, and every blob it names
+    /// (config first, then layers) with its size and path.
+    pub fn parts(&self, digest: &str) -> Result<ImageParts, ImageError> {
+        self.known_digest(digest)?;
+        let path = blob_path(&self.blobs_dir(), digest);
+        let bytes = read_capped(&path, MAX_JSON_BLOB)?;
+        let manifest: ImageManifest = serde_json::from_slice(&bytes)
+            .map_err(|e| ImageError::json(format!("image manifest {digest}"), e))?;
+        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| {
+                v.get("mediaType")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| crate::registry::OCI_MANIFEST.to_string());
+        let mut blobs = vec![(
+            manifest.config().digest().to_string(),
+            manifest.config().size(),
+            blob_path(&self.blobs_dir(), manifest.config().digest().as_ref()),
+        )];
+        for layer in manifest.layers() {
+            blobs.push((
+                layer.digest().to_string(),
+                layer.size(),
+                blob_path(&self.blobs_dir(), layer.digest().as_ref()),
+            ));
+        }
+        Ok(ImageParts {
+            manifest: bytes,
+            media_type,
+            blobs,
+        })
+    }
+
+    /// Keeps the signatures fetched (or made) for the image `digest`, so later verification
+    /// needs no registry.
+    pub fn save_signatures(
+        &self,
+        digest: &str,
+        artifacts: &crate::registry::SignatureArtifacts,
+    ) -> Result<(), ImageError> {
+        let hex = sha256_hex(digest).ok_or_else(|| ImageError::InvalidReference {
+            reference: digest.to_string(),
+            reason: "expected sha256:<64 hex characters>".into(),
+        })?;
+        let dir = self.root.join("signatures");
+        fs::create_dir_all(&dir).map_err(|e| ImageError::io("cannot create", &dir, e))?;
+        let bytes = serde_json::to_vec(artifacts).map_err(|e| ImageError::json("signatures", e))?;
+        write_atomically(&dir.join(format!("{hex}.json")), &bytes)
+    }
+
+    /// The signatures kept for the image `digest`, if any.
+    pub fn signatures(
+        &self,
+        digest: &str,
+    ) -> Result<Option<crate::registry::SignatureArtifacts>, ImageError> {
+        let Some(hex) = sha256_hex(digest) else {
+            return Ok(None);
+        };
+        let path = self.root.join("signatures").join(format!("{hex}.json"));
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bytes = read_capped(&path, MAX_JSON_BLOB)?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ImageError::json(path.display().to_string(), e))
     }
 
     /// Serialises index changes between processes; released when the file is dropped.
