@@ -68,6 +68,11 @@ pub struct EngineConfig {
     /// Where `path:` and URL inputs may come from ([`InputPolicy::local`] for `gantry run`;
     /// servers confine them to data roots and refuse their own network).
     pub inputs: InputPolicy,
+    /// Pulls images that name a registry and are not in the image store yet. None: such
+    /// images must be imported or pulled beforehand.
+    pub registry: Option<Arc<gantry_image::registry::RegistryClient>>,
+    /// Shows layer downloads (a terminal's progress bars).
+    pub pull_progress: Option<Arc<dyn gantry_image::registry::PullProgress>>,
 }
 
 /// Mints and revokes the per-run token steps present as `MLFLOW_TRACKING_TOKEN`.
@@ -100,6 +105,8 @@ impl EngineConfig {
             tracking_relay: None,
             step_tokens: None,
             inputs: InputPolicy::local(),
+            registry: None,
+            pull_progress: None,
         }
     }
 }

@@ -354,11 +354,13 @@ impl<R: Runtime> Engine<R> {
                     continue;
                 }
             };
-            let images = Arc::clone(&self.inner.images);
-            let r = reference.clone();
-            let info = tokio::task::spawn_blocking(move || images.resolve(&r))
+            let spec_ref = match &s.image {
+                ImageRef::Image(r) => r.as_str(),
+                ImageRef::Builtin(_) => reference.as_str(),
+            };
+            let info = self
+                .obtain_image(spec_ref, pinned.get(&s.name).map(String::as_str))
                 .await
-                .map_err(|e| step_err(format!("image lookup panicked: {e}")))?
                 .map_err(|source| EngineError::Image {
                     step: s.name.clone(),
                     reference: reference.clone(),
@@ -367,6 +369,50 @@ impl<R: Runtime> Engine<R> {
             out.insert(s.name.clone(), info);
         }
         Ok(out)
+    }
+
+    /// The stored image for a step: by the digest a rerun pins, by the digest the reference
+    /// pins, else by name; an image missing from the store whose reference names a registry
+    /// is pulled (a rerun pulls the pinned digest, never the tag).
+    pub async fn obtain_image(
+        &self,
+        reference: &str,
+        pinned: Option<&str>,
+    ) -> Result<ImageInfo, gantry_image::ImageError> {
+        use gantry_image::registry::{NoProgress, RegistryRef};
+        let from_registry = RegistryRef::names_registry(reference);
+        let local = match (pinned, reference.split_once('@')) {
+            (Some(d), _) => d.to_string(),
+            (None, Some((_, d))) if from_registry => d.to_string(),
+            _ => reference.to_string(),
+        };
+        let images = Arc::clone(&self.inner.images);
+        let found = tokio::task::spawn_blocking(move || images.resolve(&local))
+            .await
+            .map_err(|e| {
+                gantry_image::ImageError::Malformed(format!("image lookup panicked: {e}"))
+            })?;
+        match (found, &self.inner.cfg.registry) {
+            (Err(gantry_image::ImageError::NotFound(_)), Some(registry)) if from_registry => {
+                let target = match pinned {
+                    Some(d) => RegistryRef::parse(reference)?.with_digest(d).to_string(),
+                    None => reference.to_string(),
+                };
+                let progress: &dyn gantry_image::registry::PullProgress =
+                    match &self.inner.cfg.pull_progress {
+                        Some(p) => p.as_ref(),
+                        None => &NoProgress,
+                    };
+                let pulled = registry.pull(&self.inner.images, &target, progress).await?;
+                tracing::info!(
+                    "pulled {} ({} bytes downloaded)",
+                    pulled.pinned,
+                    pulled.downloaded
+                );
+                Ok(pulled.info)
+            }
+            (found, _) => found,
+        }
     }
 
     /// Builds the request that reproduces a recorded run: same spec snapshot, same

@@ -30,6 +30,16 @@ pub struct Global {
     /// Bearer token for a server started with --auth.
     #[arg(long, global = true, env = "GANTRY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A registry (`host` or `host:port`) that may be reached over plain HTTP; loopback
+    /// registries always may. Repeatable, or comma-separated in the environment.
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        env = "GANTRY_INSECURE_REGISTRIES",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    pub insecure_registries: Vec<String>,
     /// Log format for Gantry's own diagnostics on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -110,6 +120,18 @@ pub enum Command {
     /// Work with images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Store credentials for a registry (GANTRY_HOME/auth.json, mode 0600). The password is
+    /// read from --password-stdin, else asked for on the terminal.
+    Login {
+        registry: String,
+        #[arg(long, short = 'u')]
+        username: String,
+        /// Read the password (or token) from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Forget the credentials `gantry login` stored for a registry.
+    Logout { registry: String },
     /// List registered models.
     Models {
         #[arg(long, short = 'o', value_enum, default_value_t)]
@@ -308,6 +330,22 @@ pub enum ImageCommand {
     },
     /// Remove an image name (and the image once no name is left).
     Rm { reference: String },
+    /// Pull an image from a registry (`localhost:5000/team/trainer:1.4`, `…@sha256:…`).
+    Pull {
+        reference: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Push a stored image (name or digest) to a registry under REFERENCE, by digest.
+    Push {
+        local: String,
+        reference: String,
+        /// Also copy the signatures kept for the image (see `gantry image sign`).
+        #[arg(long)]
+        with_signatures: bool,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Args)]

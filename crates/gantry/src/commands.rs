@@ -148,6 +148,35 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             outputs,
             metrics,
         } => crate::component::run(&name, &with, &inputs, &outputs, &metrics),
+        Command::Image(ImageCommand::Pull { reference, output }) => {
+            crate::images::pull(&local_only(g, "image pull")?, &reference, output).await
+        }
+        Command::Image(ImageCommand::Push {
+            local,
+            reference,
+            with_signatures,
+            output,
+        }) => {
+            crate::images::push(
+                &local_only(g, "image push")?,
+                &local,
+                &reference,
+                with_signatures,
+                output,
+            )
+            .await
+        }
+        Command::Login {
+            registry,
+            username,
+            password_stdin,
+        } => crate::images::login(
+            &local_only(g, "login")?,
+            &registry,
+            &username,
+            password_stdin,
+        ),
+        Command::Logout { registry } => crate::images::logout(&local_only(g, "logout")?, &registry),
         Command::Image(ImageCommand::Rm { reference }) => {
             local_only(g, "image rm")?.images()?.remove(&reference)?;
             println!("removed {reference}");

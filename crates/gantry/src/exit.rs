@@ -63,6 +63,14 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         match e {
             ImageError::NotFound(_) => NOT_FOUND,
             ImageError::Io { .. } => INTERNAL,
+            ImageError::Registry {
+                status: Some(404), ..
+            } => NOT_FOUND,
+            ImageError::Registry {
+                status: Some(401 | 403),
+                ..
+            } => AUTH,
+            ImageError::Registry { .. } => INTERNAL,
             _ => USAGE,
         }
     }

@@ -13,6 +13,8 @@ use std::path::PathBuf;
 pub struct Home {
     pub root: PathBuf,
     pub db_url: String,
+    /// Registries reachable over plain HTTP besides loopback (`--insecure-registry`).
+    pub insecure_registries: Vec<String>,
 }
 
 impl Home {
@@ -37,7 +39,11 @@ impl Home {
         let db_url =
             g.db.clone()
                 .unwrap_or_else(|| format!("sqlite://{}", root.join("gantry.db").display()));
-        Ok(Home { root, db_url })
+        Ok(Home {
+            root,
+            db_url,
+            insecure_registries: g.insecure_registries.clone(),
+        })
     }
 
     pub async fn store(&self) -> anyhow::Result<Store> {
@@ -75,6 +81,9 @@ impl Home {
     ) -> anyhow::Result<Engine<OciRuntime>> {
         let store = self.store().await?;
         let mut config = EngineConfig::new(self.work_dir());
+        config.registry = Some(std::sync::Arc::new(crate::images::registry_client(self)?));
+        config.pull_progress = crate::images::Bars::new()
+            .map(|b| b as std::sync::Arc<dyn gantry_image::registry::PullProgress>);
         cfg(&mut config);
         Ok(Engine::new(
             store,

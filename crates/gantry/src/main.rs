@@ -11,6 +11,7 @@ mod drift;
 mod exit;
 mod home;
 mod hook;
+mod images;
 mod model_server;
 mod models;
 mod monitor;

@@ -73,6 +73,14 @@ pub fn http_builder() -> reqwest::ClientBuilder {
         .pool_idle_timeout(Duration::from_secs(30))
 }
 
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("insecure", &self.opts.insecure)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RegistryClient {
     pub fn new(http: reqwest::Client, opts: RegistryOptions) -> RegistryClient {
         RegistryClient {

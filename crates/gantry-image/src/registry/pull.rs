@@ -43,6 +43,12 @@ pub trait PullProgress: Send + Sync {
     fn unpacking(&self) {}
 }
 
+impl std::fmt::Debug for dyn PullProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PullProgress")
+    }
+}
+
 /// Reports nothing.
 pub struct NoProgress;
 impl PullProgress for NoProgress {}
@@ -376,8 +382,19 @@ impl RegistryClient {
             .collect();
         let downloads = store.downloads_dir()?;
         let parallel = self.opts.parallel_layers.max(1);
-        let results: Vec<Result<(u64, bool), ImageError>> = futures::stream::iter(layers.iter())
-            .map(|layer| self.fetch_layer(&r, store, layer, &blobs, &downloads, progress))
+        // Boxed as `Send` futures: a closure-built stream of borrowing futures trips the
+        // compiler's `Send` inference in callers that spawn the pull.
+        type LayerFuture<'a> = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(u64, bool), ImageError>> + Send + 'a>,
+        >;
+        let futures: Vec<LayerFuture<'_>> = layers
+            .iter()
+            .map(|layer| {
+                Box::pin(self.fetch_layer(&r, store, layer, &blobs, &downloads, progress))
+                    as LayerFuture<'_>
+            })
+            .collect();
+        let results: Vec<Result<(u64, bool), ImageError>> = futures::stream::iter(futures)
             .buffer_unordered(parallel)
             .collect()
             .await;

@@ -98,8 +98,14 @@ impl RegistryClient {
         progress: &dyn PushProgress,
     ) -> Result<(u64, usize, usize), ImageError> {
         let parallel = self.opts.parallel_layers.max(1);
-        let results: Vec<Result<Option<u64>, ImageError>> = futures::stream::iter(blobs.iter())
-            .map(|b| self.push_blob(r, b, progress))
+        type BlobFuture<'a> = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Option<u64>, ImageError>> + Send + 'a>,
+        >;
+        let futures: Vec<BlobFuture<'_>> = blobs
+            .iter()
+            .map(|b| Box::pin(self.push_blob(r, b, progress)) as BlobFuture<'_>)
+            .collect();
+        let results: Vec<Result<Option<u64>, ImageError>> = futures::stream::iter(futures)
             .buffer_unordered(parallel)
             .collect()
             .await;
