@@ -6,7 +6,8 @@
 //! ecosystem, name, ranges, versions and the severity computed at import), sorted by id.
 //! `version` is the SHA-256 of the record lines, so it is stable across reopening and changes
 //! whenever the content does. The file is replaced atomically (temporary file, fsync, rename,
-//! fsync of the directory).
+//! fsync of the directory), and imports into one directory are serialized by an advisory lock
+//! on `<db_dir>/.import.lock`; readers never need it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -24,6 +25,8 @@ use crate::{ScanError, Severity};
 
 /// The database file inside the database directory.
 const DB_FILE: &str = "osv-db.jsonl";
+/// Held (advisory lock) while an import runs.
+const LOCK_FILE: &str = ".import.lock";
 /// The storage format written and understood.
 const FORMAT: u32 = 1;
 /// Largest single JSON file or zip entry imported.
@@ -365,6 +368,12 @@ fn serialize_records<'a>(
 /// skipped and reported; withdrawn records are dropped (and removed when stored). The whole
 /// import fails only when the source or the database cannot be read or written.
 pub fn import(db_dir: &Path, source: &Path) -> Result<ImportReport, ScanError> {
+    // One import at a time per database: an advisory lock held until this returns (the OS
+    // releases it if the process dies).
+    fs::create_dir_all(db_dir).map_err(|e| ScanError::io(db_dir, e))?;
+    let lock_path = db_dir.join(LOCK_FILE);
+    let lock = fs::File::create(&lock_path).map_err(|e| ScanError::io(&lock_path, e))?;
+    lock.lock().map_err(|e| ScanError::io(&lock_path, e))?;
     let (mut records, old_version): (BTreeMap<String, Record>, Option<String>) = match load(db_dir)?
     {
         Some((header, records)) => (
@@ -389,6 +398,7 @@ pub fn import(db_dir: &Path, source: &Path) -> Result<ImportReport, ScanError> {
         _ => store(db_dir, &records)?,
     };
     report.total = records.len();
+    drop(lock);
     Ok(report)
 }
 
