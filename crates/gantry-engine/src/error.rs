@@ -35,4 +35,7 @@ pub enum EngineError {
     Runtime(#[from] gantry_runtime::RuntimeError),
     #[error("run {run}: {message}")]
     Rerun { run: String, message: String },
+    /// The trust policy denied an image; the run is recorded as failed before any step ran.
+    #[error("run {run}: denied by the image trust policy: {message}")]
+    PolicyDenied { run: String, message: String },
 }

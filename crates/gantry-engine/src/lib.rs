@@ -23,6 +23,7 @@ mod registry;
 mod relay;
 mod retry;
 mod run;
+pub mod trust;
 
 pub use admission::Capacity;
 pub use builtin_image::{BUILTIN_BINARY, ensure_builtin_image};
@@ -73,6 +74,10 @@ pub struct EngineConfig {
     pub registry: Option<Arc<gantry_image::registry::RegistryClient>>,
     /// Shows layer downloads (a terminal's progress bars).
     pub pull_progress: Option<Arc<dyn gantry_image::registry::PullProgress>>,
+    /// The image trust policy; None: every image may run.
+    pub trust: Option<Arc<trust::ImageTrust>>,
+    /// Who the audit log names for runs this engine starts (`local`, or the server's caller).
+    pub principal: String,
 }
 
 /// Mints and revokes the per-run token steps present as `MLFLOW_TRACKING_TOKEN`.
@@ -107,6 +112,8 @@ impl EngineConfig {
             inputs: InputPolicy::local(),
             registry: None,
             pull_progress: None,
+            trust: None,
+            principal: "local".to_string(),
         }
     }
 }

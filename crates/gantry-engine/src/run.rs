@@ -81,6 +81,29 @@ impl<R: Runtime> Engine<R> {
                 .collect::<BTreeMap<_, _>>(),
         )
         .unwrap_or_default();
+        let decisions = self.check_images(&plan.steps, &images).await;
+        let denied: Vec<String> = decisions
+            .iter()
+            .filter(|d| d.outcome == "deny")
+            .map(|d| {
+                format!(
+                    "step {}: image {} ({}): {}",
+                    d.item,
+                    d.reference,
+                    d.rule.as_deref().unwrap_or("no rule"),
+                    d.reasons.join("; ")
+                )
+            })
+            .collect();
+        for d in decisions.iter().filter(|d| d.outcome == "warn") {
+            tracing::warn!(
+                "step {}: image {} allowed with warnings by the trust policy ({}): {}",
+                d.item,
+                d.reference,
+                d.rule.as_deref().unwrap_or("no rule"),
+                d.reasons.join("; ")
+            );
+        }
         inner
             .store
             .create_run(&RunRecord {
@@ -101,6 +124,46 @@ impl<R: Runtime> Engine<R> {
                 error: None,
             })
             .await?;
+        if !decisions.is_empty() {
+            let decisions: Vec<_> = decisions
+                .into_iter()
+                .map(|mut d| {
+                    d.subject_id = run_id.clone();
+                    d
+                })
+                .collect();
+            inner.store.record_image_decisions(&decisions).await?;
+            for d in &decisions {
+                let detail = serde_json::json!({
+                    "reference": d.reference,
+                    "digest": d.digest,
+                    "outcome": d.outcome,
+                    "rule": d.rule,
+                    "reasons": d.reasons,
+                });
+                inner
+                    .store
+                    .append_audit(
+                        &inner.cfg.principal,
+                        &format!("image.{}", d.outcome),
+                        &format!("{run_id}/{}", d.item),
+                        &detail,
+                        now_ms(),
+                    )
+                    .await?;
+            }
+        }
+        if !denied.is_empty() {
+            let message = denied.join("\n");
+            inner
+                .store
+                .update_run_status(&run_id, RunStatus::Failed, Some(now_ms()), Some(&message))
+                .await?;
+            return Err(EngineError::PolicyDenied {
+                run: run_id,
+                message,
+            });
+        }
 
         // Every step is recorded as pending up front so `gantry show` lists the whole DAG.
         let mut first_ids = Vec::with_capacity(plan.steps.len());
@@ -371,6 +434,66 @@ impl<R: Runtime> Engine<R> {
         Ok(out)
     }
 
+    /// The trust policy's decision on every step's image (nothing without a policy). The
+    /// records carry no run id yet.
+    async fn check_images(
+        &self,
+        steps: &[PlannedStep],
+        images: &HashMap<String, ImageInfo>,
+    ) -> Vec<gantry_store::ImageDecisionRecord> {
+        let Some(trust) = &self.inner.cfg.trust else {
+            return Vec::new();
+        };
+        if trust.policy().is_none() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut seen: HashMap<(String, String), gantry_trust::Decision> = HashMap::new();
+        for s in steps {
+            let Some(info) = images.get(&s.name) else {
+                continue;
+            };
+            let (reference, decision) = match &s.image {
+                ImageRef::Builtin(name) => {
+                    (format!("builtin/{name}"), gantry_trust::Decision::builtin())
+                }
+                ImageRef::Image(r) => {
+                    let key = (r.clone(), info.digest.clone());
+                    let decision = match seen.get(&key) {
+                        Some(d) => d.clone(),
+                        None => {
+                            let d = trust
+                                .check(
+                                    &self.inner.images,
+                                    self.inner.cfg.registry.as_deref(),
+                                    &self.inner.store,
+                                    r,
+                                    &info.digest,
+                                )
+                                .await
+                                .unwrap_or_else(gantry_trust::Decision::builtin);
+                            seen.insert(key, d.clone());
+                            d
+                        }
+                    };
+                    (r.clone(), decision)
+                }
+            };
+            out.push(gantry_store::ImageDecisionRecord {
+                subject_kind: "run".into(),
+                subject_id: String::new(),
+                item: s.name.clone(),
+                reference,
+                digest: info.digest.clone(),
+                outcome: outcome_name(&decision).into(),
+                rule: decision.rule.clone(),
+                reasons: decision.reasons.clone(),
+                ts_ms: now_ms(),
+            });
+        }
+        out
+    }
+
     /// The stored image for a step: by the digest a rerun pins, by the digest the reference
     /// pins, else by name; an image missing from the store whose reference names a registry
     /// is pulled (a rerun pulls the pinned digest, never the tag).
@@ -562,5 +685,14 @@ fn pending_record(run_id: &str, seq: i64, s: &PlannedStep, image: &ImageInfo) ->
         wall_ms: None,
         inputs_json: "{}".into(),
         outputs_json: "{}".into(),
+    }
+}
+
+/// `allow`, `warn` or `deny`.
+pub(crate) fn outcome_name(decision: &gantry_trust::Decision) -> &'static str {
+    match decision.outcome {
+        gantry_trust::Outcome::Allow => "allow",
+        gantry_trust::Outcome::Warn => "warn",
+        gantry_trust::Outcome::Deny => "deny",
     }
 }

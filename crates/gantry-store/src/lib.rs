@@ -12,6 +12,7 @@
 
 mod auth;
 mod error;
+mod images;
 mod lineage;
 mod logs;
 mod metrics;
@@ -27,6 +28,7 @@ mod tracking;
 
 pub use auth::{AuditRecord, NewToken, TokenRecord};
 pub use error::{ParseStatusError, StoreError};
+pub use images::{ImageDecisionRecord, ImageScanRecord};
 pub use monitoring::{
     BucketKey, BucketState, FeedbackScoring, PerformanceDelta, PerformanceKind, PerformanceSum,
 };

@@ -47,6 +47,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "monitor",
         include_str!("../migrations/sqlite/0007_monitor.sql"),
     ),
+    (
+        8,
+        "images",
+        include_str!("../migrations/sqlite/0008_images.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -84,6 +89,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "monitor",
         include_str!("../migrations/postgres/0007_monitor.sql"),
+    ),
+    (
+        8,
+        "images",
+        include_str!("../migrations/postgres/0008_images.sql"),
     ),
 ];
 

@@ -40,6 +40,9 @@ pub struct Global {
         value_name = "HOST"
     )]
     pub insecure_registries: Vec<String>,
+    /// The image trust policy (default: GANTRY_HOME/policy.yaml when it exists).
+    #[arg(long, global = true, env = "GANTRY_POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// Log format for Gantry's own diagnostics on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -132,6 +135,12 @@ pub enum Command {
     },
     /// Forget the credentials `gantry login` stored for a registry.
     Logout { registry: String },
+    /// Signing keys for images.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// The offline vulnerability database images are scanned against.
+    #[command(subcommand)]
+    Vulndb(VulndbCommand),
     /// List registered models.
     Models {
         #[arg(long, short = 'o', value_enum, default_value_t)]
@@ -319,6 +328,35 @@ pub enum ArtifactCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Make an ECDSA P-256 key pair: NAME.key (PKCS#8 PEM, mode 0600) and NAME.pub.
+    Generate {
+        /// Path prefix of the files (default: ./gantry).
+        #[arg(default_value = "gantry")]
+        name: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VulndbCommand {
+    /// Import OSV advisories: osv.dev's per-ecosystem all.zip, a directory of JSON records,
+    /// one JSON file, or an http(s) URL of any of these.
+    Import {
+        source: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// What the database holds: version, records per ecosystem.
+    Show {
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Import a docker-archive (`docker save`), an OCI layout (dir or tar) or a rootfs tar.
     Import {
@@ -330,6 +368,37 @@ pub enum ImageCommand {
     },
     /// Remove an image name (and the image once no name is left).
     Rm { reference: String },
+    /// Sign an image in a registry with a cosign-compatible signature (stored under the tag
+    /// `sha256-<hex>.sig` next to it, and kept in GANTRY_HOME).
+    Sign {
+        reference: String,
+        /// The private key (PKCS#8 or SEC1 PEM, e.g. from `gantry key generate`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Sign and keep the signature locally only (push it later with `image push
+        /// --with-signatures`).
+        #[arg(long)]
+        local: bool,
+    },
+    /// Check an image's cosign signatures with public keys (exit 0 when one verifies).
+    Verify {
+        reference: String,
+        /// A public key (SPKI PEM, cosign.pub). Repeatable: any one verifying is enough.
+        #[arg(long, required = true)]
+        key: Vec<PathBuf>,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Scan an image for known vulnerabilities with the imported database
+    /// (`gantry vulndb import`).
+    Scan {
+        reference: String,
+        /// Exit 1 when a finding is at least this severe (low, medium, high, critical).
+        #[arg(long)]
+        fail_on: Option<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
     /// Pull an image from a registry (`localhost:5000/team/trainer:1.4`, `…@sha256:…`).
     Pull {
         reference: String,

@@ -1,8 +1,8 @@
 //! One function per command.
 
 use crate::cli::{
-    ArtifactCommand, Cli, Command, ExecArgs, HookCommand, ImageCommand, ModelCommand, Output,
-    RunArgs,
+    ArtifactCommand, Cli, Command, ExecArgs, HookCommand, ImageCommand, KeyCommand, ModelCommand,
+    Output, RunArgs, VulndbCommand,
 };
 use crate::exit::{self, coded};
 use crate::home::Home;
@@ -177,6 +177,41 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             password_stdin,
         ),
         Command::Logout { registry } => crate::images::logout(&local_only(g, "logout")?, &registry),
+        Command::Key(KeyCommand::Generate { name, force }) => {
+            crate::trust_cmd::key_generate(&name, force)
+        }
+        Command::Image(ImageCommand::Sign {
+            reference,
+            key,
+            local,
+        }) => crate::trust_cmd::sign(&local_only(g, "image sign")?, &reference, &key, local).await,
+        Command::Image(ImageCommand::Verify {
+            reference,
+            key,
+            output,
+        }) => {
+            crate::trust_cmd::verify(&local_only(g, "image verify")?, &reference, &key, output)
+                .await
+        }
+        Command::Image(ImageCommand::Scan {
+            reference,
+            fail_on,
+            output,
+        }) => {
+            crate::trust_cmd::scan(
+                &local_only(g, "image scan")?,
+                &reference,
+                fail_on.as_deref(),
+                output,
+            )
+            .await
+        }
+        Command::Vulndb(VulndbCommand::Import { source, output }) => {
+            crate::trust_cmd::vulndb_import(&local_only(g, "vulndb import")?, &source, output).await
+        }
+        Command::Vulndb(VulndbCommand::Show { output }) => {
+            crate::trust_cmd::vulndb_show(&local_only(g, "vulndb show")?, output)
+        }
         Command::Image(ImageCommand::Rm { reference }) => {
             local_only(g, "image rm")?.images()?.remove(&reference)?;
             println!("removed {reference}");

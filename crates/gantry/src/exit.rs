@@ -86,7 +86,8 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
                 EngineError::Spec(_)
                 | EngineError::Capacity { .. }
                 | EngineError::Builtin { .. }
-                | EngineError::Invalid { .. } => USAGE,
+                | EngineError::Invalid { .. }
+                | EngineError::PolicyDenied { .. } => USAGE,
                 EngineError::Image { source, .. } => image(source),
                 EngineError::Store(s) => store(s),
                 EngineError::Runtime(_) => ENVIRONMENT,

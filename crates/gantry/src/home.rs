@@ -15,6 +15,8 @@ pub struct Home {
     pub db_url: String,
     /// Registries reachable over plain HTTP besides loopback (`--insecure-registry`).
     pub insecure_registries: Vec<String>,
+    /// `--policy`: the image trust policy (else GANTRY_HOME/policy.yaml when present).
+    pub policy: Option<PathBuf>,
 }
 
 impl Home {
@@ -43,6 +45,7 @@ impl Home {
             root,
             db_url,
             insecure_registries: g.insecure_registries.clone(),
+            policy: g.policy.clone(),
         })
     }
 
@@ -54,6 +57,19 @@ impl Home {
 
     pub fn images(&self) -> anyhow::Result<ImageStore> {
         Ok(ImageStore::open(&self.root.join("images"))?)
+    }
+
+    /// The image trust gate: `--policy` (which must exist) or GANTRY_HOME/policy.yaml (when
+    /// it exists), and the vulnerability database in GANTRY_HOME/vulndb.
+    pub fn trust(&self) -> anyhow::Result<std::sync::Arc<gantry_engine::trust::ImageTrust>> {
+        let (path, optional) = match &self.policy {
+            Some(p) => (p.clone(), false),
+            None => (self.root.join("policy.yaml"), true),
+        };
+        let trust =
+            gantry_engine::trust::ImageTrust::new(Some(path), optional, self.root.join("vulndb"))
+                .map_err(|e| coded(exit::USAGE, e))?;
+        Ok(std::sync::Arc::new(trust))
     }
 
     pub fn artifacts(&self) -> anyhow::Result<ArtifactStore> {
@@ -82,6 +98,7 @@ impl Home {
         let store = self.store().await?;
         let mut config = EngineConfig::new(self.work_dir());
         config.registry = Some(std::sync::Arc::new(crate::images::registry_client(self)?));
+        config.trust = Some(self.trust()?);
         config.pull_progress = crate::images::Bars::new()
             .map(|b| b as std::sync::Arc<dyn gantry_image::registry::PullProgress>);
         cfg(&mut config);

@@ -21,6 +21,7 @@ mod remote;
 mod remote_run;
 mod render;
 mod serve;
+mod trust_cmd;
 mod upload;
 
 use clap::Parser;
