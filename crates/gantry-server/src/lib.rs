@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod deploy;
+pub mod image_watch;
 pub mod metrics;
 pub mod mlflow;
 pub mod server;

@@ -39,6 +39,7 @@ pub struct Metrics {
     latency_quantile: Family<Labels, Gauge<f64, AtomicU64>>,
     error_rate: Family<Labels, Gauge<f64, AtomicU64>>,
     alerts: Family<Labels, Gauge>,
+    image_vulnerabilities: Family<Labels, Gauge>,
     /// Deployments with monitor gauges, to drop theirs when they go away.
     monitored: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
@@ -75,6 +76,12 @@ impl Metrics {
         let latency_quantile = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         let error_rate = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         let alerts = Family::<Labels, Gauge>::default();
+        let image_vulnerabilities = Family::<Labels, Gauge>::default();
+        registry.register(
+            "image_vulnerabilities",
+            "Known vulnerabilities of each stored image, by severity, from the last scan with the current advisory database",
+            image_vulnerabilities.clone(),
+        );
         registry.register(
             "deployment_requests",
             "Inference requests answered, by deployment, model version, role (primary, canary, shadow) and status code",
@@ -173,6 +180,7 @@ impl Metrics {
             latency_quantile,
             error_rate,
             alerts,
+            image_vulnerabilities,
             monitored: std::sync::Mutex::default(),
         }
     }
@@ -319,6 +327,19 @@ impl Metrics {
     }
 
     /// The text exposition, with the store-derived gauges refreshed first.
+    /// Sets the vulnerability counts of `image` (`name` or digest) per severity.
+    pub fn observe_image_scan(&self, image: &str, counts: &[(String, usize)]) {
+        for (severity, n) in counts {
+            let labels = vec![
+                ("image".to_string(), image.to_string()),
+                ("severity".to_string(), severity.clone()),
+            ];
+            self.image_vulnerabilities
+                .get_or_create(&labels)
+                .set(*n as i64);
+        }
+    }
+
     pub async fn render(&self, store: &Store, in_flight: usize) -> Result<String, String> {
         for status in RunStatus::ALL {
             let n = store

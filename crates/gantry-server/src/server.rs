@@ -76,12 +76,16 @@ pub async fn serve(
     let runs = state.runs.clone();
     let deployments = state.deployments.clone();
     let reconciler = deployments.spawn();
+    let image_watch = crate::image_watch::spawn(&state);
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: cancelling in-flight runs, stopping replicas");
         let (_, _) = tokio::join!(runs.shutdown(SHUTDOWN_GRACE), deployments.shutdown());
         let _ = reconciler.await;
+        if let Some(w) = image_watch {
+            w.abort();
+        }
         let _ = stopped_tx.send(());
     };
     let app = router(state);

@@ -165,6 +165,11 @@ impl RunHost {
         self.engine.is_some()
     }
 
+    /// The engine runs execute on, if this server has one.
+    pub fn engine(&self) -> Option<&Engine<OciRuntime>> {
+        self.engine.as_ref()
+    }
+
     /// The engine's input policy applied to a run about to be submitted (see
     /// [`Engine::check_external_inputs`]); a server without an engine refuses nothing here
     /// (it cannot start the run anyway).

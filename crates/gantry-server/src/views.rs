@@ -62,6 +62,7 @@ pub async fn run_detail(store: &Store, run: &RunRecord) -> Result<Value, StoreEr
         "models": store.model_versions_for_run(&run.id).await?,
         "metrics": metrics,
         "mlflow": mlflow_view(store, run).await?,
+        "image_decisions": store.image_decisions("run", &run.id).await?,
     }))
 }
 

@@ -455,7 +455,7 @@ pub struct ServerArgs {
     /// Largest upload of one input (file or directory) accepted, in bytes.
     #[arg(long, default_value_t = gantry_server::DEFAULT_MAX_UPLOAD_BYTES)]
     pub max_upload_bytes: u64,
-    /// Lets URL inputs and alert webhooks reach an address the server otherwise refuses
+    /// Lets URL inputs, alert webhooks and image pulls reach an address the server otherwise refuses
     /// (loopback, link-local, private, unique-local): a CIDR (10.0.0.0/8, 127.0.0.1) or a
     /// host name (minio.internal, *.corp.example). Repeatable.
     #[arg(long = "allow-fetch", value_name = "CIDR|HOST")]

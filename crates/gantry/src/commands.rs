@@ -303,6 +303,19 @@ pub(crate) async fn open_engine_relaying(
         .map_err(|e| coded(exit::USAGE, format!("--memory: {e}")))?;
     let keep = exec.keep_workdirs;
     let gpus = exec.gpus;
+    // A server pulls images for remote users: through the same guard as their URL inputs, so
+    // an image reference cannot make it reach its own network (--allow-fetch opens a registry).
+    let guarded_registry = if inputs.fetch.is_unrestricted() {
+        None
+    } else {
+        let http = inputs
+            .fetch
+            .client(gantry_image::registry::http_builder())
+            .map_err(|e| coded(exit::USAGE, e.to_string()))?;
+        let mut client = crate::images::registry_client(home)?;
+        client = gantry_image::registry::RegistryClient::new(http, client.options().clone());
+        Some(std::sync::Arc::new(client))
+    };
     let retry_base = std::env::var("GANTRY_RETRY_BASE")
         .ok()
         .map(|v| {
@@ -325,6 +338,11 @@ pub(crate) async fn open_engine_relaying(
             c.tracking_relay = tracking_relay;
             c.step_tokens = step_tokens;
             c.inputs = inputs;
+            if let Some(r) = guarded_registry {
+                c.registry = Some(r);
+                c.pull_progress = None;
+                c.principal = "server".into();
+            }
             if let Some(b) = retry_base {
                 c.retry_base = b;
             }
@@ -593,6 +611,23 @@ pub(crate) fn print_run(v: &Value) {
         println!("error     {e}");
     }
     println!("params    {}", v["params"]);
+    if let Some(decisions) = v["image_decisions"].as_array().filter(|d| !d.is_empty()) {
+        println!("images    trust policy:");
+        for d in decisions {
+            let reasons: Vec<&str> = d["reasons"]
+                .as_array()
+                .map(|r| r.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            println!(
+                "          {} {} {} ({}): {}",
+                text(&d["item"]),
+                text(&d["outcome"]),
+                text(&d["reference"]),
+                d["rule"].as_str().unwrap_or("no rule"),
+                reasons.join("; ")
+            );
+        }
+    }
     println!();
     let mut t = table(&[
         "STEP", "ATTEMPT", "STATUS", "EXIT", "REASON", "DURATION", "CPU REQ", "CPU USED",

@@ -101,6 +101,7 @@ pub async fn get(
     let r = visible(&state, &p, &name).await?;
     let mut v = view(&state, &r);
     v["revisions"] = json!(state.store.deployment_revisions(&name).await?);
+    v["image_decisions"] = json!(state.store.image_decisions("deployment", &name).await?);
     Ok(Json(v))
 }
 

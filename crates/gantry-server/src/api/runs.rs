@@ -275,6 +275,14 @@ fn start_error(e: StartError) -> ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_argument", e.to_string())
                     .with_field("spec_yaml")
             }
+            // Recorded as a failed run with its decisions; the caller gets the reasons. 422:
+            // the request is well-formed, the policy refuses its images.
+            EngineError::PolicyDenied { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "policy_denied",
+                e.to_string(),
+            )
+            .with_field("spec_yaml"),
             other => ApiError::internal("starting the run", other),
         },
     }

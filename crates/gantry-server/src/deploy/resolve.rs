@@ -157,10 +157,23 @@ pub(crate) async fn served_model(
                     target.label()
                 )
             })?;
+            // Pulled when it names a registry and is not stored yet, then judged by the trust
+            // policy before any replica starts.
+            let info = engine
+                .obtain_image(&custom.image, None)
+                .await
+                .map_err(|e| format!("model {}: image {}: {e}", target.label(), custom.image))?;
+            check_image_trust(
+                engine,
+                store,
+                deployment,
+                &target.label(),
+                &custom.image,
+                &info.digest,
+            )
+            .await?;
             let images = engine.images().clone();
-            let image_ref = custom.image.clone();
             let (info, rootfs, ids) = tokio::task::spawn_blocking(move || {
-                let info = images.resolve(&image_ref).map_err(|e| e.to_string())?;
                 let rootfs = images.rootfs(&info.digest).map_err(|e| e.to_string())?;
                 let ids = match info.config.user.as_deref().filter(|u| !u.trim().is_empty()) {
                     Some(u) => Some(
@@ -235,5 +248,81 @@ pub(crate) async fn served_model(
             "model {}: flavor `{other}` cannot be deployed (builtin, onnx and custom can)",
             target.label()
         )),
+    }
+}
+
+/// Applies the trust policy to a custom model's image; records the decision on the deployment
+/// and in the audit log; a denial is an error naming the rule and the reasons.
+async fn check_image_trust(
+    engine: &Engine<OciRuntime>,
+    store: &Store,
+    deployment: &str,
+    item: &str,
+    reference: &str,
+    digest: &str,
+) -> Result<(), String> {
+    let Some(trust) = &engine.config().trust else {
+        return Ok(());
+    };
+    let images = std::sync::Arc::new(engine.images().clone());
+    let Some(decision) = trust
+        .check(
+            &images,
+            engine.config().registry.as_deref(),
+            store,
+            reference,
+            digest,
+        )
+        .await
+    else {
+        return Ok(());
+    };
+    let outcome = match decision.outcome {
+        gantry_trust::Outcome::Allow => "allow",
+        gantry_trust::Outcome::Warn => "warn",
+        gantry_trust::Outcome::Deny => "deny",
+    };
+    let now = gantry_engine::now_ms();
+    let record = gantry_store::ImageDecisionRecord {
+        subject_kind: "deployment".into(),
+        subject_id: deployment.to_string(),
+        item: item.to_string(),
+        reference: reference.to_string(),
+        digest: digest.to_string(),
+        outcome: outcome.into(),
+        rule: decision.rule.clone(),
+        reasons: decision.reasons.clone(),
+        ts_ms: now,
+    };
+    store
+        .record_image_decisions(std::slice::from_ref(&record))
+        .await
+        .map_err(|e| e.to_string())?;
+    let detail = serde_json::json!({
+        "reference": reference,
+        "digest": digest,
+        "outcome": outcome,
+        "rule": decision.rule,
+        "reasons": decision.reasons,
+    });
+    store
+        .append_audit(
+            "server",
+            &format!("image.{outcome}"),
+            &format!("deployment {deployment}/{item}"),
+            &detail,
+            now,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if decision.permits() {
+        if outcome == "warn" {
+            tracing::warn!("deployment {deployment}: image {reference}: {decision}");
+        }
+        Ok(())
+    } else {
+        Err(format!(
+            "model {item}: image {reference} is denied by the image trust policy: {decision}"
+        ))
     }
 }
