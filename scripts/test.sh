@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test against real components: runc containers on a busybox rootfs
 # (Debian's busybox-static), a real PostgreSQL started here, the real mlflow client,
-# scikit-learn + skl2onnx (ONNX flavor) and promtool (Debian's prometheus) for /metrics.
+# scikit-learn + skl2onnx (ONNX flavor), promtool (Debian's prometheus) for /metrics, a real
+# OCI registry (Debian's docker-registry, htpasswd from apache2-utils) with images pushed by
+# skopeo, Python's `cryptography` as an independent cosign implementation, and the
+# bring-your-own-code example (a Debian 12 image built with mmdebstrap, cached by its inputs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_cargo
-ensure_packages runc:runc /bin/busybox:busybox-static pg_ctlcluster:postgresql promtool:prometheus
+ensure_packages runc:runc /bin/busybox:busybox-static pg_ctlcluster:postgresql promtool:prometheus \
+  docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils mmdebstrap:mmdebstrap curl:curl
 if [ "$(id -u)" -ne 0 ]; then
   echo "error: the container tests need root (they run runc with cgroup limits); run: sudo scripts/test.sh" >&2
   exit 4
@@ -24,10 +28,11 @@ fi
 
 # Python for the tests (a venv, cached across runs): MLflow's client tests the MLflow API;
 # scikit-learn, skl2onnx and onnx make the ONNX models the ONNX flavor is checked against;
-# scipy gives the reference values of the drift statistics. The pins are the one list both
+# scipy gives the reference values of the drift statistics; cryptography writes and checks
+# cosign signatures independently of Gantry. The pins are the one list both
 # the install and the check of a reused venv read.
 venv=.venv-test
-pins=('mlflow-skinny==3.17.2' 'scikit-learn==1.9.1' 'skl2onnx==1.20.0' 'onnx==1.23.2' 'scipy==1.17.1')
+pins=('mlflow-skinny==3.17.2' 'scikit-learn==1.9.1' 'skl2onnx==1.20.0' 'onnx==1.23.2' 'scipy==1.17.1' 'cryptography==50.0.2')
 # True when the venv differs from the pins (or has no python), printing each pin it misses
 # (not installed, or another version) or the import that fails.
 venv_differs_from_pins() {
@@ -44,7 +49,7 @@ for pin in sys.argv[1:]:
     if have != want:
         wrong.append(f"{name} {have} (pinned {want})")
 try:
-    import mlflow, sklearn, skl2onnx, onnx, scipy  # noqa: F401
+    import mlflow, sklearn, skl2onnx, onnx, scipy, cryptography  # noqa: F401
 except Exception as e:
     wrong.append(f"imports fail: {e}")
 print("; ".join(wrong))
@@ -75,3 +80,13 @@ cargo test --workspace --locked --no-fail-fast "$@"
 # The million-prediction monitor comparison runs once, on SQLite, above; the smaller aggregate
 # tests cover the same SQL on PostgreSQL.
 GANTRY_TEST_SERVER_ON_POSTGRES=1 cargo test --locked -p gantry-server --test api --test auth --test deployments --test uploads "$@" -- --skip a_million_predictions
+# Bring your own code, end to end: the example's Debian 12 + scikit-learn image (built once
+# with mmdebstrap, then cached under ~/.cache/gantry/examples by a key of its inputs) pushed to
+# a throwaway registry, signed, pulled by tag under a trust policy, trained, registered, served.
+cargo build --locked -p gantry
+example_home=$(mktemp -d)
+trap 'rm -rf "$example_home"' EXIT
+GANTRY="$PWD/target/debug/gantry" GANTRY_HOME="$example_home" examples/python-sklearn/run.sh >"$example_home.log" 2>&1 \
+  || { tail -n 60 "$example_home.log" >&2; echo "examples/python-sklearn/run.sh failed (whole log: $example_home.log)" >&2; exit 1; }
+grep -E '^(pushed|signed|verified|run r-)' "$example_home.log"
+rm -f "$example_home.log"

@@ -19,7 +19,6 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 image=${GANTRY_EXAMPLE_IMAGE:-gantry-examples/python-sklearn:1}
-registry_image=localhost:5000/examples/python-sklearn:1   # what pipeline.yaml names
 port=${GANTRY_EXAMPLE_PORT:-18571}
 model=breast-cancer-sklearn
 
@@ -59,28 +58,64 @@ section "1. the image: Debian 12 + python3-sklearn + /app/train.py (cached tar),
 "$here/build-image.sh"
 "$gantry" images
 
-section "2. registry, signature and policy (to come)"
-# REGISTRY FLOW: to be added here (not wired up in this example yet). The plan: start a
-# local registry, push the image to $registry_image (the name pipeline.yaml uses), sign it
-# with a generated key, write a trust policy that requires that signature, and have section
-# 3 run pipeline.yaml itself (gantry pulls a registry image when a run needs it, and checks
-# it against the policy) instead of the local copy. The gantry commands for this exist by
-# now; check their --help before wiring them:
-#   gantry image push "$image" "$registry_image" [--with-signatures]
-#   gantry key generate NAME                                  # NAME.key, NAME.pub
-#   gantry image sign --key NAME.key "$registry_image"
-#   gantry image verify …; a policy.yaml in GANTRY_HOME (or --policy / GANTRY_POLICY)
-echo "not available yet: the pipeline runs the locally imported image"
+section "2. a registry, a signature and a trust policy"
+# The image goes to a registry (GANTRY_EXAMPLE_REGISTRY=host:port, or a throwaway
+# docker-registry started here on loopback), is signed with a key made for the example, and
+# the pipeline runs under a policy that admits only images of that repository signed by it.
+work=$(mktemp -d)
+registry_pid=
+cleanup() {
+    [[ -n $registry_pid ]] && { kill "$registry_pid" 2>/dev/null || true; wait "$registry_pid" 2>/dev/null || true; }
+    rm -rf "$work"
+}
+trap cleanup EXIT
+registry=${GANTRY_EXAMPLE_REGISTRY:-}
+if [[ -z $registry ]]; then
+    command -v docker-registry >/dev/null 2>&1 || { echo "run.sh: docker-registry is not installed (apt-get install docker-registry), or set GANTRY_EXAMPLE_REGISTRY=host:port" >&2; exit 4; }
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    registry=127.0.0.1:$port
+    cat >"$work/registry.yml" <<YAML
+version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: $work/registry}}
+http: {addr: $registry}
+YAML
+    docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+    registry_pid=$!
+    for _ in $(seq 100); do
+        curl -fsS "http://$registry/v2/" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    curl -fsS "http://$registry/v2/" >/dev/null || { cat "$work/registry.log" >&2; echo "run.sh: the registry did not start" >&2; exit 4; }
+    echo "registry: docker-registry on $registry (throwaway)"
+fi
+registry_image=$registry/examples/python-sklearn:1
+"$gantry" image push "$image" "$registry_image"
+keys=${GANTRY_HOME:-$HOME/.gantry}/keys
+mkdir -p "$keys"
+[[ -f $keys/example.key ]] || "$gantry" key generate "$keys/example"
+"$gantry" image sign "$registry_image" --key "$keys/example.key"
+"$gantry" image verify "$registry_image" --key "$keys/example.pub"
+policy=$work/policy.yaml
+cat >"$policy" <<YAML
+# Only the example's repository, only when signed by the example's key. Built-in steps run
+# the built-in image, which is trusted by construction.
+registries: [$registry]
+rules:
+  - images: ["$registry/examples/*"]
+    signatures: {any_of: ["$keys/example.pub"]}
+YAML
+cat "$policy"
 
-section "3. the pipeline"
-# The spec has no environment interpolation in `image:`: run a copy of pipeline.yaml (next to
-# it, so its relative data path still holds) that names the local image.
+section "3. the pipeline, pulling $registry_image and checking it against the policy"
+# pipeline.yaml names localhost:5000; run a copy (next to it, so its relative data path still
+# holds) that names the registry used here.
 local_spec=$here/pipeline.local.yaml
-sed "s#^\\(    image: \\)$registry_image\$#\\1$image#" "$here/pipeline.yaml" >"$local_spec"
-grep -q "image: $image\$" "$local_spec" || { echo "run.sh: could not point $local_spec at $image" >&2; exit 5; }
+sed "s#^\\(    image: \\)localhost:5000/examples/python-sklearn:1\$#\\1$registry_image#" "$here/pipeline.yaml" >"$local_spec"
+grep -q "image: $registry_image\$" "$local_spec" || { echo "run.sh: could not point $local_spec at $registry_image" >&2; exit 5; }
 "$gantry" validate "$local_spec"
 rc=0
-"$gantry" run "$local_spec" "$@" || rc=$?
+"$gantry" --policy "$policy" run "$local_spec" "$@" || rc=$?
 run=$("$gantry" runs --output json | sed -n 's/^ *"id": "\(r-[0-9a-f]*\)".*/\1/p' | head -n 1)
 
 section "4. the run"
@@ -104,7 +139,7 @@ fi
 serve_log=$(mktemp)
 "$gantry" serve "$model@champion" --listen "127.0.0.1:$port" >"$serve_log" 2>&1 &
 serve_pid=$!
-trap 'kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; rm -f "$serve_log"' EXIT
+trap 'kill "$serve_pid" 2>/dev/null || true; wait "$serve_pid" 2>/dev/null || true; rm -f "$serve_log"; cleanup' EXIT
 for _ in $(seq 100); do
     grep -q '^serving' "$serve_log" && break
     kill -0 "$serve_pid" 2>/dev/null || break
