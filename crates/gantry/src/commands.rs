@@ -312,8 +312,10 @@ pub(crate) async fn open_engine_relaying(
             .fetch
             .client(gantry_image::registry::http_builder())
             .map_err(|e| coded(exit::USAGE, e.to_string()))?;
-        let mut client = crate::images::registry_client(home)?;
-        client = gantry_image::registry::RegistryClient::new(http, client.options().clone());
+        let client = crate::images::registry_client(home)?;
+        let mut options = client.options().clone();
+        options.fetch = inputs.fetch.clone();
+        let client = gantry_image::registry::RegistryClient::new(http, options);
         Some(std::sync::Arc::new(client))
     };
     let retry_base = std::env::var("GANTRY_RETRY_BASE")

@@ -23,6 +23,7 @@ pub fn registry_client(home: &Home) -> anyhow::Result<RegistryClient> {
             insecure: home.insecure_registries.clone(),
             credentials: CredentialStore::new(home.root.join("auth.json")),
             parallel_layers: 4,
+            fetch: gantry_net::FetchPolicy::unrestricted(),
         },
     ))
 }

@@ -140,10 +140,24 @@ async fn custom_document(home: &Home, a: &RegisterArgs) -> anyhow::Result<PathBu
     };
     let images = home.images()?;
     let image_ref = image.clone();
-    let info = tokio::task::spawn_blocking(move || images.resolve(&image_ref))
+    let store = images.clone();
+    let found = tokio::task::spawn_blocking(move || store.resolve(&image_ref))
         .await
-        .context("looking up the image")?
-        .map_err(|e| coded(exit::NOT_FOUND, format!("--image {image}: {e}")))?;
+        .context("looking up the image")?;
+    let info = match found {
+        // An image that names a registry is pulled (and pinned by the deployment's checks).
+        Err(gantry_image::ImageError::NotFound(_))
+            if gantry_image::registry::RegistryRef::names_registry(&image) =>
+        {
+            let client = crate::images::registry_client(home)?;
+            client
+                .pull(&images, &image, &gantry_image::registry::NoProgress)
+                .await
+                .with_context(|| format!("--image {image}"))?
+                .info
+        }
+        other => other.map_err(|e| coded(exit::NOT_FOUND, format!("--image {image}: {e}")))?,
+    };
     if a.args.is_empty() && info.config.entrypoint.is_empty() && info.config.cmd.is_empty() {
         return Err(coded(
             exit::USAGE,

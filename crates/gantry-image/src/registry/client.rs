@@ -27,6 +27,9 @@ pub struct RegistryOptions {
     pub credentials: CredentialStore,
     /// Layers downloaded or uploaded at once.
     pub parallel_layers: usize,
+    /// Where requests may go: a server passes its guarded policy (and a client built with
+    /// [`gantry_net::FetchPolicy::client`]) so an image reference cannot reach its own network.
+    pub fetch: gantry_net::FetchPolicy,
 }
 
 impl Default for RegistryOptions {
@@ -35,6 +38,7 @@ impl Default for RegistryOptions {
             insecure: Vec::new(),
             credentials: CredentialStore::anonymous(),
             parallel_layers: 4,
+            fetch: gantry_net::FetchPolicy::unrestricted(),
         }
     }
 }
@@ -107,6 +111,16 @@ impl RegistryClient {
                 .any(|i| i == registry || i == host)
     }
 
+    /// Refuses a URL the fetch policy does not allow (IP literals are checked here; names are
+    /// checked by the guarded client's resolver).
+    pub(crate) fn check_url(&self, r: &RegistryRef, url: &str) -> Result<(), ImageError> {
+        self.opts
+            .fetch
+            .check_url(url)
+            .map(|_| ())
+            .map_err(|e| self.error(r, None, e.to_string()))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -127,6 +141,7 @@ impl RegistryClient {
             }
         }
         let https = format!("https://{host}");
+        self.check_url(r, &format!("{https}/v2/"))?;
         let probe = self.http.get(format!("{https}/v2/")).send().await;
         let plain = match probe {
             Ok(_) => false,
@@ -227,6 +242,7 @@ impl RegistryClient {
                 let mut url = reqwest::Url::parse(&realm).map_err(|_| {
                     self.error(r, None, format!("the token realm {realm:?} is not a URL"))
                 })?;
+                self.check_url(r, url.as_str())?;
                 let realm_host = url.host_str().unwrap_or_default().to_string();
                 let secure_enough = url.scheme() == "https"
                     || (url.scheme() == "http" && self.allows_plain_http(&realm_host));

@@ -163,6 +163,9 @@ impl RegistryClient {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| self.error(r, None, "the upload answer has no Location".to_string()))?
             .to_string();
+        if location.starts_with("http://") || location.starts_with("https://") {
+            self.check_url(r, &location)?;
+        }
         let digest = blob.digest.clone();
         let response = self
             .send(r, "pull,push", &|c, base| {
