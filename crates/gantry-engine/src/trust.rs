@@ -231,8 +231,10 @@ pub fn summarize(report: &ScanReport) -> (Severity, bool) {
 }
 
 /// Checks the image's cosign signatures with `keys`: from the image store when kept there, else
-/// from the registry the reference names (then kept). Failures become rejections, so the
-/// policy's decision says why.
+/// from the registry the reference names (then kept). Kept signatures can be older than the
+/// registry's (a second signer an `all_of` rule waits for signs later), so when one of `keys`
+/// has not signed the kept ones, the registry's current signatures are checked too. Failures
+/// become rejections, so the policy's decision says why.
 pub async fn verify_signatures(
     images: &Arc<ImageStore>,
     registry: Option<&RegistryClient>,
@@ -244,15 +246,65 @@ pub async fn verify_signatures(
         verified_by: Vec::new(),
         rejected: vec![gantry_trust::Rejection { layer: 0, reason }],
     };
-    let artifacts = match load_signatures(images, registry, reference, digest).await {
-        Ok(Some(a)) => a,
-        Ok(None) => return Verification::default(),
-        Err(e) => return failed(e),
+    let kept = match images.signatures(digest) {
+        Ok(kept) => kept,
+        Err(e) => return failed(e.to_string()),
     };
-    match signature_set(&artifacts) {
+    let Some(kept) = kept else {
+        // Nothing kept: this fetches from the registry (and keeps what it finds).
+        let artifacts = match load_signatures(images, registry, reference, digest).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Verification::default(),
+            Err(e) => return failed(e),
+        };
+        return match signature_set(&artifacts) {
+            Ok(set) => set.verify(digest, keys),
+            Err(e) => failed(e),
+        };
+    };
+    let kept_set = signature_set(&kept);
+    let verification = match &kept_set {
         Ok(set) => set.verify(digest, keys),
-        Err(e) => failed(e),
+        Err(e) => failed(e.clone()),
+    };
+    if keys.iter().all(|k| verification.is_verified_by(k.id())) {
+        return verification;
     }
+    let Some(registry) = registry.filter(|_| RegistryRef::names_registry(reference)) else {
+        return verification;
+    };
+    let Ok(r) = RegistryRef::parse(reference) else {
+        return verification;
+    };
+    // The registry unreachable or without signatures: the kept ones still count.
+    let Ok(Some(fresh)) = registry.fetch_signatures(&r, digest).await else {
+        return verification;
+    };
+    if fresh.manifest == kept.manifest {
+        return verification;
+    }
+    let Ok(fresh_set) = signature_set(&fresh) else {
+        return verification;
+    };
+    let mut merged = fresh_set.verify(digest, keys);
+    for id in &verification.verified_by {
+        if !merged.verified_by.contains(id) {
+            merged.verified_by.push(id.clone());
+        }
+    }
+    // Keep the registry's signatures when they include every kept one (nothing signed only
+    // locally is lost), so later decisions need not ask again.
+    let kept_layers: Vec<&str> = kept_set
+        .as_ref()
+        .map(|s| s.layers().iter().map(|l| l.digest.as_str()).collect())
+        .unwrap_or_default();
+    if kept_layers
+        .iter()
+        .all(|d| fresh_set.layers().iter().any(|l| l.digest == *d))
+    {
+        let _ = images.save_signatures(digest, &fresh);
+    }
+    merged
 }
 
 /// The signatures of `digest`: kept in the image store, else fetched from the registry (and
