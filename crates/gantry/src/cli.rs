@@ -405,7 +405,8 @@ pub enum ImageCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
-    /// Push a stored image (name or digest) to a registry under REFERENCE, by digest.
+    /// Push a stored image (name or digest; `builtin` for the image built-in steps run in) to
+    /// a registry under REFERENCE, by digest.
     Push {
         local: String,
         reference: String,

@@ -170,6 +170,18 @@ pub async fn push(
 ) -> anyhow::Result<u8> {
     let client = registry_client(home)?;
     let images = home.images()?;
+    // `builtin`: the image built-in steps run in, made from this very binary (a cluster
+    // needs it in a registry to run built-in steps).
+    let local = if local == "builtin" {
+        let exe = std::env::current_exe()?;
+        let store = images.clone();
+        tokio::task::spawn_blocking(move || gantry_engine::ensure_builtin_image(&store, &exe))
+            .await??
+            .digest
+    } else {
+        local.to_string()
+    };
+    let local = local.as_str();
     let bars = Bars::new();
     let progress: &dyn PushProgress = match &bars {
         Some(b) => b.as_ref(),
