@@ -6,6 +6,8 @@
 #[path = "../../../../testing/skip.rs"]
 mod skip;
 mod support;
+#[path = "../../../../testing/registry.rs"]
+mod test_registry;
 
 mod crash;
 mod deploy;
@@ -14,7 +16,9 @@ mod failures;
 mod hello;
 mod images;
 mod ml;
+mod registry;
 mod remote_access;
 mod security;
 mod server;
 mod spec_errors;
+mod trust;
