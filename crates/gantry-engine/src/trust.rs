@@ -262,10 +262,9 @@ pub async fn verify_signatures(
             Err(e) => failed(e),
         };
     };
-    let kept_set = signature_set(&kept);
-    let verification = match &kept_set {
+    let verification = match signature_set(&kept) {
         Ok(set) => set.verify(digest, keys),
-        Err(e) => failed(e.clone()),
+        Err(e) => failed(e),
     };
     if keys.iter().all(|k| verification.is_verified_by(k.id())) {
         return verification;
@@ -292,19 +291,33 @@ pub async fn verify_signatures(
             merged.verified_by.push(id.clone());
         }
     }
-    // Keep the registry's signatures when they include every kept one (nothing signed only
-    // locally is lost), so later decisions need not ask again.
-    let kept_layers: Vec<&str> = kept_set
-        .as_ref()
-        .map(|s| s.layers().iter().map(|l| l.digest.as_str()).collect())
-        .unwrap_or_default();
-    if kept_layers
-        .iter()
-        .all(|d| fresh_set.layers().iter().any(|l| l.digest == *d))
-    {
-        let _ = images.save_signatures(digest, &fresh);
-    }
+    // Keep the registry's signatures, so later decisions need not ask again.
+    let _ = keep_fresh_signatures(images, digest, &fresh);
     merged
+}
+
+/// Keeps `fresh` (signatures just read from the registry) as the image's signatures, unless
+/// that would drop a signature kept only in the image store (`gantry image sign --local`, not
+/// pushed yet); says whether it kept them.
+pub fn keep_fresh_signatures(
+    images: &ImageStore,
+    digest: &str,
+    fresh: &SignatureArtifacts,
+) -> Result<bool, String> {
+    let fresh_set = signature_set(fresh)?;
+    if let Some(kept) = images.signatures(digest).map_err(|e| e.to_string())?
+        && let Ok(kept_set) = signature_set(&kept)
+        && !kept_set
+            .layers()
+            .iter()
+            .all(|k| fresh_set.layers().iter().any(|l| l.digest == k.digest))
+    {
+        return Ok(false);
+    }
+    images
+        .save_signatures(digest, fresh)
+        .map_err(|e| e.to_string())?;
+    Ok(true)
 }
 
 /// The signatures of `digest`: kept in the image store, else fetched from the registry (and

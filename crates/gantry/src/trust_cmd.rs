@@ -5,7 +5,7 @@ use crate::exit::{self, coded};
 use crate::home::Home;
 use crate::render::table;
 use anyhow::Context;
-use gantry_engine::trust::{artifacts_of, load_signatures, signature_set};
+use gantry_engine::trust::{artifacts_of, keep_fresh_signatures, load_signatures, signature_set};
 use gantry_image::registry::RegistryRef;
 use gantry_scan::Severity;
 use gantry_trust::{PublicKey, SignatureSet, SigningKey};
@@ -118,7 +118,9 @@ pub async fn verify(
         let r = RegistryRef::parse(reference)?;
         match client.fetch_signatures(&r, &digest).await? {
             Some(a) => {
-                images.save_signatures(&digest, &a)?;
+                // Kept for runs, unless that would lose a signature kept only here (a signature
+                // that does not parse is reported below).
+                let _ = keep_fresh_signatures(&images, &digest, &a);
                 Some(a)
             }
             None => load_signatures(&images, Some(&client), reference, &digest)
