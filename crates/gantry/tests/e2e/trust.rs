@@ -785,3 +785,39 @@ fn a_critical_vulnerability_in_an_images_packages_is_reported_and_gates_runs_by_
         "{audit:#?}"
     );
 }
+
+#[test]
+fn a_signature_kept_only_locally_survives_verifying_the_registry_copy_and_is_pushed_with_the_image()
+{
+    let Some(reg) = TestRegistry::start() else {
+        return;
+    };
+    let g = Gantry::new();
+    let (published, published_pub) = generate_key(&g, "published");
+    let (local, local_pub) = generate_key(&g, "local");
+    let app = format!("{}/team/app:1", reg.addr);
+    g.ok(&["image", "push", "busybox:1", &app]);
+    g.ok(&["image", "sign", &app, "--key", published.to_str().unwrap()]);
+    let signed = g.ok(&[
+        "image",
+        "sign",
+        "busybox:1",
+        "--key",
+        local.to_str().unwrap(),
+        "--local",
+    ]);
+    assert!(signed.contains("2 signature(s) kept locally"), "{signed}");
+
+    // Checking the registry's copy (which has only the published signature)...
+    let (code, v) = verify(&g, &app, &[&published_pub]);
+    assert_eq!(code, Some(0), "{v:#}");
+    // ...does not forget the local one: pushing with signatures carries both.
+    let mirror = format!("{}/team/mirror:1", reg.addr);
+    let pushed = g.json(&["image", "push", "busybox:1", &mirror, "--with-signatures"]);
+    assert_eq!(pushed["signatures"], true, "{pushed:#}");
+    let elsewhere = Gantry::empty();
+    for key in [&local_pub, &published_pub] {
+        let (code, v) = verify(&elsewhere, &mirror, &[key]);
+        assert_eq!(code, Some(0), "{}: {v:#}", key.display());
+    }
+}
