@@ -368,7 +368,16 @@ impl RegistryClient {
             })
             .filter(|s| !s.is_empty());
         let hint = match status {
-            StatusCode::UNAUTHORIZED => format!("; run `gantry login {}`", r.registry),
+            // Still refused after authenticating with stored credentials: logging in is not
+            // what is missing (a token service hands out tokens without the access asked for
+            // to a user who may not do this).
+            StatusCode::UNAUTHORIZED => match self.opts.credentials.get(&r.registry) {
+                Ok(Some(_)) => format!(
+                    "; the credentials stored for {0} were refused: wrong, or not allowed to do this (`gantry login {0}` replaces them)",
+                    r.registry
+                ),
+                _ => format!("; run `gantry login {}`", r.registry),
+            },
             StatusCode::FORBIDDEN => "; the credentials do not allow this".to_string(),
             _ => String::new(),
         };
