@@ -89,6 +89,15 @@ impl TestRegistry {
 
     #[track_caller]
     fn start_inner(auth: Option<(&str, &str)>) -> Option<TestRegistry> {
+        Self::start_configured(match auth {
+            Some((user, password)) => RegistryAuth::Basic { user, password },
+            None => RegistryAuth::None,
+        })
+    }
+
+    #[track_caller]
+    fn start_configured(auth: RegistryAuth<'_>) -> Option<TestRegistry> {
+        let creds = auth.credentials();
         let Some(registry_bin) = find_program(&["docker-registry", "registry"]) else {
             skip::because(&format!(
                 "the registry binary docker-registry is missing: {INSTALL_HINT}"
@@ -99,7 +108,7 @@ impl TestRegistry {
             skip::because(&format!("skopeo is missing: {INSTALL_HINT}"));
             return None;
         }
-        let htpasswd_bin = if auth.is_some() {
+        let htpasswd_bin = if matches!(auth, RegistryAuth::Basic { .. }) {
             let Some(bin) = find_program(&["htpasswd"]) else {
                 skip::because(&format!("htpasswd is missing: {INSTALL_HINT}"));
                 return None;
@@ -116,7 +125,7 @@ impl TestRegistry {
         let storage = dir.path().join("storage");
         fs::create_dir_all(&storage).expect("creating the registry's storage dir");
         let htpasswd_path = dir.path().join("htpasswd");
-        if let (Some((user, password)), Some(bin)) = (auth, &htpasswd_bin) {
+        if let (RegistryAuth::Basic { user, password }, Some(bin)) = (&auth, &htpasswd_bin) {
             let out = Command::new(bin)
                 .args(["-Bbn", user, password])
                 .output()
@@ -149,11 +158,25 @@ impl TestRegistry {
                  http:\n  addr: {addr}\n  headers:\n    X-Gantry-Test-Registry: [\"{token}\"]\n",
                 storage = json_string(&storage.to_string_lossy()),
             );
-            if auth.is_some() {
-                config.push_str(&format!(
+            match &auth {
+                RegistryAuth::None => {}
+                RegistryAuth::Basic { .. } => config.push_str(&format!(
                     "auth:\n  htpasswd:\n    realm: gantry-test-registry\n    path: {}\n",
                     json_string(&htpasswd_path.to_string_lossy())
-                ));
+                )),
+                RegistryAuth::Token {
+                    realm,
+                    service,
+                    issuer,
+                    root_cert_bundle,
+                    ..
+                } => config.push_str(&format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                    json_string(realm),
+                    json_string(service),
+                    json_string(issuer),
+                    json_string(&root_cert_bundle.to_string_lossy())
+                )),
             }
             let config_path = dir.path().join("config.yml");
             fs::write(&config_path, config).expect("writing the registry config");
@@ -172,13 +195,13 @@ impl TestRegistry {
                 }
             }
             let mut child = cmd.spawn().expect("starting docker-registry");
-            let expected = if auth.is_some() { 401 } else { 200 };
+            let expected = if creds.is_some() { 401 } else { 200 };
             match wait_ready(&mut child, &addr, expected, &token) {
                 Ok(()) => {
                     return Some(TestRegistry {
                         addr,
-                        user: auth.map(|(u, _)| u.to_string()),
-                        password: auth.map(|(_, p)| p.to_string()),
+                        user: creds.map(|(u, _)| u.to_string()),
+                        password: creds.map(|(_, p)| p.to_string()),
                         dir,
                         child,
                     });
@@ -424,6 +447,425 @@ pub fn free_port() -> u16 {
         .expect("binding 127.0.0.1:0")
         .port()
 }
+
+// ------------------------------------------------------------------------------------------
+// Bearer tokens: a registry that trusts a token service, and the token service
+// ------------------------------------------------------------------------------------------
+
+/// How [`TestRegistry::start_configured`] protects the registry.
+enum RegistryAuth<'a> {
+    None,
+    Basic {
+        user: &'a str,
+        password: &'a str,
+    },
+    /// `auth: token:`: the registry answers 401 with a `Bearer realm=…` challenge and accepts
+    /// the JWTs that the certificate in `root_cert_bundle` signed.
+    Token {
+        user: &'a str,
+        password: &'a str,
+        realm: &'a str,
+        service: &'a str,
+        issuer: &'a str,
+        root_cert_bundle: &'a Path,
+    },
+}
+
+impl RegistryAuth<'_> {
+    /// The user name and password a client presents (to the registry, or the token service).
+    fn credentials(&self) -> Option<(&str, &str)> {
+        match self {
+            RegistryAuth::None => None,
+            RegistryAuth::Basic { user, password } | RegistryAuth::Token { user, password, .. } => {
+                Some((user, password))
+            }
+        }
+    }
+}
+
+/// The `service` the token-auth registry names in its challenges (the tokens' `aud`).
+pub const TOKEN_SERVICE: &str = "gantry-test-registry";
+/// The `iss` of the tokens the [`TokenServer`] issues, which the registry trusts.
+pub const TOKEN_ISSUER: &str = "gantry-test-token-issuer";
+
+impl TestRegistry {
+    /// A registry that speaks the Docker token flow (distribution's `auth: token:`), and the
+    /// [`TokenServer`] it sends clients to. Every request without a valid bearer token gets
+    /// `401` with `WWW-Authenticate: Bearer realm="http://127.0.0.1:PORT/token",
+    /// service="gantry-test-registry",scope=…`; the token server gives `user`/`password`
+    /// (HTTP basic) tokens for pull and push on every repository but those under `readonly/`
+    /// (pull only). `user`/`password` are also
+    /// this registry's `user`/`password`, so the skopeo helpers pass them (skopeo speaks the
+    /// token flow); [`TestRegistry::get`] with auth does not (it only speaks basic auth).
+    ///
+    /// None (after `skip::because`) when `docker-registry` or `skopeo` is missing, or no
+    /// Python with `cryptography` is found (see [`python_with_cryptography`]).
+    #[track_caller]
+    pub fn start_with_token_auth(
+        user: &str,
+        password: &str,
+    ) -> Option<(TestRegistry, TokenServer)> {
+        let tokens = TokenServer::start(user, password)?;
+        let realm = tokens.realm();
+        let registry = Self::start_configured(RegistryAuth::Token {
+            user,
+            password,
+            realm: &realm,
+            service: TOKEN_SERVICE,
+            issuer: TOKEN_ISSUER,
+            root_cert_bundle: &tokens.root_cert_bundle(),
+        })?;
+        Some((registry, tokens))
+    }
+}
+
+/// A Python that can `import cryptography`: `GANTRY_TEST_MLFLOW_PYTHON` when set (scripts/test.sh
+/// sets it), else the first `.venv-test/bin/python` in this crate's directory or one above it
+/// (the workspace's). None after `skip::because` when there is none, or it lacks
+/// `cryptography`.
+#[track_caller]
+pub fn python_with_cryptography() -> Option<PathBuf> {
+    const ENV: &str = "GANTRY_TEST_MLFLOW_PYTHON";
+    let python = match std::env::var(ENV) {
+        Ok(p) if !p.is_empty() => PathBuf::from(p),
+        _ => {
+            let found = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .ancestors()
+                .map(|dir| dir.join(".venv-test/bin/python"))
+                .find(|p| p.exists());
+            let Some(found) = found else {
+                skip::because(&format!(
+                    "{ENV} is not set and no .venv-test/bin/python was found: set it to a \
+                     python with `cryptography` installed (scripts/test.sh makes .venv-test)"
+                ));
+                return None;
+            };
+            found
+        }
+    };
+    let works = Command::new(&python)
+        .args(["-c", "import cryptography"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        skip::because(&format!(
+            "{} cannot `import cryptography`: pip install cryptography (scripts/test.sh pins it)",
+            python.display()
+        ));
+        return None;
+    }
+    Some(python)
+}
+
+/// One request the [`TokenServer`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    /// The client's `User-Agent` (`gantry/0.1.0`, `containers/5.x (github.com/containers/image)`).
+    pub user_agent: String,
+    /// The user of the request's HTTP basic credentials; None when anonymous.
+    pub user: Option<String>,
+    /// `granted` (right credentials: a token with the access asked for), `anonymous` (no
+    /// credentials: a token with no access at all) or `refused` (wrong credentials: 401, no
+    /// token).
+    pub outcome: String,
+    /// The `service` query parameter.
+    pub service: String,
+    /// The `scope` query parameters, as sent (`repository:team/app:pull,push`).
+    pub scopes: Vec<String>,
+    /// The token's `access`, one `repository:NAME:ACTIONS` each (empty for anonymous).
+    pub granted: Vec<String>,
+}
+
+/// A Docker-style token service (`GET /token?service=…&scope=…`, HTTP basic credentials) on
+/// 127.0.0.1, run as a small Python script with `cryptography`: at startup it makes an EC
+/// P-256 key and a self-signed certificate (the registry's `rootcertbundle`) and signs ES256
+/// JWTs whose header carries the certificate in `x5c`, which is what distribution verifies
+/// against the bundle. Right credentials get a token with the actions asked for (`pull`,
+/// `push`; only `pull` on repositories under `readonly/`); no credentials get a token with no access, as Docker Hub's token service answers an
+/// anonymous client (the registry then answers 401 `insufficient_scope`); wrong credentials
+/// get 401 and no token. Every request is logged ([`TokenServer::requests`]). Killed on drop.
+pub struct TokenServer {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TokenServer {
+    /// A token service that knows one `user` with `password`; None (after `skip::because`)
+    /// without a Python with `cryptography`.
+    #[track_caller]
+    pub fn start(user: &str, password: &str) -> Option<TokenServer> {
+        let python = python_with_cryptography()?;
+        let dir = tempfile::Builder::new()
+            .prefix("gantry-test-token-server-")
+            .tempdir()
+            .expect("creating the token server's tempdir");
+        let script = dir.path().join("token_server.py");
+        fs::write(&script, TOKEN_SERVER_PY).expect("writing the token server script");
+        let log = fs::File::create(dir.path().join("server.log"))
+            .expect("creating the token server's log");
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .arg(dir.path())
+            .arg(TOKEN_ISSUER)
+            .env("GANTRY_TEST_TOKEN_USER", user)
+            .env("GANTRY_TEST_TOKEN_PASSWORD", password)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cloning the log file handle"))
+            .stderr(log)
+            .spawn()
+            .expect("starting the token server");
+        // The script binds 127.0.0.1:0, writes the certificate, then the port (renamed into
+        // place, so a half-written file is never read).
+        let port_file = dir.path().join("port");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            if let Ok(text) = fs::read_to_string(&port_file)
+                && let Ok(port) = text.trim().parse::<u16>()
+            {
+                break port;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "the token server exited early ({status}); its log ends:\n{}",
+                    log_tail(&dir.path().join("server.log"))
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the token server did not start within 30 s; its log ends:\n{}",
+                    log_tail(&dir.path().join("server.log"))
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Some(TokenServer {
+            addr: format!("127.0.0.1:{port}"),
+            dir,
+            child,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT/token`, the realm the registry names.
+    pub fn realm(&self) -> String {
+        format!("http://{}/token", self.addr)
+    }
+
+    /// The PEM certificate whose key signs the tokens.
+    pub fn root_cert_bundle(&self) -> PathBuf {
+        self.dir.path().join("root.pem")
+    }
+
+    /// The last 4 KiB of the script's own output (tracebacks).
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.dir.path().join("server.log"))
+    }
+
+    /// Every token request answered so far, in order.
+    pub fn requests(&self) -> Vec<TokenRequest> {
+        let text = fs::read_to_string(self.dir.path().join("requests.log")).unwrap_or_default();
+        let words = |s: &str| -> Vec<String> { s.split_whitespace().map(String::from).collect() };
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(|line| {
+                let f: Vec<&str> = line.split('\t').collect();
+                assert_eq!(f.len(), 6, "a malformed token server log line: {line:?}");
+                TokenRequest {
+                    user_agent: f[0].to_string(),
+                    user: (f[1] != "-").then(|| f[1].to_string()),
+                    outcome: f[2].to_string(),
+                    service: f[3].to_string(),
+                    scopes: words(f[4]),
+                    granted: words(f[5]),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The token service [`TokenServer`] runs: `python token_server.py DIR ISSUER`, the user and
+/// password in `GANTRY_TEST_TOKEN_USER`/`GANTRY_TEST_TOKEN_PASSWORD`. Writes `DIR/root.pem`,
+/// then `DIR/port`; logs one tab-separated line per request to `DIR/requests.log`
+/// (user agent, user or `-`, outcome, service, scopes, granted access).
+const TOKEN_SERVER_PY: &str = r##"
+import base64, datetime, hmac, json, os, sys, threading, time, uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import NameOID
+
+DIR, ISSUER = sys.argv[1], sys.argv[2]
+USER = os.environ["GANTRY_TEST_TOKEN_USER"]
+PASSWORD = os.environ["GANTRY_TEST_TOKEN_PASSWORD"]
+ALLOWED = ("pull", "push")
+
+key = ec.generate_private_key(ec.SECP256R1())
+now = datetime.datetime.now(datetime.timezone.utc)
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gantry test token issuer")])
+cert = (
+    x509.CertificateBuilder()
+    .subject_name(name)
+    .issuer_name(name)
+    .public_key(key.public_key())
+    .serial_number(x509.random_serial_number())
+    .not_valid_before(now - datetime.timedelta(hours=1))
+    .not_valid_after(now + datetime.timedelta(days=2))
+    .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    .add_extension(
+        x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=False,
+            encipher_only=False, decipher_only=False,
+        ),
+        critical=True,
+    )
+    .sign(key, hashes.SHA256())
+)
+X5C = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt(claims):
+    header = {"typ": "JWT", "alg": "ES256", "x5c": X5C}
+    signing_input = (
+        b64url(json.dumps(header, separators=(",", ":")).encode())
+        + "."
+        + b64url(json.dumps(claims, separators=(",", ":")).encode())
+    )
+    r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    # JWS ES256 signatures are r || s, 32 bytes each (not DER).
+    return signing_input + "." + b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+
+def parse_scope(scope):
+    # repository:NAME:ACTIONS; NAME may hold no colon for repositories, but split safely.
+    kind, _, rest = scope.partition(":")
+    name, _, actions = rest.rpartition(":")
+    return kind, name, [a for a in actions.split(",") if a]
+
+
+LOG_LOCK = threading.Lock()
+
+
+def log(*fields):
+    clean = [str(f).replace("\t", " ").replace("\n", " ") for f in fields]
+    with LOG_LOCK, open(os.path.join(DIR, "requests.log"), "a") as f:
+        f.write("\t".join(clean) + "\n")
+        f.flush()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def reply(self, status, body, extra=()):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in extra:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        url = urlsplit(self.path)
+        if url.path != "/token":
+            self.reply(404, {"errors": [{"code": "NOT_FOUND", "message": url.path}]})
+            return
+        query = parse_qs(url.query)
+        service = query.get("service", [""])[0]
+        scopes = query.get("scope", [])
+        agent = self.headers.get("User-Agent", "")
+        user = None
+        auth = self.headers.get("Authorization", "")
+        if auth[:6].lower() == "basic ":
+            try:
+                user, _, password = base64.b64decode(auth[6:].strip()).decode().partition(":")
+            except Exception:
+                user, password = "?", None
+            if not (hmac.compare_digest(user.encode(), USER.encode()) and password is not None
+                    and hmac.compare_digest(password.encode(), PASSWORD.encode())):
+                log(agent, user or "?", "refused", service, " ".join(scopes), "")
+                self.reply(
+                    401,
+                    {"errors": [{"code": "UNAUTHORIZED", "message": "wrong user name or password"}]},
+                    [("WWW-Authenticate", 'Basic realm="gantry-test-token-server"')],
+                )
+                return
+        access = []
+        if user is not None:
+            for scope in scopes:
+                kind, name, actions = parse_scope(scope)
+                if kind == "repository" and name:
+                    allowed = ("pull",) if name.startswith("readonly/") else ALLOWED
+                    granted = [a for a in actions if a in allowed]
+                    access.append({"type": "repository", "name": name, "actions": granted})
+        issued = int(time.time())
+        claims = {
+            "iss": ISSUER,
+            "sub": user or "",
+            "aud": service,
+            "exp": issued + 300,
+            "nbf": issued - 10,
+            "iat": issued,
+            "jti": uuid.uuid4().hex,
+            "access": access,
+        }
+        token = jwt(claims)
+        log(
+            agent,
+            user or "-",
+            "granted" if user is not None else "anonymous",
+            service,
+            " ".join(scopes),
+            " ".join("%s:%s:%s" % (a["type"], a["name"], ",".join(a["actions"])) for a in access),
+        )
+        self.reply(
+            200,
+            {
+                "token": token,
+                "access_token": token,
+                "expires_in": 300,
+                "issued_at": datetime.datetime.fromtimestamp(issued, datetime.timezone.utc)
+                .isoformat()
+                .replace("+00:00", "Z"),
+            },
+        )
+
+    def log_message(self, *args):
+        pass
+
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+with open(os.path.join(DIR, "root.pem"), "wb") as f:
+    f.write(cert.public_bytes(serialization.Encoding.PEM))
+with open(os.path.join(DIR, "port.tmp"), "w") as f:
+    f.write(str(server.server_address[1]))
+os.rename(os.path.join(DIR, "port.tmp"), os.path.join(DIR, "port"))
+server.serve_forever()
+"##;
 
 // ------------------------------------------------------------------------------------------
 // A minimal HTTP/1.1 client
@@ -1237,6 +1679,27 @@ impl Response {
         )
     }
 
+    /// 200 for a blob `body` that announces its whole length (`Content-Length`,
+    /// `Docker-Content-Digest: digest`) but sends only its first `sent` bytes, then hangs up:
+    /// a download that breaks off partway.
+    pub fn blob_broken_off(body: &[u8], digest: &str, sent: usize) -> Response {
+        assert!(
+            sent < body.len(),
+            "a broken-off blob must send less than its {} bytes",
+            body.len()
+        );
+        let len = body.len().to_string();
+        Response::new(
+            200,
+            &[
+                ("Content-Type", "application/octet-stream"),
+                ("Docker-Content-Digest", digest),
+                ("Content-Length", len.as_str()),
+            ],
+            Body::Bytes(body[..sent].to_vec()),
+        )
+    }
+
     /// A registry error (`{"errors":[{"code":CODE,…}]}`) with `status`.
     pub fn error(status: u16, code: &str) -> Response {
         let body = format!("{{\"errors\":[{{\"code\":\"{code}\",\"message\":\"{code}\"}}]}}");
@@ -1303,6 +1766,8 @@ pub struct HostileRegistry {
     pub addr: String,
     routes: Arc<Mutex<Vec<(String, Response)>>>,
     requests: Arc<Mutex<Vec<String>>>,
+    recorded: Arc<Mutex<Vec<RecordedRequest>>>,
+    ranged: Arc<Mutex<Vec<(String, RangedBlob)>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -1317,17 +1782,25 @@ impl HostileRegistry {
             .to_string();
         let routes = Arc::new(Mutex::new(routes));
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::new(Mutex::new(Vec::new()));
+        let ranged = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (routes, requests, stop) = (routes.clone(), requests.clone(), stop.clone());
+            let shared = Shared {
+                routes: routes.clone(),
+                requests: requests.clone(),
+                recorded: recorded.clone(),
+                ranged: ranged.clone(),
+            };
+            let stop = stop.clone();
             std::thread::spawn(move || {
                 for conn in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
-                    let (routes, requests) = (routes.clone(), requests.clone());
-                    std::thread::spawn(move || serve_one(conn, &routes, &requests));
+                    let shared = shared.clone();
+                    std::thread::spawn(move || serve_one(conn, &shared));
                 }
             })
         };
@@ -1335,6 +1808,8 @@ impl HostileRegistry {
             addr,
             routes,
             requests,
+            recorded,
+            ranged,
             stop,
             thread: Some(thread),
         }
@@ -1426,15 +1901,43 @@ impl HostileRegistry {
         (HostileRegistry::start(routes), image)
     }
 
-    /// Adds or replaces the response on `path`.
+    /// Adds or replaces the response on `path` (replacing a
+    /// [`HostileRegistry::set_blob_with_ranges`] there too).
     pub fn set(&self, path: &str, response: Response) {
+        self.ranged
+            .lock()
+            .expect("the ranged lock")
+            .retain(|(p, _)| p != path);
         let mut routes = self.routes.lock().expect("the routes lock");
         set_route(&mut routes, path, response);
+    }
+
+    /// Serves the blob `body` on `path` as a registry that supports range requests does:
+    /// `Range: bytes=START-` (or `bytes=START-END`) gets `206 Partial Content` with
+    /// `Content-Range: bytes START-END/LEN` and those bytes, a range starting at or past the end
+    /// `416` with `Content-Range: bytes */LEN`, no `Range` the whole blob with 200; every answer
+    /// says `Accept-Ranges: bytes` and `Docker-Content-Digest: digest`. Replaces whatever
+    /// [`HostileRegistry::set`] put on `path`, until the next `set` there.
+    pub fn set_blob_with_ranges(&self, path: &str, body: Vec<u8>, digest: &str) {
+        let mut ranged = self.ranged.lock().expect("the ranged lock");
+        ranged.retain(|(p, _)| p != path);
+        ranged.push((
+            path.to_string(),
+            RangedBlob {
+                body,
+                digest: digest.to_string(),
+            },
+        ));
     }
 
     /// The requests served so far, as `METHOD PATH` (e.g. `GET /v2/x/manifests/1`).
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().expect("the requests lock").clone()
+    }
+
+    /// The requests served so far with their headers, in order.
+    pub fn recorded_requests(&self) -> Vec<RecordedRequest> {
+        self.recorded.lock().expect("the recorded lock").clone()
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -1461,11 +1964,99 @@ fn set_route(routes: &mut Vec<(String, Response)>, path: &str, response: Respons
     }
 }
 
-fn serve_one(
-    conn: TcpStream,
-    routes: &Mutex<Vec<(String, Response)>>,
-    requests: &Mutex<Vec<String>>,
-) {
+/// One request a [`HostileRegistry`] served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// The request target as sent (path and query).
+    pub target: String,
+    /// The headers, names as sent.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RecordedRequest {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The target without its query string.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+}
+
+/// A blob served with range support ([`HostileRegistry::set_blob_with_ranges`]).
+#[derive(Debug, Clone)]
+struct RangedBlob {
+    body: Vec<u8>,
+    digest: String,
+}
+
+impl RangedBlob {
+    /// The answer to a request with the `Range` header `range`.
+    fn answer(&self, range: Option<&str>) -> Response {
+        let len = self.body.len();
+        let common = [
+            ("Content-Type", "application/octet-stream"),
+            ("Docker-Content-Digest", self.digest.as_str()),
+            ("Accept-Ranges", "bytes"),
+        ];
+        let Some(range) = range else {
+            return Response::new(200, &common, Body::Bytes(self.body.clone()));
+        };
+        // `bytes=START-` or `bytes=START-END` (inclusive); anything else is ignored, as HTTP
+        // allows, with the whole blob.
+        let parsed = range.trim().strip_prefix("bytes=").and_then(|spec| {
+            let (start, end) = spec.split_once('-')?;
+            let start: usize = start.trim().parse().ok()?;
+            let end: Option<usize> = match end.trim() {
+                "" => None,
+                e => Some(e.parse().ok()?),
+            };
+            Some((start, end))
+        });
+        match parsed {
+            None => Response::new(200, &common, Body::Bytes(self.body.clone())),
+            Some((start, _)) if start >= len => {
+                let unsatisfied = format!("bytes */{len}");
+                let mut headers = common.to_vec();
+                headers.push(("Content-Range", unsatisfied.as_str()));
+                Response::new(416, &headers, Body::Bytes(Vec::new()))
+            }
+            Some((start, end)) => {
+                let last = end.map_or(len - 1, |e| e.min(len - 1));
+                if last < start {
+                    return Response::new(200, &common, Body::Bytes(self.body.clone()));
+                }
+                let content_range = format!("bytes {start}-{last}/{len}");
+                let mut headers = common.to_vec();
+                headers.push(("Content-Range", content_range.as_str()));
+                Response::new(206, &headers, Body::Bytes(self.body[start..=last].to_vec()))
+            }
+        }
+    }
+}
+
+/// What the connection threads of a [`HostileRegistry`] share.
+#[derive(Clone)]
+struct Shared {
+    routes: Arc<Mutex<Vec<(String, Response)>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+    recorded: Arc<Mutex<Vec<RecordedRequest>>>,
+    ranged: Arc<Mutex<Vec<(String, RangedBlob)>>>,
+}
+
+fn serve_one(conn: TcpStream, shared: &Shared) {
+    let Shared {
+        routes,
+        requests,
+        recorded,
+        ranged,
+    } = shared;
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let _ = conn.set_write_timeout(Some(Duration::from_secs(30)));
     let mut reader = BufReader::new(match conn.try_clone() {
@@ -1481,13 +2072,18 @@ fn serve_one(
     if reader.read_line(&mut request_line).is_err() || request_line.is_empty() {
         return;
     }
-    // Skip the headers (the request body, if any, is ignored).
+    // Read the headers (the request body, if any, is ignored).
+    let mut headers = Vec::new();
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
             Ok(0) | Err(_) => return,
             Ok(_) if line.trim_end().is_empty() => break,
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some((k, v)) = line.trim_end().split_once(':') {
+                    headers.push((k.trim().to_string(), v.trim().to_string()));
+                }
+            }
         }
     }
     let mut parts = request_line.split_whitespace();
@@ -1496,8 +2092,25 @@ fn serve_one(
     if let Ok(mut log) = requests.lock() {
         log.push(format!("{method} {target}"));
     }
+    let request = RecordedRequest {
+        method: method.clone(),
+        target: target.clone(),
+        headers,
+    };
     let path_only = target.split('?').next().unwrap_or("").to_string();
-    let response = {
+    let ranged_blob = ranged.lock().ok().and_then(|r| {
+        r.iter()
+            .find(|(p, _)| *p == target)
+            .or_else(|| r.iter().find(|(p, _)| *p == path_only))
+            .map(|(_, b)| b.clone())
+    });
+    let ranged_response = ranged_blob.map(|b| b.answer(request.header("Range")));
+    if let Ok(mut log) = recorded.lock() {
+        log.push(request);
+    }
+    let response = if let Some(response) = ranged_response {
+        response
+    } else {
         let routes = routes.lock().map(|r| r.clone()).unwrap_or_default();
         let found = routes
             .iter()
