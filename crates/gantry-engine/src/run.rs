@@ -69,7 +69,18 @@ impl<R: Runtime> Engine<R> {
                 });
             }
         }
-        let images = self.resolve_images(&plan.steps, &req.pinned_images).await?;
+        // Images the policy refuses whatever their content (registry, no rule, no digest) are
+        // never pulled; the rest are resolved (pulled when missing) and then judged.
+        let pre_denied = self.precheck_images(&plan.steps, &req.pinned_images);
+        let (images, decisions) = if pre_denied.is_empty() {
+            let images = self.resolve_images(&plan.steps, &req.pinned_images).await?;
+            let decisions = self
+                .check_images(&plan.steps, &images, &req.pinned_images)
+                .await;
+            (images, decisions)
+        } else {
+            (HashMap::new(), pre_denied)
+        };
 
         let run_id = new_id("r-");
         let owner = Owner::current();
@@ -81,7 +92,6 @@ impl<R: Runtime> Engine<R> {
                 .collect::<BTreeMap<_, _>>(),
         )
         .unwrap_or_default();
-        let decisions = self.check_images(&plan.steps, &images).await;
         let denied: Vec<String> = decisions
             .iter()
             .filter(|d| d.outcome == "deny")
@@ -436,10 +446,43 @@ impl<R: Runtime> Engine<R> {
 
     /// The trust policy's decision on every step's image (nothing without a policy). The
     /// records carry no run id yet.
+    /// The denials the policy makes before any image is pulled (see
+    /// [`crate::trust::ImageTrust::precheck`]); empty when none.
+    fn precheck_images(
+        &self,
+        steps: &[PlannedStep],
+        pinned: &BTreeMap<String, String>,
+    ) -> Vec<gantry_store::ImageDecisionRecord> {
+        let Some(trust) = &self.inner.cfg.trust else {
+            return Vec::new();
+        };
+        steps
+            .iter()
+            .filter_map(|s| {
+                let ImageRef::Image(r) = &s.image else {
+                    return None;
+                };
+                let decision = trust.precheck(r, pinned.contains_key(&s.name))?;
+                Some(gantry_store::ImageDecisionRecord {
+                    subject_kind: "run".into(),
+                    subject_id: String::new(),
+                    item: s.name.clone(),
+                    reference: r.clone(),
+                    digest: pinned.get(&s.name).cloned().unwrap_or_default(),
+                    outcome: outcome_name(&decision).into(),
+                    rule: decision.rule.clone(),
+                    reasons: decision.reasons.clone(),
+                    ts_ms: now_ms(),
+                })
+            })
+            .collect()
+    }
+
     async fn check_images(
         &self,
         steps: &[PlannedStep],
         images: &HashMap<String, ImageInfo>,
+        pinned: &BTreeMap<String, String>,
     ) -> Vec<gantry_store::ImageDecisionRecord> {
         let Some(trust) = &self.inner.cfg.trust else {
             return Vec::new();
@@ -469,6 +512,7 @@ impl<R: Runtime> Engine<R> {
                                     &self.inner.store,
                                     r,
                                     &info.digest,
+                                    pinned.contains_key(&s.name),
                                 )
                                 .await
                                 .unwrap_or_else(gantry_trust::Decision::builtin);

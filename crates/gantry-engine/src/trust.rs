@@ -166,6 +166,7 @@ impl ImageTrust {
         store: &Store,
         reference: &str,
         digest: &str,
+        pinned_by_run: bool,
     ) -> Option<Decision> {
         let policy = self.policy()?;
         let image = match ImageRef::parse(reference) {
@@ -183,7 +184,8 @@ impl ImageTrust {
             Err(decision) => return Some(decision),
         };
         let mut facts = Facts {
-            pinned: image.is_pinned(),
+            // A rerun runs the digest its run recorded, whatever the spec says.
+            pinned: image.is_pinned() || pinned_by_run,
             digest: Some(digest.to_string()),
             ..Facts::default()
         };
@@ -211,6 +213,46 @@ impl ImageTrust {
             decision.reasons.extend(notes);
         }
         Some(decision)
+    }
+}
+
+impl ImageTrust {
+    /// What the policy says before the image is pulled: a denial when its registry is not
+    /// allowed, no rule matches, or the rule wants a digest the reference does not pin, so a
+    /// denied image is never downloaded. `None` when the rest can only be judged once the
+    /// image is at hand (or there is no policy).
+    pub fn precheck(&self, reference: &str, pinned_by_run: bool) -> Option<Decision> {
+        let policy = self.policy()?;
+        let image = match ImageRef::parse(reference) {
+            Ok(r) => r,
+            Err(e) => {
+                return Some(Decision {
+                    outcome: Outcome::Deny,
+                    rule: None,
+                    reasons: vec![format!("the reference cannot be judged: {e}")],
+                });
+            }
+        };
+        let rule = match policy.rule_for(&image) {
+            Ok(rule) => rule,
+            Err(decision) => return (decision.outcome == Outcome::Deny).then_some(decision),
+        };
+        if !rule.requires_digest() || image.is_pinned() || pinned_by_run {
+            return None;
+        }
+        // Everything else granted: the decision says only what the reference lacks.
+        let granted = Facts {
+            pinned: false,
+            digest: None,
+            signatures: Some(Verification {
+                verified_by: rule.keys().iter().map(|k| k.id().clone()).collect(),
+                rejected: Vec::new(),
+            }),
+            worst_severity: Some(Severity::None),
+            unrated_findings: false,
+        };
+        let decision = rule.decide(&granted);
+        (decision.outcome == Outcome::Deny).then_some(decision)
     }
 }
 

@@ -522,6 +522,10 @@ impl RegistryClient {
                 .await?;
             let status = response.status();
             if !status.is_success() {
+                // An empty partial (just created to hold the lock) is not worth keeping.
+                if offset == 0 {
+                    let _ = std::fs::remove_file(&partial);
+                }
                 return Err(self
                     .status_error(r, &format!("layer {}", layer.digest), response)
                     .await);
@@ -612,15 +616,16 @@ fn write_staged(dir: &Path, bytes: &[u8], media_type: &str) -> Result<BlobRef, I
     })
 }
 
-/// Takes the lock of a partial download; `None` when another process holds it.
+/// Locks the partial download itself (created empty if missing); `None` when another process
+/// holds it. The lock goes with the file: once it is renamed into place or removed, nothing is
+/// left behind.
 fn lock_partial(partial: &Path) -> Result<Option<nix::fcntl::Flock<std::fs::File>>, ImageError> {
-    let lock_path = partial.with_extension("lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&lock_path)
-        .map_err(|e| ImageError::io("cannot open", &lock_path, e))?;
+        .open(partial)
+        .map_err(|e| ImageError::io("cannot open", partial, e))?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(Some(lock)),
         Err(_) => Ok(None),

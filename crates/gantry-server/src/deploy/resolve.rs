@@ -272,6 +272,7 @@ async fn check_image_trust(
             store,
             reference,
             digest,
+            false,
         )
         .await
     else {

@@ -353,8 +353,14 @@ fn a_run_whose_image_matches_no_policy_rule_is_denied_before_any_step_and_record
     let audit = decisions(g, &run, "hello");
     assert_eq!(audit.len(), 1, "{audit:#?}");
     assert_eq!(audit[0]["action"], "image.deny");
-    assert_eq!(audit[0]["detail"]["digest"], s.digest.as_str());
+    // Denied before it was pulled: no digest is known, nothing was downloaded.
+    assert_eq!(audit[0]["detail"]["digest"], "");
     assert_eq!(audit[0]["detail"]["reference"], s.reference.as_str());
+    let images = g.ok(&["images"]);
+    assert!(
+        !images.contains("team/app"),
+        "a denied image is not pulled: {images}"
+    );
     let table = g.ok(&["runs"]);
     assert!(table.contains(&run) && table.contains("failed"), "{table}");
 
