@@ -84,9 +84,11 @@ GANTRY_TEST_SERVER_ON_POSTGRES=1 cargo test --locked -p gantry-server --test api
 # with mmdebstrap, then cached under ~/.cache/gantry/examples by a key of its inputs) pushed to
 # a throwaway registry, signed, pulled by tag under a trust policy, trained, registered, served.
 cargo build --locked -p gantry
+target_dir=${CARGO_TARGET_DIR:-target}
+[[ $target_dir == /* ]] || target_dir=$PWD/$target_dir
 example_home=$(mktemp -d)
 trap 'rm -rf "$example_home"' EXIT
-GANTRY="$PWD/target/debug/gantry" GANTRY_HOME="$example_home" examples/python-sklearn/run.sh >"$example_home.log" 2>&1 \
+GANTRY="$target_dir/debug/gantry" GANTRY_HOME="$example_home" examples/python-sklearn/run.sh >"$example_home.log" 2>&1 \
   || { tail -n 60 "$example_home.log" >&2; echo "examples/python-sklearn/run.sh failed (whole log: $example_home.log)" >&2; exit 1; }
 grep -E '^(pushed|signed|verified|run r-)' "$example_home.log"
 rm -f "$example_home.log"

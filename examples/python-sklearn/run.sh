@@ -72,8 +72,8 @@ trap cleanup EXIT
 registry=${GANTRY_EXAMPLE_REGISTRY:-}
 if [[ -z $registry ]]; then
     command -v docker-registry >/dev/null 2>&1 || { echo "run.sh: docker-registry is not installed (apt-get install docker-registry), or set GANTRY_EXAMPLE_REGISTRY=host:port" >&2; exit 4; }
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    registry=127.0.0.1:$port
+    registry_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    registry=127.0.0.1:$registry_port
     cat >"$work/registry.yml" <<YAML
 version: 0.1
 log: {level: warn}
