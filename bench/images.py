@@ -339,7 +339,10 @@ def part_pull(args, work, registry, ref, digest, stats):
           f"{sum(s[2] for s in stats) / MIB:.0f} MiB gzipped) ==")
     for name, raw, gz in stats:
         print(f"  layer {name:<14} {raw / MIB:7.1f} MiB -> {gz / MIB:6.1f} MiB gzip")
-    g_times, s_times = [], []
+    g_times, s_times, u_times = [], [], []
+    umoci = shutil.which("umoci")
+    if not umoci:
+        print("  umoci is not installed (apt-get install umoci): the skopeo + umoci peer is left out")
     for i in range(args.runs):
         order = ("gantry", "skopeo") if i % 2 == 0 else ("skopeo", "gantry")
         for who in order:
@@ -357,8 +360,16 @@ def part_pull(args, work, registry, ref, digest, stats):
                 t, _ = timed(["skopeo", "--insecure-policy", "copy", "--quiet",
                               "--src-tls-verify=false", f"docker://{ref}", f"oci:{dest}:{TAG}"])
                 s_times.append(t)
+                if umoci:
+                    # The peer that ends where gantry ends: a root filesystem on disk.
+                    bundle = os.path.join(work, f"umoci-{i}")
+                    tu, _ = timed([umoci, "raw", "unpack", "--rootless", "--image",
+                                   f"{dest}:{TAG}", bundle])
+                    u_times.append(t + tu)
+                    shutil.rmtree(bundle)
                 shutil.rmtree(dest)
-        print(f"  run {i + 1}: gantry {g_times[-1]:.2f} s, skopeo {s_times[-1]:.2f} s "
+        peer = f", skopeo + umoci unpack {u_times[-1]:.2f} s" if u_times else ""
+        print(f"  run {i + 1}: gantry {g_times[-1]:.2f} s, skopeo {s_times[-1]:.2f} s{peer} "
               f"(order: {' then '.join(order)})", flush=True)
     g, s = statistics.median(g_times), statistics.median(s_times)
     print(f"gantry image pull (download + verify + unpack, whole process): {g:.2f} s "
@@ -367,13 +378,19 @@ def part_pull(args, work, registry, ref, digest, stats):
           f"({spread(s_times, 1, 's', 2)})")
     print(f"ratio: gantry / skopeo = {g / s:.2f}x "
           f"({'gantry faster' if g < s else 'gantry slower'}, while also unpacking)")
+    u = statistics.median(u_times) if u_times else None
+    if u is not None:
+        print(f"skopeo copy + umoci raw unpack (download, verify, unpack):  {u:.2f} s "
+              f"({spread(u_times, 1, 's', 2)})")
+        print(f"ratio: gantry / (skopeo + umoci) = {g / u:.2f}x "
+              f"({'gantry faster' if g < u else 'gantry slower'}; both end with a root filesystem)")
     split = []
     for i in range(args.split_runs):
         env = fresh_home(work, f"split-home-{i}", args.gantry)
         split.append(pull_split(args.gantry, env, ref))
         shutil.rmtree(env["GANTRY_HOME"])
     result = {"gantry_s": g, "skopeo_s": s, "ratio": g / s, "gantry_runs": g_times,
-              "skopeo_runs": s_times}
+              "skopeo_runs": s_times, "skopeo_umoci_s": u, "skopeo_umoci_runs": u_times}
     if split and all(seen is not None for _, seen in split):
         total = statistics.median(t for t, _ in split)
         dl = statistics.median(seen for _, seen in split)
@@ -820,6 +837,11 @@ def main():
         rows.append(("pull no slower than skopeo copy",
                      f"{r['gantry_s']:.2f} s vs {r['skopeo_s']:.2f} s ({r['ratio']:.2f}x)",
                      r["gantry_s"] <= r["skopeo_s"]))
+        if r["skopeo_umoci_s"] is not None:
+            rows.append(("pull + unpack vs skopeo copy + umoci",
+                         f"{r['gantry_s']:.2f} s vs {r['skopeo_umoci_s']:.2f} s "
+                         f"({r['gantry_s'] / r['skopeo_umoci_s']:.2f}x)",
+                         r["gantry_s"] <= r["skopeo_umoci_s"]))
     if "verify" in results:
         r = results["verify"]
         # The whole `gantry image verify sha256:…` process (start, open the store, read the kept

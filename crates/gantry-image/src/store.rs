@@ -226,6 +226,19 @@ impl ImageStore {
         expected_diff_ids: Option<&[String]>,
         dest: &Path,
     ) -> Result<Vec<String>, ImageError> {
+        self.unpack_layers_when(blobs, layers, expected_diff_ids, dest, &mut |_| Ok(()))
+    }
+
+    /// [`ImageStore::unpack_layers`], calling `ready(i)` before layer `i` is read: a pull
+    /// unpacks each layer as soon as it and those before it are downloaded.
+    pub(crate) fn unpack_layers_when(
+        &self,
+        blobs: &Path,
+        layers: &[BlobRef],
+        expected_diff_ids: Option<&[String]>,
+        dest: &Path,
+        ready: &mut dyn FnMut(usize) -> Result<(), ImageError>,
+    ) -> Result<Vec<String>, ImageError> {
         if let Some(expected) = expected_diff_ids
             && expected.len() != layers.len()
         {
@@ -239,6 +252,7 @@ impl ImageStore {
         let mut usage = Usage::default();
         let mut diff_ids = Vec::with_capacity(layers.len());
         for (i, layer) in layers.iter().enumerate() {
+            ready(i)?;
             let path = blob_path(blobs, &layer.digest);
             let file =
                 fs::File::open(&path).map_err(|e| ImageError::io("cannot open", &path, e))?;
@@ -607,29 +621,17 @@ impl ImageStore {
         path.is_file().then_some(path)
     }
 
-    /// Commits a pulled image whose manifest, config and layers are verified blobs in the
-    /// staging directory `blobs`: unpacks the layers (the safe path every import takes), checks
-    /// them against the config's diff IDs, and stores it under `name`.
+    /// Commits a pulled image: its verified blobs (manifest, config, layers) in the staging
+    /// directory `blobs` and the root filesystem [`ImageStore::unpack_layers_when`] made from
+    /// them in `rootfs`; stores it under `name`.
     pub(crate) fn commit_pulled(
         &self,
         blobs: &Path,
-        manifest: BlobRef,
-        config: BlobRef,
-        layers: Vec<BlobRef>,
+        rootfs: &Path,
+        manifest: &BlobRef,
         name: Option<&str>,
     ) -> Result<ImageInfo, ImageError> {
-        let staged = StagedImage {
-            layers,
-            config: Some(config),
-            manifest: Some(manifest),
-            name: None,
-        };
-        let rootfs = blobs
-            .parent()
-            .ok_or_else(|| ImageError::Malformed("staging has no parent".into()))?
-            .join("rootfs");
-        let manifest = self.complete_staged(staged, blobs, &rootfs)?;
-        self.commit(blobs, &rootfs, &manifest, name)?;
+        self.commit(blobs, rootfs, manifest, name)?;
         self.info(
             &manifest.digest,
             names_of(&self.catalog()?, &manifest.digest),

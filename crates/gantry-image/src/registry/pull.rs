@@ -381,6 +381,43 @@ impl RegistryClient {
             })
             .collect();
         let downloads = store.downloads_dir()?;
+        let config_bytes = std::fs::read(blob_path(&blobs, &config_ref.digest))
+            .map_err(|e| ImageError::io("cannot read", blob_path(&blobs, &config_ref.digest), e))?;
+        let expected = crate::image_config::parse_config(
+            &config_bytes,
+            &format!("image config {}", config_ref.digest),
+        )?
+        .diff_ids;
+
+        // Layers are unpacked in order on a blocking thread while later ones still download:
+        // layer i as soon as it and every layer before it are verified.
+        let rootfs = staging.path().join("rootfs");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<usize>();
+        let unpacker = {
+            let store = store.clone();
+            let blobs = blobs.clone();
+            let layers = layers.clone();
+            let rootfs = rootfs.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut ready = std::collections::HashSet::new();
+                store.unpack_layers_when(&blobs, &layers, Some(&expected), &rootfs, &mut |i| {
+                    while !ready.contains(&i) {
+                        match ready_rx.recv() {
+                            Ok(j) => {
+                                ready.insert(j);
+                            }
+                            Err(_) => {
+                                return Err(ImageError::Malformed(
+                                    "the layer downloads stopped".into(),
+                                ));
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+        };
+
         let parallel = self.opts.parallel_layers.max(1);
         // Boxed as `Send` futures: a closure-built stream of borrowing futures trips the
         // compiler's `Send` inference in callers that spawn the pull.
@@ -389,32 +426,59 @@ impl RegistryClient {
         >;
         let futures: Vec<LayerFuture<'_>> = layers
             .iter()
-            .map(|layer| {
-                Box::pin(self.fetch_layer(&r, store, layer, &blobs, &downloads, progress))
-                    as LayerFuture<'_>
+            .enumerate()
+            .map(|(i, layer)| {
+                let tx = ready_tx.clone();
+                let blobs = &blobs;
+                let downloads = &downloads;
+                let r = &r;
+                Box::pin(async move {
+                    let result = self
+                        .fetch_layer(r, store, layer, blobs, downloads, progress)
+                        .await;
+                    if result.is_ok() {
+                        let _ = tx.send(i);
+                    }
+                    result
+                }) as LayerFuture<'_>
             })
             .collect();
+        drop(ready_tx);
         let results: Vec<Result<(u64, bool), ImageError>> = futures::stream::iter(futures)
             .buffer_unordered(parallel)
             .collect()
             .await;
         let mut downloaded = 0;
         let mut reused = 0;
+        let mut failed = None;
         for result in results {
-            let (bytes, was_reused) = result?;
-            downloaded += bytes;
-            reused += usize::from(was_reused);
+            match result {
+                Ok((bytes, was_reused)) => {
+                    downloaded += bytes;
+                    reused += usize::from(was_reused);
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
         }
         progress.unpacking();
+        let unpacked = unpacker
+            .await
+            .map_err(|e| ImageError::Malformed(format!("unpacking the image panicked: {e}")))?;
+        // A download error explains an unpacker that stopped waiting; report it first.
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        unpacked?;
         let store2 = store.clone();
         let info = tokio::task::spawn_blocking(move || {
-            let result =
-                store2.commit_pulled(&blobs, manifest_ref, config_ref, layers, name.as_deref());
+            let result = store2.commit_pulled(&blobs, &rootfs, &manifest_ref, name.as_deref());
             drop(staging);
             result
         })
         .await
-        .map_err(|e| ImageError::Malformed(format!("unpacking the image panicked: {e}")))??;
+        .map_err(|e| ImageError::Malformed(format!("storing the image panicked: {e}")))??;
         Ok(Pulled {
             info,
             pinned,
