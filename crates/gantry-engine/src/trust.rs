@@ -169,15 +169,9 @@ impl ImageTrust {
         pinned_by_run: bool,
     ) -> Option<Decision> {
         let policy = self.policy()?;
-        let image = match ImageRef::parse(reference) {
+        let image = match parse_reference(reference) {
             Ok(r) => r,
-            Err(e) => {
-                return Some(Decision {
-                    outcome: Outcome::Deny,
-                    rule: None,
-                    reasons: vec![format!("the reference cannot be judged: {e}")],
-                });
-            }
+            Err(denied) => return Some(denied),
         };
         let rule = match policy.rule_for(&image) {
             Ok(rule) => rule,
@@ -223,15 +217,9 @@ impl ImageTrust {
     /// image is at hand (or there is no policy).
     pub fn precheck(&self, reference: &str, pinned_by_run: bool) -> Option<Decision> {
         let policy = self.policy()?;
-        let image = match ImageRef::parse(reference) {
+        let image = match parse_reference(reference) {
             Ok(r) => r,
-            Err(e) => {
-                return Some(Decision {
-                    outcome: Outcome::Deny,
-                    rule: None,
-                    reasons: vec![format!("the reference cannot be judged: {e}")],
-                });
-            }
+            Err(denied) => return Some(denied),
         };
         let rule = match policy.rule_for(&image) {
             Ok(rule) => rule,
@@ -254,6 +242,15 @@ impl ImageTrust {
         let decision = rule.decide(&granted);
         (decision.outcome == Outcome::Deny).then_some(decision)
     }
+}
+
+/// The reference as the policy reads it, or the denial of one it cannot read.
+fn parse_reference(reference: &str) -> Result<ImageRef, Decision> {
+    ImageRef::parse(reference).map_err(|e| Decision {
+        outcome: Outcome::Deny,
+        rule: None,
+        reasons: vec![format!("the reference cannot be judged: {e}")],
+    })
 }
 
 /// The worst rated severity of a report (`none` when clean) and whether unrated findings exist.

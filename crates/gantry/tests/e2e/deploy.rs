@@ -163,15 +163,7 @@ fn train_two_versions(g: &Gantry) {
 }
 
 fn remote(g: &Gantry, url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = g
-        .command(&[&["--server", url], args].concat())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    g.remote(url, args)
 }
 
 fn remote_ok(g: &Gantry, url: &str, args: &[&str]) -> String {

@@ -1,7 +1,7 @@
 //! Images to and from OCI registries: a real `docker-registry` (distribution) for pushes,
 //! pulls, auth and runs, and a lying one (`HostileRegistry`) for what must be refused.
 
-use crate::support::{Gantry, step};
+use crate::support::{Gantry, both, image_digests, names_in, step, text};
 use crate::test_registry::{
     self as oci, BuiltImage, HostileRegistry, Hostility, Layer, Response, TarEntry, TestRegistry,
 };
@@ -10,31 +10,6 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// `stdout + stderr` of a finished command, for failure messages.
-fn both(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
-/// The names in `dir` (empty when it does not exist).
-fn names_in(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// Every path under `root` (recursively, symlinks not followed).
 fn walk(root: &Path) -> Vec<PathBuf> {
@@ -80,15 +55,6 @@ fn store_state(g: &Gantry) -> StoreState {
             .filter(|n| n.ends_with(".partial"))
             .collect(),
     }
-}
-
-fn image_digests(g: &Gantry) -> Vec<String> {
-    g.json(&["images"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["digest"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// An image of busybox plus a layer holding `/etc/variant` with `variant`, so a step can

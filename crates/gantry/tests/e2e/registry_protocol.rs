@@ -2,7 +2,7 @@
 //! `docker-registry` with `auth: token:` that sends clients to a token service for a JWT), and
 //! a layer download that breaks off halfway and is resumed with a range request.
 
-use crate::support::Gantry;
+use crate::support::{Gantry, both, image_digests, names_in, text};
 use crate::test_registry::{
     self as oci, BuiltImage, HostileRegistry, RecordedRequest, Response, TOKEN_SERVICE,
     TestRegistry, TokenRequest,
@@ -12,40 +12,6 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Output, Stdio};
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// `stdout + stderr` of a finished command, for failure messages.
-fn both(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
-/// The names in `dir` (empty when it does not exist).
-fn names_in(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn image_digests(g: &Gantry) -> Vec<String> {
-    g.json(&["images"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["digest"].as_str().unwrap().to_string())
-        .collect()
-}
 
 // ------------------------------------------------------------------------------------------
 // Bearer tokens

@@ -194,3 +194,54 @@ pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
     }
     true
 }
+
+/// Bytes as text, for messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `stdout + stderr` of a finished command, for failure messages.
+pub fn both(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+/// The names in `dir` (empty when it does not exist).
+pub fn names_in(dir: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The digests `gantry images` lists.
+pub fn image_digests(g: &Gantry) -> Vec<String> {
+    g.json(&["images"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+impl Gantry {
+    /// `gantry --server URL ARGS…`: (exit code, stdout, stderr).
+    pub fn remote(&self, url: &str, args: &[&str]) -> (i32, String, String) {
+        let out = self
+            .command(&[&["--server", url], args].concat())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            text(&out.stdout),
+            text(&out.stderr),
+        )
+    }
+}

@@ -2,24 +2,11 @@
 //! `gantry image verify`, and the trust policy that decides which images `gantry run` may use
 //! (rules, registries, pinned digests, signatures, vulnerability scans; enforce and warn).
 
-use crate::support::Gantry;
+use crate::support::{Gantry, both, text};
 use crate::test_registry::{self as oci, BuiltImage, Layer, TarEntry, TestRegistry};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn both(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
 
 /// Pushes `image` to `reg` as `dest` (`repo:tag`) with skopeo; returns the registry's digest.
 fn skopeo_push(reg: &TestRegistry, image: &BuiltImage, dest: &str) -> String {

@@ -54,18 +54,6 @@ impl Server {
     }
 }
 
-fn remote(g: &Gantry, url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = g
-        .command(&[&["--server", url], args].concat())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn pipeline(g: &Gantry, image: &str) -> String {
     g.write(
         "hello.yaml",
@@ -121,15 +109,15 @@ fn a_server_judges_submitted_runs_by_its_policy_and_reloads_it_on_sighup() {
         &["--policy", &policy_file, "--allow-fetch", "127.0.0.1"],
     );
     let spec = pipeline(&g, &image);
-    let (code, _, err) = remote(&g, &server.url, &["run", &spec]);
+    let (code, _, err) = g.remote(&server.url, &["run", &spec]);
     assert_eq!(code, 2, "a denied run exits 2: {err}");
     assert!(err.contains("denied by the image trust policy"), "{err}");
     assert!(err.contains("not signed by any of"), "{err}");
     let runs: Value =
-        serde_json::from_str(&remote(&g, &server.url, &["runs", "-o", "json"]).1).unwrap();
+        serde_json::from_str(&g.remote(&server.url, &["runs", "-o", "json"]).1).unwrap();
     assert_eq!(runs[0]["status"], "failed", "{runs}");
     let run_id = runs[0]["id"].as_str().unwrap().to_string();
-    let (_, shown, _) = remote(&g, &server.url, &["show", &run_id, "-o", "json"]);
+    let (_, shown, _) = g.remote(&server.url, &["show", &run_id, "-o", "json"]);
     let shown: Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(shown["image_decisions"][0]["outcome"], "deny", "{shown}");
     assert_eq!(shown["image_decisions"][0]["item"], "greet");
@@ -143,15 +131,15 @@ fn a_server_judges_submitted_runs_by_its_policy_and_reloads_it_on_sighup() {
     server.hangup();
     let mut last = String::new();
     wait_until("the reloaded policy admits the run", || {
-        let (code, out, err) = remote(&g, &server.url, &["run", &spec]);
+        let (code, out, err) = g.remote(&server.url, &["run", &spec]);
         last = format!("{out}{err}");
         code == 0
     });
     assert!(!last.contains("denied"), "{last}");
     let runs: Value =
-        serde_json::from_str(&remote(&g, &server.url, &["runs", "-o", "json"]).1).unwrap();
+        serde_json::from_str(&g.remote(&server.url, &["runs", "-o", "json"]).1).unwrap();
     let run_id = runs[0]["id"].as_str().unwrap().to_string();
-    let (_, shown, _) = remote(&g, &server.url, &["show", &run_id, "-o", "json"]);
+    let (_, shown, _) = g.remote(&server.url, &["show", &run_id, "-o", "json"]);
     let shown: Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(shown["status"], "succeeded", "{shown}");
     let decision = &shown["image_decisions"][0];
@@ -164,7 +152,7 @@ fn a_server_judges_submitted_runs_by_its_policy_and_reloads_it_on_sighup() {
         "{decision}"
     );
     // The decisions are in the audit log too.
-    let (_, audit, _) = remote(&g, &server.url, &["audit", "-o", "json"]);
+    let (_, audit, _) = g.remote(&server.url, &["audit", "-o", "json"]);
     assert!(
         audit.contains("image.deny") && audit.contains("image.allow"),
         "{audit}"
@@ -184,7 +172,7 @@ fn a_server_pulls_only_from_registries_its_fetch_guard_allows() {
     let spec = pipeline(&g, &image);
     // Loopback is the server's own network: refused unless the admin opens it.
     let server = Server::start(&g, &[]);
-    let (code, _, err) = remote(&g, &server.url, &["run", &spec]);
+    let (code, _, err) = g.remote(&server.url, &["run", &spec]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains(&reg.addr),
@@ -199,7 +187,7 @@ fn a_server_pulls_only_from_registries_its_fetch_guard_allows() {
     drop(server);
 
     let server = Server::start(&g, &["--allow-fetch", "127.0.0.1"]);
-    let (code, out, err) = remote(&g, &server.url, &["run", &spec]);
+    let (code, out, err) = g.remote(&server.url, &["run", &spec]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(g.ok(&["images"]).contains(&image));
 }
@@ -228,11 +216,11 @@ fn a_custom_model_whose_image_the_policy_denies_never_starts_a_replica() {
         &g,
         &["--policy", &policy_file, "--allow-fetch", "127.0.0.1"],
     );
-    let (code, out, err) = remote(&g, &server.url, &["deploy", "echo", "--model", "echo@1"]);
+    let (code, out, err) = g.remote(&server.url, &["deploy", "echo", "--model", "echo@1"]);
     assert_eq!(code, 0, "{out}{err}");
     let mut view = Value::Null;
     wait_until("the rollout reports the denial", || {
-        let (_, out, _) = remote(&g, &server.url, &["deployments", "echo", "-o", "json"]);
+        let (_, out, _) = g.remote(&server.url, &["deployments", "echo", "-o", "json"]);
         view = serde_json::from_str(&out).unwrap_or(Value::Null);
         view["actual"]["rollout"]
             .as_str()
