@@ -263,6 +263,16 @@ impl TestRegistry {
 
     /// The manifest digest (`sha256:…`) the registry holds for `reference` (`repo:tag`).
     #[track_caller]
+    /// Pushes `image` as `dest` (`repo:tag`) with skopeo (through an oci-archive); returns the
+    /// digest the registry reports.
+    pub fn push_image(&self, image: &BuiltImage, dest: &str) -> String {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let archive = dir.path().join("image.oci.tar");
+        image.write_oci_archive(&archive, "latest");
+        self.skopeo_copy(&format!("oci-archive:{}", archive.display()), dest);
+        self.skopeo_inspect_digest(dest)
+    }
+
     pub fn skopeo_inspect_digest(&self, reference: &str) -> String {
         let mut args = vec!["inspect".to_string(), "--tls-verify=false".to_string()];
         if let Some(creds) = self.creds() {

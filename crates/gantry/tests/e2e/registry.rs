@@ -7,9 +7,8 @@ use crate::test_registry::{
 };
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 /// Every path under `root` (recursively, symlinks not followed).
 fn walk(root: &Path) -> Vec<PathBuf> {
@@ -71,16 +70,6 @@ fn busybox_variant(variant: &str) -> Option<BuiltImage> {
     ))
 }
 
-/// Pushes `image` to `reg` as `dest` (`repo:tag`) with skopeo; returns the digest the
-/// registry reports.
-fn skopeo_push(reg: &TestRegistry, image: &BuiltImage, dest: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("image.oci.tar");
-    image.write_oci_archive(&archive, "latest");
-    reg.skopeo_copy(&format!("oci-archive:{}", archive.display()), dest);
-    reg.skopeo_inspect_digest(dest)
-}
-
 #[test]
 fn a_stored_image_pushed_to_a_registry_keeps_its_digest_and_a_second_push_uploads_nothing() {
     let Some(reg) = TestRegistry::start() else {
@@ -133,7 +122,7 @@ fn an_image_pushed_by_another_tool_is_pulled_with_the_registrys_digest_and_a_sec
         ],
         &["/bin/sh"],
     );
-    let digest = skopeo_push(&reg, &image, "team/two-layers:1");
+    let digest = reg.push_image(&image, "team/two-layers:1");
     let reference = format!("{}/team/two-layers:1", reg.addr);
 
     let g = Gantry::empty();
@@ -201,7 +190,7 @@ fn a_pipeline_pulls_its_registry_image_and_a_rerun_runs_the_recorded_digest_afte
     else {
         return;
     };
-    let first_digest = skopeo_push(&reg, &original, "team/tool:1");
+    let first_digest = reg.push_image(&original, "team/tool:1");
     let reference = format!("{}/team/tool:1", reg.addr);
 
     let g = Gantry::empty();
@@ -224,7 +213,7 @@ fn a_pipeline_pulls_its_registry_image_and_a_rerun_runs_the_recorded_digest_afte
     // The image leaves the store, and the tag moves to another image.
     g.ok(&["image", "rm", &reference]);
     assert!(image_digests(&g).is_empty());
-    let moved_to = skopeo_push(&reg, &replacement, "team/tool:1");
+    let moved_to = reg.push_image(&replacement, "team/tool:1");
     assert_ne!(moved_to, first_digest);
 
     // The rerun pulls the digest the run recorded, not what the tag names now.
@@ -248,27 +237,6 @@ fn a_pipeline_pulls_its_registry_image_and_a_rerun_runs_the_recorded_digest_afte
     assert_eq!(image_digests(&g), vec![first_digest]);
 }
 
-/// Runs `gantry ARGS` in `g` with DOCKER_CONFIG set to `docker_config` and `stdin` fed in.
-fn run_with(g: &Gantry, args: &[&str], docker_config: &Path, stdin: Option<&str>) -> Output {
-    let mut c = g.command(args);
-    c.env("DOCKER_CONFIG", docker_config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if stdin.is_some() {
-        c.stdin(Stdio::piped());
-    }
-    let mut child = c.spawn().unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
-
 const USER: &str = "alice";
 const PASSWORD: &str = "Tr0ub4dor-and-3";
 
@@ -281,7 +249,7 @@ fn a_registry_that_requires_a_password_refuses_pulls_until_gantry_login_and_agai
         &[oci::file_entries(&[("etc/secret-app", b"v1\n".as_slice())])],
         &[],
     );
-    let digest = skopeo_push(&reg, &image, "team/private:1");
+    let digest = reg.push_image(&image, "team/private:1");
     let reference = format!("{}/team/private:1", reg.addr);
     let g = Gantry::empty();
     let docker = tempfile::tempdir().unwrap();
@@ -291,7 +259,7 @@ fn a_registry_that_requires_a_password_refuses_pulls_until_gantry_login_and_agai
         printed.push_str(&text(&out.stderr));
     };
 
-    let out = run_with(&g, &["image", "pull", &reference], docker.path(), None);
+    let out = g.run_with_docker_config(&["image", "pull", &reference], docker.path(), None);
     record(&out);
     assert_eq!(out.status.code(), Some(6), "{}", both(&out));
     let err = text(&out.stderr);
@@ -301,20 +269,18 @@ fn a_registry_that_requires_a_password_refuses_pulls_until_gantry_login_and_agai
     );
 
     // A wrong password is stored, but the registry refuses it just the same.
-    let out = run_with(
-        &g,
+    let out = g.run_with_docker_config(
         &["login", &reg.addr, "-u", USER, "--password-stdin"],
         docker.path(),
         Some("not-the-password\n"),
     );
     record(&out);
     assert!(out.status.success(), "{}", both(&out));
-    let out = run_with(&g, &["image", "pull", &reference], docker.path(), None);
+    let out = g.run_with_docker_config(&["image", "pull", &reference], docker.path(), None);
     record(&out);
     assert_eq!(out.status.code(), Some(6), "{}", both(&out));
 
-    let out = run_with(
-        &g,
+    let out = g.run_with_docker_config(
         &["login", &reg.addr, "-u", USER, "--password-stdin"],
         docker.path(),
         Some(&format!("{PASSWORD}\n")),
@@ -334,8 +300,7 @@ fn a_registry_that_requires_a_password_refuses_pulls_until_gantry_login_and_agai
         "the password is in clear text: {stored}"
     );
 
-    let out = run_with(
-        &g,
+    let out = g.run_with_docker_config(
         &["image", "pull", &reference, "-o", "json"],
         docker.path(),
         None,
@@ -345,18 +310,18 @@ fn a_registry_that_requires_a_password_refuses_pulls_until_gantry_login_and_agai
     let pulled: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(pulled["digest"], digest.as_str());
 
-    let out = run_with(&g, &["logout", &reg.addr], docker.path(), None);
+    let out = g.run_with_docker_config(&["logout", &reg.addr], docker.path(), None);
     record(&out);
     assert!(out.status.success(), "{}", both(&out));
     assert!(
         !std::fs::read_to_string(&auth).unwrap().contains(&reg.addr),
         "logout left the registry in auth.json"
     );
-    let out = run_with(&g, &["image", "pull", &reference], docker.path(), None);
+    let out = g.run_with_docker_config(&["image", "pull", &reference], docker.path(), None);
     record(&out);
     assert_eq!(out.status.code(), Some(6), "{}", both(&out));
     // Logging out twice says there is nothing to forget.
-    let out = run_with(&g, &["logout", &reg.addr], docker.path(), None);
+    let out = g.run_with_docker_config(&["logout", &reg.addr], docker.path(), None);
     record(&out);
     assert_eq!(out.status.code(), Some(3), "{}", both(&out));
 
@@ -375,7 +340,7 @@ fn credentials_in_dockers_config_json_are_used_for_a_registry_that_requires_a_pa
         &[oci::file_entries(&[("etc/app", b"v1\n".as_slice())])],
         &[],
     );
-    let digest = skopeo_push(&reg, &image, "team/private:1");
+    let digest = reg.push_image(&image, "team/private:1");
     let reference = format!("{}/team/private:1", reg.addr);
     let g = Gantry::empty();
     let docker = tempfile::tempdir().unwrap();
@@ -388,13 +353,12 @@ fn credentials_in_dockers_config_json_are_used_for_a_registry_that_requires_a_pa
     };
 
     std::fs::write(docker.path().join("config.json"), config(USER, "wrong")).unwrap();
-    let out = run_with(&g, &["image", "pull", &reference], docker.path(), None);
+    let out = g.run_with_docker_config(&["image", "pull", &reference], docker.path(), None);
     assert_eq!(out.status.code(), Some(6), "{}", both(&out));
     assert!(image_digests(&g).is_empty());
 
     std::fs::write(docker.path().join("config.json"), config(USER, PASSWORD)).unwrap();
-    let out = run_with(
-        &g,
+    let out = g.run_with_docker_config(
         &["image", "pull", &reference, "-o", "json"],
         docker.path(),
         None,
@@ -415,7 +379,7 @@ fn pulling_a_tag_or_repository_the_registry_does_not_have_is_not_found_and_names
         return;
     };
     let image = oci::build_image(&[oci::file_entries(&[("etc/x", b"x".as_slice())])], &[]);
-    skopeo_push(&reg, &image, "team/app:1");
+    reg.push_image(&image, "team/app:1");
     let g = Gantry::empty();
     for missing in ["team/app:nope", "team/never-pushed:1"] {
         let reference = format!("{}/{missing}", reg.addr);
@@ -513,7 +477,7 @@ fn a_layer_that_does_not_match_its_digest_is_refused_and_leaves_no_partial_downl
         &[oci::file_entries(&[("etc/data", &[7u8; 64 * 1024][..])])],
         &[],
     );
-    skopeo_push(&reg, &image, "team/app:1");
+    reg.push_image(&image, "team/app:1");
     // skopeo may recompress; corrupt the layer the registry's manifest names.
     let manifest: Value =
         serde_json::from_slice(&reg.get("/v2/team/app/manifests/1", false).body).unwrap();

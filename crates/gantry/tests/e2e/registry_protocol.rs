@@ -9,9 +9,8 @@ use crate::test_registry::{
 };
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::Path;
-use std::process::{Output, Stdio};
+
+use std::process::Output;
 
 // ------------------------------------------------------------------------------------------
 // Bearer tokens
@@ -19,28 +18,6 @@ use std::process::{Output, Stdio};
 
 const USER: &str = "bob";
 const PASSWORD: &str = "correct-horse-battery-staple";
-
-/// Runs `gantry ARGS` with an empty Docker config (so no credentials of this machine's user
-/// are found) and `stdin` fed in.
-fn run_with(g: &Gantry, args: &[&str], docker_config: &Path, stdin: Option<&str>) -> Output {
-    let mut c = g.command(args);
-    c.env("DOCKER_CONFIG", docker_config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if stdin.is_some() {
-        c.stdin(Stdio::piped());
-    }
-    let mut child = c.spawn().unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
 
 /// The token requests Gantry made (by its User-Agent) since the log held `since` entries;
 /// fails when anyone else asked in the meantime, so nothing is mistaken for Gantry's.
@@ -108,7 +85,7 @@ fn a_token_registry_refuses_anonymous_pulls_and_serves_pulls_and_pushes_after_ga
     // Without a login Gantry gets an anonymous token, which grants nothing: refused, and told
     // how to log in.
     let since = tokens.requests().len();
-    let out = run_with(&g, &["image", "pull", &reference], docker.path(), None);
+    let out = g.run_with_docker_config(&["image", "pull", &reference], docker.path(), None);
     record(&out);
     assert_eq!(out.status.code(), Some(6), "{}", both(&out));
     let err = text(&out.stderr);
@@ -129,8 +106,7 @@ fn a_token_registry_refuses_anonymous_pulls_and_serves_pulls_and_pushes_after_ga
     );
 
     // A wrong password: the token service itself refuses it.
-    let out = run_with(
-        &g,
+    let out = g.run_with_docker_config(
         &["login", &reg.addr, "-u", USER, "--password-stdin"],
         docker.path(),
         Some("not-my-password\n"),
@@ -138,7 +114,7 @@ fn a_token_registry_refuses_anonymous_pulls_and_serves_pulls_and_pushes_after_ga
     record(&out);
     assert!(out.status.success(), "{}", both(&out));
     let since = tokens.requests().len();
-    let out = run_with(&g, &["image", "pull", &reference], docker.path(), None);
+    let out = g.run_with_docker_config(&["image", "pull", &reference], docker.path(), None);
     record(&out);
     assert_eq!(out.status.code(), Some(6), "{}", both(&out));
     let err = text(&out.stderr);
@@ -152,8 +128,7 @@ fn a_token_registry_refuses_anonymous_pulls_and_serves_pulls_and_pushes_after_ga
     }
 
     // The right password: a token for pulling team/app, and the image skopeo pushed.
-    let out = run_with(
-        &g,
+    let out = g.run_with_docker_config(
         &["login", &reg.addr, "-u", USER, "--password-stdin"],
         docker.path(),
         Some(&format!("{PASSWORD}\n")),
@@ -161,8 +136,7 @@ fn a_token_registry_refuses_anonymous_pulls_and_serves_pulls_and_pushes_after_ga
     record(&out);
     assert!(out.status.success(), "{}", both(&out));
     let since = tokens.requests().len();
-    let out = run_with(
-        &g,
+    let out = g.run_with_docker_config(
         &["image", "pull", &reference, "-o", "json"],
         docker.path(),
         None,
@@ -188,8 +162,7 @@ fn a_token_registry_refuses_anonymous_pulls_and_serves_pulls_and_pushes_after_ga
     // Pushing another stored image needs a token that may push: Gantry asks for pull,push.
     let target = format!("{}/team/busybox:1", reg.addr);
     let since = tokens.requests().len();
-    let out = run_with(
-        &g,
+    let out = g.run_with_docker_config(
         &["image", "push", "busybox:1", &target, "-o", "json"],
         docker.path(),
         None,
@@ -222,8 +195,7 @@ fn a_token_registry_refuses_anonymous_pulls_and_serves_pulls_and_pushes_after_ga
     // registry refuses the upload: Gantry says the stored credentials were refused rather
     // than asking for a login the user already did.
     let since = tokens.requests().len();
-    let out = run_with(
-        &g,
+    let out = g.run_with_docker_config(
         &[
             "image",
             "push",

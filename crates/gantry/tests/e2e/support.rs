@@ -232,6 +232,34 @@ pub fn image_digests(g: &Gantry) -> Vec<String> {
 }
 
 impl Gantry {
+    /// Runs `gantry ARGS` with `DOCKER_CONFIG=docker_config` (so only the credentials a test
+    /// puts there are found) and `stdin` fed in.
+    pub fn run_with_docker_config(
+        &self,
+        args: &[&str],
+        docker_config: &Path,
+        stdin: Option<&str>,
+    ) -> Output {
+        use std::io::Write;
+        let mut c = self.command(args);
+        c.env("DOCKER_CONFIG", docker_config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if stdin.is_some() {
+            c.stdin(Stdio::piped());
+        }
+        let mut child = c.spawn().unwrap();
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
     /// `gantry --server URL ARGS…`: (exit code, stdout, stderr).
     pub fn remote(&self, url: &str, args: &[&str]) -> (i32, String, String) {
         let out = self

@@ -3,19 +3,10 @@
 //! (rules, registries, pinned digests, signatures, vulnerability scans; enforce and warn).
 
 use crate::support::{Gantry, both, text};
-use crate::test_registry::{self as oci, BuiltImage, Layer, TarEntry, TestRegistry};
+use crate::test_registry::{self as oci, Layer, TarEntry, TestRegistry};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-/// Pushes `image` to `reg` as `dest` (`repo:tag`) with skopeo; returns the registry's digest.
-fn skopeo_push(reg: &TestRegistry, image: &BuiltImage, dest: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("image.oci.tar");
-    image.write_oci_archive(&archive, "latest");
-    reg.skopeo_copy(&format!("oci-archive:{}", archive.display()), dest);
-    reg.skopeo_inspect_digest(dest)
-}
 
 /// `gantry key generate DIR/NAME`: returns (private key, public key).
 fn generate_key(g: &Gantry, name: &str) -> (PathBuf, PathBuf) {
@@ -75,7 +66,7 @@ fn a_signed_image_verifies_with_its_key_but_not_with_another_key_a_copied_signat
         )])],
         &[],
     );
-    let b = skopeo_push(&reg, &other, "team/app:b");
+    let b = reg.push_image(&other, "team/app:b");
     let b_ref = format!("{}/team/app:b", reg.addr);
     assert_ne!(a, b);
 
