@@ -366,8 +366,23 @@ pub enum ImageCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
-    /// Remove an image name (and the image once no name is left).
-    Rm { reference: String },
+    /// Pull an image from a registry (`localhost:5000/team/trainer:1.4`, `…@sha256:…`).
+    Pull {
+        reference: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Push a stored image (name or digest; `builtin` for the image built-in steps run in) to
+    /// a registry under REFERENCE, by digest.
+    Push {
+        local: String,
+        reference: String,
+        /// Also copy the signatures kept for the image (see `gantry image sign`).
+        #[arg(long)]
+        with_signatures: bool,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
     /// Sign an image in a registry with a cosign-compatible signature (stored under the tag
     /// `sha256-<hex>.sig` next to it, and kept in GANTRY_HOME).
     Sign {
@@ -399,23 +414,8 @@ pub enum ImageCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
-    /// Pull an image from a registry (`localhost:5000/team/trainer:1.4`, `…@sha256:…`).
-    Pull {
-        reference: String,
-        #[arg(long, short = 'o', value_enum, default_value_t)]
-        output: Output,
-    },
-    /// Push a stored image (name or digest; `builtin` for the image built-in steps run in) to
-    /// a registry under REFERENCE, by digest.
-    Push {
-        local: String,
-        reference: String,
-        /// Also copy the signatures kept for the image (see `gantry image sign`).
-        #[arg(long)]
-        with_signatures: bool,
-        #[arg(long, short = 'o', value_enum, default_value_t)]
-        output: Output,
-    },
+    /// Remove an image name (and the image once no name is left).
+    Rm { reference: String },
 }
 
 #[derive(Debug, Args)]
