@@ -102,6 +102,11 @@ impl ImageStore {
         &self.root
     }
 
+    /// The bounds imports and unpacks obey.
+    pub fn limits(&self) -> &UnpackLimits {
+        &self.limits
+    }
+
     /// Staging left by a process that crashed mid-import; anything a day old is not in use.
     fn sweep_stale_staging(&self) {
         const STALE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);

@@ -352,6 +352,15 @@ impl RegistryClient {
             });
         }
 
+        // Compressed layers are never larger than what they unpack to by more than a little;
+        // a manifest announcing more than the unpack bound is refused before any download.
+        let announced: u64 = parsed.layers.iter().map(|l| l.size).sum();
+        if announced > store.limits().max_total_bytes {
+            return Err(ImageError::LimitExceeded(format!(
+                "{r}: the manifest announces {announced} bytes of layers, more than the limit of {} bytes",
+                store.limits().max_total_bytes
+            )));
+        }
         let staging = store.staging("pull")?;
         let blobs = staging.path().join("blobs");
         std::fs::create_dir(&blobs).map_err(|e| ImageError::io("cannot create", &blobs, e))?;

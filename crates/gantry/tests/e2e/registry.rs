@@ -453,6 +453,32 @@ fn a_huge_manifest_is_refused_before_it_is_read_and_nothing_is_stored() {
 }
 
 #[test]
+fn a_manifest_announcing_more_layer_bytes_than_the_unpack_limit_is_refused_before_any_download() {
+    let g = Gantry::new();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"sha256:{}","size":2}},"layers":[{{"mediaType":"{}","digest":"sha256:{}","size":10995116277760}}]}}"#,
+        oci::OCI_MANIFEST,
+        oci::OCI_CONFIG,
+        "0".repeat(64),
+        oci::OCI_LAYER_GZIP,
+        "1".repeat(64)
+    )
+    .into_bytes();
+    let digest = oci::digest_of(&manifest);
+    let hostile = HostileRegistry::start(vec![(
+        "/v2/evil/big/manifests/1".to_string(),
+        Response::manifest(manifest, &digest),
+    )]);
+    let reference = format!("{}/evil/big:1", hostile.addr);
+    refused_without_trace(&g, &reference, &["announces", "limit"]);
+    assert!(
+        !hostile.requests().iter().any(|r| r.contains("/blobs/")),
+        "no blob was asked for: {:#?}",
+        hostile.requests()
+    );
+}
+
+#[test]
 fn a_layer_that_does_not_match_its_digest_is_refused_and_leaves_no_partial_download() {
     let g = Gantry::new();
     let (hostile, honest) =
