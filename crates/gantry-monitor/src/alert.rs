@@ -316,6 +316,26 @@ fn no_prediction_reference(data: &Evaluated<'_>) -> String {
     }
 }
 
+/// What `computed` of `total` features say about drift once at least one could be checked:
+/// "no drift on …" or "drift on N of M features (a, b, c…)". Shared by the live monitor's
+/// summary and the offline report's.
+pub(crate) fn features_phrase(total: usize, computed: usize, drifted: &[&str]) -> String {
+    if drifted.is_empty() {
+        let unchecked = total - computed;
+        if unchecked == 0 {
+            format!("no drift on {total} features")
+        } else {
+            format!("no drift on {computed} of {total} features ({unchecked} without enough data)")
+        }
+    } else {
+        format!(
+            "drift on {} of {total} features ({})",
+            drifted.len(),
+            shortlist(drifted, 3)
+        )
+    }
+}
+
 pub(crate) fn shortlist(names: &[&str], max: usize) -> String {
     let mut shown = names
         .iter()

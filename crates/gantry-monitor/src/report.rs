@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::aggregate::{Aggregate, ColumnCounts, PerformanceCounts};
-use crate::alert::{AlertState, AlertStatus, Evaluated, evaluate_rule, shortlist};
+use crate::alert::{AlertState, AlertStatus, Evaluated, evaluate_rule, features_phrase};
 use crate::drift::{DriftStatus, FeatureDrift, drift_from_counts, feature_drift};
 use crate::format::{format_value, window_phrase};
 use crate::latency::{LatencyStats, latency_stats};
@@ -338,19 +338,8 @@ fn verdict(report: &MonitorReport, has_reference: bool, task: Task, min_samples:
                 "not enough data for drift yet ({} predictions in the last {window}, {min_samples} values per feature needed)",
                 report.samples
             )
-        } else if drifted.is_empty() {
-            let unchecked = total - computed;
-            if unchecked == 0 {
-                format!("no drift on {total} features")
-            } else {
-                format!("no drift on {computed} of {total} features ({unchecked} without enough data)")
-            }
         } else {
-            format!(
-                "drift on {} of {total} features ({})",
-                drifted.len(),
-                shortlist(&drifted, 3)
-            )
+            features_phrase(total, computed, &drifted)
         });
         if let Some(prediction) = &report.prediction_drift
             && prediction.status == DriftStatus::Drift

@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use crate::DEFAULT_MIN_SAMPLES;
 use crate::aggregate::ColumnCounts;
-use crate::alert::shortlist;
+use crate::alert::features_phrase;
 use crate::drift::{
     DriftStatus, FeatureDrift, PSI_DRIFT_THRESHOLD, drift_from_counts, feature_drift,
 };
@@ -429,19 +429,8 @@ fn verdict(report: &DriftReport) -> String {
             "not enough data for drift ({} current rows, {} values per feature needed)",
             report.current_rows, report.min_samples
         )
-    } else if drifted.is_empty() {
-        let unchecked = total - computed;
-        if unchecked == 0 {
-            format!("no drift on {total} features")
-        } else {
-            format!("no drift on {computed} of {total} features ({unchecked} without enough data)")
-        }
     } else {
-        format!(
-            "drift on {} of {total} features ({})",
-            drifted.len(),
-            shortlist(&drifted, 3)
-        )
+        features_phrase(total, computed, &drifted)
     }];
     if let Some(p) = &report.prediction_drift
         && p.drift.status == DriftStatus::Drift
