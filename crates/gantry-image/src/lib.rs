@@ -23,6 +23,6 @@ mod user;
 
 pub use error::ImageError;
 pub use image_config::ImageRuntimeConfig;
-pub use reference::normalize_reference;
+pub use reference::{looks_like_domain, normalize_reference, validate_domain};
 pub use store::{ImageInfo, ImageParts, ImageStore};
 pub use unpack::{UnpackLimits, unpack_layer};

@@ -40,7 +40,10 @@ pub fn normalize_reference(name: &str) -> Result<String, ImageError> {
     for part in &parts {
         validate_path_component(part).map_err(invalid)?;
     }
-    let hub = matches!(domain, None | Some("docker.io") | Some("index.docker.io"));
+    let hub = matches!(
+        domain,
+        None | Some("docker.io") | Some("index.docker.io") | Some("registry-1.docker.io")
+    );
     if hub && parts.len() == 2 && parts[0] == "library" {
         parts.remove(0);
     }
@@ -58,14 +61,17 @@ pub fn normalize_reference(name: &str) -> Result<String, ImageError> {
     Ok(canonical)
 }
 
-fn looks_like_domain(part: &str) -> bool {
+/// Whether the first component of a name is a registry host (`ghcr.io`, `localhost:5000`,
+/// `localhost`) rather than a path component, as Docker decides it.
+pub fn looks_like_domain(part: &str) -> bool {
     part.contains('.')
         || part.contains(':')
         || part == "localhost"
         || part.chars().any(|c| c.is_ascii_uppercase())
 }
 
-fn validate_domain(domain: &str) -> Result<(), &'static str> {
+/// Checks a registry host (`host` or `host:port`); the error says what is wrong.
+pub fn validate_domain(domain: &str) -> Result<(), &'static str> {
     let (host, port) = match domain.rsplit_once(':') {
         Some((host, port)) => (host, Some(port)),
         None => (domain, None),

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::ImageError;
-use crate::reference::{normalize_reference, sha256_hex};
+use crate::reference::{looks_like_domain, normalize_reference, sha256_hex};
 
 /// Docker Hub's canonical registry name, and the host its API answers on.
 const HUB: &str = "docker.io";
@@ -47,7 +47,7 @@ impl RegistryRef {
             .rsplit_once(':')
             .ok_or_else(|| invalid("no tag after normalisation"))?;
         let mut parts: Vec<&str> = repo.split('/').collect();
-        let registry = if parts.len() > 1 && looks_like_registry(parts[0]) {
+        let registry = if parts.len() > 1 && looks_like_domain(parts[0]) {
             parts.remove(0).to_string()
         } else {
             HUB.to_string()
@@ -75,7 +75,7 @@ impl RegistryRef {
     pub fn names_registry(reference: &str) -> bool {
         let name = reference.split('@').next().unwrap_or(reference);
         match name.split_once('/') {
-            Some((first, _)) => looks_like_registry(first),
+            Some((first, _)) => looks_like_domain(first),
             None => false,
         }
     }
@@ -140,10 +140,6 @@ pub(crate) fn host_of(registry: &str) -> &str {
     registry.rsplit_once(':').map_or(registry, |(h, _)| h)
 }
 
-fn looks_like_registry(part: &str) -> bool {
-    part.contains('.') || part.contains(':') || part == "localhost"
-}
-
 impl fmt::Display for RegistryRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.registry, self.repository)?;
@@ -202,6 +198,20 @@ mod tests {
         assert!(RegistryRef::names_registry("docker.io/library/busybox:1"));
         assert!(!RegistryRef::names_registry("busybox:1"));
         assert!(!RegistryRef::names_registry("team/x:1"));
+        // One rule for what is a registry, the one names are normalized with: an upper-case
+        // first component is a host, so the image pulled is the image the store names.
+        assert!(RegistryRef::names_registry("Registry/x:1"));
+        let r = RegistryRef::parse("Registry/x:1").unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("Registry", "x")
+        );
+        assert_eq!(
+            RegistryRef::parse("registry-1.docker.io/library/busybox:1")
+                .unwrap()
+                .registry,
+            "docker.io"
+        );
         assert_eq!(host_of("localhost:5000"), "localhost");
         assert_eq!(host_of("[::1]:5000"), "::1");
         assert_eq!(host_of("ghcr.io"), "ghcr.io");

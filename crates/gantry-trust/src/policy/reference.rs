@@ -3,10 +3,12 @@
 //! `busybox` → `docker.io/library/busybox`, `user/app` → `docker.io/user/app`,
 //! `localhost:5000/team/model:v1` keeps its registry. The first path component is a registry
 //! when it contains `.` or `:`, or is `localhost`. `index.docker.io` and
-//! `registry-1.docker.io` are written `docker.io`.
+//! `registry-1.docker.io` are written `docker.io`. Parsing is gantry-image's, the parser the
+//! registry client pulls with: the policy never judges a name other than the one fetched.
 
 use std::fmt;
 
+use gantry_image::registry::RegistryRef;
 use serde::{Deserialize, Serialize};
 
 /// The registry Docker Hub references normalize to.
@@ -34,56 +36,27 @@ pub struct ReferenceError {
 }
 
 impl ImageRef {
-    /// Parses and normalizes `reference`.
+    /// Parses and normalizes `reference` with the same parser the registry client pulls
+    /// with (`gantry_image::registry::RegistryRef`), so the policy judges exactly the image
+    /// that is fetched. A tag is kept only when one was written.
     pub fn parse(reference: &str) -> Result<ImageRef, ReferenceError> {
-        let fail = |reason: &str| ReferenceError {
+        let parsed = RegistryRef::parse(reference).map_err(|e| ReferenceError {
             reference: reference.to_owned(),
-            reason: reason.to_owned(),
-        };
-        if reference.is_empty() {
-            return Err(fail("it is empty"));
-        }
-        if reference.len() > 4096 {
-            return Err(fail("it is longer than 4096 characters"));
-        }
-        let (rest, digest) = match reference.split_once('@') {
-            Some((rest, digest)) => {
-                validate_digest(digest).map_err(|r| fail(&r))?;
-                (rest, Some(digest.to_owned()))
-            }
-            None => (reference, None),
-        };
-        // A tag follows the last `:` after the last `/` (a `:` before it is a registry port).
-        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
-        let (name, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => {
-                let at = last_slash + i;
-                let tag = &rest[at + 1..];
-                validate_tag(tag).map_err(|r| fail(&r))?;
-                (&rest[..at], Some(tag.to_owned()))
-            }
-            None => (rest, None),
-        };
-        let (registry, path) = match name.split_once('/') {
-            Some((first, path)) if is_registry(first) => (first, path.to_owned()),
-            _ => (DOCKER_HUB, name.to_owned()),
-        };
-        validate_registry(registry).map_err(|r| fail(&r))?;
-        let registry = match registry {
-            "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB,
-            other => other,
-        };
-        let repository = if registry == DOCKER_HUB && !path.contains('/') {
-            format!("library/{path}")
-        } else {
-            path
-        };
-        validate_repository(&repository).map_err(|r| fail(&r))?;
+            reason: match e {
+                gantry_image::ImageError::InvalidReference { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        })?;
+        let name = reference.split('@').next().unwrap_or(reference);
+        let tag_written = name
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'));
         Ok(ImageRef {
-            registry: registry.to_owned(),
-            repository,
-            tag,
-            digest,
+            registry: parsed.registry,
+            repository: parsed.repository,
+            tag: parsed.tag.filter(|_| tag_written),
+            digest: parsed.digest,
         })
     }
 
@@ -119,82 +92,14 @@ impl std::str::FromStr for ImageRef {
     }
 }
 
-/// Whether a first path component names a registry.
+/// Whether a first path component names a registry (Docker's rule, shared with the client).
 pub(crate) fn is_registry(component: &str) -> bool {
-    component.contains('.') || component.contains(':') || component == "localhost"
+    gantry_image::looks_like_domain(component)
 }
 
+/// Checks a registry host written in a policy.
 pub(crate) fn validate_registry(registry: &str) -> Result<(), String> {
-    let ok = !registry.is_empty()
-        && registry
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "registry `{registry}` has characters a host name cannot have"
-        ))
-    }
-}
-
-fn validate_repository(repository: &str) -> Result<(), String> {
-    for component in repository.split('/') {
-        let valid = !component.is_empty()
-            && component.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-            })
-            && component
-                .bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_alphanumeric());
-        if !valid {
-            return Err(format!(
-                "repository component `{component}` must be lowercase letters, digits and \
-                 `.`, `_`, `-`, starting with a letter or digit"
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn validate_tag(tag: &str) -> Result<(), String> {
-    let valid = !tag.is_empty()
-        && tag.len() <= 128
-        && tag
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "tag `{tag}` must be 1 to 128 letters, digits, `_`, `.` or `-`, not starting with `.` or `-`"
-        ))
-    }
-}
-
-fn validate_digest(digest: &str) -> Result<(), String> {
-    let hex_len = match digest.split_once(':') {
-        Some(("sha256", hex)) => (hex.len() == 64).then_some(hex),
-        Some(("sha512", hex)) => (hex.len() == 128).then_some(hex),
-        _ => None,
-    };
-    match hex_len {
-        Some(hex)
-            if hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
-        {
-            Ok(())
-        }
-        _ => Err(format!(
-            "digest `{digest}` must be `sha256:` and 64 lowercase hex digits"
-        )),
-    }
+    gantry_image::validate_domain(registry).map_err(|why| format!("registry `{registry}`: {why}"))
 }
 
 #[cfg(test)]
