@@ -237,23 +237,7 @@ if ((print_path)); then
 fi
 ((do_import)) || exit 0
 
-gantry=${GANTRY:-}
-if [[ -z $gantry ]]; then
-    if command -v gantry >/dev/null 2>&1; then
-        gantry=$(command -v gantry)
-    else
-        # the repository's own build: the newer of release and debug
-        for candidate in "$repo/target/release/gantry" "$repo/target/debug/gantry"; do
-            if [[ -x $candidate ]] && { [[ -z $gantry ]] || [[ $candidate -nt $gantry ]]; }; then
-                gantry=$candidate
-            fi
-        done
-    fi
-    if [[ -z $gantry ]]; then
-        say "no gantry binary: build it (cargo build -p gantry) or set GANTRY=/path/to/gantry"
-        exit 4
-    fi
-fi
+. "$here/find-gantry.sh"
 # Importing hashes and unpacks the whole tar: skip it when this store already has the image
 # under this name (the digest of each cached tar is remembered next to it).
 digest_file=$tar_path.digest

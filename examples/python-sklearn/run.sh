@@ -34,23 +34,7 @@ if ((${#missing[@]})); then
     exit 4
 fi
 
-gantry=${GANTRY:-}
-if [[ -z $gantry ]]; then
-    if command -v gantry >/dev/null 2>&1; then
-        gantry=$(command -v gantry)
-    else
-        # the repository's own build: the newer of release and debug
-        for candidate in "$repo/target/release/gantry" "$repo/target/debug/gantry"; do
-            if [[ -x $candidate ]] && { [[ -z $gantry ]] || [[ $candidate -nt $gantry ]]; }; then
-                gantry=$candidate
-            fi
-        done
-    fi
-    if [[ -z $gantry ]]; then
-        echo "run.sh: no gantry binary: build it (cargo build -p gantry) or set GANTRY=/path/to/gantry" >&2
-        exit 4
-    fi
-fi
+. "$here/find-gantry.sh"
 export GANTRY=$gantry GANTRY_EXAMPLE_IMAGE=$image
 echo "gantry: $gantry; store: ${GANTRY_HOME:-~/.gantry}"
 
