@@ -2,7 +2,7 @@
 //! `gantry image verify`, and the trust policy that decides which images `gantry run` may use
 //! (rules, registries, pinned digests, signatures, vulnerability scans; enforce and warn).
 
-use crate::support::{Gantry, both, text};
+use crate::support::{Gantry, both, text, wait_until};
 use crate::test_registry::{self as oci, Layer, TarEntry, TestRegistry};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -768,6 +768,77 @@ fn a_critical_vulnerability_in_an_images_packages_is_reported_and_gates_runs_by_
             .contains("worst vulnerability critical"),
         "{audit:#?}"
     );
+
+    // A server on this home exports the stored image's findings, and when the database
+    // changes under it (a new advisory, for base-files) it scans again by itself.
+    let (child, url) = g.spawn_listening(&["server", "--listen", "127.0.0.1:0"], &[]);
+    let _server = KillOnDrop(child);
+    let critical = format!(
+        "gantry_image_vulnerabilities{{image=\"scanned:1\",severity=\"critical\"}} {}",
+        found.len()
+    );
+    let mut metrics = String::new();
+    wait_until("the server exports the scan", || {
+        metrics = get_text(&url, "/metrics");
+        metrics.contains(&critical)
+    });
+    assert!(
+        metrics.contains("gantry_image_vulnerabilities{image=\"scanned:1\",severity=\"high\"} 0"),
+        "{metrics}"
+    );
+    let base_files = installed_version(&status, "base-files").expect("base-files is installed");
+    std::fs::write(
+        advisories.join("DEBIAN-CVE-2099-9003.json"),
+        format!(
+            r#"{{
+  "id": "DEBIAN-CVE-2099-9003",
+  "modified": "2099-01-02T03:04:05Z",
+  "summary": "base-files: a test advisory affecting the installed version",
+  "severity": [{{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N"}}],
+  "affected": [{{
+    "package": {{"ecosystem": "{ecosystem}", "name": "base-files"}},
+    "ranges": [{{"type": "ECOSYSTEM", "events": [{{"introduced": "0"}}, {{"fixed": "{base_files}+gantry1"}}]}}]
+  }}]
+}}"#
+        ),
+    )
+    .unwrap();
+    g.ok(&["vulndb", "import", advisories.to_str().unwrap()]);
+    let high = format!(
+        "gantry_image_vulnerabilities{{image=\"scanned:1\",severity=\"high\"}} {}",
+        binaries_of(&status, "base-files").len()
+    );
+    wait_until("the server rescans with the new database", || {
+        metrics = get_text(&url, "/metrics");
+        metrics.contains(&high)
+    });
+    assert!(metrics.contains(&critical), "{metrics}");
+}
+
+/// Kills a spawned server when the test ends, passing or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The body of `GET path` on `url` (plain HTTP/1.1, one connection).
+fn get_text(url: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    text(&raw)
 }
 
 #[test]
