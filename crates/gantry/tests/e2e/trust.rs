@@ -876,3 +876,37 @@ fn a_signature_kept_only_locally_survives_verifying_the_registry_copy_and_is_pus
         assert_eq!(code, Some(0), "{}: {v:#}", key.display());
     }
 }
+
+#[test]
+fn the_vulnerability_database_imports_from_a_url_and_a_missing_url_is_not_found() {
+    let record = br#"{"id": "PYSEC-2099-1", "modified": "2099-01-02T03:04:05Z",
+      "affected": [{"package": {"ecosystem": "PyPI", "name": "requests"},
+        "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.0"}]}]}]}"#;
+    let server = oci::HostileRegistry::start(vec![(
+        "/osv/PYSEC-2099-1.json".to_string(),
+        oci::Response::new(
+            200,
+            &[("Content-Type", "application/json")],
+            oci::Body::Bytes(record.to_vec()),
+        ),
+    )]);
+    let g = Gantry::empty();
+    let out = g.run(&["vulndb", "show"]);
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    g.ok(&[
+        "vulndb",
+        "import",
+        &format!("{}/osv/PYSEC-2099-1.json", server.url()),
+    ]);
+    let db = g.json(&["vulndb", "show"]);
+    assert_eq!(db["records"], 1, "{db:#}");
+    assert_eq!(db["ecosystems"]["PyPI"], 1, "{db:#}");
+    let out = g.run(&[
+        "vulndb",
+        "import",
+        &format!("{}/osv/missing.json", server.url()),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    assert!(text(&out.stderr).contains("404"), "{}", both(&out));
+    assert_eq!(g.json(&["vulndb", "show"])["records"], 1);
+}
