@@ -58,7 +58,7 @@ pub struct AuditRecord {
     pub detail: serde_json::Value,
 }
 
-const TOKEN_COLUMNS: &str =
+pub(crate) const TOKEN_COLUMNS: &str =
     "id, name, secret_sha256, role, project, created_at_ms, last_used_at_ms, revoked_at_ms";
 
 impl Store {
@@ -257,12 +257,23 @@ impl Store {
 
     /// The newest `limit` audit entries (`limit <= 0`: all), newest first.
     pub async fn list_audit(&self, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        self.list_audit_before(i64::MAX, limit).await
+    }
+
+    /// The newest `limit` audit entries older than entry `before_id`, newest first (the
+    /// pages of the audit log).
+    pub async fn list_audit_before(
+        &self,
+        before_id: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
         let limit = if limit <= 0 { i64::MAX } else { limit };
         let rows = sqlx::query(
             "SELECT id, ts_ms, principal, action, target, detail_json FROM audit_log \
-             ORDER BY id DESC LIMIT $1",
+             WHERE id < $2 ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
+        .bind(before_id)
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::query("reading the audit log"))?;
@@ -285,7 +296,7 @@ impl Store {
     }
 }
 
-fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
+pub(crate) fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
     Ok(TokenRecord {
         id: column(row, "id")?,
         name: column(row, "name")?,

@@ -25,6 +25,7 @@ mod status;
 mod step_runs;
 mod store;
 mod tracking;
+mod ui;
 
 pub use auth::{AuditRecord, NewToken, TokenRecord};
 pub use error::{ParseStatusError, StoreError};
@@ -47,6 +48,7 @@ pub use tracking::{
     NewTrackingRun, Page, RegisteredModel, RegisteredModelVersion, SearchQuery, TrackingRun,
     TrackingRunInfo, TrackingRunUpdate, ViewType, limits as tracking_limits, validate_key,
 };
+pub use ui::{Cmp, RunCursor, RunPage, RunQuery, RunSort, StepSummary};
 
 /// A new random id: `prefix` followed by 12 lowercase hex characters, e.g. `r-3fa9c0d1e2b4`.
 pub fn new_id(prefix: &str) -> String {

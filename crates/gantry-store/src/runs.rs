@@ -16,6 +16,9 @@ macro_rules! run_columns {
     };
 }
 
+/// The columns `run_from_row` reads.
+pub(crate) const RUN_COLUMNS: &str = run_columns!();
+
 impl Store {
     pub async fn create_run(&self, r: &RunRecord) -> Result<(), StoreError> {
         sqlx::query(concat!(
@@ -249,7 +252,7 @@ fn expect_one_row(affected: u64, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
+pub(crate) fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
     let id: String = column(row, "id")?;
     let status: String = column(row, "status")?;
     let status = status.parse().map_err(|e| StoreError::Corrupt {

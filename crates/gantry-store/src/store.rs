@@ -52,6 +52,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "images",
         include_str!("../migrations/sqlite/0008_images.sql"),
     ),
+    (9, "ui", include_str!("../migrations/sqlite/0009_ui.sql")),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -95,6 +96,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "images",
         include_str!("../migrations/postgres/0008_images.sql"),
     ),
+    (9, "ui", include_str!("../migrations/postgres/0009_ui.sql")),
 ];
 
 /// How long SQLite waits for another writer (another gantry process, or this one) before failing.

@@ -715,6 +715,108 @@ mod cases {
     }
 }
 
+mod series {
+    use gantry_store::{KeyValue, MetricPoint, NewTrackingRun, Store};
+
+    /// The UI's charts read long histories reduced in the database: every column's smallest
+    /// and largest value survive, short histories come back whole, NaN points are left out.
+    pub async fn long_histories_keep_every_columns_extremes(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let exp = store
+            .create_experiment("curves", None, &[], 1)
+            .await
+            .unwrap();
+        let run = store
+            .create_tracking_run(
+                &NewTrackingRun {
+                    experiment_id: exp,
+                    user_id: "u".into(),
+                    run_name: Some("long".into()),
+                    start_time: Some(1),
+                    tags: vec![KeyValue::new("t", "1")],
+                },
+                1,
+            )
+            .await
+            .unwrap()
+            .info
+            .run_id;
+        let n = 20_000i64;
+        for start in (0..n).step_by(1000) {
+            let batch: Vec<MetricPoint> = (start..start + 1000)
+                .map(|i| MetricPoint {
+                    key: "loss".into(),
+                    value: if i == 12_345 {
+                        1e6
+                    } else if i == 777 {
+                        -5.0
+                    } else {
+                        1.0 / (1.0 + i as f64)
+                    },
+                    timestamp: 1_000_000 + i * 10,
+                    step: i,
+                })
+                .collect();
+            store.log_batch(&run, &batch, &[], &[]).await.unwrap();
+        }
+        store
+            .log_batch(
+                &run,
+                &[MetricPoint {
+                    key: "loss".into(),
+                    value: f64::NAN,
+                    timestamp: 5,
+                    step: n + 10,
+                }],
+                &[],
+                &[],
+            )
+            .await
+            .unwrap();
+        for by_time in [false, true] {
+            let pts = store
+                .metric_series(&run, "loss", by_time, 400)
+                .await
+                .unwrap();
+            assert!(pts.len() <= 800, "{}", pts.len());
+            assert!(pts.len() >= 400, "{}", pts.len());
+            let max = pts.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+            let min = pts.iter().map(|p| p.1).fold(f64::MAX, f64::min);
+            assert_eq!(max, 1e6);
+            assert_eq!(min, -5.0);
+            assert!(pts.iter().all(|p| p.1.is_finite()));
+            assert!(pts.windows(2).all(|w| w[0].0 <= w[1].0), "x in order");
+            // The spike sits where it was logged.
+            let spike = pts.iter().find(|p| p.1 == 1e6).unwrap();
+            let x = if by_time {
+                1_000_000.0 + 123_450.0
+            } else {
+                12_345.0
+            };
+            let width = if by_time {
+                20_000.0 * 10.0 / 400.0
+            } else {
+                20_000.0 / 400.0
+            };
+            assert!((spike.0 - x).abs() <= width, "{} vs {x}", spike.0);
+        }
+        // Short: every point, in order.
+        let pts = store
+            .metric_series(&run, "loss", false, 10_000)
+            .await
+            .unwrap();
+        assert_eq!(pts.len(), n as usize);
+        assert_eq!(pts[777], (777.0, -5.0));
+        assert!(
+            store
+                .metric_series(&run, "none", false, 400)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
 macro_rules! on_every_backend {
     ($($module:ident::$case:ident),+ $(,)?) => {
         mod sqlite {
@@ -749,4 +851,5 @@ on_every_backend!(
     cases::search_filters_orders_and_pages,
     cases::concurrent_batches_lose_nothing,
     cases::registry_models_versions_and_aliases,
+    series::long_histories_keep_every_columns_extremes,
 );
