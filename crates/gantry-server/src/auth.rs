@@ -144,6 +144,33 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
+    // Browsers: the UI and the log streams it opens take the session cookie instead.
+    let ui = crate::ui::is_ui_path(req.uri().path());
+    if presented.is_none() && (ui || is_log_stream(&req)) {
+        if ui && crate::ui::is_open_ui_path(req.uri().path()) {
+            return next.run(req).await;
+        }
+        if let Some(secret) = crate::ui::session::session_cookie(req.headers()) {
+            match crate::ui::session::principal(&state, secret).await {
+                Ok(Some(p)) => {
+                    req.extensions_mut().insert(p);
+                    return next.run(req).await;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a session failed");
+                    return crate::ui::error_page(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Server error",
+                        "Cannot read the session: the metadata store failed.",
+                    );
+                }
+            }
+        }
+        if ui {
+            return login_redirect(&req);
+        }
+    }
     let Some(secret) = presented else {
         return unauthenticated(
             mlflow,
@@ -180,6 +207,34 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
         }
     }
+}
+
+/// `GET /api/v1/runs/{id}/logs` (the SSE stream the UI follows).
+fn is_log_stream(req: &Request) -> bool {
+    let path = req.uri().path();
+    req.method() == axum::http::Method::GET
+        && path
+            .strip_prefix("/api/v1/runs/")
+            .and_then(|rest| rest.strip_suffix("/logs"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// A page asked for without a session: to the login page, coming back here after it.
+fn login_redirect(req: &Request) -> Response {
+    if req.method() != axum::http::Method::GET {
+        return crate::ui::error_page(
+            StatusCode::UNAUTHORIZED,
+            "Log in first",
+            "Your session ended; log in again and repeat the change.",
+        );
+    }
+    let here = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    axum::response::Redirect::to(&format!("/login?next={}", crate::ui::page::enc(here)))
+        .into_response()
 }
 
 fn unauthenticated(mlflow: bool, message: &str) -> Response {

@@ -2,7 +2,7 @@
 //! REST API under `/api/v1`, the MLflow-compatible tracking and registry API under
 //! `/api/2.0/mlflow` and `/api/2.0/mlflow-artifacts`, deployments (reconciled replicas,
 //! the Open Inference Protocol under `/v2`, prediction log, monitors), health and
-//! Prometheus metrics.
+//! Prometheus metrics, and the web UI at `/`.
 
 pub mod api;
 pub mod auth;
@@ -13,6 +13,7 @@ pub mod mlflow;
 pub mod server;
 pub mod state;
 pub mod step_tokens;
+pub mod ui;
 pub mod views;
 
 pub use server::{router, serve, shutdown_signal};

@@ -2,7 +2,7 @@
 
 use crate::api::ApiError;
 use crate::deploy::proxy;
-use crate::{AppState, api, auth, mlflow};
+use crate::{AppState, api, auth, mlflow, ui};
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(api::router())
         .merge(mlflow::router())
+        .merge(ui::router())
         .route("/v2", get(proxy::server_metadata))
         .route("/v2/health/live", get(proxy::live))
         .route("/v2/health/ready", get(proxy::ready))
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             count_requests,
         ))
+        .layer(middleware::from_fn(ui::security_headers))
         .with_state(state)
 }
 
@@ -158,8 +160,16 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
     }
 }
 
-async fn not_found(req: Request) -> ApiError {
+async fn not_found(req: Request) -> Response {
+    if ui::is_ui_path(req.uri().path()) {
+        return ui::error_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            &format!("There is no page at {}.", req.uri().path()),
+        );
+    }
     ApiError::not_found(format!("no endpoint {} {}", req.method(), req.uri().path()))
+        .into_response()
 }
 
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {

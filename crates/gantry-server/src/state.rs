@@ -95,6 +95,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Deployments: routing, replicas, prediction log, monitors.
     pub deployments: Deployments,
+    /// The web UI's cache of reduced metric histories.
+    pub series: Arc<crate::ui::SeriesCache>,
 }
 
 impl AppState {
@@ -120,6 +122,7 @@ impl AppState {
                 metrics: Arc::clone(&metrics),
             },
             metrics,
+            series: Arc::default(),
         }
     }
 

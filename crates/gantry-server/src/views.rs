@@ -8,20 +8,24 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-/// One row of a run list (`gantry runs`, `GET /api/v1/runs`).
-pub async fn run_item(store: &Store, r: &RunRecord) -> Result<Value, StoreError> {
-    let steps = store.list_step_runs(&r.id).await?;
-    let hits = steps
+/// Rows of a run list (`gantry runs`, `GET /api/v1/runs`): the runs' step summaries come
+/// from one query, never one per run.
+pub async fn run_items(store: &Store, runs: &[RunRecord]) -> Result<Vec<Value>, StoreError> {
+    let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+    let summaries = store.step_summaries(&ids).await?;
+    Ok(runs
         .iter()
-        .filter(|s| s.status == StepStatus::Cached)
-        .count();
-    Ok(json!({
-        "id": r.id, "pipeline": r.pipeline, "status": r.status,
-        "created_at_ms": r.created_at_ms, "started_at_ms": r.started_at_ms,
-        "finished_at_ms": r.finished_at_ms,
-        "duration_ms": r.finished_at_ms.zip(r.started_at_ms).map(|(f, s)| f - s),
-        "cache_hits": hits, "rerun_of": r.rerun_of, "error": r.error,
-    }))
+        .map(|r| {
+            let hits = summaries.get(&r.id).map(|s| s.cached).unwrap_or(0);
+            json!({
+                "id": r.id, "pipeline": r.pipeline, "status": r.status,
+                "created_at_ms": r.created_at_ms, "started_at_ms": r.started_at_ms,
+                "finished_at_ms": r.finished_at_ms,
+                "duration_ms": r.finished_at_ms.zip(r.started_at_ms).map(|(f, s)| f - s),
+                "cache_hits": hits, "rerun_of": r.rerun_of, "error": r.error,
+            })
+        })
+        .collect())
 }
 
 /// Everything about one run (`gantry show`, `GET /api/v1/runs/{id}`).

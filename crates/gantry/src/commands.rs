@@ -520,11 +520,7 @@ async fn runs(
                     offset,
                 })
                 .await?;
-            let mut items = Vec::with_capacity(list.len());
-            for r in &list {
-                items.push(views::run_item(&store, r).await?);
-            }
-            items
+            views::run_items(&store, &list).await?
         }
     };
     if output == Output::Json {

@@ -248,6 +248,12 @@ pub struct HistoryQuery {
     hours: Option<i64>,
 }
 
+impl HistoryQuery {
+    pub fn hours(hours: i64) -> HistoryQuery {
+        HistoryQuery { hours: Some(hours) }
+    }
+}
+
 /// `GET /api/v1/deployments/{name}/monitor/history?hours=72`: per-feature PSI and prediction
 /// drift per hour, from the monitor's buckets.
 pub async fn monitor_history(

@@ -5,12 +5,12 @@
 //! and submits only runs of pipeline P, and models registered by them; anything else of
 //! another project answers 404, as if it did not exist.
 
-mod admin;
-mod artifacts;
-mod deployments;
+pub(crate) mod admin;
+pub(crate) mod artifacts;
+pub(crate) mod deployments;
 mod error;
-mod models;
-mod runs;
+pub(crate) mod models;
+pub(crate) mod runs;
 mod uploads;
 
 pub use error::{ApiError, ApiResult};

@@ -226,6 +226,17 @@ async fn check_remote_run(
             .with_field(field));
         }
     }
+    check_remote_policy(state, plan, project, uploaded).await
+}
+
+/// The server's rules for a remote run that do not depend on who uploaded what: network,
+/// GPUs, and every input not pinned in `pinned` readable under the data roots / fetch policy.
+async fn check_remote_policy(
+    state: &AppState,
+    plan: &gantry_spec::Plan,
+    project: &str,
+    pinned: &BTreeMap<String, String>,
+) -> ApiResult<()> {
     let remote = &state.config.remote;
     for step in &plan.steps {
         if step.network && !remote.network_allowed(project) {
@@ -245,13 +256,49 @@ async fn check_remote_run(
     }
     if let Err(r) = state
         .runs
-        .check_external_inputs(plan, project, uploaded)
+        .check_external_inputs(plan, project, pinned)
         .await
     {
         return Err(ApiError::forbidden(r.to_string())
             .with_field(format!("steps.{}.inputs.{}", r.step, r.input)));
     }
     Ok(())
+}
+
+/// Starts a rerun of run `id` for `p` (the UI's Rerun button): the same spec, params,
+/// images, and the inputs the run read (pinned by digest). The server's rules for remote
+/// runs apply again — network, GPUs, and any input the earlier run did not pin (a step that
+/// never ran) must still be readable under the data roots and fetch policy.
+pub(crate) async fn rerun(state: &AppState, p: &Principal, id: &str) -> ApiResult<String> {
+    require_write(p)?;
+    let run = visible_run(state, p, id).await?;
+    let engine = state
+        .runs
+        .engine()
+        .ok_or_else(|| start_error(StartError::NoEngine))?;
+    let req = engine
+        .rerun_request(&run.id)
+        .await
+        .map_err(|e| ApiError::conflict(e.to_string()))?;
+    let plan = gantry_spec::plan(&req.pipeline, &req.params)
+        .map_err(|e| ApiError::spec(e, Some("spec_yaml".into())))?;
+    if let Err(refusal) = check_remote_policy(state, &plan, &run.pipeline, &req.pinned_inputs).await
+    {
+        if refusal.status == StatusCode::FORBIDDEN {
+            audit(
+                state,
+                p,
+                "run.refused",
+                &run.pipeline,
+                json!({"field": refusal.field, "reason": refusal.message, "rerun_of": run.id}),
+            )
+            .await;
+        }
+        return Err(refusal);
+    }
+    let new_id = state.runs.start(req).await.map_err(start_error)?;
+    audit(state, p, "run.rerun", &new_id, json!({"rerun_of": run.id})).await;
+    Ok(new_id)
 }
 
 fn start_error(e: StartError) -> ApiError {
@@ -343,10 +390,7 @@ pub async fn list(
     } else {
         limit as usize
     });
-    let mut runs = Vec::with_capacity(records.len());
-    for r in &records {
-        runs.push(views::run_item(&state.store, r).await?);
-    }
+    let runs = views::run_items(&state.store, &records).await?;
     Ok(Json(json!({
         "runs": runs, "limit": limit, "offset": offset,
         "next_offset": more.then(|| offset + limit),

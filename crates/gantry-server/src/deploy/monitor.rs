@@ -734,6 +734,12 @@ pub struct HourOfDrift {
     /// Feature → PSI (None: not enough values that hour).
     pub psi: BTreeMap<String, Option<f64>>,
     pub prediction_psi: Option<f64>,
+    /// Requests, errors and latency of the hour (for the UI's time series).
+    pub requests: usize,
+    pub errors: usize,
+    pub error_rate: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
 }
 
 /// Per-feature PSI and prediction drift per hour over the last `hours`, from the buckets
@@ -791,6 +797,11 @@ pub async fn history(
                 .map(|d| (d.feature.clone(), d.psi))
                 .collect(),
             prediction_psi: report.prediction_drift.and_then(|d| d.psi),
+            requests: report.latency.requests,
+            errors: report.latency.errors,
+            error_rate: report.latency.error_rate,
+            p50_ms: report.latency.p50_ms,
+            p99_ms: report.latency.p99_ms,
         });
     }
     Ok(out)

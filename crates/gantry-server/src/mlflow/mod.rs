@@ -221,6 +221,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<ApiError> for crate::api::ApiError {
+    /// The same failure in the REST API's shape (the web UI shows MLflow data).
+    fn from(e: ApiError) -> Self {
+        crate::api::ApiError::new(e.status, "mlflow", e.message)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
