@@ -4,7 +4,9 @@
 # scikit-learn + skl2onnx (ONNX flavor), promtool (Debian's prometheus) for /metrics, a real
 # OCI registry (Debian's docker-registry, htpasswd from apache2-utils) with images pushed by
 # skopeo, Python's `cryptography` as an independent cosign implementation, and the
-# bring-your-own-code example (a Debian 12 image built with mmdebstrap, cached by its inputs).
+# bring-your-own-code example (a Debian 12 image built with mmdebstrap, cached by its inputs),
+# and the web UI in headless Chromium (Debian's chromium + chromium-driver over WebDriver)
+# checked with axe-core (pinned and checksum-verified, cached under ~/.cache/gantry/axe-core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -70,6 +72,10 @@ if differs=$(venv_differs_from_pins); then
 fi
 export GANTRY_TEST_MLFLOW_PYTHON="${GANTRY_TEST_MLFLOW_PYTHON:-$PWD/$venv/bin/python}"
 export GANTRY_TEST_SKLEARN_PYTHON="${GANTRY_TEST_SKLEARN_PYTHON:-$PWD/$venv/bin/python}"
+
+# Browser tests of the web UI (testing/browser.rs): chromium, chromium-driver and axe-core.
+axe_js=$(scripts/browser-deps.sh)
+export GANTRY_TEST_AXE_JS="${GANTRY_TEST_AXE_JS:-$axe_js}"
 
 # Every component is installed above: a test that would skip for lack of one fails instead
 # (see testing/skip.rs, which every crate's tests include).

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // test fixtures: a failed setup step should panic loudly
 
+#[path = "../../../../testing/browser.rs"]
+mod browser;
 #[path = "../../../../testing/skip.rs"]
 mod skip;
 mod support;
@@ -24,3 +26,4 @@ mod server;
 mod spec_errors;
 mod trust;
 mod trust_server;
+mod ui;
