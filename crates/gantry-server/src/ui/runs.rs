@@ -30,6 +30,8 @@ const LOG_PAGE: i64 = 1_000;
 const PREVIEW_BYTES: u64 = 256 * 1024;
 /// Most runs one comparison shows.
 const MAX_COMPARE: usize = 12;
+/// Pixel columns of an overlaid metric curve (the store reduces long histories to these).
+const CURVE_COLUMNS: usize = 500;
 
 /// `GET /`: the run list (MLflow-style `/#/…` links are followed by the script).
 pub async fn home(
@@ -1360,13 +1362,11 @@ pub async fn compare(
                 };
                 for key in keys.keys() {
                     let points = state
-                        .store
-                        .metric_history(rid, key, Some(25_000), None)
+                        .series
+                        .get(&state.store, rid, key, false, CURVE_COLUMNS)
                         .await?
-                        .items
-                        .into_iter()
-                        .map(|m| (m.step as f64, m.value))
-                        .collect();
+                        .as_ref()
+                        .clone();
                     curves
                         .entry(format!("{step} · {key}"))
                         .or_default()

@@ -356,6 +356,43 @@ fn a_data_scientist_follows_runs_logs_sweeps_and_models_in_the_browser() {
             .ends_with(&format!("/experiments/{exp}/runs/{mlflow_run}"))
     });
     check_page(&b, "mlflow run");
+    // The link the real `mlflow` client prints when a run ends.
+    if let Some(python) = crate::skip::unless_env(
+        "GANTRY_TEST_MLFLOW_PYTHON",
+        "a Python with mlflow installed (scripts/test.sh makes .venv-test)",
+    ) {
+        let out = std::process::Command::new(python)
+            .args([
+                "-c",
+                "import mlflow\nmlflow.set_experiment('notebook')\nwith mlflow.start_run(run_name='from-a-notebook'):\n    mlflow.log_param('lr', '0.1')\n    for i in range(5): mlflow.log_metric('loss', 1.0 / (i + 1), step=i)\n",
+            ])
+            .env("MLFLOW_TRACKING_URI", &url)
+            .env("MLFLOW_TRACKING_TOKEN", &editor)
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{printed}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let link = printed
+            .split_whitespace()
+            .find(|w| w.starts_with(&url) && w.contains("/#/experiments/") && w.contains("/runs/"))
+            .unwrap_or_else(|| panic!("mlflow printed no run link: {printed}"))
+            .to_string();
+        b.goto(&link);
+        b.wait_until("the printed link opens the MLflow run", WAIT, |b| {
+            b.current_url().contains("/experiments/") && !b.current_url().contains('#')
+        });
+        let text = b.body_text();
+        assert!(text.contains("MLflow run from-a-notebook"), "{text}");
+        assert!(
+            b.try_find("svg.line-chart").is_some(),
+            "the loss history is drawn"
+        );
+        check_page(&b, "mlflow run from the client");
+    }
     b.goto(&format!("{url}/experiments/{exp}"));
     check_page(&b, "experiment");
     assert_eq!(b.find_all("tbody tr").len(), 3, "{}", b.body_text());
