@@ -98,3 +98,6 @@ GANTRY="$target_dir/debug/gantry" GANTRY_HOME="$example_home" examples/python-sk
   || { tail -n 60 "$example_home.log" >&2; echo "examples/python-sklearn/run.sh failed (whole log: $example_home.log)" >&2; exit 1; }
 grep -E '^(pushed|signed|verified|run r-)' "$example_home.log"
 rm -f "$example_home.log"
+# The docs' own test: every `sh runnable` block of README.md, CONTRIBUTING.md, bench/README.md
+# and docs/ runs against a fresh GANTRY_HOME, and every relative link and anchor resolves.
+python3 scripts/doc-test.py --gantry "$target_dir/debug/gantry"

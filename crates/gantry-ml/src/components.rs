@@ -1,5 +1,5 @@
 //! The component registry, the I/O contract of a component run, and the
-//! generated reference documentation (COMPONENTS.md).
+//! generated reference documentation (docs/components.md).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -338,7 +338,7 @@ pub(crate) fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, MlEr
     Ok(bytes)
 }
 
-/// The reference documentation of every component (COMPONENTS.md), generated
+/// The reference documentation of every component (docs/components.md), generated
 /// from the same declarations that validate `with:`, so it cannot drift.
 pub fn components_markdown() -> String {
     let mut md = String::from(

@@ -187,11 +187,12 @@ fn step_layout_reads_with_json_and_writes_metrics_json() {
     assert!(err.contains("split: missing input `dataset`"), "{err}");
 }
 
-/// COMPONENTS.md is generated from the option declarations; regenerate with
+/// docs/components.md (the one reference of the built-in components) is generated from the
+/// option declarations; regenerate with
 /// `GANTRY_UPDATE_DOCS=1 cargo test -p gantry-ml components_md`.
 #[test]
 fn components_md_is_current() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("COMPONENTS.md");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/components.md");
     let generated = components_markdown();
     if std::env::var_os("GANTRY_UPDATE_DOCS").is_some() {
         fs::write(&path, &generated).unwrap();
@@ -199,7 +200,7 @@ fn components_md_is_current() {
     let on_disk = fs::read_to_string(&path).unwrap_or_default();
     assert!(
         on_disk == generated,
-        "COMPONENTS.md is stale: run GANTRY_UPDATE_DOCS=1 cargo test -p gantry-ml components_md"
+        "docs/components.md is stale: run GANTRY_UPDATE_DOCS=1 cargo test -p gantry-ml components_md"
     );
     for c in components() {
         for o in c.options {
