@@ -28,6 +28,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    die_quietly_on_a_closed_pipe();
     warn_secrets_on_the_command_line(std::env::args());
     let args = cli::Cli::parse();
     init_tracing(&args.global);
@@ -47,6 +48,19 @@ fn main() -> ExitCode {
             eprintln!("{}", exit::render_error(&err));
             ExitCode::from(exit::code_for(&err))
         }
+    }
+}
+
+/// `gantry runs | head -1`: like every Unix filter, end quietly when the reader goes away.
+/// Rust ignores SIGPIPE, so a write to a closed pipe would otherwise fail and `println!`
+/// panic with a backtrace.
+#[allow(unsafe_code)]
+fn die_quietly_on_a_closed_pipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL installs no
+    // handler code, so nothing here runs in signal context.
+    if let Err(e) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        eprintln!("warning: cannot restore SIGPIPE: {e}");
     }
 }
 
