@@ -920,3 +920,31 @@ async fn html_pages_outside_the_ui_routes_carry_the_security_headers() {
         missing.join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_token_sees_its_project_only() {
+    let ui = Ui::start(true).await;
+    let scoped = issue_token(&ui.store, "team-a", Role::Viewer, Some("iris"))
+        .await
+        .unwrap()
+        .secret;
+    let s = ui.login(&scoped).await;
+    ui.run("r-mine", "iris", RunStatus::Succeeded).await;
+    ui.run("r-theirs", "secret-project", RunStatus::Succeeded)
+        .await;
+
+    let list = ui.get("/runs", Some(&s)).await;
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains("r-mine"), "{}", list.body);
+    assert!(!list.body.contains("r-theirs"), "{}", list.body);
+    assert!(!list.body.contains("secret-project"), "{}", list.body);
+    // Asking for the other project's list, or its run, shows nothing of it.
+    let other = ui.get("/runs?pipeline=secret-project", Some(&s)).await;
+    assert!(!other.body.contains("r-theirs"), "{}", other.body);
+    assert_eq!(ui.get("/runs/r-theirs", Some(&s)).await.status, 404);
+    assert_eq!(ui.get("/runs/r-theirs/logs", Some(&s)).await.status, 404);
+    // The server-wide image store is not listed to a project token.
+    let images = ui.get("/images", Some(&s)).await;
+    assert_eq!(images.status, 200);
+    assert!(images.body.contains("does not list it"), "{}", images.body);
+}

@@ -15,6 +15,15 @@ const AUDIT_PAGE: i64 = 100;
 /// `GET /images`: what the server's image store holds, with trust status.
 pub async fn images(State(state): State<AppState>, Extension(p): Extension<Principal>) -> UiResult {
     let mut out = Page::new(nav(&state, &p, "images"), "Images");
+    // The image store is the server's, shared by every project: its names and digests are
+    // not shown to a token scoped to one project.
+    if p.project.is_some() {
+        out.push(Section::Text(
+            "The server's image store is shared by all projects; a project-scoped token does not list it."
+                .into(),
+        ));
+        return Ok(render(&out));
+    }
     let Some(engine) = state.runs.engine() else {
         out.push(Section::Text(
             "This server runs no engine, so it holds no images.".into(),
