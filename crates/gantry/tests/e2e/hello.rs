@@ -214,3 +214,57 @@ steps:
     let rerun: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(step(&rerun, "read")["outputs"]["copy"], digest.as_str());
 }
+
+/// `gantry … | head`: a command whose reader goes away ends quietly — killed by SIGPIPE like
+/// any Unix filter, or done — never a panic with a backtrace.
+#[test]
+fn listing_commands_end_quietly_when_the_reader_closes_the_pipe() {
+    use std::os::unix::process::ExitStatusExt;
+    let g = Gantry::new();
+    let file = g.write(
+        "chatty.yaml",
+        "name: chatty\nsteps:\n  - name: talk\n    image: busybox:1\n    command: [\"seq\", \"1\", \"50000\"]\n",
+    );
+    let (code, summary, err) = g.run_pipeline(&file, &[]);
+    assert_eq!(code, 0, "{err}");
+    let run = summary["run_id"].as_str().unwrap().to_string();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["runs"],
+        vec!["runs", "--output", "json"],
+        vec!["show", &run],
+        vec!["show", &run, "--output", "json"],
+        vec!["logs", &run],
+        vec!["logs", &run, "talk"],
+        vec!["artifacts", &run],
+        vec!["images"],
+        vec!["models"],
+        vec!["dataset", "breast_cancer"],
+    ];
+    for args in commands {
+        for read_first in [0usize, 100] {
+            let mut child = g
+                .command(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut out = child.stdout.take().unwrap();
+            if read_first > 0 {
+                let mut buf = vec![0u8; read_first];
+                let _ = std::io::Read::read(&mut out, &mut buf);
+            }
+            drop(out);
+            let done = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&done.stderr);
+            assert!(
+                !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+                "gantry {args:?} with a closed stdout: {stderr}"
+            );
+            assert!(
+                done.status.success() || done.status.signal() == Some(libc::SIGPIPE),
+                "gantry {args:?} with a closed stdout ended with {:?}: {stderr}",
+                done.status
+            );
+        }
+    }
+}
