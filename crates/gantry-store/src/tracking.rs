@@ -387,8 +387,8 @@ pub fn validate_batch(
     Ok(())
 }
 
-/// An opaque page token: the offset and a hash of the query, so a token is only accepted by
-/// the query that issued it.
+/// An opaque page token: the offset and a hash of the query (without the page size), so a
+/// token is only accepted by the search that issued it.
 fn encode_token(offset: usize, query_hash: u64) -> String {
     hex::encode(format!("{offset}:{query_hash:016x}"))
 }
@@ -450,10 +450,11 @@ fn page_bounds(
     Ok((start, end, next))
 }
 
+/// What a page token is bound to: the search, not the page size — MLflow's tokens are
+/// offsets, and clients ask for the next page with another `max_results`.
 fn search_hash(kind: &str, q: &SearchQuery) -> u64 {
     let view = format!("{:?}", q.view);
-    let max = q.max_results.map(|m| m.to_string()).unwrap_or_default();
-    let mut parts = vec![kind, q.filter.as_str(), view.as_str(), max.as_str()];
+    let mut parts = vec![kind, q.filter.as_str(), view.as_str()];
     parts.extend(q.experiment_ids.iter().map(String::as_str));
     parts.push("|");
     parts.extend(q.order_by.iter().map(String::as_str));

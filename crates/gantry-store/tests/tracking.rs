@@ -508,6 +508,28 @@ mod cases {
         }
         assert_eq!(seen.len(), 10);
         assert_eq!(seen[0], "run-5");
+        // The next page may be asked with another page size (MLflow's tokens are offsets).
+        let two = store
+            .search_tracking_runs(&search(
+                "",
+                &["params.lr", "attributes.run_name"],
+                Some(2),
+                None,
+            ))
+            .await
+            .unwrap();
+        let six = store
+            .search_tracking_runs(&search(
+                "",
+                &["params.lr", "attributes.run_name"],
+                Some(6),
+                two.next_page_token.clone(),
+            ))
+            .await
+            .unwrap();
+        let mut resized = names(&two);
+        resized.extend(names(&six));
+        assert_eq!(resized, seen[..8].to_vec());
         let first = store
             .search_tracking_runs(&search("", &[], Some(4), None))
             .await

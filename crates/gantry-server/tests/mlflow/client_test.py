@@ -128,6 +128,13 @@ while page.token:
     pages += 1
 check(names == ["run-0", "run-1", "run-2", "run-3", "batch"], f"paged {names}")
 check(pages == 3, f"pages {pages}")
+# MLflow's tokens are offsets: the next page may be asked with another page size.
+page_of_1 = client.search_runs([exp_id], max_results=1, order_by=["attributes.start_time ASC"])
+page_of_3 = client.search_runs([exp_id], max_results=3, order_by=["attributes.start_time ASC"], page_token=page_of_1.token)
+check([x.info.run_name for x in page_of_1] + [x.info.run_name for x in page_of_3] == ["run-0", "run-1", "run-2", "run-3"],
+      f"a page size changed between pages {[x.info.run_name for x in page_of_1]} {[x.info.run_name for x in page_of_3]}")
+page_of_10 = client.search_runs([exp_id], max_results=10, order_by=["attributes.start_time ASC"], page_token=page_of_3.token)
+check([x.info.run_name for x in page_of_10] == ["batch"] and not page_of_10.token, f"last page {[x.info.run_name for x in page_of_10]}")
 tagged = client.search_runs([exp_id], filter_string="tags.idx = '2' and attributes.status = 'FINISHED'")
 check(len(tagged) == 1 and tagged[0].data.params["lr"] == "0.01", f"search by tag {tagged}")
 
