@@ -465,6 +465,21 @@ impl Browser {
         .and_then(|v| v.as_str().map(str::to_owned))
     }
 
+    /// The rendered text of the first element matching `css`, or None when there is none or
+    /// the page is being replaced (never a stale-element panic): for polled conditions.
+    pub fn try_text_of(&self, css: &str) -> Option<String> {
+        self.command(
+            "POST",
+            "/execute/sync",
+            Some(serde_json::json!({
+                "script": "var e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+                "args": [css]
+            })),
+        )
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+    }
+
     /// `document.body.innerText`: the text as rendered.
     #[track_caller]
     pub fn body_text(&self) -> String {

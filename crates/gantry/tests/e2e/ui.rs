@@ -502,8 +502,7 @@ fn a_running_steps_log_grows_in_the_browser_without_a_reload() {
     check_page(&b, "running run");
     b.click(&format!("form[action='/runs/{run_id}/cancel'] button"));
     b.wait_until("the run ends as cancelled", Duration::from_secs(30), |b| {
-        b.try_find("#run-status")
-            .is_some_and(|s| s.text() == "cancelled")
+        b.try_text_of("#run-status").as_deref() == Some("cancelled")
     });
     let _ = submitted.wait();
     drop(server);
