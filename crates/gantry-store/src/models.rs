@@ -108,14 +108,9 @@ impl Store {
             }
         }
 
-        let next = sqlx::query(
-            "SELECT COALESCE(MAX(version), 0) + 1 AS next FROM model_versions WHERE model = $1",
-        )
-        .bind(&v.model)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(StoreError::query(op()))?;
-        let version: i64 = column(&next, "next")?;
+        let version = next_version(&mut tx, &v.model)
+            .await
+            .map_err(StoreError::query(op()))?;
         let tags_json = "{}";
         sqlx::query(concat!(
             "INSERT INTO model_versions (",
@@ -646,6 +641,32 @@ fn validate_new_version(v: &NewModelVersion) -> Result<(), StoreError> {
         return Err(invalid("params_json", "expected a JSON object"));
     }
     Ok(())
+}
+
+/// The next version number of `model` (whose row exists and is locked by the caller's write
+/// transaction): one above the highest it ever gave, so a deleted version's number is never
+/// handed out again; the model remembers it.
+pub(crate) async fn next_version(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    model: &str,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT m.last_version AS last, \
+         (SELECT MAX(version) FROM model_versions WHERE model = $1) AS highest \
+         FROM models m WHERE m.name = $1",
+    )
+    .bind(model)
+    .fetch_one(&mut **tx)
+    .await?;
+    let last: i64 = sqlx::Row::try_get::<Option<i64>, _>(&row, "last")?.unwrap_or(0);
+    let highest: i64 = sqlx::Row::try_get::<Option<i64>, _>(&row, "highest")?.unwrap_or(0);
+    let next = last.max(highest) + 1;
+    sqlx::query("UPDATE models SET last_version = $2 WHERE name = $1")
+        .bind(model)
+        .bind(next)
+        .execute(&mut **tx)
+        .await?;
+    Ok(next)
 }
 
 #[cfg(test)]

@@ -53,6 +53,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0008_images.sql"),
     ),
     (9, "ui", include_str!("../migrations/sqlite/0009_ui.sql")),
+    (
+        10,
+        "registry",
+        include_str!("../migrations/sqlite/0010_registry.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -97,6 +102,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/postgres/0008_images.sql"),
     ),
     (9, "ui", include_str!("../migrations/postgres/0009_ui.sql")),
+    (
+        10,
+        "registry",
+        include_str!("../migrations/postgres/0010_registry.sql"),
+    ),
 ];
 
 /// How long SQLite waits for another writer (another gantry process, or this one) before failing.

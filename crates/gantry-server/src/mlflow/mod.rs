@@ -90,6 +90,7 @@ pub fn router() -> Router<AppState> {
             delete(registry::delete_model).post(registry::delete_model),
         ),
         ("/registered-models/search", get(registry::search_models)),
+        ("/registered-models/rename", post(registry::rename_model)),
         ("/registered-models/set-tag", post(registry::set_model_tag)),
         (
             "/registered-models/delete-tag",
@@ -117,6 +118,10 @@ pub fn router() -> Router<AppState> {
             delete(registry::delete_version).post(registry::delete_version),
         ),
         ("/model-versions/search", get(registry::search_versions)),
+        (
+            "/model-versions/transition-stage",
+            post(registry::transition_stage),
+        ),
         ("/model-versions/set-tag", post(registry::set_version_tag)),
         (
             "/model-versions/delete-tag",
@@ -362,6 +367,17 @@ impl Params {
             Some(v) => shapes::as_i64(v)
                 .map(Some)
                 .ok_or_else(|| type_error(name, "an integer", v)),
+        }
+    }
+
+    /// A boolean: JSON true/false, or "true"/"false" in a query string.
+    fn opt_bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(other) => Err(type_error(name, "a boolean", other)),
         }
     }
 

@@ -141,7 +141,64 @@ pub async fn delete_model_tag(
     Ok(Json(json!({})))
 }
 
-/// Without stages, every stage's "latest" is the newest version.
+/// `registered-models/rename`: the model with its versions, aliases and tags under a new
+/// name. Refused while a deployment serves the model by its name (the deployment would lose it).
+pub async fn rename_model(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    require_write(&who)?;
+    let name = p.req_str("name")?;
+    let new_name = p.req_str("new_name")?;
+    Scope::new(&s.store, &who).require_model(&name).await?;
+    for d in s.store.list_deployments().await? {
+        let spec = &d.spec;
+        let serves = [
+            &spec["model"]["model"],
+            &spec["canary"]["target"]["model"],
+            &spec["shadow"]["model"],
+        ]
+        .iter()
+        .any(|m| m.as_str() == Some(name.as_str()));
+        if serves {
+            return Err(ApiError::bad_request(format!(
+                "registered model {name} is served by deployment {}: point the deployment at \
+                 another model (or undeploy it) before renaming",
+                d.name
+            )));
+        }
+    }
+    let m = s
+        .store
+        .rename_registered_model(&name, &new_name, now_ms())
+        .await?;
+    Ok(Json(
+        json!({"registered_model": shapes::registered_model(&m)}),
+    ))
+}
+
+/// `model-versions/transition-stage` with `stage` (None, Staging, Production, Archived) and
+/// `archive_existing_versions`.
+pub async fn transition_stage(
+    State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
+    p: Params,
+) -> ApiResult {
+    require_write(&who)?;
+    let name = p.req_str("name")?;
+    let version = version(&p)?;
+    let stage = p.req_str("stage")?;
+    let archive = p.opt_bool("archive_existing_versions")?.unwrap_or(false);
+    Scope::new(&s.store, &who).require_model(&name).await?;
+    let v = s
+        .store
+        .transition_registered_model_version_stage(&name, version, &stage, archive, now_ms())
+        .await?;
+    Ok(Json(json!({"model_version": shapes::model_version(&v)})))
+}
+
+/// The newest version of each stage, or of the stages asked for.
 pub async fn latest_versions(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,

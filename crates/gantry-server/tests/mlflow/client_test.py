@@ -169,6 +169,49 @@ except MlflowException as e:
     check(e.error_code == "RESOURCE_DOES_NOT_EXIST", f"alias error {e.error_code}")
 client.set_registered_model_alias("iris-model", "champion", v1.version)
 
+# Stages (deprecated by MLflow in favour of aliases, still used by many clients), version
+# numbers never reused after a delete, and rename.
+client.create_registered_model("stage-model")
+s1 = client.create_model_version("stage-model", f"runs:/{first}/model", run_id=first)
+s2 = client.create_model_version("stage-model", f"runs:/{first}/model", run_id=first)
+check(s1.current_stage == "None", f"a new version's stage {s1.current_stage}")
+moved = client.transition_model_version_stage("stage-model", s1.version, "staging")
+check(moved.current_stage == "Staging", f"stage after transition {moved.current_stage}")
+client.transition_model_version_stage("stage-model", s2.version, "Production")
+client.transition_model_version_stage("stage-model", s1.version, "Production", archive_existing_versions=True)
+check(client.get_model_version("stage-model", s2.version).current_stage == "Archived", "archive_existing_versions")
+prod = client.get_latest_versions("stage-model", stages=["Production"])
+check([str(v.version) for v in prod] == [str(s1.version)], f"latest Production {prod}")
+every = client.get_latest_versions("stage-model")
+check(sorted((v.current_stage, str(v.version)) for v in every) == [("Archived", "2"), ("Production", "1")],
+      f"latest of each stage {[(v.current_stage, v.version) for v in every]}")
+try:
+    client.transition_model_version_stage("stage-model", s1.version, "Bogus")
+    raise AssertionError("an unknown stage was accepted")
+except MlflowException as e:
+    check(e.error_code == "INVALID_PARAMETER_VALUE", f"unknown stage error {e.error_code}")
+client.delete_model_version("stage-model", s2.version)
+s3 = client.create_model_version("stage-model", f"runs:/{first}/model", run_id=first)
+check(str(s3.version) == "3", f"a deleted version's number was reused: {s3.version}")
+client.set_registered_model_alias("stage-model", "live", s1.version)
+client.rename_registered_model("stage-model", "renamed-model")
+renamed = client.get_registered_model("renamed-model")
+check(renamed.aliases in ({"live": "1"}, {"live": 1}), f"renamed model {renamed}")
+check(client.get_model_version("renamed-model", s1.version).current_stage == "Production", "stage kept by rename")
+check(str(client.get_model_version_by_alias("renamed-model", "live").version) == "1", "alias kept by rename")
+try:
+    client.get_registered_model("stage-model")
+    raise AssertionError("the old name still resolves after rename")
+except MlflowException as e:
+    check(e.error_code == "RESOURCE_DOES_NOT_EXIST", f"old name error {e.error_code}")
+s4 = client.create_model_version("renamed-model", f"runs:/{first}/model", run_id=first)
+check(str(s4.version) == "4", f"numbering continues after rename: {s4.version}")
+try:
+    client.rename_registered_model("renamed-model", "iris-model")
+    raise AssertionError("a rename onto an existing model was accepted")
+except MlflowException as e:
+    check(e.error_code == "RESOURCE_ALREADY_EXISTS", f"rename onto existing error {e.error_code}")
+
 try:
     client.get_run("0" * 32)
     raise AssertionError("an unknown run was found")

@@ -30,7 +30,7 @@ pub struct RegisteredModel {
     pub tags: Vec<KeyValue>,
     /// (alias, version), by alias.
     pub aliases: Vec<(String, i64)>,
-    /// The newest version, if any (MLflow's `latest_versions` without stages).
+    /// The newest version of each stage that has one (MLflow's `latest_versions`).
     pub latest_versions: Vec<RegisteredModelVersion>,
 }
 
@@ -64,6 +64,9 @@ pub struct NewRegisteredModelVersion {
     pub tags: Vec<KeyValue>,
 }
 
+/// MLflow's model version stages, as MLflow spells them.
+pub const STAGES: [&str; 4] = ["None", "Staging", "Production", "Archived"];
+
 fn model_not_found(name: &str) -> StoreError {
     StoreError::NotFound {
         kind: "model",
@@ -87,7 +90,7 @@ fn version_from_row(row: &AnyRow) -> Result<RegisteredModelVersion, StoreError> 
         creation_timestamp: created,
         last_updated_timestamp: column::<Option<i64>>(row, "updated_at_ms")?.unwrap_or(created),
         user_id: column(row, "user_id")?,
-        current_stage: "None".to_owned(),
+        current_stage: column(row, "stage")?,
         description: column(row, "description")?,
         source: column(row, "artifact_digest")?,
         run_id: column(row, "run_id")?,
@@ -372,14 +375,23 @@ impl Store {
                 .or_default()
                 .push((column(r, "alias")?, column(r, "version")?));
         }
-        let mut latest: HashMap<String, RegisteredModelVersion> = HashMap::new();
+        // MLflow's latest_versions: the newest version of each stage.
+        let mut latest_by_stage: HashMap<(String, String), RegisteredModelVersion> = HashMap::new();
         for v in self.load_versions(name, None).await? {
-            match latest.get(&v.name) {
+            let key = (v.name.clone(), v.current_stage.clone());
+            match latest_by_stage.get(&key) {
                 Some(cur) if cur.version >= v.version => {}
                 _ => {
-                    latest.insert(v.name.clone(), v);
+                    latest_by_stage.insert(key, v);
                 }
             }
+        }
+        let mut latest: HashMap<String, Vec<RegisteredModelVersion>> = HashMap::new();
+        for ((model, _), v) in latest_by_stage {
+            latest.entry(model).or_default().push(v);
+        }
+        for versions in latest.values_mut() {
+            versions.sort_by_key(|v| v.version);
         }
         rows.iter()
             .map(|r| {
@@ -394,7 +406,7 @@ impl Store {
                     description: column(r, "description")?,
                     tags: t,
                     aliases: a,
-                    latest_versions: latest.remove(&name).into_iter().collect(),
+                    latest_versions: latest.remove(&name).unwrap_or_default(),
                     name,
                 })
             })
@@ -418,7 +430,7 @@ impl Store {
         };
         let sql = format!(
             "SELECT v.model, v.version, v.artifact_digest, v.run_id, v.description, \
-             v.created_at_ms, m.user_id, m.status, m.status_message, m.run_link, m.updated_at_ms \
+             v.created_at_ms, v.stage, m.user_id, m.status, m.status_message, m.run_link, m.updated_at_ms \
              FROM model_versions v LEFT JOIN mlflow_model_version_meta m \
              ON m.model = v.model AND m.version = v.version{vf} ORDER BY v.model, v.version"
         );
@@ -505,14 +517,9 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(model_not_found(&new.name));
         }
-        let row = sqlx::query(
-            "SELECT COALESCE(MAX(version), 0) + 1 AS next FROM model_versions WHERE model = $1",
-        )
-        .bind(&new.name)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(StoreError::query(op()))?;
-        let version: i64 = column(&row, "next")?;
+        let version = crate::models::next_version(&mut tx, &new.name)
+            .await
+            .map_err(StoreError::query(op()))?;
         sqlx::query(
             "INSERT INTO model_versions (model, version, artifact_digest, artifact_kind, run_id, \
              step_run_id, step, metrics_json, data_digests_json, params_json, flavor, \
@@ -607,7 +614,7 @@ impl Store {
         }
     }
 
-    /// The newest version of the model (MLflow's get-latest-versions without stages).
+    /// The newest version of each stage (MLflow's get-latest-versions).
     pub async fn latest_registered_model_versions(
         &self,
         name: &str,
@@ -653,6 +660,129 @@ impl Store {
         .map_err(StoreError::query(op()))?;
         tx.commit().await.map_err(StoreError::query(op()))?;
         self.get_registered_model_version(name, version).await
+    }
+
+    /// MLflow's `transition-stage`: moves a version to a stage (None, Staging, Production or
+    /// Archived; any case); with `archive_existing`, the other versions in that stage (Staging
+    /// or Production) move to Archived.
+    pub async fn transition_registered_model_version_stage(
+        &self,
+        name: &str,
+        version: i64,
+        stage: &str,
+        archive_existing: bool,
+        now_ms: i64,
+    ) -> Result<RegisteredModelVersion, StoreError> {
+        let Some(stage) = STAGES.iter().find(|s| s.eq_ignore_ascii_case(stage.trim())) else {
+            return Err(invalid(
+                "stage",
+                format!("'{stage}' is not a stage: use None, Staging, Production or Archived"),
+            ));
+        };
+        let op = || format!("moving version {version} of model {name} to stage {stage}");
+        let mut tx = self.begin_write(&op()).await?;
+        let done =
+            sqlx::query("UPDATE model_versions SET stage = $3 WHERE model = $1 AND version = $2")
+                .bind(name)
+                .bind(version)
+                .bind(*stage)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query(op()))?;
+        if done.rows_affected() == 0 {
+            drop(tx);
+            return self.get_registered_model_version(name, version).await;
+        }
+        if archive_existing && matches!(*stage, "Staging" | "Production") {
+            sqlx::query(
+                "UPDATE model_versions SET stage = 'Archived' \
+                 WHERE model = $1 AND version <> $2 AND stage = $3",
+            )
+            .bind(name)
+            .bind(version)
+            .bind(*stage)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query(op()))?;
+        }
+        sqlx::query("UPDATE models SET updated_at_ms = $2 WHERE name = $1")
+            .bind(name)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query(op()))?;
+        tx.commit().await.map_err(StoreError::query(op()))?;
+        self.get_registered_model_version(name, version).await
+    }
+
+    /// MLflow's `rename`: the model, its versions (numbers, stages, metadata), aliases and tags
+    /// under a new name, in one transaction. The callers check what else names the model
+    /// (deployments).
+    pub async fn rename_registered_model(
+        &self,
+        name: &str,
+        new_name: &str,
+        now_ms: i64,
+    ) -> Result<RegisteredModel, StoreError> {
+        validate_model_name(new_name)?;
+        if name == new_name {
+            return self.get_registered_model(name).await;
+        }
+        let op = || format!("renaming registered model {name} to {new_name}");
+        let mut tx = self.begin_write(&op()).await?;
+        let taken = sqlx::query("SELECT name FROM models WHERE name = $1")
+            .bind(new_name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::query(op()))?;
+        if taken.is_some() {
+            return Err(StoreError::AlreadyExists {
+                kind: "registered model",
+                id: new_name.to_owned(),
+            });
+        }
+        let copied = sqlx::query(
+            "INSERT INTO models (name, description, created_at_ms, updated_at_ms, last_version) \
+             SELECT $2, description, created_at_ms, $3, last_version FROM models WHERE name = $1",
+        )
+        .bind(name)
+        .bind(new_name)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query(op()))?;
+        if copied.rows_affected() == 0 {
+            return Err(model_not_found(name));
+        }
+        // Children first copied under the new name (their foreign keys then hold), then the old
+        // model deleted, which cascades to its rows.
+        for sql in [
+            "INSERT INTO model_versions (model, version, artifact_digest, artifact_kind, run_id, \
+             step_run_id, step, metrics_json, data_digests_json, params_json, flavor, \
+             description, tags_json, created_at_ms, stage) \
+             SELECT $2, version, artifact_digest, artifact_kind, run_id, step_run_id, step, \
+             metrics_json, data_digests_json, params_json, flavor, description, tags_json, \
+             created_at_ms, stage FROM model_versions WHERE model = $1",
+            "INSERT INTO model_aliases (model, alias, version, updated_at_ms) \
+             SELECT $2, alias, version, updated_at_ms FROM model_aliases WHERE model = $1",
+            "INSERT INTO mlflow_registered_model_tags (model, key, value) \
+             SELECT $2, key, value FROM mlflow_registered_model_tags WHERE model = $1",
+            "INSERT INTO mlflow_model_version_meta (model, version, user_id, status, \
+             status_message, run_link, updated_at_ms) SELECT $2, version, user_id, status, \
+             status_message, run_link, updated_at_ms FROM mlflow_model_version_meta WHERE model = $1",
+            "INSERT INTO mlflow_model_version_tags (model, version, key, value) \
+             SELECT $2, version, key, value FROM mlflow_model_version_tags WHERE model = $1",
+            "DELETE FROM models WHERE name = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(name)
+                .bind(new_name)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query(op()))?;
+        }
+        tx.commit().await.map_err(StoreError::query(op()))?;
+        self.get_registered_model(new_name).await
     }
 
     /// Deletes a version with its tags and the aliases that named it.
