@@ -18,6 +18,8 @@ const REGISTER_ATTEMPTS: u32 = 20;
 
 /// In a reference, `name@latest` means the newest version, so no alias may be called that.
 const LATEST: &str = "latest";
+/// MLflow's limit on alias names.
+const MAX_ALIAS_LEN: usize = 255;
 
 macro_rules! version_columns {
     () => {
@@ -570,28 +572,43 @@ pub(crate) fn validate_model_name(name: &str) -> Result<(), StoreError> {
     })
 }
 
-/// Aliases: `[a-z][a-z0-9_-]*`, at most 128 characters, not `latest`. Starting with a letter
-/// keeps them apart from version numbers in `name@…` references.
+/// Aliases as MLflow accepts them: 1 to 255 letters, digits, `_` or `-` (any case, Unicode
+/// letters too), except `latest` in any case and `v<digits>` (both reserved by MLflow), and
+/// except digits only, which would read as a version number in `name@7`.
 pub(crate) fn validate_alias(alias: &str) -> Result<(), StoreError> {
     let invalid = |detail: String| StoreError::Invalid {
         what: format!("model alias '{alias}'"),
         detail,
     };
-    if alias == LATEST {
+    if alias.eq_ignore_ascii_case(LATEST) {
         return Err(invalid(format!(
-            "'{LATEST}' always means the newest version; choose another name"
+            "'{LATEST}' (in any case) always means the newest version; choose another name"
         )));
     }
-    let valid = alias.len() <= MAX_NAME_LEN
-        && alias.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+    let versionlike = |rest: &str| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit());
+    if versionlike(alias) {
+        return Err(invalid(
+            "digits alone name a version (name@7); add a letter".to_owned(),
+        ));
+    }
+    if let Some(rest) = alias.strip_prefix(['v', 'V'])
+        && versionlike(rest)
+    {
+        return Err(invalid(
+            "v followed by digits is reserved for versions (as in MLflow); choose another name"
+                .to_owned(),
+        ));
+    }
+    let valid = !alias.is_empty()
+        && alias.chars().count() <= MAX_ALIAS_LEN
         && alias
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'));
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
     if valid {
         return Ok(());
     }
     Err(invalid(format!(
-        "use 1 to {MAX_NAME_LEN} lowercase letters, digits, '_' or '-', starting with a letter"
+        "use 1 to {MAX_ALIAS_LEN} letters, digits, '_' or '-'"
     )))
 }
 
@@ -696,19 +713,34 @@ mod tests {
 
     #[test]
     fn aliases() {
-        for ok in ["champion", "staging-2", "a_b", "x"] {
+        // As MLflow accepts them (its rule: `^[\w\-]*$`, ≤ 255, not `latest`, not `v\d+`).
+        for ok in [
+            "champion",
+            "staging-2",
+            "a_b",
+            "x",
+            "Champion",
+            "2x",
+            "-a",
+            "_prod",
+            "vNext",
+            "v1a",
+            "produção",
+            &"a".repeat(255),
+        ] {
             validate_alias(ok).unwrap();
         }
         for bad in [
             "",
             "latest",
+            "LATEST",
             "7",
-            "2x",
-            "Champion",
-            "-a",
+            "v2",
+            "V10",
             "a.b",
             "a@b",
-            &"a".repeat(129),
+            "a b",
+            &"a".repeat(256),
         ] {
             let err = validate_alias(bad).unwrap_err();
             assert!(matches!(err, StoreError::Invalid { .. }), "{bad}: {err}");

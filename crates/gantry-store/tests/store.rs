@@ -1060,7 +1060,7 @@ mod model_cases {
         }
         for reference in [
             "iris@",
-            "iris@Champion",
+            "iris@v1",
             "ir is",
             "@champion",
             "iris@99999999999999999999",
@@ -1084,7 +1084,7 @@ mod model_cases {
             "model",
             "nope",
         );
-        for alias in ["latest", "1", "Champion", "", "a b"] {
+        for alias in ["latest", "1", "v1", "", "a b"] {
             let err = store
                 .set_model_alias("iris", 1, alias, 9_000)
                 .await
@@ -1270,7 +1270,7 @@ mod model_cases {
                 .unwrap_err();
             assert_invalid(err, &format!("model name '{name}'"));
         }
-        for alias in ["latest", "7", "Champion", "", "a.b"] {
+        for alias in ["latest", "7", "V2", "", "a.b"] {
             let err = store
                 .register_model_version(&with_alias(
                     new_version("iris", "sha256:m", Some("s-1"), 1),

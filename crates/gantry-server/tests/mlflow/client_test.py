@@ -168,6 +168,17 @@ try:
 except MlflowException as e:
     check(e.error_code == "RESOURCE_DOES_NOT_EXIST", f"alias error {e.error_code}")
 client.set_registered_model_alias("iris-model", "champion", v1.version)
+# Aliases as MLflow accepts them: any case, leading digits or underscores; `latest` (any case)
+# and v<digits> are reserved.
+client.set_registered_model_alias("iris-model", "Prod_2024-Q1", v2.version)
+check(str(client.get_model_version_by_alias("iris-model", "Prod_2024-Q1").version) == "2", "a mixed-case alias")
+for reserved in ["Latest", "v3"]:
+    try:
+        client.set_registered_model_alias("iris-model", reserved, v1.version)
+        raise AssertionError(f"the reserved alias {reserved} was accepted")
+    except MlflowException as e:
+        check(e.error_code == "INVALID_PARAMETER_VALUE", f"reserved alias error {e.error_code}")
+client.delete_registered_model_alias("iris-model", "Prod_2024-Q1")
 
 # Stages (deprecated by MLflow in favour of aliases, still used by many clients), version
 # numbers never reused after a delete, and rename.
