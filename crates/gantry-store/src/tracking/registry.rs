@@ -64,6 +64,27 @@ pub struct NewRegisteredModelVersion {
     pub tags: Vec<KeyValue>,
 }
 
+/// Records that a version changed now (its `last_updated_timestamp`).
+async fn touch_version(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    name: &str,
+    version: i64,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO mlflow_model_version_meta (model, version, user_id, status, \
+         status_message, run_link, updated_at_ms) VALUES ($1, $2, NULL, $3, NULL, NULL, $4) \
+         ON CONFLICT (model, version) DO UPDATE SET updated_at_ms = excluded.updated_at_ms",
+    )
+    .bind(name)
+    .bind(version)
+    .bind(READY)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// MLflow's model version stages, as MLflow spells them.
 pub const STAGES: [&str; 4] = ["None", "Staging", "Production", "Archived"];
 
@@ -646,18 +667,9 @@ impl Store {
             drop(tx);
             return self.get_registered_model_version(name, version).await;
         }
-        sqlx::query(
-            "INSERT INTO mlflow_model_version_meta (model, version, user_id, status, \
-             status_message, run_link, updated_at_ms) VALUES ($1, $2, NULL, $3, NULL, NULL, $4) \
-             ON CONFLICT (model, version) DO UPDATE SET updated_at_ms = excluded.updated_at_ms",
-        )
-        .bind(name)
-        .bind(version)
-        .bind(READY)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::query(op()))?;
+        touch_version(&mut tx, name, version, now_ms)
+            .await
+            .map_err(StoreError::query(op()))?;
         tx.commit().await.map_err(StoreError::query(op()))?;
         self.get_registered_model_version(name, version).await
     }
@@ -709,6 +721,9 @@ impl Store {
             .bind(name)
             .bind(now_ms)
             .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query(op()))?;
+        touch_version(&mut tx, name, version, now_ms)
             .await
             .map_err(StoreError::query(op()))?;
         tx.commit().await.map_err(StoreError::query(op()))?;
