@@ -948,3 +948,67 @@ async fn a_project_token_sees_its_project_only() {
     assert_eq!(images.status, 200);
     assert!(images.body.contains("does not list it"), "{}", images.body);
 }
+
+/// A long metric history is reduced and cached for its chart; a point logged afterwards still
+/// shows (the cache is keyed by the history's shape), and every column's extreme survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_charts_follow_new_points_through_the_cache() {
+    use gantry_store::{MetricPoint, NewTrackingRun};
+    let ui = Ui::start(false).await;
+    let exp = ui
+        .store
+        .create_experiment("curves", None, &[], 1)
+        .await
+        .unwrap();
+    let run = ui
+        .store
+        .create_tracking_run(
+            &NewTrackingRun {
+                experiment_id: exp.clone(),
+                user_id: "u".into(),
+                run_name: Some("long".into()),
+                start_time: Some(1),
+                tags: Vec::new(),
+            },
+            1,
+        )
+        .await
+        .unwrap()
+        .info
+        .run_id;
+    let point = |i: i64, value: f64| MetricPoint {
+        key: "loss".into(),
+        value,
+        timestamp: 1_000 + i,
+        step: i,
+    };
+    for start in (0..3000).step_by(1000) {
+        let batch: Vec<MetricPoint> = (start..start + 1000)
+            .map(|i| point(i, if i == 1234 { 555.0 } else { 1.0 }))
+            .collect();
+        ui.store.log_batch(&run, &batch, &[], &[]).await.unwrap();
+    }
+    let path = format!("/experiments/{exp}/runs/{run}");
+    // The chart alone (the page's table also shows the latest value).
+    let chart = |body: &str| -> String {
+        let start = body
+            .find("class=\"chart line-chart\"")
+            .expect("a line chart");
+        let end = body[start..].find("</svg>").expect("the chart ends") + start;
+        body[start..end].to_owned()
+    };
+    let first = ui.get(&path, None).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let drawn = chart(&first.body);
+    assert!(drawn.contains("555"), "the spike is kept: {drawn}");
+    assert!(!drawn.contains("777"));
+    // Served again from the cache, then a new point changes the history's shape.
+    assert_eq!(chart(&ui.get(&path, None).await.body), drawn);
+    ui.store
+        .log_batch(&run, &[point(3000, 777.0)], &[], &[])
+        .await
+        .unwrap();
+    let after = chart(&ui.get(&path, None).await.body);
+    assert!(after.contains("777"), "the new point is drawn: {after}");
+    assert_ne!(after, drawn);
+}
