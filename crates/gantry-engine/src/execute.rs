@@ -568,6 +568,7 @@ async fn run_attempt<R: Runtime>(
         pids_limit: inner.cfg.pids_limit,
         gpus: step.resources.gpu,
         timeout: step.timeout,
+        stop_grace: step.timeout_grace,
         cancel: ctx.cancel.clone(),
         create_runtime_hook: relay.as_ref().and_then(|r| r.hook.clone()),
     };

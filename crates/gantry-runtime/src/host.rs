@@ -20,6 +20,9 @@ pub struct HostFacts {
     pub swap_accounting: bool,
     /// NVIDIA device nodes found under `/dev`, sorted.
     pub nvidia_devices: Vec<PathBuf>,
+    /// The host path of the static `gantry-init` to run as every container's PID 1 (mounted
+    /// read-only at [`INIT_PATH`](crate::INIT_PATH)); `None` runs the command itself as PID 1.
+    pub init: Option<PathBuf>,
 }
 
 impl HostFacts {
@@ -43,6 +46,7 @@ impl HostFacts {
             rootless: !nix::unistd::geteuid().is_root(),
             swap_accounting,
             nvidia_devices: nvidia_devices(Path::new("/dev")),
+            init: None,
         }
     }
 }

@@ -17,6 +17,7 @@ mod bundle;
 mod cgroup;
 mod error;
 mod host;
+mod init;
 mod log_stream;
 mod oci;
 mod seccomp;
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::RuntimeError;
 pub use host::{HostFacts, PrivilegeMode, PrivilegeProbe, decide_privileges};
+pub use init::{INIT_PATH, install_init};
 pub use log_stream::MAX_LINE_BYTES;
 pub use oci::{OciRuntime, OciRuntimeConfig};
 pub use seccomp::{BLOCKED_SYSCALLS, default_seccomp};
@@ -83,6 +85,9 @@ pub struct StepRequest {
     pub pids_limit: u64,
     pub gpus: u32,
     pub timeout: Option<Duration>,
+    /// On timeout or cancellation the step's PID 1 gets SIGTERM (which gantry-init forwards to
+    /// the command) and, if it has not ended this long after, SIGKILL.
+    pub stop_grace: Duration,
     pub cancel: CancellationToken,
     /// An OCI `createRuntime` hook (argv, absolute program path): run by runc once the
     /// container's namespaces exist and before the step's process starts. The engine uses
@@ -98,9 +103,9 @@ pub enum Termination {
     Exited,
     /// The kernel's OOM killer killed a process of the step because of its memory limit.
     OomKilled,
-    /// The step ran past its timeout and was killed.
+    /// The step ran past its timeout and was stopped (SIGTERM, then SIGKILL after the grace).
     TimedOut,
-    /// The step's cancel token fired and it was killed.
+    /// The step's cancel token fired and it was stopped (SIGTERM, then SIGKILL after the grace).
     Cancelled,
     /// A signal killed the process (not one of the reasons above).
     Signaled,

@@ -20,6 +20,7 @@ use tokio::sync::mpsc::Sender;
 use crate::bundle::{OWNER_FILE, Owner, RUNTIME_LOG_FILE, remove_bundle, write_bundle};
 use crate::cgroup::{CgroupLayout, remove_cgroup_dirs};
 use crate::host::{HostFacts, PrivilegeMode, PrivilegeProbe, decide_privileges};
+use crate::init::install_init;
 use crate::log_stream::pump;
 use crate::spec::{
     DEFAULT_CGROUP_PARENT, build_spec_with_cgroup_parent, valid_cgroup_parent, validate_id,
@@ -115,6 +116,12 @@ impl OciRuntime {
         };
         let state_dir = prepare_dir(&cfg.state_dir)?;
         let bundles_dir = prepare_dir(&cfg.bundles_dir)?;
+        // `@` is never part of a container id, so no bundle or reap ever touches this directory.
+        let init_dir = bundles_dir.join("@init");
+        host.init = Some(install_init(&init_dir).map_err(|source| RuntimeError::Io {
+            path: init_dir,
+            source,
+        })?);
         let owner = Owner::current()
             .map_err(|source| RuntimeError::Io {
                 path: "/proc/self/stat".into(),
@@ -261,7 +268,8 @@ impl OciRuntime {
             match first {
                 Ok(status) => (status, None, false, Instant::now()),
                 Err(reason) => {
-                    let (status, runtime_killed) = self.kill_until_exit(&id, child).await;
+                    let (status, runtime_killed) =
+                        self.stop_until_exit(&id, child, req.stop_grace).await;
                     (status, Some(reason), runtime_killed, Instant::now())
                 }
             }
@@ -316,6 +324,34 @@ impl OciRuntime {
                     .unwrap_or(u64::MAX),
             },
         })
+    }
+
+    /// SIGTERM to the container's init (which forwards it to the step's command), then, if the
+    /// container still runs `grace` later, [`kill_until_exit`](Self::kill_until_exit).
+    async fn stop_until_exit(
+        &self,
+        id: &str,
+        child: &mut Child,
+        grace: Duration,
+    ) -> (io::Result<ExitStatus>, bool) {
+        let deadline = Instant::now() + grace;
+        let mut signalled = false;
+        while Instant::now() < deadline {
+            // `kill` fails while the runtime is still creating the container: try again.
+            if !signalled {
+                signalled = self
+                    .runtime_output(&["kill", id, "TERM"])
+                    .await
+                    .is_ok_and(|o| o.status.success());
+            }
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            if let Ok(status) = tokio::time::timeout(wait, child.wait()).await {
+                return (status, false);
+            }
+        }
+        self.kill_until_exit(id, child).await
     }
 
     /// `kill` fails while the runtime is still creating the container, so it is repeated until

@@ -13,7 +13,7 @@ use oci_spec::runtime::{
 };
 
 use crate::seccomp::default_seccomp;
-use crate::{HostFacts, RuntimeError, StepRequest};
+use crate::{HostFacts, INIT_PATH, RuntimeError, StepRequest};
 
 /// The cgroup (below each hierarchy's root) under which containers are created.
 pub const DEFAULT_CGROUP_PARENT: &str = "gantry";
@@ -90,7 +90,7 @@ pub fn build_spec_with_cgroup_parent(
                 .build()
                 .map_err(spec_error)?,
         )
-        .args(req.args.clone())
+        .args(process_args(req, host))
         .env(env)
         .cwd(PathBuf::from(&req.cwd))
         .capabilities(capabilities)
@@ -238,6 +238,17 @@ fn mount(
         .build()
 }
 
+/// The container's argv: the request's command, under gantry-init when the host has one.
+fn process_args(req: &StepRequest, host: &HostFacts) -> Vec<String> {
+    match host.init {
+        Some(_) => [INIT_PATH.to_owned(), "--".to_owned()]
+            .into_iter()
+            .chain(req.args.iter().cloned())
+            .collect(),
+        None => req.args.clone(),
+    }
+}
+
 fn mounts(req: &StepRequest, host: &HostFacts) -> Result<Vec<Mount>, oci_spec::OciSpecError> {
     // tmpfs pages are charged to the step's memory cgroup, so the memory limit already caps /tmp;
     // the size option only keeps one runaway writer from reaching that limit through /tmp alone.
@@ -322,6 +333,20 @@ fn mounts(req: &StepRequest, host: &HostFacts) -> Result<Vec<Mount>, oci_spec::O
             &["nosuid", "nodev", "mode=1777", &tmp_size],
         )?,
     ];
+    if let Some(init) = &host.init {
+        mounts.push(
+            MountBuilder::default()
+                .destination(INIT_PATH)
+                .typ("bind")
+                .source(init.clone())
+                .options(
+                    ["bind", "rprivate", "nosuid", "nodev", "ro"]
+                        .map(str::to_owned)
+                        .to_vec(),
+                )
+                .build()?,
+        );
+    }
     // Parents before children: /gantry must be mounted before /gantry/inputs/x lands on it.
     let mut binds: Vec<_> = req.mounts.iter().collect();
     binds.sort_by_key(|m| Path::new(&m.destination).components().count());
@@ -490,6 +515,12 @@ fn validate(req: &StepRequest, cgroup_parent: &str) -> Result<(), RuntimeError> 
         ));
     }
     for m in &req.mounts {
+        if Path::new(INIT_PATH).starts_with(&m.destination) {
+            return fail(format!(
+                "mount destination {:?} would hide the container's init at {INIT_PATH}",
+                m.destination
+            ));
+        }
         if !is_clean_absolute(&m.destination) || m.destination == "/" {
             return fail(format!(
                 "mount destination {:?} must be an absolute path below / without `..`",
@@ -547,6 +578,7 @@ mod tests {
             pids_limit: 128,
             gpus: 0,
             timeout: None,
+            stop_grace: std::time::Duration::from_secs(10),
             cancel: CancellationToken::new(),
             create_runtime_hook: None,
         }
@@ -558,7 +590,56 @@ mod tests {
             rootless: false,
             swap_accounting: true,
             nvidia_devices: vec![],
+            init: None,
         }
+    }
+
+    #[test]
+    fn with_an_init_the_command_runs_under_it_and_the_init_is_mounted_read_only() {
+        let req = request();
+        assert_eq!(
+            json(&req, &root_host())["process"]["args"],
+            serde_json::json!(["python", "/app/train.py"])
+        );
+        let host = HostFacts {
+            init: Some("/run/gantry/gantry-init".into()),
+            ..root_host()
+        };
+        let spec = json(&req, &host);
+        assert_eq!(
+            spec["process"]["args"],
+            serde_json::json!(["/dev/gantry-init", "--", "python", "/app/train.py"])
+        );
+        let init = mount_of(&spec, "/dev/gantry-init");
+        assert_eq!(init["source"], "/run/gantry/gantry-init");
+        assert_eq!(init["type"], "bind");
+        for option in ["ro", "nosuid", "nodev"] {
+            assert!(
+                init["options"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|o| o == option),
+                "{option} missing: {init}"
+            );
+        }
+        // After the /dev tmpfs it lands on.
+        let destinations: Vec<&str> = spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        let at = |d: &str| destinations.iter().position(|x| *x == d).unwrap();
+        assert!(at("/dev") < at("/dev/gantry-init"), "{destinations:?}");
+
+        let mut shadowing = request();
+        shadowing.mounts.push(BindMount {
+            source: "/data/x".into(),
+            destination: "/dev".into(),
+            readonly: true,
+        });
+        assert!(build_spec(&shadowing, &host).is_err());
     }
 
     fn json(req: &StepRequest, host: &HostFacts) -> serde_json::Value {

@@ -175,6 +175,7 @@ mod support {
                 pids_limit: 64,
                 gpus: 0,
                 timeout: Some(Duration::from_secs(60)),
+                stop_grace: Duration::from_secs(10),
                 cancel: CancellationToken::new(),
                 create_runtime_hook: None,
             }
@@ -295,9 +296,11 @@ mod support {
         /// test's cgroup parent (which must then be removable: `rmdir` fails if it has children).
         pub fn finish(self) {
             assert_eq!(self.listed_containers(), Vec::<String>::new());
+            // `@init` holds the gantry-init every container runs as PID 1.
             let bundles: Vec<_> = fs::read_dir(&self.bundles)
                 .unwrap()
                 .map(|e| e.unwrap().path())
+                .filter(|p| !p.ends_with("@init"))
                 .collect();
             assert!(bundles.is_empty(), "bundles left: {bundles:?}");
             for mount in Self::cgroup_mounts() {
@@ -520,8 +523,22 @@ mod defaults {
             .success();
         let (listing, rest) = out.split_once("--").unwrap();
         let allowed = [
-            "null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "mqueue",
-            "fd", "stdin", "stdout", "stderr", "core",
+            "null",
+            "zero",
+            "full",
+            "random",
+            "urandom",
+            "tty",
+            "ptmx",
+            "pts",
+            "shm",
+            "mqueue",
+            "fd",
+            "stdin",
+            "stdout",
+            "stderr",
+            "core",
+            "gantry-init",
         ];
         let entries: Vec<&str> = listing.split_whitespace().collect();
         for e in &entries {
@@ -737,20 +754,95 @@ mod behaviour {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn exit_codes_are_reported_and_a_missing_command_fails_to_start() {
+    async fn exit_codes_are_reported_and_a_missing_command_exits_127_saying_why() {
         let f = Fixture::new();
         let o = f.script("exit 3").await;
         assert_eq!(o.ok().exit_code, Some(3));
         assert_eq!(o.ok().signal, None);
         assert_eq!(o.ok().termination, Termination::Exited);
         assert_eq!(f.script("true").await.ok().exit_code, Some(0));
+        // A signal that killed the command reads as before, through the init.
+        let killed = f.script("kill -USR1 $$; sleep 5").await;
+        assert_eq!(killed.ok().signal, Some(10), "{:?}", killed.ok());
+        assert_eq!(killed.ok().termination, Termination::Signaled);
 
         let mut req = f.request("missing", "");
         req.args = vec!["no-such-program".into()];
         let id = req.id.clone();
-        let err = f.run(req).await.outcome.unwrap_err();
-        assert!(matches!(err, RuntimeError::StartFailed { .. }), "{err}");
-        assert!(err.to_string().contains("no-such-program"), "{err}");
+        let ran = f.run(req).await;
+        assert_eq!(ran.ok().exit_code, Some(127), "{:?}", ran.ok());
+        assert_eq!(
+            ran.stderr,
+            ["gantry-init: cannot run \"no-such-program\": No such file or directory (os error 2)"]
+        );
+        f.assert_gone(&id);
+        f.finish();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pid_1_is_gantry_init_and_reaps_orphaned_grandchildren() {
+        let f = Fixture::new();
+        // The subshell exits at once, so its `sleep` is re-parented to PID 1; once it ends, only
+        // PID 1 can reap it.
+        let out = f
+            .script(
+                "cat /proc/1/comm; (sleep 0.2 &); sleep 1.5; \
+                 z=0; for s in /proc/[0-9]*/stat; do \
+                   set -- $(cat $s 2>/dev/null); [ \"$3\" = Z ] && z=$((z+1)); done; \
+                 echo zombies=$z",
+            )
+            .await
+            .success();
+        assert_eq!(out, "gantry-init\nzombies=0");
+        f.finish();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_step_trapping_sigterm_writes_its_output_before_it_is_stopped() {
+        let f = Fixture::new();
+        let out = f.dir.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).unwrap();
+        let mut req = f.request(
+            "trap",
+            "trap 'echo saving; echo checkpoint > /gantry/state; exit 0' TERM; \
+             echo started; sleep 100 & wait",
+        );
+        req.mounts = vec![Fixture::bind(&out, "/gantry", false)];
+        req.timeout = Some(Duration::from_secs(1));
+        req.stop_grace = Duration::from_secs(30);
+        let id = req.id.clone();
+        let started = Instant::now();
+        let ran = f.run(req).await;
+        let o = ran.ok();
+        assert_eq!(o.termination, Termination::TimedOut);
+        assert_eq!((o.exit_code, o.signal), (Some(0), None), "{o:?}");
+        assert_eq!(ran.stdout, ["started", "saving"]);
+        assert_eq!(
+            fs::read_to_string(out.join("state")).unwrap(),
+            "checkpoint\n"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "SIGTERM ended it"
+        );
+        f.assert_gone(&id);
+        f.finish();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_step_ignoring_sigterm_is_killed_after_the_grace() {
+        let f = Fixture::new();
+        let mut req = f.request("stubborn", "trap '' TERM; echo started; sleep 100");
+        req.timeout = Some(Duration::from_secs(1));
+        req.stop_grace = Duration::from_millis(1500);
+        let id = req.id.clone();
+        let ran = f.run(req).await;
+        let o = ran.ok();
+        assert_eq!(o.termination, Termination::TimedOut);
+        assert_eq!(o.signal, Some(9), "{o:?}");
+        assert!(o.usage.wall_ms >= 2500, "timeout + grace: {:?}", o.usage);
+        assert_eq!(ran.stdout, ["started"]);
         f.assert_gone(&id);
         f.finish();
     }
@@ -848,7 +940,8 @@ mod behaviour {
         let ran = f.run(req).await;
         let o = ran.ok();
         assert_eq!(o.termination, Termination::TimedOut);
-        assert_eq!(o.signal, Some(9));
+        // SIGTERM first: `sleep` has no handler, so it ends at once.
+        assert_eq!(o.signal, Some(15));
         assert!((1000..10_000).contains(&o.usage.wall_ms), "{:?}", o.usage);
         assert!(o.usage.peak_memory_bytes > 0, "{:?}", o.usage);
         assert_eq!(ran.stdout, ["started"]);

@@ -35,3 +35,9 @@ pub use parse::{load, parse};
 pub use pipeline::{InputSource, Pipeline, Resources, Step};
 pub use plan::{ImageRef, Plan, PlannedStep, Sweep, plan};
 pub use template::INPUTS_DIR;
+
+/// How long a timed-out or cancelled step gets between SIGTERM and SIGKILL unless its
+/// `timeout_grace:` says otherwise.
+pub const DEFAULT_TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// The longest `timeout_grace:` accepted.
+pub const MAX_TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);

@@ -32,6 +32,7 @@ const STEP_KEYS: &[&str] = &[
     "after",
     "retries",
     "timeout",
+    "timeout_grace",
     "resources",
     "network",
     "cache",
@@ -412,6 +413,7 @@ impl Parser<'_, '_> {
                 after: Vec::new(),
                 retries: 0,
                 timeout: None,
+                timeout_grace: None,
                 resources: Resources::default(),
                 network: false,
                 cache: true,
@@ -1018,6 +1020,28 @@ impl Parser<'_, '_> {
                 ),
             }
         }
+        if let Some(value) = optional(entries, "timeout_grace") {
+            let parsed = match &value.value {
+                Value::Int(n) => u64::try_from(*n)
+                    .map(std::time::Duration::from_secs)
+                    .map_err(|_| format!("invalid duration '{n}'")),
+                Value::Str(s) => parse_duration(s),
+                _ => Err(format!("expected a duration, got {}", value.kind())),
+            };
+            match parsed {
+                Ok(d) if d <= crate::MAX_TIMEOUT_GRACE => draft.step.timeout_grace = Some(d),
+                Ok(_) => self.diags.error(
+                    value.pos,
+                    format!("`timeout_grace` of {label} is longer than 1h"),
+                    "give the seconds a step needs to save its work after SIGTERM, such as 30s",
+                ),
+                Err(e) => self.diags.error(
+                    value.pos,
+                    format!("bad `timeout_grace` of {label}: {e}"),
+                    TIMEOUT_HINT,
+                ),
+            }
+        }
         if let Some(value) = optional(entries, "resources") {
             let what = format!("`resources` of {label}");
             if let Some(map) = self.map(
@@ -1500,6 +1524,39 @@ steps:
             Some(Duration::from_secs(90))
         );
         assert_eq!(ok(&step("retries: 10")).steps[0].retries, 10);
+    }
+
+    #[test]
+    fn timeout_grace_is_a_duration_up_to_an_hour() {
+        let step = |kv: &str| format!("{HEAD}  - name: a\n    image: x\n    {kv}\n");
+        assert_eq!(ok(&step("timeout: 5m")).steps[0].timeout_grace, None);
+        assert_eq!(
+            ok(&step("timeout_grace: 30s")).steps[0].timeout_grace,
+            Some(Duration::from_secs(30))
+        );
+        // Zero: SIGKILL at once, as before there was a grace.
+        assert_eq!(
+            ok(&step("timeout_grace: 0")).steps[0].timeout_grace,
+            Some(Duration::ZERO)
+        );
+        only_error(
+            &step("timeout_grace: 2h"),
+            5,
+            20,
+            &["`timeout_grace` of step 'a' is longer than 1h"],
+        );
+        only_error(
+            &step("timeout_grace: soon"),
+            5,
+            20,
+            &["bad `timeout_grace` of step 'a'", "'soon'"],
+        );
+        only_error(
+            &step("timeout_grace: [1]"),
+            5,
+            20,
+            &["bad `timeout_grace`", "expected a duration"],
+        );
     }
 
     #[test]

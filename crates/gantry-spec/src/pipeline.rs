@@ -40,6 +40,9 @@ pub struct Step {
     pub after: Vec<String>,
     pub retries: u32,
     pub timeout: Option<Duration>,
+    /// How long a step that is timed out or cancelled gets between SIGTERM and SIGKILL;
+    /// `None`: [`DEFAULT_TIMEOUT_GRACE`](crate::DEFAULT_TIMEOUT_GRACE).
+    pub timeout_grace: Option<Duration>,
     pub resources: Resources,
     pub network: bool,
     pub cache: bool,

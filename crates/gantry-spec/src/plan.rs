@@ -47,6 +47,9 @@ pub struct PlannedStep {
     pub deps: Vec<String>,
     pub retries: u32,
     pub timeout: Option<Duration>,
+    /// SIGTERM → SIGKILL on timeout or cancellation; not part of the cache key.
+    #[serde(default = "default_timeout_grace")]
+    pub timeout_grace: Duration,
     pub resources: Resources,
     pub network: bool,
     pub cache: bool,
@@ -271,6 +274,7 @@ pub fn plan(p: &Pipeline, params: &BTreeMap<String, ParamValue>) -> Result<Plan,
                 deps: step_deps.clone(),
                 retries: step.retries,
                 timeout: step.timeout,
+                timeout_grace: step.timeout_grace.unwrap_or(crate::DEFAULT_TIMEOUT_GRACE),
                 resources: step.resources,
                 network: step.network,
                 cache: step.cache,
@@ -322,6 +326,10 @@ fn fan_in(
             output: output.clone(),
         },
     }
+}
+
+fn default_timeout_grace() -> Duration {
+    crate::DEFAULT_TIMEOUT_GRACE
 }
 
 #[cfg(test)]
@@ -751,6 +759,7 @@ steps:
             after: after.iter().map(|s| (*s).to_owned()).collect(),
             retries: 0,
             timeout: None,
+            timeout_grace: None,
             resources: Resources::default(),
             network: false,
             cache: true,

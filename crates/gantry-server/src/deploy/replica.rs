@@ -389,6 +389,8 @@ async fn run_once(
         pids_limit: 256,
         gpus: 0,
         timeout: None,
+        // `gantry serve` drains its connections on SIGTERM.
+        stop_grace: std::time::Duration::from_secs(5),
         cancel: kill.clone(),
         create_runtime_hook: Some(vec![
             t.hook_exe.to_string_lossy().into_owned(),

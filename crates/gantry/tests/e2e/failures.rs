@@ -53,6 +53,46 @@ steps:
 }
 
 #[test]
+fn a_timed_out_step_gets_sigterm_and_its_grace_before_sigkill() {
+    let g = Gantry::new();
+    let file = g.write(
+        "graceful.yaml",
+        r#"
+name: graceful
+steps:
+  - name: saver
+    image: busybox:1
+    command: [sh, -c, 'trap "echo saving checkpoint; exit 0" TERM; echo working; sleep 300 & wait']
+    timeout: 1s
+    timeout_grace: 60s
+  - name: stubborn
+    image: busybox:1
+    command: [sh, -c, 'trap "" TERM; echo ignoring; sleep 300']
+    timeout: 1s
+    timeout_grace: 1s
+"#,
+    );
+    let started = std::time::Instant::now();
+    let (code, s, _) = g.run_pipeline(&file, &[]);
+    assert_eq!(code, 1, "{s:#}");
+    for name in ["saver", "stubborn"] {
+        assert_eq!(step(&s, name)["reason"], "timeout after 1s", "{s:#}");
+    }
+    // The trap ran: SIGTERM reached the command through gantry-init, well inside its 60 s.
+    let run = s["run_id"].as_str().unwrap();
+    let logs = g.ok(&["logs", run, "saver"]);
+    assert!(logs.contains("saving checkpoint"), "{logs}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(45));
+    let show = g.show(run);
+    let wall = |name: &str| step(&show, name)["usage"]["wall_ms"].as_i64().unwrap();
+    assert!(
+        wall("stubborn") >= 2000,
+        "killed after timeout + grace: {show:#}"
+    );
+    assert!(g.runc_containers().is_empty());
+}
+
+#[test]
 fn a_fork_bomb_is_contained_by_the_pids_limit() {
     let g = Gantry::new();
     let file = g.write(
