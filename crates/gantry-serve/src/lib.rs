@@ -82,6 +82,7 @@
 //! to clients that accept `application/openmetrics-text` (Prometheus does) and the
 //! Prometheus text format 0.0.4 otherwise (what `promtool check metrics` reads).
 
+pub mod binary;
 mod builtin;
 mod error;
 mod metrics;

@@ -194,6 +194,9 @@ pub struct RequestInput {
     pub datatype: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Parameters>,
+    /// Absent when the input's elements follow the JSON as binary data
+    /// (`parameters.binary_data_size`, see [`crate::binary`]).
+    #[serde(default = "TensorData::none")]
     pub data: TensorData,
 }
 
@@ -223,6 +226,8 @@ pub struct ResponseOutput {
     pub datatype: Datatype,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Parameters>,
+    /// Absent in the JSON of a binary output (see [`crate::binary`]).
+    #[serde(default = "TensorData::none")]
     pub data: TensorData,
 }
 
@@ -289,6 +294,11 @@ impl TensorData {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// No elements (yet): what an input without `data` starts as.
+    pub fn none() -> TensorData {
+        TensorData::Json(Vec::new())
     }
 
     /// Element `i` as a JSON value (`null` past the end).
@@ -505,8 +515,23 @@ impl RequestInput {
                 self.data.len()
             )));
         }
-        let scalars = self.data.scalars();
-        let data = type_elements(&self.name, datatype, &scalars)?;
+        let data = match (&self.data, datatype) {
+            // Binary data arrives typed by its datatype already.
+            (TensorData::Bool(_), Datatype::Bool)
+            | (TensorData::Bytes(_), Datatype::Bytes)
+            | (
+                TensorData::Int(_),
+                Datatype::Int8 | Datatype::Int16 | Datatype::Int32 | Datatype::Int64,
+            )
+            | (
+                TensorData::Uint(_),
+                Datatype::Uint8 | Datatype::Uint16 | Datatype::Uint32 | Datatype::Uint64,
+            )
+            | (TensorData::Fp64(_), Datatype::Fp16 | Datatype::Fp32 | Datatype::Fp64) => {
+                self.data.clone()
+            }
+            _ => type_elements(&self.name, datatype, &self.data.scalars())?,
+        };
         Ok(DecodedInput {
             name: &self.name,
             shape,
@@ -522,7 +547,7 @@ pub(crate) fn shape_text<T: fmt::Display>(shape: &[T]) -> String {
     format!("[{}]", dims.join(","))
 }
 
-fn type_elements(
+pub(crate) fn type_elements(
     name: &str,
     datatype: Datatype,
     scalars: &[Scalar],

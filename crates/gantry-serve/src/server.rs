@@ -10,7 +10,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -67,7 +68,7 @@ impl ServeState {
         ServerMetadata {
             name: "gantry".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            extensions: vec!["predict_rows".to_string()],
+            extensions: vec!["binary_tensor_data".to_string(), "predict_rows".to_string()],
         }
     }
 }
@@ -193,9 +194,13 @@ async fn metrics(State(state): AppState, headers: HeaderMap) -> Response {
 async fn infer(
     State(state): AppState,
     Path(p): Path<ModelPath>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    serve_infer(state, &p.name, p.version.as_deref(), body).await
+    let header_length = headers
+        .get(crate::binary::HEADER_LENGTH)
+        .map(|v| v.as_bytes());
+    serve_infer(state, &p.name, p.version.as_deref(), header_length, body).await
 }
 
 async fn predict(
@@ -206,11 +211,8 @@ async fn predict(
     serve_predict(state, &p.name, p.version.as_deref(), body).await
 }
 
-fn parse_body<T: DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-    expected: &str,
-) -> Result<T, ServeError> {
-    let bytes = body.map_err(|rejection| {
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ServeError> {
+    body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ServeError::TooLarge(format!(
                 "the request body is larger than {} MiB; send fewer rows per request",
@@ -222,7 +224,14 @@ fn parse_body<T: DeserializeOwned>(
                 rejection.body_text()
             ))
         }
-    })?;
+    })
+}
+
+fn parse_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    expected: &str,
+) -> Result<T, ServeError> {
+    let bytes = read_body(body)?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ServeError::bad_request(format!("invalid request body: {e}; send {expected}")))
 }
@@ -279,6 +288,7 @@ async fn serve_infer(
     state: Arc<ServeState>,
     name: &str,
     version: Option<&str>,
+    header_length: Option<&[u8]>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
@@ -287,10 +297,11 @@ async fn serve_infer(
         Ok(found) => found,
         Err(e) => return error_response(&e),
     };
-    let (request, result) = match parse_body::<InferenceRequest>(
-        body,
-        r#"an inference request like {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [[5.1, 3.5, 1.4, 0.2]]}]}"#,
-    ) {
+    let parsed = crate::binary::header_length(header_length).and_then(|length| {
+        let bytes = read_body(body)?;
+        crate::binary::parse_request(&bytes, length)
+    });
+    let (request, result) = match parsed {
         Ok(request) => {
             let elements = request.inputs.iter().map(|i| i.data.len()).sum();
             run_model(model, request, elements, LoadedModel::infer).await
@@ -332,7 +343,35 @@ async fn serve_infer(
         });
     }
     match result {
-        Ok(response) => Json(response).into_response(),
+        Ok(response) => infer_answer(&response, request.as_ref()),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// JSON, or a JSON header and binary outputs where the request asks for them.
+fn infer_answer(response: &InferenceResponse, request: Option<&InferenceRequest>) -> Response {
+    let encoded = crate::binary::encode_response(response, |output| {
+        request.is_some_and(|r| crate::binary::wants_binary(r, output))
+    });
+    match encoded {
+        Ok(crate::binary::Encoded {
+            body,
+            header_length: None,
+        }) => ([(CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(crate::binary::Encoded {
+            body,
+            header_length: Some(n),
+        }) => (
+            [
+                (CONTENT_TYPE, "application/octet-stream".to_owned()),
+                (
+                    HeaderName::from_static(crate::binary::HEADER_LENGTH),
+                    n.to_string(),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
         Err(e) => error_response(&e),
     }
 }

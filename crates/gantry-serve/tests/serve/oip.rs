@@ -20,7 +20,7 @@ async fn health_and_metadata_endpoints() {
         assert_eq!(status, 200);
         assert_eq!(
             meta,
-            json!({"name": "gantry", "version": env!("CARGO_PKG_VERSION"), "extensions": ["predict_rows"]})
+            json!({"name": "gantry", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data", "predict_rows"]})
         );
     }
     for path in [

@@ -6,6 +6,7 @@
 //! answer leaves), and copies the request to the shadow model without waiting for it.
 //! `/v2/models/<deployment>/versions/<v>/…` pins a version the deployment serves.
 
+use super::replica::{Forwarded, ReplicaResponse};
 use super::{Deployments, Live, Pool};
 use crate::AppState;
 use crate::auth::Principal;
@@ -31,7 +32,7 @@ pub(crate) async fn server_metadata() -> Response {
     Json(json!({
         "name": "gantry",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["gantry_rows"],
+        "extensions": ["binary_tensor_data", "gantry_rows"],
     }))
     .into_response()
 }
@@ -152,10 +153,10 @@ async fn forward_get(pool: &Pool, path: &str) -> Response {
             return no_replica(pool);
         };
         match replica
-            .send(hyper::Method::GET, path, None, Bytes::new())
+            .send(hyper::Method::GET, path, Forwarded::default(), Bytes::new())
             .await
         {
-            Ok(r) => return passthrough(r.status, r.content_type, r.body),
+            Ok(r) => return passthrough(r),
             Err(e) => {
                 tracing::debug!("{e}");
                 tried.push(replica.id.clone());
@@ -174,10 +175,76 @@ fn no_replica(pool: &Pool) -> Response {
     )
 }
 
-fn passthrough(status: u16, content_type: Option<String>, body: Bytes) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let ct = content_type.unwrap_or_else(|| "application/json".into());
-    (status, [(header::CONTENT_TYPE, ct)], body).into_response()
+fn passthrough(answer: ReplicaResponse) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let ct = answer
+        .content_type
+        .unwrap_or_else(|| "application/json".into());
+    let mut response = (status, [(header::CONTENT_TYPE, ct)], answer.body).into_response();
+    if let Some(n) = answer
+        .header_length
+        .and_then(|n| header::HeaderValue::from_str(&n).ok())
+    {
+        response
+            .headers_mut()
+            .insert(gantry_serve::binary::HEADER_LENGTH, n);
+    }
+    response
+}
+
+/// What the proxy reads of a replica's answer for the prediction log.
+enum Parsed {
+    /// A successful inference answer (JSON or with binary outputs).
+    Infer(gantry_serve::oip::InferenceResponse),
+    /// Anything else that is JSON: a rows answer, an error.
+    Json(Value),
+    Unreadable,
+}
+
+impl Parsed {
+    fn read(protocol: Protocol, answer: &ReplicaResponse) -> Parsed {
+        if protocol == Protocol::Infer && (200..300).contains(&answer.status) {
+            let length = answer.header_length.as_deref().map(str::as_bytes);
+            if let Ok(response) = gantry_serve::binary::header_length(length)
+                .and_then(|n| gantry_serve::binary::parse_response(&answer.body, n))
+            {
+                return Parsed::Infer(response);
+            }
+        }
+        serde_json::from_slice(&answer.body).map_or(Parsed::Unreadable, Parsed::Json)
+    }
+
+    fn id(&self) -> Option<&str> {
+        match self {
+            Parsed::Infer(r) => Some(&r.id),
+            Parsed::Json(v) => v.get("id").and_then(Value::as_str),
+            Parsed::Unreadable => None,
+        }
+    }
+
+    fn error(&self) -> Option<&str> {
+        match self {
+            Parsed::Json(v) => v.get("error").and_then(Value::as_str),
+            _ => None,
+        }
+    }
+}
+
+/// The request's body with the headers that say how to read it.
+#[derive(Clone)]
+struct Sent {
+    content_type: Option<String>,
+    header_length: Option<String>,
+    body: Bytes,
+}
+
+impl Sent {
+    fn forwarded(&self) -> Forwarded<'_> {
+        Forwarded {
+            content_type: self.content_type.as_deref(),
+            header_length: self.header_length.as_deref(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -275,10 +342,17 @@ async fn handle(
         pool.model.target.version,
         protocol.path()
     );
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let sent = Sent {
+        content_type: text(header::CONTENT_TYPE.as_str()),
+        header_length: text(gantry_serve::binary::HEADER_LENGTH),
+        body,
+    };
     let mut tried = Vec::new();
     let mut last_error = None;
     let answer = loop {
@@ -307,8 +381,8 @@ async fn handle(
             .send(
                 hyper::Method::POST,
                 &path,
-                content_type.as_deref(),
-                body.clone(),
+                sent.forwarded(),
+                sent.body.clone(),
             )
             .await
         {
@@ -327,13 +401,11 @@ async fn handle(
 
     let sampled = live.spec.sample_rate >= 1.0
         || (live.spec.sample_rate > 0.0 && rand::random::<f64>() < live.spec.sample_rate);
-    let parsed_answer: Option<Value> = serde_json::from_slice(&answer.body).ok();
+    let parsed = Parsed::read(protocol, &answer);
     // The model server's id keys the log; a failed request (no id in an error answer) is
     // logged under a fresh one so errors count in the monitor's error rate.
-    let request_id = parsed_answer
-        .as_ref()
-        .and_then(|v| v.get("id"))
-        .and_then(|v| v.as_str())
+    let request_id = parsed
+        .id()
         .map(str::to_owned)
         .or_else(|| (answer.status >= 400).then(gantry_serve::new_request_id));
     if sampled && let Some(request_id) = request_id.clone() {
@@ -342,9 +414,9 @@ async fn handle(
             &pool,
             role,
             protocol,
-            &body,
+            &sent,
             answer.status,
-            parsed_answer.as_ref(),
+            &parsed,
             &request_id,
             elapsed,
         );
@@ -371,21 +443,11 @@ async fn handle(
         let shadow = Arc::clone(shadow);
         let state = state.clone();
         let name = name.clone();
-        let body = body.clone();
         tokio::spawn(async move {
-            shadow_copy(
-                state,
-                name,
-                shadow,
-                protocol,
-                content_type,
-                body,
-                request_id,
-            )
-            .await;
+            shadow_copy(state, name, shadow, protocol, sent, request_id).await;
         });
     }
-    passthrough(answer.status, answer.content_type, answer.body)
+    passthrough(answer)
 }
 
 async fn shadow_copy(
@@ -393,8 +455,7 @@ async fn shadow_copy(
     name: String,
     pool: Arc<Pool>,
     protocol: Protocol,
-    content_type: Option<String>,
-    body: Bytes,
+    sent: Sent,
     request_id: String,
 ) {
     let started = Instant::now();
@@ -410,8 +471,8 @@ async fn shadow_copy(
         .send(
             hyper::Method::POST,
             &path,
-            content_type.as_deref(),
-            body.clone(),
+            sent.forwarded(),
+            sent.body.clone(),
         )
         .await
     else {
@@ -425,15 +486,15 @@ async fn shadow_copy(
         answer.status,
         elapsed,
     );
-    let parsed: Option<Value> = serde_json::from_slice(&answer.body).ok();
+    let parsed = Parsed::read(protocol, &answer);
     let record = prediction_record(
         &name,
         &pool,
         "shadow",
         protocol,
-        &body,
+        &sent,
         answer.status,
-        parsed.as_ref(),
+        &parsed,
         &request_id,
         elapsed,
     );
@@ -446,19 +507,18 @@ fn prediction_record(
     pool: &Pool,
     role: &str,
     protocol: Protocol,
-    request: &[u8],
+    request: &Sent,
     status: u16,
-    answer: Option<&Value>,
+    answer: &Parsed,
     request_id: &str,
     elapsed: std::time::Duration,
 ) -> NewPrediction {
     let mut rows = decode_rows(pool, protocol, request);
     let (mut outputs, error) = if (200..300).contains(&status) {
-        (decode_predictions(protocol, answer), None)
+        (decode_predictions(answer), None)
     } else {
         let message = answer
-            .and_then(|a| a.get("error"))
-            .and_then(|e| e.as_str())
+            .error()
             .unwrap_or("the model server failed")
             .to_string();
         (Vec::new(), Some(format!("{status}: {message}")))
@@ -500,15 +560,17 @@ fn prediction_record(
     record
 }
 
-fn decode_rows(pool: &Pool, protocol: Protocol, request: &[u8]) -> Vec<Row> {
+fn decode_rows(pool: &Pool, protocol: Protocol, request: &Sent) -> Vec<Row> {
     match protocol {
-        Protocol::Predict => serde_json::from_slice::<Value>(request)
+        Protocol::Predict => serde_json::from_slice::<Value>(&request.body)
             .ok()
             .and_then(|v| v.get("rows").cloned())
             .and_then(|r| serde_json::from_value::<Vec<Row>>(r).ok())
             .unwrap_or_default(),
         Protocol::Infer => {
-            let Ok(req) = serde_json::from_slice::<gantry_serve::oip::InferenceRequest>(request)
+            let length = request.header_length.as_deref().map(str::as_bytes);
+            let Ok(req) = gantry_serve::binary::header_length(length)
+                .and_then(|n| gantry_serve::binary::parse_request(&request.body, n))
             else {
                 return Vec::new();
             };
@@ -520,12 +582,9 @@ fn decode_rows(pool: &Pool, protocol: Protocol, request: &[u8]) -> Vec<Row> {
     }
 }
 
-fn decode_predictions(protocol: Protocol, answer: Option<&Value>) -> Vec<Value> {
-    let Some(answer) = answer else {
-        return Vec::new();
-    };
-    match protocol {
-        Protocol::Predict => answer
+fn decode_predictions(answer: &Parsed) -> Vec<Value> {
+    match answer {
+        Parsed::Json(answer) => answer
             .get("predictions")
             .and_then(|p| p.as_array())
             .map(|p| {
@@ -534,10 +593,7 @@ fn decode_predictions(protocol: Protocol, answer: Option<&Value>) -> Vec<Value> 
                     .collect()
             })
             .unwrap_or_default(),
-        Protocol::Infer => {
-            serde_json::from_value::<gantry_serve::oip::InferenceResponse>(answer.clone())
-                .map(|r| gantry_serve::response_predictions(&r))
-                .unwrap_or_default()
-        }
+        Parsed::Infer(r) => gantry_serve::response_predictions(r),
+        Parsed::Unreadable => Vec::new(),
     }
 }

@@ -71,7 +71,17 @@ pub enum ReplicaError {
 pub struct ReplicaResponse {
     pub status: u16,
     pub content_type: Option<String>,
+    /// `Inference-Header-Content-Length` of an answer with binary outputs.
+    pub header_length: Option<String>,
     pub body: Bytes,
+}
+
+/// The request headers forwarded to a replica.
+#[derive(Clone, Copy, Default)]
+pub struct Forwarded<'a> {
+    pub content_type: Option<&'a str>,
+    /// `Inference-Header-Content-Length` of a request with binary inputs.
+    pub header_length: Option<&'a str>,
 }
 
 type ConnectRequest = (
@@ -213,21 +223,17 @@ impl Replica {
         &self,
         method: hyper::Method,
         path: &str,
-        content_type: Option<&str>,
+        headers: Forwarded<'_>,
         body: Bytes,
     ) -> Result<ReplicaResponse, ReplicaError> {
         if let Some(pooled) = self.take_idle() {
-            match self
-                .exchange(pooled, &method, path, content_type, &body)
-                .await
-            {
+            match self.exchange(pooled, &method, path, headers, &body).await {
                 Ok(r) => return Ok(r),
                 Err(e) => tracing::debug!("{e}; retrying on a fresh connection"),
             }
         }
         let fresh = self.open().await?;
-        self.exchange(fresh, &method, path, content_type, &body)
-            .await
+        self.exchange(fresh, &method, path, headers, &body).await
     }
 
     async fn exchange(
@@ -235,7 +241,7 @@ impl Replica {
         mut sender: SendRequest<Full<Bytes>>,
         method: &hyper::Method,
         path: &str,
-        content_type: Option<&str>,
+        headers: Forwarded<'_>,
         body: &Bytes,
     ) -> Result<ReplicaResponse, ReplicaError> {
         let http = |message: String| ReplicaError::Http {
@@ -250,8 +256,11 @@ impl Replica {
             .method(method.clone())
             .uri(path)
             .header(hyper::header::HOST, "replica");
-        if let Some(ct) = content_type {
+        if let Some(ct) = headers.content_type {
             request = request.header(hyper::header::CONTENT_TYPE, ct);
+        }
+        if let Some(n) = headers.header_length {
+            request = request.header(gantry_serve::binary::HEADER_LENGTH, n);
         }
         let request = request
             .body(Full::new(body.clone()))
@@ -266,6 +275,11 @@ impl Replica {
             .get(hyper::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let header_length = response
+            .headers()
+            .get(gantry_serve::binary::HEADER_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = response
             .into_body()
             .collect()
@@ -276,6 +290,7 @@ impl Replica {
         Ok(ReplicaResponse {
             status,
             content_type,
+            header_length,
             body,
         })
     }
@@ -284,7 +299,12 @@ impl Replica {
         matches!(
             tokio::time::timeout(
                 Duration::from_secs(2),
-                self.send(hyper::Method::GET, "/v2/health/ready", None, Bytes::new())
+                self.send(
+                    hyper::Method::GET,
+                    "/v2/health/ready",
+                    Forwarded::default(),
+                    Bytes::new()
+                )
             )
             .await,
             Ok(Ok(ReplicaResponse { status: 200, .. }))

@@ -1158,3 +1158,149 @@ fn same_named_deployments_of_two_homes_do_not_touch_each_other() {
     assert_eq!(restarts, 0, "b's replica was disturbed: {d}");
     assert_eq!(served_version(&sb.url, "flowers").as_deref(), Some("1"));
 }
+
+/// Runs `crates/gantry-serve/tests/tritonclient_check.py` (the real `tritonclient`) against an
+/// OIP server and returns what it printed.
+fn tritonclient_check(python: &str, protocol: &str, address: &str, model: &str) -> Value {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../gantry-serve/tests/tritonclient_check.py"
+    );
+    let out = Command::new(python)
+        .args([script, protocol, address, model])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tritonclient {protocol} against {address}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stdout));
+    })
+}
+
+/// What tritonclient got must be what the JSON protocol answers, every way it asked.
+fn assert_tritonclient_agrees(got: &Value, expected: &Value) {
+    assert_eq!(got["live"], true, "{got:#}");
+    assert_eq!(got["ready"], true, "{got:#}");
+    assert_eq!(got["model_ready"], true, "{got:#}");
+    assert_eq!(
+        got["inputs"],
+        json!(["sepal_length", "sepal_width", "petal_length", "petal_width"])
+    );
+    assert_eq!(got["outputs"], json!(["predict", "probabilities"]));
+    let want_labels = &expected["predict"];
+    let want_probs: Vec<f64> = expected["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    for way in [
+        "default",
+        "json_inputs",
+        "json_both",
+        "binary_outputs",
+        "only_predict",
+    ] {
+        let answer = &got[way];
+        assert_eq!(&answer["predict"], want_labels, "{way}: {got:#}");
+        assert!(
+            answer["id"].as_str().unwrap().ends_with(way),
+            "{way}: the request id comes back: {answer}"
+        );
+        if way == "only_predict" {
+            assert_eq!(answer["probabilities_present"], false, "{answer}");
+            continue;
+        }
+        let probs: Vec<f64> = answer["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+            .collect();
+        assert_eq!(probs, want_probs, "{way}: {got:#}");
+    }
+    let bad = got["bad_request"].as_str().unwrap();
+    assert!(
+        bad.contains("petal_colour") && bad.contains("not a column"),
+        "the server's reason reaches the client: {bad}"
+    );
+}
+
+/// The real `tritonclient`, with its defaults (binary tensors both ways), against `gantry
+/// serve` and against a deployment through `gantry server`'s `/v2` routes, whose prediction log
+/// still gets the decoded rows. Needs `GANTRY_TEST_TRITON_PYTHON` (a Python with
+/// `tritonclient[http,grpc]`; scripts/test.sh makes one).
+#[test]
+fn tritonclient_with_binary_tensors_works_against_gantry_serve_and_a_deployment() {
+    let Some(python) = crate::skip::unless_env(
+        "GANTRY_TEST_TRITON_PYTHON",
+        "a python with tritonclient[http,grpc] (scripts/test.sh makes .venv-test) to run the \
+         tritonclient tests",
+    ) else {
+        return;
+    };
+    let g = Gantry::new();
+    train_two_versions(&g);
+    let rows = [(5.1, 3.5, 1.4, 0.2), (6.7, 3.0, 5.2, 2.3)];
+    let expected_from = |url: &str, model: &str| {
+        let (status, answer) = http(
+            url,
+            "POST",
+            &format!("/v2/models/{model}/infer"),
+            Some(&infer_body(&rows)),
+        );
+        assert_eq!(status, 200, "{answer}");
+        let output = |name: &str| {
+            answer["outputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["name"] == name)
+                .unwrap()["data"]
+                .clone()
+        };
+        json!({"predict": output("predict"), "probabilities": output("probabilities")})
+    };
+
+    let s = serve_standalone(&g, &["iris@1"]);
+    let expected = expected_from(&s.url, "iris");
+    assert_eq!(expected["predict"], json!(["setosa", "virginica"]));
+    let address = s.url.trim_start_matches("http://").to_string();
+    assert_tritonclient_agrees(
+        &tritonclient_check(&python, "http", &address, "iris"),
+        &expected,
+    );
+
+    let server = start_server(&g);
+    remote_ok(&g, &server.url, &["deploy", "iris", "--model", "iris@1"]);
+    wait_serving(&server.url, "iris", "1");
+    let address = server.url.trim_start_matches("http://").to_string();
+    assert_tritonclient_agrees(
+        &tritonclient_check(&python, "http", &address, "iris"),
+        &expected,
+    );
+    // The proxy read the binary request and answer for the prediction log.
+    let (_, log) = http(
+        &server.url,
+        "GET",
+        "/api/v1/deployments/iris/predictions?limit=1000",
+        None,
+    );
+    let logged = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["request_id"] == "triton-http-default")
+        .unwrap_or_else(|| panic!("no binary request in the log: {log:#}"));
+    assert_eq!(logged["rows"], 2, "{logged:#}");
+    assert_eq!(logged["inputs"][0]["sepal_length"], 5.1, "{logged:#}");
+    assert_eq!(logged["inputs"][1]["petal_width"], 2.3, "{logged:#}");
+    assert_eq!(
+        logged["outputs"],
+        json!(["setosa", "virginica"]),
+        "{logged:#}"
+    );
+}
