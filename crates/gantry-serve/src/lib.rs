@@ -85,6 +85,7 @@
 pub mod binary;
 mod builtin;
 mod error;
+pub mod grpc;
 mod metrics;
 mod model_set;
 mod observer;
@@ -105,4 +106,4 @@ pub use oip::{InferenceRequest, InferenceResponse};
 pub use onnx::OnnxPredictor;
 pub use predictor::{Predictor, PredictorMetadata, RowPrediction};
 pub use rows::{Row, column_datatype, request_rows, response_predictions, tensor_rows};
-pub use server::{BODY_LIMIT, ServeState, router, serve};
+pub use server::{BODY_LIMIT, ServeState, router, serve, serve_grpc};

@@ -119,6 +119,23 @@ pub async fn serve(
         .await
 }
 
+/// Serves the OIP gRPC API ([`crate::grpc`]) for `state` on `listener` (HTTP/2 without TLS)
+/// until `shutdown` completes.
+pub async fn serve_grpc(
+    listener: TcpListener,
+    state: Arc<ServeState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
+    axum::serve(listener, crate::grpc::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 type AppState = State<Arc<ServeState>>;
 
 fn error_response(error: &ServeError) -> Response {
@@ -291,17 +308,36 @@ async fn serve_infer(
     header_length: Option<&[u8]>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let timestamp_ms = now_ms();
-    let (index, model) = match find_model(&state, name, version) {
-        Ok(found) => found,
-        Err(e) => return error_response(&e),
-    };
-    let parsed = crate::binary::header_length(header_length).and_then(|length| {
+    let (request, result) = infer_with(&state, name, version, || {
+        let length = crate::binary::header_length(header_length)?;
         let bytes = read_body(body)?;
         crate::binary::parse_request(&bytes, length)
-    });
-    let (request, result) = match parsed {
+    })
+    .await;
+    match result {
+        Ok(response) => infer_answer(&response, request.as_ref()),
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Runs an inference request of any wire format (`parse` reads it) with the server's metrics
+/// and observer; returns the request (when it could be read) and the answer.
+pub(crate) async fn infer_with(
+    state: &Arc<ServeState>,
+    name: &str,
+    version: Option<&str>,
+    parse: impl FnOnce() -> Result<InferenceRequest, ServeError>,
+) -> (
+    Option<InferenceRequest>,
+    Result<InferenceResponse, ServeError>,
+) {
+    let started = Instant::now();
+    let timestamp_ms = now_ms();
+    let (index, model) = match find_model(state, name, version) {
+        Ok(found) => found,
+        Err(e) => return (None, Err(e)),
+    };
+    let (request, result) = match parse() {
         Ok(request) => {
             let elements = request.inputs.iter().map(|i| i.data.len()).sum();
             run_model(model, request, elements, LoadedModel::infer).await
@@ -342,10 +378,7 @@ async fn serve_infer(
             timestamp_ms,
         });
     }
-    match result {
-        Ok(response) => infer_answer(&response, request.as_ref()),
-        Err(e) => error_response(&e),
-    }
+    (request, result)
 }
 
 /// JSON, or a JSON header and binary outputs where the request asks for them.

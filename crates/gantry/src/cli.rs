@@ -675,6 +675,10 @@ pub struct ServeArgs {
     /// Address to listen on: loopback unless --insecure-listen.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
+    /// Also serve the Open Inference Protocol's gRPC API (`inference.GRPCInferenceService`)
+    /// on this address: loopback unless --insecure-listen.
+    #[arg(long)]
+    pub grpc_listen: Option<std::net::SocketAddr>,
     /// Listen on a non-loopback address (this server has no authentication).
     #[arg(long)]
     pub insecure_listen: bool,

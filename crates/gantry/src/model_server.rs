@@ -21,15 +21,22 @@ struct Target {
 }
 
 pub async fn serve(g: &Global, args: ServeArgs) -> anyhow::Result<u8> {
-    if !args.listen.ip().is_loopback() && !args.insecure_listen {
-        return Err(coded(
-            exit::USAGE,
-            format!(
-                "--listen {}: this model server has no authentication, so it listens on loopback only; add --insecure-listen if everyone who can reach {} may use it",
-                args.listen,
-                args.listen.ip()
-            ),
-        ));
+    for (flag, addr) in [
+        ("--listen", Some(args.listen)),
+        ("--grpc-listen", args.grpc_listen),
+    ] {
+        if let Some(addr) = addr
+            && !addr.ip().is_loopback()
+            && !args.insecure_listen
+        {
+            return Err(coded(
+                exit::USAGE,
+                format!(
+                    "{flag} {addr}: this model server has no authentication, so it listens on loopback only; add --insecure-listen if everyone who can reach {} may use it",
+                    addr.ip()
+                ),
+            ));
+        }
     }
     let target = match (&args.model_dir, &args.model) {
         (Some(dir), _) => Target {
@@ -67,19 +74,48 @@ pub async fn serve(g: &Global, args: ServeArgs) -> anyhow::Result<u8> {
             )
         })?;
     let addr = listener.local_addr()?;
+    let state = Arc::new(ServeState::new(models));
+    let grpc = match args.grpc_listen {
+        None => None,
+        Some(grpc_addr) => {
+            let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
+                .await
+                .map_err(|e| {
+                    coded(
+                        exit::ENVIRONMENT,
+                        format!("--grpc-listen {grpc_addr}: cannot listen: {e}"),
+                    )
+                })?;
+            let bound = grpc_listener.local_addr()?;
+            let task = tokio::spawn(gantry_serve::serve_grpc(
+                grpc_listener,
+                Arc::clone(&state),
+                gantry_server::shutdown_signal(),
+            ));
+            Some((bound, task))
+        }
+    };
     {
         // Whoever started us (the deployment reconciler, a test) waits for this line.
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "serving {name} v{version} ({flavor}) on http://{addr}");
+        let grpc_text = grpc
+            .as_ref()
+            .map(|(bound, _)| format!(" and grpc://{bound}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "serving {name} v{version} ({flavor}) on http://{addr}{grpc_text}"
+        );
         let _ = out.flush();
     }
-    gantry_serve::serve(
-        listener,
-        Arc::new(ServeState::new(models)),
-        gantry_server::shutdown_signal(),
-    )
-    .await
-    .context("serving")?;
+    gantry_serve::serve(listener, state, gantry_server::shutdown_signal())
+        .await
+        .context("serving")?;
+    if let Some((_, task)) = grpc {
+        task.await
+            .context("the gRPC server")?
+            .context("serving gRPC")?;
+    }
     Ok(exit::OK)
 }
 

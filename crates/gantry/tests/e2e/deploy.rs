@@ -1229,12 +1229,13 @@ fn assert_tritonclient_agrees(got: &Value, expected: &Value) {
     );
 }
 
-/// The real `tritonclient`, with its defaults (binary tensors both ways), against `gantry
-/// serve` and against a deployment through `gantry server`'s `/v2` routes, whose prediction log
-/// still gets the decoded rows. Needs `GANTRY_TEST_TRITON_PYTHON` (a Python with
+/// The real `tritonclient`, with its defaults (binary tensors both ways over HTTP; gRPC with
+/// raw contents), against `gantry serve` (HTTP and `--grpc-listen`) and over HTTP against a
+/// deployment through `gantry server`'s `/v2` routes, whose prediction log still gets the
+/// decoded rows. Needs `GANTRY_TEST_TRITON_PYTHON` (a Python with
 /// `tritonclient[http,grpc]`; scripts/test.sh makes one).
 #[test]
-fn tritonclient_with_binary_tensors_works_against_gantry_serve_and_a_deployment() {
+fn tritonclient_http_binary_and_grpc_work_against_gantry_serve_and_a_deployment() {
     let Some(python) = crate::skip::unless_env(
         "GANTRY_TEST_TRITON_PYTHON",
         "a python with tritonclient[http,grpc] (scripts/test.sh makes .venv-test) to run the \
@@ -1265,12 +1266,43 @@ fn tritonclient_with_binary_tensors_works_against_gantry_serve_and_a_deployment(
         json!({"predict": output("predict"), "probabilities": output("probabilities")})
     };
 
-    let s = serve_standalone(&g, &["iris@1"]);
+    // `gantry serve` with the gRPC API on a second port; its first line names both.
+    let mut child = g
+        .command(&[
+            "serve",
+            "iris@1",
+            "--listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let word = |scheme: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(scheme))
+            .unwrap_or_else(|| panic!("no {scheme} address in {line:?}"))
+            .to_string()
+    };
+    let s = Server {
+        child,
+        url: format!("http://{}", word("http://")),
+    };
     let expected = expected_from(&s.url, "iris");
     assert_eq!(expected["predict"], json!(["setosa", "virginica"]));
-    let address = s.url.trim_start_matches("http://").to_string();
     assert_tritonclient_agrees(
-        &tritonclient_check(&python, "http", &address, "iris"),
+        &tritonclient_check(&python, "http", &word("http://"), "iris"),
+        &expected,
+    );
+    assert_tritonclient_agrees(
+        &tritonclient_check(&python, "grpc", &word("grpc://"), "iris"),
         &expected,
     );
 
