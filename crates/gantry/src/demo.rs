@@ -62,6 +62,11 @@ pub async fn run(
             "run": summary,
             "models": versions,
             "monitor": serving.as_ref().map(|s| &s.monitor),
+            // This run's own traffic, phase by phase (the monitor's windows span runs).
+            "accuracy": serving.as_ref().map(|s| serde_json::json!({
+                "before_shift": s.phase_accuracy[0],
+                "drifted": s.phase_accuracy[1],
+            })),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -182,16 +187,21 @@ fn print_monitor_summary(s: &crate::demo_serve::DemoTraffic) {
     if let Some(psi) = r["prediction_drift"]["psi"].as_f64() {
         println!("prediction drift: PSI {psi:.2} against the training labels");
     }
-    let now = r["performance"]
-        .as_array()
-        .and_then(|w| w.first())
-        .and_then(|w| w["accuracy"].as_f64());
-    match (s.before_accuracy, now) {
-        (Some(b), Some(n)) => println!(
-            "accuracy over feedback: {b:.3} before the shift, {n:.3} with the drifted traffic"
-        ),
-        (_, Some(n)) => println!("accuracy over feedback: {n:.3}"),
-        _ => {}
+    if let [Some(b), Some(n)] = s.phase_accuracy {
+        println!(
+            "accuracy over this run's feedback: {b:.3} before the shift, {n:.3} with the drifted traffic"
+        );
+    }
+    if let Some(w) = r["performance"].as_array().and_then(|w| w.first())
+        && let Some(a) = w["accuracy"].as_f64()
+    {
+        let labelled = w["labelled"]
+            .as_u64()
+            .map_or(String::new(), |c| format!(" over {c} labelled predictions"));
+        let minutes = w["window_ms"].as_i64().map_or(String::new(), |ms| {
+            format!(" of the last {} min", ms / 60_000)
+        });
+        println!("the monitor's accuracy{minutes}: {a:.3}{labelled}");
     }
     let l = &r["latency"];
     if let (Some(p50), Some(p99)) = (l["p50_ms"].as_f64(), l["p99_ms"].as_f64()) {

@@ -28,7 +28,10 @@ const REQUESTS: usize = 150;
 
 pub struct DemoTraffic {
     pub monitor: Value,
-    pub before_accuracy: Option<f64>,
+    /// Accuracy of this run's answers against the labels it sent as feedback, per phase
+    /// (before the shift, with the drifted traffic): the monitor's windows also hold earlier
+    /// demo runs' traffic in the same GANTRY_HOME.
+    pub phase_accuracy: [Option<f64>; 2],
     pub served: usize,
 }
 
@@ -106,13 +109,17 @@ async fn traffic(state: &AppState, url: &str, quiet: bool) -> anyhow::Result<Dem
     let step = (rows.len() / REQUESTS).max(1);
     let picked: Vec<&Vec<&str>> = rows.iter().step_by(step).take(REQUESTS).collect();
     let mut feedback = Vec::new();
-    let mut before_accuracy = None;
+    let mut phase_accuracy = [None, None];
     let mut served = 0;
-    for (phase, shift) in [
+    for (index, (phase, shift)) in [
         ("like the training data", false),
         ("drifted: sizes ×1.8", true),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let t = Instant::now();
+        let (mut right, mut labelled) = (0usize, 0usize);
         for r in &picked {
             let mut row = serde_json::Map::new();
             let mut truth = Value::Null;
@@ -138,6 +145,10 @@ async fn traffic(state: &AppState, url: &str, quiet: bool) -> anyhow::Result<Dem
             let body: Value = resp.json_or_text().await;
             anyhow::ensure!(status.is_success(), "prediction failed: {status} {body}");
             served += 1;
+            if !truth.is_null() {
+                labelled += 1;
+                right += usize::from(body["predictions"][0]["value"] == truth);
+            }
             if let Some(id) = body["id"].as_str() {
                 feedback.push(json!({"request_id": id, "label": truth}));
             }
@@ -160,19 +171,13 @@ async fn traffic(state: &AppState, url: &str, quiet: bool) -> anyhow::Result<Dem
             resp.status()
         );
         feedback.clear();
-        if !shift {
-            let view = monitor(&http, url).await?;
-            before_accuracy = view["report"]["performance"]
-                .as_array()
-                .and_then(|w| w.first())
-                .and_then(|w| w["accuracy"].as_f64());
-        }
+        phase_accuracy[index] = (labelled > 0).then(|| right as f64 / labelled as f64);
     }
     // Let the server's monitor run once over everything (alerts, gauges).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     Ok(DemoTraffic {
         monitor: monitor(&http, url).await?,
-        before_accuracy,
+        phase_accuracy,
         served,
     })
 }

@@ -102,6 +102,11 @@ fn the_demo_trains_registers_deploys_serves_and_monitors_and_runs_again_cached_i
     assert!(again.status.success());
     let v2: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(v2["run"]["cache_hits"], 12, "{v2:#}");
+    // Each run reports its own traffic's accuracy, not the monitor's window over both runs.
+    assert_eq!(v2["accuracy"], v["accuracy"], "{:#}", v2["accuracy"]);
+    let before = v2["accuracy"]["before_shift"].as_f64().unwrap();
+    let drifted = v2["accuracy"]["drifted"].as_f64().unwrap();
+    assert!(before >= 0.9 && drifted < before, "{:#}", v2["accuracy"]);
     assert_eq!(
         g.json(&["model", "show", "breast-cancer"])["version"],
         1,
