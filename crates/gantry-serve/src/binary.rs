@@ -273,6 +273,82 @@ fn f32_to_f16(x: f32) -> u16 {
     sign | ((e as u16) << 10) | ((rounded >> 13) as u16)
 }
 
+/// `request` as a binary request body (every input's data binary, every output asked for as
+/// binary) and its JSON header's length: what the server's gRPC front sends to a replica.
+pub fn encode_request(request: &InferenceRequest) -> Result<(Vec<u8>, usize), ServeError> {
+    let mut header = request.clone();
+    let mut tensors = Vec::new();
+    for input in &mut header.inputs {
+        let datatype = input.parsed_datatype()?;
+        let start = tensors.len();
+        encode_tensor(&input.name, datatype, &input.data, &mut tensors)
+            .map_err(|e| bad(format!("input {e}")))?;
+        input.data = TensorData::none();
+        input
+            .parameters
+            .get_or_insert_with(Parameters::new)
+            .insert("binary_data_size".into(), (tensors.len() - start).into());
+    }
+    for output in &mut header.outputs {
+        output
+            .parameters
+            .get_or_insert_with(Parameters::new)
+            .insert("binary_data".into(), true.into());
+    }
+    header
+        .parameters
+        .get_or_insert_with(Parameters::new)
+        .insert("binary_data_output".into(), true.into());
+    let mut body = serde_json::to_vec(&WithoutData(&header))
+        .map_err(|e| ServeError::internal(e.to_string()))?;
+    let length = body.len();
+    body.extend_from_slice(&tensors);
+    Ok((body, length))
+}
+
+/// A request whose inputs' `data` is left out (it follows as binary).
+struct WithoutData<'a>(&'a InferenceRequest);
+
+impl Serialize for WithoutData<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Input<'a> {
+            name: &'a str,
+            shape: &'a [i64],
+            datatype: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            parameters: &'a Option<Parameters>,
+        }
+        #[derive(Serialize)]
+        struct Request<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: &'a Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            parameters: &'a Option<Parameters>,
+            inputs: Vec<Input<'a>>,
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            outputs: &'a [crate::oip::RequestOutput],
+        }
+        let r = self.0;
+        Request {
+            id: &r.id,
+            parameters: &r.parameters,
+            inputs: r
+                .inputs
+                .iter()
+                .map(|i| Input {
+                    name: &i.name,
+                    shape: &i.shape,
+                    datatype: &i.datatype,
+                    parameters: &i.parameters,
+                })
+                .collect(),
+            outputs: &r.outputs,
+        }
+        .serialize(s)
+    }
+}
+
 /// Whether `output` is to be sent as binary data for `request`.
 pub fn wants_binary(request: &InferenceRequest, output: &str) -> bool {
     let flag =
@@ -288,28 +364,29 @@ pub fn wants_binary(request: &InferenceRequest, output: &str) -> bool {
 
 /// Appends `output`'s elements in the binary layout of its datatype.
 pub fn encode(output: &ResponseOutput, buf: &mut Vec<u8>) -> Result<(), ServeError> {
-    let datatype = output.datatype;
+    encode_tensor(&output.name, output.datatype, &output.data, buf)
+        .map_err(|e| ServeError::internal(format!("output {e}")))
+}
+
+/// Appends a tensor's elements in the binary layout of `datatype`; the error names the
+/// tensor but not whether it is an input or an output.
+fn encode_tensor(
+    name: &str,
+    datatype: Datatype,
+    data: &TensorData,
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
     let typed;
-    let data = match &output.data {
+    let data = match data {
         TensorData::Json(scalars) => {
-            typed = type_elements(&output.name, datatype, scalars)
-                .map_err(|e| ServeError::internal(e.to_string()))?;
+            typed = type_elements(name, datatype, scalars).map_err(|e| e.to_string())?;
             &typed
         }
         data => data,
     };
-    let mismatch = || {
-        ServeError::internal(format!(
-            "output \"{}\": its data does not match its datatype {datatype}",
-            output.name
-        ))
-    };
-    let out_of_range = |v: &dyn std::fmt::Display| {
-        ServeError::internal(format!(
-            "output \"{}\": {v} does not fit {datatype}",
-            output.name
-        ))
-    };
+    let mismatch = || format!("\"{name}\": its data does not match its datatype {datatype}");
+    let out_of_range =
+        |v: &dyn std::fmt::Display| format!("\"{name}\": {v} does not fit {datatype}");
     match (datatype, data) {
         (Datatype::Bool, TensorData::Bool(v)) => buf.extend(v.iter().map(|b| u8::from(*b))),
         (Datatype::Bytes, TensorData::Bytes(v)) => {
@@ -605,6 +682,39 @@ mod tests {
         wrong.outputs[2].datatype = Datatype::Int8;
         wrong.outputs[2].data = TensorData::Int(vec![300]);
         assert!(encode_response(&wrong, |_| true).is_err());
+    }
+
+    #[test]
+    fn a_request_encoded_as_binary_reads_back_the_same() {
+        let json: InferenceRequest = serde_json::from_value(json!({
+            "id": "r9",
+            "inputs": [
+                {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [[1.5, 2], [3, 4]]},
+                {"name": "s", "shape": [2], "datatype": "BYTES", "data": ["a", "é"]},
+                {"name": "i", "shape": [2], "datatype": "INT16", "data": [-7, 300]}
+            ],
+            "outputs": [{"name": "predict"}]
+        }))
+        .unwrap();
+        let (body, n) = encode_request(&json).unwrap();
+        let header: Value = serde_json::from_slice(&body[..n]).unwrap();
+        assert!(header["inputs"][0].get("data").is_none(), "{header}");
+        assert_eq!(header["inputs"][0]["parameters"]["binary_data_size"], 16);
+        assert_eq!(header["outputs"][0]["parameters"]["binary_data"], true);
+        assert_eq!(header["parameters"]["binary_data_output"], true);
+        let back = parse_request(&body, Some(n)).unwrap();
+        assert_eq!(back.id.as_deref(), Some("r9"));
+        for (a, b) in json.inputs.iter().zip(&back.inputs) {
+            assert_eq!(a.decode().unwrap(), b.decode().unwrap());
+        }
+        let mut wrong = json.clone();
+        wrong.inputs[2].data = TensorData::Int(vec![1, 40_000]);
+        assert!(
+            encode_request(&wrong)
+                .unwrap_err()
+                .to_string()
+                .contains("40000")
+        );
     }
 
     #[test]

@@ -210,10 +210,13 @@ pub enum Code {
     Ok = 0,
     InvalidArgument = 3,
     NotFound = 5,
+    AlreadyExists = 6,
+    PermissionDenied = 7,
     ResourceExhausted = 8,
     Unimplemented = 12,
     Internal = 13,
     Unavailable = 14,
+    Unauthenticated = 16,
 }
 
 /// A gRPC error: its code and message.
@@ -281,7 +284,8 @@ pub fn unframe(body: &[u8]) -> Result<&[u8], Status> {
     Ok(rest)
 }
 
-fn frame(message: &impl Message) -> Bytes {
+/// One message as a unary call's body.
+pub fn frame(message: &impl Message) -> Bytes {
     let len = message.encoded_len();
     let mut out = Vec::with_capacity(5 + len);
     out.push(0);
@@ -349,7 +353,8 @@ impl http_body::Body for Unary {
     }
 }
 
-fn decode<M: Message + Default>(body: &[u8]) -> Result<M, Status> {
+/// The one message of a unary call's body.
+pub fn decode<M: Message + Default>(body: &[u8]) -> Result<M, Status> {
     M::decode(unframe(body)?).map_err(|e| {
         Status::new(
             Code::InvalidArgument,

@@ -1,8 +1,9 @@
 """Asks an Open Inference Protocol server for iris predictions with the real tritonclient.
 
-Usage: tritonclient_check.py PROTOCOL ADDRESS MODEL
-  PROTOCOL  http or grpc
-  ADDRESS   host:port
+Usage: tritonclient_check.py PROTOCOL ADDRESS MODEL [ID_PREFIX]
+  PROTOCOL   http or grpc
+  ADDRESS    host:port
+  ID_PREFIX  request ids are ID_PREFIX-WAY (default triton-PROTOCOL)
 
 Sends the same two rows several ways (binary inputs and outputs, tritonclient's default; JSON
 inputs with binary outputs; JSON both ways; only some outputs requested) and prints one JSON
@@ -21,6 +22,7 @@ COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 def main():
     protocol, address, model = sys.argv[1:4]
+    prefix = sys.argv[4] if len(sys.argv) > 4 else f"triton-{protocol}"
     if protocol == "http":
         import tritonclient.http as client_module
     else:
@@ -77,7 +79,7 @@ def main():
         "only_predict": dict(inputs=inputs(True), outputs=outputs(["predict"], True)),
     }
     for way, kwargs in ways.items():
-        response = client.infer(model, request_id=f"triton-{protocol}-{way}", **kwargs)
+        response = client.infer(model, request_id=f"{prefix}-{way}", **kwargs)
         names = ["predict"] if way == "only_predict" else both
         got = answer(response, names)
         if way == "only_predict":

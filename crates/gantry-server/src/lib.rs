@@ -16,7 +16,7 @@ pub mod step_tokens;
 pub mod ui;
 pub mod views;
 
-pub use server::{router, serve, shutdown_signal};
+pub use server::{router, serve, serve_on, shutdown_signal};
 pub use state::{
     AppState, DEFAULT_MAX_UPLOAD_BYTES, RemotePolicy, RunHost, ServerConfig, StartError,
 };

@@ -27,6 +27,10 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router())
         .merge(mlflow::router())
         .merge(ui::router())
+        .route(
+            "/inference.GRPCInferenceService/{method}",
+            post(crate::deploy::grpc::call),
+        )
         .route("/v2", get(proxy::server_metadata))
         .route("/v2/health/live", get(proxy::live))
         .route("/v2/health/ready", get(proxy::ready))
@@ -71,6 +75,49 @@ pub fn router(state: AppState) -> Router {
 /// Serves until `shutdown` resolves; then refuses new runs, cancels the running ones
 /// (recorded as cancelled), and stops within [`SHUTDOWN_GRACE`] twice at most.
 pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_on(state, listener, Vec::new(), shutdown).await
+}
+
+/// [`serve`] on `listener` and every one of `more` (the same routes on each: `gantry server
+/// --grpc-listen` gives gRPC clients a port of their own).
+pub async fn serve_on(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    more: Vec<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let others: Vec<_> = more
+        .into_iter()
+        .map(|l| {
+            let stop = stopping.clone();
+            tokio::spawn(
+                axum::serve(l, router(state.clone()))
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .into_future(),
+            )
+        })
+        .collect();
+    let shutdown = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            stopping.cancel();
+        }
+    };
+    let result = serve_one(state, listener, shutdown).await;
+    stopping.cancel();
+    for other in others {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, other).await;
+    }
+    result
+}
+
+async fn serve_one(
     state: AppState,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -423,6 +423,10 @@ pub struct ServerArgs {
     /// Address to listen on. Anything but loopback needs --auth.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
+    /// A second address with the same API, for the Open Inference Protocol's gRPC clients
+    /// (HTTP/2 without TLS; --listen answers gRPC too). Anything but loopback needs --auth.
+    #[arg(long)]
+    pub grpc_listen: Option<std::net::SocketAddr>,
     /// Require bearer tokens (create them with `gantry token create`).
     #[arg(long)]
     pub auth: bool,

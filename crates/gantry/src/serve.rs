@@ -10,14 +10,15 @@ use gantry_server::{AppState, ServerConfig};
 use serde_json::{Value, json};
 
 pub async fn server(home: &Home, runtime: &str, args: ServerArgs) -> anyhow::Result<u8> {
-    if !args.listen.ip().is_loopback() && !args.auth && !args.insecure_no_auth {
-        return Err(coded(
-            exit::USAGE,
-            format!(
-                "refusing to listen on {} without --auth: anyone who reaches it could run containers here; add --auth (and create tokens with `gantry token create`), or --insecure-no-auth if you really mean it",
-                args.listen
-            ),
-        ));
+    for addr in std::iter::once(args.listen).chain(args.grpc_listen) {
+        if !addr.ip().is_loopback() && !args.auth && !args.insecure_no_auth {
+            return Err(coded(
+                exit::USAGE,
+                format!(
+                    "refusing to listen on {addr} without --auth: anyone who reaches it could run containers here; add --auth (and create tokens with `gantry token create`), or --insecure-no-auth if you really mean it"
+                ),
+            ));
+        }
     }
     let exec = ExecArgs {
         no_cache: false,
@@ -36,6 +37,19 @@ pub async fn server(home: &Home, runtime: &str, args: ServerArgs) -> anyhow::Res
             )
         })?;
     let addr = listener.local_addr()?;
+    let mut more = Vec::new();
+    if let Some(grpc) = args.grpc_listen {
+        more.push(tokio::net::TcpListener::bind(grpc).await.map_err(|e| {
+            coded(
+                exit::ENVIRONMENT,
+                format!("--grpc-listen {grpc}: cannot listen: {e}"),
+            )
+        })?);
+    }
+    let grpc_text = match more.first() {
+        Some(l) => format!(" and grpc://{}", l.local_addr()?),
+        None => String::new(),
+    };
     // Steps reach the tracking API through a relay into their own network namespace; with
     // --auth each run's steps present a token of their own (MLFLOW_TRACKING_TOKEN).
     let relay_to = if addr.ip().is_unspecified() {
@@ -75,12 +89,12 @@ pub async fn server(home: &Home, runtime: &str, args: ServerArgs) -> anyhow::Res
     }
     let state = AppState::new(store, engine.artifacts().clone(), config).with_engine(engine);
     println!(
-        "gantry server listening on http://{addr} (auth {})",
+        "gantry server listening on http://{addr}{grpc_text} (auth {})",
         if args.auth { "on" } else { "off" }
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    gantry_server::serve(state, listener, gantry_server::shutdown_signal()).await?;
+    gantry_server::serve_on(state, listener, more, gantry_server::shutdown_signal()).await?;
     eprintln!("gantry server stopped");
     Ok(exit::OK)
 }

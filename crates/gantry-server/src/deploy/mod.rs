@@ -14,6 +14,7 @@
 //! it), and an old pool is stopped only after the last of them let go of it.
 
 pub mod aggregates;
+pub mod grpc;
 pub mod monitor;
 pub mod ops;
 pub mod predlog;

@@ -100,6 +100,12 @@ pub(crate) struct ModelPath {
     version: Option<String>,
 }
 
+impl ModelPath {
+    pub(crate) fn new(name: String, version: Option<String>) -> ModelPath {
+        ModelPath { name, version }
+    }
+}
+
 /// The pool a metadata or readiness request is about: the version asked for, else the
 /// primary model.
 fn pool_for(d: &Deployments, p: &ModelPath) -> Result<Arc<Pool>, OipError> {
@@ -112,8 +118,12 @@ fn pool_for(d: &Deployments, p: &ModelPath) -> Result<Arc<Pool>, OipError> {
 
 pub(crate) async fn model_metadata(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(p): Path<ModelPath>,
 ) -> Response {
+    if let Some(r) = hidden_from(&state.deployments, &principal, &p.name) {
+        return r;
+    }
     match pool_for(&state.deployments, &p) {
         Ok(pool) => {
             let path = format!(
@@ -128,8 +138,12 @@ pub(crate) async fn model_metadata(
 
 pub(crate) async fn model_ready(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(p): Path<ModelPath>,
 ) -> Response {
+    if let Some(r) = hidden_from(&state.deployments, &principal, &p.name) {
+        return r;
+    }
     match pool_for(&state.deployments, &p) {
         Ok(pool) => pool_ready(&p.name, &pool),
         Err(r) => r.into_response(),
@@ -300,7 +314,23 @@ pub(crate) async fn predict(
     .await
 }
 
-async fn handle(
+/// A deployment of another project answers as if it did not exist, like runs of other
+/// projects.
+fn hidden_from(d: &Deployments, principal: &Principal, name: &str) -> Option<Response> {
+    let live = match live_or_404(d, name) {
+        Ok(live) => live,
+        Err(r) => return Some(r.into_response()),
+    };
+    match &live.project {
+        Some(project) if !principal.can_access_project(project) => Some(oip_error(
+            StatusCode::NOT_FOUND,
+            format!("no deployment `{name}` is serving (see `gantry deployments`)"),
+        )),
+        _ => None,
+    }
+}
+
+pub(crate) async fn handle(
     state: AppState,
     principal: Principal,
     name: String,

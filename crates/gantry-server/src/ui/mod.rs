@@ -45,6 +45,7 @@ pub fn is_ui_path(path: &str) -> bool {
         || path.starts_with("/ajax-api/")
         || path == "/v2"
         || path.starts_with("/v2/")
+        || path.starts_with("/inference.GRPCInferenceService/")
         || path == "/metrics"
         || path == "/healthz")
 }

@@ -1162,12 +1162,28 @@ fn same_named_deployments_of_two_homes_do_not_touch_each_other() {
 /// Runs `crates/gantry-serve/tests/tritonclient_check.py` (the real `tritonclient`) against an
 /// OIP server and returns what it printed.
 fn tritonclient_check(python: &str, protocol: &str, address: &str, model: &str) -> Value {
+    tritonclient_check_as(
+        python,
+        protocol,
+        address,
+        model,
+        &format!("triton-{protocol}"),
+    )
+}
+
+fn tritonclient_check_as(
+    python: &str,
+    protocol: &str,
+    address: &str,
+    model: &str,
+    id_prefix: &str,
+) -> Value {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../gantry-serve/tests/tritonclient_check.py"
     );
     let out = Command::new(python)
-        .args([script, protocol, address, model])
+        .args([script, protocol, address, model, id_prefix])
         .output()
         .unwrap();
     assert!(
@@ -1267,46 +1283,39 @@ fn tritonclient_http_binary_and_grpc_work_against_gantry_serve_and_a_deployment(
     };
 
     // `gantry serve` with the gRPC API on a second port; its first line names both.
-    let mut child = g
-        .command(&[
+    let (s, grpc) = spawn_with_grpc(
+        &g,
+        &[
             "serve",
             "iris@1",
             "--listen",
             "127.0.0.1:0",
             "--grpc-listen",
             "127.0.0.1:0",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let word = |scheme: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(scheme))
-            .unwrap_or_else(|| panic!("no {scheme} address in {line:?}"))
-            .to_string()
-    };
-    let s = Server {
-        child,
-        url: format!("http://{}", word("http://")),
-    };
+        ],
+    );
     let expected = expected_from(&s.url, "iris");
     assert_eq!(expected["predict"], json!(["setosa", "virginica"]));
+    let http_address = s.url.trim_start_matches("http://").to_string();
     assert_tritonclient_agrees(
-        &tritonclient_check(&python, "http", &word("http://"), "iris"),
+        &tritonclient_check(&python, "http", &http_address, "iris"),
         &expected,
     );
     assert_tritonclient_agrees(
-        &tritonclient_check(&python, "grpc", &word("grpc://"), "iris"),
+        &tritonclient_check(&python, "grpc", &grpc, "iris"),
         &expected,
     );
 
-    let server = start_server(&g);
+    let (server, grpc) = spawn_with_grpc(
+        &g,
+        &[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
+        ],
+    );
     remote_ok(&g, &server.url, &["deploy", "iris", "--model", "iris@1"]);
     wait_serving(&server.url, "iris", "1");
     let address = server.url.trim_start_matches("http://").to_string();
@@ -1314,6 +1323,13 @@ fn tritonclient_http_binary_and_grpc_work_against_gantry_serve_and_a_deployment(
         &tritonclient_check(&python, "http", &address, "iris"),
         &expected,
     );
+    // gRPC through the server: on --grpc-listen, and on the main port too (HTTP/2).
+    assert_tritonclient_agrees(
+        &tritonclient_check(&python, "grpc", &grpc, "iris"),
+        &expected,
+    );
+    let on_main_port = tritonclient_check_as(&python, "grpc", &address, "iris", "main-port");
+    assert_eq!(on_main_port["default"]["predict"], expected["predict"]);
     // The proxy read the binary request and answer for the prediction log.
     let (_, log) = http(
         &server.url,
@@ -1335,4 +1351,41 @@ fn tritonclient_http_binary_and_grpc_work_against_gantry_serve_and_a_deployment(
         json!(["setosa", "virginica"]),
         "{logged:#}"
     );
+    // …and so were the gRPC ones, translated into binary REST requests to the replica.
+    let logged = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["request_id"] == "triton-grpc-default")
+        .unwrap_or_else(|| panic!("no gRPC request in the log: {log:#}"));
+    assert_eq!(logged["inputs"][0]["sepal_length"], 5.1, "{logged:#}");
+    assert_eq!(
+        logged["outputs"],
+        json!(["setosa", "virginica"]),
+        "{logged:#}"
+    );
+}
+
+/// Starts `gantry ARGS` whose first line names an http:// and a grpc:// address.
+fn spawn_with_grpc(g: &Gantry, args: &[&str]) -> (Server, String) {
+    let mut child = g
+        .command(args)
+        .env("GANTRY_MONITOR_INTERVAL", "1s")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let word = |scheme: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(scheme))
+            .unwrap_or_else(|| panic!("no {scheme} address in {line:?}"))
+            .to_string()
+    };
+    let url = format!("http://{}", word("http://"));
+    (Server { child, url }, word("grpc://"))
 }
