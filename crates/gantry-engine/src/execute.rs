@@ -420,13 +420,12 @@ async fn record_cache_hit<R: Runtime>(
     let recorded = async {
         inner.store.upsert_step_run(&rec).await?;
         record_lineage(&inner.store, &rec.id, &prepared.inputs, &outputs).await?;
+        // The cached-from step run's own metrics (one index lookup, not the whole run's).
         let metrics: BTreeMap<String, f64> = inner
             .store
-            .metrics_for_run(&hit.run_id)
+            .metrics_of_step_run(&hit.id)
             .await?
             .into_iter()
-            .filter(|m| m.step == hit.step)
-            .map(|m| (m.key, m.value))
             .collect();
         if !metrics.is_empty() {
             inner.store.record_metrics(&rec.id, &metrics, now).await?;

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::template::{Scope, plain_text};
 
 /// A grid larger than this is almost always a typo or a job for a search service.
-pub(crate) const MAX_COMBINATIONS: usize = 256;
+pub(crate) const MAX_COMBINATIONS: usize = 4096;
 /// The label is one directory name; Linux allows 255 bytes.
 const MAX_LABEL_LEN: usize = 255;
 
@@ -247,18 +247,18 @@ mod tests {
         assert!(err(grid(&[("x", json!([4, "${params.d}"]))])).contains("duplicate value '4'"));
         assert!(err(grid(&[("x", json!([4, "4"]))])).contains("duplicate value '4'"));
         assert!(err(grid(&[("x", json!(["${params.nope}"]))])).contains("unknown param 'nope'"));
-        let big: Vec<i64> = (0..17).collect();
+        let big: Vec<i64> = (0..65).collect();
         let e = err(grid(&[("a", json!(big)), ("b", json!(big))]));
-        assert!(e.contains("289 combinations, more than 256"), "{e}");
+        assert!(e.contains("4225 combinations, more than 4096"), "{e}");
         let long = "v".repeat(252);
         assert!(err(grid(&[("key", json!([long]))])).contains("longer than 255"));
         // Exactly at the limit is fine.
-        let edge: Vec<i64> = (0..16).collect();
+        let edge: Vec<i64> = (0..64).collect();
         assert_eq!(
             run(&grid(&[("a", json!(edge)), ("b", json!(edge))]), &p)
                 .unwrap()
                 .len(),
-            256
+            4096
         );
     }
 }

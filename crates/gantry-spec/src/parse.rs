@@ -1719,19 +1719,19 @@ steps:
     }
 
     #[test]
-    fn grids_over_256_combinations_are_rejected() {
+    fn grids_over_4096_combinations_are_rejected() {
         let values = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
         let d = only_error(
-            &matrix_step(&format!("{{ a: [{}], b: [{}] }}", values(16), values(17))),
+            &matrix_step(&format!("{{ a: [{}], b: [{}] }}", values(64), values(65))),
             6,
             13,
-            &["`matrix` of step 'train' has 272 combinations, more than 256"],
+            &["`matrix` of step 'train' has 4160 combinations, more than 4096"],
         );
         assert!(d.hint.unwrap().contains("reduce the grid"));
         ok(&matrix_step(&format!(
             "{{ a: [{}], b: [{}] }}",
-            values(16),
-            values(16)
+            values(64),
+            values(64)
         )));
     }
 

@@ -43,6 +43,23 @@ impl Store {
     }
 
     /// Metrics of every step run of the run, in plan order, attempts in order, keys sorted.
+    /// The metrics one step run recorded (its primary key's prefix: no scan of the run).
+    pub async fn metrics_of_step_run(
+        &self,
+        step_run_id: &str,
+    ) -> Result<Vec<(String, f64)>, StoreError> {
+        let rows = sqlx::query("SELECT name, value FROM metrics WHERE step_run_id = $1")
+            .bind(step_run_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(format!(
+                "reading metrics of step run {step_run_id}"
+            )))?;
+        rows.iter()
+            .map(|row| Ok((column(row, "name")?, column(row, "value")?)))
+            .collect()
+    }
+
     pub async fn metrics_for_run(&self, run_id: &str) -> Result<Vec<MetricRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT s.step, m.name, m.value FROM metrics m \
