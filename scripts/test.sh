@@ -32,10 +32,10 @@ fi
 # scikit-learn, skl2onnx and onnx make the ONNX models the ONNX flavor is checked against;
 # scipy gives the reference values of the drift statistics; cryptography writes and checks
 # cosign signatures independently of Gantry; tritonclient is the OIP client (HTTP with binary
-# tensors, gRPC). The pins are the one list both
+# tensors, gRPC); pandas lets mlflow.pyfunc log and load models. The pins are the one list both
 # the install and the check of a reused venv read.
 venv=.venv-test
-pins=('mlflow-skinny==3.17.2' 'scikit-learn==1.9.1' 'skl2onnx==1.20.0' 'onnx==1.23.2' 'scipy==1.17.1' 'cryptography==50.0.2' 'tritonclient[http,grpc]==2.73.0')
+pins=('mlflow-skinny==3.17.2' 'scikit-learn==1.9.1' 'skl2onnx==1.20.0' 'onnx==1.23.2' 'scipy==1.17.1' 'cryptography==50.0.2' 'tritonclient[http,grpc]==2.73.0' 'pandas==3.1.1')
 # True when the venv differs from the pins (or has no python), printing each pin it misses
 # (not installed, or another version) or the import that fails.
 venv_differs_from_pins() {
@@ -54,7 +54,7 @@ for pin in sys.argv[1:]:
         wrong.append(f"{name} {have} (pinned {want})")
 try:
     import mlflow, sklearn, skl2onnx, onnx, scipy, cryptography  # noqa: F401
-    import tritonclient.http, tritonclient.grpc  # noqa: F401
+    import tritonclient.http, tritonclient.grpc, pandas, mlflow.pyfunc  # noqa: F401
 except Exception as e:
     wrong.append(f"imports fail: {e}")
 print("; ".join(wrong))

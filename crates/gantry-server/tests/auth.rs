@@ -302,3 +302,51 @@ async fn every_write_is_audited_and_secrets_never_leak() {
         }
     }
 }
+
+/// The OIP gRPC service sits behind the same authentication: over HTTP/2 (what gRPC clients
+/// speak, prior knowledge without TLS) a call without a token is refused with 401, which gRPC
+/// clients read as UNAUTHENTICATED, and with one it is answered as a gRPC message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_need_a_token_like_every_api_call() {
+    use gantry_serve::grpc::{decode, frame, proto};
+    let s = TestServer::start(Options {
+        auth: true,
+        ..Options::default()
+    })
+    .await;
+    let viewer = token(&s, "reader", Role::Viewer, None).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let call = |method: &str, body: bytes::Bytes, bearer: Option<&str>| {
+        let mut req = h2
+            .post(s.url(&format!("/inference.GRPCInferenceService/{method}")))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(body);
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let live = frame(&proto::ServerLiveRequest {});
+    let refused = call("ServerLive", live.clone(), None).await.unwrap();
+    assert_eq!(refused.version(), reqwest::Version::HTTP_2);
+    assert_eq!(refused.status(), 401);
+    let answered = call("ServerLive", live, Some(&viewer)).await.unwrap();
+    assert_eq!(answered.status(), 200);
+    assert_eq!(answered.headers()["content-type"], "application/grpc+proto");
+    let body = answered.bytes().await.unwrap();
+    let message: proto::ServerLiveResponse = decode(&body).unwrap();
+    assert!(message.live);
+    // An unknown deployment: no message, only the status (in the trailers).
+    let ready = frame(&proto::ModelReadyRequest {
+        name: "nothing-here".into(),
+        version: String::new(),
+    });
+    let answered = call("ModelReady", ready, Some(&viewer)).await.unwrap();
+    assert_eq!(answered.status(), 200);
+    let message: proto::ModelReadyResponse = decode(&answered.bytes().await.unwrap()).unwrap();
+    assert!(!message.ready);
+}

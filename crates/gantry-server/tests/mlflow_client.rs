@@ -1,5 +1,6 @@
-//! MLflow's real Python client (`tests/mlflow/client_test.py`) against the MLflow API served
-//! in-process on 127.0.0.1:0, on SQLite and (with `GANTRY_TEST_POSTGRES_URL`) PostgreSQL.
+//! MLflow's real Python client (`tests/mlflow/client_test.py`, and MLflow 3's logged models in
+//! `tests/mlflow/logged_models_test.py`) against the MLflow API served in-process on
+//! 127.0.0.1:0, on SQLite and (with `GANTRY_TEST_POSTGRES_URL`) PostgreSQL.
 //!
 //! `GANTRY_TEST_MLFLOW_PYTHON` names a Python with `mlflow` installed (scripts/test.sh makes
 //! one); unset, the test is skipped (a failure under `GANTRY_TEST_REQUIRE_ALL`, see
@@ -58,7 +59,8 @@ fn with_database(url: &str, db: &str) -> String {
     }
 }
 
-async fn run_client(python: &str, url: &str, home: &Path) {
+/// The MLflow API on 127.0.0.1:0 over the store at `url`; artifacts under `home`.
+async fn serve(url: &str, home: &Path) -> (Store, String, tokio::task::JoinHandle<()>) {
     let store = Store::connect(url).await.unwrap();
     let artifacts = ArtifactStore::open_local(&home.join("artifacts")).unwrap();
     let config = ServerConfig::local("http://127.0.0.1", home.join("mlflow-artifacts"));
@@ -68,13 +70,21 @@ async fn run_client(python: &str, url: &str, home: &Path) {
         .layer(Extension(Principal::local()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (store, format!("http://{addr}"), server)
+}
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mlflow/client_test.py");
+/// Runs `tests/mlflow/<script>` against the server at `uri`; its last line of output (JSON).
+async fn run_script(python: &str, script: &str, uri: &str, home: &Path) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/mlflow")
+        .join(script);
     let child = tokio::process::Command::new(python)
         .arg(&script)
         .current_dir(home)
-        .env("MLFLOW_TRACKING_URI", format!("http://{addr}"))
+        .env("MLFLOW_TRACKING_URI", uri)
         // Fail fast instead of retrying, and never reach outside the machine.
         .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         .env("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
@@ -91,12 +101,18 @@ async fn run_client(python: &str, url: &str, home: &Path) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "the mlflow client script failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        "the mlflow client script {} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        script.display(),
         out.status
     );
     let last = stdout.lines().last().unwrap_or_default();
-    let ids: Value = serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("last line of the script is not JSON ({e}): {stdout}"));
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("last line of the script is not JSON ({e}): {stdout}"))
+}
+
+async fn run_client(python: &str, url: &str, home: &Path) {
+    let (store, uri, server) = serve(url, home).await;
+    let ids = run_script(python, "client_test.py", &uri, home).await;
 
     // What the client logged is in the store.
     let exp = ids["experiment_id"].as_str().unwrap();
@@ -139,6 +155,74 @@ async fn run_client(python: &str, url: &str, home: &Path) {
     ));
     assert_eq!(std::fs::read_to_string(model_file).unwrap(), "weights v1");
     server.abort();
+}
+
+/// `logged_models_test.py`: a model logged in a run, found, tagged, finalized and deleted by
+/// MLflow 3's client; then the store is checked directly.
+async fn logged_models(python: &str, url: &str, home: &Path) {
+    let (store, uri, server) = serve(url, home).await;
+    let ids = run_script(python, "logged_models_test.py", &uri, home).await;
+    let exp = ids["experiment_id"].as_str().unwrap();
+    let model_id = ids["model_id"].as_str().unwrap();
+    let m = store.get_logged_model(model_id, false).await.unwrap();
+    assert_eq!(m.status, "READY");
+    assert_eq!(m.source_run_id.as_deref(), ids["run_id"].as_str());
+    assert_eq!(m.experiment_id, exp);
+    // Its files are where its artifact location says, below its experiment's folder.
+    let mlmodel = home.join(format!(
+        "mlflow-artifacts/{exp}/models/{model_id}/artifacts/MLmodel"
+    ));
+    let text = std::fs::read_to_string(&mlmodel).unwrap();
+    assert!(text.contains(model_id), "{text}");
+    let deleted = ids["deleted_model_id"].as_str().unwrap();
+    assert!(store.get_logged_model(deleted, false).await.is_err());
+    assert_eq!(
+        store
+            .get_logged_model(deleted, true)
+            .await
+            .unwrap()
+            .lifecycle_stage,
+        "deleted"
+    );
+    let outputs = store
+        .run_outputs(ids["run_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        outputs
+            .iter()
+            .any(|o| o.model_id == model_id && o.step == 0)
+    );
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_models_against_sqlite() {
+    let Some(python) = mlflow_python() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/gantry.db", home.path().display());
+    logged_models(&python, &url, home.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_models_against_postgres() {
+    let Some(python) = mlflow_python() else {
+        return;
+    };
+    let Some(base) = skip::unless_env(
+        POSTGRES_ENV,
+        "a PostgreSQL URL to run the logged-models client test against PostgreSQL",
+    ) else {
+        return;
+    };
+    sqlx::any::install_default_drivers();
+    let url = with_database(&base, &format!("gantry_ml_{}", gantry_store::new_id("")));
+    sqlx::Any::create_database(&url).await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    logged_models(&python, &url, home.path()).await;
+    sqlx::Any::force_drop_database(&url).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

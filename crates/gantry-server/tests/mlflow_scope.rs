@@ -946,3 +946,180 @@ async fn models_registered_by_a_projects_pipeline_runs_are_that_projects() {
         vec!["beta-model", "fraud"]
     );
 }
+
+/// MLflow 3's logged models follow their experiment: a project token reaches its own, finds
+/// the other project's missing (reading, changing, linking metrics or outputs to them, or
+/// creating into the other project), and a viewer only reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_models_belong_to_their_experiments_project() {
+    let w = World::new().await;
+    let s = &w.s;
+    let lm = |id: &str| format!("/api/2.0/mlflow/logged-models/{id}");
+    let mut models = Vec::new();
+    for (exp, run) in [(&w.alpha_exp, &w.alpha_run), (&w.beta_exp, &w.beta_run)] {
+        let body = json!({
+            "experiment_id": exp,
+            "name": "model",
+            "source_run_id": run,
+            "tags": [{"key": "team", "value": "ml"}],
+        });
+        let (status, v) = s.post(&w.admin, "logged-models", body).await;
+        assert_eq!(status, 200, "{v:#}");
+        assert_eq!(v["model"]["info"]["status"], "LOGGED_MODEL_PENDING");
+        models.push(v["model"]["info"]["model_id"].as_str().unwrap().to_owned());
+    }
+    let (alpha_model, beta_model) = (models[0].as_str(), models[1].as_str());
+    let missing_model = "m-0123456789abcdef0123456789abcdef";
+    let t = w.alpha.as_str();
+
+    // Its own: read, finalize, tag, params, outputs, linked metrics; under both prefixes.
+    let (status, v) = s.json(t, Method::GET, &lm(alpha_model), None).await;
+    assert_eq!(
+        (status, v["model"]["info"]["model_id"].as_str()),
+        (200, Some(alpha_model)),
+        "{v:#}"
+    );
+    let ajax = format!("/ajax-api/2.0/mlflow/logged-models/{alpha_model}");
+    assert_eq!(s.json(t, Method::GET, &ajax, None).await.0, 200);
+    let ready = json!({"model_id": alpha_model, "status": "LOGGED_MODEL_READY"});
+    let (status, v) = s
+        .json(t, Method::PATCH, &lm(alpha_model), Some(ready))
+        .await;
+    assert_eq!(
+        (status, v["model"]["info"]["status"].as_str()),
+        (200, Some("LOGGED_MODEL_READY")),
+        "{v:#}"
+    );
+    let tags = json!({"tags": [{"key": "stage", "value": "x"}]});
+    let path = format!("{}/tags", lm(alpha_model));
+    assert_eq!(
+        s.json(t, Method::PATCH, &path, Some(tags.clone())).await.0,
+        200
+    );
+    let outputs = json!({"run_id": w.alpha_run, "models": [{"model_id": alpha_model, "step": 0}]});
+    assert_eq!(s.post(t, "runs/outputs", outputs).await.0, 200);
+    let (status, v) = s.get(t, &format!("runs/get?run_id={}", w.alpha_run)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        v["run"]["outputs"]["model_outputs"],
+        json!([{"model_id": alpha_model, "step": 0}])
+    );
+    let metric = json!({"run_id": w.alpha_run, "key": "acc", "value": 0.5, "timestamp": 2,
+                        "step": 1, "model_id": alpha_model});
+    assert_eq!(s.post(t, "runs/log-metric", metric).await.0, 200);
+    let (_, v) = s.json(t, Method::GET, &lm(alpha_model), None).await;
+    assert_eq!(v["model"]["data"]["metrics"][0]["key"], "acc");
+    assert_eq!(
+        v["model"]["data"]["metrics"][0]["run_id"],
+        w.alpha_run.as_str()
+    );
+
+    // The other project's: exactly as missing, for every endpoint.
+    let hidden = s.json(t, Method::GET, &lm(beta_model), None).await;
+    let missing = s.json(t, Method::GET, &lm(missing_model), None).await;
+    assert_as_missing(&hidden, &missing, missing_model, beta_model);
+    let ready = json!({"status": "LOGGED_MODEL_READY"});
+    let beta_tag = format!("{}/tags/team", lm(beta_model));
+    let beta_tags = format!("{}/tags", lm(beta_model));
+    let beta_params = format!("{}/params", lm(beta_model));
+    let params = json!({"params": [{"key": "p", "value": "1"}]});
+    for (what, answer) in [
+        (
+            "finalize",
+            s.json(t, Method::PATCH, &lm(beta_model), Some(ready)).await,
+        ),
+        (
+            "delete",
+            s.json(t, Method::DELETE, &lm(beta_model), None).await,
+        ),
+        (
+            "set tags",
+            s.json(t, Method::PATCH, &beta_tags, Some(tags)).await,
+        ),
+        (
+            "delete tag",
+            s.json(t, Method::DELETE, &beta_tag, None).await,
+        ),
+        (
+            "params",
+            s.json(t, Method::POST, &beta_params, Some(params)).await,
+        ),
+    ] {
+        assert_not_found(&answer, what);
+    }
+    let outputs = json!({"run_id": w.alpha_run, "models": [{"model_id": beta_model}]});
+    assert_not_found(&s.post(t, "runs/outputs", outputs).await, "outputs");
+    let metric = json!({"run_id": w.alpha_run, "key": "leak", "value": 1.0, "timestamp": 3,
+                        "model_id": beta_model});
+    assert_not_found(&s.post(t, "runs/log-metric", metric).await, "linked metric");
+    let (_, v) = s.get(t, &format!("runs/get?run_id={}", w.alpha_run)).await;
+    let keys = names(&v["run"]["data"]["metrics"], "key");
+    assert!(!keys.contains(&"leak".to_owned()), "{keys:?}");
+    let into_beta = json!({"experiment_id": w.beta_exp, "name": "x"});
+    assert_not_found(
+        &s.post(t, "logged-models", into_beta).await,
+        "create in beta",
+    );
+    let from_beta_run =
+        json!({"experiment_id": w.alpha_exp, "name": "x", "source_run_id": w.beta_run});
+    assert_not_found(
+        &s.post(t, "logged-models", from_beta_run).await,
+        "create from beta's run",
+    );
+    let search = json!({"experiment_ids": [w.alpha_exp, w.beta_exp]});
+    let (status, v) = s.post(t, "logged-models/search", search.clone()).await;
+    assert_eq!(status, 200, "{v:#}");
+    let found: Vec<&str> = v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["info"]["model_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, [alpha_model]);
+    // The admin sees both, and beta's is as it was.
+    let (_, v) = s.post(&w.admin, "logged-models/search", search).await;
+    assert_eq!(v["models"].as_array().unwrap().len(), 2);
+    let (_, v) = s.json(&w.admin, Method::GET, &lm(beta_model), None).await;
+    let info = &v["model"]["info"];
+    assert_eq!(info["status"], "LOGGED_MODEL_PENDING");
+    assert_eq!(info["tags"], json!([{"key": "team", "value": "ml"}]));
+    assert_eq!(v["model"]["data"]["metrics"], json!([]));
+
+    // A viewer of alpha reads alpha's model and changes nothing.
+    let viewer = w.alpha_viewer.as_str();
+    assert_eq!(
+        s.json(viewer, Method::GET, &lm(alpha_model), None).await.0,
+        200
+    );
+    let alpha_tags = format!("{}/tags", lm(alpha_model));
+    let alpha_tag = format!("{}/tags/stage", lm(alpha_model));
+    let create = json!({"experiment_id": w.alpha_exp, "name": "y"});
+    let ready = json!({"status": "LOGGED_MODEL_UPLOAD_FAILED"});
+    let tags = json!({"tags": [{"key": "k", "value": "v"}]});
+    for (what, answer) in [
+        ("create", s.post(viewer, "logged-models", create).await),
+        (
+            "finalize",
+            s.json(viewer, Method::PATCH, &lm(alpha_model), Some(ready))
+                .await,
+        ),
+        (
+            "set tags",
+            s.json(viewer, Method::PATCH, &alpha_tags, Some(tags)).await,
+        ),
+        (
+            "delete tag",
+            s.json(viewer, Method::DELETE, &alpha_tag, None).await,
+        ),
+        (
+            "delete",
+            s.json(viewer, Method::DELETE, &lm(alpha_model), None).await,
+        ),
+    ] {
+        assert_denied(&answer, what);
+    }
+    let (_, v) = s.json(t, Method::GET, &lm(alpha_model), None).await;
+    assert_eq!(v["model"]["info"]["status"], "LOGGED_MODEL_READY");
+    let stage: Vec<String> = names(&v["model"]["info"]["tags"], "key");
+    assert!(stage.contains(&"stage".to_owned()), "{stage:?}");
+}

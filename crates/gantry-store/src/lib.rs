@@ -14,6 +14,7 @@ mod auth;
 mod error;
 mod images;
 mod lineage;
+mod logged_models;
 mod logs;
 mod metrics;
 mod models;
@@ -30,6 +31,10 @@ mod ui;
 pub use auth::{AuditRecord, NewToken, TokenRecord};
 pub use error::{ParseStatusError, StoreError};
 pub use images::{ImageDecisionRecord, ImageScanRecord};
+pub use logged_models::{
+    LOGGED_MODEL_SEARCH_DEFAULT, LOGGED_MODEL_STATUSES, LoggedModel, LoggedModelMetric,
+    LoggedModelMetricInput, NewLoggedModel, RunOutput,
+};
 pub use monitoring::{
     BucketKey, BucketState, FeedbackScoring, PerformanceDelta, PerformanceKind, PerformanceSum,
 };

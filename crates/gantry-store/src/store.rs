@@ -58,6 +58,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "registry",
         include_str!("../migrations/sqlite/0010_registry.sql"),
     ),
+    (
+        11,
+        "logged models",
+        include_str!("../migrations/sqlite/0011_logged_models.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -106,6 +111,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "registry",
         include_str!("../migrations/postgres/0010_registry.sql"),
+    ),
+    (
+        11,
+        "logged models",
+        include_str!("../migrations/postgres/0011_logged_models.sql"),
     ),
 ];
 

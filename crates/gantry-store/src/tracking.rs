@@ -6,7 +6,7 @@
 //! called "tracking runs" here to keep them apart from [`crate::RunRecord`].
 
 mod registry;
-mod search;
+pub(crate) mod search;
 
 use std::collections::{HashMap, HashSet};
 
@@ -427,7 +427,7 @@ fn query_hash(parts: &[&str]) -> u64 {
     h
 }
 
-fn page_bounds(
+pub(crate) fn page_bounds(
     query: &SearchQuery,
     hash: u64,
     default: usize,
@@ -452,7 +452,7 @@ fn page_bounds(
 
 /// What a page token is bound to: the search, not the page size — MLflow's tokens are
 /// offsets, and clients ask for the next page with another `max_results`.
-fn search_hash(kind: &str, q: &SearchQuery) -> u64 {
+pub(crate) fn search_hash(kind: &str, q: &SearchQuery) -> u64 {
     let view = format!("{:?}", q.view);
     let mut parts = vec![kind, q.filter.as_str(), view.as_str()];
     parts.extend(q.experiment_ids.iter().map(String::as_str));

@@ -9,6 +9,7 @@
 //! proto-JSON int64 fields may arrive as numbers or strings.
 
 mod artifacts;
+mod logged_models;
 mod registry;
 pub mod scope;
 mod shapes;
@@ -74,9 +75,30 @@ pub fn router() -> Router<AppState> {
             get(tracking::metric_history).post(tracking::metric_history),
         ),
         ("/artifacts/list", get(artifacts::list_run_artifacts)),
+        // Logged models (MLflow 3).
+        ("/runs/outputs", post(logged_models::log_outputs)),
+        ("/logged-models", post(logged_models::create)),
         (
             "/logged-models/search",
-            post(tracking::search_logged_models).get(tracking::search_logged_models),
+            post(logged_models::search).get(logged_models::search),
+        ),
+        (
+            "/logged-models/{model_id}",
+            get(logged_models::get)
+                .patch(logged_models::finalize)
+                .delete(logged_models::delete),
+        ),
+        (
+            "/logged-models/{model_id}/tags",
+            patch(logged_models::set_tags),
+        ),
+        (
+            "/logged-models/{model_id}/tags/{*key}",
+            delete(logged_models::delete_tag),
+        ),
+        (
+            "/logged-models/{model_id}/params",
+            post(logged_models::log_params),
         ),
         // Registered models.
         ("/registered-models/create", post(registry::create_model)),

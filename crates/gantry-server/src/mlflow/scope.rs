@@ -16,6 +16,7 @@
 //!   and exact run ids). A tag, when present, decides alone, so another project's pipeline
 //!   registering into the same name does not open the model;
 //! - model versions follow their model;
+//! - a logged model (MLflow 3) is P's when its experiment is;
 //! - a path of the artifact proxy is P's when its first segment is the id of one of P's
 //!   experiments (`mlflow-artifacts:/<experiment_id>/<run_id>/artifacts/...`).
 //!
@@ -34,8 +35,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use gantry_store::{
-    Experiment, KeyValue, RegisteredModel, RegisteredModelVersion, SearchQuery, Store, StoreError,
-    TrackingRun, ViewType, tracking_limits,
+    Experiment, KeyValue, LoggedModel, RegisteredModel, RegisteredModelVersion, SearchQuery, Store,
+    StoreError, TrackingRun, ViewType, tracking_limits,
 };
 
 use super::ApiError;
@@ -91,6 +92,13 @@ fn run_missing(run_id: &str) -> ApiError {
     ApiError::from(StoreError::NotFound {
         kind: "tracking run",
         id: run_id.to_owned(),
+    })
+}
+
+fn logged_model_missing(model_id: &str) -> ApiError {
+    ApiError::from(StoreError::NotFound {
+        kind: "logged model",
+        id: model_id.to_owned(),
     })
 }
 
@@ -222,6 +230,29 @@ impl<'a> Scope<'a> {
         }
         let run = self.store.get_tracking_run(run_id).await?;
         self.run(run, run_id).await.map(drop)
+    }
+
+    // ----- logged models -------------------------------------------------------------------
+
+    /// `m`, looked up as `asked`, or "not found" when its experiment is not the caller's.
+    pub async fn logged_model(&self, m: LoggedModel, asked: &str) -> Result<LoggedModel, ApiError> {
+        let Some(project) = self.project else {
+            return Ok(m);
+        };
+        match self.store.get_experiment(&m.experiment_id).await {
+            Ok(e) if experiment_is_projects(&e.name, project) => Ok(m),
+            Ok(_) | Err(StoreError::NotFound { .. }) => Err(logged_model_missing(asked)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Refuses (as missing) a logged model whose experiment is not the caller's.
+    pub async fn require_logged_model(&self, model_id: &str) -> Result<(), ApiError> {
+        if self.project.is_none() {
+            return Ok(());
+        }
+        let m = self.store.get_logged_model(model_id, true).await?;
+        self.logged_model(m, model_id).await.map(drop)
     }
 
     // ----- registered models ---------------------------------------------------------------

@@ -2,8 +2,8 @@
 //! doubles as "NaN"/"Infinity"/"-Infinity", model version numbers as strings).
 
 use gantry_store::{
-    Experiment, KeyValue, MetricPoint, RegisteredModel, RegisteredModelVersion, TrackingRun,
-    TrackingRunInfo,
+    Experiment, KeyValue, LoggedModel, LoggedModelMetric, MetricPoint, RegisteredModel,
+    RegisteredModelVersion, RunOutput, TrackingRun, TrackingRunInfo,
 };
 use serde_json::{Map, Value, json};
 
@@ -144,6 +144,72 @@ pub fn registered_model(r: &RegisteredModel) -> Value {
         "tags": key_values(&r.tags),
         "aliases": r.aliases.iter()
             .map(|(a, v)| json!({"alias": a, "version": v.to_string()}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// A stored logged-model status (PENDING, READY, FAILED) as MLflow's enum names it.
+pub fn logged_model_status(status: &str) -> &'static str {
+    match status {
+        "PENDING" => "LOGGED_MODEL_PENDING",
+        "READY" => "LOGGED_MODEL_READY",
+        "FAILED" => "LOGGED_MODEL_UPLOAD_FAILED",
+        _ => "LOGGED_MODEL_STATUS_UNSPECIFIED",
+    }
+}
+
+fn logged_model_metric(m: &LoggedModelMetric, model_id: &str) -> Value {
+    let mut out = metric(&m.point);
+    out["model_id"] = json!(model_id);
+    out["run_id"] = json!(m.run_id);
+    if !m.dataset_name.is_empty() {
+        out["dataset_name"] = json!(m.dataset_name);
+    }
+    if !m.dataset_digest.is_empty() {
+        out["dataset_digest"] = json!(m.dataset_digest);
+    }
+    out
+}
+
+/// MLflow 3's `LoggedModel`: `info` and `data` (params and linked metrics).
+pub fn logged_model(m: &LoggedModel) -> Value {
+    let mut info = Map::new();
+    info.insert("model_id".into(), json!(m.model_id));
+    info.insert("experiment_id".into(), json!(m.experiment_id));
+    info.insert("name".into(), json!(m.name));
+    info.insert("creation_timestamp_ms".into(), json!(m.creation_time));
+    info.insert(
+        "last_updated_timestamp_ms".into(),
+        json!(m.last_update_time),
+    );
+    info.insert("artifact_uri".into(), json!(m.artifact_location));
+    info.insert("status".into(), json!(logged_model_status(&m.status)));
+    if let Some(t) = &m.model_type {
+        info.insert("model_type".into(), json!(t));
+    }
+    if let Some(r) = &m.source_run_id {
+        info.insert("source_run_id".into(), json!(r));
+    }
+    if let Some(msg) = &m.status_message {
+        info.insert("status_message".into(), json!(msg));
+    }
+    info.insert("tags".into(), key_values(&m.tags));
+    json!({
+        "info": info,
+        "data": {
+            "params": key_values(&m.params),
+            "metrics": m.metrics.iter()
+                .map(|p| logged_model_metric(p, &m.model_id))
+                .collect::<Vec<_>>(),
+        },
+    })
+}
+
+/// A run's `outputs`: the logged models it produced.
+pub fn run_outputs(outputs: &[RunOutput]) -> Value {
+    json!({
+        "model_outputs": outputs.iter()
+            .map(|o| json!({"model_id": o.model_id, "step": o.step}))
             .collect::<Vec<_>>(),
     })
 }

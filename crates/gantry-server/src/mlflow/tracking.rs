@@ -12,6 +12,7 @@ use gantry_store::{
 use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
 
+use super::logged_models::{check_linked, linked_metric};
 use super::scope::Scope;
 use super::{ApiError, ApiResult, Params, key_value, now_ms, require_write, shapes, type_error};
 use crate::AppState;
@@ -230,7 +231,12 @@ pub async fn get_run(
     let id = p.run_id()?;
     let run = s.store.get_tracking_run(&id).await?;
     let run = Scope::new(&s.store, &who).run(run, &id).await?;
-    Ok(Json(json!({"run": shapes::run(&run)})))
+    let mut out = shapes::run(&run);
+    let outputs = s.store.run_outputs(&id).await?;
+    if !outputs.is_empty() {
+        out["outputs"] = shapes::run_outputs(&outputs);
+    }
+    Ok(Json(json!({"run": out})))
 }
 
 pub async fn update_run(
@@ -304,7 +310,10 @@ pub async fn log_metric(
     let id = p.run_id()?;
     Scope::new(&s.store, &who).require_run(&id).await?;
     let m = metric_from(&p.map, "")?;
+    let linked: Vec<_> = linked_metric(&p.map, "", &m)?.into_iter().collect();
+    check_linked(&s, &who, &linked).await?;
     s.store.log_batch(&id, &[m], &[], &[]).await?;
+    s.store.log_logged_model_metrics(&id, &linked).await?;
     ok()
 }
 
@@ -355,14 +364,19 @@ pub async fn log_batch(
     require_write(&who)?;
     let id = p.run_id()?;
     Scope::new(&s.store, &who).require_run(&id).await?;
-    let metrics = p
-        .objects("metrics")?
-        .into_iter()
-        .map(|o| metric_from(o, "metrics"))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut metrics = Vec::new();
+    let mut linked = Vec::new();
+    for o in p.objects("metrics")? {
+        let m = metric_from(o, "metrics")?;
+        linked.extend(linked_metric(o, "metrics", &m)?);
+        metrics.push(m);
+    }
+    check_linked(&s, &who, &linked).await?;
     let params = p.key_values("params")?;
     let tags = p.key_values("tags")?;
     s.store.log_batch(&id, &metrics, &params, &tags).await?;
+    // Linked after the run's batch, in a transaction of its own (both checked beforehand).
+    s.store.log_logged_model_metrics(&id, &linked).await?;
     ok()
 }
 
@@ -452,12 +466,4 @@ pub async fn metric_history(
     }
     body.push('}');
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-/// MLflow 3 clients look for "logged models" before falling back to a run's artifacts; gantry
-/// keeps models in its registry instead, so there are none to find.
-pub async fn search_logged_models(p: Params) -> ApiResult {
-    // Still refuse malformed requests like every other endpoint.
-    p.str_list("experiment_ids")?;
-    Ok(Json(json!({"models": []})))
 }
