@@ -19,6 +19,9 @@ Target: >= 10x MLServer's throughput; p99 < 2 ms for a single row at concurrency
 Servers, one at a time (only one is alive while measured; wrk shares the same CPUs):
   * gantry: `gantry serve NAME@champion --listen ...` (release build), OIP v2 REST,
     `POST /v2/models/NAME/infer` with one FP64 [N, 30] tensor in the CSV's column order;
+  * gantry-binary: the same `gantry serve`, the same tensor sent with the OIP binary tensor
+    data extension (what tritonclient sends by default: a JSON header of
+    `Inference-Header-Content-Length` bytes, then the FP64 values little-endian), JSON answer;
   * gantry-deployed: the same model deployed (`gantry deploy`) behind `gantry server`: the
     control plane routes each request into a runc replica's network namespace and commits
     its prediction-log record before answering (the production path; not in the ratios).
@@ -37,7 +40,7 @@ MLflow's, so it gets its own); both hold the same scikit-learn, so the pickle lo
 Needs `wrk` (installed with apt-get when missing and running as root).
 
 Usage: bench/serving.py [--gantry target/release/gantry] [--quick]
-                        [--only gantry,gantry-deployed,mlserver,mlflow]
+                        [--only gantry,gantry-binary,gantry-deployed,mlserver,mlflow]
                         [--json PATH]
 """
 import argparse, csv, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
@@ -48,7 +51,7 @@ HELPERS = os.path.join(ROOT, "bench", "serving")
 CSV_PATH = os.path.join(ROOT, "examples", "breast-cancer", "data", "breast_cancer.csv")
 LABEL = "diagnosis"
 MODEL = "bc-logistic"
-SERVERS = ("gantry", "gantry-deployed", "mlserver", "mlflow")
+SERVERS = ("gantry", "gantry-binary", "gantry-deployed", "mlserver", "mlflow")
 CASES = [(1, 1), (1, 32), (64, 1), (64, 32)]  # (rows per request, concurrent connections)
 
 MLFLOW_VERSION = "3.17.2"  # the same as bench/tracking.py, which shares the venv
@@ -153,6 +156,16 @@ def read_dataset():
 
 
 # ---------------------------------------------------------------- request bodies and answers
+
+def oip_binary_body(rows, input_name, order):
+    """The same tensor as `oip_body`, as the binary tensor extension sends it: (bytes, header length)."""
+    import struct
+    values = [r[j] for r in rows for j in order]
+    header = json.dumps({"inputs": [{"name": input_name, "datatype": "FP64",
+                                     "shape": [len(rows), len(order)],
+                                     "parameters": {"binary_data_size": 8 * len(values)}}]}).encode()
+    return header + struct.pack(f"<{len(values)}d", *values), len(header)
+
 
 def oip_body(rows, input_name, order):
     """OIP v2: one FP64 [N, F] tensor, row-major, columns in `order` (indices into the CSV's)."""
@@ -298,7 +311,8 @@ def start_gantry(args, work, env, features):
             print("  [gantry] no feature names in the model metadata: sending the CSV's column "
                   "order", file=sys.stderr)
     return srv, {"url": f"{base}/v2/models/{MODEL}/infer",
-                 "body": lambda rows: oip_body(rows, input_name, order), "labels": oip_labels}
+                 "body": lambda rows: oip_body(rows, input_name, order), "labels": oip_labels,
+                 "binary": lambda rows: oip_binary_body(rows, input_name, order)}
 
 
 def start_gantry_deployed(args, work, env, features):
@@ -376,31 +390,48 @@ def parse_wrk(text):
             "socket_errors": sum(map(int, sock.groups())) if sock else 0}
 
 
-def run_wrk(url, body_path, conc, seconds):
+def run_wrk(url, body_path, conc, seconds, header_length=None):
     threads = 1 if conc == 1 else 2
     cmd = ["wrk", f"-t{threads}", f"-c{conc}", f"-d{seconds}s", "--latency", "--timeout", "30s",
            "-s", os.path.join(HELPERS, "post.lua"), url]
-    out = subprocess.run(cmd, env=dict(os.environ, BENCH_BODY=body_path), capture_output=True,
-                         text=True)
+    env = dict(os.environ, BENCH_BODY=body_path, BENCH_HEADER_LENGTH=str(header_length or ""))
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr.strip()}")
     return parse_wrk(out.stdout)
 
 
-def measure(name, srv, api, x, args, work):
+def measure(name, srv, api, x, args, work, binary=False):
     res = {}
     for rows, conc in CASES:
         body = api["body"](x[:rows])
         body_path = os.path.join(work, f"{name}-{rows}.json")
-        with open(body_path, "w") as f:
-            json.dump(body, f)
-        status, answer = http("POST", api["url"], body)
+        header_length = None
+        if binary:
+            raw, header_length = api["binary"](x[:rows])
+            with open(body_path, "wb") as f:
+                f.write(raw)
+            req = urllib.request.Request(api["url"], data=raw, method="POST", headers={
+                "Content-Type": "application/octet-stream",
+                "Inference-Header-Content-Length": str(header_length)})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    status, answer = resp.status, json.loads(resp.read())
+            except urllib.error.HTTPError as e:
+                status, answer = e.code, e.read()[:500]
+            if status == 200 and oip_labels(answer) != oip_labels(http("POST", api["url"], body)[1]):
+                srv.stop()
+                sys.exit(f"{name}: the binary request's answer differs from the JSON one's")
+        else:
+            with open(body_path, "w") as f:
+                json.dump(body, f)
+            status, answer = http("POST", api["url"], body)
         if status != 200:
             srv.stop()
             sys.exit(f"{name}: {rows}-row request answered {status}: {str(answer)[:500]}")
-        run_wrk(api["url"], body_path, conc, args.warmup)
+        run_wrk(api["url"], body_path, conc, args.warmup, header_length)
         srv.alive_or_exit()
-        r = run_wrk(api["url"], body_path, conc, args.seconds)
+        r = run_wrk(api["url"], body_path, conc, args.seconds, header_length)
         srv.alive_or_exit()
         r["rows_s"] = r["req_s"] * rows
         res[(rows, conc)] = r
@@ -417,14 +448,14 @@ def measure(name, srv, api, x, args, work):
 
 def report(results, labels, expected, args):
     names = [n for n in SERVERS if n in results]
-    print(f"{'server':<9} {'rows':>4} {'conc':>4} {'req/s':>10} {'rows/s':>11} {'p50 ms':>8} "
+    print(f"{'server':<15} {'rows':>4} {'conc':>4} {'req/s':>10} {'rows/s':>11} {'p50 ms':>8} "
           f"{'p99 ms':>8}  errors")
     for n in names:
         for case in CASES:
             r = results[n][case]
             err = "" if not (r["non_2xx"] or r["socket_errors"]) else \
                 f"{r['non_2xx']} non-2xx, {r['socket_errors']} socket"
-            print(f"{n:<9} {case[0]:>4} {case[1]:>4} {r['req_s']:>10,.0f} {r['rows_s']:>11,.0f} "
+            print(f"{n:<15} {case[0]:>4} {case[1]:>4} {r['req_s']:>10,.0f} {r['rows_s']:>11,.0f} "
                   f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}  {err}")
 
     ratios = {}
@@ -486,7 +517,8 @@ def main():
     args.seconds = 3 if args.quick else 10
     args.warmup = 1 if args.quick else 3
 
-    if "gantry" in only or "gantry-deployed" in only:
+    gantry_any = any(n.startswith("gantry") for n in only)
+    if gantry_any:
         if not os.path.exists(args.gantry):
             subprocess.run(["cargo", "build", "--release", "-p", "gantry"], cwd=ROOT, check=True)
         probe = subprocess.run([args.gantry, "serve", "--help"], capture_output=True, text=True)
@@ -517,10 +549,10 @@ def main():
         # every server is checked against.
         peers_model = train_peers(mlflow_py, work, check_rows)
         expected = peers_model["predictions"]
-        if "gantry" in only or "gantry-deployed" in only:
+        if gantry_any:
             train_gantry(args, work, env)
         for name in only:
-            if name == "gantry":
+            if name in ("gantry", "gantry-binary"):
                 srv, api = start_gantry(args, work, env, features)
             elif name == "gantry-deployed":
                 srv, api = start_gantry_deployed(args, work, env, features)
@@ -542,7 +574,8 @@ def main():
                                               f" (got {got}, scikit-learn {expected})"),
                           file=sys.stderr)
                 labels[name] = got
-                results[name] = measure(name, srv, api, x, args, work)
+                results[name] = measure(name, srv, api, x, args, work,
+                                        binary=name == "gantry-binary")
             finally:
                 srv.stop()
     finally:

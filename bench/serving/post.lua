@@ -5,3 +5,9 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
+-- The OIP binary tensor extension: the JSON header's length, the tensors after it.
+local header_length = os.getenv("BENCH_HEADER_LENGTH")
+if header_length and header_length ~= "" then
+  wrk.headers["Content-Type"] = "application/octet-stream"
+  wrk.headers["Inference-Header-Content-Length"] = header_length
+end
