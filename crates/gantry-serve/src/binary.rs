@@ -275,78 +275,74 @@ fn f32_to_f16(x: f32) -> u16 {
 
 /// `request` as a binary request body (every input's data binary, every output asked for as
 /// binary) and its JSON header's length: what the server's gRPC front sends to a replica.
+/// The tensors are written once, straight from the request's data (nothing is cloned).
 pub fn encode_request(request: &InferenceRequest) -> Result<(Vec<u8>, usize), ServeError> {
-    let mut header = request.clone();
+    let with = |p: &Option<Parameters>, key: &str, value: Value| {
+        let mut p = p.clone().unwrap_or_default();
+        p.insert(key.into(), value);
+        p
+    };
     let mut tensors = Vec::new();
-    for input in &mut header.inputs {
+    let mut inputs = Vec::with_capacity(request.inputs.len());
+    for input in &request.inputs {
         let datatype = input.parsed_datatype()?;
         let start = tensors.len();
         encode_tensor(&input.name, datatype, &input.data, &mut tensors)
             .map_err(|e| bad(format!("input {e}")))?;
-        input.data = TensorData::none();
-        input
-            .parameters
-            .get_or_insert_with(Parameters::new)
-            .insert("binary_data_size".into(), (tensors.len() - start).into());
+        inputs.push(HeaderInput {
+            name: &input.name,
+            shape: &input.shape,
+            datatype: &input.datatype,
+            parameters: with(
+                &input.parameters,
+                "binary_data_size",
+                (tensors.len() - start).into(),
+            ),
+        });
     }
-    for output in &mut header.outputs {
-        output
-            .parameters
-            .get_or_insert_with(Parameters::new)
-            .insert("binary_data".into(), true.into());
-    }
-    header
-        .parameters
-        .get_or_insert_with(Parameters::new)
-        .insert("binary_data_output".into(), true.into());
-    let mut body = serde_json::to_vec(&WithoutData(&header))
-        .map_err(|e| ServeError::internal(e.to_string()))?;
+    let outputs: Vec<HeaderRequestOutput> = request
+        .outputs
+        .iter()
+        .map(|o| HeaderRequestOutput {
+            name: &o.name,
+            parameters: with(&o.parameters, "binary_data", true.into()),
+        })
+        .collect();
+    let header = HeaderRequest {
+        id: &request.id,
+        parameters: with(&request.parameters, "binary_data_output", true.into()),
+        inputs,
+        outputs,
+    };
+    let mut body = serde_json::to_vec(&header).map_err(|e| ServeError::internal(e.to_string()))?;
     let length = body.len();
     body.extend_from_slice(&tensors);
     Ok((body, length))
 }
 
-/// A request whose inputs' `data` is left out (it follows as binary).
-struct WithoutData<'a>(&'a InferenceRequest);
+/// The JSON part of a binary request: inputs without `data`.
+#[derive(Serialize)]
+struct HeaderRequest<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: &'a Option<String>,
+    parameters: Parameters,
+    inputs: Vec<HeaderInput<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    outputs: Vec<HeaderRequestOutput<'a>>,
+}
 
-impl Serialize for WithoutData<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Input<'a> {
-            name: &'a str,
-            shape: &'a [i64],
-            datatype: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            parameters: &'a Option<Parameters>,
-        }
-        #[derive(Serialize)]
-        struct Request<'a> {
-            #[serde(skip_serializing_if = "Option::is_none")]
-            id: &'a Option<String>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            parameters: &'a Option<Parameters>,
-            inputs: Vec<Input<'a>>,
-            #[serde(skip_serializing_if = "<[_]>::is_empty")]
-            outputs: &'a [crate::oip::RequestOutput],
-        }
-        let r = self.0;
-        Request {
-            id: &r.id,
-            parameters: &r.parameters,
-            inputs: r
-                .inputs
-                .iter()
-                .map(|i| Input {
-                    name: &i.name,
-                    shape: &i.shape,
-                    datatype: &i.datatype,
-                    parameters: &i.parameters,
-                })
-                .collect(),
-            outputs: &r.outputs,
-        }
-        .serialize(s)
-    }
+#[derive(Serialize)]
+struct HeaderInput<'a> {
+    name: &'a str,
+    shape: &'a [i64],
+    datatype: &'a str,
+    parameters: Parameters,
+}
+
+#[derive(Serialize)]
+struct HeaderRequestOutput<'a> {
+    name: &'a str,
+    parameters: Parameters,
 }
 
 /// Whether `output` is to be sent as binary data for `request`.

@@ -25,8 +25,8 @@ use serde_json::Value;
 
 use crate::ServeError;
 use crate::oip::{
-    Datatype, InferenceRequest, InferenceResponse, Parameters, RequestInput, RequestOutput,
-    TensorData,
+    Datatype, InferenceRequest, InferenceResponse, ModelMetadata, Parameters, RequestInput,
+    RequestOutput, ServerMetadata, TensorData, TensorMetadata,
 };
 use crate::server::{BODY_LIMIT, ServeState, infer_with};
 
@@ -390,12 +390,7 @@ async fn dispatch(state: &Arc<ServeState>, method: &str, body: &[u8]) -> Result<
         }
         "ServerMetadata" => {
             decode::<proto::ServerMetadataRequest>(body)?;
-            let meta = state.server_metadata();
-            Ok(frame(&proto::ServerMetadataResponse {
-                name: meta.name,
-                version: meta.version,
-                extensions: meta.extensions,
-            }))
+            Ok(frame(&server_metadata_response(state.server_metadata())))
         }
         "ModelReady" => {
             let r: proto::ModelReadyRequest = decode(body)?;
@@ -407,23 +402,9 @@ async fn dispatch(state: &Arc<ServeState>, method: &str, body: &[u8]) -> Result<
             let model = models
                 .get(&r.name, version(&r.version))
                 .map_err(|e| Status::from(&e))?;
-            let meta = model.metadata(models.versions(&r.name));
-            let tensors = |t: Vec<crate::oip::TensorMetadata>| {
-                t.into_iter()
-                    .map(|t| proto::TensorMetadata {
-                        name: t.name,
-                        datatype: t.datatype.as_str().to_owned(),
-                        shape: t.shape,
-                    })
-                    .collect()
-            };
-            Ok(frame(&proto::ModelMetadataResponse {
-                name: meta.name,
-                versions: meta.versions,
-                platform: meta.platform,
-                inputs: tensors(meta.inputs),
-                outputs: tensors(meta.outputs),
-            }))
+            Ok(frame(&model_metadata_response(
+                model.metadata(models.versions(&r.name)),
+            )))
         }
         "ModelInfer" => {
             let r: proto::ModelInferRequest = decode(body)?;
@@ -439,6 +420,35 @@ async fn dispatch(state: &Arc<ServeState>, method: &str, body: &[u8]) -> Result<
                 "{other} is not implemented; this server answers ServerLive, ServerReady, ServerMetadata, ModelReady, ModelMetadata and ModelInfer"
             ),
         )),
+    }
+}
+
+/// REST's server metadata as the gRPC answer.
+pub fn server_metadata_response(meta: ServerMetadata) -> proto::ServerMetadataResponse {
+    proto::ServerMetadataResponse {
+        name: meta.name,
+        version: meta.version,
+        extensions: meta.extensions,
+    }
+}
+
+/// REST's model metadata as the gRPC answer.
+pub fn model_metadata_response(meta: ModelMetadata) -> proto::ModelMetadataResponse {
+    let tensors = |t: Vec<TensorMetadata>| {
+        t.into_iter()
+            .map(|t| proto::TensorMetadata {
+                name: t.name,
+                datatype: t.datatype.as_str().to_owned(),
+                shape: t.shape,
+            })
+            .collect()
+    };
+    proto::ModelMetadataResponse {
+        name: meta.name,
+        versions: meta.versions,
+        platform: meta.platform,
+        inputs: tensors(meta.inputs),
+        outputs: tensors(meta.outputs),
     }
 }
 

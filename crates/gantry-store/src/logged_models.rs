@@ -16,10 +16,8 @@ use crate::tracking::{
     KeyValue, MetricPoint, Page, SearchQuery, ViewType, limits, placeholders, validate_key,
 };
 
-use crate::tracking::search::{
-    AttributeSet, FieldValue, SearchKey, compare_values, parse_filter, parse_order_by,
-};
-use crate::tracking::{page_bounds, search_hash};
+use crate::tracking::search::{AttributeSet, SearchKey, parse_filter, parse_order_by};
+use crate::tracking::{Stored, filter_and_order, page_bounds, search_hash};
 
 /// The statuses a logged model can have (MLflow's entity names).
 pub const LOGGED_MODEL_STATUSES: [&str; 3] = ["PENDING", "READY", "FAILED"];
@@ -301,36 +299,21 @@ async fn upsert_tags(
     Ok(())
 }
 
-/// A value of a candidate for a search key, owned.
-enum Value {
-    Num(f64),
-    Str(String),
-}
-
-impl Value {
-    fn as_field(&self) -> FieldValue<'_> {
-        match self {
-            Value::Num(n) => FieldValue::Num(*n),
-            Value::Str(s) => FieldValue::Str(s),
-        }
-    }
-}
-
-fn field(m: &LoggedModel, key: &SearchKey) -> Option<Value> {
+fn field(m: &LoggedModel, key: &SearchKey) -> Option<Stored> {
     let find = |list: &[KeyValue], k: &str| {
         list.iter()
             .find(|kv| kv.key == k)
-            .map(|kv| Value::Str(kv.value.clone()))
+            .map(|kv| Stored::Str(kv.value.clone()))
     };
     match key {
         SearchKey::Attribute(a) => match a.as_str() {
-            "name" => Some(Value::Str(m.name.clone())),
-            "model_id" => Some(Value::Str(m.model_id.clone())),
-            "model_type" => m.model_type.clone().map(Value::Str),
-            "status" => Some(Value::Str(m.status.clone())),
-            "source_run_id" => m.source_run_id.clone().map(Value::Str),
-            "creation_time" => Some(Value::Num(m.creation_time as f64)),
-            "last_update_time" => Some(Value::Num(m.last_update_time as f64)),
+            "name" => Some(Stored::Str(m.name.clone())),
+            "model_id" => Some(Stored::Str(m.model_id.clone())),
+            "model_type" => m.model_type.clone().map(Stored::Str),
+            "status" => Some(Stored::Str(m.status.clone())),
+            "source_run_id" => m.source_run_id.clone().map(Stored::Str),
+            "creation_time" => Some(Stored::Num(m.creation_time as f64)),
+            "last_update_time" => Some(Stored::Num(m.last_update_time as f64)),
             _ => None,
         },
         SearchKey::Tag(k) => find(&m.tags, k),
@@ -707,23 +690,7 @@ impl Store {
         if needs_values {
             candidates = self.hydrate_logged_models(candidates, false).await?;
         }
-        candidates.retain(|m| {
-            conditions
-                .iter()
-                .all(|c| c.matches(field(m, &c.key).as_ref().map(Value::as_field)))
-        });
-        candidates.sort_by(|a, b| {
-            for o in &orders {
-                let (va, vb) = (field(a, &o.key), field(b, &o.key));
-                let ord = compare_values(
-                    va.as_ref().map(Value::as_field),
-                    vb.as_ref().map(Value::as_field),
-                    o.ascending,
-                );
-                if ord != std::cmp::Ordering::Equal {
-                    return ord;
-                }
-            }
+        filter_and_order(&mut candidates, &conditions, &orders, field, |a, b| {
             b.creation_time
                 .cmp(&a.creation_time)
                 .then_with(|| a.model_id.cmp(&b.model_id))

@@ -754,23 +754,7 @@ impl Store {
                 _ => None,
             }
         };
-        experiments.retain(|e| {
-            conditions
-                .iter()
-                .all(|c| c.matches(field(e, &c.key).as_ref().map(Stored::as_field)))
-        });
-        experiments.sort_by(|a, b| {
-            for o in &orders {
-                let (va, vb) = (field(a, &o.key), field(b, &o.key));
-                let ord = compare_values(
-                    va.as_ref().map(Stored::as_field),
-                    vb.as_ref().map(Stored::as_field),
-                    o.ascending,
-                );
-                if ord != std::cmp::Ordering::Equal {
-                    return ord;
-                }
-            }
+        filter_and_order(&mut experiments, &conditions, &orders, field, |a, b| {
             b.creation_time.cmp(&a.creation_time).then_with(|| {
                 let id = |e: &Experiment| e.experiment_id.parse::<i64>().unwrap_or(i64::MAX);
                 id(a).cmp(&id(b))
@@ -1665,6 +1649,36 @@ impl SearchSql {
         }
         q
     }
+}
+
+/// Keeps the items every condition matches and orders them by `orders`, then by `tiebreak`:
+/// the searches that read whole rows and decide in Rust (experiments, logged models).
+pub(crate) fn filter_and_order<T>(
+    items: &mut Vec<T>,
+    conditions: &[Condition],
+    orders: &[search::OrderBy],
+    field: impl Fn(&T, &SearchKey) -> Option<Stored>,
+    tiebreak: impl Fn(&T, &T) -> std::cmp::Ordering,
+) {
+    items.retain(|item| {
+        conditions
+            .iter()
+            .all(|c| c.matches(field(item, &c.key).as_ref().map(Stored::as_field)))
+    });
+    items.sort_by(|a, b| {
+        for o in orders {
+            let (va, vb) = (field(a, &o.key), field(b, &o.key));
+            let ord = compare_values(
+                va.as_ref().map(Stored::as_field),
+                vb.as_ref().map(Stored::as_field),
+                o.ascending,
+            );
+            if ord != std::cmp::Ordering::Equal {
+                return ord;
+            }
+        }
+        tiebreak(a, b)
+    });
 }
 
 /// A value read for a search, owned.

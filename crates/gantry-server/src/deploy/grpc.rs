@@ -8,7 +8,10 @@ use axum::body::{Bytes, to_bytes};
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use gantry_serve::grpc::{Code, Status, decode, frame, proto, reply, to_request, to_response};
+use gantry_serve::grpc::{
+    Code, Status, decode, frame, model_metadata_response, proto, reply, server_metadata_response,
+    to_request, to_response,
+};
 use serde_json::Value;
 
 use super::proxy::{self, ModelPath, Protocol};
@@ -83,11 +86,7 @@ async fn dispatch(
             let (_, _, bytes) = read(proxy::server_metadata().await).await?;
             let meta: gantry_serve::oip::ServerMetadata = serde_json::from_slice(&bytes)
                 .map_err(|e| Status::new(Code::Internal, e.to_string()))?;
-            Ok(frame(&proto::ServerMetadataResponse {
-                name: meta.name,
-                version: meta.version,
-                extensions: meta.extensions,
-            }))
+            Ok(frame(&server_metadata_response(meta)))
         }
         "ModelReady" => {
             let r: proto::ModelReadyRequest = decode(body)?;
@@ -116,22 +115,7 @@ async fn dispatch(
             }
             let meta: gantry_serve::oip::ModelMetadata = serde_json::from_slice(&bytes)
                 .map_err(|e| Status::new(Code::Internal, format!("the model's metadata: {e}")))?;
-            let tensors = |t: Vec<gantry_serve::oip::TensorMetadata>| {
-                t.into_iter()
-                    .map(|t| proto::TensorMetadata {
-                        name: t.name,
-                        datatype: t.datatype.as_str().to_owned(),
-                        shape: t.shape,
-                    })
-                    .collect()
-            };
-            Ok(frame(&proto::ModelMetadataResponse {
-                name: meta.name,
-                versions: meta.versions,
-                platform: meta.platform,
-                inputs: tensors(meta.inputs),
-                outputs: tensors(meta.outputs),
-            }))
+            Ok(frame(&model_metadata_response(meta)))
         }
         "ModelInfer" => {
             let r: proto::ModelInferRequest = decode(body)?;
