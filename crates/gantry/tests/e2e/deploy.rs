@@ -92,13 +92,27 @@ fn try_http(
     path: &str,
     body: Option<&Value>,
 ) -> std::io::Result<(u16, Value)> {
+    try_http_as(url, method, path, body, None)
+}
+
+/// [`try_http`] with `Authorization: Bearer TOKEN` when a token is given.
+fn try_http_as(
+    url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    token: Option<&str>,
+) -> std::io::Result<(u16, Value)> {
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
         payload.len()
     )?;
     let mut raw = Vec::new();
@@ -1388,4 +1402,70 @@ fn spawn_with_grpc(g: &Gantry, args: &[&str]) -> (Server, String) {
     };
     let url = format!("http://{}", word("http://"));
     (Server { child, url }, word("grpc://"))
+}
+
+/// A deployment made with a project's token belongs to that project: another project's token
+/// gets 404 from every `/v2` route of it — metadata and readiness as well as inference — as if
+/// it did not exist, while its own project reaches all of them.
+#[test]
+fn another_projects_deployment_is_invisible_on_every_v2_route() {
+    let g = Gantry::new();
+    train_two_versions(&g);
+    let token = |name: &str, project: &str| {
+        g.ok(&[
+            "token",
+            "create",
+            "--name",
+            name,
+            "--role",
+            "editor",
+            "--project",
+            project,
+        ])
+        .trim()
+        .to_string()
+    };
+    let ours = token("ours", "iris");
+    let theirs = token("theirs", "elsewhere");
+    let server = start_server_with(&g, &["--auth"]);
+    let mut deploy = g.command(&[
+        "--server",
+        &server.url,
+        "deploy",
+        "iris",
+        "--model",
+        "iris@1",
+    ]);
+    deploy.env("GANTRY_TOKEN", &ours);
+    let out = deploy.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let as_ = |token: &str, method: &str, path: &str, body: Option<&Value>| {
+        try_http_as(&server.url, method, path, body, Some(token)).unwrap()
+    };
+    let infer = infer_body(&[(5.1, 3.5, 1.4, 0.2)]);
+    wait_until("the deployment answers its project", || {
+        as_(&ours, "POST", "/v2/models/iris/infer", Some(&infer)).0 == 200
+    });
+    for (method, path, body) in [
+        ("GET", "/v2/models/iris", None),
+        ("GET", "/v2/models/iris/ready", None),
+        ("GET", "/v2/models/iris/versions/1", None),
+        ("GET", "/v2/models/iris/versions/1/ready", None),
+        ("POST", "/v2/models/iris/infer", Some(&infer)),
+    ] {
+        let (status, answer) = as_(&ours, method, path, body);
+        assert_eq!(status, 200, "{method} {path} for its project: {answer}");
+        let (status, answer) = as_(&theirs, method, path, body);
+        assert_eq!(status, 404, "{method} {path} for another project: {answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("no deployment `iris`")),
+            "{answer}"
+        );
+    }
 }

@@ -102,6 +102,33 @@ fn the_demo_trains_registers_deploys_serves_and_monitors_and_runs_again_cached_i
     assert!(again.status.success());
     let v2: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(v2["run"]["cache_hits"], 12, "{v2:#}");
+    // Each cached step carries the metrics its origin step recorded, and only those.
+    let metrics_by_step = |run: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
+        let show = g.show(run.as_str().unwrap());
+        let mut m: Vec<_> = show["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["step"].as_str().unwrap().to_owned(), s["metrics"].clone()))
+            .collect();
+        m.sort_by(|a, b| a.0.cmp(&b.0));
+        m
+    };
+    let (first_metrics, cached_metrics) = (
+        metrics_by_step(&v["run"]["run_id"]),
+        metrics_by_step(&v2["run"]["run_id"]),
+    );
+    assert_eq!(cached_metrics, first_metrics);
+    let with_metrics = first_metrics
+        .iter()
+        .filter(|(_, m)| m.as_object().is_some_and(|o| !o.is_empty()))
+        .count();
+    assert!(with_metrics >= 4, "{first_metrics:#?}");
+    assert_ne!(
+        first_metrics[0].1,
+        first_metrics[first_metrics.len() - 1].1,
+        "steps have metrics of their own"
+    );
     // Each run reports its own traffic's accuracy, not the monitor's window over both runs.
     assert_eq!(v2["accuracy"], v["accuracy"], "{:#}", v2["accuracy"]);
     let before = v2["accuracy"]["before_shift"].as_f64().unwrap();
