@@ -952,3 +952,67 @@ async fn acknowledged_writes_survive_sigkill() {
         }
     }
 }
+
+/// The MLflow client sends a JSON body with DELETE, and its HTTP library may send the body in a
+/// packet after the headers. A handler that answered without reading it left the connection
+/// unusable, so the client's next request on it (reused from its pool) got no answer: every
+/// DELETE reads its body, and both requests of one connection are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_whose_body_arrives_late_keeps_its_connection() {
+    let s = Server::start(Principal::local(), false).await.unwrap();
+    let (_, e) = s.post("experiments/create", json!({"name": "late"})).await;
+    let exp = e["experiment_id"].as_str().unwrap().to_owned();
+    let (st, m) = s
+        .post("logged-models", json!({"experiment_id": exp, "name": "m"}))
+        .await;
+    assert_eq!(st, 200, "{m:#}");
+    let id = m["model"]["info"]["model_id"].as_str().unwrap().to_owned();
+    let (st, v) = s
+        .call(
+            "PATCH",
+            &format!("/api/2.0/mlflow/logged-models/{id}/tags"),
+            Some(json!({"tags": [{"key": "k", "value": "v"}]})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v:#}");
+    for path in [
+        format!("/api/2.0/mlflow/logged-models/{id}/tags/k"),
+        format!("/api/2.0/mlflow/logged-models/{id}"),
+    ] {
+        let body = json!({"model_id": id}).to_string();
+        let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        conn.write_all(
+            format!(
+                "DELETE {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // The body, then a second request on the same connection.
+        let _ = conn.write_all(body.as_bytes()).await;
+        let _ = conn
+            .write_all(
+                format!(
+                    "GET /api/2.0/mlflow/logged-models/{id}?allow_deleted=true HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await;
+        let mut answer = String::new();
+        let _ = conn.read_to_string(&mut answer).await;
+        // (An answer's body has no newline before the next status line.)
+        let statuses: Vec<&str> = answer
+            .match_indices("HTTP/1.1 ")
+            .map(|(i, _)| answer[i..].lines().next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            statuses,
+            ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"],
+            "DELETE {path}: {answer}"
+        );
+    }
+    s.finish().await;
+}

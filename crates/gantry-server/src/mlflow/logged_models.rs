@@ -154,10 +154,13 @@ pub async fn finalize(
     model(&m)
 }
 
+/// (Like every handler here it reads the request's body — MLflow sends one with DELETE too: a
+/// body left unread makes the server close a keep-alive connection the client reuses.)
 pub async fn delete(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(model_id): Path<String>,
+    _body: Params,
 ) -> ApiResult {
     require_write(&who)?;
     Scope::new(&s.store, &who)
@@ -188,6 +191,7 @@ pub async fn delete_tag(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
     Path((model_id, key)): Path<(String, String)>,
+    _body: Params,
 ) -> ApiResult {
     require_write(&who)?;
     Scope::new(&s.store, &who)
