@@ -127,6 +127,24 @@ impl SplitMix {
     }
 }
 
+/// One column of a batch of rows, as [`Aggregate::add_batch`] reads it.
+pub enum BatchColumn<'a> {
+    /// Floats (non-finite ones are missing values).
+    F64(&'a [f64]),
+    /// Anything else: row `i`'s value as JSON.
+    Values(&'a dyn Fn(usize) -> Value),
+}
+
+impl BatchColumn<'_> {
+    /// Row `i`'s value as JSON.
+    pub fn get(&self, i: usize) -> Value {
+        match self {
+            BatchColumn::F64(v) => v.get(i).map(|x| Value::from(*x)).unwrap_or(Value::Null),
+            BatchColumn::Values(f) => f(i),
+        }
+    }
+}
+
 /// A column's live values counted against its reference profile.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ColumnCounts {
@@ -236,6 +254,20 @@ impl LatencySketch {
         *self.buckets.entry(index).or_default() += 1;
     }
 
+    /// Adds `n` observations of the same latency.
+    pub fn add_n(&mut self, ms: f64, n: u64) {
+        if !ms.is_finite() || n == 0 {
+            return;
+        }
+        self.count += n;
+        if ms <= 1e-9 {
+            self.zeros += n;
+            return;
+        }
+        let index = (ms.ln() / gamma().ln()).ceil() as i32;
+        *self.buckets.entry(index).or_default() += n;
+    }
+
     pub fn absorb(&mut self, other: &LatencySketch) {
         self.count += other.count;
         self.zeros += other.zeros;
@@ -330,6 +362,86 @@ impl Aggregate {
                 .get_or_insert_with(|| ColumnCounts::for_column(column));
             if let Some(x) = counts.add(column, o.prediction.as_ref()) {
                 counts.sample.add(x, sample_cap, rng);
+            }
+        }
+    }
+
+    /// Folds in the rows of one answered request at once, column by column: the same counts
+    /// as [`Aggregate::add`] with one observation per row (every row carrying the
+    /// `columns`, the row's prediction from `predictions`, the request's latency). `column`
+    /// gives a reference column's values by name, None when the request lacks it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_batch<'a>(
+        &mut self,
+        reference: Option<&Profile>,
+        label_column: Option<&str>,
+        rows: usize,
+        column: &dyn Fn(&str) -> Option<BatchColumn<'a>>,
+        has_columns: bool,
+        predictions: &[Value],
+        latency_ms: f64,
+        sample_cap: usize,
+        rng: &mut SplitMix,
+    ) {
+        if rows == 0 {
+            return;
+        }
+        self.observations += rows as u64;
+        self.latency.add_n(latency_ms, rows as u64);
+        let Some(profile) = reference else {
+            return;
+        };
+        if has_columns {
+            self.with_inputs += rows as u64;
+            for c in &profile.columns {
+                if Some(c.name.as_str()) == label_column {
+                    continue;
+                }
+                if !self.features.contains_key(&c.name) {
+                    self.features
+                        .insert(c.name.clone(), ColumnCounts::for_column(c));
+                }
+                let Some(counts) = self.features.get_mut(&c.name) else {
+                    continue;
+                };
+                match (column(&c.name), &c.numeric) {
+                    (Some(BatchColumn::F64(values)), Some(numeric)) => {
+                        // What `ColumnCounts::add` does with a JSON number (a non-finite
+                        // float is JSON null: missing).
+                        for &x in values.iter().take(rows) {
+                            counts.rows += 1;
+                            if !x.is_finite() {
+                                continue;
+                            }
+                            counts.values += 1;
+                            let bin = numeric.histogram.bin(x);
+                            if let Some(n) = counts.bins.get_mut(bin) {
+                                *n += 1;
+                            }
+                            counts.sample.add(x, sample_cap, rng);
+                        }
+                        counts.rows += rows.saturating_sub(values.len()) as u64;
+                    }
+                    (Some(values), _) => {
+                        for i in 0..rows {
+                            let v = values.get(i);
+                            if let Some(x) = counts.add(c, Some(&v)) {
+                                counts.sample.add(x, sample_cap, rng);
+                            }
+                        }
+                    }
+                    (None, _) => counts.rows += rows as u64,
+                }
+            }
+        }
+        if let Some(c) = label_column.and_then(|l| profile.column(l)) {
+            let counts = self
+                .prediction
+                .get_or_insert_with(|| ColumnCounts::for_column(c));
+            for i in 0..rows {
+                if let Some(x) = counts.add(c, predictions.get(i)) {
+                    counts.sample.add(x, sample_cap, rng);
+                }
             }
         }
     }
@@ -462,6 +574,114 @@ impl PerformanceCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reference with a numeric `age`, a categorical `plan`, a numeric `score` and a label.
+    fn reference() -> Profile {
+        use gantry_ml::dataset::{Column, ColumnData, Dataset};
+        let n = 400;
+        let data = Dataset::new(vec![
+            Column::new(
+                "age",
+                ColumnData::Float((0..n).map(|i| Some(20.0 + (i % 40) as f64)).collect()),
+            ),
+            Column::new(
+                "plan",
+                ColumnData::Categorical(
+                    (0..n)
+                        .map(|i| Some(["basic", "pro", "team"][i % 3].to_string()))
+                        .collect(),
+                ),
+            ),
+            Column::new(
+                "score",
+                ColumnData::Float((0..n).map(|i| Some((i % 10) as f64)).collect()),
+            ),
+            Column::new(
+                "churn",
+                ColumnData::Categorical(
+                    (0..n)
+                        .map(|i| Some(if i % 4 == 0 { "yes" } else { "no" }.to_string()))
+                        .collect(),
+                ),
+            ),
+        ])
+        .expect("dataset");
+        gantry_ml::profile::profile_dataset(&data, 10, 20)
+    }
+
+    #[test]
+    fn a_batch_counts_what_its_rows_count_one_by_one() {
+        let profile = reference();
+        let rows = 64;
+        // Floats with a NaN (missing) and values outside the reference's range, a
+        // categorical sent as text with an unseen category, `score` not sent at all.
+        let age: Vec<f64> = (0..rows)
+            .map(|i| if i == 5 { f64::NAN } else { 10.0 + i as f64 })
+            .collect();
+        let plan: Vec<Value> = (0..rows)
+            .map(|i| Value::from(["basic", "pro", "gold", "NA"][i % 4]))
+            .collect();
+        let predictions: Vec<Value> = (0..rows)
+            .map(|i| Value::from(if i % 3 == 0 { "yes" } else { "no" }))
+            .collect();
+        let plan_at = |i: usize| plan[i].clone();
+        let column = |name: &str| match name {
+            "age" => Some(BatchColumn::F64(&age)),
+            "plan" => Some(BatchColumn::Values(&plan_at)),
+            _ => None,
+        };
+        let mut batch = Aggregate::default();
+        batch.add_batch(
+            Some(&profile),
+            Some("churn"),
+            rows,
+            &column,
+            true,
+            &predictions,
+            2.5,
+            BUCKET_SAMPLE,
+            &mut SplitMix::new(1),
+        );
+        let mut one_by_one = Aggregate::default();
+        let mut rng = SplitMix::new(1);
+        for i in 0..rows {
+            let mut inputs = BTreeMap::new();
+            inputs.insert("age".to_string(), Value::from(age[i]));
+            inputs.insert("plan".to_string(), plan[i].clone());
+            one_by_one.add(
+                Some(&profile),
+                Some("churn"),
+                &Observation {
+                    request_id: "r".into(),
+                    timestamp_ms: 0,
+                    inputs,
+                    prediction: Some(predictions[i].clone()),
+                    label: None,
+                    latency_ms: 2.5,
+                    error: false,
+                },
+                BUCKET_SAMPLE,
+                &mut rng,
+            );
+        }
+        // Every count is the same; the samples hold the same values (all of them: 64 fit).
+        let strip = |a: &Aggregate| {
+            let mut a = a.clone();
+            for c in a.features.values_mut() {
+                c.sample.values.sort_by(f64::total_cmp);
+            }
+            if let Some(p) = a.prediction.as_mut() {
+                p.sample.values.sort_by(f64::total_cmp);
+            }
+            a
+        };
+        assert_eq!(strip(&batch), strip(&one_by_one));
+        assert_eq!(batch.observations, 64);
+        assert_eq!(batch.features["age"].values, 63, "NaN is a missing value");
+        assert_eq!(batch.features["score"].rows, 64);
+        assert_eq!(batch.features["score"].values, 0);
+        assert_eq!(batch.latency.count, 64);
+    }
 
     #[test]
     fn a_reservoir_keeps_everything_until_full_then_stays_uniform() {

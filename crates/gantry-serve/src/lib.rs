@@ -105,5 +105,8 @@ pub use observer::{InferenceEvent, InferenceObserver};
 pub use oip::{InferenceRequest, InferenceResponse};
 pub use onnx::OnnxPredictor;
 pub use predictor::{Predictor, PredictorMetadata, RowPrediction};
-pub use rows::{Row, column_datatype, request_rows, response_predictions, tensor_rows};
+pub use rows::{
+    Row, RowColumns, column_datatype, request_columns, request_rows, response_predictions,
+    tensor_columns, tensor_rows,
+};
 pub use server::{BODY_LIMIT, ServeState, router, serve, serve_grpc};

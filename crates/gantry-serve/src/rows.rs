@@ -45,6 +45,36 @@ pub fn request_rows(
     request: &InferenceRequest,
     schema: &[(String, ColumnType)],
 ) -> Result<Vec<Row>, ServeError> {
+    request_columns(request, schema).map(RowColumns::into_rows)
+}
+
+/// A batch of rows held column by column: each column one typed vector (`Bool`, `Int`,
+/// `Uint`, `Fp64` or `Bytes`) with one element per row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowColumns {
+    pub rows: usize,
+    pub columns: Vec<(String, TensorData)>,
+}
+
+impl RowColumns {
+    /// The rows: column name → value, as [`request_rows`] gives them.
+    pub fn into_rows(self) -> Vec<Row> {
+        let mut rows = vec![Row::new(); self.rows];
+        for (name, data) in &self.columns {
+            for (i, row) in rows.iter_mut().enumerate() {
+                row.insert(name.clone(), data.json(i));
+            }
+        }
+        rows
+    }
+}
+
+/// [`request_rows`] as columns: the same checks, the same columns and values, without a
+/// map per row (what the prediction log stores).
+pub fn request_columns(
+    request: &InferenceRequest,
+    schema: &[(String, ColumnType)],
+) -> Result<RowColumns, ServeError> {
     let all_numeric = schema.iter().all(|(_, ty)| is_numeric_column(*ty));
     let tensor_hint = if all_numeric {
         format!(
@@ -64,10 +94,13 @@ pub fn request_rows(
         let dims = only.dims()?;
         let is_column = schema.iter().any(|(n, _)| *n == only.name);
         if dims.len() == 2 && (!is_column || dims[1] > 1) {
-            return matrix_rows(only, schema, all_numeric);
+            return matrix_columns(only, schema, all_numeric);
         }
     }
-    let mut rows: Vec<Row> = Vec::new();
+    let mut out = RowColumns {
+        rows: 0,
+        columns: Vec::with_capacity(request.inputs.len()),
+    };
     let mut seen: Vec<&str> = Vec::with_capacity(request.inputs.len());
     for input in &request.inputs {
         if !schema.iter().any(|(n, _)| *n == input.name) {
@@ -93,22 +126,40 @@ pub fn request_rows(
         }
         let n = tensor.rows();
         match seen.first() {
-            None => rows = vec![Row::new(); n],
-            Some(first) if rows.len() != n => {
+            None => out.rows = n,
+            Some(first) if out.rows != n => {
                 return Err(ServeError::bad_request(format!(
                     "input \"{}\" has {n} rows but input \"{first}\" has {}; send the same number of rows in every input",
-                    input.name,
-                    rows.len()
+                    input.name, out.rows
                 )));
             }
             Some(_) => {}
         }
         seen.push(&input.name);
-        for (i, row) in rows.iter_mut().enumerate() {
-            row.insert(input.name.clone(), tensor.data.json(i));
-        }
+        out.columns.push((input.name.clone(), tensor.data));
     }
-    Ok(rows)
+    Ok(out)
+}
+
+/// Elements `start`, `start + stride`, … (`n` of them) of `data`, typed alike.
+fn strided(data: &TensorData, start: usize, stride: usize, n: usize) -> TensorData {
+    fn pick<T: Clone>(v: &[T], start: usize, stride: usize, n: usize) -> Vec<T> {
+        v.iter()
+            .skip(start)
+            .step_by(stride.max(1))
+            .take(n)
+            .cloned()
+            .collect()
+    }
+    match data {
+        TensorData::Bool(v) => TensorData::Bool(pick(v, start, stride, n)),
+        TensorData::Int(v) => TensorData::Int(pick(v, start, stride, n)),
+        TensorData::Uint(v) => TensorData::Uint(pick(v, start, stride, n)),
+        TensorData::Fp32(v) => TensorData::Fp32(pick(v, start, stride, n)),
+        TensorData::Fp64(v) => TensorData::Fp64(pick(v, start, stride, n)),
+        TensorData::Bytes(v) => TensorData::Bytes(pick(v, start, stride, n)),
+        TensorData::Json(v) => TensorData::Json(pick(v, start, stride, n)),
+    }
 }
 
 /// The single `[N,F]` numeric tensor form of [`request_rows`] as row-major numbers (bools
@@ -147,11 +198,11 @@ pub(crate) fn numeric_matrix(
     Some(Ok(values))
 }
 
-fn matrix_rows(
+fn matrix_columns(
     input: &RequestInput,
     schema: &[(String, ColumnType)],
     all_numeric: bool,
-) -> Result<Vec<Row>, ServeError> {
+) -> Result<RowColumns, ServeError> {
     if !all_numeric {
         let text: Vec<String> = schema
             .iter()
@@ -176,15 +227,15 @@ fn matrix_rows(
             shape_text(&tensor.shape)
         )));
     }
-    Ok((0..tensor.rows())
-        .map(|i| {
-            schema
-                .iter()
-                .enumerate()
-                .map(|(j, (name, _))| (name.clone(), tensor.data.json(i * width + j)))
-                .collect()
-        })
-        .collect())
+    let rows = tensor.rows();
+    Ok(RowColumns {
+        rows,
+        columns: schema
+            .iter()
+            .enumerate()
+            .map(|(j, (name, _))| (name.clone(), strided(&tensor.data, j, width, rows)))
+            .collect(),
+    })
 }
 
 /// A request's inputs as rows without a column schema (ONNX): `{"<input>": value}` for an
@@ -192,7 +243,15 @@ fn matrix_rows(
 /// per row). Inputs that do not decode, or whose row count differs from the first
 /// decodable input's, are left out.
 pub fn tensor_rows(request: &InferenceRequest) -> Vec<Row> {
-    let mut rows: Vec<Row> = Vec::new();
+    tensor_columns(request).into_rows()
+}
+
+/// [`tensor_rows`] as columns.
+pub fn tensor_columns(request: &InferenceRequest) -> RowColumns {
+    let mut out = RowColumns {
+        rows: 0,
+        columns: Vec::new(),
+    };
     let mut count: Option<usize> = None;
     for input in &request.inputs {
         let Ok(tensor) = input.decode() else {
@@ -204,7 +263,7 @@ pub fn tensor_rows(request: &InferenceRequest) -> Vec<Row> {
         match count {
             None => {
                 count = Some(n);
-                rows = vec![Row::new(); n];
+                out.rows = n;
             }
             Some(m) if m != n => continue,
             Some(_) => {}
@@ -212,21 +271,19 @@ pub fn tensor_rows(request: &InferenceRequest) -> Vec<Row> {
         if n == 0 {
             continue;
         }
-        let width = tensor.data.len() / n;
-        for (i, row) in rows.iter_mut().enumerate() {
-            if tensor.shape.len() == 1 {
-                row.insert(input.name.clone(), tensor.data.json(i));
-            } else {
-                for j in 0..width {
-                    row.insert(
-                        format!("{}[{j}]", input.name),
-                        tensor.data.json(i * width + j),
-                    );
-                }
+        if tensor.shape.len() == 1 {
+            out.columns.push((input.name.clone(), tensor.data));
+        } else {
+            let width = tensor.data.len() / n;
+            for j in 0..width {
+                out.columns.push((
+                    format!("{}[{j}]", input.name),
+                    strided(&tensor.data, j, width, n),
+                ));
             }
         }
     }
-    rows
+    out
 }
 
 /// The prediction per row of a response: the `predict` output if there is one, else the

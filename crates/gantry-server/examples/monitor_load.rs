@@ -102,7 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             model: model.clone(),
             version,
             role: "primary".into(),
-            inputs: json!(inputs),
+            inputs: json!(inputs).into(),
             outputs: json!(outputs),
             rows: per_request as i64,
             error: None,

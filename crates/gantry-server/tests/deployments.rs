@@ -378,7 +378,7 @@ async fn feedback_joins_the_log_and_the_monitor_sees_drift_and_a_performance_dro
                 model: "iris".into(),
                 version: 1,
                 role: "primary".into(),
-                inputs: json!([r]),
+                inputs: json!([r]).into(),
                 outputs: json!([if shifted {
                     "virginica".to_string()
                 } else {
@@ -616,7 +616,7 @@ mod at_scale {
             model: "iris".into(),
             version: 1,
             role: "primary".into(),
-            inputs: json!([row]),
+            inputs: json!([row]).into(),
             outputs: json!([output]),
             rows: 1,
             error: None,

@@ -11,6 +11,7 @@
 //! Times are i64 milliseconds since the Unix epoch; ids and JSON documents are text.
 
 mod auth;
+pub mod columns;
 mod error;
 mod images;
 mod lineage;
@@ -36,15 +37,16 @@ pub use logged_models::{
     LoggedModelMetricInput, NewLoggedModel, RunOutput,
 };
 pub use monitoring::{
-    BucketKey, BucketState, FeedbackScoring, PerformanceDelta, PerformanceKind, PerformanceSum,
+    BucketKey, BucketState, FeedbackScoring, LogWriter, PerformanceDelta, PerformanceKind,
+    PerformanceSum,
 };
 pub use record::{
     ArtifactRow, LineageRow, LogChunk, LogRow, MetricRow, ModelRecord, ModelVersionRecord,
     NewModelVersion, RunFilter, RunRecord, StepRunRecord,
 };
 pub use serving::{
-    AlertEvent, DeploymentRecord, DeploymentRevision, NewAlertEvent, NewPrediction,
-    PREDICTION_ROLES, PredictionRecord, limits as serving_limits,
+    AlertEvent, DeploymentRecord, DeploymentRevision, LoggedPrediction, NewAlertEvent,
+    NewPrediction, PREDICTION_ROLES, PredictionInputs, PredictionRecord, limits as serving_limits,
 };
 pub use status::{Direction, RunStatus, StepStatus};
 pub use store::Store;

@@ -65,6 +65,15 @@ impl PerformanceKind {
     }
 }
 
+/// A prediction-log writer's checkpoint: it has counted its records up to `folded_seq` into
+/// its monitor buckets; `heartbeat_ms` is when it last said it is alive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogWriter {
+    pub writer: String,
+    pub folded_seq: i64,
+    pub heartbeat_ms: i64,
+}
+
 /// Summed performance counts of one kind over a window.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PerformanceSum {
@@ -256,6 +265,103 @@ impl Store {
         tx.commit().await.map_err(StoreError::query(op()))
     }
 
+    /// Registers prediction-log writer `writer` (nothing counted yet), or renews it.
+    pub async fn register_log_writer(&self, writer: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO monitor_writers (writer, folded_seq, heartbeat_ms) VALUES ($1, 0, $2) \
+             ON CONFLICT (writer) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
+        )
+        .bind(writer)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query(format!(
+            "registering prediction-log writer {writer}"
+        )))?;
+        Ok(())
+    }
+
+    /// Registers writer `writer` when it is not (a writer whose records are found in a
+    /// journal it left behind): nothing counted, a heartbeat of long ago.
+    pub async fn register_log_writer_if_absent(&self, writer: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO monitor_writers (writer, folded_seq, heartbeat_ms) VALUES ($1, 0, 0) \
+             ON CONFLICT (writer) DO NOTHING",
+        )
+        .bind(writer)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query(format!(
+            "registering prediction-log writer {writer}"
+        )))?;
+        Ok(())
+    }
+
+    /// A writer's checkpoint; None when it is not registered.
+    pub async fn log_writer(&self, writer: &str) -> Result<Option<LogWriter>, StoreError> {
+        let row = sqlx::query(
+            "SELECT writer, folded_seq, heartbeat_ms FROM monitor_writers WHERE writer = $1",
+        )
+        .bind(writer)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query(format!(
+            "reading prediction-log writer {writer}"
+        )))?;
+        row.map(|r| log_writer_row(&r)).transpose()
+    }
+
+    /// Writers whose heartbeat is older than `before_ms`, and that logged records after
+    /// their checkpoint (records nobody has counted yet).
+    pub async fn stale_log_writers(&self, before_ms: i64) -> Result<Vec<LogWriter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT w.writer, w.folded_seq, w.heartbeat_ms FROM monitor_writers w \
+             WHERE w.heartbeat_ms < $1 AND EXISTS (SELECT 1 FROM predictions p \
+             WHERE p.log_writer = w.writer AND p.log_seq > w.folded_seq) ORDER BY w.writer",
+        )
+        .bind(before_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("reading stale prediction-log writers"))?;
+        rows.iter().map(log_writer_row).collect()
+    }
+
+    /// Records in one transaction that `writer` has counted its records up to `folded_seq`
+    /// into `buckets` (whole states) and `deltas`, if its checkpoint still is `expected_seq`;
+    /// returns false, writing nothing, when it is not (another process took the writer's
+    /// records over: see [`Store::stale_log_writers`]).
+    pub async fn checkpoint_log_writer(
+        &self,
+        writer: &str,
+        expected_seq: i64,
+        folded_seq: i64,
+        now_ms: i64,
+        buckets: &[BucketState],
+        deltas: &[PerformanceDelta],
+    ) -> Result<bool, StoreError> {
+        let op = || format!("checkpointing prediction-log writer {writer}");
+        let mut tx = self.begin_write(&op()).await?;
+        let moved = sqlx::query(
+            "UPDATE monitor_writers SET folded_seq = $1, heartbeat_ms = $2 \
+             WHERE writer = $3 AND folded_seq = $4",
+        )
+        .bind(folded_seq)
+        .bind(now_ms)
+        .bind(writer)
+        .bind(expected_seq)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query(op()))?
+        .rows_affected();
+        if moved == 0 {
+            return Ok(false);
+        }
+        write_buckets(&mut tx, buckets, &op()).await?;
+        add_performance(&mut tx, deltas, &op()).await?;
+        tx.commit().await.map_err(StoreError::query(op()))?;
+        Ok(true)
+    }
+
     /// Retention of the aggregates: deletes buckets and performance counts of `deployment`
     /// that start before `older_than_ms`. Returns the bucket rows deleted.
     pub async fn prune_monitor(
@@ -282,6 +388,14 @@ impl Store {
         tx.commit().await.map_err(StoreError::query(op()))?;
         Ok(gone)
     }
+}
+
+fn log_writer_row(row: &sqlx::any::AnyRow) -> Result<LogWriter, StoreError> {
+    Ok(LogWriter {
+        writer: column(row, "writer")?,
+        folded_seq: column(row, "folded_seq")?,
+        heartbeat_ms: column(row, "heartbeat_ms")?,
+    })
 }
 
 /// The key columns of a `monitor_buckets` row.

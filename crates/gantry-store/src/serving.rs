@@ -43,7 +43,7 @@ pub mod limits {
 /// The roles a logged prediction can have.
 pub const PREDICTION_ROLES: [&str; 3] = ["primary", "canary", "shadow"];
 
-/// Rows per multi-row INSERT: 11 parameters each, far below both backends' parameter limits.
+/// Rows per multi-row INSERT: 14 parameters each, far below both backends' parameter limits.
 const PREDICTIONS_PER_INSERT: usize = 200;
 
 /// Predictions deleted per retention transaction: large enough to be quick, small enough that
@@ -61,7 +61,7 @@ const PUT_ATTEMPTS: u32 = 20;
 const DEPLOYMENT_COLUMNS: &str = "name, revision, spec_json, project, created_at_ms, updated_at_ms";
 
 const PREDICTION_COLUMNS: &str = "request_id, deployment, model, version, role, inputs_json, \
-     outputs_json, rows, error, latency_us, created_at_ms";
+     outputs_json, rows, error, latency_us, created_at_ms, inputs_bin, log_writer, log_seq";
 
 /// A deployment's current desired state.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -98,14 +98,61 @@ pub struct NewPrediction {
     pub version: i64,
     /// One of [`PREDICTION_ROLES`].
     pub role: String,
-    /// JSON array with one object per input row; its length is `rows`.
-    pub inputs: serde_json::Value,
+    /// One object per input row (JSON), or the rows as columns; `rows` of them.
+    pub inputs: PredictionInputs,
     /// JSON array of predicted values, one per row (may be shorter when `error` is set).
     pub outputs: serde_json::Value,
     pub rows: i64,
     pub error: Option<String>,
     pub latency_us: i64,
     pub created_at_ms: i64,
+}
+
+/// A prediction's input rows as they are logged.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PredictionInputs {
+    /// A JSON array with one object per row.
+    Rows(serde_json::Value),
+    /// The rows column by column (a request that arrived as tensors): stored in binary,
+    /// read back as rows.
+    Columns(crate::columns::Columns),
+}
+
+impl From<serde_json::Value> for PredictionInputs {
+    fn from(v: serde_json::Value) -> Self {
+        PredictionInputs::Rows(v)
+    }
+}
+
+impl PredictionInputs {
+    /// No rows.
+    pub fn empty() -> Self {
+        PredictionInputs::Rows(serde_json::Value::Array(Vec::new()))
+    }
+
+    /// How many rows (None: the JSON is not an array).
+    pub fn row_count(&self) -> Option<usize> {
+        match self {
+            PredictionInputs::Rows(v) => v.as_array().map(Vec::len),
+            PredictionInputs::Columns(c) => Some(c.rows()),
+        }
+    }
+
+    /// The rows as JSON objects.
+    pub fn to_rows(&self) -> std::borrow::Cow<'_, serde_json::Value> {
+        match self {
+            PredictionInputs::Rows(v) => std::borrow::Cow::Borrowed(v),
+            PredictionInputs::Columns(c) => std::borrow::Cow::Owned(c.to_rows()),
+        }
+    }
+}
+
+/// A prediction read back from the log in the order its writer logged it (see
+/// [`Store::logged_predictions_after`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggedPrediction {
+    pub seq: i64,
+    pub prediction: NewPrediction,
 }
 
 /// A logged prediction with the feedback labels received for it so far.
@@ -154,6 +201,7 @@ pub struct AlertEvent {
 struct EncodedPrediction<'a> {
     p: &'a NewPrediction,
     inputs_json: String,
+    inputs_bin: Option<Vec<u8>>,
     outputs_json: String,
     error: Option<String>,
 }
@@ -180,7 +228,7 @@ impl NewPrediction {
                 return Err(invalid(what(field), format!("{value} is negative")));
             }
         }
-        let inputs = self.inputs.as_array().ok_or_else(|| {
+        let inputs = self.inputs.row_count().ok_or_else(|| {
             invalid(
                 what("inputs"),
                 "not a JSON array: send one object per input row",
@@ -192,33 +240,47 @@ impl NewPrediction {
                 "not a JSON array: send one predicted value per row",
             )
         })?;
-        if usize::try_from(self.rows).ok() != Some(inputs.len()) {
+        if usize::try_from(self.rows).ok() != Some(inputs) {
             return Err(invalid(
                 what("rows"),
                 format!(
-                    "{} but inputs hold {} rows: feedback is matched to rows by index, so they must agree",
+                    "{} but inputs hold {inputs} rows: feedback is matched to rows by index, so they must agree",
                     self.rows,
-                    inputs.len()
                 ),
             ));
         }
-        if self.error.is_none() && outputs.len() != inputs.len() {
+        if self.error.is_none() && outputs.len() != inputs {
             return Err(invalid(
                 what("outputs"),
                 format!(
-                    "{} values for {} input rows: a prediction without an error has one output per row",
+                    "{} values for {inputs} input rows: a prediction without an error has one output per row",
                     outputs.len(),
-                    inputs.len()
                 ),
             ));
         }
+        let (inputs_json, inputs_bin) = match &self.inputs {
+            PredictionInputs::Rows(v) => (
+                bounded_json(&what("inputs"), v, limits::PREDICTION_JSON_BYTES)?,
+                None,
+            ),
+            PredictionInputs::Columns(c) => {
+                let n = c.encoded_len();
+                if n > limits::PREDICTION_JSON_BYTES {
+                    return Err(invalid(
+                        what("inputs"),
+                        format!(
+                            "{n} bytes as columns; at most {} are stored (log a sample of the rows instead)",
+                            limits::PREDICTION_JSON_BYTES
+                        ),
+                    ));
+                }
+                ("null".to_string(), Some(c.encode()))
+            }
+        };
         Ok(EncodedPrediction {
             p: self,
-            inputs_json: bounded_json(
-                &what("inputs"),
-                &self.inputs,
-                limits::PREDICTION_JSON_BYTES,
-            )?,
+            inputs_json,
+            inputs_bin,
             outputs_json: bounded_json(
                 &what("outputs"),
                 &self.outputs,
@@ -472,6 +534,69 @@ impl Store {
         buckets: &[crate::BucketState],
         deltas: &[crate::PerformanceDelta],
     ) -> Result<(), StoreError> {
+        self.insert_predictions_inner(batch, None, buckets, deltas)
+            .await
+    }
+
+    /// Logs the batch in one transaction (as [`Store::insert_predictions`]) as writer
+    /// `writer`'s records numbered `seqs` (one per prediction): the writer counts them into
+    /// its monitor buckets later and checkpoints how far it counted
+    /// ([`Store::checkpoint_log_writer`]); what it had not counted when it died is read back
+    /// in that order with [`Store::logged_predictions_after`].
+    pub async fn log_predictions(
+        &self,
+        writer: &str,
+        seqs: &[i64],
+        batch: &[NewPrediction],
+    ) -> Result<(), StoreError> {
+        if seqs.len() != batch.len() {
+            return Err(invalid(
+                "prediction log numbers",
+                format!("{} numbers for {} predictions", seqs.len(), batch.len()),
+            ));
+        }
+        self.insert_predictions_inner(batch, Some((writer, seqs)), &[], &[])
+            .await
+    }
+
+    /// The highest record number of `writer` in the log (0 when it has none).
+    pub async fn last_logged_seq(&self, writer: &str) -> Result<i64, StoreError> {
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(log_seq) FROM predictions WHERE log_writer = $1")
+                .bind(writer)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(StoreError::query(format!(
+                    "reading the prediction log of writer {writer}"
+                )))?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Whether a prediction with this request id and role is logged.
+    pub async fn prediction_logged(
+        &self,
+        request_id: &str,
+        role: &str,
+    ) -> Result<bool, StoreError> {
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM predictions WHERE request_id = $1 AND role = $2")
+                .bind(request_id)
+                .bind(role)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StoreError::query(format!(
+                    "looking up prediction {request_id}"
+                )))?;
+        Ok(n.is_some())
+    }
+
+    async fn insert_predictions_inner(
+        &self,
+        batch: &[NewPrediction],
+        log: Option<(&str, &[i64])>,
+        buckets: &[crate::BucketState],
+        deltas: &[crate::PerformanceDelta],
+    ) -> Result<(), StoreError> {
         if batch.is_empty() && buckets.is_empty() && deltas.is_empty() {
             return Ok(());
         }
@@ -487,10 +612,11 @@ impl Store {
         }
         let op = || format!("logging {} predictions", batch.len());
         let mut tx = self.begin_write(&op()).await?;
+        let mut seqs = log.map(|(_, seqs)| seqs.iter().copied());
         for chunk in encoded.chunks(PREDICTIONS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO predictions ({PREDICTION_COLUMNS}) {}",
-                values_rows(self.backend, chunk.len(), 11)
+                values_rows(self.backend, chunk.len(), 14)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for e in chunk {
@@ -505,7 +631,10 @@ impl Store {
                     .bind(e.p.rows)
                     .bind(e.error.as_deref())
                     .bind(e.p.latency_us)
-                    .bind(e.p.created_at_ms);
+                    .bind(e.p.created_at_ms)
+                    .bind(e.inputs_bin.as_deref())
+                    .bind(log.map(|(writer, _)| writer))
+                    .bind(seqs.as_mut().and_then(Iterator::next));
             }
             if let Err(e) = q.execute(&mut *tx).await {
                 let duplicate = matches!(&e, sqlx::Error::Database(db) if db.is_unique_violation());
@@ -809,6 +938,49 @@ impl Store {
         crate::monitoring::add_performance(tx, &deltas, op).await
     }
 
+    /// Writer `writer`'s predictions after its record `after_seq`, in the order it logged
+    /// them, at most `limit`: what a writer that died had not yet counted into its monitor
+    /// buckets.
+    pub async fn logged_predictions_after(
+        &self,
+        writer: &str,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<LoggedPrediction>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PREDICTION_COLUMNS} FROM predictions \
+             WHERE log_writer = $1 AND log_seq > $2 ORDER BY log_seq LIMIT $3"
+        )))
+        .bind(writer)
+        .bind(after_seq)
+        .bind(limit.max(1))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query(format!(
+            "reading the prediction log of writer {writer}"
+        )))?;
+        rows.iter()
+            .map(|row| {
+                Ok(LoggedPrediction {
+                    seq: column(row, "log_seq")?,
+                    prediction: NewPrediction {
+                        request_id: column(row, "request_id")?,
+                        deployment: column(row, "deployment")?,
+                        model: column(row, "model")?,
+                        version: column(row, "version")?,
+                        role: column(row, "role")?,
+                        inputs: inputs_column(row)?,
+                        outputs: json_column(row, "outputs_json", "predictions.outputs_json")?,
+                        rows: column(row, "rows")?,
+                        error: column(row, "error")?,
+                        latency_us: column(row, "latency_us")?,
+                        created_at_ms: column(row, "created_at_ms")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
     /// Retention: deletes the predictions of `deployment` created before `older_than_ms`, and
     /// those beyond its newest `keep` (`keep <= 0`: no count bound), with their feedback.
     /// Returns how many predictions (rows of the log, all roles) were deleted.
@@ -1074,7 +1246,7 @@ fn prediction_from_row(row: &AnyRow) -> Result<PredictionRecord, StoreError> {
         model: column(row, "model")?,
         version: column(row, "version")?,
         role: column(row, "role")?,
-        inputs: json_column(row, "inputs_json", "predictions.inputs_json")?,
+        inputs: inputs_column(row)?.to_rows().into_owned(),
         outputs: json_column(row, "outputs_json", "predictions.outputs_json")?,
         rows,
         error: column(row, "error")?,
@@ -1082,6 +1254,22 @@ fn prediction_from_row(row: &AnyRow) -> Result<PredictionRecord, StoreError> {
         created_at_ms: column(row, "created_at_ms")?,
         labels: vec![None; usize::try_from(rows).unwrap_or(0)],
     })
+}
+
+/// A stored prediction's inputs: its columns when it has them, else its JSON rows.
+fn inputs_column(row: &AnyRow) -> Result<PredictionInputs, StoreError> {
+    let bin: Option<Vec<u8>> = column(row, "inputs_bin")?;
+    match bin {
+        Some(bytes) => crate::columns::Columns::decode(&bytes)
+            .map(PredictionInputs::Columns)
+            .map_err(|e| StoreError::Corrupt {
+                what: "predictions.inputs_bin".into(),
+                detail: e.to_string(),
+            }),
+        None => {
+            json_column(row, "inputs_json", "predictions.inputs_json").map(PredictionInputs::Rows)
+        }
+    }
 }
 
 fn json_column(
@@ -1209,7 +1397,7 @@ mod tests {
             model: "iris".into(),
             version: 1,
             role: "primary".into(),
-            inputs: serde_json::json!([{"x": 1.0}, {"x": 2.0}]),
+            inputs: serde_json::json!([{"x": 1.0}, {"x": 2.0}]).into(),
             outputs: serde_json::json!([0, 1]),
             rows: 2,
             error: None,

@@ -63,6 +63,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "logged models",
         include_str!("../migrations/sqlite/0011_logged_models.sql"),
     ),
+    (
+        12,
+        "prediction log",
+        include_str!("../migrations/sqlite/0012_prediction_log.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -116,6 +121,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "logged models",
         include_str!("../migrations/postgres/0011_logged_models.sql"),
+    ),
+    (
+        12,
+        "prediction log",
+        include_str!("../migrations/postgres/0012_prediction_log.sql"),
     ),
 ];
 

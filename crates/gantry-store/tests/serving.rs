@@ -96,7 +96,7 @@ mod cases {
             model: "iris".into(),
             version: 3,
             role: role.into(),
-            inputs: Value::Array((0..rows).map(|i| json!({"x": i, "y": 0.5})).collect()),
+            inputs: Value::Array((0..rows).map(|i| json!({"x": i, "y": 0.5})).collect()).into(),
             outputs: Value::Array((0..rows).map(|i| json!(i % 3)).collect()),
             rows: rows as i64,
             error: None,
@@ -376,7 +376,7 @@ mod cases {
 
         // An invalid prediction fails the batch before anything is written, naming it.
         let mut bad = prediction("q-bad", "iris", "primary", 2, 7);
-        bad.inputs = json!({"not": "an array"});
+        bad.inputs = json!({"not": "an array"}).into();
         let err = store
             .insert_predictions(&[prediction("q-ok", "iris", "primary", 1, 7), bad])
             .await
@@ -385,7 +385,8 @@ mod cases {
         assert!(err.to_string().contains("q-bad"), "{err}");
         let mut huge = prediction("q-huge", "iris", "primary", 1, 7);
         huge.inputs =
-            json!([{"blob": "x".repeat(gantry_store::serving_limits::PREDICTION_JSON_BYTES)}]);
+            json!([{"blob": "x".repeat(gantry_store::serving_limits::PREDICTION_JSON_BYTES)}])
+                .into();
         assert!(matches!(
             store.insert_predictions(&[huge]).await,
             Err(StoreError::Invalid { .. })
@@ -736,6 +737,205 @@ mod cases {
         );
     }
 
+    /// Two rows of three typed columns, and the JSON rows a row-wise record of them holds.
+    fn columnar(id: &str, at: i64) -> (NewPrediction, Value) {
+        use gantry_store::columns::{Column, ColumnValues, Columns};
+        let columns = Columns::new(
+            2,
+            vec![
+                Column {
+                    name: "petal".into(),
+                    values: ColumnValues::F64(vec![1.25, f64::NAN]),
+                },
+                Column {
+                    name: "count".into(),
+                    values: ColumnValues::I64(vec![3, -4]),
+                },
+                Column {
+                    name: "city".into(),
+                    values: ColumnValues::Text(vec!["Basel".into(), "Bern".into()]),
+                },
+            ],
+        )
+        .unwrap();
+        let mut p = prediction(id, "iris", "primary", 2, at);
+        p.inputs = gantry_store::PredictionInputs::Columns(columns);
+        let rows = json!([
+            {"city": "Basel", "count": 3, "petal": 1.25},
+            {"city": "Bern", "count": -4, "petal": null},
+        ]);
+        (p, rows)
+    }
+
+    pub async fn column_records_read_back_as_rows_in_writer_order(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        store.register_log_writer("w-a", 1000).await.unwrap();
+        let (c1, rows) = columnar("c-1", 1000);
+        let (c2, _) = columnar("c-2", 1001);
+        let r3 = prediction("c-3", "iris", "primary", 1, 1002);
+        store
+            .log_predictions("w-a", &[1, 2], &[c1, c2])
+            .await
+            .unwrap();
+        assert_eq!(store.last_logged_seq("w-a").await.unwrap(), 2);
+        store.log_predictions("w-a", &[3], &[r3]).await.unwrap();
+        assert!(store.prediction_logged("c-3", "primary").await.unwrap());
+        assert!(!store.prediction_logged("c-3", "shadow").await.unwrap());
+        assert_eq!(store.last_logged_seq("w-none").await.unwrap(), 0);
+        // Another writer's records and unnumbered ones are not in this writer's order.
+        store
+            .log_predictions(
+                "w-b",
+                &[1],
+                &[prediction("c-b", "iris", "primary", 1, 1003)],
+            )
+            .await
+            .unwrap();
+        store
+            .insert_predictions(&[prediction("c-x", "iris", "primary", 1, 1004)])
+            .await
+            .unwrap();
+
+        let read = store.get_prediction("c-1").await.unwrap();
+        assert_eq!(read.inputs, rows, "columns read back as the rows they hold");
+        assert_eq!(read.rows, 2);
+        let recent = store.recent_predictions("iris", 0, 0, &[]).await.unwrap();
+        assert_eq!(recent.len(), 5);
+        assert!(
+            recent
+                .iter()
+                .any(|r| r.request_id == "c-2" && r.inputs == rows)
+        );
+
+        let after = store.logged_predictions_after("w-a", 0, 100).await.unwrap();
+        let order: Vec<(i64, &str)> = after
+            .iter()
+            .map(|l| (l.seq, l.prediction.request_id.as_str()))
+            .collect();
+        assert_eq!(order, [(1, "c-1"), (2, "c-2"), (3, "c-3")]);
+        assert!(matches!(
+            after[0].prediction.inputs,
+            gantry_store::PredictionInputs::Columns(_)
+        ));
+        assert_eq!(after[0].prediction.inputs.to_rows().into_owned(), rows);
+        let page = store.logged_predictions_after("w-a", 1, 1).await.unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].seq, 2);
+
+        // The same checks as for rows: a column record must agree with its row count.
+        let (mut bad, _) = columnar("c-bad", 1005);
+        bad.rows = 3;
+        let err = store
+            .log_predictions("w-a", &[4], &[bad])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("c-bad"), "{err}");
+    }
+
+    pub async fn writer_checkpoints_are_compare_and_set(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        store.register_log_writer("w-live", 5_000).await.unwrap();
+        store.register_log_writer("w-dead", 1_000).await.unwrap();
+        store.register_log_writer("w-idle", 1_000).await.unwrap();
+        for (writer, seq, id) in [
+            ("w-live", 1, "l-1"),
+            ("w-dead", 1, "d-1"),
+            ("w-dead", 2, "d-2"),
+        ] {
+            store
+                .log_predictions(writer, &[seq], &[prediction(id, "iris", "primary", 1, 100)])
+                .await
+                .unwrap();
+        }
+        // Old heartbeat and uncounted records: only w-dead (w-idle has nothing to count).
+        let stale = store.stale_log_writers(2_000).await.unwrap();
+        let names: Vec<&str> = stale.iter().map(|w| w.writer.as_str()).collect();
+        assert_eq!(names, ["w-dead"]);
+        assert_eq!(stale[0].folded_seq, 0);
+
+        // Taking it over moves the checkpoint once; a second taker from the same state loses.
+        assert!(
+            store
+                .checkpoint_log_writer("w-dead", 0, 2, 6_000, &[], &[])
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .checkpoint_log_writer("w-dead", 0, 2, 6_000, &[], &[])
+                .await
+                .unwrap()
+        );
+        let dead = store.log_writer("w-dead").await.unwrap().unwrap();
+        assert_eq!((dead.folded_seq, dead.heartbeat_ms), (2, 6_000));
+        assert!(
+            store
+                .stale_log_writers(7_000)
+                .await
+                .unwrap()
+                .iter()
+                .all(|w| w.writer != "w-dead")
+        );
+        assert!(store.log_writer("w-none").await.unwrap().is_none());
+
+        // A checkpoint that lost its race writes none of its buckets.
+        let bucket = gantry_store::BucketState {
+            key: gantry_store::BucketKey {
+                deployment: "iris".into(),
+                bucket_ms: 0,
+                span_ms: 60_000,
+                role: "primary".into(),
+                version: 3,
+                reference: String::new(),
+                writer: "w-live".into(),
+            },
+            seq: 1,
+            state_json: "{}".into(),
+            updated_at_ms: 1,
+        };
+        assert!(
+            !store
+                .checkpoint_log_writer("w-live", 7, 8, 6_000, std::slice::from_ref(&bucket), &[])
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .monitor_buckets("iris", 0, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .checkpoint_log_writer("w-live", 0, 1, 6_000, std::slice::from_ref(&bucket), &[])
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.monitor_buckets("iris", 0, 0).await.unwrap().len(), 1);
+        // A writer found only in a journal is registered as long dead; a known one is kept.
+        store
+            .register_log_writer_if_absent("w-orphan")
+            .await
+            .unwrap();
+        store.register_log_writer_if_absent("w-live").await.unwrap();
+        let orphan = store.log_writer("w-orphan").await.unwrap().unwrap();
+        assert_eq!((orphan.folded_seq, orphan.heartbeat_ms), (0, 0));
+        assert_eq!(
+            store
+                .log_writer("w-live")
+                .await
+                .unwrap()
+                .unwrap()
+                .heartbeat_ms,
+            6_000
+        );
+        // Registering again renews the heartbeat and keeps the checkpoint.
+        store.register_log_writer("w-live", 9_000).await.unwrap();
+        let live = store.log_writer("w-live").await.unwrap().unwrap();
+        assert_eq!((live.folded_seq, live.heartbeat_ms), (1, 9_000));
+    }
+
     pub async fn everything_survives_reopening(url: &str) {
         let store = Store::connect(url).await.unwrap();
         store
@@ -832,4 +1032,6 @@ on_every_backend!(
     concurrent_batches_lose_nothing,
     a_batch_of_five_hundred_is_one_transaction,
     everything_survives_reopening,
+    column_records_read_back_as_rows_in_writer_order,
+    writer_checkpoints_are_compare_and_set,
 );

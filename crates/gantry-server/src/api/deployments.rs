@@ -216,6 +216,8 @@ pub async fn feedback(
     require_write(&p)?;
     visible(&state, &p, &name).await?;
     let req: FeedbackRequest = parse(&body)?;
+    // A prediction answered a moment ago may still be on its way from the journal.
+    state.deployments.predlog().flush().await;
     let n = ops::feedback(&state.store, &name, req, gantry_engine::now_ms()).await?;
     Ok(Json(json!({"stored": n})))
 }
@@ -227,6 +229,7 @@ pub async fn monitor(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     visible(&state, &p, &name).await?;
+    state.deployments.predlog().checkpoint().await;
     let view = monitor::compute_cached(
         &state.store,
         &state.artifacts,
@@ -270,6 +273,7 @@ pub async fn monitor_history(
             format!("`hours` must be from 1 to 2160, got {hours}"),
         ));
     }
+    state.deployments.predlog().checkpoint().await;
     let history = monitor::history(
         &state.store,
         &state.artifacts,
@@ -311,6 +315,7 @@ pub async fn monitor_compare(
     let window_ms = gantry_spec::quantity::parse_duration(window)
         .map(|d| d.as_millis() as i64)
         .map_err(|m| ApiError::invalid("window", m))?;
+    state.deployments.predlog().checkpoint().await;
     let features = monitor::compare(
         &state.store,
         &state.artifacts,
@@ -346,6 +351,7 @@ pub async fn predictions(
     Query(q): Query<PredictionQuery>,
 ) -> ApiResult<Json<Value>> {
     visible(&state, &p, &name).await?;
+    state.deployments.predlog().flush().await;
     let limit = q.limit.unwrap_or(100);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::invalid("limit", "use 1–10000"));

@@ -14,14 +14,16 @@
 
 use gantry_artifacts::ArtifactStore;
 use gantry_ml::profile::Profile;
-use gantry_monitor::aggregate::{Aggregate, BUCKET_MS, BUCKET_SAMPLE, SplitMix};
+use gantry_monitor::aggregate::{Aggregate, BUCKET_MS, BUCKET_SAMPLE, BatchColumn, SplitMix};
 use gantry_monitor::{Observation, Task};
 use gantry_spec::deployment::DeploymentSpec;
+use gantry_store::columns::ColumnValues;
 use gantry_store::{
-    BucketKey, BucketState, NewPrediction, PerformanceDelta, PerformanceKind, Store, StoreError,
+    BucketKey, BucketState, LogWriter, NewPrediction, PerformanceDelta, PerformanceKind,
+    PredictionInputs, Store, StoreError,
 };
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,7 +110,8 @@ pub fn observations_of(p: &NewPrediction, labels: &[Option<Value>]) -> Vec<Obser
             error: p.error.is_some(),
         }];
     }
-    let inputs = p.inputs.as_array();
+    let rows = p.inputs.to_rows();
+    let inputs = rows.as_array();
     let outputs = p.outputs.as_array();
     (0..p.rows as usize)
         .map(|i| Observation {
@@ -127,6 +130,63 @@ pub fn observations_of(p: &NewPrediction, labels: &[Option<Value>]) -> Vec<Obser
         .collect()
 }
 
+/// Folds one logged prediction into `agg`; returns the rows that got a prediction.
+/// Column records are counted column by column ([`Aggregate::add_batch`]), row records
+/// observation by observation: the counts are the same.
+fn fold_prediction(
+    agg: &mut Aggregate,
+    reference: &Reference,
+    p: &NewPrediction,
+    rng: &mut SplitMix,
+) -> i64 {
+    if let (PredictionInputs::Columns(columns), None) = (&p.inputs, &p.error)
+        && p.rows > 0
+    {
+        type Lookup<'a> = Box<dyn Fn(usize) -> Value + 'a>;
+        let values: Vec<Lookup<'_>> = columns
+            .columns()
+            .iter()
+            .map(|c| Box::new(move |i| c.values.json(i)) as Lookup<'_>)
+            .collect();
+        let column = |name: &str| -> Option<BatchColumn<'_>> {
+            let i = columns.columns().iter().position(|c| c.name == name)?;
+            match &columns.columns()[i].values {
+                ColumnValues::F64(v) => Some(BatchColumn::F64(v)),
+                _ => values.get(i).map(|f| BatchColumn::Values(f.as_ref())),
+            }
+        };
+        let empty = Vec::new();
+        let outputs = p.outputs.as_array().unwrap_or(&empty);
+        let rows = columns.rows();
+        agg.add_batch(
+            reference.profile.as_ref(),
+            reference.label.as_deref(),
+            rows,
+            &column,
+            !columns.columns().is_empty(),
+            outputs,
+            p.latency_us as f64 / 1000.0,
+            BUCKET_SAMPLE,
+            rng,
+        );
+        return outputs.iter().take(rows).count() as i64;
+    }
+    let mut predicted = 0;
+    for o in observations_of(p, &[]) {
+        if o.prediction.is_some() {
+            predicted += 1;
+        }
+        agg.add(
+            reference.profile.as_ref(),
+            reference.label.as_deref(),
+            &o,
+            BUCKET_SAMPLE,
+            rng,
+        );
+    }
+    predicted
+}
+
 /// What a batch adds, staged until its transaction commits.
 pub struct Staged {
     pub buckets: Vec<BucketState>,
@@ -134,7 +194,15 @@ pub struct Staged {
     next: Vec<(BucketKey, i64, Aggregate)>,
 }
 
+/// Performance counts of predictions made, by (deployment, bucket, role, version).
+type Predicted = BTreeMap<(String, i64, String, i64), i64>;
+
 /// Folds logged predictions into bucket aggregates (see the module docs).
+///
+/// Two ways to use it: [`LogAggregator::insert`] (or `stage` + `commit`) writes the buckets
+/// in the transaction that logs the predictions — for bulk loaders; the server's log writer
+/// instead [`LogAggregator::fold`]s committed predictions in memory and
+/// [`LogAggregator::checkpoint`]s the changed buckets every second (see `predlog.rs`).
 pub struct LogAggregator {
     store: Store,
     artifacts: ArtifactStore,
@@ -142,11 +210,20 @@ pub struct LogAggregator {
     references: HashMap<String, (Instant, Arc<Reference>)>,
     open: HashMap<BucketKey, (i64, Aggregate)>,
     rng: SplitMix,
+    /// Buckets folded into since the last checkpoint.
+    dirty: BTreeSet<BucketKey>,
+    /// Predictions made since the last checkpoint.
+    predicted: Predicted,
 }
 
 impl LogAggregator {
     pub fn new(store: Store, artifacts: ArtifactStore) -> LogAggregator {
-        let writer = gantry_store::new_id("w-");
+        LogAggregator::for_writer(store, artifacts, gantry_store::new_id("w-"))
+    }
+
+    /// An aggregator writing the buckets of writer `writer` (a writer whose records it takes
+    /// over, or its own).
+    pub fn for_writer(store: Store, artifacts: ArtifactStore, writer: String) -> LogAggregator {
         let seed = writer
             .bytes()
             .fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
@@ -157,7 +234,14 @@ impl LogAggregator {
             references: HashMap::new(),
             open: HashMap::new(),
             rng: SplitMix::new(seed),
+            dirty: BTreeSet::new(),
+            predicted: BTreeMap::new(),
         }
+    }
+
+    /// The writer id its buckets (and, for the log writer, its records) carry.
+    pub fn writer(&self) -> &str {
+        &self.writer
     }
 
     /// The deployment's current reference (cached for a few seconds).
@@ -187,24 +271,28 @@ impl LogAggregator {
         r
     }
 
+    async fn key_of(&mut self, p: &NewPrediction) -> (BucketKey, Arc<Reference>) {
+        let reference = self.reference(&p.deployment).await;
+        let key = BucketKey {
+            deployment: p.deployment.clone(),
+            bucket_ms: bucket_of(p.created_at_ms),
+            span_ms: BUCKET_MS,
+            role: p.role.clone(),
+            version: p.version,
+            reference: reference.digest.clone(),
+            writer: self.writer.clone(),
+        };
+        (key, reference)
+    }
+
     /// The aggregates and performance counts `batch` adds; nothing changes here until
     /// [`LogAggregator::commit`] is called with the result after the batch committed.
     pub async fn stage(&mut self, batch: &[NewPrediction]) -> Result<Staged, StoreError> {
         let mut touched: BTreeMap<BucketKey, (i64, Aggregate)> = BTreeMap::new();
-        let mut predicted: BTreeMap<(String, i64, String, i64), i64> = BTreeMap::new();
+        let mut predicted: Predicted = BTreeMap::new();
         let now = gantry_engine::now_ms();
         for p in batch {
-            let reference = self.reference(&p.deployment).await;
-            let bucket_ms = bucket_of(p.created_at_ms);
-            let key = BucketKey {
-                deployment: p.deployment.clone(),
-                bucket_ms,
-                span_ms: BUCKET_MS,
-                role: p.role.clone(),
-                version: p.version,
-                reference: reference.digest.clone(),
-                writer: self.writer.clone(),
-            };
+            let (key, reference) = self.key_of(p).await;
             if !touched.contains_key(&key) {
                 let current = match self.open.get(&key) {
                     Some(c) => c.clone(),
@@ -215,99 +303,156 @@ impl LogAggregator {
             let Some((_, agg)) = touched.get_mut(&key) else {
                 continue;
             };
-            let observations = observations_of(p, &[]);
-            let mut rows_predicted = 0;
-            for o in &observations {
-                if o.prediction.is_some() {
-                    rows_predicted += 1;
-                }
-                agg.add(
-                    reference.profile.as_ref(),
-                    reference.label.as_deref(),
-                    o,
-                    BUCKET_SAMPLE,
-                    &mut self.rng,
-                );
-            }
-            if rows_predicted > 0 {
+            let n = fold_prediction(agg, &reference, p, &mut self.rng);
+            if n > 0 {
                 *predicted
-                    .entry((p.deployment.clone(), bucket_ms, p.role.clone(), p.version))
-                    .or_default() += rows_predicted;
+                    .entry((
+                        p.deployment.clone(),
+                        key.bucket_ms,
+                        p.role.clone(),
+                        p.version,
+                    ))
+                    .or_default() += n;
             }
         }
         let mut buckets = Vec::with_capacity(touched.len());
         let mut next = Vec::with_capacity(touched.len());
         for (key, (seq, agg)) in touched {
-            let state_json = serde_json::to_string(&agg).map_err(|e| StoreError::Invalid {
-                what: "monitor bucket".into(),
-                detail: e.to_string(),
-            })?;
-            buckets.push(BucketState {
-                key: key.clone(),
-                seq: seq + 1,
-                state_json,
-                updated_at_ms: now,
-            });
+            buckets.push(bucket_state(&key, seq + 1, &agg, now)?);
             next.push((key, seq + 1, agg));
         }
-        let deltas = predicted
-            .into_iter()
-            .map(
-                |((deployment, bucket_ms, role, version), n)| PerformanceDelta {
-                    deployment,
-                    bucket_ms,
-                    role,
-                    version,
-                    kind: PerformanceKind::Predictions,
-                    n,
-                    sum_squared_error: 0.0,
-                    sum_absolute_error: 0.0,
-                },
-            )
-            .collect();
         Ok(Staged {
             buckets,
-            deltas,
+            deltas: deltas_of(predicted),
             next,
         })
     }
 
     /// Keeps the staged states once their transaction committed.
     pub fn commit(&mut self, staged: Staged) {
-        if self.open.len() > OPEN_BUCKETS {
-            // Oldest first: late records for these are read back from the store.
-            let mut keys: Vec<BucketKey> = self.open.keys().cloned().collect();
-            keys.sort_by_key(|k| k.bucket_ms);
-            for k in keys.iter().take(self.open.len() - OPEN_BUCKETS / 2) {
-                self.open.remove(k);
-            }
-        }
+        self.evict();
         for (key, seq, agg) in staged.next {
             self.open.insert(key, (seq, agg));
         }
     }
 
-    /// A bucket this writer may have written before: its stored state, or an empty one.
-    async fn read_back(&self, key: &BucketKey) -> Result<(i64, Aggregate), StoreError> {
-        let rows = self
-            .store
-            .monitor_buckets(&key.deployment, key.bucket_ms, key.bucket_ms)
-            .await?;
-        for row in rows {
-            if row.key == *key {
-                let agg =
-                    serde_json::from_str(&row.state_json).map_err(|e| StoreError::Corrupt {
-                        what: format!("monitor bucket of {} at {}", key.deployment, key.bucket_ms),
-                        detail: e.to_string(),
-                    })?;
-                return Ok((row.seq, agg));
+    /// Drops the oldest clean buckets once more than [`OPEN_BUCKETS`] are held (a late
+    /// record for one reads it back from the store).
+    fn evict(&mut self) {
+        if self.open.len() <= OPEN_BUCKETS {
+            return;
+        }
+        let mut keys: Vec<BucketKey> = self
+            .open
+            .keys()
+            .filter(|k| !self.dirty.contains(*k))
+            .cloned()
+            .collect();
+        keys.sort_by_key(|k| k.bucket_ms);
+        let excess = self.open.len().saturating_sub(OPEN_BUCKETS / 2);
+        for k in keys.iter().take(excess) {
+            self.open.remove(k);
+        }
+    }
+
+    /// Counts committed predictions into the buckets held in memory; they reach the store
+    /// with the next [`LogAggregator::checkpoint`].
+    pub async fn fold(&mut self, batch: &[NewPrediction]) -> Result<(), StoreError> {
+        for p in batch {
+            let (key, reference) = self.key_of(p).await;
+            if !self.open.contains_key(&key) {
+                let current = self.read_back(&key).await?;
+                self.open.insert(key.clone(), current);
+            }
+            let Some((_, agg)) = self.open.get_mut(&key) else {
+                continue;
+            };
+            let n = fold_prediction(agg, &reference, p, &mut self.rng);
+            if n > 0 {
+                *self
+                    .predicted
+                    .entry((
+                        p.deployment.clone(),
+                        key.bucket_ms,
+                        p.role.clone(),
+                        p.version,
+                    ))
+                    .or_default() += n;
+            }
+            self.dirty.insert(key);
+        }
+        Ok(())
+    }
+
+    /// Whether anything was folded since the last checkpoint.
+    pub fn is_dirty(&self) -> bool {
+        !self.dirty.is_empty() || !self.predicted.is_empty()
+    }
+
+    /// Writes the buckets and counts folded since the last checkpoint, and that this writer
+    /// has counted its records up to `folded_seq`, if its checkpoint still is `expected_seq`.
+    /// Returns false, writing nothing, when it is not (another process took the records
+    /// over); the caller then [`LogAggregator::forget`]s and catches up from the log.
+    pub async fn checkpoint(
+        &mut self,
+        expected_seq: i64,
+        folded_seq: i64,
+    ) -> Result<bool, StoreError> {
+        let now = gantry_engine::now_ms();
+        let mut buckets = Vec::with_capacity(self.dirty.len());
+        for key in &self.dirty {
+            if let Some((seq, agg)) = self.open.get(key) {
+                buckets.push(bucket_state(key, seq + 1, agg, now)?);
             }
         }
-        Ok((0, Aggregate::default()))
+        let deltas = deltas_of(self.predicted.clone());
+        let moved = self
+            .store
+            .checkpoint_log_writer(
+                &self.writer,
+                expected_seq,
+                folded_seq,
+                now,
+                &buckets,
+                &deltas,
+            )
+            .await?;
+        if moved {
+            for key in std::mem::take(&mut self.dirty) {
+                if let Some((seq, _)) = self.open.get_mut(&key) {
+                    *seq += 1;
+                }
+            }
+            self.predicted.clear();
+            self.evict();
+        }
+        Ok(moved)
+    }
+
+    /// Drops everything held in memory (what was not checkpointed is counted again from
+    /// the log by whoever owns the records).
+    pub fn forget(&mut self) {
+        self.open.clear();
+        self.dirty.clear();
+        self.predicted.clear();
+    }
+
+    /// A bucket this writer may have written before: its stored state, or an empty one.
+    async fn read_back(&self, key: &BucketKey) -> Result<(i64, Aggregate), StoreError> {
+        match self.store.monitor_bucket_state(key).await? {
+            Some((seq, state_json)) => {
+                let agg = serde_json::from_str(&state_json).map_err(|e| StoreError::Corrupt {
+                    what: format!("monitor bucket of {} at {}", key.deployment, key.bucket_ms),
+                    detail: e.to_string(),
+                })?;
+                Ok((seq, agg))
+            }
+            None => Ok((0, Aggregate::default())),
+        }
     }
 
     /// Logs `batch` with its aggregates in one transaction (for bulk loaders and tests; the
-    /// server's log writer stages and commits around its own group commit).
+    /// server's log writer folds and checkpoints instead).
     pub async fn insert(&mut self, batch: &[NewPrediction]) -> Result<(), StoreError> {
         let staged = self.stage(batch).await?;
         self.store
@@ -316,4 +461,77 @@ impl LogAggregator {
         self.commit(staged);
         Ok(())
     }
+}
+
+/// Counts the records writer `w` logged after its checkpoint into its buckets, and moves the
+/// checkpoint past them, in one transaction (nothing when another process moved it first).
+/// Returns the new checkpoint, or None when it lost that race.
+pub async fn take_over(
+    store: &Store,
+    artifacts: &ArtifactStore,
+    w: &LogWriter,
+) -> Result<Option<i64>, StoreError> {
+    let mut aggregator =
+        LogAggregator::for_writer(store.clone(), artifacts.clone(), w.writer.clone());
+    let mut cursor = w.folded_seq;
+    loop {
+        let page = store
+            .logged_predictions_after(&w.writer, cursor, TAKE_OVER_PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        cursor = last.seq;
+        let batch: Vec<NewPrediction> = page.into_iter().map(|l| l.prediction).collect();
+        aggregator.fold(&batch).await?;
+    }
+    if cursor == w.folded_seq {
+        return Ok(Some(cursor));
+    }
+    let moved = aggregator.checkpoint(w.folded_seq, cursor).await?;
+    if moved {
+        tracing::info!(
+            writer = %w.writer,
+            records = cursor - w.folded_seq,
+            "prediction log: counted the records a stopped writer had not counted"
+        );
+    }
+    Ok(moved.then_some(cursor))
+}
+
+/// Records read back per query when taking a writer over.
+const TAKE_OVER_PAGE: i64 = 1000;
+
+fn bucket_state(
+    key: &BucketKey,
+    seq: i64,
+    agg: &Aggregate,
+    now: i64,
+) -> Result<BucketState, StoreError> {
+    let state_json = serde_json::to_string(agg).map_err(|e| StoreError::Invalid {
+        what: "monitor bucket".into(),
+        detail: e.to_string(),
+    })?;
+    Ok(BucketState {
+        key: key.clone(),
+        seq,
+        state_json,
+        updated_at_ms: now,
+    })
+}
+
+fn deltas_of(predicted: Predicted) -> Vec<PerformanceDelta> {
+    predicted
+        .into_iter()
+        .map(
+            |((deployment, bucket_ms, role, version), n)| PerformanceDelta {
+                deployment,
+                bucket_ms,
+                role,
+                version,
+                kind: PerformanceKind::Predictions,
+                n,
+                sum_squared_error: 0.0,
+                sum_absolute_error: 0.0,
+            },
+        )
+        .collect()
 }

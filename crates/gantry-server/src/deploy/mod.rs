@@ -15,9 +15,10 @@
 
 pub mod aggregates;
 pub mod grpc;
+pub mod journal;
 pub mod monitor;
 pub mod ops;
-pub mod predlog;
+mod predlog;
 pub mod proxy;
 pub mod replica;
 pub mod resolve;
@@ -271,8 +272,17 @@ impl Deployments {
             .as_ref()
             .map(|e| e.config().work_dir.join("deployments"))
             .unwrap_or_else(|| std::env::temp_dir().join("gantry-deployments"));
-        let predlog =
-            predlog::PredictionLog::start(store.clone(), artifacts.clone(), Arc::clone(&metrics));
+        // Beside the deployments' folders: per home, like them.
+        let journal_dir = work_dir
+            .parent()
+            .map(|p| p.join("predlog"))
+            .unwrap_or_else(|| std::env::temp_dir().join("gantry-predlog"));
+        let predlog = predlog::PredictionLog::start(
+            store.clone(),
+            artifacts.clone(),
+            Arc::clone(&metrics),
+            journal_dir,
+        );
         Deployments {
             inner: Arc::new(Inner {
                 monitors: monitor::Monitors::default(),
@@ -370,6 +380,8 @@ impl Deployments {
             if this.inner.engine.is_none() {
                 return;
             }
+            // Counts what a previous server left uncounted before monitors read.
+            this.inner.predlog.start_writer();
             let monitors = {
                 let this = this.clone();
                 tokio::spawn(async move { monitor::run(this).await })
@@ -403,7 +415,7 @@ impl Deployments {
             Err(_) => Vec::new(),
         };
         futures::future::join_all(pools.iter().map(|p| p.stop())).await;
-        self.inner.predlog.flush().await;
+        self.inner.predlog.checkpoint_if_started().await;
     }
 
     async fn reconcile(

@@ -451,6 +451,7 @@ pub(crate) async fn tick(
     http: Option<&reqwest::Client>,
     name: &str,
 ) -> Result<(), MonitorError> {
+    d.predlog().checkpoint().await;
     let now = gantry_engine::now_ms();
     let (view, spec, events) = evaluate_deployment(
         d.store(),

@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use gantry_store::NewPrediction;
+use gantry_store::{NewPrediction, PredictionInputs};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -450,7 +450,7 @@ pub(crate) async fn handle(
             &request_id,
             elapsed,
         );
-        if let Err(e) = d.predlog().record(record).await {
+        if let Err(e) = d.predlog().record(record, may_carry_id(&sent)).await {
             let conflict = e.contains("already") || e.contains("duplicate") || e.contains("unique");
             return if conflict {
                 oip_error(
@@ -543,7 +543,7 @@ fn prediction_record(
     request_id: &str,
     elapsed: std::time::Duration,
 ) -> NewPrediction {
-    let mut rows = decode_rows(pool, protocol, request);
+    let mut inputs = decode_inputs(pool, protocol, request);
     let (mut outputs, error) = if (200..300).contains(&status) {
         (decode_predictions(answer), None)
     } else {
@@ -555,9 +555,15 @@ fn prediction_record(
     };
     // One output per input row. Whatever could not be decoded (a custom model's odd
     // answer) is logged as unknown rather than losing the record.
-    if error.is_none() && rows.len() != outputs.len() {
-        let n = rows.len().max(outputs.len());
-        rows.resize_with(n, Row::new);
+    let n_inputs = inputs.row_count().unwrap_or(0);
+    if error.is_none() && n_inputs != outputs.len() {
+        let n = n_inputs.max(outputs.len());
+        let mut rows = match inputs.to_rows().into_owned() {
+            Value::Array(rows) => rows,
+            _ => Vec::new(),
+        };
+        rows.resize_with(n, || Value::Object(serde_json::Map::new()));
+        inputs = PredictionInputs::Rows(Value::Array(rows));
         outputs.resize(n, Value::Null);
     }
     let mut record = NewPrediction {
@@ -566,12 +572,8 @@ fn prediction_record(
         model: pool.model.target.model.clone(),
         version: pool.model.target.version,
         role: role.to_string(),
-        rows: rows.len() as i64,
-        inputs: Value::Array(
-            rows.into_iter()
-                .map(|r| Value::Object(r.into_iter().collect()))
-                .collect(),
-        ),
+        rows: inputs.row_count().unwrap_or(0) as i64,
+        inputs,
         outputs: Value::Array(outputs),
         error,
         latency_us: elapsed.as_micros().min(i64::MAX as u128) as i64,
@@ -579,37 +581,104 @@ fn prediction_record(
     };
     // A batch too large for one log record is still answered and counted (latency,
     // errors); its rows are left out of the log, so drift and feedback skip it.
-    let too_large =
-        |v: &Value| v.to_string().len() > gantry_store::serving_limits::PREDICTION_JSON_BYTES;
-    if too_large(&record.inputs) || too_large(&record.outputs) {
+    let limit = gantry_store::serving_limits::PREDICTION_JSON_BYTES;
+    let inputs_too_large = match &record.inputs {
+        PredictionInputs::Columns(c) => c.encoded_len() > limit,
+        PredictionInputs::Rows(v) => v.to_string().len() > limit,
+    };
+    if inputs_too_large || record.outputs.to_string().len() > limit {
         tracing::warn!(request = %request_id, rows = record.rows, "request too large to log its rows");
-        record.inputs = Value::Array(Vec::new());
+        record.inputs = PredictionInputs::empty();
         record.outputs = Value::Array(Vec::new());
         record.rows = 0;
     }
     record
 }
 
-fn decode_rows(pool: &Pool, protocol: Protocol, request: &Sent) -> Vec<Row> {
+/// The request's rows: columns when it is a tensor request (no JSON value per row).
+fn decode_inputs(pool: &Pool, protocol: Protocol, request: &Sent) -> PredictionInputs {
     match protocol {
-        Protocol::Predict => serde_json::from_slice::<Value>(&request.body)
-            .ok()
-            .and_then(|v| v.get("rows").cloned())
-            .and_then(|r| serde_json::from_value::<Vec<Row>>(r).ok())
-            .unwrap_or_default(),
+        Protocol::Predict => PredictionInputs::Rows(Value::Array(
+            serde_json::from_slice::<Value>(&request.body)
+                .ok()
+                .and_then(|v| v.get("rows").cloned())
+                .and_then(|r| serde_json::from_value::<Vec<Row>>(r).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| Value::Object(r.into_iter().collect()))
+                .collect(),
+        )),
         Protocol::Infer => {
             let length = request.header_length.as_deref().map(str::as_bytes);
             let Ok(req) = gantry_serve::binary::header_length(length)
                 .and_then(|n| gantry_serve::binary::parse_request(&request.body, n))
             else {
-                return Vec::new();
+                return PredictionInputs::empty();
             };
-            match &pool.model.schema {
-                Some(schema) => gantry_serve::request_rows(&req, schema).unwrap_or_default(),
-                None => gantry_serve::tensor_rows(&req),
-            }
+            let columns = match &pool.model.schema {
+                Some(schema) => gantry_serve::request_columns(&req, schema).unwrap_or(
+                    gantry_serve::RowColumns {
+                        rows: 0,
+                        columns: Vec::new(),
+                    },
+                ),
+                None => gantry_serve::tensor_columns(&req),
+            };
+            store_columns(columns)
         }
     }
+}
+
+/// Tensor columns as the log stores them (rows, should two columns share a name).
+fn store_columns(c: gantry_serve::RowColumns) -> PredictionInputs {
+    use gantry_serve::oip::TensorData;
+    use gantry_store::columns::{Column, ColumnValues, Columns};
+    let mut names = std::collections::HashSet::with_capacity(c.columns.len());
+    if !c
+        .columns
+        .iter()
+        .all(|(name, _)| names.insert(name.as_str()))
+    {
+        return PredictionInputs::Rows(Value::Array(
+            c.into_rows()
+                .into_iter()
+                .map(|r| Value::Object(r.into_iter().collect()))
+                .collect(),
+        ));
+    }
+    let rows = c.rows;
+    let columns = c
+        .columns
+        .into_iter()
+        .map(|(name, data)| Column {
+            name,
+            values: match data {
+                TensorData::Fp64(v) => ColumnValues::F64(v),
+                TensorData::Int(v) => ColumnValues::I64(v),
+                TensorData::Uint(v) => ColumnValues::U64(v),
+                TensorData::Bool(v) => ColumnValues::Bool(v),
+                TensorData::Bytes(v) => ColumnValues::Text(v),
+                other => ColumnValues::Json((0..rows).map(|i| other.json(i)).collect()),
+            },
+        })
+        .collect();
+    Columns::new(rows, columns)
+        .map(PredictionInputs::Columns)
+        .unwrap_or_else(|_| PredictionInputs::empty())
+}
+
+/// Whether the request may name its own id (its JSON mentions an `id` key): only such ids
+/// are checked against the log before the answer (the model server's own are unique).
+fn may_carry_id(request: &Sent) -> bool {
+    let json = match request
+        .header_length
+        .as_deref()
+        .and_then(|n| n.trim().parse::<usize>().ok())
+    {
+        Some(n) => request.body.get(..n).unwrap_or(&request.body),
+        None => &request.body,
+    };
+    memchr::memmem::find(json, b"\"id\"").is_some()
 }
 
 fn decode_predictions(answer: &Parsed) -> Vec<Value> {
