@@ -63,6 +63,9 @@ pub struct Journal {
     /// (request id, role) of records journaled and not yet in the database.
     pending: HashSet<(String, String)>,
     buf: Vec<u8>,
+    /// A write failed and no fresh segment could be opened: nothing more may follow the
+    /// partial record in this one.
+    broken: bool,
 }
 
 impl Journal {
@@ -94,6 +97,7 @@ impl Journal {
             closed: VecDeque::new(),
             pending: HashSet::new(),
             buf: Vec::new(),
+            broken: false,
         })
     }
 
@@ -115,6 +119,10 @@ impl Journal {
         if self.pending.contains(&key) {
             return Err(JournalError::Duplicate(p.request_id.clone()));
         }
+        if self.broken {
+            self.rotate()?;
+            self.broken = false;
+        }
         let seq = self.next_seq;
         self.buf.clear();
         self.buf.extend_from_slice(&[0; 8]);
@@ -127,7 +135,7 @@ impl Journal {
             // A partial record is skipped when read back (its checksum fails); start a
             // fresh segment so nothing follows it.
             let path = self.segment_path(self.segment);
-            let _ = self.rotate();
+            self.broken = self.rotate().is_err();
             return Err(io(&path)(e));
         }
         self.bytes += self.buf.len() as u64;

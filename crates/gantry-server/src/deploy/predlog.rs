@@ -36,6 +36,8 @@ const MAX_BATCH: usize = 512;
 const LINGER: Duration = Duration::from_millis(5);
 /// Records journaled and not yet in the database before callers wait for room.
 const QUEUE: usize = 8192;
+/// How long a request waits for room among those records.
+const ROOM_WAIT: Duration = Duration::from_secs(10);
 /// Inserted batches waiting to be counted before the writer waits for the folder.
 const FOLD_QUEUE: usize = 256;
 /// How often the folder checkpoints what it counted (and says it is alive).
@@ -158,9 +160,16 @@ impl PredictionLog {
             return Err(JournalError::Duplicate(p.request_id).to_string());
         }
         let r = self.running();
-        let permit = Arc::clone(&r.room)
-            .acquire_owned()
+        // The database has not taken records for a while (it is down or full): answer that
+        // rather than hold the request.
+        let permit = tokio::time::timeout(ROOM_WAIT, Arc::clone(&r.room).acquire_owned())
             .await
+            .map_err(|_| {
+                format!(
+                    "{QUEUE} predictions are waiting for the database, which has not taken any for {} s",
+                    ROOM_WAIT.as_secs()
+                )
+            })?
             .map_err(|_| "the prediction log writer stopped".to_string())?;
         let journal = r.journal.as_ref().map_err(Clone::clone)?;
         let mut j = journal
