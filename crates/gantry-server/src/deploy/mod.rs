@@ -272,11 +272,13 @@ impl Deployments {
             .as_ref()
             .map(|e| e.config().work_dir.join("deployments"))
             .unwrap_or_else(|| std::env::temp_dir().join("gantry-deployments"));
-        // Beside the deployments' folders: per home, like them.
-        let journal_dir = work_dir
-            .parent()
-            .map(|p| p.join("predlog"))
-            .unwrap_or_else(|| std::env::temp_dir().join("gantry-predlog"));
+        // Beside the deployments' folders, per home, like them; a server without a runtime
+        // (no replicas, no home of its own) journals into a private temporary folder that
+        // no other server takes over.
+        let journal_dir = match engine.as_ref() {
+            Some(e) => predlog::JournalDir::Home(e.config().work_dir.join("predlog")),
+            None => predlog::JournalDir::private(),
+        };
         let predlog = predlog::PredictionLog::start(
             store.clone(),
             artifacts.clone(),

@@ -69,12 +69,43 @@ struct Running {
     room: Arc<Semaphore>,
 }
 
+/// Where a server's journal lives.
+pub enum JournalDir {
+    /// `<home>/work/predlog`: a server that starts on this home takes over what a stopped
+    /// one left there.
+    Home(PathBuf),
+    /// A temporary folder of this server's own, removed with it.
+    Private(Option<tempfile::TempDir>),
+}
+
+impl JournalDir {
+    pub fn private() -> JournalDir {
+        JournalDir::Private(
+            tempfile::Builder::new()
+                .prefix("gantry-predlog-")
+                .tempdir()
+                .map_err(|e| tracing::error!("prediction log: a temporary folder: {e}"))
+                .ok(),
+        )
+    }
+
+    fn path(&self) -> PathBuf {
+        match self {
+            JournalDir::Home(p) => p.clone(),
+            JournalDir::Private(Some(t)) => t.path().to_path_buf(),
+            // Journal::create reports it.
+            JournalDir::Private(None) => PathBuf::from("/nonexistent/gantry-predlog"),
+        }
+    }
+}
+
 pub struct PredictionLog {
     store: Store,
     artifacts: ArtifactStore,
     metrics: Arc<Metrics>,
     /// Where the journals live.
     dir: PathBuf,
+    _private: JournalDir,
     running: OnceLock<Running>,
 }
 
@@ -83,13 +114,14 @@ impl PredictionLog {
         store: Store,
         artifacts: ArtifactStore,
         metrics: Arc<Metrics>,
-        dir: PathBuf,
+        dir: JournalDir,
     ) -> PredictionLog {
         PredictionLog {
             store,
             artifacts,
             metrics,
-            dir,
+            dir: dir.path(),
+            _private: dir,
             running: OnceLock::new(),
         }
     }
@@ -586,7 +618,7 @@ mod tests {
             store.clone(),
             artifacts.clone(),
             Arc::new(Metrics::new()),
-            dir.clone(),
+            JournalDir::Home(dir.clone()),
         );
         log.checkpoint().await;
         assert_eq!(store.count_predictions("flowers").await.unwrap(), 5);
@@ -642,7 +674,7 @@ mod tests {
             store.clone(),
             artifacts.clone(),
             Arc::new(Metrics::new()),
-            home.path().join("predlog"),
+            JournalDir::Home(home.path().join("predlog")),
         );
         for i in 0..5 {
             log.record(prediction(&format!("a-{i}"), 2), false)
