@@ -63,6 +63,8 @@ enum Fold {
 }
 
 struct Running {
+    /// True once what stopped servers left (journals, uncounted records) is taken over.
+    ready: tokio::sync::watch::Receiver<bool>,
     writer: String,
     journal: Result<Arc<Mutex<Journal>>, String>,
     tx: mpsc::UnboundedSender<Job>,
@@ -131,6 +133,7 @@ impl PredictionLog {
         self.running.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             let (fold_tx, fold_rx) = mpsc::channel(FOLD_QUEUE);
+            let (ready_tx, ready) = tokio::sync::watch::channel(false);
             let aggregator = LogAggregator::new(self.store.clone(), self.artifacts.clone());
             let writer = aggregator.writer().to_owned();
             let journal = Journal::create(&self.dir, &writer)
@@ -148,6 +151,7 @@ impl PredictionLog {
                 journal.as_ref().ok().cloned(),
             ));
             let running = Running {
+                ready,
                 writer,
                 journal,
                 tx,
@@ -159,6 +163,7 @@ impl PredictionLog {
                 self.dir.clone(),
                 aggregator,
                 fold_rx,
+                ready_tx,
             ));
             running
         })
@@ -182,6 +187,7 @@ impl PredictionLog {
     /// checked against the log (ids the model server makes up are unique).
     pub async fn record(&self, p: NewPrediction, may_carry_client_id: bool) -> Result<(), String> {
         p.validate().map_err(|e| e.to_string())?;
+        self.ready().await;
         if may_carry_client_id
             && self
                 .store
@@ -220,9 +226,18 @@ impl PredictionLog {
         }
     }
 
-    /// Waits until every prediction logged so far is in the database.
+    /// Waits until what stopped servers left in their journals is in the database (the
+    /// writer's first moments after a start).
+    async fn ready(&self) {
+        let mut ready = self.running().ready.clone();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+
+    /// Waits until every prediction logged so far is in the database (and what stopped
+    /// servers left in their journals).
     pub async fn flush(&self) {
         let Some(r) = self.running.get() else { return };
+        self.ready().await;
         let idle = match &r.journal {
             Ok(j) => j.lock().map(|j| !j.has_pending()).unwrap_or(true),
             Err(_) => true,
@@ -481,6 +496,7 @@ async fn fold(
     dir: PathBuf,
     aggregator: LogAggregator,
     mut rx: mpsc::Receiver<Fold>,
+    ready: tokio::sync::watch::Sender<bool>,
 ) {
     let writer = aggregator.writer().to_owned();
     if let Err(e) = store
@@ -504,6 +520,8 @@ async fn fold(
         ),
         Err(e) => tracing::warn!("prediction log: reading the journals of stopped servers: {e}"),
     }
+    // Readers of the log may go on: what the journals held is in the database.
+    let _ = ready.send(true);
     f.adopt(gantry_engine::now_ms() + 1).await;
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
