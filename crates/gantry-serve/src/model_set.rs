@@ -69,10 +69,19 @@ pub fn load(
     LoadedModel::new(name, version, predictor)
 }
 
-/// A fresh request id: 128 random bits written like a UUID v4.
+/// A fresh request id: a UUID version 7 (RFC 9562) — 48 bits of Unix time in milliseconds,
+/// then 74 random bits — so ids made one after another sort by time, and the prediction log,
+/// keyed by request id, grows at its end instead of at random places in its index.
 pub fn new_request_id() -> String {
-    let bits = rand::random::<u128>() & !(0xf000 << 64) & !(0xc << 60);
-    let bits = bits | (0x4000 << 64) | (0x8 << 60);
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+        & ((1u128 << 48) - 1);
+    let random = rand::random::<u128>();
+    let rand_a = (random >> 64) & 0xfff;
+    let rand_b = random & ((1u128 << 62) - 1);
+    let bits = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b;
     let hex = format!("{bits:032x}");
     format!(
         "{}-{}-{}-{}-{}",
@@ -327,6 +336,35 @@ mod tests {
     use super::*;
     use crate::oip::{Datatype, TensorData, TensorMetadata};
     use crate::predictor::PredictorMetadata;
+
+    #[test]
+    fn request_ids_are_uuid_v7_and_sort_by_time() {
+        let first = new_request_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later: Vec<String> = (0..1000).map(|_| new_request_id()).collect();
+        for id in std::iter::once(&first).chain(&later) {
+            let parts: Vec<&str> = id.split('-').collect();
+            assert_eq!(
+                parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+                [8, 4, 4, 4, 12],
+                "{id}"
+            );
+            assert!(parts[2].starts_with('7'), "version 7: {id}");
+            assert!(
+                matches!(parts[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
+                "variant: {id}"
+            );
+            assert!(*id >= first, "{id} sorts before {first}");
+        }
+        let millis = u64::from_str_radix(&first.replace('-', "")[..12], 16).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(now - millis < 60_000, "the id carries the time");
+        let distinct: std::collections::HashSet<&String> = later.iter().collect();
+        assert_eq!(distinct.len(), later.len());
+    }
 
     struct Constant(PredictorMetadata);
 
