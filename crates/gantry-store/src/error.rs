@@ -41,6 +41,13 @@ pub enum StoreError {
     },
 
     #[error("metadata store query failed while {op}: {source}")]
+    BulkQuery {
+        op: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("metadata store query failed while {op}: {source}")]
     Query {
         op: String,
         #[source]

@@ -11,6 +11,7 @@
 //! Times are i64 milliseconds since the Unix epoch; ids and JSON documents are text.
 
 mod auth;
+mod bulk;
 pub mod columns;
 mod error;
 mod images;

@@ -146,6 +146,13 @@ pub(crate) enum Backend {
 pub struct Store {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
+    /// SQLite only: read-only connections for reads of many rows (a metric's history), run
+    /// on a blocking thread: sqlx copies every value and hands rows over between threads in
+    /// small batches, which costs more than SQLite's own reading.
+    pub(crate) bulk: Option<crate::bulk::BulkReader>,
+    /// PostgreSQL only: a small pool of the native driver for the same reads (the Any
+    /// driver converts every row it reads).
+    pub(crate) bulk_pg: Option<sqlx::PgPool>,
 }
 
 impl Store {
@@ -195,8 +202,31 @@ impl Store {
         migrator(backend)
             .run(&pool)
             .await
-            .map_err(|source| StoreError::Migrate { url: shown, source })?;
-        Ok(Store { pool, backend })
+            .map_err(|source| StoreError::Migrate {
+                url: shown.clone(),
+                source,
+            })?;
+        let bulk = sqlite_file
+            .as_ref()
+            .map(|db| crate::bulk::BulkReader::new(db.clone(), SQLITE_BUSY_TIMEOUT));
+        let bulk_pg = match backend {
+            Backend::Postgres => sqlx::postgres::PgConnectOptions::from_str(url)
+                .ok()
+                .map(|o| {
+                    sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(2)
+                        .min_connections(0)
+                        .acquire_timeout(Duration::from_secs(10))
+                        .connect_lazy_with(o)
+                }),
+            Backend::Sqlite => None,
+        };
+        Ok(Store {
+            pool,
+            backend,
+            bulk,
+            bulk_pg,
+        })
     }
 
     /// "sqlite" or "postgres".

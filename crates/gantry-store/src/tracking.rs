@@ -1249,26 +1249,57 @@ impl Store {
             ));
         }
         let limit = max_results.map_or(i64::MAX, |m| i64::try_from(m).unwrap_or(i64::MAX));
-        let rows = sqlx::query(
-            "SELECT step, timestamp_ms, value, is_nan FROM mlflow_metrics \
-             WHERE run_uuid = $1 AND key = $2 ORDER BY step, timestamp_ms, value LIMIT $3 OFFSET $4",
-        )
-        .bind(run_id)
-        .bind(key)
-        .bind(limit.saturating_add(1))
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::query(format!(
-            "reading history of metric {key} of tracking run {run_id}"
-        )))?;
-        let mut items = Vec::with_capacity(rows.len());
-        for r in &rows {
+        let op = || format!("reading history of metric {key} of tracking run {run_id}");
+        let offset_sql = i64::try_from(offset).unwrap_or(i64::MAX);
+        let points: Vec<(i64, i64, f64, i64)> = match &self.bulk {
+            Some(bulk) => {
+                let (run, k) = (run_id.to_owned(), key.to_owned());
+                let (limit, offset) = (limit.saturating_add(1), offset_sql);
+                bulk.read(op(), move |c| {
+                    let mut st = c.prepare(
+                        "SELECT step, timestamp_ms, value, is_nan FROM mlflow_metrics \
+                         WHERE run_uuid = ?1 AND key = ?2 ORDER BY step, timestamp_ms, value \
+                         LIMIT ?3 OFFSET ?4",
+                    )?;
+                    let rows = st.query_map((run, k, limit, offset), |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })?;
+                    rows.collect()
+                })
+                .await?
+            }
+            None => {
+                const SQL: &str = "SELECT step, timestamp_ms, value, is_nan FROM mlflow_metrics \
+                     WHERE run_uuid = $1 AND key = $2 ORDER BY step, timestamp_ms, value \
+                     LIMIT $3 OFFSET $4";
+                let limit = limit.saturating_add(1);
+                match &self.bulk_pg {
+                    Some(pg) => sqlx::query_as(SQL)
+                        .bind(run_id)
+                        .bind(key)
+                        .bind(limit)
+                        .bind(offset_sql)
+                        .fetch_all(pg)
+                        .await
+                        .map_err(StoreError::query(op()))?,
+                    None => sqlx::query_as(SQL)
+                        .bind(run_id)
+                        .bind(key)
+                        .bind(limit)
+                        .bind(offset_sql)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(StoreError::query(op()))?,
+                }
+            }
+        };
+        let mut items = Vec::with_capacity(points.len());
+        for (step, timestamp, value, is_nan) in points {
             items.push(MetricPoint {
                 key: key.to_owned(),
-                value: metric_value(column(r, "value")?, column(r, "is_nan")?),
-                timestamp: column(r, "timestamp_ms")?,
-                step: column(r, "step")?,
+                value: metric_value(value, is_nan),
+                timestamp,
+                step,
             });
         }
         let next = match max_results {

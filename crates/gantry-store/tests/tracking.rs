@@ -342,6 +342,53 @@ mod cases {
             3
         );
 
+        // Every value reads back exactly (history is read in bulk: SQLite rows straight from
+        // SQLite, PostgreSQL through the native driver), infinities and NaN too, in order.
+        let tricky = [
+            0.1,
+            1.0 / 3.0,
+            -2.5e-308,
+            f64::from_bits(1),
+            f64::MAX,
+            -1.0491224717154157e247,
+            6.788250289738745e152,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            123_456_789_012_345_680.0,
+        ];
+        let exact: Vec<MetricPoint> = tricky
+            .iter()
+            .enumerate()
+            .map(|(i, v)| metric("exact", *v, 5_000 + i as i64, i as i64))
+            .collect();
+        store.log_batch(&id, &exact, &[], &[]).await.unwrap();
+        let back = store
+            .metric_history(&id, "exact", None, None)
+            .await
+            .unwrap();
+        assert_eq!(back.items.len(), tricky.len());
+        for (got, want) in back.items.iter().zip(&tricky) {
+            assert!(
+                got.value.to_bits() == want.to_bits() || (got.value.is_nan() && want.is_nan()),
+                "{} read back as {}",
+                want,
+                got.value
+            );
+        }
+        let steps: Vec<i64> = back.items.iter().map(|m| m.step).collect();
+        assert_eq!(steps, (0..tricky.len() as i64).collect::<Vec<_>>());
+        let timestamps: Vec<i64> = back.items.iter().map(|m| m.timestamp).collect();
+        assert_eq!(timestamps[3], 5_003);
+        assert!(
+            store
+                .metric_history(&id, "no-such-metric", None, None)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+
         // Deleted runs refuse writes until restored; unknown runs are not found.
         store
             .set_tracking_run_deleted(&id, true, 3_000)

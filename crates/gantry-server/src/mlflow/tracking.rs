@@ -449,16 +449,15 @@ pub async fn metric_history(
         if i > 0 {
             body.push(',');
         }
-        let value = if m.value.is_finite() {
-            format!("{:?}", m.value)
+        body.push_str("{\"key\":");
+        body.push_str(&key_json);
+        body.push_str(",\"value\":");
+        if m.value.is_finite() {
+            let _ = write!(body, "{:?}", m.value);
         } else {
-            shapes::f64_value(m.value).to_string()
-        };
-        let _ = write!(
-            body,
-            "{{\"key\":{key_json},\"value\":{value},\"timestamp\":{},\"step\":{}}}",
-            m.timestamp, m.step
-        );
+            body.push_str(&shapes::f64_value(m.value).to_string());
+        }
+        let _ = write!(body, ",\"timestamp\":{},\"step\":{}}}", m.timestamp, m.step);
     }
     body.push(']');
     if let Some(t) = page.next_page_token {
