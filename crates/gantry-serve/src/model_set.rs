@@ -444,7 +444,7 @@ mod tests {
         let names: Vec<&str> = response.outputs.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(names, ["b", "a"]);
         assert_eq!(response.id.len(), 36);
-        assert_eq!(&response.id[14..15], "4");
+        assert_eq!(&response.id[14..15], "7", "a UUID version 7");
         assert_ne!(response.id, m.infer(&request).unwrap().id);
         let unknown: InferenceRequest = serde_json::from_value(serde_json::json!({
             "id": "r1", "inputs": [], "outputs": [{"name": "c"}]

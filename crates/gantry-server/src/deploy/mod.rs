@@ -417,7 +417,10 @@ impl Deployments {
             Err(_) => Vec::new(),
         };
         futures::future::join_all(pools.iter().map(|p| p.stop())).await;
-        self.inner.predlog.checkpoint_if_started().await;
+        self.inner
+            .predlog
+            .checkpoint_if_started(std::time::Duration::from_secs(10))
+            .await;
     }
 
     async fn reconcile(

@@ -251,10 +251,19 @@ impl PredictionLog {
         }
     }
 
-    /// [`PredictionLog::checkpoint`] if the writer runs (a stopping server's last call).
-    pub async fn checkpoint_if_started(&self) {
-        if self.running.get().is_some() {
-            self.checkpoint().await;
+    /// [`PredictionLog::checkpoint`] if the writer runs (a stopping server's last call), for
+    /// at most `limit`: what the database did not take by then stays in the journal for the
+    /// next start.
+    pub async fn checkpoint_if_started(&self, limit: Duration) {
+        if self.running.get().is_some()
+            && tokio::time::timeout(limit, self.checkpoint())
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "prediction log: the database did not take every record in {} s; the next start inserts the rest from the journal",
+                limit.as_secs()
+            );
         }
     }
 
