@@ -14,6 +14,7 @@ and Gantry's advantage (target: >= 20x the ingest rate, >= 10x lower p99).
 MLflow runs as `mlflow server --backend-store-uri sqlite:///...` from a venv this script
 creates (`.venv-bench`, cached). Gantry runs as `gantry server` (release build).
 Usage: bench/tracking.py [--gantry target/release/gantry] [--quick]
+                         [--only ingest,log-metric,history,search]
 """
 import argparse, http.client, json, os, shutil, socket, statistics, subprocess, sys, tempfile
 import threading, time
@@ -89,7 +90,18 @@ def measure(port, args, label):
     api = Api(port)
     exp = api.call("POST", "experiments/create", {"name": f"bench-{time.time()}"})["experiment_id"]
     res = {}
+    if "ingest" in args.only:
+        res["ingest"] = measure_ingest(api, port, exp, args, label)
+    if "log-metric" in args.only:
+        res["log_metric"] = measure_log_metric(api, exp, args)
+    if "history" in args.only:
+        res["history"] = measure_history(api, exp, args, label)
+    if "search" in args.only:
+        res["search"] = measure_search(api, port, args, label)
+    return res
 
+
+def measure_ingest(api, port, exp, args, label):
     # Ingest: 32 clients, own runs, pre-encoded 1000-metric batches, bounded by count and time.
     runs = [new_run(api, exp, f"ingest-{c}") for c in range(args.clients)]
     bodies = [[batch_body(runs[c], "m", b * 1000) for b in range(args.batches)]
@@ -116,10 +128,12 @@ def measure(port, args, label):
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    res["ingest"] = sum(done) * 1000 / wall
     print(f"  [{label}] ingest: {sum(done)} batches in {wall:.1f}s, {sum(failed)} refused",
           file=sys.stderr)
+    return sum(done) * 1000 / wall
 
+
+def measure_log_metric(api, exp, args):
     # Single log-metric latency.
     run = new_run(api, exp, "latency")
     lat = []
@@ -129,8 +143,10 @@ def measure(port, args, label):
         t = time.perf_counter()
         api.call("POST", "runs/log-metric", body)
         lat.append(time.perf_counter() - t)
-    res["log_metric"] = (pct(lat, 50), pct(lat, 99))
+    return (pct(lat, 50), pct(lat, 99))
 
+
+def measure_history(api, exp, args, label):
     # get-history of a 100k-point metric, read page by page as MLflow's client does.
     run = new_run(api, exp, "history")
     for b in range(args.history_points // 1000):
@@ -150,8 +166,10 @@ def measure(port, args, label):
                 break
         lat.append(time.perf_counter() - t)
         assert n == args.history_points, f"{label}: history returned {n} points"
-    res["history"] = (pct(lat, 50), pct(lat, 99))
+    return (pct(lat, 50), pct(lat, 99))
 
+
+def measure_search(api, port, args, label):
     # runs/search over 10k runs with metrics and params, created by 4 concurrent clients.
     sexp = api.call("POST", "experiments/create", {"name": f"search-{time.time()}"})["experiment_id"]
 
@@ -178,8 +196,7 @@ def measure(port, args, label):
         out = api.call("POST", "runs/search", query)
         lat.append(time.perf_counter() - t)
         assert len(out.get("runs", [])) == 100, f"{label}: search returned {len(out.get('runs', []))}"
-    res["search"] = (pct(lat, 50), pct(lat, 99))
-    return res
+    return (pct(lat, 50), pct(lat, 99))
 
 
 def mlflow_python():
@@ -197,7 +214,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gantry", default=os.path.join(ROOT, "target/release/gantry"))
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    ap.add_argument("--only", default="ingest,log-metric,history,search",
+                    help="comma-separated measurements to run (default: all)")
     args = ap.parse_args()
+    args.only = set(args.only.split(","))
+    unknown = args.only - {"ingest", "log-metric", "history", "search"}
+    if unknown:
+        ap.error(f"unknown measurements: {', '.join(sorted(unknown))}")
     args.clients = 32
     args.batches = 10 if args.quick else 40
     args.ingest_seconds = 20 if args.quick else 60
@@ -242,17 +265,24 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     g, m = results["gantry"], results["mlflow"]
 
-    rows = [("ingest (metrics/s, log-batch 1000 x 32 clients)",
-             f"{g['ingest']:,.0f}", f"{m['ingest']:,.0f}", f"{g['ingest'] / m['ingest']:.1f}x")]
+    rows = []
+    if "ingest" in g:
+        rows.append(("ingest (metrics/s, log-batch 1000 x 32 clients)",
+                     f"{g['ingest']:,.0f}", f"{m['ingest']:,.0f}",
+                     f"{g['ingest'] / m['ingest']:.1f}x"))
     for key, name in [("log_metric", "log-metric latency p50/p99 (ms)"),
                       ("history", f"get-history {args.history_points // 1000}k points p50/p99 (ms)"),
                       ("search", f"runs/search over {args.search_runs // 1000}k runs p50/p99 (ms)")]:
+        if key not in g:
+            continue
         rows.append((name, f"{g[key][0]:.2f} / {g[key][1]:.2f}", f"{m[key][0]:.2f} / {m[key][1]:.2f}",
                      f"p99 {m[key][1] / g[key][1]:.1f}x lower"))
     w = max(len(r[0]) for r in rows)
     print(f"{'':{w}}  {'gantry':>18}  {'mlflow server':>18}  gantry advantage")
     for r in rows:
         print(f"{r[0]:{w}}  {r[1]:>18}  {r[2]:>18}  {r[3]}")
+    if args.only != {"ingest", "log-metric", "history", "search"}:
+        return
     ingest_ok = g["ingest"] >= 20 * m["ingest"]
     p99_ok = all(m[k][1] >= 10 * g[k][1] for k in ("log_metric", "history", "search"))
     print(f"target >= 20x ingest: {'met' if ingest_ok else 'NOT met'}; "
