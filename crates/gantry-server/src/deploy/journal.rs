@@ -84,8 +84,7 @@ impl Journal {
                 path: lock_path.clone(),
                 source: std::io::Error::from(e),
             })?;
-        let (file, path) = open_segment(dir, writer, 1)?;
-        let _ = path;
+        let (file, _) = open_segment(dir, writer, 1)?;
         Ok(Journal {
             dir: dir.to_path_buf(),
             writer: writer.to_owned(),
