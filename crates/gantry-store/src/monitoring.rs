@@ -267,28 +267,32 @@ impl Store {
 
     /// Registers prediction-log writer `writer` (nothing counted yet), or renews it.
     pub async fn register_log_writer(&self, writer: &str, now_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO monitor_writers (writer, folded_seq, heartbeat_ms) VALUES ($1, 0, $2) \
-             ON CONFLICT (writer) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
+        self.insert_log_writer(
+            writer,
+            now_ms,
+            "UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
         )
-        .bind(writer)
-        .bind(now_ms)
-        .execute(&self.pool)
         .await
-        .map_err(StoreError::query(format!(
-            "registering prediction-log writer {writer}"
-        )))?;
-        Ok(())
     }
 
     /// Registers writer `writer` when it is not (a writer whose records are found in a
     /// journal it left behind): nothing counted, a heartbeat of long ago.
     pub async fn register_log_writer_if_absent(&self, writer: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO monitor_writers (writer, folded_seq, heartbeat_ms) VALUES ($1, 0, 0) \
-             ON CONFLICT (writer) DO NOTHING",
-        )
+        self.insert_log_writer(writer, 0, "NOTHING").await
+    }
+
+    async fn insert_log_writer(
+        &self,
+        writer: &str,
+        heartbeat_ms: i64,
+        on_conflict: &'static str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO monitor_writers (writer, folded_seq, heartbeat_ms) VALUES ($1, 0, $2) \
+             ON CONFLICT (writer) DO {on_conflict}"
+        )))
         .bind(writer)
+        .bind(heartbeat_ms)
         .execute(&self.pool)
         .await
         .map_err(StoreError::query(format!(

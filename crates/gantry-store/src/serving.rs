@@ -210,10 +210,16 @@ impl NewPrediction {
     /// The checks [`Store::insert_predictions`] makes, so a caller batching predictions can
     /// drop a bad one before it fails the whole batch.
     pub fn validate(&self) -> Result<(), StoreError> {
-        self.encode().map(|_| ())
+        self.encode_with(false).map(|_| ())
     }
 
     fn encode(&self) -> Result<EncodedPrediction<'_>, StoreError> {
+        self.encode_with(true)
+    }
+
+    /// The checks, and the stored form when `bytes` (columns are only measured without it:
+    /// a caller validating on the request path does not encode them twice).
+    fn encode_with(&self, bytes: bool) -> Result<EncodedPrediction<'_>, StoreError> {
         validate_name("prediction request_id", &self.request_id)?;
         let what = |field: &str| format!("prediction '{}' {field}", self.request_id);
         validate_name(&what("deployment"), &self.deployment)?;
@@ -274,7 +280,7 @@ impl NewPrediction {
                         ),
                     ));
                 }
-                ("null".to_string(), Some(c.encode()))
+                ("null".to_string(), bytes.then(|| c.encode()))
             }
         };
         Ok(EncodedPrediction {

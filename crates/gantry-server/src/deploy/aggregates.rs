@@ -303,17 +303,14 @@ impl LogAggregator {
             let Some((_, agg)) = touched.get_mut(&key) else {
                 continue;
             };
-            let n = fold_prediction(agg, &reference, p, &mut self.rng);
-            if n > 0 {
-                *predicted
-                    .entry((
-                        p.deployment.clone(),
-                        key.bucket_ms,
-                        p.role.clone(),
-                        p.version,
-                    ))
-                    .or_default() += n;
-            }
+            count_into(
+                agg,
+                &mut predicted,
+                &reference,
+                p,
+                key.bucket_ms,
+                &mut self.rng,
+            );
         }
         let mut buckets = Vec::with_capacity(touched.len());
         let mut next = Vec::with_capacity(touched.len());
@@ -367,18 +364,14 @@ impl LogAggregator {
             let Some((_, agg)) = self.open.get_mut(&key) else {
                 continue;
             };
-            let n = fold_prediction(agg, &reference, p, &mut self.rng);
-            if n > 0 {
-                *self
-                    .predicted
-                    .entry((
-                        p.deployment.clone(),
-                        key.bucket_ms,
-                        p.role.clone(),
-                        p.version,
-                    ))
-                    .or_default() += n;
-            }
+            count_into(
+                agg,
+                &mut self.predicted,
+                &reference,
+                p,
+                key.bucket_ms,
+                &mut self.rng,
+            );
             self.dirty.insert(key);
         }
         Ok(())
@@ -499,6 +492,23 @@ pub async fn take_over(
 
 /// Records read back per query when taking a writer over.
 const TAKE_OVER_PAGE: i64 = 1000;
+
+/// Folds `p` into `agg` and adds the rows it predicted to `predicted`.
+fn count_into(
+    agg: &mut Aggregate,
+    predicted: &mut Predicted,
+    reference: &Reference,
+    p: &NewPrediction,
+    bucket_ms: i64,
+    rng: &mut SplitMix,
+) {
+    let n = fold_prediction(agg, reference, p, rng);
+    if n > 0 {
+        *predicted
+            .entry((p.deployment.clone(), bucket_ms, p.role.clone(), p.version))
+            .or_default() += n;
+    }
+}
 
 fn bucket_state(
     key: &BucketKey,

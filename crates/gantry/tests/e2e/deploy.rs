@@ -1137,10 +1137,37 @@ fn acknowledged_predictions_survive_a_killed_server() {
     assert_eq!(m["report"]["samples"].as_u64(), Some(observed), "{m}");
     let id = &answered[0];
     remote_ok(&g, &server.url, &["feedback", "flowers", id, "virginica"]);
-    // The restarted server serves the deployment again (its replicas were reaped).
+    // The restarted server serves the deployment again (its replicas were reaped). An id
+    // the client names is checked against the log before the answer: one logged before the
+    // kill (inserted from the journal) is refused, a new one is logged once.
     wait_until("flowers serves again after the restart", || {
         served_version(&server.url, "flowers").is_some()
     });
+    let mut named = infer_body(&[(5.1, 3.5, 1.4, 0.2)]);
+    named["id"] = json!(id);
+    let (status, v) = http(
+        &server.url,
+        "POST",
+        "/v2/models/flowers/infer",
+        Some(&named),
+    );
+    assert_eq!(status, 409, "{v}");
+    named["id"] = json!("client-chosen-1");
+    let (status, v) = http(
+        &server.url,
+        "POST",
+        "/v2/models/flowers/infer",
+        Some(&named),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["id"], "client-chosen-1");
+    let (status, v) = http(
+        &server.url,
+        "POST",
+        "/v2/models/flowers/infer",
+        Some(&named),
+    );
+    assert_eq!(status, 409, "{v}");
 }
 
 /// Two servers on one machine (two homes) with a deployment of the same name: stopping one
