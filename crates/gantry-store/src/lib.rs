@@ -29,6 +29,7 @@ mod step_runs;
 mod store;
 mod tracking;
 mod ui;
+mod writer;
 
 pub use auth::{AuditRecord, NewToken, TokenRecord};
 pub use error::{ParseStatusError, StoreError};

@@ -68,6 +68,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "prediction log",
         include_str!("../migrations/sqlite/0012_prediction_log.sql"),
     ),
+    (
+        13,
+        "metrics without rowid",
+        include_str!("../migrations/sqlite/0013_metrics_without_rowid.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -127,6 +132,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "prediction log",
         include_str!("../migrations/postgres/0012_prediction_log.sql"),
     ),
+    (
+        13,
+        "metrics without rowid",
+        include_str!("../migrations/postgres/0013_metrics_without_rowid.sql"),
+    ),
 ];
 
 /// How long SQLite waits for another writer (another gantry process, or this one) before failing.
@@ -153,6 +163,8 @@ pub struct Store {
     /// PostgreSQL only: a small pool of the native driver for the same reads (the Any
     /// driver converts every row it reads).
     pub(crate) bulk_pg: Option<sqlx::PgPool>,
+    /// SQLite only: the thread that writes tracking batches, group-committed.
+    pub(crate) writer: Option<crate::writer::TrackingWriter>,
 }
 
 impl Store {
@@ -221,11 +233,19 @@ impl Store {
                 }),
             Backend::Sqlite => None,
         };
+        let writer = match &sqlite_file {
+            Some(db) => Some(crate::writer::TrackingWriter::start(
+                db.clone(),
+                SQLITE_BUSY_TIMEOUT,
+            )?),
+            None => None,
+        };
         Ok(Store {
             pool,
             backend,
             bulk,
             bulk_pg,
+            writer,
         })
     }
 

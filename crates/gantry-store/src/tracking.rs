@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor};
 
 use crate::error::StoreError;
-use crate::store::{Backend, Store, column, is_sqlite_busy};
+use crate::store::{Backend, Store, column};
 
 pub use registry::{NewRegisteredModelVersion, RegisteredModel, RegisteredModelVersion};
 use std::fmt::Write as _;
@@ -44,12 +44,6 @@ pub mod limits {
 pub const DEFAULT_EXPERIMENT_ID: &str = "0";
 
 const RUN_STATUSES: [&str; 5] = ["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"];
-
-/// Batches of this process waiting for SQLite's single writer slot, in arrival order.
-static SQLITE_BATCH_QUEUE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// How often a batch that met SQLITE_BUSY (another process writing) is tried again.
-const BUSY_ATTEMPTS: u32 = 50;
 
 /// Rows per multi-row INSERT: well under SQLite's 32766 and PostgreSQL's 65535 bind limits.
 const ROWS_PER_INSERT: usize = 500;
@@ -192,7 +186,7 @@ fn invalid(what: impl Into<String>, detail: impl Into<String>) -> StoreError {
     }
 }
 
-fn run_not_found(run_id: &str) -> StoreError {
+pub(crate) fn run_not_found(run_id: &str) -> StoreError {
     StoreError::NotFound {
         kind: "tracking run",
         id: run_id.to_owned(),
@@ -560,14 +554,29 @@ where
         .ok_or_else(|| run_not_found(run_id))?;
     let stage: String = column(&row, "lifecycle_stage")?;
     if stage != "active" {
-        return Err(invalid(
-            format!("tracking run {run_id}"),
-            format!(
-                "the run must be in the 'active' state to be changed, it is '{stage}': restore it first"
-            ),
-        ));
+        return Err(inactive_run(run_id, &stage));
     }
     Ok(())
+}
+
+pub(crate) fn inactive_run(run_id: &str, stage: &str) -> StoreError {
+    invalid(
+        format!("tracking run {run_id}"),
+        format!(
+            "the run must be in the 'active' state to be changed, it is '{stage}': restore it first"
+        ),
+    )
+}
+
+pub(crate) fn param_changed(run_id: &str, p: &KeyValue, old: &str) -> StoreError {
+    invalid(
+        format!("param '{}' of run {run_id}", p.key),
+        format!(
+            "changing param values is not allowed: it was already logged with value '{old}', \
+             attempted new value '{}'",
+            p.value
+        ),
+    )
 }
 
 impl Store {
@@ -1088,32 +1097,56 @@ impl Store {
         params: &[KeyValue],
         tags: &[KeyValue],
     ) -> Result<(), StoreError> {
-        validate_batch(metrics, params, tags)?;
-        if metrics.is_empty() && params.is_empty() && tags.is_empty() {
-            // Still tell the caller about an unknown run.
-            self.tracking_run_exists(run_id).await?;
-            return Ok(());
+        if self.writer.is_some() {
+            return self
+                .log_batch_owned(run_id, metrics.to_vec(), params.to_vec(), tags.to_vec())
+                .await;
         }
-        // SQLite lets one writer in at a time and its busy handler is not fair: under many
-        // concurrent batches a writer can starve past the busy timeout. Queue this process's
-        // batches first (FIFO), and retry the rare collision with another process.
-        let _queued = match self.backend {
-            Backend::Sqlite => Some(SQLITE_BATCH_QUEUE.lock().await),
-            Backend::Postgres => None,
-        };
-        let mut attempt = 1;
-        loop {
-            match self.try_log_batch(run_id, metrics, params, tags).await {
-                Err(StoreError::Query { source, .. })
-                    if attempt < BUSY_ATTEMPTS && is_sqlite_busy(&source) =>
-                {
-                    attempt += 1;
-                    let jitter = u64::from(rand::random::<u8>() % 32);
-                    tokio::time::sleep(std::time::Duration::from_millis(10 + jitter)).await;
-                }
-                result => return result,
+        validate_batch(metrics, params, tags)?;
+        self.log_batch_checked(run_id, metrics, params, tags).await
+    }
+
+    /// [`Store::log_batch`] for a caller that owns the batch (no copy on SQLite).
+    pub async fn log_batch_owned(
+        &self,
+        run_id: &str,
+        metrics: Vec<MetricPoint>,
+        params: Vec<KeyValue>,
+        tags: Vec<KeyValue>,
+    ) -> Result<(), StoreError> {
+        validate_batch(&metrics, &params, &tags)?;
+        match &self.writer {
+            // SQLite: this process's one writer thread takes the batch and group-commits it
+            // with the others that arrive meanwhile.
+            Some(writer) if !(metrics.is_empty() && params.is_empty() && tags.is_empty()) => {
+                writer
+                    .write(crate::writer::Batch {
+                        run_id: run_id.to_owned(),
+                        metrics,
+                        params,
+                        tags,
+                    })
+                    .await
+            }
+            _ => {
+                self.log_batch_checked(run_id, &metrics, &params, &tags)
+                    .await
             }
         }
+    }
+
+    async fn log_batch_checked(
+        &self,
+        run_id: &str,
+        metrics: &[MetricPoint],
+        params: &[KeyValue],
+        tags: &[KeyValue],
+    ) -> Result<(), StoreError> {
+        if metrics.is_empty() && params.is_empty() && tags.is_empty() {
+            // Still tell the caller about an unknown run.
+            return self.tracking_run_exists(run_id).await;
+        }
+        self.try_log_batch(run_id, metrics, params, tags).await
     }
 
     async fn try_log_batch(
@@ -1155,20 +1188,14 @@ impl Store {
                 if let Some(old) = logged.get(&p.key)
                     && *old != p.value
                 {
-                    return Err(invalid(
-                        format!("param '{}' of run {run_id}", p.key),
-                        format!(
-                            "changing param values is not allowed: it was already logged with \
-                             value '{old}', attempted new value '{}'",
-                            p.value
-                        ),
-                    ));
+                    return Err(param_changed(run_id, p, old));
                 }
             }
             let new: Vec<&&KeyValue> = unique
                 .iter()
                 .filter(|p| !logged.contains_key(&p.key))
                 .collect();
+            let mut inserted = 0;
             for chunk in new.chunks(ROWS_PER_INSERT) {
                 let sql = format!(
                     "INSERT INTO mlflow_params (run_uuid, key, value) {} ON CONFLICT DO NOTHING",
@@ -1178,7 +1205,29 @@ impl Store {
                 for p in chunk {
                     q = q.bind(run_id).bind(&p.key).bind(&p.value);
                 }
-                q.execute(&mut *tx).await.map_err(StoreError::query(op()))?;
+                inserted += q
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query(op()))?
+                    .rows_affected();
+            }
+            // A concurrent transaction logged some of these keys between the check and the
+            // insert (PostgreSQL's read committed): its values must be the same.
+            if inserted < new.len() as u64 {
+                for p in &new {
+                    let row = sqlx::query(
+                        "SELECT value FROM mlflow_params WHERE run_uuid = $1 AND key = $2",
+                    )
+                    .bind(run_id)
+                    .bind(&p.key)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::query(op()))?;
+                    let logged: String = column(&row, "value")?;
+                    if logged != p.value {
+                        return Err(param_changed(run_id, p, &logged));
+                    }
+                }
             }
         }
 
@@ -1778,6 +1827,48 @@ async fn upsert_tags(
     Ok(())
 }
 
+/// A metric point as stored: NaN as value 0 with `is_nan` 1.
+pub(crate) fn stored(m: &MetricPoint) -> (f64, i64) {
+    if m.value.is_nan() {
+        (0.0, 1)
+    } else {
+        (m.value, 0)
+    }
+}
+
+/// The batch's own latest point per key (step, then timestamp, then value), by key.
+pub(crate) fn latest_points(metrics: &[MetricPoint]) -> Vec<&MetricPoint> {
+    let mut latest: HashMap<&str, &MetricPoint> = HashMap::new();
+    let later = |a: &MetricPoint, b: &MetricPoint| {
+        (a.step, a.timestamp)
+            .cmp(&(b.step, b.timestamp))
+            .then_with(|| stored(a).0.total_cmp(&stored(b).0))
+            == std::cmp::Ordering::Greater
+    };
+    for m in metrics {
+        match latest.get(m.key.as_str()) {
+            Some(cur) if !later(m, cur) => {}
+            _ => {
+                latest.insert(&m.key, m);
+            }
+        }
+    }
+    let mut points: Vec<&MetricPoint> = latest.into_values().collect();
+    points.sort_by(|a, b| a.key.cmp(&b.key));
+    points
+}
+
+/// The end of the upsert of `mlflow_latest_metrics`: it keeps whichever of the stored and
+/// the new point is later (step, then timestamp, then value).
+pub(crate) const LATEST_CONFLICT: &str = "ON CONFLICT (run_uuid, key) DO UPDATE SET \
+     step = excluded.step, timestamp_ms = excluded.timestamp_ms, value = excluded.value, \
+     is_nan = excluded.is_nan \
+     WHERE excluded.step > mlflow_latest_metrics.step \
+     OR (excluded.step = mlflow_latest_metrics.step \
+         AND (excluded.timestamp_ms > mlflow_latest_metrics.timestamp_ms \
+              OR (excluded.timestamp_ms = mlflow_latest_metrics.timestamp_ms \
+                  AND excluded.value > mlflow_latest_metrics.value)))";
+
 async fn insert_metrics(
     backend: Backend,
     tx: &mut sqlx::Transaction<'static, Any>,
@@ -1785,13 +1876,6 @@ async fn insert_metrics(
     metrics: &[MetricPoint],
     op: &str,
 ) -> Result<(), StoreError> {
-    let stored = |m: &MetricPoint| -> (f64, i64) {
-        if m.value.is_nan() {
-            (0.0, 1)
-        } else {
-            (m.value, 0)
-        }
-    };
     for chunk in metrics.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO mlflow_metrics (run_uuid, key, step, timestamp_ms, value, is_nan) {} \
@@ -1811,35 +1895,11 @@ async fn insert_metrics(
         }
         q.execute(&mut **tx).await.map_err(StoreError::query(op))?;
     }
-    // The batch's own latest point per key, then one upsert that keeps whichever of it and
-    // the stored one is later (step, then timestamp, then value).
-    let mut latest: HashMap<&str, &MetricPoint> = HashMap::new();
-    let later = |a: &MetricPoint, b: &MetricPoint| {
-        (a.step, a.timestamp)
-            .cmp(&(b.step, b.timestamp))
-            .then_with(|| stored(a).0.total_cmp(&stored(b).0))
-            == std::cmp::Ordering::Greater
-    };
-    for m in metrics {
-        match latest.get(m.key.as_str()) {
-            Some(cur) if !later(m, cur) => {}
-            _ => {
-                latest.insert(&m.key, m);
-            }
-        }
-    }
-    let mut points: Vec<&MetricPoint> = latest.into_values().collect();
-    points.sort_by(|a, b| a.key.cmp(&b.key));
+    let points = latest_points(metrics);
     for chunk in points.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO mlflow_latest_metrics (run_uuid, key, step, timestamp_ms, value, is_nan) \
-             {} ON CONFLICT (run_uuid, key) DO UPDATE SET step = excluded.step, \
-             timestamp_ms = excluded.timestamp_ms, value = excluded.value, is_nan = excluded.is_nan \
-             WHERE excluded.step > mlflow_latest_metrics.step \
-             OR (excluded.step = mlflow_latest_metrics.step \
-                 AND (excluded.timestamp_ms > mlflow_latest_metrics.timestamp_ms \
-                      OR (excluded.timestamp_ms = mlflow_latest_metrics.timestamp_ms \
-                          AND excluded.value > mlflow_latest_metrics.value)))",
+             {} {LATEST_CONFLICT}",
             values_rows(backend, chunk.len(), 6)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));

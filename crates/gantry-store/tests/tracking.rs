@@ -660,6 +660,137 @@ mod cases {
         }
     }
 
+    /// Batches logged at once, some of them refused (unknown run, deleted run, a param that
+    /// would change): each refused batch fails alone and leaves nothing, every other batch is
+    /// stored whole — on SQLite they share transactions of the store's one writer.
+    pub async fn refused_batches_fail_alone(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let good = new_run(&store, "0", "good", 1).await;
+        let gone = new_run(&store, "0", "gone", 1).await;
+        let race = new_run(&store, "0", "race", 1).await;
+        store
+            .log_batch(&good, &[], &[KeyValue::new("lr", "0.1")], &[])
+            .await
+            .unwrap();
+        store
+            .set_tracking_run_deleted(&gone, true, 2)
+            .await
+            .unwrap();
+
+        let points = |key: &str, n: i64| -> Vec<MetricPoint> {
+            (0..n).map(|i| metric(key, i as f64, 5, i)).collect()
+        };
+        let mut tasks = Vec::new();
+        for w in 0..24i64 {
+            let store = store.clone();
+            let (good, gone, race) = (good.clone(), gone.clone(), race.clone());
+            tasks.push(tokio::spawn(async move {
+                let key = format!("w{w}");
+                match w % 6 {
+                    // Accepted: metrics, the same param value again, a tag.
+                    0 | 1 => {
+                        store
+                            .log_batch(
+                                &good,
+                                &points(&key, 300),
+                                &[KeyValue::new("lr", "0.1")],
+                                &[KeyValue::new(&key, "t")],
+                            )
+                            .await
+                    }
+                    // Refused: the param would change; its metrics must not stay.
+                    2 => {
+                        store
+                            .log_batch(
+                                &good,
+                                &points(&key, 300),
+                                &[KeyValue::new("lr", "0.2")],
+                                &[],
+                            )
+                            .await
+                    }
+                    3 => store.log_batch(&gone, &points(&key, 10), &[], &[]).await,
+                    4 => {
+                        store
+                            .log_batch(
+                                "0123456789abcdef0123456789abcdef",
+                                &points(&key, 10),
+                                &[],
+                                &[],
+                            )
+                            .await
+                    }
+                    // Racing for one param of a fresh run: one value wins.
+                    _ => {
+                        store
+                            .log_batch(&race, &points(&key, 10), &[KeyValue::new("p", &key)], &[])
+                            .await
+                    }
+                }
+            }));
+        }
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        let mut race_winners = Vec::new();
+        for (w, r) in results.iter().enumerate() {
+            match w % 6 {
+                0 | 1 => assert!(r.is_ok(), "writer {w}: {r:?}"),
+                2 | 3 => assert!(
+                    matches!(r, Err(StoreError::Invalid { .. })),
+                    "writer {w}: {r:?}"
+                ),
+                4 => assert!(
+                    matches!(r, Err(StoreError::NotFound { .. })),
+                    "writer {w}: {r:?}"
+                ),
+                _ => {
+                    if r.is_ok() {
+                        race_winners.push(format!("w{w}"));
+                    } else {
+                        assert!(
+                            matches!(r, Err(StoreError::Invalid { .. })),
+                            "writer {w}: {r:?}"
+                        );
+                    }
+                }
+            }
+        }
+        let run = store.get_tracking_run(&good).await.unwrap();
+        for w in 0..24 {
+            let key = format!("w{w}");
+            let h = store.metric_history(&good, &key, None, None).await.unwrap();
+            let expected = if w % 6 < 2 { 300 } else { 0 };
+            assert_eq!(h.items.len(), expected, "writer {w}");
+            assert_eq!(
+                run.tags.iter().any(|t| t.key == key),
+                w % 6 < 2,
+                "writer {w}"
+            );
+        }
+        assert_eq!(run.params, [KeyValue::new("lr", "0.1")]);
+        assert!(
+            store
+                .metric_history(&gone, "w3", None, None)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        assert_eq!(race_winners.len(), 1, "{race_winners:?}");
+        let raced = store.get_tracking_run(&race).await.unwrap();
+        assert_eq!(raced.params, [KeyValue::new("p", &race_winners[0])]);
+        assert_eq!(
+            raced
+                .metrics
+                .iter()
+                .map(|m| m.key.as_str())
+                .collect::<Vec<_>>(),
+            [race_winners[0].as_str()]
+        );
+    }
+
     pub async fn registry_models_versions_and_aliases(url: &str) {
         let store = Store::connect(url).await.unwrap();
         let m = store
@@ -919,6 +1050,118 @@ on_every_backend!(
     cases::runs_params_tags_and_metrics,
     cases::search_filters_orders_and_pages,
     cases::concurrent_batches_lose_nothing,
+    cases::refused_batches_fail_alone,
     cases::registry_models_versions_and_aliases,
     series::long_histories_keep_every_columns_extremes,
 );
+
+/// A SQLite database written before metric points moved into a WITHOUT ROWID table (migration
+/// 13) keeps every point, in order, and takes new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_metric_points_survive_the_move_to_a_keyed_table() {
+    use gantry_store::{KeyValue, MetricPoint, Store};
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/gantry.db", dir.path().display());
+    // The schema as of migration 12, applied by hand.
+    let mut files: Vec<_> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+    files.sort();
+    let mut migrations = Vec::new();
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let version: i64 = name[..4].parse().unwrap();
+        if version <= 12 {
+            let sql = std::fs::read_to_string(path).unwrap();
+            migrations.push(Migration::new(
+                version,
+                name.into(),
+                MigrationType::Simple,
+                sqlx::AssertSqlSafe(sql).into_sql_str(),
+                false,
+            ));
+        }
+    }
+    assert_eq!(migrations.len(), 12);
+    {
+        let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+        let pool = sqlx::SqlitePool::connect_with(opts.create_if_missing(true))
+            .await
+            .unwrap();
+        Migrator::with_migrations(migrations)
+            .run(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO mlflow_runs (run_uuid, experiment_id, run_name, user_id, status, \
+             start_time, lifecycle_stage, artifact_uri) \
+             VALUES ('00000000000000000000000000000001', 0, 'old', 'u', 'RUNNING', 1, \
+             'active', '')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (step, value, nan) in [(2, 0.5, 0), (1, -1.25, 0), (3, 0.0, 1), (1, 7.0, 0)] {
+            sqlx::query(
+                "INSERT INTO mlflow_metrics (run_uuid, key, step, timestamp_ms, value, is_nan) \
+                 VALUES ('00000000000000000000000000000001', 'loss', ?1, 10, ?2, ?3)",
+            )
+            .bind(step)
+            .bind(value)
+            .bind(nan)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    }
+
+    let store = Store::connect(&url).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let ddl: String =
+        sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'mlflow_metrics'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(ddl.contains("WITHOUT ROWID"), "{ddl}");
+    pool.close().await;
+    let run = "00000000000000000000000000000001";
+    let points = |h: Vec<MetricPoint>| -> Vec<(i64, String)> {
+        h.into_iter()
+            .map(|m| (m.step, format!("{}", m.value)))
+            .collect()
+    };
+    let h = store.metric_history(run, "loss", None, None).await.unwrap();
+    assert_eq!(
+        points(h.items),
+        [
+            (1, "-1.25".into()),
+            (1, "7".into()),
+            (2, "0.5".into()),
+            (3, "NaN".into())
+        ]
+    );
+    let point = MetricPoint {
+        key: "loss".into(),
+        value: 0.25,
+        timestamp: 11,
+        step: 4,
+    };
+    // A point logged again is still kept once.
+    store
+        .log_batch(
+            run,
+            &[point.clone(), point],
+            &[KeyValue::new("p", "1")],
+            &[],
+        )
+        .await
+        .unwrap();
+    let h = store.metric_history(run, "loss", None, None).await.unwrap();
+    assert_eq!(h.items.len(), 5);
+}
