@@ -3,24 +3,29 @@
 in the same run on the same machine, over loopback, with the same requests.
 
 Prints, for each server:
-  * ingest: metrics per second through `runs/log-batch` (1000 metrics per request, 32
-    concurrent clients, each logging to its own run);
-  * log-metric: p50/p99 latency of a single `runs/log-metric`;
+  * ingest: metrics per second through `runs/log-batch` (1000 metrics per request, 8
+    concurrent clients, each logging to its own run, pre-encoded bodies);
+  * log-metric: p50/p99 latency of a single `runs/log-metric` (one client, one at a time);
+  * log-metric-rate: `runs/log-metric` requests per second from 32 concurrent connections
+    (`wrk`, each connection's thread logging its own key with increasing steps);
   * get-history: p50/p99 latency of reading a 100k-point metric (every page);
   * search: p50/p99 latency of `runs/search` with a metric+param filter and a metric order
     over 10k runs;
-and Gantry's advantage (target: >= 20x the ingest rate, >= 10x lower p99).
+and Gantry's advantage (targets: >= 50x the ingest rate and the log-metric rate, >= 10x
+lower p99).
 
 MLflow runs as `mlflow server --backend-store-uri sqlite:///...` from a venv this script
 creates (`.venv-bench`, cached). Gantry runs as `gantry server` (release build).
+Needs `wrk` for log-metric-rate (installed with apt-get when missing and running as root).
 Usage: bench/tracking.py [--gantry target/release/gantry] [--quick]
-                         [--only ingest,log-metric,history,search]
+                         [--only ingest,log-metric,log-metric-rate,history,search]
 """
 import argparse, http.client, json, os, shutil, socket, statistics, subprocess, sys, tempfile
-import threading, time
+import re, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MLFLOW_VERSION = "3.17.2"
+MEASUREMENTS = ["ingest", "log-metric", "log-metric-rate", "history", "search"]
 
 
 def free_port():
@@ -94,6 +99,8 @@ def measure(port, args, label):
         res["ingest"] = measure_ingest(api, port, exp, args, label)
     if "log-metric" in args.only:
         res["log_metric"] = measure_log_metric(api, exp, args)
+    if "log-metric-rate" in args.only:
+        res["log_metric_rate"] = measure_log_metric_rate(api, port, exp, args, label)
     if "history" in args.only:
         res["history"] = measure_history(api, exp, args, label)
     if "search" in args.only:
@@ -102,7 +109,7 @@ def measure(port, args, label):
 
 
 def measure_ingest(api, port, exp, args, label):
-    # Ingest: 32 clients, own runs, pre-encoded 1000-metric batches, bounded by count and time.
+    # Ingest: 8 clients, own runs, pre-encoded 1000-metric batches, bounded by count and time.
     runs = [new_run(api, exp, f"ingest-{c}") for c in range(args.clients)]
     bodies = [[batch_body(runs[c], "m", b * 1000) for b in range(args.batches)]
               for c in range(args.clients)]
@@ -144,6 +151,58 @@ def measure_log_metric(api, exp, args):
         api.call("POST", "runs/log-metric", body)
         lat.append(time.perf_counter() - t)
     return (pct(lat, 50), pct(lat, 99))
+
+
+WRK_SCRIPT = r"""
+-- Each wrk thread logs its own key with increasing steps, so no point repeats.
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local n = 0
+function request()
+  n = n + 1
+  local body = string.format(
+    '{"run_id":"%s","key":"rate%d","value":%d,"timestamp":%s,"step":%d}',
+    os.getenv("BENCH_RUN"), tid, n, os.getenv("BENCH_TS"), n)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def ensure_wrk():
+    if shutil.which("wrk"):
+        return
+    if os.geteuid() != 0:
+        sys.exit("wrk is not installed: install it (Debian: `apt-get install wrk`) and rerun")
+    print("installing wrk with apt-get", file=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True)
+
+
+def measure_log_metric_rate(api, port, exp, args, label):
+    # log-metric throughput: wrk, 2 threads, 32 connections, a warm-up then the measurement.
+    run = new_run(api, exp, "rate")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT)
+    env = dict(os.environ, BENCH_RUN=run, BENCH_TS=str(int(time.time() * 1000)))
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/log-metric"
+    try:
+        for seconds in (args.rate_warmup, args.rate_seconds):
+            out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", "--timeout", "30s",
+                                  "-s", f.name, url], env=env, capture_output=True, text=True)
+            if out.returncode:
+                raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr.strip()}")
+    finally:
+        os.unlink(f.name)
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out.stdout, re.M)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out.stdout)
+    if not rps:
+        raise RuntimeError(f"cannot read wrk's output:\n{out.stdout}")
+    if bad:
+        raise RuntimeError(f"{label}: {bad.group(1)} log-metric requests failed under load")
+    print(f"  [{label}] log-metric at c=32: {float(rps.group(1)):,.0f} req/s", file=sys.stderr)
+    return float(rps.group(1))
 
 
 def measure_history(api, exp, args, label):
@@ -214,22 +273,26 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gantry", default=os.path.join(ROOT, "target/release/gantry"))
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    ap.add_argument("--only", default="ingest,log-metric,history,search",
+    ap.add_argument("--only", default=",".join(MEASUREMENTS),
                     help="comma-separated measurements to run (default: all)")
     args = ap.parse_args()
     args.only = set(args.only.split(","))
-    unknown = args.only - {"ingest", "log-metric", "history", "search"}
+    unknown = args.only - set(MEASUREMENTS)
     if unknown:
         ap.error(f"unknown measurements: {', '.join(sorted(unknown))}")
-    args.clients = 32
-    args.batches = 10 if args.quick else 40
+    args.clients = 8
+    args.batches = 25 if args.quick else 250
     args.ingest_seconds = 20 if args.quick else 60
+    args.rate_warmup = 1 if args.quick else 2
+    args.rate_seconds = 3 if args.quick else 10
     args.single = 100 if args.quick else 500
     args.history_points = 20_000 if args.quick else 100_000
     args.history_reads = 3 if args.quick else 10
     args.search_runs = 1_000 if args.quick else 10_000
     args.searches = 5 if args.quick else 20
 
+    if "log-metric-rate" in args.only:
+        ensure_wrk()
     if not os.path.exists(args.gantry):
         subprocess.run(["cargo", "build", "--release", "-p", "gantry"], cwd=ROOT, check=True)
     venv = mlflow_python()
@@ -267,9 +330,13 @@ def main():
 
     rows = []
     if "ingest" in g:
-        rows.append(("ingest (metrics/s, log-batch 1000 x 32 clients)",
+        rows.append(("ingest (metrics/s, log-batch 1000 x 8 clients)",
                      f"{g['ingest']:,.0f}", f"{m['ingest']:,.0f}",
                      f"{g['ingest'] / m['ingest']:.1f}x"))
+    if "log_metric_rate" in g:
+        rows.append(("log-metric (req/s, 32 connections)",
+                     f"{g['log_metric_rate']:,.0f}", f"{m['log_metric_rate']:,.0f}",
+                     f"{g['log_metric_rate'] / m['log_metric_rate']:.1f}x"))
     for key, name in [("log_metric", "log-metric latency p50/p99 (ms)"),
                       ("history", f"get-history {args.history_points // 1000}k points p50/p99 (ms)"),
                       ("search", f"runs/search over {args.search_runs // 1000}k runs p50/p99 (ms)")]:
@@ -281,11 +348,13 @@ def main():
     print(f"{'':{w}}  {'gantry':>18}  {'mlflow server':>18}  gantry advantage")
     for r in rows:
         print(f"{r[0]:{w}}  {r[1]:>18}  {r[2]:>18}  {r[3]}")
-    if args.only != {"ingest", "log-metric", "history", "search"}:
+    if args.only != set(MEASUREMENTS):
         return
-    ingest_ok = g["ingest"] >= 20 * m["ingest"]
+    ingest_ok = g["ingest"] >= 50 * m["ingest"]
+    rate_ok = g["log_metric_rate"] >= 50 * m["log_metric_rate"]
     p99_ok = all(m[k][1] >= 10 * g[k][1] for k in ("log_metric", "history", "search"))
-    print(f"target >= 20x ingest: {'met' if ingest_ok else 'NOT met'}; "
+    print(f"target >= 50x ingest: {'met' if ingest_ok else 'NOT met'}; "
+          f">= 50x log-metric rate: {'met' if rate_ok else 'NOT met'}; "
           f">= 10x lower p99: {'met' if p99_ok else 'NOT met'}")
 
 

@@ -297,6 +297,23 @@ impl FromRequest<AppState> for Params {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Params, ApiError> {
+        let raw = RawRequest::from_request(req, state).await?;
+        Params::parse(&raw.query, &raw.body)
+    }
+}
+
+/// A request's query string and body, read (up to the configured limit) but not parsed: for
+/// handlers with a fast path for the common shape of their body.
+#[derive(Debug)]
+pub struct RawRequest {
+    pub query: String,
+    pub body: axum::body::Bytes,
+}
+
+impl FromRequest<AppState> for RawRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<RawRequest, ApiError> {
         let query = req.uri().query().unwrap_or_default().to_owned();
         let limit = state.config.max_body_bytes;
         let body = axum::body::to_bytes(req.into_body(), limit)
@@ -306,10 +323,17 @@ impl FromRequest<AppState> for Params {
                     "cannot read the request body (at most {limit} bytes): {e}"
                 ))
             })?;
+        Ok(RawRequest { query, body })
+    }
+}
+
+impl Params {
+    /// The parameters of a body (a JSON object, or nothing) and a query string.
+    pub fn parse(query: &str, body: &[u8]) -> Result<Params, ApiError> {
         let mut map = if body.iter().all(u8::is_ascii_whitespace) {
             Map::new()
         } else {
-            match serde_json::from_slice::<Value>(&body) {
+            match serde_json::from_slice::<Value>(body) {
                 Ok(Value::Object(m)) => m,
                 Ok(_) => {
                     return Err(ApiError::bad_request(

@@ -10,11 +10,14 @@ use gantry_store::{
     ViewType,
 };
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use super::logged_models::{check_linked, linked_metric};
 use super::scope::Scope;
-use super::{ApiError, ApiResult, Params, key_value, now_ms, require_write, shapes, type_error};
+use super::{
+    ApiError, ApiResult, Params, RawRequest, key_value, now_ms, require_write, shapes, type_error,
+};
 use crate::AppState;
 use crate::auth::Principal;
 
@@ -356,12 +359,82 @@ pub async fn delete_tag(
     ok()
 }
 
+/// The common shape of a `runs/log-batch` body — a run id and plain metric points, no params,
+/// tags or linked models — read straight into metric points, without a JSON tree. Anything
+/// else (or anything wrong) is None, and the handler reads the body the general way, which
+/// also words its errors.
+#[derive(serde::Deserialize)]
+struct PlainBatch<'a> {
+    #[serde(borrow, default)]
+    run_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    run_uuid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    metrics: Option<Vec<PlainMetric<'a>>>,
+    #[serde(default)]
+    params: Option<Vec<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    tags: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+#[derive(serde::Deserialize)]
+struct PlainMetric<'a> {
+    #[serde(borrow, default)]
+    key: Option<Cow<'a, str>>,
+    #[serde(default)]
+    value: Option<f64>,
+    #[serde(default)]
+    timestamp: Option<i64>,
+    #[serde(default)]
+    step: Option<i64>,
+    #[serde(borrow, default)]
+    model_id: Option<Cow<'a, str>>,
+}
+
+fn plain_batch(body: &[u8]) -> Option<(String, Vec<MetricPoint>)> {
+    let b: PlainBatch<'_> = serde_json::from_slice(body).ok()?;
+    if b.params.is_some_and(|p| !p.is_empty()) || b.tags.is_some_and(|t| !t.is_empty()) {
+        return None;
+    }
+    let id = b
+        .run_id
+        .filter(|s| !s.is_empty())
+        .or(b.run_uuid.filter(|s| !s.is_empty()))?;
+    let metrics = b
+        .metrics
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            if m.model_id.is_some_and(|id| !id.is_empty()) {
+                return None;
+            }
+            Some(MetricPoint {
+                key: m.key.filter(|k| !k.is_empty())?.into_owned(),
+                value: m.value?,
+                timestamp: m.timestamp?,
+                step: m.step.unwrap_or(0),
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((id.into_owned(), metrics))
+}
+
 pub async fn log_batch(
     State(s): State<AppState>,
     Extension(who): Extension<Principal>,
-    p: Params,
+    raw: RawRequest,
 ) -> ApiResult {
     require_write(&who)?;
+    if raw.query.is_empty()
+        && let Some((id, metrics)) = plain_batch(&raw.body)
+    {
+        Scope::new(&s.store, &who).require_run(&id).await?;
+        s.store
+            .log_batch_owned(&id, metrics, Vec::new(), Vec::new())
+            .await?;
+        return ok();
+    }
+    let p = Params::parse(&raw.query, &raw.body)?;
     let id = p.run_id()?;
     Scope::new(&s.store, &who).require_run(&id).await?;
     let mut metrics = Vec::new();
@@ -465,4 +538,72 @@ pub async fn metric_history(
     }
     body.push('}');
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(key: &str, value: f64, timestamp: i64, step: i64) -> MetricPoint {
+        MetricPoint {
+            key: key.into(),
+            value,
+            timestamp,
+            step,
+        }
+    }
+
+    #[test]
+    fn plain_batches_are_read_directly() {
+        let body = br#"{"run_id": "r1", "metrics": [
+            {"key": "loss", "value": 0.5, "timestamp": 10, "step": 3},
+            {"key": "acc", "value": 1, "timestamp": 11},
+            {"key": "a\u00e9", "value": -2e3, "timestamp": 12, "step": -1, "model_id": ""}],
+            "params": [], "tags": null, "unknown": {"x": 1}}"#;
+        let (id, metrics) = plain_batch(body).unwrap();
+        assert_eq!(id, "r1");
+        assert_eq!(
+            metrics,
+            [
+                point("loss", 0.5, 10, 3),
+                point("acc", 1.0, 11, 0),
+                point("aé", -2000.0, 12, -1)
+            ]
+        );
+        // Older clients name the run run_uuid; an empty run_id does not hide it.
+        let (id, metrics) = plain_batch(br#"{"run_id": "", "run_uuid": "r2"}"#).unwrap();
+        assert_eq!((id.as_str(), metrics.len()), ("r2", 0));
+    }
+
+    #[test]
+    fn anything_else_takes_the_general_path() {
+        for body in [
+            &br#"{"metrics": [{"key": "m", "value": 1, "timestamp": 1}]}"#[..],
+            br#"{"run_id": 7, "metrics": []}"#,
+            br#"{"run_id": "r", "params": [{"key": "p", "value": "1"}]}"#,
+            br#"{"run_id": "r", "tags": [{"key": "t", "value": "1"}]}"#,
+            br#"{"run_id": "r", "metrics": [{"value": 1, "timestamp": 1}]}"#,
+            br#"{"run_id": "r", "metrics": [{"key": "", "value": 1, "timestamp": 1}]}"#,
+            br#"{"run_id": "r", "metrics": [{"key": "m", "timestamp": 1}]}"#,
+            br#"{"run_id": "r", "metrics": [{"key": "m", "value": null, "timestamp": 1}]}"#,
+            br#"{"run_id": "r", "metrics": [{"key": "m", "value": "NaN", "timestamp": 1}]}"#,
+            br#"{"run_id": "r", "metrics": [{"key": "m", "value": 1}]}"#,
+            br#"{"run_id": "r", "metrics": [{"key": "m", "value": 1, "timestamp": "5"}]}"#,
+            br#"{"run_id": "r", "metrics": [{"key": "m", "value": 1, "timestamp": 1.0}]}"#,
+            br#"{"run_id": "r", "metrics": [{"key": "m", "value": 1, "timestamp": 1, "step": "2"}]}"#,
+            br#"{"run_id": "r", "metrics": [{"key": "m", "value": 1, "timestamp": 1, "model_id": "m-1"}]}"#,
+            br#"{"run_id": "r", "metrics": [{"key": "m", "value": 1, "timestamp": 1, "key": "n"}]}"#,
+            br#"{"run_id": "r", "metrics": {"key": "m"}}"#,
+            br#"{"run_id": "r", "metrics": [7]}"#,
+            br#"{"run_id": "r", "metrics": []"#,
+            br#"[1]"#,
+            b"",
+        ] {
+            assert!(
+                plain_batch(body).is_none(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
 }
