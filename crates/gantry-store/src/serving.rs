@@ -616,6 +616,37 @@ impl Store {
                 return Err(prediction_exists(&p.request_id, &p.role));
             }
         }
+        if let Some(writer) = &self.writer
+            && buckets.is_empty()
+            && deltas.is_empty()
+        {
+            // SQLite: the process's writer thread inserts the rows on its own connection.
+            let mut seqs = log.map(|(_, seqs)| seqs.iter().copied());
+            let rows = encoded
+                .into_iter()
+                .map(|e| crate::writer::PredictionRow {
+                    request_id: e.p.request_id.clone(),
+                    deployment: e.p.deployment.clone(),
+                    model: e.p.model.clone(),
+                    version: e.p.version,
+                    role: e.p.role.clone(),
+                    inputs_json: e.inputs_json,
+                    outputs_json: e.outputs_json,
+                    rows: e.p.rows,
+                    error: e.error,
+                    latency_us: e.p.latency_us,
+                    created_at_ms: e.p.created_at_ms,
+                    inputs_bin: e.inputs_bin,
+                    log_seq: seqs.as_mut().and_then(Iterator::next),
+                })
+                .collect();
+            return writer
+                .log_predictions(crate::writer::Predictions {
+                    writer: log.map(|(w, _)| w.to_owned()),
+                    rows,
+                })
+                .await;
+        }
         let op = || format!("logging {} predictions", batch.len());
         let mut tx = self.begin_write(&op()).await?;
         let mut seqs = log.map(|(_, seqs)| seqs.iter().copied());
@@ -1374,7 +1405,7 @@ fn prediction_not_found(request_id: &str) -> StoreError {
     }
 }
 
-fn prediction_exists(request_id: &str, role: &str) -> StoreError {
+pub(crate) fn prediction_exists(request_id: &str, role: &str) -> StoreError {
     StoreError::AlreadyExists {
         kind: "prediction",
         id: format!("{request_id}/{role}"),

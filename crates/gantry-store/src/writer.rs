@@ -1,5 +1,6 @@
-//! The SQLite tracking writer: one thread with its own read-write connection that takes every
-//! `log-batch` (and single metric, param and tag) of this process and commits them in groups.
+//! The SQLite writer: one thread with its own read-write connection that takes every
+//! `log-batch` (and single metric, param and tag) of this process and commits them in groups,
+//! and every batch of the prediction log.
 //!
 //! SQLite lets one writer in at a time, so concurrent batches gain nothing from a pool: each
 //! would wait for the lock, and sqlx's Any driver converts every bound value on the way. Here
@@ -8,6 +9,11 @@
 //! fails (unknown run, changed param) is rolled back alone — commits once, and only then
 //! answers each caller. An answered batch is committed (WAL, `synchronous = NORMAL`), so it
 //! survives a killed process like every other write of the store.
+//!
+//! A batch of predictions (the server's log writer sends up to a few hundred at a time) is a
+//! transaction of its own: one prepared insert per row, values bound from the caller's
+//! encoded rows without the copies and conversions a pool connection makes. It is all or
+//! nothing: a request id logged before fails the batch naming it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -44,9 +50,34 @@ impl Batch {
     }
 }
 
-struct Job {
-    batch: Batch,
-    reply: oneshot::Sender<Result<(), StoreError>>,
+/// One prediction as stored: its fields encoded, plus the log writer's number for it.
+pub(crate) struct PredictionRow {
+    pub request_id: String,
+    pub deployment: String,
+    pub model: String,
+    pub version: i64,
+    pub role: String,
+    pub inputs_json: String,
+    pub outputs_json: String,
+    pub rows: i64,
+    pub error: Option<String>,
+    pub latency_us: i64,
+    pub created_at_ms: i64,
+    pub inputs_bin: Option<Vec<u8>>,
+    pub log_seq: Option<i64>,
+}
+
+/// A batch of predictions, logged by `writer` (None: not through a log writer).
+pub(crate) struct Predictions {
+    pub writer: Option<String>,
+    pub rows: Vec<PredictionRow>,
+}
+
+type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+enum Job {
+    Tracking(Batch, Reply),
+    Predictions(Predictions, Reply),
 }
 
 /// The handle: cheap to clone, the thread runs while a handle lives.
@@ -57,9 +88,16 @@ pub(crate) struct TrackingWriter {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("run_id", &self.batch.run_id)
-            .finish()
+        match self {
+            Job::Tracking(batch, _) => f
+                .debug_struct("Tracking")
+                .field("run_id", &batch.run_id)
+                .finish(),
+            Job::Predictions(p, _) => f
+                .debug_struct("Predictions")
+                .field("rows", &p.rows.len())
+                .finish(),
+        }
     }
 }
 
@@ -85,10 +123,24 @@ impl TrackingWriter {
         let op = format!("logging to tracking run {}", batch.run_id);
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { batch, reply })
+            .send(Job::Tracking(batch, reply))
             .map_err(|_| stopped(&op))?;
         answer.await.map_err(|_| stopped(&op))?
     }
+
+    /// Logs `batch` in one transaction, answering once it is committed (or refused).
+    pub(crate) async fn log_predictions(&self, batch: Predictions) -> Result<(), StoreError> {
+        let op = predictions_op(batch.rows.len());
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Predictions(batch, reply))
+            .map_err(|_| stopped(&op))?;
+        answer.await.map_err(|_| stopped(&op))?
+    }
+}
+
+fn predictions_op(n: usize) -> String {
+    format!("logging {n} predictions")
 }
 
 fn stopped(op: &str) -> StoreError {
@@ -101,25 +153,37 @@ fn stopped(op: &str) -> StoreError {
 fn run(path: &PathBuf, busy_timeout: Duration, rx: &mpsc::Receiver<Job>) {
     let mut conn: Option<Connection> = None;
     while let Ok(first) = rx.recv() {
-        let mut rows = first.batch.rows();
-        let mut group = vec![first];
-        while rows < GROUP_ROWS {
-            match rx.try_recv() {
-                Ok(job) => {
-                    rows += job.batch.rows();
-                    group.push(job);
+        // Whatever has arrived: tracking batches up to GROUP_ROWS rows form one group,
+        // prediction batches are transactions of their own.
+        let mut group: Vec<(Batch, Reply)> = Vec::new();
+        let mut predictions: Vec<(Predictions, Reply)> = Vec::new();
+        let mut rows = 0;
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Tracking(batch, reply) => {
+                    rows += batch.rows();
+                    group.push((batch, reply));
                 }
-                Err(_) => break,
+                Job::Predictions(p, reply) => predictions.push((p, reply)),
+            }
+            if rows < GROUP_ROWS {
+                next = rx.try_recv().ok();
             }
         }
         if conn.is_none() {
             match open(path, busy_timeout) {
                 Ok(c) => conn = Some(c),
                 Err(source) => {
-                    for job in group {
-                        let op = format!("logging to tracking run {}", job.batch.run_id);
-                        let _ = job.reply.send(Err(StoreError::BulkQuery {
-                            op,
+                    for (batch, reply) in group {
+                        let _ = reply.send(Err(StoreError::BulkQuery {
+                            op: op_of(&batch),
+                            source: clone_error(&source),
+                        }));
+                    }
+                    for (p, reply) in predictions {
+                        let _ = reply.send(Err(StoreError::BulkQuery {
+                            op: predictions_op(p.rows.len()),
                             source: clone_error(&source),
                         }));
                     }
@@ -128,14 +192,27 @@ fn run(path: &PathBuf, busy_timeout: Duration, rx: &mpsc::Receiver<Job>) {
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        let batches: Vec<&Batch> = group.iter().map(|j| &j.batch).collect();
-        let (results, broken) = write_group(c, &batches);
-        if broken {
-            // A connection that cannot even roll back is reopened for the next group.
-            conn = None;
+        if !group.is_empty() {
+            let batches: Vec<&Batch> = group.iter().map(|(b, _)| b).collect();
+            let (results, broken) = write_group(c, &batches);
+            for ((_, reply), result) in group.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+            if broken {
+                // A connection that cannot even roll back is reopened for the next group.
+                conn = None;
+            }
         }
-        for (job, result) in group.into_iter().zip(results) {
-            let _ = job.reply.send(result);
+        for (p, reply) in predictions {
+            let Some(c) = conn.as_mut() else {
+                let _ = reply.send(Err(stopped(&predictions_op(p.rows.len()))));
+                continue;
+            };
+            let (result, broken) = write_predictions(c, &p);
+            let _ = reply.send(result);
+            if broken {
+                conn = None;
+            }
         }
     }
 }
@@ -167,6 +244,90 @@ fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
     }
 }
 
+/// Takes the write lock; the busy timeout waits for another process's write, and one that
+/// keeps the lock longer (a migration, a big delete) gets a few more chances.
+fn begin_immediate(conn: &Connection) -> rusqlite::Result<()> {
+    let mut attempt = 1;
+    loop {
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if attempt < BUSY_ATTEMPTS
+                    && e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) =>
+            {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Rolls back after a failure; true when the connection cannot be trusted any more.
+fn roll_back(conn: &Connection) -> bool {
+    conn.execute_batch("ROLLBACK").is_err() && !conn.is_autocommit()
+}
+
+/// Writes a batch of predictions in one transaction: all of them, or none. Returns the
+/// result and whether the connection cannot be trusted any more.
+fn write_predictions(conn: &mut Connection, p: &Predictions) -> (Result<(), StoreError>, bool) {
+    let op = || predictions_op(p.rows.len());
+    let fail = |source| StoreError::BulkQuery { op: op(), source };
+    if let Err(e) = begin_immediate(conn) {
+        return (Err(fail(e)), false);
+    }
+    let inserted = (|| -> Result<(), StoreError> {
+        let mut insert = conn
+            .prepare_cached(
+                "INSERT INTO predictions (request_id, deployment, model, version, role, \
+                 inputs_json, outputs_json, rows, error, latency_us, created_at_ms, inputs_bin, \
+                 log_writer, log_seq) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )
+            .map_err(fail)?;
+        for r in &p.rows {
+            let done = insert.execute(params![
+                r.request_id,
+                r.deployment,
+                r.model,
+                r.version,
+                r.role,
+                r.inputs_json,
+                r.outputs_json,
+                r.rows,
+                r.error,
+                r.latency_us,
+                r.created_at_ms,
+                r.inputs_bin,
+                p.writer,
+                r.log_seq,
+            ]);
+            match done {
+                Ok(_) => {}
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+                        && matches!(
+                            &e,
+                            rusqlite::Error::SqliteFailure(f, _)
+                                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                        ) =>
+                {
+                    return Err(crate::serving::prediction_exists(&r.request_id, &r.role));
+                }
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = inserted {
+        return (Err(e), roll_back(conn));
+    }
+    if let Err(e) = conn.execute_batch("COMMIT") {
+        return (Err(fail(e)), roll_back(conn));
+    }
+    (Ok(()), false)
+}
+
 /// Writes `batches` in one transaction. Each batch is checked first (its run is active, its
 /// params do not change a logged value) and refused alone; the writes of an accepted batch
 /// cannot be refused by the data, so one that fails (disk full, I/O) fails the whole group and
@@ -184,16 +345,8 @@ fn write_group(conn: &mut Connection, batches: &[&Batch]) -> (Vec<Result<(), Sto
             })
             .collect()
     };
-    // The busy timeout waits for another process's write; one that keeps the lock longer
-    // (a migration, a big delete) gets a few more chances before the group fails.
-    let mut attempt = 1;
-    while let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        if attempt >= BUSY_ATTEMPTS
-            || e.sqlite_error_code() != Some(rusqlite::ErrorCode::DatabaseBusy)
-        {
-            return (fail_all(&e), false);
-        }
-        attempt += 1;
+    if let Err(e) = begin_immediate(conn) {
+        return (fail_all(&e), false);
     }
     let mut results = Vec::with_capacity(batches.len());
     for b in batches {
@@ -201,13 +354,13 @@ fn write_group(conn: &mut Connection, batches: &[&Batch]) -> (Vec<Result<(), Sto
             Err(refused) => results.push(Err(refused)),
             Ok(Ok(())) => results.push(Ok(())),
             Ok(Err(e)) => {
-                let broken = conn.execute_batch("ROLLBACK").is_err() && !conn.is_autocommit();
+                let broken = roll_back(conn);
                 return (fail_all(&e), broken);
             }
         }
     }
     if let Err(e) = conn.execute_batch("COMMIT") {
-        let broken = conn.execute_batch("ROLLBACK").is_err() && !conn.is_autocommit();
+        let broken = roll_back(conn);
         // Nothing of the group is stored: every batch fails, a refused one with its own error.
         let all = results
             .into_iter()

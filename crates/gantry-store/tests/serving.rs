@@ -830,6 +830,18 @@ mod cases {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("c-bad"), "{err}");
+
+        // A request id this writer logged before fails the whole batch, naming it.
+        let (fresh, _) = columnar("c-4", 1006);
+        let (again, _) = columnar("c-1", 1007);
+        let err = store
+            .log_predictions("w-a", &[4, 5], &[fresh, again])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
+        assert!(err.to_string().contains("c-1/primary"), "{err}");
+        assert!(!store.prediction_logged("c-4", "primary").await.unwrap());
+        assert_eq!(store.last_logged_seq("w-a").await.unwrap(), 3);
     }
 
     pub async fn writer_checkpoints_are_compare_and_set(url: &str) {
