@@ -46,11 +46,16 @@ pub fn parse_request(
     header_length: Option<usize>,
 ) -> Result<InferenceRequest, ServeError> {
     let (json, mut rest) = split(body, header_length)?;
-    let mut request: InferenceRequest = serde_json::from_slice(json).map_err(|e| {
-        bad(format!(
-            "invalid request body: {e}; send an inference request like {{\"inputs\": [{{\"name\": \"x\", \"shape\": [1, 4], \"datatype\": \"FP64\", \"data\": [[5.1, 3.5, 1.4, 0.2]]}}]}}"
-        ))
-    })?;
+    // The usual JSON request is read directly (its float tensors without a value per
+    // number); anything else, and every error, the general way.
+    let mut request = match crate::json_request::read(json) {
+        Some(request) => request,
+        None => serde_json::from_slice(json).map_err(|e| {
+            bad(format!(
+                "invalid request body: {e}; send an inference request like {{\"inputs\": [{{\"name\": \"x\", \"shape\": [1, 4], \"datatype\": \"FP64\", \"data\": [[5.1, 3.5, 1.4, 0.2]]}}]}}"
+            ))
+        })?,
+    };
     for input in &mut request.inputs {
         let Some(size) = binary_size(input.parameters.as_ref(), &input.name, "input")? else {
             continue;
@@ -277,6 +282,21 @@ fn f32_to_f16(x: f32) -> u16 {
 /// binary) and its JSON header's length: what the server's gRPC front sends to a replica.
 /// The tensors are written once, straight from the request's data (nothing is cloned).
 pub fn encode_request(request: &InferenceRequest) -> Result<(Vec<u8>, usize), ServeError> {
+    encode_request_with(request, true)
+}
+
+/// `request` with its inputs' data binary and everything else as it came (the outputs in
+/// the form the request asked for): what the server's proxy sends a built-in replica for a
+/// JSON request it has parsed already, so the replica reads the tensors without parsing
+/// their numbers again.
+pub fn encode_request_inputs(request: &InferenceRequest) -> Result<(Vec<u8>, usize), ServeError> {
+    encode_request_with(request, false)
+}
+
+fn encode_request_with(
+    request: &InferenceRequest,
+    binary_outputs: bool,
+) -> Result<(Vec<u8>, usize), ServeError> {
     let with = |p: &Option<Parameters>, key: &str, value: Value| {
         let mut p = p.clone().unwrap_or_default();
         p.insert(key.into(), value);
@@ -305,12 +325,20 @@ pub fn encode_request(request: &InferenceRequest) -> Result<(Vec<u8>, usize), Se
         .iter()
         .map(|o| HeaderRequestOutput {
             name: &o.name,
-            parameters: with(&o.parameters, "binary_data", true.into()),
+            parameters: if binary_outputs {
+                with(&o.parameters, "binary_data", true.into())
+            } else {
+                o.parameters.clone().unwrap_or_default()
+            },
         })
         .collect();
     let header = HeaderRequest {
         id: &request.id,
-        parameters: with(&request.parameters, "binary_data_output", true.into()),
+        parameters: if binary_outputs {
+            with(&request.parameters, "binary_data_output", true.into())
+        } else {
+            request.parameters.clone().unwrap_or_default()
+        },
         inputs,
         outputs,
     };

@@ -86,6 +86,7 @@ pub mod binary;
 mod builtin;
 mod error;
 pub mod grpc;
+mod json_request;
 mod metrics;
 mod model_set;
 mod observer;

@@ -110,7 +110,7 @@ impl Datatype {
     }
 
     /// The largest magnitude a float type holds (FP16 is computed as f64).
-    fn float_max(self) -> Option<f64> {
+    pub(crate) fn float_max(self) -> Option<f64> {
         match self {
             Datatype::Fp16 => Some(65504.0),
             Datatype::Fp32 => Some(f64::from(f32::MAX)),
