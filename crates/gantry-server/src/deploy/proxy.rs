@@ -15,6 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use gantry_serve::oip::InferenceRequest;
 use gantry_store::{NewPrediction, PredictionInputs};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -259,6 +260,42 @@ impl Sent {
             header_length: self.header_length.as_deref(),
         }
     }
+
+    /// The body as an inference request (JSON or with binary tensors); None when it is not
+    /// one (the model server answers why).
+    fn parse(&self) -> Option<InferenceRequest> {
+        let length = self.header_length.as_deref().map(str::as_bytes);
+        gantry_serve::binary::header_length(length)
+            .and_then(|n| gantry_serve::binary::parse_request(&self.body, n))
+            .ok()
+    }
+}
+
+/// What a built-in replica (`gantry serve`, which reads the binary tensor extension) is sent
+/// for a JSON inference request that was parsed here already: the same request with its
+/// inputs' data binary, so the numbers are parsed once. None (send the body as it came) for
+/// a custom model server, a request with binary data already, or one whose data does not
+/// fit its shape and datatype, whose error the model server words as usual.
+fn binary_for_replica(pool: &Pool, sent: &Sent, request: &InferenceRequest) -> Option<Sent> {
+    if pool.model.flavor == "custom" || sent.header_length.is_some() {
+        return None;
+    }
+    let fits = request.inputs.iter().all(|i| {
+        let elements = i
+            .shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?));
+        elements == Some(i.data.len())
+    });
+    if !fits {
+        return None;
+    }
+    let (body, header) = gantry_serve::binary::encode_request_inputs(request).ok()?;
+    Some(Sent {
+        content_type: Some("application/octet-stream".into()),
+        header_length: Some(header.to_string()),
+        body: Bytes::from(body),
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -383,6 +420,17 @@ pub(crate) async fn handle(
         header_length: text(gantry_serve::binary::HEADER_LENGTH),
         body,
     };
+    let sampled = live.spec.sample_rate >= 1.0
+        || (live.spec.sample_rate > 0.0 && rand::random::<f64>() < live.spec.sample_rate);
+    // A logged tensor request is read here for the log anyway: a built-in replica then gets
+    // its tensors in binary and does not parse the numbers a second time.
+    let request = (sampled && protocol == Protocol::Infer)
+        .then(|| sent.parse())
+        .flatten();
+    let forward = request
+        .as_ref()
+        .and_then(|r| binary_for_replica(&pool, &sent, r))
+        .unwrap_or_else(|| sent.clone());
     let mut tried = Vec::new();
     let mut last_error = None;
     let answer = loop {
@@ -411,8 +459,8 @@ pub(crate) async fn handle(
             .send(
                 hyper::Method::POST,
                 &path,
-                sent.forwarded(),
-                sent.body.clone(),
+                forward.forwarded(),
+                forward.body.clone(),
             )
             .await
         {
@@ -429,8 +477,6 @@ pub(crate) async fn handle(
     d.metrics()
         .observe_inference(&name, &version_label, role, answer.status, elapsed);
 
-    let sampled = live.spec.sample_rate >= 1.0
-        || (live.spec.sample_rate > 0.0 && rand::random::<f64>() < live.spec.sample_rate);
     let parsed = Parsed::read(protocol, &answer);
     // The model server's id keys the log; a failed request (no id in an error answer) is
     // logged under a fresh one so errors count in the monitor's error rate.
@@ -445,6 +491,7 @@ pub(crate) async fn handle(
             role,
             protocol,
             &sent,
+            request.as_ref(),
             answer.status,
             &parsed,
             &request_id,
@@ -523,6 +570,7 @@ async fn shadow_copy(
         "shadow",
         protocol,
         &sent,
+        None,
         answer.status,
         &parsed,
         &request_id,
@@ -538,12 +586,13 @@ fn prediction_record(
     role: &str,
     protocol: Protocol,
     request: &Sent,
+    parsed_request: Option<&InferenceRequest>,
     status: u16,
     answer: &Parsed,
     request_id: &str,
     elapsed: std::time::Duration,
 ) -> NewPrediction {
-    let mut inputs = decode_inputs(pool, protocol, request);
+    let mut inputs = decode_inputs(pool, protocol, request, parsed_request);
     let (mut outputs, error) = if (200..300).contains(&status) {
         (decode_predictions(answer), None)
     } else {
@@ -596,7 +645,13 @@ fn prediction_record(
 }
 
 /// The request's rows: columns when it is a tensor request (no JSON value per row).
-fn decode_inputs(pool: &Pool, protocol: Protocol, request: &Sent) -> PredictionInputs {
+/// `parsed`: the tensor request, when it was read already.
+fn decode_inputs(
+    pool: &Pool,
+    protocol: Protocol,
+    request: &Sent,
+    parsed: Option<&InferenceRequest>,
+) -> PredictionInputs {
     match protocol {
         Protocol::Predict => PredictionInputs::Rows(Value::Array(
             serde_json::from_slice::<Value>(&request.body)
@@ -609,20 +664,25 @@ fn decode_inputs(pool: &Pool, protocol: Protocol, request: &Sent) -> PredictionI
                 .collect(),
         )),
         Protocol::Infer => {
-            let length = request.header_length.as_deref().map(str::as_bytes);
-            let Ok(req) = gantry_serve::binary::header_length(length)
-                .and_then(|n| gantry_serve::binary::parse_request(&request.body, n))
-            else {
-                return PredictionInputs::empty();
+            let read;
+            let req = match parsed {
+                Some(r) => r,
+                None => match request.parse() {
+                    Some(r) => {
+                        read = r;
+                        &read
+                    }
+                    None => return PredictionInputs::empty(),
+                },
             };
             let columns = match &pool.model.schema {
-                Some(schema) => gantry_serve::request_columns(&req, schema).unwrap_or(
-                    gantry_serve::RowColumns {
+                Some(schema) => {
+                    gantry_serve::request_columns(req, schema).unwrap_or(gantry_serve::RowColumns {
                         rows: 0,
                         columns: Vec::new(),
-                    },
-                ),
-                None => gantry_serve::tensor_columns(&req),
+                    })
+                }
+                None => gantry_serve::tensor_columns(req),
             };
             store_columns(columns)
         }

@@ -589,7 +589,10 @@ fn drift_and_a_performance_drop_fire_alerts_to_a_webhook_and_metrics_pass_promto
         "{table}"
     );
 
-    // A bad request is answered with the model server's 400 and counted as an error.
+    // Bad requests are answered with the model server's 400 and counted as errors: rows
+    // naming an unknown column; a tensor whose data does not fit its shape (sent on as it
+    // came); a well-formed tensor the model has no column for (the proxy parsed it and sent
+    // it on with binary data: the model server's words are the same).
     let (status, body) = http(
         &url,
         "POST",
@@ -601,11 +604,40 @@ fn drift_and_a_performance_drop_fire_alerts_to_a_webhook_and_metrics_pass_promto
         body["error"].as_str().unwrap().contains("petal_lenght"),
         "{body}"
     );
+    let (status, body) = http(
+        &url,
+        "POST",
+        "/v2/models/flowers/infer",
+        Some(
+            &json!({"inputs": [{"name": "sepal_length", "datatype": "FP64", "shape": [2], "data": [1.0]}]}),
+        ),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("sepal_length"),
+        "{body}"
+    );
+    let (status, body) = http(
+        &url,
+        "POST",
+        "/v2/models/flowers/infer",
+        Some(
+            &json!({"inputs": [{"name": "sepal_lenght", "datatype": "FP64", "shape": [1], "data": [1.0]}]}),
+        ),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("input \"sepal_lenght\" is not a column of this model"),
+        "{body}"
+    );
 
     let report: Value =
         serde_json::from_str(&remote_ok(&g, &url, &["monitor", "flowers", "-o", "json"])).unwrap();
     assert_eq!(
-        report["report"]["latency"]["errors"], 1,
+        report["report"]["latency"]["errors"], 3,
         "{}",
         report["report"]["latency"]
     );
