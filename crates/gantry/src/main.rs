@@ -1,6 +1,12 @@
 //! `gantry`: the command-line interface. Thin: parses arguments, opens the stores under
 //! GANTRY_HOME, calls the engine and renders tables, progress and JSON.
 
+/// The allocator of every gantry process (server, model replicas, steps' built-in components):
+/// request bodies and tensors are large, short-lived buffers, which mimalloc serves from
+/// per-thread pages where glibc's malloc consolidates and searches its bins.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 mod commands;
 mod component;
