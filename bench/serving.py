@@ -28,9 +28,14 @@ Servers, one at a time (only one is alive while measured; wrk shares the same CP
     This is where the prediction log's write rate is measured: each record is appended to
     the server's journal before the answer leaves, then copied into the database up to 512
     records a transaction and counted into the monitor's buckets off the request path;
+  * gantry-grpc: the same `gantry serve` with `--grpc-listen`, the same tensor through the OIP
+    gRPC API's ModelInfer with `raw_input_contents` (what tritonclient.grpc sends), driven by
+    crates/gantry-serve/examples/grpc_load.rs (a closed loop like wrk: one HTTP/2 connection
+    per concurrent caller; built with cargo when missing), against mlserver-grpc;
   * MLServer 1.7.1 + mlserver-sklearn, the same OIP v2 body; defaults except `debug: false`
     (no access log) and no metrics server: `parallel_workers` stays 1, i.e. one inference
-    worker process behind the asyncio front end; gRPC listens on a free port, unused;
+    worker process behind the asyncio front end; mlserver-grpc is the same server's gRPC port
+    under the same load generator as gantry-grpc;
   * MLflow 3.17.2 `mlflow models serve --env-manager local` (one uvicorn worker, its default;
     access log off), `POST /invocations` with {"inputs": [[30 floats], ...]}.
 
@@ -40,7 +45,8 @@ MLflow's, so it gets its own); both hold the same scikit-learn, so the pickle lo
 Needs `wrk` (installed with apt-get when missing and running as root).
 
 Usage: bench/serving.py [--gantry target/release/gantry] [--quick]
-                        [--only gantry,gantry-binary,gantry-deployed,mlserver,mlflow]
+                        [--only gantry,gantry-binary,gantry-grpc,gantry-deployed,mlserver,
+                                mlserver-grpc,mlflow]
                         [--json PATH]
 """
 import argparse, csv, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
@@ -51,7 +57,8 @@ HELPERS = os.path.join(ROOT, "bench", "serving")
 CSV_PATH = os.path.join(ROOT, "examples", "breast-cancer", "data", "breast_cancer.csv")
 LABEL = "diagnosis"
 MODEL = "bc-logistic"
-SERVERS = ("gantry", "gantry-binary", "gantry-deployed", "mlserver", "mlflow")
+SERVERS = ("gantry", "gantry-binary", "gantry-grpc", "gantry-deployed", "mlserver", "mlserver-grpc",
+           "mlflow")
 CASES = [(1, 1), (1, 32), (64, 1), (64, 32)]  # (rows per request, concurrent connections)
 
 MLFLOW_VERSION = "3.17.2"  # the same as bench/tracking.py, which shares the venv
@@ -284,10 +291,12 @@ def train_peers(py, work, check_rows):
 QUIET_MLFLOW = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
 
 
-def start_gantry(args, work, env, features):
-    port = free_port()
-    srv = Server("gantry serve", [args.gantry, "serve", f"{MODEL}@champion", "--listen",
-                                  f"127.0.0.1:{port}"], env, work, os.path.join(work, "gantry.log"))
+def start_gantry(args, work, env, features, grpc=False):
+    port, grpc_port = free_port(), free_port()
+    cmd = [args.gantry, "serve", f"{MODEL}@champion", "--listen", f"127.0.0.1:{port}"]
+    if grpc:
+        cmd += ["--grpc-listen", f"127.0.0.1:{grpc_port}"]
+    srv = Server("gantry serve", cmd, env, work, os.path.join(work, "gantry.log"))
     base = f"http://127.0.0.1:{port}"
     srv.wait_ready(base + "/v2/health/ready")
     status, meta = http("GET", f"{base}/v2/models/{MODEL}")
@@ -312,7 +321,8 @@ def start_gantry(args, work, env, features):
                   "order", file=sys.stderr)
     return srv, {"url": f"{base}/v2/models/{MODEL}/infer",
                  "body": lambda rows: oip_body(rows, input_name, order), "labels": oip_labels,
-                 "binary": lambda rows: oip_binary_body(rows, input_name, order)}
+                 "binary": lambda rows: oip_binary_body(rows, input_name, order),
+                 "grpc": f"http://127.0.0.1:{grpc_port}", "input": input_name, "order": order}
 
 
 def start_gantry_deployed(args, work, env, features):
@@ -352,7 +362,9 @@ def start_mlserver(py, work, env, features):
     srv.wait_ready(f"{base}/v2/models/{MODEL}/ready")
     order = list(range(len(features)))
     return srv, {"url": f"{base}/v2/models/{MODEL}/infer",
-                 "body": lambda rows: oip_body(rows, "input-0", order), "labels": oip_labels}
+                 "body": lambda rows: oip_body(rows, "input-0", order), "labels": oip_labels,
+                 "grpc": f"http://127.0.0.1:{settings['grpc_port']}", "input": "input-0",
+                 "order": order}
 
 
 def start_mlflow(py, work, env):
@@ -444,6 +456,36 @@ def measure(name, srv, api, x, args, work, binary=False):
     return res
 
 
+def run_grpc_load(args, api, rows_path, conc, seconds):
+    out = subprocess.run([args.grpc_load, api["grpc"], MODEL, api["input"], rows_path, str(conc),
+                          str(seconds)], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"grpc_load failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"req_s": r["req_s"], "requests": r["requests"], "p50_ms": r["p50_ms"],
+            "p99_ms": r["p99_ms"], "non_2xx": r["errors"], "socket_errors": 0}
+
+
+def measure_grpc(name, srv, api, x, args, work):
+    """The same cases through the OIP gRPC API (ModelInfer, raw_input_contents)."""
+    res = {}
+    for rows, conc in CASES:
+        rows_path = os.path.join(work, f"{name}-{rows}.rows.json")
+        with open(rows_path, "w") as f:
+            json.dump([[r[i] for i in api["order"]] for r in x[:rows]], f)
+        run_grpc_load(args, api, rows_path, conc, args.warmup)
+        srv.alive_or_exit()
+        r = run_grpc_load(args, api, rows_path, conc, args.seconds)
+        srv.alive_or_exit()
+        r["rows_s"] = r["req_s"] * rows
+        res[(rows, conc)] = r
+        bad = f"; {r['non_2xx']} failed calls" if r["non_2xx"] else ""
+        print(f"  [{name}] {rows:>2} rows, c={conc:<2}: {r['req_s']:>9,.0f} req/s, p50 "
+              f"{r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms ({r['requests']:,} calls{bad})",
+              file=sys.stderr)
+    return res
+
+
 # ---------------------------------------------------------------- report
 
 def report(results, labels, expected, args):
@@ -505,6 +547,16 @@ def report(results, labels, expected, args):
               f"{'met' if worst >= 5 else 'NOT met'}); single-row c=1 p99 {p99:.2f} ms "
               f"(target < 3 ms: {'met' if p99 < 3 else 'NOT met'})")
 
+    if "gantry-grpc" in results and "mlserver-grpc" in results:
+        cells = []
+        for case in CASES:
+            g, m = results["gantry-grpc"][case], results["mlserver-grpc"][case]
+            thr = g["req_s"] / m["req_s"] if m["req_s"] else float("nan")
+            ratios.setdefault("grpc_vs_mlserver_grpc", {})[f"{case[0]}x{case[1]}"] = {
+                "throughput_x": thr}
+            cells.append(f"{case[0]}x{case[1]} {thr:.1f}x")
+        print(f"gRPC, gantry vs MLServer (same load generator): {', '.join(cells)}")
+
     agree = {}
     for n in names:
         got = labels.get(n)
@@ -522,12 +574,15 @@ def main():
     ap.add_argument("--only", default=",".join(SERVERS),
                     help="comma-separated servers to measure (gantry, gantry-deployed, mlserver, mlflow)")
     ap.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
+    ap.add_argument("--grpc-load", default=os.path.join(ROOT, "target/release/examples/grpc_load"),
+                    help="the gRPC load generator (built with cargo when missing)")
     args = ap.parse_args()
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in only if s not in SERVERS]
     if unknown or not only:
         sys.exit(f"--only: unknown server(s) {unknown}; choose from {', '.join(SERVERS)}")
     args.gantry = os.path.abspath(args.gantry)  # it also runs from the temp project dir
+    args.grpc_load = os.path.abspath(args.grpc_load)
     args.seconds = 3 if args.quick else 10
     args.warmup = 1 if args.quick else 3
 
@@ -541,11 +596,14 @@ def main():
                      f"({(probe.stderr.strip().splitlines() or [''])[0][:200]}); measure the peers alone with "
                      "--only mlserver,mlflow")
     ensure_wrk()
+    if any(n.endswith("-grpc") for n in only) and not os.path.exists(args.grpc_load):
+        subprocess.run(["cargo", "build", "--release", "-p", "gantry-serve", "--example",
+                        "grpc_load"], cwd=ROOT, check=True)
     venv = os.path.join(ROOT, ".venv-bench")
     mlflow_py = ensure_venv(venv, {"mlflow": MLFLOW_VERSION, **SHARED_PINS},
                             "mlflow.sklearn, mlflow.server, sqlalchemy, sklearn")
     mlserver_py = None
-    if "mlserver" in only:
+    if "mlserver" in only or "mlserver-grpc" in only:
         mlserver_py = ensure_venv(os.path.join(venv, "mlserver"), {**MLSERVER_PINS, **SHARED_PINS},
                                   "mlserver, mlserver_sklearn, sklearn")
 
@@ -566,11 +624,11 @@ def main():
         if gantry_any:
             train_gantry(args, work, env)
         for name in only:
-            if name in ("gantry", "gantry-binary"):
-                srv, api = start_gantry(args, work, env, features)
+            if name in ("gantry", "gantry-binary", "gantry-grpc"):
+                srv, api = start_gantry(args, work, env, features, grpc=name == "gantry-grpc")
             elif name == "gantry-deployed":
                 srv, api = start_gantry_deployed(args, work, env, features)
-            elif name == "mlserver":
+            elif name in ("mlserver", "mlserver-grpc"):
                 srv, api = start_mlserver(mlserver_py, work, env, features)
             else:
                 srv, api = start_mlflow(mlflow_py, work, env)
@@ -588,8 +646,11 @@ def main():
                                               f" (got {got}, scikit-learn {expected})"),
                           file=sys.stderr)
                 labels[name] = got
-                results[name] = measure(name, srv, api, x, args, work,
-                                        binary=name == "gantry-binary")
+                if name.endswith("-grpc"):
+                    results[name] = measure_grpc(name, srv, api, x, args, work)
+                else:
+                    results[name] = measure(name, srv, api, x, args, work,
+                                            binary=name == "gantry-binary")
             finally:
                 srv.stop()
     finally:

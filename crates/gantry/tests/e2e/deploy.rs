@@ -593,45 +593,26 @@ fn drift_and_a_performance_drop_fire_alerts_to_a_webhook_and_metrics_pass_promto
     // naming an unknown column; a tensor whose data does not fit its shape (sent on as it
     // came); a well-formed tensor the model has no column for (the proxy parsed it and sent
     // it on with binary data: the model server's words are the same).
-    let (status, body) = http(
-        &url,
-        "POST",
+    let refused = |route: &str, body: Value, words: &str| {
+        let (status, answer) = http(&url, "POST", route, Some(&body));
+        assert_eq!(status, 400, "{answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(words), "{answer}");
+    };
+    refused(
         "/v2/models/flowers/predict",
-        Some(&json!({"rows": [{"petal_lenght": 1.0}]})),
+        json!({"rows": [{"petal_lenght": 1.0}]}),
+        "petal_lenght",
     );
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["error"].as_str().unwrap().contains("petal_lenght"),
-        "{body}"
-    );
-    let (status, body) = http(
-        &url,
-        "POST",
+    refused(
         "/v2/models/flowers/infer",
-        Some(
-            &json!({"inputs": [{"name": "sepal_length", "datatype": "FP64", "shape": [2], "data": [1.0]}]}),
-        ),
+        json!({"inputs": [{"name": "sepal_length", "datatype": "FP64", "shape": [2], "data": [1.0]}]}),
+        "sepal_length",
     );
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["error"].as_str().unwrap().contains("sepal_length"),
-        "{body}"
-    );
-    let (status, body) = http(
-        &url,
-        "POST",
+    refused(
         "/v2/models/flowers/infer",
-        Some(
-            &json!({"inputs": [{"name": "sepal_lenght", "datatype": "FP64", "shape": [1], "data": [1.0]}]}),
-        ),
-    );
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("input \"sepal_lenght\" is not a column of this model"),
-        "{body}"
+        json!({"inputs": [{"name": "sepal_lenght", "datatype": "FP64", "shape": [1], "data": [1.0]}]}),
+        "input \"sepal_lenght\" is not a column of this model",
     );
 
     let report: Value =
