@@ -308,22 +308,20 @@ async fn write(
     journal: Option<Arc<Mutex<Journal>>>,
 ) {
     while let Some(first) = rx.recv().await {
+        // Records are durable in the journal already: waiting a moment for more makes one
+        // transaction of many. The task sleeps through the moment and then takes what
+        // queued, so it wakes once per batch rather than once per record (a flush or a
+        // checkpoint that comes first does not wait).
+        if matches!(first, Job::Record(..)) {
+            tokio::time::sleep(LINGER).await;
+        }
         let mut jobs = vec![first];
-        // Records are durable in the journal already: waiting a moment for more makes
-        // one transaction of many (a flush or checkpoint does not wait).
-        let linger = tokio::time::sleep(LINGER);
-        tokio::pin!(linger);
-        while jobs.len() < MAX_BATCH {
-            if matches!(jobs.last(), Some(Job::Flush(_) | Job::Checkpoint(_))) {
-                break;
-            }
-            tokio::select! {
-                biased;
-                j = rx.recv() => match j {
-                    Some(j) => jobs.push(j),
-                    None => break,
-                },
-                _ = &mut linger => break,
+        while jobs.len() < MAX_BATCH
+            && !matches!(jobs.last(), Some(Job::Flush(_) | Job::Checkpoint(_)))
+        {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
             }
         }
         let mut seqs = Vec::with_capacity(jobs.len());
