@@ -59,6 +59,7 @@ missing or older than crates/gantry-image/src/registry/pull.rs.
 import argparse, errno, fcntl, gzip, hashlib, io, json, os, pty, random, select, shutil, signal
 import socket, statistics, struct, subprocess, sys, tarfile, tempfile, termios, time
 import urllib.request
+from common import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -100,12 +101,6 @@ def spread(samples, scale=1000, unit="ms", digits=1):
 # ------------------------------------------------------------------------------------------
 # The registry
 # ------------------------------------------------------------------------------------------
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class Registry:
     """`docker-registry serve` on 127.0.0.1 with its config and storage in `dir`."""

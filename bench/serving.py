@@ -51,6 +51,7 @@ Usage: bench/serving.py [--gantry target/release/gantry] [--quick]
 """
 import argparse, csv, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 import urllib.error, urllib.request
+from common import free_port, ensure_wrk
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HELPERS = os.path.join(ROOT, "bench", "serving")
@@ -96,12 +97,6 @@ steps:
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http(method, url, body=None, timeout=30):
     """One request; returns (status, parsed JSON or raw text), never raises on HTTP errors."""
     data = json.dumps(body).encode() if body is not None else None
@@ -136,19 +131,6 @@ def ensure_venv(venv, pins, imports):
     subprocess.run([py, "-m", "pip", "install", "-q"] + [f"{p}=={v}" for p, v in pins.items()],
                    check=True)
     return py
-
-
-def ensure_wrk():
-    if shutil.which("wrk"):
-        return
-    if os.geteuid() != 0:
-        sys.exit("wrk is not installed: install it (Debian: `apt-get install wrk`) and rerun")
-    print("installing wrk with apt-get", file=sys.stderr)
-    if subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], capture_output=True).returncode:
-        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True)
-    if not shutil.which("wrk"):
-        sys.exit("apt-get installed wrk but it is not on PATH")
 
 
 def read_dataset():

@@ -22,16 +22,11 @@ Usage: bench/tracking.py [--gantry target/release/gantry] [--quick]
 """
 import argparse, http.client, json, os, shutil, socket, statistics, subprocess, sys, tempfile
 import re, threading, time
+from common import free_port, ensure_wrk
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MLFLOW_VERSION = "3.17.2"
 MEASUREMENTS = ["ingest", "log-metric", "log-metric-rate", "history", "search"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Api:
@@ -169,15 +164,6 @@ function request()
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end
 """
-
-
-def ensure_wrk():
-    if shutil.which("wrk"):
-        return
-    if os.geteuid() != 0:
-        sys.exit("wrk is not installed: install it (Debian: `apt-get install wrk`) and rerun")
-    print("installing wrk with apt-get", file=sys.stderr)
-    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True)
 
 
 def measure_log_metric_rate(api, port, exp, args, label):

@@ -35,6 +35,7 @@ Needs runc, busybox-static, chromium and chromium-driver (scripts/browser-deps.s
 """
 import argparse, http.client, json, os, random, shutil, socket, sqlite3, statistics, subprocess
 import sys, tempfile, time, urllib.request
+from common import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -171,14 +172,6 @@ def mlflow(url, path, body):
                                  headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(req, timeout=60) as r:
         return json.loads(r.read() or b"{}")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class WebDriver:
