@@ -165,22 +165,15 @@ impl<'a> Reader<'a> {
         let mut parameters = None;
         let mut inputs = None;
         let mut outputs = None;
-        self.object(|r, key| {
-            match key {
-                b"id" => once(&mut id, r.serde::<Option<String>>()?),
-                b"parameters" => once(&mut parameters, r.serde()?),
-                b"outputs" => once(&mut outputs, r.serde()?),
-                b"inputs" => {
-                    let list = r.inputs()?;
-                    once(&mut inputs, list)
-                }
-                _ => {
-                    // Ignored, as serde ignores unknown fields; still checked to be JSON.
-                    let slice = r.value_slice()?;
-                    serde_json::from_slice::<serde::de::IgnoredAny>(slice).ok()?;
-                    Some(())
-                }
+        self.object(|r, key| match key {
+            b"id" => once(&mut id, r.serde::<Option<String>>()?),
+            b"parameters" => once(&mut parameters, r.serde()?),
+            b"outputs" => once(&mut outputs, r.serde()?),
+            b"inputs" => {
+                let list = r.inputs()?;
+                once(&mut inputs, list)
             }
+            _ => r.unknown_member(),
         })?;
         Some(InferenceRequest {
             id: id.flatten(),
@@ -190,26 +183,42 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn inputs(&mut self) -> Option<Vec<RequestInput>> {
+    /// The value of a member this reader does not know: ignored, as serde ignores unknown
+    /// fields, but still checked to be JSON.
+    fn unknown_member(&mut self) -> Option<()> {
+        self.serde::<serde::de::IgnoredAny>().map(drop)
+    }
+
+    /// The elements of an array, each read by `element`.
+    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         self.eat(b'[')?;
-        let mut inputs = Vec::new();
         self.ws();
         if self.peek()? == b']' {
             self.at += 1;
-            return Some(inputs);
+            return Some(());
         }
         loop {
-            inputs.push(self.input()?);
+            self.ws();
+            element(self)?;
             self.ws();
             match self.peek()? {
                 b',' => self.at += 1,
                 b']' => {
                     self.at += 1;
-                    return Some(inputs);
+                    return Some(());
                 }
                 _ => return None,
             }
         }
+    }
+
+    fn inputs(&mut self) -> Option<Vec<RequestInput>> {
+        let mut inputs = Vec::new();
+        self.array(|r| {
+            inputs.push(r.input()?);
+            Some(())
+        })?;
+        Some(inputs)
     }
 
     fn input(&mut self) -> Option<RequestInput> {
@@ -233,11 +242,7 @@ impl<'a> Reader<'a> {
                 let d = r.data()?;
                 once(&mut data, d)
             }
-            _ => {
-                let slice = r.value_slice()?;
-                serde_json::from_slice::<serde::de::IgnoredAny>(slice).ok()?;
-                Some(())
-            }
+            _ => r.unknown_member(),
         })?;
         let datatype: String = datatype?;
         let data = match data {
@@ -282,29 +287,14 @@ impl<'a> Reader<'a> {
         if depth > MAX_DEPTH {
             return None;
         }
-        self.eat(b'[')?;
-        self.ws();
-        if self.peek()? == b']' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            self.ws();
-            match self.peek()? {
-                b'[' => self.numbers(out, depth + 1)?,
-                b'-' | b'0'..=b'9' => out.push(self.number()?),
+        self.array(|r| {
+            match r.peek()? {
+                b'[' => r.numbers(out, depth + 1)?,
+                b'-' | b'0'..=b'9' => out.push(r.number()?),
                 _ => return None,
             }
-            self.ws();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+            Some(())
+        })
     }
 
     /// One JSON number (RFC 8259 grammar), correctly rounded to f64.
