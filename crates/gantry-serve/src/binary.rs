@@ -353,6 +353,7 @@ fn encode_request_with(
 struct HeaderRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     id: &'a Option<String>,
+    #[serde(skip_serializing_if = "Parameters::is_empty")]
     parameters: Parameters,
     inputs: Vec<HeaderInput<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -370,6 +371,7 @@ struct HeaderInput<'a> {
 #[derive(Serialize)]
 struct HeaderRequestOutput<'a> {
     name: &'a str,
+    #[serde(skip_serializing_if = "Parameters::is_empty")]
     parameters: Parameters,
 }
 

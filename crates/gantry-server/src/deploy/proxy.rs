@@ -276,8 +276,8 @@ impl Sent {
 /// inputs' data binary, so the numbers are parsed once. None (send the body as it came) for
 /// a custom model server, a request with binary data already, or one whose data does not
 /// fit its shape and datatype, whose error the model server words as usual.
-fn binary_for_replica(pool: &Pool, sent: &Sent, request: &InferenceRequest) -> Option<Sent> {
-    if pool.model.flavor == "custom" || sent.header_length.is_some() {
+fn binary_for_replica(flavor: &str, sent: &Sent, request: &InferenceRequest) -> Option<Sent> {
+    if flavor == "custom" || sent.header_length.is_some() {
         return None;
     }
     let fits = request.inputs.iter().all(|i| {
@@ -429,7 +429,7 @@ pub(crate) async fn handle(
         .flatten();
     let forward = request
         .as_ref()
-        .and_then(|r| binary_for_replica(&pool, &sent, r))
+        .and_then(|r| binary_for_replica(&pool.model.flavor, &sent, r))
         .unwrap_or_else(|| sent.clone());
     let mut tried = Vec::new();
     let mut last_error = None;
@@ -754,5 +754,83 @@ fn decode_predictions(answer: &Parsed) -> Vec<Value> {
             .unwrap_or_default(),
         Parsed::Infer(r) => gantry_serve::response_predictions(r),
         Parsed::Unreadable => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(body: serde_json::Value) -> Sent {
+        Sent {
+            content_type: Some("application/json".into()),
+            header_length: None,
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn a_built_in_replica_gets_a_parsed_json_request_with_binary_inputs() {
+        let sent = json(json!({
+            "id": "r-1",
+            "parameters": {"p": 1},
+            "inputs": [
+                {"name": "x", "shape": [2, 2], "datatype": "FP64", "data": [[1.5, -2], [3e2, 0.25]]},
+                {"name": "s", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]}
+            ],
+            "outputs": [{"name": "predict"}]
+        }));
+        let request = sent.parse().unwrap();
+        for flavor in ["builtin", "onnx"] {
+            let forward = binary_for_replica(flavor, &sent, &request).unwrap();
+            let header = forward.header_length.as_deref().unwrap();
+            assert!(header.parse::<usize>().unwrap() < forward.body.len());
+            // What the replica reads is the request that came, outputs asked for as they were.
+            let read = forward.parse().unwrap();
+            assert_eq!(read.id.as_deref(), Some("r-1"));
+            assert_eq!(read.outputs, request.outputs);
+            assert_eq!(read.parameters, request.parameters);
+            assert!(!gantry_serve::binary::wants_binary(&read, "predict"));
+            for (a, b) in read.inputs.iter().zip(&request.inputs) {
+                assert_eq!(
+                    a.decode().unwrap().data,
+                    b.decode().unwrap().data,
+                    "{}",
+                    a.name
+                );
+                assert_eq!(
+                    (&a.name, &a.shape, &a.datatype),
+                    (&b.name, &b.shape, &b.datatype)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn anything_else_is_sent_as_it_came() {
+        let sent = json(
+            json!({"inputs": [{"name": "x", "shape": [2], "datatype": "FP64", "data": [1.0, 2.0]}]}),
+        );
+        let request = sent.parse().unwrap();
+        // A custom model server may not read binary tensors.
+        assert!(binary_for_replica("custom", &sent, &request).is_none());
+        // Binary already.
+        let (body, n) = gantry_serve::binary::encode_request_inputs(&request).unwrap();
+        let binary = Sent {
+            content_type: None,
+            header_length: Some(n.to_string()),
+            body: Bytes::from(body),
+        };
+        assert!(binary_for_replica("builtin", &binary, &binary.parse().unwrap()).is_none());
+        // Data that does not fit its shape: the model server words the error.
+        let misfit = json(
+            json!({"inputs": [{"name": "x", "shape": [3], "datatype": "FP64", "data": [1.0, 2.0]}]}),
+        );
+        assert!(binary_for_replica("builtin", &misfit, &misfit.parse().unwrap()).is_none());
+        // A datatype that cannot be encoded.
+        let odd = json(
+            json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP99", "data": [1.0]}]}),
+        );
+        assert!(binary_for_replica("builtin", &odd, &odd.parse().unwrap()).is_none());
     }
 }
