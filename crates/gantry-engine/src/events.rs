@@ -22,6 +22,10 @@ pub enum Event {
         step: String,
         stream: String,
         line: String,
+        /// Held until the consumer drops the event: a consumer that stops reading stops the
+        /// echo (the store still gets every line) instead of queueing lines without bound.
+        #[serde(skip)]
+        room: EchoRoom,
     },
     StepRetrying {
         step: String,
@@ -41,6 +45,16 @@ pub enum Event {
         run_id: String,
         status: RunStatus,
     },
+}
+
+/// A place in the bounded queue of echoed log lines (see [`Event::StepLog`]).
+#[derive(Clone, Debug, Default)]
+pub struct EchoRoom(#[allow(dead_code)] Option<std::sync::Arc<tokio::sync::OwnedSemaphorePermit>>);
+
+impl EchoRoom {
+    pub(crate) fn held(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        Self(Some(std::sync::Arc::new(permit)))
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

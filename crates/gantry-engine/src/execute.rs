@@ -6,9 +6,7 @@ use crate::retry::backoff;
 use crate::{EngineError, Inner, now_ms};
 use gantry_artifacts::Confined;
 use gantry_image::ImageInfo;
-use gantry_runtime::{
-    BindMount, LogLine, LogStream, Runtime, StepOutcome, StepRequest, Termination,
-};
+use gantry_runtime::{BindMount, LogBlock, Runtime, StepOutcome, StepRequest, Termination};
 use gantry_spec::{CacheKeyMaterial, ImageRef, InputSource, ParamValue, PlannedStep};
 use gantry_store::{Direction, LogChunk, StepRunRecord, StepStatus, Store, new_id};
 use std::collections::BTreeMap;
@@ -523,14 +521,19 @@ async fn run_attempt<R: Runtime>(
         _ => None,
     };
 
-    let (tx, rx) = mpsc::channel::<LogLine>(1024);
-    let forwarder = tokio::spawn(forward_logs(
-        inner.store.clone(),
-        rec.id.clone(),
-        step.name.clone(),
-        rx,
-        ctx.events.clone(),
-    ));
+    // Blocks of up to 64 KiB each: a few MiB in flight at most.
+    let (tx, rx) = mpsc::channel::<LogBlock>(64);
+    let forwarder = tokio::spawn(
+        crate::step_log::StepLog {
+            store: inner.store.clone(),
+            run_id: ctx.run_id.clone(),
+            step_run_id: rec.id.clone(),
+            step: step.name.clone(),
+            max_bytes: step.logs_max,
+            events: ctx.events.clone(),
+        }
+        .forward(rx),
+    );
     let request = StepRequest {
         id: format!(
             "gantry-{}-{}-{}",
@@ -623,16 +626,13 @@ async fn run_attempt<R: Runtime>(
         };
         match done {
             Ok(line) => {
-                let chunk = LogChunk {
-                    stream: "gantry".into(),
-                    ts_ms: now_ms(),
-                    data: line.clone(),
-                };
+                let chunk = LogChunk::message("gantry", now_ms(), &line);
                 inner.store.append_logs(&rec.id, &[chunk]).await?;
                 let _ = ctx.events.send(Event::StepLog {
                     step: step.name.clone(),
                     stream: "gantry".into(),
                     line,
+                    room: Default::default(),
                 });
             }
             Err(message) => {
@@ -660,11 +660,11 @@ async fn run_attempt<R: Runtime>(
         }
         Ok(_) => {}
         Err(message) => {
-            let chunk = LogChunk {
-                stream: "gantry".into(),
-                ts_ms: now_ms(),
-                data: format!("ignored /gantry/metrics.json: {message}"),
-            };
+            let chunk = LogChunk::message(
+                "gantry",
+                now_ms(),
+                &format!("ignored /gantry/metrics.json: {message}"),
+            );
             inner.store.append_logs(&rec.id, &[chunk]).await?;
         }
     }
@@ -857,67 +857,13 @@ fn flatten_metrics(
     }
 }
 
-/// Streams container output to the caller and, in batches, to the store so that
-/// `gantry logs --follow` in another process sees it within a fraction of a second.
-/// Returns the last non-empty stderr line (shortened), for the failure reason.
-async fn forward_logs(
-    store: Store,
-    step_run_id: String,
-    step: String,
-    mut rx: mpsc::Receiver<LogLine>,
-    events: UnboundedSender<Event>,
-) -> Option<String> {
-    let mut last_stderr: Option<String> = None;
-    let mut batch: Vec<LogChunk> = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            line = rx.recv() => {
-                let Some(line) = line else { break };
-                let stream = match line.stream {
-                    LogStream::Stdout => "stdout",
-                    LogStream::Stderr => "stderr",
-                };
-                if line.stream == LogStream::Stderr && !line.data.trim().is_empty() {
-                    last_stderr = Some(shorten(line.data.trim(), 300));
-                }
-                let _ = events.send(Event::StepLog {
-                    step: step.clone(),
-                    stream: stream.into(),
-                    line: line.data.clone(),
-                });
-                batch.push(LogChunk { stream: stream.into(), ts_ms: now_ms(), data: line.data });
-                if batch.len() >= 512 {
-                    flush_logs(&store, &step_run_id, &mut batch).await;
-                }
-            }
-            _ = tick.tick() => flush_logs(&store, &step_run_id, &mut batch).await,
-        }
-    }
-    flush_logs(&store, &step_run_id, &mut batch).await;
-    last_stderr
-}
-
-fn shorten(text: &str, max_chars: usize) -> String {
+pub(crate) fn shorten(text: &str, max_chars: usize) -> String {
     if text.chars().count() <= max_chars {
         return text.to_string();
     }
     let mut s: String = text.chars().take(max_chars).collect();
     s.push('…');
     s
-}
-
-async fn flush_logs(store: &Store, step_run_id: &str, batch: &mut Vec<LogChunk>) {
-    if batch.is_empty() {
-        return;
-    }
-    if let Err(e) = store.append_logs(step_run_id, batch).await {
-        tracing::warn!(
-            "could not store {} log lines of {step_run_id}: {e}",
-            batch.len()
-        );
-    }
-    batch.clear();
 }
 
 async fn finish_failed<R: Runtime>(
@@ -935,11 +881,7 @@ async fn finish_failed<R: Runtime>(
             ctx.step.name
         );
     }
-    let chunk = LogChunk {
-        stream: "gantry".into(),
-        ts_ms: now_ms(),
-        data: message,
-    };
+    let chunk = LogChunk::message("gantry", now_ms(), &message);
     let _ = inner.store.append_logs(&rec.id, &[chunk]).await;
     let _ = ctx.events.send(Event::StepFinished {
         step: ctx.step.name.clone(),

@@ -23,12 +23,13 @@ mod registry;
 mod relay;
 mod retry;
 mod run;
+mod step_log;
 pub mod trust;
 
 pub use admission::Capacity;
 pub use builtin_image::{BUILTIN_BINARY, ensure_builtin_image};
 pub use error::EngineError;
-pub use events::{Event, RunSummary, StepSummary};
+pub use events::{EchoRoom, Event, RunSummary, StepSummary};
 pub use input_policy::{DataRoot, InputPolicy, PathAccess, PathRefusal};
 pub use mlflow_mirror::GANTRY_RUN_TAG;
 pub use owner::Owner;

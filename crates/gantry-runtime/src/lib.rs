@@ -45,13 +45,23 @@ pub enum LogStream {
     Stderr,
 }
 
-/// One line of a step's output.
+/// Whole lines of one of a step's output streams, as one read of the pipe delivered them:
+/// a step printing a million short lines costs a few hundred of these, not a million.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogLine {
+pub struct LogBlock {
     pub stream: LogStream,
-    /// The line without its `'\n'`, decoded as lossy UTF-8; a line longer than
-    /// [`MAX_LINE_BYTES`] arrives as several `LogLine`s.
-    pub data: String,
+    /// The lines joined by `'\n'`, without the last one's `'\n'`, decoded as lossy UTF-8; a
+    /// line longer than [`MAX_LINE_BYTES`] arrives as several lines.
+    pub text: String,
+    /// How many lines `text` holds (at least 1; `""` with `lines == 1` is one empty line).
+    pub lines: usize,
+}
+
+impl LogBlock {
+    /// The lines, in order.
+    pub fn lines(&self) -> std::str::Split<'_, char> {
+        self.text.split('\n')
+    }
 }
 
 /// A host path made visible inside the container.
@@ -144,7 +154,7 @@ pub trait Runtime: Send + Sync + 'static {
     fn run(
         &self,
         req: StepRequest,
-        logs: tokio::sync::mpsc::Sender<LogLine>,
+        logs: tokio::sync::mpsc::Sender<LogBlock>,
     ) -> impl Future<Output = Result<StepOutcome, RuntimeError>> + Send;
 
     /// Kills and deletes containers (with their bundles and cgroups) left behind by a gantry

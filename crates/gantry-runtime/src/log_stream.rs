@@ -1,11 +1,11 @@
-//! Turns a container's output pipe into [`LogLine`]s.
+//! Turns a container's output pipe into [`LogBlock`]s.
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc::Sender;
 
-use crate::{LogLine, LogStream};
+use crate::{LogBlock, LogStream};
 
-/// Longest line delivered in one [`LogLine`]; longer ones are split so that a step printing
+/// Longest line delivered in a [`LogBlock`]; longer ones are split so that a step printing
 /// gigabytes without a newline cannot make us buffer them.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
@@ -70,34 +70,60 @@ fn utf8_cut(data: &[u8], max: usize) -> usize {
     max
 }
 
-/// Reads `reader` to its end, sending each line to `logs`. A full channel makes this wait (the
-/// container then blocks on its next write, which is the back-pressure we want); a closed one
-/// makes it discard lines but keep draining, so the container never blocks on a dead reader.
+/// Bytes read from the pipe at a time; also about the largest [`LogBlock`] sent.
+const READ_BYTES: usize = 64 * 1024;
+
+/// Reads `reader` to its end, sending the complete lines of each read as one [`LogBlock`]. A
+/// full channel makes this wait (the container then blocks on its next write, which is the
+/// back-pressure we want); a closed one makes it discard lines but keep draining, so the
+/// container never blocks on a dead reader.
 pub(crate) async fn pump<R: AsyncRead + Unpin>(
     mut reader: R,
     stream: LogStream,
-    logs: Sender<LogLine>,
+    logs: Sender<LogBlock>,
 ) {
     let mut splitter = LineSplitter::default();
-    let mut chunk = vec![0u8; 16 * 1024];
-    let mut lines: Vec<String> = Vec::new();
+    let mut chunk = vec![0u8; READ_BYTES];
     loop {
         let n = match reader.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        splitter.push(&chunk[..n], |line| {
-            lines.push(String::from_utf8_lossy(line).into_owned());
-        });
-        for data in lines.drain(..) {
-            if !logs.is_closed() {
-                let _ = logs.send(LogLine { stream, data }).await;
-            }
+        let mut block = Block::default();
+        splitter.push(&chunk[..n], |line| block.push(line));
+        if block.lines > 0 && !logs.is_closed() {
+            let _ = logs.send(block.finish(stream)).await;
         }
     }
     if let Some(rest) = splitter.finish() {
-        let data = String::from_utf8_lossy(&rest).into_owned();
-        let _ = logs.send(LogLine { stream, data }).await;
+        let mut block = Block::default();
+        block.push(&rest);
+        let _ = logs.send(block.finish(stream)).await;
+    }
+}
+
+/// Lines joined into one string as they are split off.
+#[derive(Default)]
+struct Block {
+    text: String,
+    lines: usize,
+}
+
+impl Block {
+    fn push(&mut self, line: &[u8]) {
+        if self.lines > 0 {
+            self.text.push('\n');
+        }
+        self.text.push_str(&String::from_utf8_lossy(line));
+        self.lines += 1;
+    }
+
+    fn finish(self, stream: LogStream) -> LogBlock {
+        LogBlock {
+            stream,
+            text: self.text,
+            lines: self.lines,
+        }
     }
 }
 
@@ -162,19 +188,39 @@ mod tests {
     #[tokio::test]
     async fn pump_sends_lines_in_order_and_survives_a_closed_channel() {
         let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-        let data: &[u8] = b"one\ntwo\nthree\nfour";
+        let data: &[u8] = b"one\ntwo\n\nthree\nfour";
         let task = tokio::spawn(pump(data, LogStream::Stderr, tx));
         let mut got = Vec::new();
-        while let Some(line) = rx.recv().await {
-            assert_eq!(line.stream, LogStream::Stderr);
-            got.push(line.data);
+        while let Some(block) = rx.recv().await {
+            assert_eq!(block.stream, LogStream::Stderr);
+            assert_eq!(block.lines().count(), block.lines);
+            got.extend(block.lines().map(str::to_owned));
         }
         task.await.unwrap();
-        assert_eq!(got, ["one", "two", "three", "four"]);
+        assert_eq!(got, ["one", "two", "", "three", "four"]);
 
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         drop(rx);
         let many = "line\n".repeat(1000);
         pump(many.as_bytes(), LogStream::Stdout, tx).await;
+    }
+
+    #[tokio::test]
+    async fn a_million_lines_arrive_in_a_few_hundred_blocks() {
+        let data: String = (0..1_000_000).map(|i| format!("{i}\n")).collect();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let reader = std::io::Cursor::new(data.clone().into_bytes());
+        let task = tokio::spawn(pump(reader, LogStream::Stdout, tx));
+        let (mut blocks, mut lines, mut text) = (0, 0, String::new());
+        while let Some(block) = rx.recv().await {
+            blocks += 1;
+            lines += block.lines;
+            text.push_str(&block.text);
+            text.push('\n');
+        }
+        task.await.unwrap();
+        assert_eq!(lines, 1_000_000);
+        assert_eq!(text, data);
+        assert!(blocks <= data.len() / READ_BYTES + 2, "{blocks} blocks");
     }
 }

@@ -26,7 +26,7 @@ use crate::spec::{
     DEFAULT_CGROUP_PARENT, build_spec_with_cgroup_parent, valid_cgroup_parent, validate_id,
 };
 use crate::{
-    LogLine, LogStream, Runtime, RuntimeError, StepOutcome, StepRequest, Termination, Usage,
+    LogBlock, LogStream, Runtime, RuntimeError, StepOutcome, StepRequest, Termination, Usage,
 };
 
 /// Where and how [`OciRuntime`] keeps its containers.
@@ -196,7 +196,7 @@ impl OciRuntime {
     async fn run_step(
         &self,
         mut req: StepRequest,
-        logs: Sender<LogLine>,
+        logs: Sender<LogBlock>,
     ) -> Result<StepOutcome, RuntimeError> {
         validate_id(&req.id)?;
         if req.cancel.is_cancelled() {
@@ -458,7 +458,7 @@ impl Runtime for OciRuntime {
     fn run(
         &self,
         req: StepRequest,
-        logs: Sender<LogLine>,
+        logs: Sender<LogBlock>,
     ) -> impl Future<Output = Result<StepOutcome, RuntimeError>> + Send {
         self.run_step(req, logs)
     }

@@ -13,7 +13,7 @@ mod support {
     use std::time::Duration;
 
     use gantry_runtime::{
-        BindMount, HostFacts, LogLine, LogStream, OciRuntime, OciRuntimeConfig, Runtime,
+        BindMount, HostFacts, LogBlock, LogStream, OciRuntime, OciRuntimeConfig, Runtime,
         RuntimeError, StepOutcome, StepRequest, build_spec_with_cgroup_parent,
     };
     use tokio_util::sync::CancellationToken;
@@ -186,13 +186,14 @@ mod support {
         }
 
         pub async fn run_with_capacity(&self, req: StepRequest, capacity: usize) -> Ran {
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<LogLine>(capacity);
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<LogBlock>(capacity);
             let collector = tokio::spawn(async move {
                 let (mut out, mut err) = (Vec::new(), Vec::new());
-                while let Some(line) = rx.recv().await {
-                    match line.stream {
-                        LogStream::Stdout => out.push(line.data),
-                        LogStream::Stderr => err.push(line.data),
+                while let Some(block) = rx.recv().await {
+                    let lines = block.lines().map(str::to_owned);
+                    match block.stream {
+                        LogStream::Stdout => out.extend(lines),
+                        LogStream::Stderr => err.extend(lines),
                     }
                 }
                 (out, err)

@@ -457,11 +457,7 @@ async fn a_session_opens_pages_and_log_streams_but_not_the_json_api() {
     ui.store
         .append_logs(
             "s-done",
-            &[LogChunk {
-                stream: "stdout".into(),
-                ts_ms: 1,
-                data: "epoch 1 done\n".into(),
-            }],
+            &[LogChunk::message("stdout", 1, "epoch 1 done\n")],
         )
         .await
         .unwrap();
@@ -739,11 +735,7 @@ async fn text_from_the_store_is_escaped() {
     ui.store
         .append_logs(
             "s-xss",
-            &[LogChunk {
-                stream: "stderr".into(),
-                ts_ms: 1,
-                data: format!("{XSS}\n"),
-            }],
+            &[LogChunk::message("stderr", 1, &format!("{XSS}\n"))],
         )
         .await
         .unwrap();

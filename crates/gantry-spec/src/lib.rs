@@ -39,5 +39,10 @@ pub use template::INPUTS_DIR;
 /// How long a timed-out or cancelled step gets between SIGTERM and SIGKILL unless its
 /// `timeout_grace:` says otherwise.
 pub const DEFAULT_TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// The log bytes kept for one attempt of a step unless its `logs: { max: … }` says otherwise;
+/// past it the middle of the log is dropped (the first and last halves are kept).
+pub const DEFAULT_LOGS_MAX: u64 = 256 << 20;
+/// The smallest `logs.max` accepted.
+pub const MIN_LOGS_MAX: u64 = 64 << 10;
 /// The longest `timeout_grace:` accepted.
 pub const MAX_TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);

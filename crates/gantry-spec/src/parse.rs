@@ -34,10 +34,12 @@ const STEP_KEYS: &[&str] = &[
     "timeout",
     "timeout_grace",
     "resources",
+    "logs",
     "network",
     "cache",
 ];
 const RESOURCE_KEYS: &[&str] = &["cpu", "memory", "gpu"];
+const LOGS_KEYS: &[&str] = &["max"];
 const INPUT_SOURCE_KEYS: &[&str] = &["path", "url"];
 const MAX_RETRIES: i64 = 10;
 const MAX_NAME_LEN: usize = 63;
@@ -415,6 +417,7 @@ impl Parser<'_, '_> {
                 timeout: None,
                 timeout_grace: None,
                 resources: Resources::default(),
+                logs_max: None,
                 network: false,
                 cache: true,
                 location,
@@ -1042,6 +1045,31 @@ impl Parser<'_, '_> {
                 ),
             }
         }
+        if let Some(value) = optional(entries, "logs") {
+            let what = format!("`logs` of {label}");
+            if let Some(map) = self.map(value, &what, "e.g. `logs: { max: 1Gi }`") {
+                self.check_keys(map, LOGS_KEYS, &what);
+                if let Some(v) = optional(map, "max") {
+                    let parsed = match (&v.value, v.scalar_text()) {
+                        (Value::Int(_) | Value::Str(_), Some(text)) => parse_memory(&text),
+                        _ => Err(format!("expected a size such as 1Gi, got {}", v.kind())),
+                    };
+                    match parsed {
+                        Ok(b) if b >= crate::MIN_LOGS_MAX => draft.step.logs_max = Some(b),
+                        Ok(b) => self.diags.error(
+                            v.pos,
+                            format!("`logs.max` of {label} is {b} bytes, below the 64Ki minimum"),
+                            "keep at least 64Ki of log, e.g. `logs: { max: 100Mi }`",
+                        ),
+                        Err(e) => self.diags.error(
+                            v.pos,
+                            format!("bad `logs.max` of {label}: {e}"),
+                            MEMORY_HINT,
+                        ),
+                    }
+                }
+            }
+        }
         if let Some(value) = optional(entries, "resources") {
             let what = format!("`resources` of {label}");
             if let Some(map) = self.map(
@@ -1254,6 +1282,33 @@ steps:
     #[test]
     fn yaml_syntax_error_is_located() {
         only_error("name: p\nsteps: [a, b\nx: 1\n", 3, 2, &["invalid YAML"]);
+    }
+
+    #[test]
+    fn logs_max_is_a_size_of_at_least_64ki() {
+        let ok = "name: p\nsteps:\n  - name: a\n    image: busybox\n    logs: { max: 1Gi }\n";
+        let p = parse("p.yaml", Path::new("."), ok).unwrap();
+        assert_eq!(p.steps[0].logs_max, Some(1 << 30));
+        let none = "name: p\nsteps:\n  - name: a\n    image: busybox\n";
+        assert_eq!(
+            parse("p.yaml", Path::new("."), none).unwrap().steps[0].logs_max,
+            None
+        );
+        for (spec, want) in [
+            ("logs: { max: 1Ki }", "below the 64Ki minimum"),
+            ("logs: { max: lots }", "bad `logs.max`"),
+            ("logs: { maximum: 1Gi }", "maximum"),
+            ("logs: 1Gi", "`logs` of"),
+        ] {
+            let text = format!("name: p\nsteps:\n  - name: a\n    image: busybox\n    {spec}\n");
+            let err = parse("p.yaml", Path::new("."), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(want) && err.contains("p.yaml:5:"),
+                "{spec}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct Step {
     /// `None`: [`DEFAULT_TIMEOUT_GRACE`](crate::DEFAULT_TIMEOUT_GRACE).
     pub timeout_grace: Option<Duration>,
     pub resources: Resources,
+    /// `logs: { max: SIZE }`: the most log bytes kept for one attempt; `None`:
+    /// [`DEFAULT_LOGS_MAX`](crate::DEFAULT_LOGS_MAX).
+    pub logs_max: Option<u64>,
     pub network: bool,
     pub cache: bool,
     /// Where the step's mapping starts.

@@ -51,6 +51,9 @@ pub struct PlannedStep {
     #[serde(default = "default_timeout_grace")]
     pub timeout_grace: Duration,
     pub resources: Resources,
+    /// The log bytes kept for one attempt (`logs.max`); not part of the cache key.
+    #[serde(default = "default_logs_max")]
+    pub logs_max: u64,
     pub network: bool,
     pub cache: bool,
     /// Set on the steps a `matrix:` step expands into.
@@ -276,6 +279,7 @@ pub fn plan(p: &Pipeline, params: &BTreeMap<String, ParamValue>) -> Result<Plan,
                 timeout: step.timeout,
                 timeout_grace: step.timeout_grace.unwrap_or(crate::DEFAULT_TIMEOUT_GRACE),
                 resources: step.resources,
+                logs_max: step.logs_max.unwrap_or(crate::DEFAULT_LOGS_MAX),
                 network: step.network,
                 cache: step.cache,
                 sweep: combination.map(|c| Sweep {
@@ -330,6 +334,10 @@ fn fan_in(
 
 fn default_timeout_grace() -> Duration {
     crate::DEFAULT_TIMEOUT_GRACE
+}
+
+fn default_logs_max() -> u64 {
+    crate::DEFAULT_LOGS_MAX
 }
 
 #[cfg(test)]
@@ -760,6 +768,7 @@ steps:
             retries: 0,
             timeout: None,
             timeout_grace: None,
+            logs_max: None,
             resources: Resources::default(),
             network: false,
             cache: true,

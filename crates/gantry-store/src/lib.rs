@@ -38,13 +38,17 @@ pub use logged_models::{
     LOGGED_MODEL_SEARCH_DEFAULT, LOGGED_MODEL_STATUSES, LoggedModel, LoggedModelMetric,
     LoggedModelMetricInput, NewLoggedModel, RunOutput,
 };
+pub use logs::{
+    ChunkQuery, LINE_INDEX_BITS, LogChunk, LogChunkRow, LogRow, MAX_CHUNK_LINES, line_position,
+    split_position,
+};
 pub use monitoring::{
     BucketKey, BucketState, FeedbackScoring, LogWriter, PerformanceDelta, PerformanceKind,
     PerformanceSum,
 };
 pub use record::{
-    ArtifactRow, LineageRow, LogChunk, LogRow, MetricRow, ModelRecord, ModelVersionRecord,
-    NewModelVersion, RunFilter, RunRecord, StepRunRecord,
+    ArtifactRow, LineageRow, MetricRow, ModelRecord, ModelVersionRecord, NewModelVersion,
+    RunFilter, RunRecord, StepRunRecord,
 };
 pub use serving::{
     AlertEvent, DeploymentRecord, DeploymentRevision, LoggedPrediction, NewAlertEvent,

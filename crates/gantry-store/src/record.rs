@@ -65,25 +65,6 @@ pub struct RunFilter {
     pub offset: i64,
 }
 
-/// A piece of a step's output, as captured by the engine.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogChunk {
-    /// "stdout", "stderr" or "gantry" (messages from the engine itself).
-    pub stream: String,
-    pub ts_ms: i64,
-    pub data: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LogRow {
-    pub id: i64,
-    pub step: String,
-    pub attempt: i64,
-    pub stream: String,
-    pub ts_ms: i64,
-    pub data: String,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LineageRow {
     pub step_run_id: String,

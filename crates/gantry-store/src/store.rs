@@ -73,6 +73,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "metrics without rowid",
         include_str!("../migrations/sqlite/0013_metrics_without_rowid.sql"),
     ),
+    (
+        14,
+        "log chunks",
+        include_str!("../migrations/sqlite/0014_log_chunks.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -136,6 +141,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         13,
         "metrics without rowid",
         include_str!("../migrations/postgres/0013_metrics_without_rowid.sql"),
+    ),
+    (
+        14,
+        "log chunks",
+        include_str!("../migrations/postgres/0014_log_chunks.sql"),
     ),
 ];
 

@@ -8,10 +8,10 @@ use sqlx::any::AnyRow;
 
 use crate::auth::{TOKEN_COLUMNS, TokenRecord, token_from_row};
 use crate::error::StoreError;
-use crate::record::{LogRow, RunRecord};
+use crate::record::RunRecord;
 use crate::runs::{RUN_COLUMNS, run_from_row};
 use crate::status::RunStatus;
-use crate::store::{Backend, Store, column};
+use crate::store::{Store, column};
 
 /// How many rows one run-list request may examine when a param filter is checked in Rust:
 /// the page then ends early with a cursor, instead of scanning the whole table.
@@ -306,58 +306,6 @@ impl Store {
         Ok(())
     }
 
-    /// Log rows of a run (or one step) after row `after_id` whose text contains `needle`
-    /// (case-sensitive), at most `limit`.
-    pub async fn search_logs(
-        &self,
-        run_id: &str,
-        step: Option<&str>,
-        needle: &str,
-        after_id: i64,
-        limit: i64,
-    ) -> Result<Vec<LogRow>, StoreError> {
-        let contains = match self.backend {
-            Backend::Sqlite => "instr(l.data, $3) > 0",
-            Backend::Postgres => "strpos(l.data, $3) > 0",
-        };
-        let step_clause = if step.is_some() {
-            " AND s.step = $5"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT l.id, s.step, s.attempt, l.stream, l.ts_ms, l.data \
-             FROM logs l JOIN step_runs s ON s.id = l.step_run_id \
-             WHERE l.run_id = $1 AND l.id > $2 AND {contains}{step_clause} ORDER BY l.id LIMIT $4"
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql))
-            .bind(run_id)
-            .bind(after_id)
-            .bind(needle)
-            .bind(limit.max(1));
-        if let Some(step) = step {
-            query = query.bind(step);
-        }
-        let rows = query
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::query(format!(
-                "searching the logs of run {run_id}"
-            )))?;
-        rows.iter()
-            .map(|row| {
-                Ok(LogRow {
-                    id: column(row, "id")?,
-                    step: column(row, "step")?,
-                    attempt: column(row, "attempt")?,
-                    stream: column(row, "stream")?,
-                    ts_ms: column(row, "ts_ms")?,
-                    data: column(row, "data")?,
-                })
-            })
-            .collect()
-    }
-
     /// A tracking run's metric for a chart `columns` wide, x being the step or the time (ms):
     /// every point when there are at most four per column; otherwise, per column, the smallest
     /// and the largest value (drawn at the column's middle), so no spike is lost. NaN points
@@ -462,18 +410,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// The id of the last log row of a run (0 when it has none), where a live tail starts.
-    pub async fn last_log_id(&self, run_id: &str) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT MAX(id) AS last FROM logs WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::query(format!(
-                "reading the logs of run {run_id}"
-            )))?;
-        Ok(int(&row, "last")?.unwrap_or(0))
     }
 
     /// Starts a browser session for the token `token_id`.

@@ -76,11 +76,7 @@ mod cases {
     use crate::fixtures::{run, step_run};
 
     fn chunk(stream: &str, ts_ms: i64, data: &str) -> LogChunk {
-        LogChunk {
-            stream: stream.into(),
-            ts_ms,
-            data: data.into(),
-        }
+        LogChunk::message(stream, ts_ms, data)
     }
 
     pub async fn runs_round_trip(url: &str) {
@@ -584,6 +580,7 @@ mod cases {
                     l.attempt,
                     l.stream.as_str(),
                     l.ts_ms,
+                    l.line,
                     l.data.as_str(),
                 )
             })
@@ -591,16 +588,51 @@ mod cases {
         assert_eq!(
             seen,
             [
-                ("a", 1, "stdout", 1, "a1 line 1\n"),
-                ("a", 1, "stderr", 2, "a1 oops\n"),
-                ("b", 1, "stdout", 3, "b says \u{FFFD}hi\n"),
-                ("a", 2, "gantry", 4, "retrying"),
-                ("a", 2, "stdout", 5, "ok"),
+                ("a", 1, "stdout", 1, 0, "a1 line 1"),
+                ("a", 1, "stderr", 2, 1, "a1 oops"),
+                ("b", 1, "stdout", 3, 0, "b says \u{FFFD}hi"),
+                ("a", 2, "gantry", 4, 0, "retrying"),
+                ("a", 2, "stdout", 5, 1, "ok"),
             ]
         );
         assert!(all.windows(2).all(|w| w[0].id < w[1].id));
 
-        // Paging: two at a time, resuming after the last id seen.
+        // A chunk of many lines from both streams: each line keeps its stream, its number
+        // follows the step run's earlier lines, and a reader can stop and resume inside it.
+        let mut many = LogChunk::default();
+        many.push_lines("stdout", "l0\nl1\nl2", 3, 6);
+        many.push_lines("stderr", "e3", 1, 7);
+        many.push_lines("stdout", "l4\n\nl6", 3, 8);
+        let ids = store
+            .append_logs("s-b", &[many, LogChunk::default()])
+            .await
+            .unwrap();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(ids[1], 0, "an empty chunk is not stored");
+        let b = store.logs(&r.id, Some("b"), 0, 0).await.unwrap();
+        let b_seen: Vec<_> = b
+            .iter()
+            .map(|l| (l.line, l.stream.as_str(), l.data.as_str()))
+            .collect();
+        assert_eq!(
+            b_seen,
+            [
+                (0, "stdout", "b says \u{FFFD}hi"),
+                (1, "stdout", "l0"),
+                (2, "stdout", "l1"),
+                (3, "stdout", "l2"),
+                (4, "stderr", "e3"),
+                (5, "stdout", "l4"),
+                (6, "stdout", ""),
+                (7, "stdout", "l6"),
+            ]
+        );
+        assert!(b.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(store.last_log_id(&r.id).await.unwrap(), b[7].id);
+        let all = store.logs(&r.id, None, 0, 0).await.unwrap();
+        assert_eq!(all.len(), 12);
+
+        // Paging: two at a time, resuming after the last position seen, also inside a chunk.
         let mut paged = Vec::new();
         let mut after = 0;
         loop {
@@ -627,6 +659,85 @@ mod cases {
                 .unwrap()
                 .is_empty()
         );
+
+        // Chunk reads: backwards from the end (a tail), since a time, containing a text.
+        let q = |from, backwards, since_ms, contains| gantry_store::ChunkQuery {
+            step: Some("b"),
+            from,
+            backwards,
+            since_ms,
+            contains,
+            limit: 0,
+        };
+        let back = store
+            .log_chunks(&r.id, &q(0, true, None, None))
+            .await
+            .unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!((back[0].first_line, back[0].line_count), (1, 7));
+        assert_eq!(back[0].streams, "o3e1o3");
+        let before = store
+            .log_chunks(&r.id, &q(back[0].id, true, None, None))
+            .await
+            .unwrap();
+        assert_eq!(before, back[1..]);
+        let recent = store
+            .log_chunks(&r.id, &q(0, false, Some(4), None))
+            .await
+            .unwrap();
+        assert_eq!(recent, back[..1]);
+        let hits = store
+            .log_chunks(&r.id, &q(0, false, None, Some("e3")))
+            .await
+            .unwrap();
+        assert_eq!(hits, back[..1]);
+
+        // A tail: the position after which the last n (matching) lines start.
+        let start = store
+            .log_tail_start(&r.id, Some("b"), 3, |_| true)
+            .await
+            .unwrap();
+        let tail = store.logs(&r.id, Some("b"), start, 0).await.unwrap();
+        let texts: Vec<_> = tail.iter().map(|l| l.data.as_str()).collect();
+        assert_eq!(texts, ["l4", "", "l6"]);
+        let start = store
+            .log_tail_start(&r.id, Some("b"), 2, |l| l.starts_with('l'))
+            .await
+            .unwrap();
+        let tail = store.logs(&r.id, Some("b"), start, 0).await.unwrap();
+        assert_eq!(tail[0].data, "l4");
+        // The first line of a chunk and more lines than there are.
+        let start = store
+            .log_tail_start(&r.id, Some("b"), 7, |_| true)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.logs(&r.id, Some("b"), start, 0).await.unwrap()[0].data,
+            "l0"
+        );
+        assert_eq!(
+            store
+                .log_tail_start(&r.id, Some("b"), 99, |_| true)
+                .await
+                .unwrap(),
+            0
+        );
+
+        // Dropping a chunk (the log cap) keeps later lines' numbers; a marker line can be
+        // rewritten once it knows what was dropped.
+        store.drop_log_chunks("s-b", &[back[1].id]).await.unwrap();
+        let marker = store
+            .append_logs("s-b", &[chunk("gantry", 9, "dropped ?")])
+            .await
+            .unwrap()[0];
+        store
+            .rewrite_log_line("s-b", marker, "dropped 1 line", 10)
+            .await
+            .unwrap();
+        let b = store.logs(&r.id, Some("b"), 0, 0).await.unwrap();
+        assert_eq!(b.len(), 8);
+        assert_eq!(b[0].line, 1);
+        assert_eq!((b[7].line, b[7].data.as_str()), (8, "dropped 1 line"));
 
         let err = store
             .append_logs("s-missing", &[chunk("stdout", 1, "x")])
@@ -1547,6 +1658,105 @@ mod sqlite_file {
         assert_eq!(mode, "wal");
     }
 
+    /// Migration 14 turns the row-per-line log into chunks: every old row reads back as
+    /// before (a multi-line message as its lines), numbered per step run, and new lines
+    /// follow the old ones.
+    #[tokio::test]
+    async fn old_log_rows_survive_the_move_to_chunks() {
+        use sqlx::SqlSafeStr;
+        use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/gantry.db", dir.path().display());
+        let mut files: Vec<_> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+        files.sort();
+        let mut migrations = Vec::new();
+        for path in &files {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let version: i64 = name[..4].parse().unwrap();
+            if version <= 13 {
+                migrations.push(Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    sqlx::AssertSqlSafe(std::fs::read_to_string(path).unwrap()).into_sql_str(),
+                    false,
+                ));
+            }
+        }
+        assert_eq!(migrations.len(), 13);
+        {
+            let opts: SqliteConnectOptions = url.parse().unwrap();
+            let pool = sqlx::SqlitePool::connect_with(opts.create_if_missing(true))
+                .await
+                .unwrap();
+            Migrator::with_migrations(migrations)
+                .run(&pool)
+                .await
+                .unwrap();
+            for sql in [
+                "INSERT INTO runs (id, pipeline, status, spec_file, spec_yaml, params_json, \
+                 images_json, no_cache, created_at_ms) VALUES ('r-1', 'p', 'succeeded', 'p.yaml', \
+                 '', '{}', '{}', 0, 1)",
+                "INSERT INTO step_runs (id, run_id, step, seq, attempt, status, \
+                 requested_cpu_millis, requested_memory_bytes, requested_gpu, inputs_json, \
+                 outputs_json) VALUES ('s-a', 'r-1', 'a', 0, 1, 'failed', 1, 1, 0, '{}', '{}')",
+                "INSERT INTO step_runs (id, run_id, step, seq, attempt, status, \
+                 requested_cpu_millis, requested_memory_bytes, requested_gpu, inputs_json, \
+                 outputs_json) VALUES ('s-b', 'r-1', 'b', 1, 1, 'succeeded', 1, 1, 0, '{}', '{}')",
+                "INSERT INTO logs (run_id, step_run_id, stream, ts_ms, data) VALUES \
+                 ('r-1', 's-a', 'stdout', 10, 'one'), \
+                 ('r-1', 's-b', 'stderr', 11, 'b says hi' || char(10)), \
+                 ('r-1', 's-a', 'gantry', 12, 'failed:' || char(10) || 'two lines'), \
+                 ('r-1', 's-a', 'stderr', 13, '')",
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            pool.close().await;
+        }
+        let store = Store::connect(&url).await.unwrap();
+        let rows = store.logs("r-1", None, 0, 0).await.unwrap();
+        let seen: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.step.as_str(),
+                    r.line,
+                    r.stream.as_str(),
+                    r.ts_ms,
+                    r.data.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a", 0, "stdout", 10, "one"),
+                ("b", 0, "stderr", 11, "b says hi"),
+                ("a", 1, "gantry", 12, "failed:"),
+                ("a", 2, "gantry", 12, "two lines"),
+                ("a", 3, "stderr", 13, ""),
+            ]
+        );
+        store
+            .append_logs(
+                "s-a",
+                &[gantry_store::LogChunk::message("stdout", 14, "new")],
+            )
+            .await
+            .unwrap();
+        let a = store.logs("r-1", Some("a"), rows[4].id, 0).await.unwrap();
+        assert_eq!((a[0].line, a[0].data.as_str()), (4, "new"));
+        assert!(a[0].id > rows[4].id);
+    }
+
     #[tokio::test]
     async fn foreign_keys_are_enforced() {
         let dir = tempfile::tempdir().unwrap();
@@ -1556,11 +1766,7 @@ mod sqlite_file {
         let err = store
             .append_logs(
                 "s-nope",
-                &[gantry_store::LogChunk {
-                    stream: "stdout".into(),
-                    ts_ms: 1,
-                    data: "x".into(),
-                }],
+                &[gantry_store::LogChunk::message("stdout", 1, "x")],
             )
             .await
             .unwrap_err();

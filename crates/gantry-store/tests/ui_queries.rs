@@ -665,11 +665,7 @@ mod cases {
         let chunks: Vec<LogChunk> = lines
             .iter()
             .enumerate()
-            .map(|(i, l)| LogChunk {
-                stream: "stdout".into(),
-                ts_ms: i as i64,
-                data: (*l).into(),
-            })
+            .map(|(i, l)| LogChunk::message("stdout", i as i64, l))
             .collect();
         store.append_logs(step_run, &chunks).await.unwrap();
     }
@@ -792,15 +788,25 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(texts(&found), ["Hello World from m"]);
+        // In a chunk of several lines only the lines holding the text match.
+        let mut chunk = LogChunk::default();
+        chunk.push_lines("stdout", "epoch 1\nWorld in the middle\nepoch 2", 3, 20);
+        store.append_logs("m-a", &[chunk]).await.unwrap();
+        let found = store
+            .search_logs("r-m", None, "World", 0, 100)
+            .await
+            .unwrap();
+        assert_eq!(texts(&found), ["Hello World from m", "World in the middle"]);
+        assert_eq!(found[1].line, 2);
+        let m_rows = store.logs("r-m", None, 0, 0).await.unwrap();
+        assert_eq!(store.last_log_id("r-m").await.unwrap(), m_rows[3].id);
 
         // last_log_id: the largest id of this run, not of the table.
         assert_eq!(
             store.last_log_id("r-l").await.unwrap(),
             *ids_all.iter().max().unwrap()
         );
-        let m_rows = store.logs("r-m", None, 0, 0).await.unwrap();
-        assert_eq!(store.last_log_id("r-m").await.unwrap(), m_rows[0].id);
-        assert_ne!(m_rows[0].id, *ids_all.iter().max().unwrap());
+        assert_ne!(m_rows[3].id, *ids_all.iter().max().unwrap());
         assert_eq!(store.last_log_id("r-empty").await.unwrap(), 0);
         assert_eq!(store.last_log_id("r-unknown").await.unwrap(), 0);
     }

@@ -103,8 +103,19 @@ pub enum Command {
     Logs {
         run: String,
         step: Option<String>,
+        /// Wait for more lines until the run ends.
         #[arg(long, short = 'f')]
         follow: bool,
+        /// Only the last N lines (of those --grep keeps), then any new ones with --follow.
+        #[arg(long, short = 'n', value_name = "N")]
+        tail: Option<u64>,
+        /// Only lines matching this regular expression (Rust `regex` syntax).
+        #[arg(long, short = 'g', value_name = "RE")]
+        grep: Option<String>,
+        /// Only lines captured since a duration ago (`10m`, `2h`) or a time
+        /// (`2026-12-05T08:00:00Z`); to the 200 ms in which lines are batched.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
     },
     /// List the artifacts a run consumed and produced.
     Artifacts {

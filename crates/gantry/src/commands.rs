@@ -71,7 +71,17 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             output,
         } => runs(&src()?, pipeline, status, limit, offset, output).await,
         Command::Show { run, output } => show(&src()?, &run, output).await,
-        Command::Logs { run, step, follow } => logs(&src()?, &run, step.as_deref(), follow).await,
+        Command::Logs {
+            run,
+            step,
+            follow,
+            tail,
+            grep,
+            since,
+        } => {
+            let filter = LogFilter::new(tail, grep.as_deref(), since.as_deref())?;
+            logs(&src()?, &run, step.as_deref(), follow, &filter).await
+        }
         Command::Artifacts { run, output } => artifacts(&src()?, &run, output).await,
         Command::Artifact(ArtifactCommand::Get { digest, out }) => match &client {
             Some(c) => crate::remote_run::artifact_get(c, &digest, &out).await,
@@ -781,12 +791,60 @@ fn lineage_table(rows: &[Value]) -> String {
     format!("{t}\n")
 }
 
-fn log_line(step: Option<&str>, row_step: &str, data: &str) -> String {
-    if step.is_none() {
-        format!("[{row_step}] {data}")
-    } else {
-        data.to_string()
+/// What `gantry logs` keeps: the last N lines, lines matching a pattern, lines since a time.
+pub(crate) struct LogFilter {
+    pub(crate) tail: Option<u64>,
+    pub(crate) grep: Option<regex::Regex>,
+    /// The pattern as given (sent to a server).
+    pub(crate) grep_text: Option<String>,
+    pub(crate) since_ms: Option<i64>,
+}
+
+impl LogFilter {
+    fn new(tail: Option<u64>, grep: Option<&str>, since: Option<&str>) -> anyhow::Result<Self> {
+        let grep_re = grep
+            .map(|g| {
+                regex::RegexBuilder::new(g)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| coded(exit::USAGE, format!("bad --grep pattern: {e}")))
+            })
+            .transpose()?;
+        let since_ms = since.map(parse_since).transpose()?;
+        Ok(Self {
+            tail,
+            grep: grep_re,
+            grep_text: grep.map(str::to_owned),
+            since_ms,
+        })
     }
+
+    fn keeps(&self, line: &str) -> bool {
+        self.grep.as_ref().is_none_or(|re| re.is_match(line))
+    }
+}
+
+/// `10m`, `2h30m` (that long ago) or an RFC 3339 time, as ms since the epoch.
+fn parse_since(text: &str) -> anyhow::Result<i64> {
+    let bad = || {
+        coded(
+            exit::USAGE,
+            format!(
+                "bad --since '{text}': give a duration such as 10m or 2h, or a time such as \
+                 2026-12-05T08:00:00Z"
+            ),
+        )
+    };
+    let now = std::time::SystemTime::now();
+    let at = match humantime::parse_duration(text) {
+        Ok(d) => now.checked_sub(d).ok_or_else(bad)?,
+        Err(_) => humantime::parse_rfc3339_weak(text).map_err(|_| bad())?,
+    };
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    Ok(ms)
 }
 
 async fn logs(
@@ -794,10 +852,11 @@ async fn logs(
     run_id: &str,
     step: Option<&str>,
     follow: bool,
+    filter: &LogFilter,
 ) -> anyhow::Result<u8> {
     let home = match src {
         Source::Remote(client) => {
-            return crate::remote_run::logs(client, run_id, step, follow).await;
+            return crate::remote_run::logs(client, run_id, step, follow, filter).await;
         }
         Source::Local(home) => home,
     };
@@ -817,36 +876,76 @@ async fn logs(
             ));
         }
     }
-    let mut after = 0;
-    let mut out = std::io::stdout().lock();
+    let mut after = match filter.tail {
+        Some(n) => {
+            store
+                .log_tail_start(&run.id, step, n, |l| filter.keeps(l))
+                .await?
+        }
+        None => 0,
+    };
+    let mut out = std::io::BufWriter::with_capacity(256 << 10, std::io::stdout().lock());
     loop {
-        let rows = store.logs(&run.id, step, after, 1000).await?;
-        for r in &rows {
-            use std::io::Write;
-            if writeln!(out, "{}", log_line(step, &r.step, &r.data)).is_err() {
-                return Ok(exit::OK);
+        // Read the status first: a line written before the run ended is then read below.
+        let ended = !follow || store.log_complete(&run.id, step).await?;
+        loop {
+            let (chunk, _) = gantry_store::split_position(after);
+            let page = store
+                .log_chunks(
+                    &run.id,
+                    &gantry_store::ChunkQuery {
+                        step,
+                        from: if after > 0 { chunk - 1 } else { 0 },
+                        since_ms: filter.since_ms,
+                        limit: 64,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            for c in &page {
+                for (i, (_, text)) in c.lines().enumerate() {
+                    let position = gantry_store::line_position(c.id, i);
+                    if position <= after || !filter.keeps(text) {
+                        continue;
+                    }
+                    if write_log_line(&mut out, step, &c.step, text).is_err() {
+                        return Ok(exit::OK);
+                    }
+                }
+                after = after.max(gantry_store::line_position(
+                    c.id,
+                    (c.line_count.max(1) - 1) as usize,
+                ));
             }
-            after = r.id;
+            if page.len() < 64 {
+                break;
+            }
         }
-        if rows.len() == 1000 {
-            continue;
-        }
-        if !follow {
+        if ended {
             break;
         }
-        let current = store.get_run(&run.id).await?;
-        if current.status.is_terminal() {
-            // One last read: lines flushed between the previous read and the status change.
-            let rest = store.logs(&run.id, step, after, i64::MAX).await?;
-            for r in rest {
-                use std::io::Write;
-                let _ = writeln!(out, "{}", log_line(step, &r.step, &r.data));
-            }
-            break;
+        if std::io::Write::flush(&mut out).is_err() {
+            return Ok(exit::OK);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let _ = std::io::Write::flush(&mut out);
     Ok(exit::OK)
+}
+
+fn write_log_line(
+    out: &mut impl std::io::Write,
+    step: Option<&str>,
+    row_step: &str,
+    text: &str,
+) -> std::io::Result<()> {
+    if step.is_none() {
+        out.write_all(b"[")?;
+        out.write_all(row_step.as_bytes())?;
+        out.write_all(b"] ")?;
+    }
+    out.write_all(text.as_bytes())?;
+    out.write_all(b"\n")
 }
 
 async fn artifacts(src: &Source<'_>, run_id: &str, output: Output) -> anyhow::Result<u8> {

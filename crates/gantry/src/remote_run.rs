@@ -143,31 +143,41 @@ pub async fn logs(
     run_id: &str,
     step: Option<&str>,
     follow: bool,
+    filter: &crate::commands::LogFilter,
 ) -> anyhow::Result<u8> {
     let mut q = vec![("follow", follow.to_string())];
     if let Some(s) = step {
         q.push(("step", s.to_string()));
     }
+    if let Some(n) = filter.tail {
+        q.push(("tail", n.to_string()));
+    }
+    if let Some(g) = &filter.grep_text {
+        q.push(("grep", g.clone()));
+    }
+    if let Some(ms) = filter.since_ms {
+        q.push(("since_ms", ms.to_string()));
+    }
     let url = client.url(&["runs", run_id, "logs"], &q);
     let mut resp = client.send(Method::GET, url, None).await?;
-    let mut buf = String::new();
-    let mut out = std::io::stdout().lock();
+    // Bytes until a frame is whole: a network chunk may end inside a character.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     while let Some(chunk) = resp.chunk().await.context("reading the log stream")? {
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
+        buf.extend_from_slice(&chunk);
+        let mut start = 0;
+        while let Some(end) = memchr::memmem::find(&buf[start..], b"\n\n") {
+            let frame = String::from_utf8_lossy(&buf[start..start + end]).into_owned();
+            start += end + 2;
             let mut event = "message";
             let mut data = String::new();
             for line in frame.lines() {
                 if let Some(e) = line.strip_prefix("event:") {
-                    event = if e.trim() == "log" {
-                        "log"
-                    } else if e.trim() == "end" {
-                        "end"
-                    } else if e.trim() == "error" {
-                        "error"
-                    } else {
-                        "other"
+                    event = match e.trim() {
+                        "log" => "log",
+                        "end" => "end",
+                        "error" => "error",
+                        _ => "other",
                     };
                 } else if let Some(d) = line.strip_prefix("data:") {
                     data.push_str(d.strip_prefix(' ').unwrap_or(d));
@@ -185,8 +195,12 @@ pub async fn logs(
                         return Ok(exit::OK);
                     }
                 }
-                "end" => return Ok(exit::OK),
+                "end" => {
+                    let _ = out.flush();
+                    return Ok(exit::OK);
+                }
                 "error" => {
+                    let _ = out.flush();
                     let v: Value = serde_json::from_str(&data).unwrap_or_default();
                     return Err(coded(
                         exit::INTERNAL,
@@ -199,7 +213,12 @@ pub async fn logs(
                 _ => {}
             }
         }
+        buf.drain(..start);
+        if out.flush().is_err() {
+            return Ok(exit::OK);
+        }
     }
+    let _ = out.flush();
     Err(coded(
         exit::INTERNAL,
         "the server closed the log stream before its end",

@@ -440,12 +440,16 @@ struct LogCursor {
     step: Option<String>,
     after: i64,
     follow: bool,
+    grep: Option<regex::Regex>,
+    since_ms: Option<i64>,
     done: bool,
 }
 
-/// `GET /api/v1/runs/{id}/logs?step=&follow=&after=`: log rows as SSE `log` events (id =
-/// row id, so `Last-Event-ID` resumes), then one `end` event with the run's status once
-/// the run is over (with `follow`) or the stored rows are sent (without).
+/// `GET /api/v1/runs/{id}/logs?step=&follow=&after=&tail=&grep=&since_ms=`: log lines as
+/// SSE `log` events (id = the line's position, so `Last-Event-ID` resumes), then one `end`
+/// event with the run's status once the run is over (with `follow`) or the stored lines are
+/// sent (without). `tail` starts at the last N lines (of those `grep`, a regular expression,
+/// keeps); `since_ms` keeps lines captured since then.
 pub async fn logs(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -453,7 +457,7 @@ pub async fn logs(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
-    let q = query_map(q, &["step", "follow", "after"])?;
+    let q = query_map(q, &["step", "follow", "after", "tail", "grep", "since_ms"])?;
     let run = visible_run(&state, &p, &id).await?;
     let step = q.get("step").filter(|s| !s.is_empty()).cloned();
     if let Some(step) = &step {
@@ -482,11 +486,49 @@ pub async fn logs(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let after = match resume.as_ref().or(q.get("after")) {
-        None => 0,
-        Some(v) => v.parse::<i64>().map_err(|_| {
-            ApiError::invalid("after", format!("`after` must be a log row id, got '{v}'"))
+    let grep = match q.get("grep").filter(|g| !g.is_empty()) {
+        None => None,
+        Some(g) => Some(
+            regex::RegexBuilder::new(g)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| ApiError::invalid("grep", format!("bad `grep` pattern: {e}")))?,
+        ),
+    };
+    let since_ms = match q.get("since_ms").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => Some(v.parse::<i64>().map_err(|_| {
+            ApiError::invalid(
+                "since_ms",
+                format!("`since_ms` must be milliseconds since the epoch, got '{v}'"),
+            )
+        })?),
+    };
+    let tail = match q.get("tail").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            ApiError::invalid(
+                "tail",
+                format!("`tail` must be a number of lines, got '{v}'"),
+            )
+        })?),
+    };
+    let after = match (resume.as_ref().or(q.get("after")), tail) {
+        (Some(v), _) => v.parse::<i64>().map_err(|_| {
+            ApiError::invalid(
+                "after",
+                format!("`after` must be a log position, got '{v}'"),
+            )
         })?,
+        (None, Some(n)) => {
+            state
+                .store
+                .log_tail_start(&run.id, step.as_deref(), n, |l| {
+                    grep.as_ref().is_none_or(|re| re.is_match(l))
+                })
+                .await?
+        }
+        (None, None) => 0,
     };
     let cursor = LogCursor {
         store: state.store.clone(),
@@ -494,6 +536,8 @@ pub async fn logs(
         step,
         after,
         follow,
+        grep,
+        since_ms,
         done: false,
     };
     let stream = futures::stream::unfold(cursor, |mut c| async move {
@@ -515,18 +559,18 @@ async fn next_log_events(c: &mut LogCursor) -> Vec<Result<Event, Infallible>> {
             .event("error")
             .data(json!({"message": message}).to_string()))]
     };
-    // Status first: a row written before the run ended is then always read below.
-    let status = if c.follow {
-        match c.store.get_run(&c.run_id).await {
-            Ok(r) => Some(r.status),
+    // Completion first: a line written before the run (or step) ended is then read below.
+    let complete = if c.follow {
+        match c.store.log_complete(&c.run_id, c.step.as_deref()).await {
+            Ok(done) => done,
             Err(e) => return error(c, e.to_string()),
         }
     } else {
-        None
+        true
     };
     let rows = match c
         .store
-        .logs(&c.run_id, c.step.as_deref(), c.after, PAGE)
+        .logs_since(&c.run_id, c.step.as_deref(), c.since_ms, c.after, PAGE)
         .await
     {
         Ok(rows) => rows,
@@ -535,6 +579,9 @@ async fn next_log_events(c: &mut LogCursor) -> Vec<Result<Event, Infallible>> {
     let mut out = Vec::with_capacity(rows.len() + 1);
     for r in &rows {
         c.after = r.id;
+        if c.grep.as_ref().is_some_and(|re| !re.is_match(&r.data)) {
+            continue;
+        }
         let data = serde_json::to_string(r).unwrap_or_default();
         out.push(Ok(Event::default()
             .id(r.id.to_string())
@@ -544,26 +591,17 @@ async fn next_log_events(c: &mut LogCursor) -> Vec<Result<Event, Infallible>> {
     if rows.len() as i64 == PAGE {
         return out;
     }
-    let finished = match status {
-        None => match c.store.get_run(&c.run_id).await {
-            Ok(r) => Some(r.status),
+    if complete {
+        let status = match c.store.get_run(&c.run_id).await {
+            Ok(r) => r.status,
             Err(e) => return error(c, e.to_string()),
-        },
-        Some(s) if s.is_terminal() => Some(s),
-        Some(_) => None,
-    };
-    match finished {
-        Some(s) => {
-            c.done = true;
-            out.push(Ok(Event::default()
-                .event("end")
-                .data(json!({"status": s}).to_string())));
-        }
-        None => {
-            if out.is_empty() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
+        };
+        c.done = true;
+        out.push(Ok(Event::default()
+            .event("end")
+            .data(json!({"status": status}).to_string())));
+    } else if out.is_empty() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     out
 }

@@ -420,16 +420,18 @@ async fn run_once(
             socket.to_string_lossy().into_owned(),
         ]),
     };
-    let (log_tx, mut log_rx) = tokio::sync::mpsc::channel::<gantry_runtime::LogLine>(256);
+    let (log_tx, mut log_rx) = tokio::sync::mpsc::channel::<gantry_runtime::LogBlock>(64);
     let id = replica.id.clone();
     let logs = tokio::spawn(async move {
         let mut last = std::collections::VecDeque::new();
-        while let Some(line) = log_rx.recv().await {
-            tracing::debug!(replica = %id, "{}", line.data);
-            if last.len() == 20 {
-                last.pop_front();
+        while let Some(block) = log_rx.recv().await {
+            for line in block.lines() {
+                tracing::debug!(replica = %id, "{line}");
+                if last.len() == 20 {
+                    last.pop_front();
+                }
+                last.push_back(line.to_owned());
             }
-            last.push_back(line.data);
         }
         last.into_iter().collect::<Vec<_>>().join("\n")
     });

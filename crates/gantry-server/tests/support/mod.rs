@@ -14,22 +14,37 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// A busybox rootfs tar, built once per busybox binary (keyed by its size and mtime) and
+/// shared by every test process: written under a private name, then renamed.
 fn busybox_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        assert!(
-            Path::new("/bin/busybox").exists(),
-            "these tests need /bin/busybox: apt-get install busybox-static"
-        );
-        let out =
-            std::env::temp_dir().join(format!("gantry-server-busybox-{}.tar", std::process::id()));
+        let meta = std::fs::metadata("/bin/busybox").unwrap_or_else(|_| {
+            panic!("these tests need /bin/busybox: apt-get install busybox-static")
+        });
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let tmp = std::env::temp_dir();
+        let out = tmp.join(format!("gantry-server-busybox-{}-{mtime}.tar", meta.len()));
+        if out.exists() {
+            return out;
+        }
+        let partial = tmp.join(format!(
+            "gantry-server-busybox-{}.tar.partial",
+            std::process::id()
+        ));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-rootfs.sh");
         let status = std::process::Command::new("bash")
             .arg(script)
-            .arg(&out)
+            .arg(&partial)
             .status()
             .unwrap();
         assert!(status.success(), "building the busybox rootfs failed");
+        std::fs::rename(&partial, &out).unwrap();
         out
     })
 }

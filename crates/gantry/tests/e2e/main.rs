@@ -11,6 +11,7 @@ mod support;
 #[path = "../../../../testing/registry.rs"]
 mod test_registry;
 
+mod big_data;
 mod crash;
 mod deploy;
 mod drift;

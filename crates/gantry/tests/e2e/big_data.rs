@@ -1,0 +1,241 @@
+//! Big data through a pipeline: a step printing a million lines, a log over its cap, a log
+//! followed while it grows and read back after `gantry` is killed.
+
+use crate::support::{Gantry, eventually, step};
+
+/// A `gantry run` killed when the test ends, even by a failed assertion.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_id(summary: &serde_json::Value) -> String {
+    summary["run_id"].as_str().unwrap().to_owned()
+}
+
+fn seq(from: u64, to: u64) -> String {
+    (from..=to).map(|i| format!("{i}\n")).collect()
+}
+
+#[test]
+fn a_million_lines_arrive_whole_and_in_order_and_can_be_tailed_and_searched() {
+    let g = Gantry::new();
+    let file = g.write(
+        "million.yaml",
+        r#"
+name: million
+steps:
+  - name: count
+    image: busybox:1
+    command: [sh, -c, 'seq 1 1000000; echo to stderr >&2']
+"#,
+    );
+    let (code, summary, stderr) = g.run_pipeline(&file, &[]);
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    let run = run_id(&summary);
+
+    let out = g.run(&["logs", &run, "count"]);
+    assert!(out.status.success());
+    let mut expected = seq(1, 1_000_000);
+    expected.push_str("to stderr\n");
+    assert!(
+        out.stdout == expected.as_bytes(),
+        "the log differs from seq's output ({} bytes vs {})",
+        out.stdout.len(),
+        expected.len()
+    );
+    // Every step's log, each line prefixed with its step.
+    let all = g.ok(&["logs", &run]);
+    assert!(all.starts_with("[count] 1\n[count] 2\n"), "{}", &all[..40]);
+    assert!(all.ends_with("[count] 1000000\n[count] to stderr\n"));
+
+    assert_eq!(
+        g.ok(&["logs", &run, "count", "--tail", "3"]),
+        "999999\n1000000\nto stderr\n"
+    );
+    assert_eq!(
+        g.ok(&["logs", &run, "count", "--grep", "^99999[0-3]$"]),
+        "999990\n999991\n999992\n999993\n"
+    );
+    assert_eq!(
+        g.ok(&["logs", &run, "count", "--grep", "7$", "--tail", "2"]),
+        "999987\n999997\n"
+    );
+    assert_eq!(g.ok(&["logs", &run, "count", "--tail", "0"]), "");
+    // --since: a duration ago keeps everything just written; a time to come keeps nothing.
+    assert_eq!(
+        g.ok(&["logs", &run, "count", "--since", "1h", "--tail", "1"]),
+        "to stderr\n"
+    );
+    assert_eq!(
+        g.ok(&["logs", &run, "count", "--since", "2999-01-01T00:00:00Z"]),
+        ""
+    );
+    for (args, what) in [
+        (vec!["--grep", "("], "bad --grep pattern"),
+        (
+            vec!["--since", "yesterday-ish"],
+            "bad --since 'yesterday-ish'",
+        ),
+    ] {
+        let mut all = vec!["logs", run.as_str(), "count"];
+        all.extend(args);
+        let out = g.run(&all);
+        assert_eq!(out.status.code(), Some(2), "{all:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(what), "{all:?}: {err}");
+    }
+    // A closed pipe ends the command quietly.
+    let mut child = g
+        .command(&["logs", &run, "count"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    // Like any Unix filter: exit 0, or SIGPIPE's quiet death, and nothing on stderr.
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        out.status.code() == Some(0) || out.status.signal() == Some(13),
+        "{:?}",
+        out.status
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_log_over_its_cap_keeps_its_head_and_tail_and_says_what_it_dropped() {
+    let g = Gantry::new();
+    let file = g.write(
+        "capped.yaml",
+        r#"
+name: capped
+steps:
+  - name: chatty
+    image: busybox:1
+    command: [sh, -c, 'seq 1 200000']
+    logs: { max: 64Ki }
+"#,
+    );
+    let (code, summary, stderr) = g.run_pipeline(&file, &[]);
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    let log = g.ok(&["logs", &run_id(&summary), "chatty"]);
+    let lines: Vec<&str> = log.lines().collect();
+    let marker = lines
+        .iter()
+        .position(|l| l.starts_with("[gantry] the log reached its cap (logs.max = 64Ki)"))
+        .unwrap_or_else(|| panic!("no marker in {} lines", lines.len()));
+    let head: Vec<u64> = lines[..marker].iter().map(|l| l.parse().unwrap()).collect();
+    let tail: Vec<u64> = lines[marker + 1..]
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    // The head starts at the first line and the tail ends at the last, each without gaps.
+    assert_eq!(head[0], 1);
+    assert!(head.windows(2).all(|w| w[1] == w[0] + 1));
+    assert_eq!(*tail.last().unwrap(), 200_000);
+    assert!(tail.windows(2).all(|w| w[1] == w[0] + 1));
+    let dropped = tail[0] - head.last().unwrap() - 1;
+    assert!(
+        lines[marker].contains(&format!("{dropped} lines (")),
+        "{}",
+        lines[marker]
+    );
+    // What is kept is about the cap: each half within a chunk (4Ki here) of its 32Ki.
+    let bytes = |v: &[u64]| v.iter().map(|n| n.to_string().len() + 1).sum::<usize>();
+    for (half, kept) in [("head", bytes(&head)), ("tail", bytes(&tail))] {
+        assert!(
+            (28 << 10..=(36 << 10) + 64).contains(&kept),
+            "{half}: {kept} bytes kept"
+        );
+    }
+}
+
+#[test]
+fn a_log_is_followed_while_it_grows_and_survives_a_killed_gantry() {
+    let g = Gantry::new();
+    let file = g.write(
+        "slow.yaml",
+        r#"
+name: slow
+steps:
+  - name: ticker
+    image: busybox:1
+    command: [sh, -c, 'i=0; while [ $i -lt 20 ]; do i=$((i+1)); echo "tick $i"; sleep 0.1; done']
+  - name: flood
+    image: busybox:1
+    after: [ticker]
+    command: [sh, -c, 'i=0; while true; do i=$((i+1)); echo $i; done']
+"#,
+    );
+    let mut child = KillOnDrop(
+        g.command(&["run", file.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut run = String::new();
+    assert!(
+        eventually(|| {
+            let runs = g.json(&["runs"]);
+            match runs[0]["id"].as_str() {
+                Some(id) => {
+                    run = id.to_owned();
+                    true
+                }
+                None => false,
+            }
+        }),
+        "the run never started"
+    );
+    // --follow prints the ticker's lines as they come and returns when the step is over
+    // (the run goes on with the next step).
+    let followed = g.ok(&["logs", &run, "ticker", "--follow"]);
+    let want: String = (1..=20).map(|i| format!("tick {i}\n")).collect();
+    // The follower may have started before the step: it still sees every line once.
+    assert_eq!(
+        followed.lines().filter(|l| l.starts_with("tick")).count(),
+        20
+    );
+    assert!(followed.ends_with(&want), "{followed}");
+
+    // The flood step prints as fast as it can; gantry is killed while it does.
+    assert!(
+        eventually(|| {
+            let show = g.show(&run);
+            step(&show, "flood")["status"] == "running"
+                && g.ok(&["logs", &run, "flood", "--tail", "1"])
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap_or(0)
+                    > 10_000
+        }),
+        "the flood step never got going"
+    );
+    child.0.kill().unwrap(); // SIGKILL
+    child.0.wait().unwrap();
+    // What was stored before the kill reads back as a whole prefix of the output.
+    let log = g.ok(&["logs", &run, "flood"]);
+    let numbers: Vec<u64> = log.lines().map(|l| l.parse().unwrap()).collect();
+    assert!(numbers.len() > 10_000, "{} lines", numbers.len());
+    assert_eq!(numbers[0], 1);
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1));
+    // The next run reaps the orphaned container.
+    let quick = g.write(
+        "quick.yaml",
+        "name: quick\nsteps:\n  - name: a\n    image: busybox:1\n    command: [\"true\"]\n",
+    );
+    let (code, _, _) = g.run_pipeline(&quick, &[]);
+    assert_eq!(code, 0);
+    assert!(g.runc_containers().is_empty());
+}
