@@ -32,6 +32,11 @@ pub enum ArtifactError {
     #[error("{path} is a {kind}: artifacts hold only regular files, directories and symlinks")]
     SpecialFile { path: PathBuf, kind: &'static str },
 
+    #[error(
+        "no space left on device while storing {path} ({detail}): free some space and run the step again"
+    )]
+    NoSpace { path: PathBuf, detail: String },
+
     #[error("{path} changed while it was being stored: make sure nothing writes to it, then retry")]
     Changed { path: PathBuf },
 

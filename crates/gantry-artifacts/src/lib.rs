@@ -15,6 +15,7 @@
 //! checked entry by entry before anything is committed.
 
 mod archive_check;
+mod capture;
 mod confined;
 mod digest;
 mod error;

@@ -190,7 +190,7 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 }
 
 /// Opens a regular file without following a symlink and without blocking on a fifo.
-fn open_regular(path: &Path) -> Result<(File, fs::Metadata), ArtifactError> {
+pub(crate) fn open_regular(path: &Path) -> Result<(File, fs::Metadata), ArtifactError> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)

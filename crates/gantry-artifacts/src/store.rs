@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use crate::capture::{self, Captured, LocalDirs};
 use crate::confined::Confined;
-use crate::digest::{HashingWriter, StreamHasher, format_digest, parse_digest};
+use crate::digest::{ALGORITHM_PREFIX, HashingWriter, StreamHasher, format_digest, parse_digest};
 use crate::error::ArtifactError;
 use crate::export::copy_out;
 use crate::pack::Input;
@@ -50,6 +51,8 @@ pub(crate) struct Meta {
 pub struct ArtifactStore {
     pub(crate) objects: Arc<dyn ObjectStore>,
     cache_dir: PathBuf,
+    /// Set for a store on the local filesystem: outputs are then moved in, not copied.
+    local: Option<LocalDirs>,
 }
 
 impl ArtifactStore {
@@ -63,10 +66,15 @@ impl ArtifactStore {
         )?;
         let cache_dir = root.join("materialized");
         ensure_cache_dir(&cache_dir)?;
-        Ok(ArtifactStore::from_object_store(
-            Arc::new(local),
-            &cache_dir,
-        ))
+        let tmp = root.join("tmp");
+        clear_stale_staging(&tmp);
+        let mut store = ArtifactStore::from_object_store(Arc::new(local), &cache_dir);
+        store.local = Some(LocalDirs {
+            objects: objects_dir,
+            tmp,
+            cache: cache_dir,
+        });
+        Ok(store)
     }
 
     /// A store over any object store (S3, in-memory, ...); `cache_dir` holds materialized
@@ -75,6 +83,38 @@ impl ArtifactStore {
         ArtifactStore {
             objects: store,
             cache_dir: cache_dir.to_owned(),
+            local: None,
+        }
+    }
+
+    /// Stores a step's output, which the caller gives up (it may be moved away): on a local
+    /// store a file is hashed once and renamed into the store, and hard-linked into the cache
+    /// of materialized copies, so the next step reads it at no further cost; a directory is
+    /// packed once into a staging file that is renamed in. A file with other hard links, one
+    /// on another filesystem, or any output on another kind of store is stored as
+    /// [`ArtifactStore::put_path`] does. A full disk fails with
+    /// [`ArtifactError::NoSpace`] and leaves nothing in the store.
+    pub async fn capture(&self, path: &Path) -> Result<ArtifactInfo, ArtifactError> {
+        let Some(dirs) = self.local.clone() else {
+            return self.put_path(path).await;
+        };
+        let owned = path.to_owned();
+        let meta_dir = dirs.objects.join("meta");
+        let captured = tokio::task::spawn_blocking(move || {
+            capture::capture(&dirs, &owned, |hex| {
+                Ok(meta_dir.join(format!("{hex}.json")).is_file())
+            })
+        })
+        .await
+        .map_err(ArtifactError::task(format!("storing {}", path.display())))??;
+        match captured {
+            Captured::Present(info) => Ok(info),
+            Captured::Stored(info) => {
+                let hex = &info.digest[ALGORITHM_PREFIX.len()..];
+                self.commit(hex, info.kind, info.size).await?;
+                Ok(info)
+            }
+            Captured::Fallback => self.put_path(path).await,
         }
     }
 
@@ -169,6 +209,25 @@ impl ArtifactStore {
                 digest: digest.clone(),
             })?;
         ensure_cache_dir(&self.cache_dir)?;
+        if let Some(dirs) = self.local.clone() {
+            // The content is a file here already: verify it where it lies, then link it (a
+            // file) or unpack it straight from there (a directory) — no download copy.
+            let cache_dir = self.cache_dir.clone();
+            return tokio::task::spawn_blocking(move || {
+                let content = dirs.content(&hex);
+                match meta.kind {
+                    ArtifactKind::File => {
+                        capture::verify_in_place(&content, &hex, meta.size)?;
+                        link_or_copy(&content, &cache_dir, &cached)
+                    }
+                    ArtifactKind::Directory => {
+                        unpack_in_place(&content, &hex, meta.size, &cache_dir, &cached)
+                    }
+                }
+            })
+            .await
+            .map_err(ArtifactError::task(format!("materializing {digest}")))?;
+        }
         let download = self.download_verified(&hex, meta.size).await?;
         let cache_dir = self.cache_dir.clone();
         tokio::task::spawn_blocking(move || match meta.kind {
@@ -439,6 +498,76 @@ fn place_file(temp: tempfile::NamedTempFile, cached: &Path) -> Result<PathBuf, A
     temp.persist(cached)
         .map_err(|e| ArtifactError::io("create", cached)(e.error))?;
     Ok(cached.to_owned())
+}
+
+/// Clears staging files a crashed capture left behind (best effort).
+fn clear_stale_staging(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".capture-") {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Puts a verified stored file into the cache: a hard link of the object (same bytes, no
+/// copy), or a copy where linking is impossible.
+fn link_or_copy(content: &Path, cache_dir: &Path, cached: &Path) -> Result<PathBuf, ArtifactError> {
+    match fs::hard_link(content, cached) {
+        Ok(()) => return Ok(cached.to_owned()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(cached.to_owned()),
+        Err(_) => {}
+    }
+    let temp = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempfile_in(cache_dir)
+        .map_err(ArtifactError::io("create a temp file in", cache_dir))?;
+    let mut from = fs::File::open(content).map_err(ArtifactError::io("read", content))?;
+    io::copy(&mut from, &mut temp.as_file()).map_err(ArtifactError::io("write", temp.path()))?;
+    place_file(temp, cached)
+}
+
+/// Unpacks a stored directory's tar into the cache straight from the object, hashing as it
+/// reads; a digest or size that does not match leaves nothing behind.
+fn unpack_in_place(
+    content: &Path,
+    hex: &str,
+    size: u64,
+    cache_dir: &Path,
+    cached: &Path,
+) -> Result<PathBuf, ArtifactError> {
+    let digest = format_digest(hex);
+    let file = fs::File::open(content).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ArtifactError::Corrupt {
+            digest: digest.clone(),
+            detail: "metadata present but content missing".into(),
+        },
+        _ => ArtifactError::io("read", content)(e),
+    })?;
+    let staging = tempfile::Builder::new()
+        .prefix(".unpack-")
+        .tempdir_in(cache_dir)
+        .map_err(ArtifactError::io("create a temp directory in", cache_dir))?;
+    let mut reader = capture::HashingReader {
+        inner: io::BufReader::with_capacity(1 << 20, io::Read::take(file, size + 1)),
+        hasher: StreamHasher::new(),
+    };
+    unpack_tree(&mut reader, staging.path(), &digest)?;
+    // The tar reader may stop at its end-of-archive blocks: hash whatever follows too.
+    io::copy(&mut reader, &mut io::sink()).map_err(ArtifactError::io("read", content))?;
+    verify(reader.hasher, hex, size)?;
+    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
+        .map_err(ArtifactError::io("set permissions of", staging.path()))?;
+    match fs::rename(staging.path(), cached) {
+        Ok(()) => {
+            let _ = staging.keep();
+            Ok(cached.to_owned())
+        }
+        Err(_) if fs::symlink_metadata(cached).is_ok_and(|m| m.is_dir()) => Ok(cached.to_owned()),
+        Err(e) => Err(ArtifactError::io("create", cached)(e)),
+    }
 }
 
 fn place_tree(

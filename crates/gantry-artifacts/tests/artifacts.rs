@@ -879,3 +879,121 @@ mod counting {
         }
     }
 }
+
+/// A step's outputs are captured without copies: a file is moved in (same inode) and is
+/// then its own materialized copy; a directory is packed once; everything reads back as
+/// `put_path` would have stored it.
+mod capture {
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+
+    use gantry_artifacts::ArtifactKind;
+
+    use crate::support::*;
+
+    #[tokio::test]
+    async fn a_file_output_is_moved_in_and_is_its_own_cached_copy() {
+        let env = Env::new();
+        let out = env.scratch("outputs");
+        let data = vec![7u8; 3 << 20];
+        write(&out.join("model.bin"), &data, 0o600);
+        let ino = fs::metadata(out.join("model.bin")).unwrap().ino();
+
+        let info = env.store.capture(&out.join("model.bin")).await.unwrap();
+        assert_eq!(info.kind, ArtifactKind::File);
+        assert_eq!(info.size, data.len() as u64);
+        assert_eq!(hex_of(&info.digest), sha256_hex(&data));
+        assert!(!out.join("model.bin").exists(), "the output was moved away");
+        let stored = env.objects().join("sha256").join(hex_of(&info.digest));
+        let meta = fs::metadata(&stored).unwrap();
+        assert_eq!(meta.ino(), ino, "stored without a copy");
+        assert_eq!(mode_of(&stored), 0o644);
+        // The next step's input: the same inode again, no download.
+        let cached = env.store.materialize(&info.digest).await.unwrap();
+        assert_eq!(fs::metadata(&cached).unwrap().ino(), ino);
+        assert_eq!(fs::read(&cached).unwrap(), data);
+        assert_eq!(
+            env.store.stat(&info.digest).await.unwrap(),
+            Some(info.clone())
+        );
+
+        // The same bytes again: already stored, nothing added.
+        write(&out.join("again.bin"), &data, 0o644);
+        let again = env.store.capture(&out.join("again.bin")).await.unwrap();
+        assert_eq!(again, info);
+        assert_eq!(env.content_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_file_with_other_links_is_copied_and_left_alone() {
+        let env = Env::new();
+        let out = env.scratch("outputs");
+        write(&out.join("a"), b"shared bytes", 0o644);
+        fs::hard_link(out.join("a"), out.join("b")).unwrap();
+        let info = env.store.capture(&out.join("a")).await.unwrap();
+        assert_eq!(hex_of(&info.digest), sha256_hex(b"shared bytes"));
+        let stored = env.objects().join("sha256").join(hex_of(&info.digest));
+        assert_ne!(
+            fs::metadata(&stored).unwrap().ino(),
+            fs::metadata(out.join("b")).unwrap().ino(),
+            "the other name cannot reach the stored bytes"
+        );
+        assert_eq!(fs::read(out.join("b")).unwrap(), b"shared bytes");
+        // A later write through the other name changes nothing stored.
+        fs::write(out.join("b"), b"changed").unwrap();
+        let cached = env.store.materialize(&info.digest).await.unwrap();
+        assert_eq!(fs::read(cached).unwrap(), b"shared bytes");
+    }
+
+    #[tokio::test]
+    async fn a_directory_output_is_packed_once_to_the_digest_put_path_gives() {
+        let env = Env::new();
+        let tree = env.scratch("tree");
+        write(&tree.join("a/b.txt"), b"hello", 0o644);
+        write(&tree.join("run.sh"), b"#!/bin/sh\n", 0o755);
+        std::os::unix::fs::symlink("a/b.txt", tree.join("link")).unwrap();
+        let expected = snapshot(&tree);
+
+        let other = Env::new();
+        let via_put = other.store.put_path(&tree).await.unwrap();
+        let info = env.store.capture(&tree).await.unwrap();
+        assert_eq!(info, via_put);
+        assert!(entries(&env.dir.path().join("store/tmp")).is_empty());
+        let cached = env.store.materialize(&info.digest).await.unwrap();
+        assert_eq!(snapshot(&cached), expected);
+    }
+
+    #[tokio::test]
+    async fn a_corrupted_object_is_caught_when_materialized_in_place() {
+        let env = Env::new();
+        let src = env.scratch("src");
+        write(&src.join("f"), b"original", 0o644);
+        // put_path (not capture) so that no cached copy exists yet.
+        let info = env.store.put_path(&src.join("f")).await.unwrap();
+        let stored = env.objects().join("sha256").join(hex_of(&info.digest));
+        fs::write(&stored, b"tampered").unwrap();
+        let err = env.store.materialize(&info.digest).await.unwrap_err();
+        assert!(err.to_string().contains("corrupt"), "{err}");
+        assert!(
+            entries(&env.materialized()).is_empty(),
+            "{:?}",
+            entries(&env.materialized())
+        );
+
+        let tree = env.scratch("tree");
+        write(&tree.join("x"), b"tree bytes", 0o644);
+        let dir = env.store.put_path(&tree).await.unwrap();
+        let stored = env.objects().join("sha256").join(hex_of(&dir.digest));
+        let mut tar = fs::read(&stored).unwrap();
+        let at = tar.windows(10).position(|w| w == b"tree bytes").unwrap();
+        tar[at] = b'T';
+        fs::write(&stored, tar).unwrap();
+        let err = env.store.materialize(&dir.digest).await.unwrap_err();
+        assert!(err.to_string().contains("corrupt"), "{err}");
+        assert!(
+            entries(&env.materialized()).is_empty(),
+            "{:?}",
+            entries(&env.materialized())
+        );
+    }
+}

@@ -791,11 +791,11 @@ async fn capture_outputs<R: Runtime>(
                 "missing output {name}: the step did not write /gantry/outputs/{name}"
             ));
         }
-        let info = inner
-            .artifacts
-            .put_path(&path)
-            .await
-            .map_err(|e| format!("output {name} rejected: {e}"))?;
+        // The output is given up: a file is moved into the store, not copied.
+        let info = inner.artifacts.capture(&path).await.map_err(|e| match e {
+            gantry_artifacts::ArtifactError::NoSpace { .. } => format!("output {name}: {e}"),
+            e => format!("output {name} rejected: {e}"),
+        })?;
         inner
             .store
             .record_artifact(&info.digest, kind_str(&info), info.size, now_ms())

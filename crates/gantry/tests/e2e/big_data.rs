@@ -239,3 +239,134 @@ steps:
     assert_eq!(code, 0);
     assert!(g.runc_containers().is_empty());
 }
+
+fn inode(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+#[test]
+fn a_large_file_is_handed_to_the_next_step_without_a_copy() {
+    let g = Gantry::new();
+    let file = g.write(
+        "handoff.yaml",
+        r#"
+name: handoff
+steps:
+  - name: produce
+    image: busybox:1
+    command: [sh, -c, 'dd if=/dev/zero of=/gantry/outputs/big bs=1M count=64 2>/dev/null && stat -c "inode %i" /gantry/outputs/big']
+    outputs: [big]
+  - name: consume
+    image: busybox:1
+    inputs: { big: produce.big }
+    command: [sh, -c, 'stat -c "inode %i links %h" ${inputs.big}; wc -c < ${inputs.big}; echo x >> ${inputs.big} || echo read-only']
+"#,
+    );
+    let (code, summary, stderr) = g.run_pipeline(&file, &[]);
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    let run = run_id(&summary);
+    let digest = step(&summary, "produce")["outputs"]["big"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let artifacts = g.home.path().join("artifacts");
+    let stored = inode(&artifacts.join("objects/sha256").join(hex));
+    assert_eq!(inode(&artifacts.join("materialized").join(hex)), stored);
+
+    // The producer's file is the stored object, and the consumer read that same inode.
+    let produced = g.ok(&["logs", &run, "produce"]);
+    assert_eq!(produced.trim(), format!("inode {stored}"));
+    let consumed = g.ok(&["logs", &run, "consume"]);
+    let mut lines = consumed.lines();
+    assert_eq!(lines.next().unwrap(), format!("inode {stored} links 2"));
+    assert_eq!(lines.next().unwrap().trim(), (64 << 20).to_string());
+    assert!(consumed.contains("read-only"), "{consumed}");
+    assert_eq!(
+        std::fs::metadata(artifacts.join("objects/sha256").join(hex))
+            .unwrap()
+            .len(),
+        64 << 20,
+        "the consumer could not append to its input"
+    );
+}
+
+/// Unmounts the tmpfs a test mounted, even when it fails.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_during_capture_fails_the_step_and_leaves_nothing_half_written() {
+    let g = Gantry::empty();
+    let status = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=40m",
+            "gantry-test",
+            g.home.path().to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "mounting a tmpfs for GANTRY_HOME (these tests run as root)"
+    );
+    let _mount = Tmpfs(g.home.path().to_owned());
+    let g = crate::support::import_busybox(g);
+    let spec = |mb: u32| {
+        format!(
+            r#"
+name: full
+steps:
+  - name: fill
+    image: busybox:1
+    command: [sh, -c, 'mkdir /gantry/outputs/data && dd if=/dev/zero of=/gantry/outputs/data/blob bs=1M count={mb} 2>/dev/null']
+    outputs: [data]
+"#
+        )
+    };
+    // 24 MiB written by the step fit; packing them into the store needs 24 more.
+    let file = g.write("full.yaml", &spec(24));
+    let (code, summary, stderr) = g.run_pipeline(&file, &[]);
+    assert_eq!(code, 1, "{summary:#}\n{stderr}");
+    let fill = step(&summary, "fill");
+    assert_eq!(fill["status"], "failed");
+    let reason = fill["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("no space left on device while storing") && reason.contains("outputs/data"),
+        "{reason}"
+    );
+    let show = g.show(&run_id(&summary));
+    assert_eq!(step(&show, "fill")["reason"], reason);
+    let artifacts = g.home.path().join("artifacts");
+    let names = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(artifacts.join(dir))
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(names("tmp").is_empty(), "{:?}", names("tmp"));
+    let meta_before = names("objects/meta");
+
+    // Once there is room (a smaller output), the same pipeline runs.
+    let file = g.write("full.yaml", &spec(8));
+    let (code, summary, stderr) = g.run_pipeline(&file, &[]);
+    assert_eq!(code, 0, "{summary:#}\n{stderr}");
+    let digest = step(&summary, "fill")["outputs"]["data"].as_str().unwrap();
+    let meta_after = names("objects/meta");
+    assert_eq!(meta_after.len(), meta_before.len() + 1);
+    assert!(meta_after.contains(&format!("{}.json", &digest["sha256:".len()..])));
+}

@@ -46,6 +46,18 @@ fn busybox_tar() -> &'static Path {
     })
 }
 
+/// Imports `busybox:1` into the home.
+pub fn import_busybox(g: Gantry) -> Gantry {
+    g.ok(&[
+        "image",
+        "import",
+        busybox_tar().to_str().unwrap(),
+        "--name",
+        "busybox:1",
+    ]);
+    g
+}
+
 pub struct Gantry {
     pub home: tempfile::TempDir,
     pub dir: tempfile::TempDir,
@@ -54,15 +66,7 @@ pub struct Gantry {
 impl Gantry {
     /// A fresh home with `busybox:1` imported.
     pub fn new() -> Gantry {
-        let g = Gantry::empty();
-        g.ok(&[
-            "image",
-            "import",
-            busybox_tar().to_str().unwrap(),
-            "--name",
-            "busybox:1",
-        ]);
-        g
+        import_busybox(Gantry::empty())
     }
 
     pub fn empty() -> Gantry {
