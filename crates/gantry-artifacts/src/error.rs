@@ -33,9 +33,12 @@ pub enum ArtifactError {
     SpecialFile { path: PathBuf, kind: &'static str },
 
     #[error(
-        "no space left on device while storing {path} ({detail}): free some space and run the step again"
+        "no space left on device while storing {path} ({detail}): free some space (`gantry df` shows what uses it, `gantry gc` removes what nothing needs) and run the step again"
     )]
     NoSpace { path: PathBuf, detail: String },
+
+    #[error("this needs an artifact store on the local filesystem")]
+    NotLocal,
 
     #[error("{path} changed while it was being stored: make sure nothing writes to it, then retry")]
     Changed { path: PathBuf },

@@ -20,6 +20,7 @@ mod confined;
 mod digest;
 mod error;
 mod export;
+mod gc;
 mod pack;
 mod read_as;
 mod store;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use confined::{Confined, probe_confined};
 pub use error::ArtifactError;
+pub use gc::{StoreUsage, StoredArtifact};
 pub use store::ArtifactStore;
 pub use streamed::{canonical_body, digest_path};
 

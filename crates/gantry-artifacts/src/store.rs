@@ -52,7 +52,7 @@ pub struct ArtifactStore {
     pub(crate) objects: Arc<dyn ObjectStore>,
     cache_dir: PathBuf,
     /// Set for a store on the local filesystem: outputs are then moved in, not copied.
-    local: Option<LocalDirs>,
+    pub(crate) local: Option<LocalDirs>,
 }
 
 impl ArtifactStore {

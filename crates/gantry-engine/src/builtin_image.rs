@@ -62,6 +62,30 @@ pub fn ensure_builtin_image(images: &ImageStore, exe: &Path) -> Result<ImageInfo
     Ok(info)
 }
 
+/// The built-in image of `exe` when it has been built already (never builds one); the
+/// marker spares hashing the binary when it is current.
+pub fn existing_builtin_image(images: &ImageStore, exe: &Path) -> Option<ImageInfo> {
+    let meta = std::fs::metadata(exe).ok()?;
+    let stamp = format!(
+        "{}:{}:{}:{}",
+        exe.display(),
+        meta.len(),
+        meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
+        meta.ino()
+    );
+    if let Ok(text) = std::fs::read_to_string(images.root().join("builtin-image.marker"))
+        && let Some((s, digest)) = text.trim().rsplit_once(' ')
+        && s == stamp
+        && let Ok(info) = images.resolve(digest)
+    {
+        return Some(info);
+    }
+    let hex = file_sha256(exe).ok()?;
+    images
+        .resolve(&format!("{NAME_PREFIX}:{}", &hex[..16]))
+        .ok()
+}
+
 fn file_sha256(path: &Path) -> Result<String, EngineError> {
     let mut f =
         std::fs::File::open(path).map_err(|e| err(format!("opening {}: {e}", path.display())))?;

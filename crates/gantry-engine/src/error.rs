@@ -33,6 +33,8 @@ pub enum EngineError {
     Artifacts(#[from] gantry_artifacts::ArtifactError),
     #[error("runtime: {0}")]
     Runtime(#[from] gantry_runtime::RuntimeError),
+    #[error("gc: {message}")]
+    Gc { message: String },
     #[error("run {run}: {message}")]
     Rerun { run: String, message: String },
     /// The trust policy denied an image; the run is recorded as failed before any step ran.

@@ -480,13 +480,14 @@ async fn run_attempt<R: Runtime>(
         sanitize(&step.name),
         rec.attempt
     ));
-    let mounts = prepare_step_dir(inner, ctx, &step_dir, p)
-        .await
-        .map_err(|e| err(format!("preparing {}: {e}", step_dir.display())))?;
-
+    // Recorded as running (with its inputs) before they are materialized, so a concurrent
+    // `gantry gc` sees them in use.
     rec.status = StepStatus::Running;
     rec.started_at_ms = Some(now_ms());
     inner.store.upsert_step_run(rec).await?;
+    let mounts = prepare_step_dir(inner, ctx, &step_dir, p)
+        .await
+        .map_err(|e| err(format!("preparing {}: {e}", step_dir.display())))?;
     let _ = ctx.events.send(Event::StepStarted {
         step: step.name.clone(),
         attempt: rec.attempt as u32,

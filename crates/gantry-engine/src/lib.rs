@@ -15,6 +15,7 @@ mod error;
 mod events;
 mod execute;
 mod fetch;
+pub mod gc;
 pub mod input_policy;
 mod mlflow_mirror;
 mod owner;
@@ -27,7 +28,7 @@ mod step_log;
 pub mod trust;
 
 pub use admission::Capacity;
-pub use builtin_image::{BUILTIN_BINARY, ensure_builtin_image};
+pub use builtin_image::{BUILTIN_BINARY, ensure_builtin_image, existing_builtin_image};
 pub use error::EngineError;
 pub use events::{EchoRoom, Event, RunSummary, StepSummary};
 pub use input_policy::{DataRoot, InputPolicy, PathAccess, PathRefusal};

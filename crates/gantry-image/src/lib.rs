@@ -14,6 +14,7 @@ mod error;
 mod image_config;
 mod import;
 mod oci_layout;
+mod prune;
 mod reference;
 pub mod registry;
 mod staging;
@@ -23,6 +24,7 @@ mod user;
 
 pub use error::ImageError;
 pub use image_config::ImageRuntimeConfig;
+pub use prune::ImageUsage;
 pub use reference::{looks_like_domain, normalize_reference, validate_domain};
 pub use store::{ImageInfo, ImageParts, ImageStore};
 pub use unpack::{UnpackLimits, unpack_layer};

@@ -522,7 +522,7 @@ impl ImageStore {
     }
 
     /// The manifest, config and layer digests of an image.
-    fn blobs_of(&self, digest: &str) -> Result<Vec<String>, ImageError> {
+    pub(crate) fn blobs_of(&self, digest: &str) -> Result<Vec<String>, ImageError> {
         let manifest = self.read_manifest(digest)?;
         let mut blobs = vec![digest.to_string(), manifest.config().digest().to_string()];
         blobs.extend(manifest.layers().iter().map(|l| l.digest().to_string()));
@@ -714,7 +714,7 @@ impl ImageStore {
     }
 
     /// Serialises index changes between processes; released when the file is dropped.
-    fn lock(&self) -> Result<fs::File, ImageError> {
+    pub(crate) fn lock(&self) -> Result<fs::File, ImageError> {
         let path = self.root.join(".lock");
         let file = fs::OpenOptions::new()
             .create(true)

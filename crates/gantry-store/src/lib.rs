@@ -14,6 +14,7 @@ mod auth;
 mod bulk;
 pub mod columns;
 mod error;
+mod gc;
 mod images;
 mod lineage;
 mod logged_models;
@@ -33,6 +34,7 @@ mod writer;
 
 pub use auth::{AuditRecord, NewToken, TokenRecord};
 pub use error::{ParseStatusError, StoreError};
+pub use gc::LogVolume;
 pub use images::{ImageDecisionRecord, ImageScanRecord};
 pub use logged_models::{
     LOGGED_MODEL_SEARCH_DEFAULT, LOGGED_MODEL_STATUSES, LoggedModel, LoggedModelMetric,

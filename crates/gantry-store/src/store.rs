@@ -175,6 +175,8 @@ pub struct Store {
     pub(crate) bulk_pg: Option<sqlx::PgPool>,
     /// SQLite only: the thread that writes tracking batches, group-committed.
     pub(crate) writer: Option<crate::writer::TrackingWriter>,
+    /// SQLite only: the database file.
+    sqlite_file: Option<PathBuf>,
 }
 
 impl Store {
@@ -256,7 +258,13 @@ impl Store {
             bulk,
             bulk_pg,
             writer,
+            sqlite_file,
         })
+    }
+
+    /// The database file of a SQLite store (its `-wal` and `-shm` lie beside it).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        self.sqlite_file.clone()
     }
 
     /// "sqlite" or "postgres".

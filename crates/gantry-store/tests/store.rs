@@ -1579,6 +1579,127 @@ mod model_cases {
     }
 }
 
+/// What gc keeps: everything a kept run (in progress, or ended inside the retention)
+/// consumed or produced, what a running step holds before its lineage is written, every
+/// model version's artifact and data, uploads granted inside the retention; the logs it may
+/// drop are those of the other runs.
+mod gc_cases {
+    use crate::fixtures::{run, step_run};
+    use gantry_store::{Direction, LogChunk, NewModelVersion, RunStatus, StepStatus, Store};
+
+    fn d(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    pub async fn gc_keeps_what_kept_runs_models_and_uploads_use(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let cutoff = 1_000_000;
+        // An old run (ended before the cutoff), a recent one, and one in progress.
+        let mut old = run("r-old", "p", 10, RunStatus::Succeeded);
+        old.finished_at_ms = Some(500);
+        old.images_json = format!(r#"{{"a":"{}"}}"#, d('1'));
+        let mut recent = run("r-new", "p", 10, RunStatus::Failed);
+        recent.finished_at_ms = Some(cutoff + 1);
+        recent.images_json = format!(r#"{{"a":"{}"}}"#, d('2'));
+        let mut live = run("r-live", "p", 10, RunStatus::Running);
+        live.images_json = "{}".into();
+        for r in [&old, &recent, &live] {
+            store.create_run(r).await.unwrap();
+        }
+        let mut s_old = step_run("s-old", "r-old", "a", 0, 1, StepStatus::Succeeded);
+        s_old.image_digest = Some(d('3'));
+        let s_new = step_run("s-new", "r-new", "a", 0, 1, StepStatus::Failed);
+        // The running step's input is on its record only (no lineage yet).
+        let mut s_live = step_run("s-live", "r-live", "a", 0, 1, StepStatus::Running);
+        s_live.inputs_json = format!(r#"{{"data":"{}"}}"#, d('c'));
+        s_live.outputs_json = "{}".into();
+        for s in [&s_old, &s_new, &s_live] {
+            store.upsert_step_run(s).await.unwrap();
+        }
+        store
+            .record_lineage("s-old", "x", &d('a'), Direction::Output)
+            .await
+            .unwrap();
+        store
+            .record_lineage("s-new", "x", &d('b'), Direction::Output)
+            .await
+            .unwrap();
+        // An old run's output that a model version registered, with its data.
+        store
+            .record_lineage("s-old", "model", &d('e'), Direction::Output)
+            .await
+            .unwrap();
+        store
+            .register_model_version(&NewModelVersion {
+                model: "m".into(),
+                artifact_digest: d('e'),
+                artifact_kind: "file".into(),
+                run_id: None,
+                step_run_id: None,
+                step: None,
+                metrics_json: "{}".into(),
+                data_digests_json: format!(r#"["{}"]"#, d('f')),
+                params_json: "{}".into(),
+                flavor: "builtin".into(),
+                description: None,
+                alias: None,
+                now_ms: 1,
+            })
+            .await
+            .unwrap();
+        store.grant_artifact(&d('7'), "p", "t", 5).await.unwrap();
+        store
+            .grant_artifact(&d('8'), "p", "t", cutoff + 5)
+            .await
+            .unwrap();
+
+        let kept = store.referenced_artifacts(cutoff).await.unwrap();
+        for c in ['b', 'c', 'e', 'f', '8'] {
+            assert!(kept.contains(&d(c)), "{c} must be kept: {kept:?}");
+        }
+        for c in ['a', '7'] {
+            assert!(!kept.contains(&d(c)), "{c} is not in use: {kept:?}");
+        }
+        // The re-check before removal agrees, digest by digest.
+        for c in ['a', 'b', 'c', 'e', 'f', '7', '8'] {
+            assert_eq!(
+                store.artifact_referenced(&d(c), cutoff).await.unwrap(),
+                kept.contains(&d(c)),
+                "{c}"
+            );
+        }
+        // Everything is kept with a cutoff before every run.
+        let all = store.referenced_artifacts(0).await.unwrap();
+        assert!(all.contains(&d('a')) && all.contains(&d('7')));
+
+        let images = store.referenced_images(cutoff).await.unwrap();
+        assert!(images.contains(&d('2')) && images.contains("sha256:bb"));
+        assert!(!images.contains(&d('1')) && !images.contains(&d('3')));
+        let active = store.active_run_ids().await.unwrap();
+        assert_eq!(active, ["r-live".to_owned()].into());
+
+        // Logs: the old run's go, the others' stay.
+        for (s, text) in [
+            ("s-old", "old\nlines"),
+            ("s-new", "new"),
+            ("s-live", "live"),
+        ] {
+            store
+                .append_logs(s, &[LogChunk::message("stdout", 1, text)])
+                .await
+                .unwrap();
+        }
+        let expired = store.expired_logs(cutoff).await.unwrap();
+        assert_eq!((expired.chunks, expired.bytes), (1, 10));
+        assert_eq!(store.log_volume().await.unwrap().chunks, 3);
+        assert_eq!(store.delete_expired_logs(cutoff).await.unwrap(), expired);
+        assert!(store.logs("r-old", None, 0, 0).await.unwrap().is_empty());
+        assert_eq!(store.logs("r-new", None, 0, 0).await.unwrap().len(), 1);
+        assert_eq!(store.logs("r-live", None, 0, 0).await.unwrap().len(), 1);
+        assert_eq!(store.log_volume().await.unwrap().chunks, 2);
+    }
+}
+
 macro_rules! on_every_backend {
     ($($module:ident::$case:ident),+ $(,)?) => {
         mod sqlite {
@@ -1628,6 +1749,7 @@ on_every_backend!(
     model_cases::invalid_registrations_change_nothing,
     model_cases::models_list_by_name_and_by_run,
     model_cases::upgrading_a_version_1_database_keeps_its_runs,
+    gc_cases::gc_keeps_what_kept_runs_models_and_uploads_use,
 );
 
 /// What only SQLite has: a file, its journal mode, and the URL forms the CLI accepts.

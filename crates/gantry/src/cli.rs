@@ -234,6 +234,27 @@ pub enum Command {
     /// Manage API tokens (on GANTRY_HOME's store, or through --server as an admin).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Remove what no kept run, registered model version or deployment needs: artifacts,
+    /// scratch directories of finished runs, logs and built-in images of runs past the
+    /// retention, unused image files. Safe while runs execute; audited through --server.
+    Gc {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep runs that ended less than this long ago (and everything they use).
+        #[arg(long, value_name = "DURATION", default_value = crate::gc::DEFAULT_OLDER_THAN)]
+        older_than: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show what uses the disk (artifacts, images, logs, scratch, database) and what gc
+    /// would free.
+    Df {
+        #[arg(long, value_name = "DURATION", default_value = crate::gc::DEFAULT_OLDER_THAN)]
+        older_than: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
     /// Show the audit log of writes made through the server, newest first.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -431,6 +452,13 @@ pub enum ImageCommand {
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
+    /// Collect garbage this often (`6h`, `1d`), as `gantry gc` would, each time in the audit
+    /// log; off unless given.
+    #[arg(long, value_name = "DURATION")]
+    pub gc_interval: Option<String>,
+    /// The retention of scheduled gc: runs that ended less than this long ago are kept.
+    #[arg(long, value_name = "DURATION", default_value = crate::gc::DEFAULT_OLDER_THAN)]
+    pub gc_older_than: String,
     /// Address to listen on. Anything but loopback needs --auth.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,

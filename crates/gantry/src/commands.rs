@@ -136,6 +136,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             crate::serve::server(&local_only(g, "server")?, &g.runtime, args).await
         }
         Command::Token(cmd) => crate::serve::token(&src()?, cmd).await,
+        Command::Gc {
+            dry_run,
+            older_than,
+            output,
+        } => crate::gc::gc(&src()?, &older_than, dry_run, output).await,
+        Command::Df { older_than, output } => crate::gc::df(&src()?, &older_than, output).await,
         Command::Audit { limit, output } => crate::serve::audit(&src()?, limit, output).await,
         Command::Dataset { name } => match gantry_ml::datasets::csv_by_name(&name) {
             Some(csv) => {
@@ -979,10 +985,19 @@ async fn artifact_get(home: &Home, digest: &str, out: &Path) -> anyhow::Result<u
     };
     let store = home.artifacts()?;
     if store.stat(&digest).await?.is_none() {
-        return Err(coded(
-            exit::NOT_FOUND,
-            format!("artifact {digest} not found"),
-        ));
+        // Recorded but not stored: gc removed it with the runs past the retention.
+        let known = match home.store().await {
+            Ok(s) => s.get_artifact(&digest).await.ok().flatten().is_some(),
+            Err(_) => false,
+        };
+        let message = if known {
+            format!(
+                "artifact {digest} is not in the store any more: gc removed it (no kept run, model or upload uses it); run the pipeline that produced it again"
+            )
+        } else {
+            format!("artifact {digest} not found")
+        };
+        return Err(coded(exit::NOT_FOUND, message));
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let path = store.export(&digest, out).await?;

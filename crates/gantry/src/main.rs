@@ -15,6 +15,7 @@ mod demo_serve;
 mod deployments;
 mod drift;
 mod exit;
+mod gc;
 mod home;
 mod hook;
 mod images;

@@ -88,6 +88,22 @@ pub async fn server(home: &Home, runtime: &str, args: ServerArgs) -> anyhow::Res
         );
     }
     let state = AppState::new(store, engine.artifacts().clone(), config).with_engine(engine);
+    if let Some(every) = &args.gc_interval {
+        let parse = |flag: &str, v: &str| {
+            humantime::parse_duration(v).map_err(|e| {
+                coded(
+                    exit::USAGE,
+                    format!("bad {flag} '{v}': give a duration such as 6h or 30d ({e})"),
+                )
+            })
+        };
+        let interval = parse("--gc-interval", every)?;
+        if interval < std::time::Duration::from_secs(1) {
+            return Err(coded(exit::USAGE, "--gc-interval must be at least 1s"));
+        }
+        let older_than = parse("--gc-older-than", &args.gc_older_than)?;
+        gantry_server::api::gc::spawn_schedule(state.clone(), interval, older_than);
+    }
     println!(
         "gantry server listening on http://{addr}{grpc_text} (auth {})",
         if args.auth { "on" } else { "off" }

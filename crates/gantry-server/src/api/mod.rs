@@ -9,6 +9,7 @@ pub(crate) mod admin;
 pub(crate) mod artifacts;
 pub(crate) mod deployments;
 mod error;
+pub mod gc;
 pub(crate) mod models;
 pub(crate) mod runs;
 mod uploads;
@@ -50,6 +51,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/tokens/{token}/revoke", post(admin::revoke_token))
         .route("/api/v1/audit", get(admin::audit_log))
+        .route("/api/v1/gc", post(gc::run))
+        .route("/api/v1/df", get(gc::df))
         .route("/api/v1/deployments", get(deployments::list))
         .route(
             "/api/v1/deployments/{name}",

@@ -6,6 +6,17 @@ use crate::support::{Gantry, eventually, step};
 /// A `gantry run` killed when the test ends, even by a failed assertion.
 struct KillOnDrop(std::process::Child);
 
+impl KillOnDrop {
+    /// Waits for the process to end on its own.
+    fn wait(mut self) -> std::process::Output {
+        let child = std::mem::replace(
+            &mut self.0,
+            std::process::Command::new("true").spawn().unwrap(),
+        );
+        child.wait_with_output().unwrap()
+    }
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -369,4 +380,249 @@ steps:
     let meta_after = names("objects/meta");
     assert_eq!(meta_after.len(), meta_before.len() + 1);
     assert!(meta_after.contains(&format!("{}.json", &digest["sha256:".len()..])));
+}
+
+/// Makes everything stored in the home look older than gc's one-minute grace.
+fn age_home(g: &Gantry) {
+    let home = g.home.path();
+    let mut paths: Vec<std::path::PathBuf> = Vec::new();
+    for dir in ["artifacts/objects/meta", "work"] {
+        for e in std::fs::read_dir(home.join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            paths.push(e.path());
+        }
+    }
+    if paths.is_empty() {
+        return;
+    }
+    let status = std::process::Command::new("touch")
+        .arg("-h")
+        .arg("-d")
+        .arg("2 hours ago")
+        .args(&paths)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn stored(g: &Gantry, digest: &str) -> bool {
+    g.home
+        .path()
+        .join("artifacts/objects/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap())
+        .exists()
+}
+
+#[test]
+fn gc_removes_only_what_no_kept_run_uses_while_a_run_goes_on_and_the_cache_still_hits() {
+    let g = Gantry::new();
+    let old = g.write(
+        "old.yaml",
+        r#"
+name: old
+steps:
+  - name: make
+    image: busybox:1
+    command: [sh, -c, 'echo "old log line"; echo old-bytes > /gantry/outputs/x']
+    outputs: [x]
+"#,
+    );
+    let (code, old_run, stderr) = g.run_pipeline(&old, &["--keep-workdirs"]);
+    assert_eq!(code, 0, "{stderr}");
+    let old_id = run_id(&old_run);
+    let old_x = step(&old_run, "make")["outputs"]["x"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(g.home.path().join("work").join(&old_id).is_dir());
+    std::thread::sleep(std::time::Duration::from_secs(5));
+
+    // A run in progress whose step reads its input after gc has run.
+    g.write("data/in.txt", "live input\n");
+    let live = g.write(
+        "live.yaml",
+        r#"
+name: live
+steps:
+  - name: wait
+    image: busybox:1
+    inputs: { data: { path: data } }
+    command: [sh, -c, 'sleep 8; cat ${inputs.data}/in.txt']
+"#,
+    );
+    let live_child = KillOnDrop(
+        g.command(&["run", live.to_str().unwrap(), "--output", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    crate::support::wait_until("the live step to run", || {
+        let runs = g.json(&["runs"]);
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["pipeline"] == "live")
+            && !g.runc_containers().is_empty()
+    });
+
+    // A recent run, kept by the retention.
+    let keep = g.write(
+        "keep.yaml",
+        r#"
+name: keep
+steps:
+  - name: produce
+    image: busybox:1
+    command: [sh, -c, 'echo kept-bytes > /gantry/outputs/x; mkdir /gantry/outputs/d; echo in-dir > /gantry/outputs/d/f']
+    outputs: [x, d]
+  - name: use
+    image: busybox:1
+    inputs: { x: produce.x }
+    command: [sh, -c, 'cat ${inputs.x}']
+"#,
+    );
+    let (code, kept_run, stderr) = g.run_pipeline(&keep, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let kept_outputs = step(&kept_run, "produce")["outputs"].clone();
+    age_home(&g);
+
+    // A dry run says what would go and removes nothing.
+    let dry = g.json(&["gc", "--dry-run", "--older-than", "3s"]);
+    assert_eq!(dry["dry_run"], true);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    assert_eq!(
+        dry["artifacts"]["count"],
+        1,
+        "{dry:#}\nnow {now_ms}\n{:#}",
+        g.json(&["runs"])
+    );
+    assert_eq!(dry["scratch"]["count"], 1, "{dry:#}");
+    assert!(dry["logs"]["count"].as_u64().unwrap() >= 1, "{dry:#}");
+    assert!(stored(&g, &old_x));
+    let df = g.json(&["df", "--older-than", "3s"]);
+    assert!(df["artifacts"]["count"].as_u64().unwrap() >= 4, "{df:#}");
+    assert_eq!(df["reclaimable"]["artifacts"], dry["artifacts"], "{df:#}");
+    assert!(df["logs"]["bytes"].as_u64().unwrap() > 0);
+    assert!(df["database_bytes"].as_u64().unwrap() > 0);
+    let table = g.ok(&["df", "--older-than", "3s"]);
+    assert!(
+        table.contains("GC WOULD FREE") && table.contains("scratch"),
+        "{table}"
+    );
+
+    let report = g.json(&["gc", "--older-than", "3s"]);
+    assert_eq!(report["artifacts"], dry["artifacts"], "{report:#}");
+    // The old run's output, log and scratch directory are gone; its record stays.
+    assert!(!stored(&g, &old_x));
+    let out = tempfile::tempdir().unwrap();
+    let got = g.run(&[
+        "artifact",
+        "get",
+        &old_x,
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(!got.status.success());
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert!(err.contains("not in the store"), "{err}");
+    assert_eq!(g.ok(&["logs", &old_id]), "");
+    assert!(!g.home.path().join("work").join(&old_id).exists());
+    assert_eq!(g.show(&old_id)["status"], "succeeded");
+    // Everything the kept run and the live run use is still there.
+    for digest in kept_outputs.as_object().unwrap().values() {
+        assert!(stored(&g, digest.as_str().unwrap()), "{digest}");
+    }
+    assert!(
+        g.ok(&["logs", &run_id(&kept_run), "use"])
+            .contains("kept-bytes")
+    );
+    let live_out = live_child.wait();
+    assert!(
+        live_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live_out.stderr)
+    );
+    let live_summary: serde_json::Value = serde_json::from_slice(&live_out.stdout).unwrap();
+    assert!(
+        g.ok(&["logs", &run_id(&live_summary), "wait"])
+            .contains("live input")
+    );
+
+    // The kept pipeline is still fully cached; the collected one runs again.
+    let (code, again, _) = g.run_pipeline(&keep, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(again["cache_hits"], 2, "{again:#}");
+    let (code, rerun, _) = g.run_pipeline(&old, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(rerun["cache_hits"], 0, "{rerun:#}");
+    assert_eq!(step(&rerun, "make")["outputs"]["x"], old_x.as_str());
+    assert!(stored(&g, &old_x));
+}
+
+#[test]
+fn a_server_collects_on_its_schedule_and_audits_it() {
+    let g = Gantry::new();
+    let file = g.write(
+        "once.yaml",
+        "name: once\nsteps:\n  - name: a\n    image: busybox:1\n    command: [sh, -c, 'echo gone > /gantry/outputs/x']\n    outputs: [x]\n",
+    );
+    let (code, summary, _) = g.run_pipeline(&file, &[]);
+    assert_eq!(code, 0);
+    let x = step(&summary, "a")["outputs"]["x"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    age_home(&g);
+    let (server, url) = g.spawn_listening(
+        &[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--gc-interval",
+            "1s",
+            "--gc-older-than",
+            "1s",
+        ],
+        &[],
+    );
+    let _server = KillOnDrop(server);
+    let (code, df, err) = g.remote(&url, &["df", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let df: serde_json::Value = serde_json::from_str(&df).unwrap();
+    assert!(df["artifacts"]["count"].as_u64().is_some(), "{df:#}");
+    crate::support::wait_until("the scheduled gc", || !stored(&g, &x));
+    let audit = g.json(&["audit"]);
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "gc")
+        .unwrap_or_else(|| panic!("no gc in the audit log: {audit:#}"));
+    assert_eq!(entry["principal"], "gc-schedule");
+    assert!(
+        entry["detail"]["freed_bytes"].as_u64().unwrap() > 0,
+        "{entry:#}"
+    );
+    // A gc through the API, as an admin, is audited under the caller's name.
+    let (code, out, err) = g.remote(&url, &["gc", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["dry_run"], false);
+    let audit = g.json(&["audit"]);
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "gc" && a["principal"] == "local"),
+        "{audit:#}"
+    );
 }
