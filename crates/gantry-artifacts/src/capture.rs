@@ -120,17 +120,28 @@ fn capture_file(
         .map_err(ArtifactError::io("set permissions of", path))?;
     let dest = dirs.content(&hex);
     create_dir(dest.parent().unwrap_or(&dirs.objects))?;
-    match fs::rename(path, &dest) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Ok(Captured::Fallback),
-        Err(e) => return Err(ArtifactError::io("move", path)(e)),
-    }
-    let moved = fs::symlink_metadata(&dest).map_err(ArtifactError::io("read", &dest))?;
-    if moved.ino() != meta.ino() || moved.dev() != meta.dev() {
-        let _ = fs::remove_file(&dest);
+    // The name must still be the inode that was hashed.
+    let now = fs::symlink_metadata(path).map_err(ArtifactError::io("read", path))?;
+    if now.ino() != meta.ino() || now.dev() != meta.dev() {
         return Err(ArtifactError::Changed {
             path: path.to_owned(),
         });
+    }
+    // Never over an existing object: a concurrent capture of the same bytes got there first.
+    match nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        path,
+        nix::fcntl::AT_FDCWD,
+        &dest,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    ) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EEXIST) => {}
+        Err(nix::errno::Errno::EXDEV) | Err(nix::errno::Errno::EINVAL) => {
+            // Another filesystem (or one without RENAME_NOREPLACE): store a copy.
+            return Ok(Captured::Fallback);
+        }
+        Err(e) => return Err(ArtifactError::io("move", path)(e.into())),
     }
     link_into_cache(dirs, &dest, &hex);
     Ok(Captured::Stored(info))

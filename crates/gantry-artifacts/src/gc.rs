@@ -112,6 +112,47 @@ impl ArtifactStore {
         Ok(freed)
     }
 
+    /// When a committed artifact was committed (or stored again); None when it is not.
+    pub fn committed_at_local(&self, digest: &str) -> Option<SystemTime> {
+        let dirs = self.local.as_ref()?;
+        let hex = crate::digest::parse_digest(digest).ok()?;
+        fs::metadata(dirs.objects.join("meta").join(format!("{hex}.json")))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// Removes (or with `dry_run` only counts) content that was never committed — left by a
+    /// crash between storing and committing — written before `before`; returns (files,
+    /// bytes); blocking.
+    pub fn sweep_uncommitted_local(
+        &self,
+        before: SystemTime,
+        dry_run: bool,
+    ) -> Result<(u64, u64), ArtifactError> {
+        let dirs = self.local_dirs()?;
+        let content_dir = dirs.objects.join("sha256");
+        let meta_dir = dirs.objects.join("meta");
+        let (mut files, mut bytes) = (0, 0);
+        for e in fs::read_dir(&content_dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(m) = e.metadata() else { continue };
+            // object_store's own staging (`<hex>#N`) and finished content alike.
+            let hex = name.split('#').next().unwrap_or(&name);
+            if meta_dir.join(format!("{hex}.json")).exists()
+                || m.modified().map_or(true, |t| t >= before)
+            {
+                continue;
+            }
+            files += 1;
+            bytes += m.len();
+            if !dry_run {
+                fs::remove_file(e.path()).map_err(ArtifactError::io("remove", &e.path()))?;
+                let _ = fs::remove_file(dirs.cache.join(hex));
+            }
+        }
+        Ok((files, bytes))
+    }
+
     /// Bytes used by a local store's parts; blocking.
     pub fn usage_local(&self) -> Result<StoreUsage, ArtifactError> {
         let dirs = self.local_dirs()?;

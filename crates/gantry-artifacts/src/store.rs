@@ -108,10 +108,37 @@ impl ArtifactStore {
         .await
         .map_err(ArtifactError::task(format!("storing {}", path.display())))??;
         match captured {
-            Captured::Present(info) => Ok(info),
+            Captured::Present(info) => {
+                self.touch_meta(&info.digest[ALGORITHM_PREFIX.len()..]);
+                Ok(info)
+            }
             Captured::Stored(info) => {
                 let hex = &info.digest[ALGORITHM_PREFIX.len()..];
-                self.commit(hex, info.kind, info.size).await?;
+                if let Err(e) = self.commit(hex, info.kind, info.size).await {
+                    // Not committed: leave no content without meta behind (unless a concurrent
+                    // capture of the same bytes committed it meanwhile).
+                    if let Some(dirs) = &self.local
+                        && !dirs
+                            .objects
+                            .join("meta")
+                            .join(format!("{hex}.json"))
+                            .exists()
+                    {
+                        let _ = fs::remove_file(dirs.content(hex));
+                        let _ = fs::remove_file(dirs.cache.join(hex));
+                    }
+                    return Err(match e {
+                        ArtifactError::ObjectStore { ref source, .. }
+                            if source.to_string().contains("No space left") =>
+                        {
+                            ArtifactError::NoSpace {
+                                path: path.to_owned(),
+                                detail: "writing its metadata".into(),
+                            }
+                        }
+                        e => e,
+                    });
+                }
                 Ok(info)
             }
             Captured::Fallback => self.put_path(path).await,
@@ -154,11 +181,23 @@ impl ArtifactStore {
             size,
         };
         if self.read_meta(&hex).await?.is_some() {
+            self.touch_meta(&hex);
             return Ok(info);
         }
         self.upload(&input, kind, &hex, size).await?;
         self.commit(&hex, kind, size).await?;
         Ok(info)
+    }
+
+    /// Marks a committed artifact as just stored again (a local store's meta mtime), so that
+    /// `gantry gc`'s grace keeps it while the run that stored it records it.
+    fn touch_meta(&self, hex: &str) {
+        if let Some(dirs) = &self.local {
+            let meta = dirs.objects.join("meta").join(format!("{hex}.json"));
+            if let Ok(f) = fs::OpenOptions::new().write(true).open(&meta) {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
+        }
     }
 
     /// Writes the metadata object, which makes the content at `sha256/<hex>` an artifact.
@@ -500,13 +539,19 @@ fn place_file(temp: tempfile::NamedTempFile, cached: &Path) -> Result<PathBuf, A
     Ok(cached.to_owned())
 }
 
-/// Clears staging files a crashed capture left behind (best effort).
+/// Clears staging files a crashed capture left behind (best effort): those older than an
+/// hour, so another process's capture in progress keeps its file.
 fn clear_stale_staging(tmp: &Path) {
     let Ok(entries) = fs::read_dir(tmp) else {
         return;
     };
+    let now = std::time::SystemTime::now();
     for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with(".capture-") {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).unwrap_or_default().as_secs() > 3600);
+        if old && e.file_name().to_string_lossy().starts_with(".capture-") {
             let _ = fs::remove_file(e.path());
         }
     }

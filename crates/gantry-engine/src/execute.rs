@@ -604,7 +604,7 @@ async fn run_attempt<R: Runtime>(
 
     let mut outputs = BTreeMap::new();
     if rec.status == StepStatus::Succeeded {
-        match capture_outputs(inner, &step_dir, &step.outputs).await {
+        match capture_outputs(inner, &step_dir, &step.outputs, rec).await {
             Ok(o) => outputs = o,
             Err(message) => {
                 rec.status = StepStatus::Failed;
@@ -653,13 +653,9 @@ async fn run_attempt<R: Runtime>(
     cleanup_step_dir(inner, &step_dir).await;
     rec.outputs_json = to_json(&outputs);
 
-    inner.store.upsert_step_run(rec).await?;
-    record_lineage(&inner.store, &rec.id, &p.inputs, &outputs).await?;
-    match metrics {
-        Ok(m) if !m.is_empty() => {
-            inner.store.record_metrics(&rec.id, &m, now_ms()).await?;
-        }
-        Ok(_) => {}
+    // Logged before the step is recorded as over, so `gantry logs -f RUN STEP` sees it.
+    let metrics = match metrics {
+        Ok(m) => m,
         Err(message) => {
             let chunk = LogChunk::message(
                 "gantry",
@@ -667,7 +663,16 @@ async fn run_attempt<R: Runtime>(
                 &format!("ignored /gantry/metrics.json: {message}"),
             );
             inner.store.append_logs(&rec.id, &[chunk]).await?;
+            BTreeMap::new()
         }
+    };
+    inner.store.upsert_step_run(rec).await?;
+    record_lineage(&inner.store, &rec.id, &p.inputs, &outputs).await?;
+    if !metrics.is_empty() {
+        inner
+            .store
+            .record_metrics(&rec.id, &metrics, now_ms())
+            .await?;
     }
     let _ = ctx.events.send(Event::StepFinished {
         step: step.name.clone(),
@@ -783,10 +788,29 @@ async fn capture_outputs<R: Runtime>(
     inner: &Arc<Inner<R>>,
     step_dir: &Path,
     declared: &[String],
+    rec: &StepRunRecord,
 ) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
+    // The step owns /gantry, so it could have replaced outputs/ by a symlink to a host
+    // directory: capturing through it would move host files into the store. The container
+    // has exited (its every process with it), so what is checked here cannot change after.
+    let outputs_dir = step_dir.join("outputs");
+    if !declared.is_empty() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::fs::symlink_metadata(&outputs_dir)
+            .map_err(|e| format!("/gantry/outputs is gone: {e}"))?;
+        let step = std::fs::symlink_metadata(step_dir)
+            .map_err(|e| format!("reading {}: {e}", step_dir.display()))?;
+        if !dir.file_type().is_dir() || dir.dev() != step.dev() {
+            return Err(
+                "/gantry/outputs was replaced by something other than a directory (a symlink?): \
+                 outputs are only taken from the directory Gantry made"
+                    .into(),
+            );
+        }
+    }
     for name in declared {
-        let path = step_dir.join("outputs").join(name);
+        let path = outputs_dir.join(name);
         if tokio::fs::symlink_metadata(&path).await.is_err() {
             return Err(format!(
                 "missing output {name}: the step did not write /gantry/outputs/{name}"
@@ -803,6 +827,20 @@ async fn capture_outputs<R: Runtime>(
             .await
             .map_err(|e| format!("recording output {name}: {e}"))?;
         out.insert(name.clone(), info.digest);
+        // Outputs stored so far are on the (still running) record, so a concurrent gc keeps
+        // them while a large next output is packed.
+        if out.len() < declared.len() {
+            let partial = StepRunRecord {
+                status: StepStatus::Running,
+                outputs_json: to_json(&out),
+                ..rec.clone()
+            };
+            inner
+                .store
+                .upsert_step_run(&partial)
+                .await
+                .map_err(|e| format!("recording output {name}: {e}"))?;
+        }
     }
     Ok(out)
 }

@@ -123,8 +123,12 @@ pub async fn collect(
             report.artifacts.add(a.disk_bytes);
             continue;
         }
-        // A run may have started using it since the list was made.
-        if t.store.artifact_referenced(&a.digest, cutoff_ms).await? {
+        // A run may have started using it, or stored it again, since the list was made.
+        if t.store.artifact_referenced(&a.digest, cutoff_ms).await?
+            || t.artifacts
+                .committed_at_local(&a.digest)
+                .is_some_and(|c| c > fresh)
+        {
             report.kept_artifacts += 1;
             continue;
         }
@@ -136,6 +140,16 @@ pub async fn collect(
             .map_err(|e| io_err(format!("removing {}", a.digest))(e.to_string()))?;
         report.artifacts.add(freed);
     }
+
+    // Content a crash left uncommitted.
+    let store = t.artifacts.clone();
+    let (files, bytes) =
+        tokio::task::spawn_blocking(move || store.sweep_uncommitted_local(fresh, dry_run))
+            .await
+            .map_err(|e| io_err("sweeping uncommitted content".into())(e.to_string()))?
+            .map_err(|e| io_err("sweeping uncommitted content".into())(e.to_string()))?;
+    report.artifacts.count += files;
+    report.artifacts.bytes += bytes;
 
     // Scratch directories of runs that are over.
     let active = t.store.active_run_ids().await?;
@@ -221,16 +235,22 @@ fn prune_images(
         .into_iter()
         .filter(|i| !i.names.is_empty() && i.names.iter().all(|n| n.starts_with(BUILTIN_PREFIX)))
         .collect();
-    // Hashing the binary is only needed when there are built-in images to judge.
-    let current = if builtin.is_empty() {
-        None
-    } else {
-        current_exe
-            .and_then(|exe| crate::existing_builtin_image(images, exe))
-            .map(|i| i.digest)
-    };
+    // The built-in images of this binary and of every gantry process running (a server of an
+    // older version may have model replicas in its image); hashing binaries is only needed
+    // when there are built-in images to judge.
+    let mut in_use = HashSet::new();
+    if !builtin.is_empty() {
+        let mut exes: Vec<std::path::PathBuf> =
+            current_exe.map(Path::to_path_buf).into_iter().collect();
+        exes.extend(running_gantry_binaries());
+        for exe in exes {
+            if let Some(info) = crate::existing_builtin_image(images, &exe) {
+                in_use.insert(info.digest);
+            }
+        }
+    }
     for image in builtin {
-        if used.contains(&image.digest) || current.as_deref() == Some(image.digest.as_str()) {
+        if used.contains(&image.digest) || in_use.contains(&image.digest) {
             continue;
         }
         let rootfs = images.rootfs(&image.digest).ok();
@@ -242,6 +262,37 @@ fn prune_images(
     }
     amount.bytes += images.prune_orphans(dry_run).map_err(err)?;
     Ok(amount)
+}
+
+/// `/proc/PID/exe` of every running process whose binary is named gantry, one per binary
+/// (an upgraded binary replaced on disk is still readable there).
+fn running_gantry_binaries() -> Vec<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let exe = entry.path().join("exe");
+        let Ok(target) = std::fs::read_link(&exe) else {
+            continue;
+        };
+        let base = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if base != "gantry" && base != "gantry (deleted)" {
+            continue;
+        }
+        if let Ok(m) = std::fs::metadata(&exe)
+            && seen.insert((m.dev(), m.ino()))
+        {
+            out.push(exe);
+        }
+    }
+    out
 }
 
 fn tree_bytes(path: &Path) -> u64 {

@@ -45,7 +45,8 @@ impl ImageStore {
             if let Some(hex) = sha256_hex(&image.digest) {
                 manifests.insert(hex.to_owned());
             }
-            for blob in self.blobs_of(&image.digest).unwrap_or_default() {
+            // An image whose manifest cannot be read would lose its blobs: stop instead.
+            for blob in self.blobs_of(&image.digest)? {
                 if let Some(hex) = sha256_hex(&blob) {
                     blobs.insert(hex.to_owned());
                 }

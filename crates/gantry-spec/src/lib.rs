@@ -44,5 +44,7 @@ pub const DEFAULT_TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from
 pub const DEFAULT_LOGS_MAX: u64 = 256 << 20;
 /// The smallest `logs.max` accepted.
 pub const MIN_LOGS_MAX: u64 = 64 << 10;
+/// The largest `logs.max` accepted: logs live in the metadata database.
+pub const MAX_LOGS_MAX: u64 = 16 << 30;
 /// The longest `timeout_grace:` accepted.
 pub const MAX_TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);

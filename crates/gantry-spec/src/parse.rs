@@ -1055,6 +1055,11 @@ impl Parser<'_, '_> {
                         _ => Err(format!("expected a size such as 1Gi, got {}", v.kind())),
                     };
                     match parsed {
+                        Ok(b) if b > crate::MAX_LOGS_MAX => self.diags.error(
+                            v.pos,
+                            format!("`logs.max` of {label} is over the 16Gi maximum"),
+                            "logs live in the metadata database; keep them to what you will read, e.g. `logs: { max: 1Gi }`",
+                        ),
                         Ok(b) if b >= crate::MIN_LOGS_MAX => draft.step.logs_max = Some(b),
                         Ok(b) => self.diags.error(
                             v.pos,
@@ -1296,6 +1301,7 @@ steps:
         );
         for (spec, want) in [
             ("logs: { max: 1Ki }", "below the 64Ki minimum"),
+            ("logs: { max: 1Ti }", "over the 16Gi maximum"),
             ("logs: { max: lots }", "bad `logs.max`"),
             ("logs: { maximum: 1Gi }", "maximum"),
             ("logs: 1Gi", "`logs` of"),

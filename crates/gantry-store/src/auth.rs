@@ -191,6 +191,8 @@ impl Store {
 
     /// Records that someone of `project` uploaded the artifact `digest` (so runs of that
     /// project may name it). Granting again changes nothing.
+    /// Records that `project` may use `digest` (it uploaded it); an upload of the same content
+    /// again renews the grant, which also keeps the content from gc for the retention.
     pub async fn grant_artifact(
         &self,
         digest: &str,
@@ -200,7 +202,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO artifact_grants (digest, project, granted_by, created_at_ms) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (digest, project) DO NOTHING",
+             VALUES ($1, $2, $3, $4) ON CONFLICT (digest, project) \
+             DO UPDATE SET created_at_ms = excluded.created_at_ms",
         )
         .bind(digest)
         .bind(project)

@@ -1,7 +1,8 @@
 //! What garbage collection must keep, and the logs it may drop. A run is *kept* while it is
 //! not over, or when it ended (or, if it never recorded an end, started) at or after the
 //! retention cutoff; what a kept run consumed or produced stays, as does every registered
-//! model version's artifact and data, and every upload granted inside retention.
+//! model version's artifact, data and tagged digests (a drift reference profile), and every
+//! upload granted inside retention.
 
 use std::collections::HashSet;
 
@@ -58,16 +59,28 @@ impl Store {
                 }
             }
         }
-        for row in sqlx::query("SELECT artifact_digest, data_digests_json FROM model_versions")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::query(op))?
+        // A version's artifact, its data, and digests in its tags (a drift reference profile).
+        for row in
+            sqlx::query("SELECT artifact_digest, data_digests_json, tags_json FROM model_versions")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::query(op))?
         {
             out.insert(column::<String>(&row, "artifact_digest")?);
-            let data: String = column(&row, "data_digests_json")?;
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) {
-                collect_digests(&v, &mut out);
+            for col in ["data_digests_json", "tags_json"] {
+                let text: String = column(&row, col)?;
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    collect_digests(&v, &mut out);
+                }
             }
+        }
+        for row in
+            sqlx::query("SELECT value FROM mlflow_model_version_tags WHERE value LIKE 'sha256:%'")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::query(op))?
+        {
+            out.insert(column::<String>(&row, "value")?);
         }
         for row in sqlx::query("SELECT digest FROM artifact_grants WHERE created_at_ms >= $1")
             .bind(cutoff_ms)
@@ -116,7 +129,7 @@ impl Store {
         }
         let in_model = sqlx::query(
             "SELECT 1 AS one FROM model_versions WHERE artifact_digest = $1 \
-             OR data_digests_json LIKE $2 LIMIT 1",
+             OR data_digests_json LIKE $2 OR tags_json LIKE $2 LIMIT 1",
         )
         .bind(digest)
         .bind(format!("%{digest}%"))
@@ -124,7 +137,14 @@ impl Store {
         .await
         .map_err(StoreError::query(op))?
         .is_some();
-        if in_model {
+        let in_tag =
+            sqlx::query("SELECT 1 AS one FROM mlflow_model_version_tags WHERE value = $1 LIMIT 1")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StoreError::query(op))?
+                .is_some();
+        if in_model || in_tag {
             return Ok(true);
         }
         Ok(

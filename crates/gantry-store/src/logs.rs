@@ -182,7 +182,10 @@ fn parse_streams(streams: &str) -> Vec<(u8, usize)> {
         while i < bytes.len() && bytes[i].is_ascii_digit() {
             i += 1;
         }
-        let n = streams[start..i].parse().unwrap_or(0);
+        let n = std::str::from_utf8(&bytes[start..i])
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
         out.push((code, n));
     }
     out
@@ -520,14 +523,15 @@ impl Store {
         }
     }
 
-    /// The position after which the last `n` lines of a run's log (or one step's) that
-    /// `keep` accepts begin: reading from it gives those lines and then any newer ones (0
+    /// The position after which the last `n` lines of a run's log (or one step's) captured
+    /// since `since_ms` that `keep` accepts begin: reading from it gives those lines and then any newer ones (0
     /// when there are fewer).
     pub async fn log_tail_start(
         &self,
         run_id: &str,
         step: Option<&str>,
         n: u64,
+        since_ms: Option<i64>,
         keep: impl Fn(&str) -> bool,
     ) -> Result<i64, StoreError> {
         if n == 0 {
@@ -543,6 +547,7 @@ impl Store {
                         step,
                         from,
                         backwards: true,
+                        since_ms,
                         limit: 16,
                         ..ChunkQuery::default()
                     },

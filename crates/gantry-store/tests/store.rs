@@ -694,21 +694,21 @@ mod cases {
 
         // A tail: the position after which the last n (matching) lines start.
         let start = store
-            .log_tail_start(&r.id, Some("b"), 3, |_| true)
+            .log_tail_start(&r.id, Some("b"), 3, None, |_| true)
             .await
             .unwrap();
         let tail = store.logs(&r.id, Some("b"), start, 0).await.unwrap();
         let texts: Vec<_> = tail.iter().map(|l| l.data.as_str()).collect();
         assert_eq!(texts, ["l4", "", "l6"]);
         let start = store
-            .log_tail_start(&r.id, Some("b"), 2, |l| l.starts_with('l'))
+            .log_tail_start(&r.id, Some("b"), 2, None, |l| l.starts_with('l'))
             .await
             .unwrap();
         let tail = store.logs(&r.id, Some("b"), start, 0).await.unwrap();
         assert_eq!(tail[0].data, "l4");
         // The first line of a chunk and more lines than there are.
         let start = store
-            .log_tail_start(&r.id, Some("b"), 7, |_| true)
+            .log_tail_start(&r.id, Some("b"), 7, None, |_| true)
             .await
             .unwrap();
         assert_eq!(
@@ -717,7 +717,7 @@ mod cases {
         );
         assert_eq!(
             store
-                .log_tail_start(&r.id, Some("b"), 99, |_| true)
+                .log_tail_start(&r.id, Some("b"), 99, None, |_| true)
                 .await
                 .unwrap(),
             0
@@ -1647,6 +1647,15 @@ mod gc_cases {
             })
             .await
             .unwrap();
+        // A drift reference profile is a tag of the version.
+        store
+            .set_registered_model_version_tag(
+                "m",
+                1,
+                &gantry_store::KeyValue::new("gantry.reference_profile", d('9')),
+            )
+            .await
+            .unwrap();
         store.grant_artifact(&d('7'), "p", "t", 5).await.unwrap();
         store
             .grant_artifact(&d('8'), "p", "t", cutoff + 5)
@@ -1654,20 +1663,26 @@ mod gc_cases {
             .unwrap();
 
         let kept = store.referenced_artifacts(cutoff).await.unwrap();
-        for c in ['b', 'c', 'e', 'f', '8'] {
+        for c in ['b', 'c', 'e', 'f', '8', '9'] {
             assert!(kept.contains(&d(c)), "{c} must be kept: {kept:?}");
         }
         for c in ['a', '7'] {
             assert!(!kept.contains(&d(c)), "{c} is not in use: {kept:?}");
         }
         // The re-check before removal agrees, digest by digest.
-        for c in ['a', 'b', 'c', 'e', 'f', '7', '8'] {
+        for c in ['a', 'b', 'c', 'e', 'f', '7', '8', '9'] {
             assert_eq!(
                 store.artifact_referenced(&d(c), cutoff).await.unwrap(),
                 kept.contains(&d(c)),
                 "{c}"
             );
         }
+        // Uploading the same content again renews its grant.
+        store
+            .grant_artifact(&d('7'), "p", "t", cutoff + 9)
+            .await
+            .unwrap();
+        assert!(store.artifact_referenced(&d('7'), cutoff).await.unwrap());
         // Everything is kept with a cutoff before every run.
         let all = store.referenced_artifacts(0).await.unwrap();
         assert!(all.contains(&d('a')) && all.contains(&d('7')));

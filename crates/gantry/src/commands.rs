@@ -885,7 +885,7 @@ async fn logs(
     let mut after = match filter.tail {
         Some(n) => {
             store
-                .log_tail_start(&run.id, step, n, |l| filter.keeps(l))
+                .log_tail_start(&run.id, step, n, filter.since_ms, |l| filter.keeps(l))
                 .await?
         }
         None => 0,

@@ -523,7 +523,7 @@ pub async fn logs(
         (None, Some(n)) => {
             state
                 .store
-                .log_tail_start(&run.id, step.as_deref(), n, |l| {
+                .log_tail_start(&run.id, step.as_deref(), n, since_ms, |l| {
                     grep.as_ref().is_none_or(|re| re.is_match(l))
                 })
                 .await?

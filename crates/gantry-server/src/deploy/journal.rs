@@ -47,6 +47,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
     }
 }
 
+/// How long a key that reached the database is still refused by the journal itself (far
+/// longer than a request takes from its database lookup to its journal append).
+const RECENT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One writer's journal (this process's).
 pub struct Journal {
     dir: PathBuf,
@@ -62,6 +66,10 @@ pub struct Journal {
     closed: VecDeque<(u64, i64)>,
     /// (request id, role) of records journaled and not yet in the database.
     pending: HashSet<(String, String)>,
+    /// Keys that went from pending to the database in the last [`RECENT`]: a request that
+    /// looked the id up in the database just before it got there is still refused.
+    recent: HashSet<(String, String)>,
+    recent_order: VecDeque<(std::time::Instant, (String, String))>,
     buf: Vec<u8>,
     /// A write failed and no fresh segment could be opened: nothing more may follow the
     /// partial record in this one.
@@ -95,6 +103,8 @@ impl Journal {
             next_seq: 1,
             closed: VecDeque::new(),
             pending: HashSet::new(),
+            recent: HashSet::new(),
+            recent_order: VecDeque::new(),
             buf: Vec::new(),
             broken: false,
         })
@@ -115,7 +125,8 @@ impl Journal {
     /// waits in the journal already.
     pub fn append(&mut self, p: &NewPrediction) -> Result<i64, JournalError> {
         let key = (p.request_id.clone(), p.role.clone());
-        if self.pending.contains(&key) {
+        self.forget_old();
+        if self.pending.contains(&key) || self.recent.contains(&key) {
             return Err(JournalError::Duplicate(p.request_id.clone()));
         }
         if self.broken {
@@ -148,6 +159,18 @@ impl Journal {
         Ok(seq)
     }
 
+    fn forget_old(&mut self) {
+        let now = std::time::Instant::now();
+        while let Some((at, _)) = self.recent_order.front() {
+            if now.duration_since(*at) < RECENT {
+                break;
+            }
+            if let Some((_, k)) = self.recent_order.pop_front() {
+                self.recent.remove(&k);
+            }
+        }
+    }
+
     fn segment_path(&self, n: u64) -> PathBuf {
         segment_path(&self.dir, &self.writer, n)
     }
@@ -164,9 +187,14 @@ impl Journal {
     /// The records of `keys` are in the database (or were refused by it), as is every
     /// record up to `upto`: closed segments that hold nothing newer are deleted.
     pub fn done(&mut self, keys: impl IntoIterator<Item = (String, String)>, upto: i64) {
+        let now = std::time::Instant::now();
         for k in keys {
-            self.pending.remove(&k);
+            if self.pending.remove(&k) {
+                self.recent.insert(k.clone());
+                self.recent_order.push_back((now, k));
+            }
         }
+        self.forget_old();
         while let Some(&(segment, last)) = self.closed.front() {
             if last > upto {
                 break;
@@ -464,10 +492,17 @@ mod tests {
         bytes.truncate(whole - 3);
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(read_segment(&path).unwrap().len(), 1);
-        // Once in the database, a key may be journaled again (the database refuses it).
+        // Once in the database a key is no longer pending, but the journal still refuses it
+        // for a while: a request that looked it up in the database just before it arrived
+        // there must not be journaled (and answered) a second time.
         j.done([("a".to_string(), "primary".to_string())], 2);
         assert!(!j.is_pending("a", "primary"));
         assert!(j.is_pending("b", "primary"));
+        assert!(matches!(
+            j.append(&prediction("a")),
+            Err(JournalError::Duplicate(_))
+        ));
+        assert_eq!(j.append(&prediction("c")).unwrap(), 3);
     }
 
     #[test]

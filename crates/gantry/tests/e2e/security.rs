@@ -104,4 +104,38 @@ steps:
     );
     let logs = g.ok(&["logs", s["run_id"].as_str().unwrap(), "link-metrics"]);
     assert!(logs.contains("ignored /gantry/metrics.json"), "{logs}");
+
+    // The step owns /gantry: replacing outputs/ by a symlink to a host directory must not
+    // make Gantry move (or read) the host's files into the store.
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("victim"), "host data").unwrap();
+    let swap = g.write(
+        "swap.yaml",
+        &format!(
+            r#"
+name: swap
+steps:
+  - name: swap-outputs
+    image: busybox:1
+    command: [sh, -c, 'mv /gantry/outputs /gantry/mine && ln -s {} /gantry/outputs']
+    outputs: [victim]
+"#,
+            host.path().display()
+        ),
+    );
+    let (code, s, _) = g.run_pipeline(&swap, &[]);
+    assert_eq!(code, 1);
+    let swapped = step(&s, "swap-outputs");
+    assert_eq!(swapped["status"], "failed");
+    assert!(
+        swapped["reason"]
+            .as_str()
+            .unwrap()
+            .contains("/gantry/outputs was replaced"),
+        "{swapped:#}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("victim")).unwrap(),
+        "host data"
+    );
 }
