@@ -206,36 +206,34 @@ impl StepLog {
                 }
                 _ = tick.tick() => {
                     w.flush().await;
-                    if hidden > 0 {
-                        let _ = self.events.send(Event::StepLog {
-                            step: self.step.clone(),
-                            stream: "gantry".into(),
-                            room: EchoRoom::default(),
-                            line: format!(
-                                "… {hidden} more lines not shown here (gantry logs {} {})",
-                                self.run_id, self.step
-                            ),
-                        });
-                        hidden = 0;
-                    }
+                    self.note_hidden(hidden);
+                    hidden = 0;
                     echoed = 0;
                 }
             }
         }
         w.flush().await;
-        if hidden > 0 {
-            let _ = self.events.send(Event::StepLog {
-                step: self.step.clone(),
-                stream: "gantry".into(),
-                room: EchoRoom::default(),
-                line: format!(
-                    "… {hidden} more lines not shown here (gantry logs {} {})",
-                    self.run_id, self.step
-                ),
-            });
-        }
+        self.note_hidden(hidden);
         w.finish().await;
         last_stderr
+    }
+}
+
+impl StepLog {
+    /// Tells the caller how many lines the echo left out (they are all in the store).
+    fn note_hidden(&self, hidden: u64) {
+        if hidden == 0 {
+            return;
+        }
+        let _ = self.events.send(Event::StepLog {
+            step: self.step.clone(),
+            stream: "gantry".into(),
+            room: EchoRoom::default(),
+            line: format!(
+                "… {hidden} more lines not shown here (gantry logs {} {})",
+                self.run_id, self.step
+            ),
+        });
     }
 }
 
