@@ -1,8 +1,9 @@
 //! Storing a step's outputs without extra copies, on a local store: a file is hashed once and
 //! renamed into the store, then hard-linked into the cache of materialized copies, so the
 //! next step's input costs nothing more; a directory is packed once, hashing as it goes, into
-//! a staging file that is renamed in. Only a file with other hard links, or one on another
-//! filesystem, is copied (by the general `put_path`).
+//! a staging file that is renamed in. A file with other hard links is stored as a reflink
+//! where the filesystem has them; only then, or on another filesystem, is it copied (by the
+//! general `put_path`).
 //!
 //! The output was written by a container that has exited, so nothing changes it under us;
 //! still nothing here follows a symlink, and the renamed file is checked to be the inode that
@@ -107,9 +108,14 @@ fn capture_file(
     if committed(&hex)? {
         return Ok(Captured::Present(info));
     }
-    if meta.nlink() != 1 || size != meta.len() {
-        // Another name could still reach these bytes (or they changed while read).
-        return Ok(Captured::Fallback);
+    if size != meta.len() {
+        return Err(ArtifactError::Changed {
+            path: path.to_owned(),
+        });
+    }
+    if meta.nlink() != 1 {
+        // Another name could still reach these bytes: store a clone of them instead.
+        return reflink(dirs, &file, path, info, &hex);
     }
     // Readable by any step user, writable by nobody but us; owned by us when we can.
     if nix::unistd::geteuid().is_root() {
@@ -144,6 +150,47 @@ fn capture_file(
         Err(e) => return Err(ArtifactError::io("move", path)(e.into())),
     }
     link_into_cache(dirs, &dest, &hex);
+    Ok(Captured::Stored(info))
+}
+
+/// Stores a reflink (a copy-on-write clone) of `file` where the filesystem has them (XFS,
+/// Btrfs): no bytes are copied and the output's other names cannot reach the stored ones.
+/// Elsewhere the general, copying path takes over.
+fn reflink(
+    dirs: &LocalDirs,
+    file: &File,
+    path: &Path,
+    info: ArtifactInfo,
+    hex: &str,
+) -> Result<Captured, ArtifactError> {
+    create_dir(&dirs.tmp)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".capture-")
+        .tempfile_in(&dirs.tmp)
+        .map_err(io_error("create a staging file in", &dirs.tmp, path))?;
+    if rustix::fs::ioctl_ficlone(staging.as_file(), file).is_err() {
+        return Ok(Captured::Fallback);
+    }
+    let cloned = staging
+        .as_file()
+        .metadata()
+        .map_err(ArtifactError::io("read", staging.path()))?;
+    if cloned.len() != info.size {
+        return Ok(Captured::Fallback);
+    }
+    staging
+        .as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))
+        .map_err(ArtifactError::io("set permissions of", staging.path()))?;
+    let dest = dirs.content(hex);
+    create_dir(dest.parent().unwrap_or(&dirs.objects))?;
+    match staging.persist_noclobber(&dest) {
+        Ok(_) => {}
+        // A concurrent capture of the same bytes got there first.
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(ArtifactError::io("create", &dest)(e.error)),
+    }
+    link_into_cache(dirs, &dest, hex);
     Ok(Captured::Stored(info))
 }
 

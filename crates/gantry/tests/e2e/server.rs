@@ -223,7 +223,7 @@ steps:
     outputs: [x]
   - name: stuck
     image: busybox:1
-    command: [sh, -c, 'echo waiting; sleep 300']
+    command: [sh, -c, 'i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.01; done']
     inputs: { x: first.x }
 "#,
     );
@@ -257,9 +257,21 @@ steps:
         };
         id = r["id"].as_str().unwrap().to_string();
         let show = remote_json(&g, &server.url, &["show", &id]);
-        show["steps"][1]["status"] == "running"
+        // Running, and with some of its log stored.
+        let (_, last, _) = remote(
+            &g,
+            &server.url,
+            None,
+            &["logs", &id, "stuck", "--tail", "1"],
+        );
+        let ticks: u64 = last
+            .trim()
+            .strip_prefix("tick ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        show["steps"][1]["status"] == "running" && ticks >= 20
     });
-    assert!(running, "the second step never ran");
+    assert!(running, "the second step never ran (or logged nothing)");
     server.child.kill().unwrap(); // SIGKILL
     server.child.wait().unwrap();
     let _ = client.wait();
@@ -287,10 +299,19 @@ steps:
             .starts_with("sha256:")
     );
     assert_eq!(show["steps"][1]["status"], "interrupted");
-    // Log lines are batched, so the last ones before a crash may be lost; the command
-    // still reads what was stored.
-    let (code, _, err) = remote(&g, &server.url, None, &["logs", &id, "stuck"]);
+    // Log lines are stored every 200 ms, so the last ones before a crash may be lost: what
+    // was stored reads back as a whole prefix of the output, in order.
+    let (code, log, err) = remote(&g, &server.url, None, &["logs", &id, "stuck"]);
     assert_eq!(code, 0, "{err}");
+    let ticks: Vec<u64> = log
+        .lines()
+        .map(|l| l.strip_prefix("tick ").unwrap().parse().unwrap())
+        .collect();
+    assert!(ticks.len() >= 20, "{log}");
+    assert!(
+        ticks.iter().enumerate().all(|(i, &t)| t == i as u64 + 1),
+        "{log}"
+    );
     // The restarted server runs new work, reaping what the killed one left.
     let (code, _, err) = remote(&g, &server.url, None, &["run", quick.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
