@@ -145,7 +145,10 @@ pub async fn logs(
     follow: bool,
     filter: &crate::commands::LogFilter,
 ) -> anyhow::Result<u8> {
-    let mut q = vec![("follow", follow.to_string())];
+    let mut q = vec![
+        ("follow", follow.to_string()),
+        ("batch", "true".to_string()),
+    ];
     if let Some(s) = step {
         q.push(("step", s.to_string()));
     }
@@ -162,11 +165,15 @@ pub async fn logs(
     let mut resp = client.send(Method::GET, url, None).await?;
     // Bytes until a frame is whole: a network chunk may end inside a character.
     let mut buf: Vec<u8> = Vec::new();
+    // Bytes of `buf` already searched for a frame's end (a large event arrives in pieces).
+    let mut scanned = 0;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     while let Some(chunk) = resp.chunk().await.context("reading the log stream")? {
         buf.extend_from_slice(&chunk);
         let mut start = 0;
-        while let Some(end) = memchr::memmem::find(&buf[start..], b"\n\n") {
+        while let Some(end) = memchr::memmem::find(&buf[scanned.max(start)..], b"\n\n")
+            .map(|i| i + scanned.max(start) - start)
+        {
             let frame = String::from_utf8_lossy(&buf[start..start + end]).into_owned();
             start += end + 2;
             let mut event = "message";
@@ -175,6 +182,7 @@ pub async fn logs(
                 if let Some(e) = line.strip_prefix("event:") {
                     event = match e.trim() {
                         "log" => "log",
+                        "lines" => "lines",
                         "end" => "end",
                         "error" => "error",
                         _ => "other",
@@ -193,6 +201,19 @@ pub async fn logs(
                     };
                     if writeln!(out, "{line}").is_err() {
                         return Ok(exit::OK);
+                    }
+                }
+                "lines" => {
+                    let batch: Value = serde_json::from_str(&data).unwrap_or_default();
+                    let prefix = match step {
+                        None => format!("[{}] ", batch["step"].as_str().unwrap_or_default()),
+                        Some(_) => String::new(),
+                    };
+                    for line in batch["lines"].as_array().into_iter().flatten() {
+                        let text = line.as_str().unwrap_or_default();
+                        if writeln!(out, "{prefix}{text}").is_err() {
+                            return Ok(exit::OK);
+                        }
                     }
                 }
                 "end" => {
@@ -214,6 +235,8 @@ pub async fn logs(
             }
         }
         buf.drain(..start);
+        // The last byte may be the first '\n' of a frame's end.
+        scanned = buf.len().saturating_sub(1);
         if out.flush().is_err() {
             return Ok(exit::OK);
         }

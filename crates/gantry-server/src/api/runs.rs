@@ -442,6 +442,8 @@ struct LogCursor {
     follow: bool,
     grep: Option<regex::Regex>,
     since_ms: Option<i64>,
+    /// `lines` events of whole chunks instead of a `log` event per line.
+    batch: bool,
     done: bool,
 }
 
@@ -449,7 +451,8 @@ struct LogCursor {
 /// SSE `log` events (id = the line's position, so `Last-Event-ID` resumes), then one `end`
 /// event with the run's status once the run is over (with `follow`) or the stored lines are
 /// sent (without). `tail` starts at the last N lines (of those `grep`, a regular expression,
-/// keeps); `since_ms` keeps lines captured since then.
+/// keeps); `since_ms` keeps lines captured since then; `batch` sends `lines` events of many
+/// lines each (see `next_line_batches`).
 pub async fn logs(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -457,7 +460,12 @@ pub async fn logs(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
-    let q = query_map(q, &["step", "follow", "after", "tail", "grep", "since_ms"])?;
+    let q = query_map(
+        q,
+        &[
+            "step", "follow", "after", "tail", "grep", "since_ms", "batch",
+        ],
+    )?;
     let run = visible_run(&state, &p, &id).await?;
     let step = q.get("step").filter(|s| !s.is_empty()).cloned();
     if let Some(step) = &step {
@@ -472,6 +480,16 @@ pub async fn logs(
             .with_field("step"));
         }
     }
+    let batch = match q.get("batch").map(String::as_str) {
+        None | Some("false" | "0") => false,
+        Some("true" | "1" | "") => true,
+        Some(v) => {
+            return Err(ApiError::invalid(
+                "batch",
+                format!("`batch` must be true or false, got '{v}'"),
+            ));
+        }
+    };
     let follow = match q.get("follow").map(String::as_str) {
         None | Some("false" | "0") => false,
         Some("true" | "1" | "") => true,
@@ -538,6 +556,7 @@ pub async fn logs(
         follow,
         grep,
         since_ms,
+        batch,
         done: false,
     };
     let stream = futures::stream::unfold(cursor, |mut c| async move {
@@ -549,6 +568,49 @@ pub async fn logs(
     })
     .flat_map(futures::stream::iter);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// `batch=true`: one `lines` event per stored chunk (`{"step", "attempt", "lines": [..]}`,
+/// id = the position of its last line), for clients that read whole logs: a million lines
+/// are a few events instead of a million. Says whether more chunks may follow at once.
+async fn next_line_batches(
+    c: &mut LogCursor,
+    out: &mut Vec<Result<Event, Infallible>>,
+) -> Result<bool, gantry_store::StoreError> {
+    const CHUNKS: i64 = 4;
+    let (chunk, _) = gantry_store::split_position(c.after);
+    let page = c
+        .store
+        .log_chunks(
+            &c.run_id,
+            &gantry_store::ChunkQuery {
+                step: c.step.as_deref(),
+                from: if c.after > 0 { chunk - 1 } else { 0 },
+                since_ms: c.since_ms,
+                limit: CHUNKS,
+                ..Default::default()
+            },
+        )
+        .await?;
+    for ch in &page {
+        let mut lines = Vec::new();
+        for (i, (_, text)) in ch.lines().enumerate() {
+            let position = gantry_store::line_position(ch.id, i);
+            if position > c.after && c.grep.as_ref().is_none_or(|re| re.is_match(text)) {
+                lines.push(text);
+            }
+        }
+        let last = gantry_store::line_position(ch.id, (ch.line_count.max(1) - 1) as usize);
+        c.after = c.after.max(last);
+        if !lines.is_empty() {
+            let data = json!({"step": ch.step, "attempt": ch.attempt, "lines": lines});
+            out.push(Ok(Event::default()
+                .id(c.after.to_string())
+                .event("lines")
+                .data(data.to_string())));
+        }
+    }
+    Ok(page.len() as i64 == CHUNKS)
 }
 
 async fn next_log_events(c: &mut LogCursor) -> Vec<Result<Event, Infallible>> {
@@ -568,27 +630,35 @@ async fn next_log_events(c: &mut LogCursor) -> Vec<Result<Event, Infallible>> {
     } else {
         true
     };
-    let rows = match c
-        .store
-        .logs_since(&c.run_id, c.step.as_deref(), c.since_ms, c.after, PAGE)
-        .await
-    {
-        Ok(rows) => rows,
-        Err(e) => return error(c, e.to_string()),
-    };
-    let mut out = Vec::with_capacity(rows.len() + 1);
-    for r in &rows {
-        c.after = r.id;
-        if c.grep.as_ref().is_some_and(|re| !re.is_match(&r.data)) {
-            continue;
+    let mut out = Vec::new();
+    let more = if c.batch {
+        match next_line_batches(c, &mut out).await {
+            Ok(more) => more,
+            Err(e) => return error(c, e.to_string()),
         }
-        let data = serde_json::to_string(r).unwrap_or_default();
-        out.push(Ok(Event::default()
-            .id(r.id.to_string())
-            .event("log")
-            .data(data)));
-    }
-    if rows.len() as i64 == PAGE {
+    } else {
+        let rows = match c
+            .store
+            .logs_since(&c.run_id, c.step.as_deref(), c.since_ms, c.after, PAGE)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => return error(c, e.to_string()),
+        };
+        for r in &rows {
+            c.after = r.id;
+            if c.grep.as_ref().is_some_and(|re| !re.is_match(&r.data)) {
+                continue;
+            }
+            let data = serde_json::to_string(r).unwrap_or_default();
+            out.push(Ok(Event::default()
+                .id(r.id.to_string())
+                .event("log")
+                .data(data)));
+        }
+        rows.len() as i64 == PAGE
+    };
+    if more {
         return out;
     }
     if complete {

@@ -59,6 +59,21 @@ steps:
         out.stdout.len(),
         expected.len()
     );
+    // The same through a server: whole chunks per event, byte for byte.
+    let (server, url) = g.spawn_listening(&["server", "--listen", "127.0.0.1:0"], &[]);
+    let _server = KillOnDrop(server);
+    let (code, remote_log, err) = g.remote(&url, &["logs", &run, "count"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        remote_log.as_bytes() == expected.as_bytes(),
+        "the log read through the server differs ({} bytes)",
+        remote_log.len()
+    );
+    let (_, tail, _) = g.remote(
+        &url,
+        &["logs", &run, "count", "--tail", "2", "--grep", "^9"],
+    );
+    assert_eq!(tail, "999998\n999999\n");
     // Every step's log, each line prefixed with its step.
     let all = g.ok(&["logs", &run]);
     assert!(all.starts_with("[count] 1\n[count] 2\n"), "{}", &all[..40]);
