@@ -79,22 +79,43 @@ impl Cap {
         Placement::FirstOfTail
     }
 
-    /// Records a written tail chunk; returns the ids of the oldest tail chunks to drop so
-    /// that the tail fits its half (the newest chunk always stays).
-    pub(crate) fn written_tail(&mut self, id: i64, bytes: u64, lines: u64) -> Vec<i64> {
+    /// A chunk `place` placed could not be stored: its place is given back (the head keeps
+    /// its room; a marker that was not written will be tried again with the next chunk).
+    pub(crate) fn not_written(&mut self, placement: &Placement, bytes: u64) {
+        match placement {
+            Placement::Head => self.head_bytes = self.head_bytes.saturating_sub(bytes),
+            Placement::FirstOfTail => self.in_tail = false,
+            Placement::Tail => {}
+        }
+    }
+
+    /// Records a written tail chunk; returns the oldest tail chunks (id, bytes, lines) to
+    /// drop so that the tail fits its half (the newest chunk always stays).
+    pub(crate) fn written_tail(&mut self, id: i64, bytes: u64, lines: u64) -> Vec<(i64, u64, u64)> {
         self.tail.push_back((id, bytes, lines));
         self.tail_bytes += bytes;
         let mut drop = Vec::new();
         while self.tail_bytes > self.half && self.tail.len() > 1 {
-            let Some((id, bytes, lines)) = self.tail.pop_front() else {
+            let Some(chunk) = self.tail.pop_front() else {
                 break;
             };
-            self.tail_bytes -= bytes;
-            self.dropped_bytes += bytes;
-            self.dropped_lines += lines;
-            drop.push(id);
+            self.tail_bytes -= chunk.1;
+            self.dropped_bytes += chunk.1;
+            self.dropped_lines += chunk.2;
+            drop.push(chunk);
         }
         drop
+    }
+
+    /// Chunks `written_tail` gave up could not be deleted: they are still in the log, so
+    /// they count again (and are tried again with the next chunk).
+    pub(crate) fn not_dropped(&mut self, chunks: Vec<(i64, u64, u64)>) {
+        for chunk in chunks.into_iter().rev() {
+            self.tail_bytes += chunk.1;
+            self.dropped_bytes -= chunk.1;
+            self.dropped_lines -= chunk.2;
+            self.tail.push_front(chunk);
+        }
     }
 }
 
@@ -273,6 +294,7 @@ impl Writer<'_> {
                     "could not store {lines} log lines of {}: {e}",
                     self.log.step_run_id
                 );
+                self.cap.not_written(&placement, bytes);
                 return;
             }
         };
@@ -284,17 +306,19 @@ impl Writer<'_> {
         }
         let Some(&id) = ids.last() else { return };
         let drop = self.cap.written_tail(id, bytes, lines);
-        if !drop.is_empty()
+        let ids: Vec<i64> = drop.iter().map(|c| c.0).collect();
+        if !ids.is_empty()
             && let Err(e) = self
                 .log
                 .store
-                .drop_log_chunks(&self.log.step_run_id, &drop)
+                .drop_log_chunks(&self.log.step_run_id, &ids)
                 .await
         {
             tracing::warn!(
                 "could not drop old log lines of {}: {e}",
                 self.log.step_run_id
             );
+            self.cap.not_dropped(drop);
         }
     }
 
@@ -340,11 +364,34 @@ mod tests {
         assert!(cap.written_tail(11, 300, 30).is_empty());
         assert_eq!(cap.place(300), Placement::Tail);
         // 601 > 500: the oldest tail chunks go, the newest stays.
-        assert_eq!(cap.written_tail(12, 300, 30), [10, 11]);
+        assert_eq!(cap.written_tail(12, 300, 30), [(10, 1, 1), (11, 300, 30)]);
         assert_eq!((cap.dropped_lines, cap.dropped_bytes), (31, 301));
         // A chunk larger than the half alone is still kept.
-        assert_eq!(cap.written_tail(13, 900, 90), [12]);
+        assert_eq!(cap.written_tail(13, 900, 90), [(12, 300, 30)]);
         assert_eq!(cap.tail.len(), 1);
+    }
+
+    #[test]
+    fn what_could_not_be_stored_or_dropped_is_accounted_again() {
+        let mut cap = Cap::new(1000);
+        let first = cap.place(400);
+        assert_eq!(first, Placement::Head);
+        cap.not_written(&first, 400);
+        // The head still has its room.
+        assert_eq!(cap.place(500), Placement::Head);
+        let marker = cap.place(10);
+        assert_eq!(marker, Placement::FirstOfTail);
+        // The marker's chunk was lost: the next chunk brings the marker again.
+        cap.not_written(&marker, 10);
+        assert_eq!(cap.place(10), Placement::FirstOfTail);
+        assert!(cap.written_tail(1, 400, 4).is_empty());
+        let drop = cap.written_tail(2, 400, 4);
+        assert_eq!(drop, [(1, 400, 4)]);
+        // The delete failed: chunk 1 is still there and is tried again next time.
+        cap.not_dropped(drop);
+        assert_eq!((cap.dropped_lines, cap.dropped_bytes), (0, 0));
+        assert_eq!(cap.written_tail(3, 10, 1), [(1, 400, 4)]);
+        assert_eq!((cap.dropped_lines, cap.dropped_bytes), (4, 400));
     }
 
     #[test]
