@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::digest::{HashingWriter, StreamHasher, format_digest};
 use crate::error::ArtifactError;
 use crate::pack::{classify, open_regular, write_canonical};
+use crate::store::{check_not_longer, verify};
 use crate::{ArtifactInfo, ArtifactKind};
 
 /// Bytes read at a time while hashing in place.
@@ -87,17 +88,7 @@ fn capture_file(
     committed: impl Fn(&str) -> Result<bool, ArtifactError>,
 ) -> Result<Captured, ArtifactError> {
     let (mut file, meta) = open_regular(path)?;
-    let mut hasher = StreamHasher::new();
-    let mut buf = vec![0u8; READ_BUF];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ArtifactError::io("read", path)(e)),
-        };
-        hasher.update(&buf[..n]);
-    }
+    let hasher = hash_to_end(&mut file, path, None)?;
     let size = hasher.len();
     let hex = hasher.finish();
     let info = ArtifactInfo {
@@ -266,42 +257,45 @@ fn create_dir(dir: &Path) -> Result<(), ArtifactError> {
     fs::create_dir_all(dir).map_err(ArtifactError::io("create", dir))
 }
 
-/// Hashes a stored file in place and checks it against its digest and size; blocking.
-pub(crate) fn verify_in_place(path: &Path, hex: &str, size: u64) -> Result<(), ArtifactError> {
-    let digest = format_digest(hex);
-    let mut file = File::open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => ArtifactError::Corrupt {
-            digest: digest.clone(),
-            detail: "metadata present but content missing".into(),
-        },
-        _ => ArtifactError::io("read", path)(e),
-    })?;
+/// Reads `reader` to its end in large pieces, hashing; with `limit` (size, digest) stops as
+/// soon as the content is longer than its recorded size.
+fn hash_to_end(
+    reader: &mut impl Read,
+    path: &Path,
+    limit: Option<(u64, &str)>,
+) -> Result<StreamHasher, ArtifactError> {
     let mut hasher = StreamHasher::new();
     let mut buf = vec![0u8; READ_BUF];
     loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(hasher),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(ArtifactError::io("read", path)(e)),
         };
         hasher.update(&buf[..n]);
-        if hasher.len() > size {
-            return Err(ArtifactError::Corrupt {
-                digest,
-                detail: format!("content is longer than the recorded {size} bytes"),
-            });
+        if let Some((size, digest)) = limit {
+            check_not_longer(&hasher, size, digest)?;
         }
     }
-    let len = hasher.len();
-    let got = hasher.finish();
-    if got != hex || len != size {
-        return Err(ArtifactError::Corrupt {
-            digest,
-            detail: format!("content has {len} bytes and digest sha256:{got}"),
-        });
-    }
-    Ok(())
+}
+
+/// Opens a stored object; a missing one is a corrupt artifact (its meta says it exists).
+pub(crate) fn open_content(path: &Path, hex: &str) -> Result<File, ArtifactError> {
+    File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ArtifactError::Corrupt {
+            digest: format_digest(hex),
+            detail: "metadata present but content missing".into(),
+        },
+        _ => ArtifactError::io("read", path)(e),
+    })
+}
+
+/// Hashes a stored file in place and checks it against its digest and size; blocking.
+pub(crate) fn verify_in_place(path: &Path, hex: &str, size: u64) -> Result<(), ArtifactError> {
+    let mut file = open_content(path, hex)?;
+    let hasher = hash_to_end(&mut file, path, Some((size, &format_digest(hex))))?;
+    verify(hasher, hex, size)
 }
 
 /// Reads through to `inner`, hashing what passes.

@@ -171,10 +171,10 @@ impl ArtifactStore {
         }
         if let Ok(entries) = fs::read_dir(&dirs.cache) {
             for e in entries.flatten() {
-                u.cache_bytes += tree_bytes(&e.path(), &object_inodes);
+                u.cache_bytes += disk_bytes(&e.path(), &mut object_inodes);
             }
         }
-        u.tmp_bytes = tree_bytes(&dirs.tmp, &Default::default());
+        u.tmp_bytes = disk_bytes(&dirs.tmp, &mut Default::default());
         Ok(u)
     }
 }
@@ -187,25 +187,20 @@ fn artifact_disk_bytes(dirs: &LocalDirs, hex: &str) -> u64 {
     if let Some(m) = &content {
         skip.insert((m.dev(), m.ino()));
     }
-    bytes += tree_bytes(&dirs.cache.join(hex), &skip);
+    bytes += disk_bytes(&dirs.cache.join(hex), &mut skip);
     bytes
 }
 
-/// Bytes of the regular files under `path` (or of `path` itself), not following symlinks
-/// and not counting the inodes in `skip` (hard links of objects).
-pub(crate) fn tree_bytes(path: &Path, skip: &std::collections::HashSet<(u64, u64)>) -> u64 {
-    let mut total = 0;
-    for e in walkdir::WalkDir::new(path)
+/// Bytes of the regular files under `path` (or of `path` itself), not following symlinks,
+/// each inode once: one already in `counted` (a hard link of an object, say) is skipped, and
+/// every inode counted is added to it.
+pub fn disk_bytes(path: &Path, counted: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+    walkdir::WalkDir::new(path)
         .follow_links(false)
         .into_iter()
         .flatten()
-    {
-        if let Ok(m) = e.metadata()
-            && m.is_file()
-            && !skip.contains(&(m.dev(), m.ino()))
-        {
-            total += m.len();
-        }
-    }
-    total
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file() && counted.insert((m.dev(), m.ino())))
+        .map(|m| m.len())
+        .sum()
 }

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use confined::{Confined, probe_confined};
 pub use error::ArtifactError;
-pub use gc::{StoreUsage, StoredArtifact};
+pub use gc::{StoreUsage, StoredArtifact, disk_bytes};
 pub use store::ArtifactStore;
 pub use streamed::{canonical_body, digest_path};
 

@@ -506,7 +506,11 @@ fn ensure_cache_dir(dir: &Path) -> Result<(), ArtifactError> {
 
 /// Stops a download as soon as it exceeds the committed size, so a tampered object cannot
 /// fill the disk.
-fn check_not_longer(hasher: &StreamHasher, size: u64, digest: &str) -> Result<(), ArtifactError> {
+pub(crate) fn check_not_longer(
+    hasher: &StreamHasher,
+    size: u64,
+    digest: &str,
+) -> Result<(), ArtifactError> {
     if hasher.len() > size {
         return Err(ArtifactError::Corrupt {
             digest: digest.to_owned(),
@@ -516,7 +520,7 @@ fn check_not_longer(hasher: &StreamHasher, size: u64, digest: &str) -> Result<()
     Ok(())
 }
 
-fn verify(hasher: StreamHasher, hex: &str, size: u64) -> Result<(), ArtifactError> {
+pub(crate) fn verify(hasher: StreamHasher, hex: &str, size: u64) -> Result<(), ArtifactError> {
     let len = hasher.len();
     let got = hasher.finish();
     if got != hex || len != size {
@@ -584,13 +588,7 @@ fn unpack_in_place(
     cached: &Path,
 ) -> Result<PathBuf, ArtifactError> {
     let digest = format_digest(hex);
-    let file = fs::File::open(content).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => ArtifactError::Corrupt {
-            digest: digest.clone(),
-            detail: "metadata present but content missing".into(),
-        },
-        _ => ArtifactError::io("read", content)(e),
-    })?;
+    let file = capture::open_content(content, hex)?;
     let staging = tempfile::Builder::new()
         .prefix(".unpack-")
         .tempdir_in(cache_dir)
@@ -603,16 +601,7 @@ fn unpack_in_place(
     // The tar reader may stop at its end-of-archive blocks: hash whatever follows too.
     io::copy(&mut reader, &mut io::sink()).map_err(ArtifactError::io("read", content))?;
     verify(reader.hasher, hex, size)?;
-    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
-        .map_err(ArtifactError::io("set permissions of", staging.path()))?;
-    match fs::rename(staging.path(), cached) {
-        Ok(()) => {
-            let _ = staging.keep();
-            Ok(cached.to_owned())
-        }
-        Err(_) if fs::symlink_metadata(cached).is_ok_and(|m| m.is_dir()) => Ok(cached.to_owned()),
-        Err(e) => Err(ArtifactError::io("create", cached)(e)),
-    }
+    cache_tree(staging, cached)
 }
 
 fn place_tree(
@@ -633,6 +622,11 @@ fn place_tree(
         staging.path(),
         digest,
     )?;
+    cache_tree(staging, cached)
+}
+
+/// Renames an unpacked, verified tree into the cache (0755 at its root).
+fn cache_tree(staging: tempfile::TempDir, cached: &Path) -> Result<PathBuf, ArtifactError> {
     fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755))
         .map_err(ArtifactError::io("set permissions of", staging.path()))?;
     match fs::rename(staging.path(), cached) {

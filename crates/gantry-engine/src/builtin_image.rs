@@ -25,25 +25,11 @@ fn err(message: String) -> EngineError {
 /// none yet. A small marker keyed by (size, mtime, inode) avoids re-hashing the binary
 /// on every run.
 pub fn ensure_builtin_image(images: &ImageStore, exe: &Path) -> Result<ImageInfo, EngineError> {
-    let meta =
-        std::fs::metadata(exe).map_err(|e| err(format!("reading {}: {e}", exe.display())))?;
-    let stamp = format!(
-        "{}:{}:{}:{}",
-        exe.display(),
-        meta.len(),
-        meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
-        meta.ino()
-    );
-    let marker = images.root().join("builtin-image.marker");
-    if let Ok(text) = std::fs::read_to_string(&marker)
-        && let Some((s, digest)) = text.trim().rsplit_once(' ')
-        && s == stamp
-        && let Ok(info) = images.resolve(digest)
-    {
+    let stamp = stamp(exe).map_err(|e| err(format!("reading {}: {e}", exe.display())))?;
+    if let Some(info) = marked(images, &stamp) {
         return Ok(info);
     }
-    let hex = file_sha256(exe)?;
-    let name = format!("{NAME_PREFIX}:{}", &hex[..16]);
+    let name = image_name(exe)?;
     let info = match images.resolve(&name) {
         Ok(info) => info,
         Err(_) => {
@@ -58,32 +44,46 @@ pub fn ensure_builtin_image(images: &ImageStore, exe: &Path) -> Result<ImageInfo
                 .map_err(|e| err(format!("importing the built-in image: {e}")))?
         }
     };
-    let _ = std::fs::write(&marker, format!("{stamp} {}\n", info.digest));
+    let _ = std::fs::write(marker(images), format!("{stamp} {}\n", info.digest));
     Ok(info)
 }
 
 /// The built-in image of `exe` when it has been built already (never builds one); the
 /// marker spares hashing the binary when it is current.
 pub fn existing_builtin_image(images: &ImageStore, exe: &Path) -> Option<ImageInfo> {
-    let meta = std::fs::metadata(exe).ok()?;
-    let stamp = format!(
+    if let Some(info) = stamp(exe).ok().and_then(|s| marked(images, &s)) {
+        return Some(info);
+    }
+    images.resolve(&image_name(exe).ok()?).ok()
+}
+
+/// What identifies a binary without hashing it: path, size, mtime, inode.
+fn stamp(exe: &Path) -> std::io::Result<String> {
+    let meta = std::fs::metadata(exe)?;
+    Ok(format!(
         "{}:{}:{}:{}",
         exe.display(),
         meta.len(),
         meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
         meta.ino()
-    );
-    if let Ok(text) = std::fs::read_to_string(images.root().join("builtin-image.marker"))
-        && let Some((s, digest)) = text.trim().rsplit_once(' ')
-        && s == stamp
-        && let Ok(info) = images.resolve(digest)
-    {
-        return Some(info);
-    }
-    let hex = file_sha256(exe).ok()?;
-    images
-        .resolve(&format!("{NAME_PREFIX}:{}", &hex[..16]))
-        .ok()
+    ))
+}
+
+fn marker(images: &ImageStore) -> std::path::PathBuf {
+    images.root().join("builtin-image.marker")
+}
+
+/// The image the marker names for this stamp, when it is still there.
+fn marked(images: &ImageStore, stamp: &str) -> Option<ImageInfo> {
+    let text = std::fs::read_to_string(marker(images)).ok()?;
+    let (s, digest) = text.trim().rsplit_once(' ')?;
+    (s == stamp).then(|| images.resolve(digest).ok()).flatten()
+}
+
+/// `gantry-builtin:<first 16 hex of the binary's sha256>`.
+fn image_name(exe: &Path) -> Result<String, EngineError> {
+    let hex = file_sha256(exe)?;
+    Ok(format!("{NAME_PREFIX}:{}", &hex[..16]))
 }
 
 fn file_sha256(path: &Path) -> Result<String, EngineError> {

@@ -76,6 +76,19 @@ fn io_err(what: String) -> impl FnOnce(String) -> EngineError {
     }
 }
 
+/// Runs filesystem work off the async threads; its error (or a panic) names `what`.
+async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    what: impl Into<String>,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, EngineError> {
+    let what = what.into();
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(io_err(what)(e.to_string())),
+        Err(e) => Err(io_err(what)(e.to_string())),
+    }
+}
+
 impl<'a> GcTargets<'a> {
     /// The engine's stores and work directory; the built-in image of its binary is kept.
     pub fn of_engine<R: gantry_runtime::Runtime>(engine: &'a crate::Engine<R>) -> Self {
@@ -110,10 +123,7 @@ pub async fn collect(
     // Artifacts.
     let referenced = t.store.referenced_artifacts(cutoff_ms).await?;
     let store = t.artifacts.clone();
-    let stored = tokio::task::spawn_blocking(move || store.list_local())
-        .await
-        .map_err(|e| io_err("listing artifacts".into())(e.to_string()))?
-        .map_err(|e| io_err("listing artifacts".into())(e.to_string()))?;
+    let stored = blocking("listing artifacts", move || store.list_local()).await?;
     for a in stored {
         if referenced.contains(&a.digest) || a.committed > fresh {
             report.kept_artifacts += 1;
@@ -134,29 +144,29 @@ pub async fn collect(
         }
         let store = t.artifacts.clone();
         let digest = a.digest.clone();
-        let freed = tokio::task::spawn_blocking(move || store.remove_local(&digest))
-            .await
-            .map_err(|e| io_err(format!("removing {}", a.digest))(e.to_string()))?
-            .map_err(|e| io_err(format!("removing {}", a.digest))(e.to_string()))?;
+        let freed = blocking(format!("removing {}", a.digest), move || {
+            store.remove_local(&digest)
+        })
+        .await?;
         report.artifacts.add(freed);
     }
 
     // Content a crash left uncommitted.
     let store = t.artifacts.clone();
-    let (files, bytes) =
-        tokio::task::spawn_blocking(move || store.sweep_uncommitted_local(fresh, dry_run))
-            .await
-            .map_err(|e| io_err("sweeping uncommitted content".into())(e.to_string()))?
-            .map_err(|e| io_err("sweeping uncommitted content".into())(e.to_string()))?;
+    let (files, bytes) = blocking("sweeping uncommitted content", move || {
+        store.sweep_uncommitted_local(fresh, dry_run)
+    })
+    .await?;
     report.artifacts.count += files;
     report.artifacts.bytes += bytes;
 
     // Scratch directories of runs that are over.
     let active = t.store.active_run_ids().await?;
     let work = t.work_dir.to_owned();
-    let scratch = tokio::task::spawn_blocking(move || scratch_dirs(&work, &active, fresh, dry_run))
-        .await
-        .map_err(|e| io_err("removing scratch directories".into())(e.to_string()))??;
+    let scratch = blocking("removing scratch directories", move || {
+        scratch_dirs(&work, &active, fresh, dry_run)
+    })
+    .await?;
     report.scratch = scratch;
 
     // Logs of runs that are not kept.
@@ -174,11 +184,10 @@ pub async fn collect(
     let used = t.store.referenced_images(cutoff_ms).await?;
     let images = t.images.clone();
     let current = t.builtin_exe.clone();
-    report.images = tokio::task::spawn_blocking(move || {
+    report.images = blocking("removing images", move || {
         prune_images(&images, &used, current.as_deref(), dry_run)
     })
-    .await
-    .map_err(|e| io_err("removing images".into())(e.to_string()))??;
+    .await?;
     Ok(report)
 }
 
@@ -296,16 +305,7 @@ fn running_gantry_binaries() -> Vec<std::path::PathBuf> {
 }
 
 fn tree_bytes(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = HashSet::new();
-    walkdir::WalkDir::new(path)
-        .follow_links(false)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file() && (m.nlink() == 1 || seen.insert((m.dev(), m.ino()))))
-        .map(|m| m.len())
-        .sum()
+    gantry_artifacts::disk_bytes(path, &mut HashSet::new())
 }
 
 /// What uses the disk, and what gc (with the same retention) would free.
@@ -328,15 +328,9 @@ pub async fn disk_usage(
     older_than: Duration,
 ) -> Result<DiskUsage, EngineError> {
     let store = t.artifacts.clone();
-    let a = tokio::task::spawn_blocking(move || store.usage_local())
-        .await
-        .map_err(|e| io_err("measuring artifacts".into())(e.to_string()))?
-        .map_err(|e| io_err("measuring artifacts".into())(e.to_string()))?;
+    let a = blocking("measuring artifacts", move || store.usage_local()).await?;
     let images = t.images.clone();
-    let i = tokio::task::spawn_blocking(move || images.usage())
-        .await
-        .map_err(|e| io_err("measuring images".into())(e.to_string()))?
-        .map_err(|e| io_err("measuring images".into())(e.to_string()))?;
+    let i = blocking("measuring images", move || images.usage()).await?;
     let logs = t.store.log_volume().await?;
     let work = t.work_dir.to_owned();
     let scratch = tokio::task::spawn_blocking(move || {

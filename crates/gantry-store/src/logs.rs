@@ -155,6 +155,22 @@ impl LogChunkRow {
         })
     }
 
+    /// The lines positioned after `after` (all of them for an earlier chunk).
+    pub fn lines_after(&self, after: i64) -> impl Iterator<Item = (&'static str, &str)> + '_ {
+        let (chunk, index) = split_position(after);
+        let skip = match self.id.cmp(&chunk) {
+            std::cmp::Ordering::Greater => 0,
+            std::cmp::Ordering::Equal => index + 1,
+            std::cmp::Ordering::Less => usize::MAX,
+        };
+        self.lines().skip(skip)
+    }
+
+    /// The position of the chunk's last line.
+    pub fn last_position(&self) -> i64 {
+        line_position(self.id, (self.line_count.max(1) - 1) as usize)
+    }
+
     /// The lines as rows, each with its position.
     pub fn rows(&self) -> impl Iterator<Item = LogRow> + '_ {
         self.lines()
@@ -222,6 +238,18 @@ pub struct ChunkQuery<'a> {
     /// Only chunks captured at or after this time.
     pub since_ms: Option<i64>,
     pub limit: i64,
+}
+
+impl ChunkQuery<'_> {
+    /// The `from` that reads onwards from line position `after`: the chunk holding it may
+    /// have lines past it.
+    pub fn from_position(after: i64) -> i64 {
+        if after > 0 {
+            split_position(after).0 - 1
+        } else {
+            0
+        }
+    }
 }
 
 impl Store {
@@ -485,9 +513,7 @@ impl Store {
         } else {
             limit as usize
         };
-        let (chunk, index) = split_position(after);
-        // The chunk holding `after` may have lines past it.
-        let mut from = if after > 0 { chunk - 1 } else { 0 };
+        let mut from = ChunkQuery::from_position(after);
         let mut out = Vec::new();
         loop {
             let page = self
@@ -505,9 +531,7 @@ impl Store {
                 .await?;
             for c in &page {
                 for row in c.rows() {
-                    if (after > 0 && c.id == chunk && split_position(row.id).1 <= index)
-                        || needle.is_some_and(|n| !row.data.contains(n))
-                    {
+                    if row.id <= after || needle.is_some_and(|n| !row.data.contains(n)) {
                         continue;
                     }
                     out.push(row);
@@ -524,8 +548,8 @@ impl Store {
     }
 
     /// The position after which the last `n` lines of a run's log (or one step's) captured
-    /// since `since_ms` that `keep` accepts begin: reading from it gives those lines and then any newer ones (0
-    /// when there are fewer).
+    /// since `since_ms` that `keep` accepts begin: reading from it gives those lines and then
+    /// any newer ones (0 when there are fewer).
     pub async fn log_tail_start(
         &self,
         run_id: &str,
@@ -671,6 +695,15 @@ mod tests {
         let rows: Vec<_> = row.rows().collect();
         assert_eq!(rows[4].line, 104);
         assert_eq!(split_position(rows[4].id), (3, 4));
+        // Resuming: after a line of this chunk, after an earlier chunk, after a later one.
+        let after: Vec<_> = row.lines_after(rows[3].id).map(|(_, t)| t).collect();
+        assert_eq!(after, ["note\u{FFFD}", "d"]);
+        assert_eq!(row.lines_after(line_position(2, 9)).count(), 6);
+        assert_eq!(row.lines_after(0).count(), 6);
+        assert_eq!(row.lines_after(line_position(4, 0)).count(), 0);
+        assert_eq!(row.last_position(), rows[5].id);
+        assert_eq!(ChunkQuery::from_position(rows[3].id), 2);
+        assert_eq!(ChunkQuery::from_position(0), 0);
     }
 
     #[test]

@@ -895,13 +895,12 @@ async fn logs(
         // Read the status first: a line written before the run ended is then read below.
         let ended = !follow || store.log_complete(&run.id, step).await?;
         loop {
-            let (chunk, _) = gantry_store::split_position(after);
             let page = store
                 .log_chunks(
                     &run.id,
                     &gantry_store::ChunkQuery {
                         step,
-                        from: if after > 0 { chunk - 1 } else { 0 },
+                        from: gantry_store::ChunkQuery::from_position(after),
                         since_ms: filter.since_ms,
                         limit: 64,
                         ..Default::default()
@@ -909,19 +908,12 @@ async fn logs(
                 )
                 .await?;
             for c in &page {
-                for (i, (_, text)) in c.lines().enumerate() {
-                    let position = gantry_store::line_position(c.id, i);
-                    if position <= after || !filter.keeps(text) {
-                        continue;
-                    }
+                for (_, text) in c.lines_after(after).filter(|(_, t)| filter.keeps(t)) {
                     if write_log_line(&mut out, step, &c.step, text).is_err() {
                         return Ok(exit::OK);
                     }
                 }
-                after = after.max(gantry_store::line_position(
-                    c.id,
-                    (c.line_count.max(1) - 1) as usize,
-                ));
+                after = after.max(c.last_position());
             }
             if page.len() < 64 {
                 break;

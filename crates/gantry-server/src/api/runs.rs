@@ -578,14 +578,13 @@ async fn next_line_batches(
     out: &mut Vec<Result<Event, Infallible>>,
 ) -> Result<bool, gantry_store::StoreError> {
     const CHUNKS: i64 = 4;
-    let (chunk, _) = gantry_store::split_position(c.after);
     let page = c
         .store
         .log_chunks(
             &c.run_id,
             &gantry_store::ChunkQuery {
                 step: c.step.as_deref(),
-                from: if c.after > 0 { chunk - 1 } else { 0 },
+                from: gantry_store::ChunkQuery::from_position(c.after),
                 since_ms: c.since_ms,
                 limit: CHUNKS,
                 ..Default::default()
@@ -593,15 +592,12 @@ async fn next_line_batches(
         )
         .await?;
     for ch in &page {
-        let mut lines = Vec::new();
-        for (i, (_, text)) in ch.lines().enumerate() {
-            let position = gantry_store::line_position(ch.id, i);
-            if position > c.after && c.grep.as_ref().is_none_or(|re| re.is_match(text)) {
-                lines.push(text);
-            }
-        }
-        let last = gantry_store::line_position(ch.id, (ch.line_count.max(1) - 1) as usize);
-        c.after = c.after.max(last);
+        let lines: Vec<&str> = ch
+            .lines_after(c.after)
+            .map(|(_, text)| text)
+            .filter(|text| c.grep.as_ref().is_none_or(|re| re.is_match(text)))
+            .collect();
+        c.after = c.after.max(ch.last_position());
         if !lines.is_empty() {
             let data = json!({"step": ch.step, "attempt": ch.attempt, "lines": lines});
             out.push(Ok(Event::default()

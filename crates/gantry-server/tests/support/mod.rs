@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../../../../testing/busybox.rs"]
+mod busybox;
+
 use gantry_artifacts::ArtifactStore;
 use gantry_engine::{Engine, EngineConfig};
 use gantry_image::ImageStore;
@@ -11,43 +14,7 @@ use gantry_server::{AppState, ServerConfig};
 use gantry_store::Store;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
-
-/// A busybox rootfs tar, built once per busybox binary (keyed by its size and mtime) and
-/// shared by every test process: written under a private name, then renamed.
-fn busybox_tar() -> &'static Path {
-    static TAR: OnceLock<PathBuf> = OnceLock::new();
-    TAR.get_or_init(|| {
-        let meta = std::fs::metadata("/bin/busybox").unwrap_or_else(|_| {
-            panic!("these tests need /bin/busybox: apt-get install busybox-static")
-        });
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let tmp = std::env::temp_dir();
-        let out = tmp.join(format!("gantry-server-busybox-{}-{mtime}.tar", meta.len()));
-        if out.exists() {
-            return out;
-        }
-        let partial = tmp.join(format!(
-            "gantry-server-busybox-{}.tar.partial",
-            std::process::id()
-        ));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-rootfs.sh");
-        let status = std::process::Command::new("bash")
-            .arg(script)
-            .arg(&partial)
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the busybox rootfs failed");
-        std::fs::rename(&partial, &out).unwrap();
-        out
-    })
-}
 
 /// SQLite in the test's home, or — when `GANTRY_TEST_SERVER_ON_POSTGRES` is set (scripts/test.sh
 /// runs these suites a second time so) — a fresh database on `GANTRY_TEST_POSTGRES_URL`.
@@ -117,7 +84,7 @@ impl TestServer {
         let store = Store::connect(&db_url).await.unwrap();
         let artifacts = ArtifactStore::open_local(&root.join("artifacts")).unwrap();
         let images = ImageStore::open(&root.join("images")).unwrap();
-        images.import(busybox_tar(), Some("busybox:1")).unwrap();
+        images.import(busybox::tar(), Some("busybox:1")).unwrap();
         let runtime = OciRuntime::new(OciRuntimeConfig {
             binary: PathBuf::from("runc"),
             state_dir: root.join("runtime/state"),

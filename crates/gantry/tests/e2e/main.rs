@@ -5,6 +5,8 @@
 
 #[path = "../../../../testing/browser.rs"]
 mod browser;
+#[path = "../../../../testing/busybox.rs"]
+mod busybox;
 #[path = "../../../../testing/skip.rs"]
 mod skip;
 mod support;

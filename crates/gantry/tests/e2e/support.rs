@@ -4,54 +4,15 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gantry");
-
-/// A busybox rootfs tar built from Debian's busybox-static, once per busybox binary: kept in
-/// the temp dir under a name keyed by the binary's size and mtime and shared by every test
-/// process (written under a private name, then renamed), so runs do not pile up copies.
-fn busybox_tar() -> &'static Path {
-    static TAR: OnceLock<PathBuf> = OnceLock::new();
-    TAR.get_or_init(|| {
-        let meta = std::fs::metadata("/bin/busybox").unwrap_or_else(|_| {
-            panic!(
-                "these tests need /bin/busybox: apt-get install busybox-static (scripts/test.sh does)"
-            )
-        });
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let tmp = std::env::temp_dir();
-        let out = tmp.join(format!("gantry-e2e-busybox-{}-{mtime}.tar", meta.len()));
-        if out.exists() {
-            return out;
-        }
-        let partial = tmp.join(format!(
-            "gantry-e2e-busybox-{}.tar.partial",
-            std::process::id()
-        ));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-rootfs.sh");
-        let status = Command::new("bash")
-            .arg(script)
-            .arg(&partial)
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the busybox rootfs failed");
-        std::fs::rename(&partial, &out).unwrap();
-        out
-    })
-}
 
 /// Imports `busybox:1` into the home.
 pub fn import_busybox(g: Gantry) -> Gantry {
     g.ok(&[
         "image",
         "import",
-        busybox_tar().to_str().unwrap(),
+        crate::busybox::tar().to_str().unwrap(),
         "--name",
         "busybox:1",
     ]);
