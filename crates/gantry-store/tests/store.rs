@@ -1800,41 +1800,10 @@ mod sqlite_file {
     /// follow the old ones.
     #[tokio::test]
     async fn old_log_rows_survive_the_move_to_chunks() {
-        use sqlx::SqlSafeStr;
-        use sqlx::migrate::{Migration, MigrationType, Migrator};
-
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/gantry.db", dir.path().display());
-        let mut files: Vec<_> =
-            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
-        files.sort();
-        let mut migrations = Vec::new();
-        for path in &files {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            let version: i64 = name[..4].parse().unwrap();
-            if version <= 13 {
-                migrations.push(Migration::new(
-                    version,
-                    name.into(),
-                    MigrationType::Simple,
-                    sqlx::AssertSqlSafe(std::fs::read_to_string(path).unwrap()).into_sql_str(),
-                    false,
-                ));
-            }
-        }
-        assert_eq!(migrations.len(), 13);
         {
-            let opts: SqliteConnectOptions = url.parse().unwrap();
-            let pool = sqlx::SqlitePool::connect_with(opts.create_if_missing(true))
-                .await
-                .unwrap();
-            Migrator::with_migrations(migrations)
-                .run(&pool)
-                .await
-                .unwrap();
+            let pool = crate::support::sqlite_at_migration(&url, 13).await;
             for sql in [
                 "INSERT INTO runs (id, pipeline, status, spec_file, spec_yaml, params_json, \
                  images_json, no_cache, created_at_ms) VALUES ('r-1', 'p', 'succeeded', 'p.yaml', \

@@ -1060,43 +1060,11 @@ on_every_backend!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_metric_points_survive_the_move_to_a_keyed_table() {
     use gantry_store::{KeyValue, MetricPoint, Store};
-    use sqlx::SqlSafeStr;
-    use sqlx::migrate::{Migration, MigrationType, Migrator};
-
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/gantry.db", dir.path().display());
-    // The schema as of migration 12, applied by hand.
-    let mut files: Vec<_> =
-        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-    files.sort();
-    let mut migrations = Vec::new();
-    for path in &files {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let version: i64 = name[..4].parse().unwrap();
-        if version <= 12 {
-            let sql = std::fs::read_to_string(path).unwrap();
-            migrations.push(Migration::new(
-                version,
-                name.into(),
-                MigrationType::Simple,
-                sqlx::AssertSqlSafe(sql).into_sql_str(),
-                false,
-            ));
-        }
-    }
-    assert_eq!(migrations.len(), 12);
     {
-        let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
-        let pool = sqlx::SqlitePool::connect_with(opts.create_if_missing(true))
-            .await
-            .unwrap();
-        Migrator::with_migrations(migrations)
-            .run(&pool)
-            .await
-            .unwrap();
+        // The schema as of migration 12.
+        let pool = crate::support::sqlite_at_migration(&url, 12).await;
         sqlx::query(
             "INSERT INTO mlflow_runs (run_uuid, experiment_id, run_name, user_id, status, \
              start_time, lifecycle_stage, artifact_uri) \
