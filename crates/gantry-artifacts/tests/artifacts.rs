@@ -997,3 +997,71 @@ mod capture {
         );
     }
 }
+
+/// What gc uses: listing committed artifacts, removing one (meta first), sweeping content a
+/// crash left uncommitted, and the disk use of each part.
+mod gc {
+    use std::fs;
+    use std::time::{Duration, SystemTime};
+
+    use crate::support::*;
+
+    #[tokio::test]
+    async fn artifacts_are_listed_removed_and_uncommitted_content_swept() {
+        let env = Env::new();
+        let out = env.scratch("outputs");
+        write(&out.join("f"), &[5u8; 4096], 0o644);
+        let file = env.store.capture(&out.join("f")).await.unwrap();
+        let tree = env.scratch("tree");
+        write(&tree.join("x"), b"tree", 0o644);
+        let dir = env.store.put_path(&tree).await.unwrap();
+        env.store.materialize(&dir.digest).await.unwrap();
+
+        let listed = env.store.list_local().unwrap();
+        assert_eq!(listed.len(), 2);
+        let f = listed.iter().find(|a| a.digest == file.digest).unwrap();
+        // The captured file and its cached copy are one inode: counted once.
+        assert_eq!(f.disk_bytes, 4096);
+        assert!(env.store.committed_at_local(&file.digest).unwrap() <= SystemTime::now());
+        let usage = env.store.usage_local().unwrap();
+        assert_eq!(usage.artifacts, 2);
+        assert!(usage.cache_bytes >= 4, "the unpacked tree: {usage:?}");
+
+        // Removing: meta first, then content and cache; the artifact is gone for every reader.
+        assert_eq!(env.store.remove_local(&dir.digest).unwrap(), dir.size + 4);
+        assert_eq!(env.store.stat(&dir.digest).await.unwrap(), None);
+        assert!(env.store.materialize(&dir.digest).await.is_err());
+        assert!(!env.materialized().join(hex_of(&dir.digest)).exists());
+        assert!(entries(&env.dir.path().join("store/tmp")).is_empty());
+        assert_eq!(env.store.list_local().unwrap().len(), 1);
+
+        // Content without meta (a crash between storing and committing), older than the
+        // cutoff, is swept; newer content is left to the capture that may still commit it.
+        let stray = env.objects().join("sha256").join("ee".repeat(32));
+        fs::write(&stray, [1u8; 100]).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(60);
+        assert_eq!(
+            env.store
+                .sweep_uncommitted_local(SystemTime::UNIX_EPOCH, false)
+                .unwrap(),
+            (0, 0)
+        );
+        assert_eq!(
+            env.store.sweep_uncommitted_local(later, true).unwrap(),
+            (1, 100)
+        );
+        assert!(stray.exists());
+        assert_eq!(
+            env.store.sweep_uncommitted_local(later, false).unwrap(),
+            (1, 100)
+        );
+        assert!(!stray.exists());
+        // Committed content is never swept.
+        assert!(
+            env.objects()
+                .join("sha256")
+                .join(hex_of(&file.digest))
+                .exists()
+        );
+    }
+}

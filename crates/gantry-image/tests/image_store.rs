@@ -1421,3 +1421,48 @@ fn names_are_canonical() {
         Err(ImageError::InvalidReference { .. })
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Disk use and pruning
+
+#[test]
+fn orphaned_rootfs_blobs_and_old_staging_are_pruned_and_images_stay_usable() {
+    let fx = Fixture::new();
+    let path = fx.write("busybox.tar", &busybox_layer().tar());
+    let info = fx.store.import(&path, Some("busybox:1")).unwrap();
+    let before = fx.store.usage().unwrap();
+    assert_eq!(before.images, 1);
+    assert!(before.blobs_bytes > 0 && before.rootfs_bytes > 0);
+    // What an interrupted removal or import leaves: a rootfs and a blob no image uses, and
+    // staging in tmp/ (an hour old, and a fresh one an import in progress may still use).
+    let orphan_rootfs = fx.root().join("rootfs").join("ab".repeat(32));
+    fs::create_dir_all(orphan_rootfs.join("bin")).unwrap();
+    fs::write(orphan_rootfs.join("bin/x"), vec![1u8; 1000]).unwrap();
+    let orphan_blob = fx.root().join("blobs/sha256").join("cd".repeat(32));
+    fs::write(&orphan_blob, vec![2u8; 500]).unwrap();
+    let tmp = fx.root().join("tmp");
+    fs::create_dir_all(tmp.join("downloads")).unwrap();
+    let old = tmp.join("downloads/old.partial");
+    let fresh = tmp.join("fresh-staging");
+    fs::write(&old, vec![3u8; 300]).unwrap();
+    fs::write(&fresh, vec![4u8; 200]).unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+
+    // A dry run measures and removes nothing.
+    assert_eq!(fx.store.prune_orphans(true).unwrap(), 1000 + 500 + 300);
+    assert!(orphan_rootfs.exists() && orphan_blob.exists() && old.exists());
+    assert_eq!(fx.store.prune_orphans(false).unwrap(), 1000 + 500 + 300);
+    assert!(!orphan_rootfs.exists() && !orphan_blob.exists() && !old.exists());
+    assert!(fresh.exists(), "staging younger than an hour stays");
+    // The image is whole: its blobs and rootfs are untouched.
+    assert_eq!(fx.store.usage().unwrap().blobs_bytes, before.blobs_bytes);
+    let rootfs = fx.store.rootfs(&info.digest).unwrap();
+    assert!(rootfs.join("bin/busybox").is_file());
+    assert_eq!(fx.store.prune_orphans(false).unwrap(), 0);
+}
