@@ -22,12 +22,17 @@ pub enum RuntimeError {
     #[error(
         "step requests {requested} GPU(s) but no NVIDIA devices were found; install the NVIDIA driver or request `gpu: 0`"
     )]
-    NoGpus { requested: u32 },
+    NoGpus { requested: usize },
 
     #[error(
-        "step requests {requested} GPU(s) but only {found} NVIDIA GPU device(s) were found; lower the step's `gpu` request"
+        "step was given GPU {} but no such device exists (found: {}); the GPU list is out of date, check the NVIDIA driver and restart gantry",
+        .missing.display(),
+        .found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     )]
-    NotEnoughGpus { requested: u32, found: usize },
+    GpuMissing {
+        missing: PathBuf,
+        found: Vec<PathBuf>,
+    },
 
     #[error("cannot inspect device {path}: {source}")]
     Device {

@@ -93,7 +93,10 @@ pub struct StepRequest {
     pub cpu_millis: u64,
     pub memory_bytes: u64,
     pub pids_limit: u64,
-    pub gpus: u32,
+    /// The minors `N` of the `/dev/nvidiaN` GPUs the step gets (the caller's placement: each
+    /// GPU is given to one step at a time); the NVIDIA control devices come with them. Empty:
+    /// no GPU.
+    pub gpu_devices: Vec<u32>,
     pub timeout: Option<Duration>,
     /// On timeout or cancellation the step's PID 1 gets SIGTERM (which gantry-init forwards to
     /// the command) and, if it has not ended this long after, SIGKILL.

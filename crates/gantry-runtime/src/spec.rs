@@ -368,12 +368,13 @@ fn mounts(req: &StepRequest, host: &HostFacts) -> Result<Vec<Mount>, oci_spec::O
     Ok(mounts)
 }
 
-/// Picks `/dev/nvidiactl`, `/dev/nvidia-uvm` and `/dev/nvidia0..N-1` from the host's devices.
+/// Picks `/dev/nvidia<minor>` for each of `minors` and the control devices (`nvidiactl`,
+/// `nvidia-uvm`, `nvidia-uvm-tools`) that the host has, from the host's NVIDIA devices.
 pub(crate) fn select_gpu_devices(
     available: &[PathBuf],
-    gpus: u32,
+    minors: &[u32],
 ) -> Result<Vec<PathBuf>, RuntimeError> {
-    if gpus == 0 {
+    if minors.is_empty() {
         return Ok(Vec::new());
     }
     let name = |p: &PathBuf| {
@@ -390,17 +391,19 @@ pub(crate) fn select_gpu_devices(
         })
         .collect();
     if cards.is_empty() {
-        return Err(RuntimeError::NoGpus { requested: gpus });
+        return Err(RuntimeError::NoGpus {
+            requested: minors.len(),
+        });
     }
     let mut selected = Vec::new();
-    for index in 0..gpus {
-        let wanted = format!("nvidia{index}");
+    for minor in minors {
+        let wanted = format!("nvidia{minor}");
         match cards.iter().find(|p| name(p) == wanted) {
             Some(card) => selected.push((*card).clone()),
             None => {
-                return Err(RuntimeError::NotEnoughGpus {
-                    requested: gpus,
-                    found: cards.len(),
+                return Err(RuntimeError::GpuMissing {
+                    missing: Path::new("/dev").join(wanted),
+                    found: cards.into_iter().cloned().collect(),
                 });
             }
         }
@@ -414,7 +417,7 @@ pub(crate) fn select_gpu_devices(
 }
 
 fn gpu_devices(req: &StepRequest, host: &HostFacts) -> Result<Vec<LinuxDevice>, RuntimeError> {
-    select_gpu_devices(&host.nvidia_devices, req.gpus)?
+    select_gpu_devices(&host.nvidia_devices, &req.gpu_devices)?
         .into_iter()
         .map(|path| char_device(&path, &req.id))
         .collect()
@@ -534,6 +537,10 @@ fn validate(req: &StepRequest, cgroup_parent: &str) -> Result<(), RuntimeError> 
             ));
         }
     }
+    let mut minors = std::collections::BTreeSet::new();
+    if let Some(twice) = req.gpu_devices.iter().find(|m| !minors.insert(**m)) {
+        return fail(format!("GPU /dev/nvidia{twice} is listed twice"));
+    }
     if req.memory_bytes == 0 || req.pids_limit == 0 || req.cpu_millis == 0 {
         return fail("memory, cpu and pids limits are mandatory for every step (got 0)".to_owned());
     }
@@ -576,7 +583,7 @@ mod tests {
             cpu_millis: 1500,
             memory_bytes: 256 << 20,
             pids_limit: 128,
-            gpus: 0,
+            gpu_devices: Vec::new(),
             timeout: None,
             stop_grace: std::time::Duration::from_secs(10),
             cancel: CancellationToken::new(),
@@ -892,50 +899,87 @@ mod tests {
     #[test]
     fn gpus_need_nvidia_devices() {
         let mut req = request();
-        req.gpus = 2;
+        req.gpu_devices = vec![0, 1];
         let err = build_spec(&req, &root_host()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "step requests 2 GPU(s) but no NVIDIA devices were found; install the NVIDIA driver or request `gpu: 0`"
         );
-        let one_card: Vec<PathBuf> = ["/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-uvm"]
-            .map(PathBuf::from)
-            .to_vec();
-        let err = select_gpu_devices(&one_card, 2).unwrap_err();
-        assert!(matches!(
-            err,
-            RuntimeError::NotEnoughGpus {
-                requested: 2,
-                found: 1
-            }
-        ));
+        let two_cards: Vec<PathBuf> = [
+            "/dev/nvidia0",
+            "/dev/nvidia1",
+            "/dev/nvidiactl",
+            "/dev/nvidia-uvm",
+        ]
+        .map(PathBuf::from)
+        .to_vec();
+        let err = select_gpu_devices(&two_cards, &[1, 2]).unwrap_err();
+        assert!(
+            matches!(&err, RuntimeError::GpuMissing { missing, .. } if missing == Path::new("/dev/nvidia2")),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "step was given GPU /dev/nvidia2 but no such device exists (found: /dev/nvidia0, /dev/nvidia1); the GPU list is out of date, check the NVIDIA driver and restart gantry"
+        );
+        // `nvidia1` is a card; `nvidia-uvm` or `nvidiactl` are not, whatever the minor.
+        assert!(select_gpu_devices(&two_cards[2..], &[0]).is_err());
     }
 
     #[test]
-    fn gpu_selection_takes_the_first_cards_and_the_control_devices() {
+    fn gpu_selection_takes_exactly_the_given_cards_and_the_control_devices() {
         let devices: Vec<PathBuf> = [
             "/dev/nvidia-modeset",
             "/dev/nvidia-uvm",
             "/dev/nvidia0",
             "/dev/nvidia1",
             "/dev/nvidia2",
+            "/dev/nvidia12",
             "/dev/nvidiactl",
+            "/dev/nvidia-uvm-tools",
         ]
         .map(PathBuf::from)
         .to_vec();
-        let picked = select_gpu_devices(&devices, 2).unwrap();
+        let controls = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"];
+        let picked = |minors: &[u32]| {
+            select_gpu_devices(&devices, minors)
+                .unwrap()
+                .into_iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        };
+        // Two one-GPU steps get different cards, not both nvidia0.
+        assert_eq!(picked(&[2]), [&["/dev/nvidia2"][..], &controls].concat());
+        assert_eq!(picked(&[1]), [&["/dev/nvidia1"][..], &controls].concat());
         assert_eq!(
-            picked,
-            [
-                "/dev/nvidia0",
-                "/dev/nvidia1",
-                "/dev/nvidiactl",
-                "/dev/nvidia-uvm"
-            ]
-            .map(PathBuf::from)
-            .to_vec()
+            picked(&[12, 0]),
+            [&["/dev/nvidia12", "/dev/nvidia0"][..], &controls].concat()
         );
-        assert!(select_gpu_devices(&devices, 0).unwrap().is_empty());
+        assert!(picked(&[]).is_empty());
+        // Control devices the host lacks are left out.
+        let without_tools: Vec<PathBuf> = devices
+            .iter()
+            .filter(|p| !p.ends_with("nvidia-uvm-tools"))
+            .cloned()
+            .collect();
+        assert_eq!(
+            select_gpu_devices(&without_tools, &[0]).unwrap(),
+            ["/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-uvm"]
+                .map(PathBuf::from)
+                .to_vec()
+        );
+    }
+
+    #[test]
+    fn a_gpu_listed_twice_is_refused() {
+        let mut req = request();
+        req.gpu_devices = vec![1, 0, 1];
+        let err = build_spec(&req, &root_host()).unwrap_err();
+        assert!(matches!(err, RuntimeError::InvalidRequest { .. }), "{err}");
+        assert!(
+            err.to_string().contains("GPU /dev/nvidia1 is listed twice"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -173,7 +173,7 @@ mod support {
                 cpu_millis: 1000,
                 memory_bytes: 256 << 20,
                 pids_limit: 64,
-                gpus: 0,
+                gpu_devices: Vec::new(),
                 timeout: Some(Duration::from_secs(60)),
                 stop_grace: Duration::from_secs(10),
                 cancel: CancellationToken::new(),

@@ -32,7 +32,7 @@ pub use cache_key::{CacheKeyMaterial, cache_key};
 pub use error::{Diagnostic, Location, SpecError};
 pub use params::{ParamValue, resolve_params};
 pub use parse::{load, parse};
-pub use pipeline::{InputSource, Pipeline, Resources, Step};
+pub use pipeline::{DEFAULT_MEMORY_BYTES, InputSource, Pipeline, Resources, Step};
 pub use plan::{ImageRef, Plan, PlannedStep, Sweep, plan};
 pub use template::INPUTS_DIR;
 
@@ -48,3 +48,6 @@ pub const MIN_LOGS_MAX: u64 = 64 << 10;
 pub const MAX_LOGS_MAX: u64 = 16 << 30;
 /// The longest `timeout_grace:` accepted.
 pub const MAX_TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The largest `retries: { memory_growth: … }` accepted: a step that needs more than 16× its
+/// memory after one OOM kill needs a bigger `memory:`, not a retry.
+pub const MAX_RETRY_MEMORY_GROWTH: f64 = 16.0;

@@ -39,6 +39,8 @@ const STEP_KEYS: &[&str] = &[
     "cache",
 ];
 const RESOURCE_KEYS: &[&str] = &["cpu", "memory", "gpu"];
+const GPU_KEYS: &[&str] = &["count", "memory", "model"];
+const RETRIES_KEYS: &[&str] = &["count", "memory_growth"];
 const LOGS_KEYS: &[&str] = &["max"];
 const INPUT_SOURCE_KEYS: &[&str] = &["path", "url"];
 const MAX_RETRIES: i64 = 10;
@@ -53,6 +55,10 @@ const CPU_HINT: &str =
     "write cores as a number (`cpu: 2`, `cpu: 0.5`) or millicores as a string (`cpu: 500m`)";
 const MEMORY_HINT: &str =
     "write bytes with a unit: 512Mi, 2Gi (powers of 1024) or 500M, 1G (powers of 1000)";
+const RESOURCE_MEMORY_HINT: &str = "write bytes with a unit: 512Mi, 2Gi (powers of 1024) or 500M, 1G (powers of 1000), or `auto` to size the step from its earlier runs";
+const GPU_HINT: &str = "write a whole number of GPUs, e.g. `gpu: 1` (0 for none), or a mapping such as `gpu: { count: 1, memory: 40Gi, model: h200 }`";
+const GPU_MODEL_RULE: &str = "name the model as the driver does, in letters, digits, `-`, `_` or `.`, e.g. `model: h200` or `model: a100-80gb`";
+const RETRIES_HINT: &str = "e.g. `retries: 2`, or `retries: { count: 2, memory_growth: 2 }` to double the memory after an out-of-memory kill";
 const TIMEOUT_HINT: &str =
     "write a duration such as 30s, 20m, 1h30m or 500ms, or whole seconds as an integer";
 
@@ -161,6 +167,12 @@ pub(crate) fn is_valid_io_name(s: &str) -> bool {
         && s != "."
         && s != ".."
         && s.len() <= 255
+}
+
+fn is_valid_gpu_model(s: &str) -> bool {
+    s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn is_valid_env_name(s: &str) -> bool {
@@ -414,6 +426,7 @@ impl Parser<'_, '_> {
                 outputs: Vec::new(),
                 after: Vec::new(),
                 retries: 0,
+                retry_memory_growth: None,
                 timeout: None,
                 timeout_grace: None,
                 resources: Resources::default(),
@@ -984,22 +997,7 @@ impl Parser<'_, '_> {
 
     fn step_limits(&mut self, entries: &[(Key, Node)], label: &str, draft: &mut StepDraft) {
         if let Some(value) = optional(entries, "retries") {
-            match value.value {
-                Value::Int(n) if (0..=MAX_RETRIES).contains(&n) => {
-                    draft.step.retries = u32::try_from(n).unwrap_or(0);
-                }
-                Value::Int(n) => self.diags.error(
-                    value.pos,
-                    format!("`retries` of {label} is {n}, outside 0..={MAX_RETRIES}"),
-                    format!("use at most {MAX_RETRIES} retries; a step that keeps failing needs fixing, not retrying"),
-                ),
-                _ => self.type_error(
-                    value,
-                    &format!("`retries` of {label}"),
-                    "an integer",
-                    "e.g. `retries: 2`",
-                ),
-            }
+            self.retries(value, label, &mut draft.step);
         }
         if let Some(value) = optional(entries, "timeout") {
             let parsed = match &value.value {
@@ -1088,6 +1086,76 @@ impl Parser<'_, '_> {
         }
     }
 
+    /// `retries: N` or `retries: { count: N, memory_growth: G }`.
+    fn retries(&mut self, value: &Node, label: &str, step: &mut Step) {
+        let (count, what) = match &value.value {
+            Value::Map(map) => {
+                self.check_keys(map, RETRIES_KEYS, &format!("`retries` of {label}"));
+                if let Some(g) = optional(map, "memory_growth") {
+                    step.retry_memory_growth = self.memory_growth(g, label);
+                }
+                match optional(map, "count") {
+                    Some(count) => (count, "`retries.count`"),
+                    None => {
+                        self.diags.error(
+                            value.pos,
+                            format!("`retries` of {label} is missing required key `count`"),
+                            RETRIES_HINT,
+                        );
+                        return;
+                    }
+                }
+            }
+            _ => (value, "`retries`"),
+        };
+        match count.value {
+            Value::Int(n) if (0..=MAX_RETRIES).contains(&n) => {
+                step.retries = u32::try_from(n).unwrap_or(0);
+            }
+            Value::Int(n) => self.diags.error(
+                count.pos,
+                format!("{what} of {label} is {n}, outside 0..={MAX_RETRIES}"),
+                format!("use at most {MAX_RETRIES} retries; a step that keeps failing needs fixing, not retrying"),
+            ),
+            _ => {
+                let expected = if std::ptr::eq(count, value) {
+                    "an integer or a mapping"
+                } else {
+                    "an integer"
+                };
+                self.type_error(count, &format!("{what} of {label}"), expected, RETRIES_HINT);
+            }
+        }
+    }
+
+    /// `retries.memory_growth`: a factor above 1 and at most [`crate::MAX_RETRY_MEMORY_GROWTH`].
+    fn memory_growth(&mut self, node: &Node, label: &str) -> Option<f64> {
+        let what = format!("`retries.memory_growth` of {label}");
+        let growth = match node.value {
+            Value::Int(n) => n as f64,
+            Value::Float(f) => f,
+            _ => {
+                self.type_error(
+                    node,
+                    &what,
+                    "a number",
+                    "e.g. `memory_growth: 2` doubles the memory after an out-of-memory kill",
+                );
+                return None;
+            }
+        };
+        if growth.is_finite() && growth > 1.0 && growth <= crate::MAX_RETRY_MEMORY_GROWTH {
+            return Some(growth);
+        }
+        let text = node.scalar_text().unwrap_or_else(|| growth.to_string());
+        self.diags.error(
+            node.pos,
+            format!("{what} is {text}; it must be above 1 and at most 16"),
+            "the memory of the attempt after an out-of-memory kill is multiplied by it, e.g. `memory_growth: 1.5`",
+        );
+        None
+    }
+
     fn resources(&mut self, map: &[(Key, Node)], label: &str, out: &mut Resources) {
         if let Some(v) = optional(map, "cpu") {
             let parsed = match (&v.value, v.scalar_text()) {
@@ -1102,36 +1170,105 @@ impl Parser<'_, '_> {
             }
         }
         if let Some(v) = optional(map, "memory") {
-            let parsed = match (&v.value, v.scalar_text()) {
-                (Value::Int(_) | Value::Float(_) | Value::Str(_), Some(text)) => {
-                    parse_memory(&text)
-                }
-                _ => Err(format!("expected a size such as 2Gi, got {}", v.kind())),
-            };
-            match parsed {
-                Ok(b) => out.memory_bytes = b,
-                Err(e) => {
-                    self.diags
-                        .error(v.pos, format!("bad `memory` of {label}: {e}"), MEMORY_HINT)
-                }
+            if v.value == Value::Str("auto".to_owned()) {
+                // The engine replaces the default with what earlier runs needed, when it knows.
+                out.memory_auto = true;
+            } else if let Some(b) =
+                self.size(v, &format!("`memory` of {label}"), RESOURCE_MEMORY_HINT)
+            {
+                out.memory_bytes = b;
             }
         }
         if let Some(v) = optional(map, "gpu") {
-            match v.value {
-                Value::Int(n) => match u32::try_from(n) {
+            match &v.value {
+                Value::Int(n) => match u32::try_from(*n) {
                     Ok(g) => out.gpu = g,
                     Err(_) => self.diags.error(
                         v.pos,
                         format!("bad `gpu` of {label}: {n} is not a GPU count"),
-                        "write a whole number of GPUs, e.g. `gpu: 1` (0 for none)",
+                        GPU_HINT,
                     ),
                 },
+                Value::Map(gpu) => self.gpu(gpu, label, out),
                 _ => self.type_error(
                     v,
                     &format!("`gpu` of {label}"),
-                    "an integer",
-                    "write a whole number of GPUs, e.g. `gpu: 1` (0 for none)",
+                    "an integer or a mapping",
+                    GPU_HINT,
                 ),
+            }
+        }
+    }
+
+    /// A size such as `2Gi` (above zero); `None` once the problem is reported.
+    fn size(&mut self, v: &Node, what: &str, hint: &str) -> Option<u64> {
+        let parsed = match (&v.value, v.scalar_text()) {
+            (Value::Int(_) | Value::Float(_) | Value::Str(_), Some(text)) => parse_memory(&text),
+            _ => Err(format!("expected a size such as 2Gi, got {}", v.kind())),
+        };
+        match parsed {
+            Ok(b) => Some(b),
+            Err(e) => {
+                self.diags.error(v.pos, format!("bad {what}: {e}"), hint);
+                None
+            }
+        }
+    }
+
+    /// `gpu: { count: N, memory: SIZE, model: NAME }`; `count` defaults to 1.
+    fn gpu(&mut self, map: &[(Key, Node)], label: &str, out: &mut Resources) {
+        self.check_keys(map, GPU_KEYS, &format!("`gpu` of {label}"));
+        out.gpu = 1;
+        if let Some(v) = optional(map, "count") {
+            match v.value {
+                Value::Int(n) if n >= 1 => match u32::try_from(n) {
+                    Ok(g) => out.gpu = g,
+                    Err(_) => self.diags.error(
+                        v.pos,
+                        format!("bad `gpu.count` of {label}: {n} is not a GPU count"),
+                        GPU_HINT,
+                    ),
+                },
+                Value::Int(n) => self.diags.error(
+                    v.pos,
+                    format!(
+                        "`gpu.count` of {label} is {n}; a `gpu:` mapping asks for at least 1 GPU"
+                    ),
+                    "leave `gpu` out (or write `gpu: 0`) for a step without GPUs",
+                ),
+                _ => self.type_error(
+                    v,
+                    &format!("`gpu.count` of {label}"),
+                    "an integer",
+                    "write a whole number of GPUs, e.g. `count: 2`",
+                ),
+            }
+        }
+        if let Some(v) = optional(map, "memory")
+            && let Some(b) = self.size(v, &format!("`gpu.memory` of {label}"), MEMORY_HINT)
+        {
+            out.gpu_memory_bytes = b;
+        }
+        if let Some(v) = optional(map, "model") {
+            let what = format!("`gpu.model` of {label}");
+            let text = match (&v.value, v.scalar_text()) {
+                (Value::Str(_) | Value::Int(_), Some(text)) => text,
+                _ => {
+                    self.type_error(v, &what, "a string", GPU_MODEL_RULE);
+                    return;
+                }
+            };
+            if text.is_empty() {
+                self.diags
+                    .error(v.pos, format!("{what} is empty"), GPU_MODEL_RULE);
+            } else if !is_valid_gpu_model(&text) {
+                self.diags.error(
+                    v.pos,
+                    format!("invalid GPU model '{text}' in {label}"),
+                    GPU_MODEL_RULE,
+                );
+            } else {
+                out.gpu_model = Some(text.to_ascii_lowercase());
             }
         }
     }
@@ -1278,9 +1415,11 @@ steps:
             Resources {
                 cpu_millis: 500,
                 memory_bytes: 2 << 30,
-                gpu: 1
+                gpu: 1,
+                ..Resources::default()
             }
         );
+        assert_eq!(t.retry_memory_growth, None);
         assert!(t.network && !t.cache);
     }
 
@@ -1389,7 +1528,7 @@ steps:
             &format!("{HEAD}  - name: a\n    image: x\n    retries: two\n"),
             5,
             14,
-            &["`retries` of step 'a' must be an integer, got a string"],
+            &["`retries` of step 'a' must be an integer or a mapping, got a string"],
         );
         only_error(
             &format!("{HEAD}  - name: a\n    image: x\n    command: python train.py\n"),
@@ -1617,6 +1756,235 @@ steps:
             5,
             20,
             &["bad `timeout_grace`", "expected a duration"],
+        );
+    }
+
+    #[test]
+    fn memory_auto_keeps_the_default_until_the_engine_knows_better() {
+        let step = |res: &str| format!("{HEAD}  - name: a\n    image: x\n    resources: {res}\n");
+        let r = &ok(&step("{ memory: auto }")).steps[0].resources;
+        assert!(r.memory_auto);
+        assert_eq!(r.memory_bytes, crate::DEFAULT_MEMORY_BYTES);
+        let r = &ok(&step("{ memory: 1Gi }")).steps[0].resources;
+        assert!(!r.memory_auto);
+        assert_eq!(r.memory_bytes, 1 << 30);
+        assert!(!ok(&step("{ cpu: 1 }")).steps[0].resources.memory_auto);
+        let d = only_error(
+            &step("{ memory: automatic }"),
+            5,
+            26,
+            &["bad `memory` of step 'a'", "'automatic'"],
+        );
+        assert!(d.hint.unwrap().contains("`auto`"));
+        // `auto` is a word of `memory`, not a size anywhere else.
+        only_error(
+            &format!("{HEAD}  - name: a\n    image: x\n    logs: {{ max: auto }}\n"),
+            5,
+            18,
+            &["bad `logs.max` of step 'a'"],
+        );
+        only_error(
+            &step("{ gpu: { memory: auto } }"),
+            5,
+            33,
+            &["bad `gpu.memory` of step 'a'", "'auto'"],
+        );
+    }
+
+    #[test]
+    fn gpu_is_a_count_or_a_mapping() {
+        let step = |res: &str| format!("{HEAD}  - name: a\n    image: x\n    resources: {res}\n");
+        let r = ok(&step("{ gpu: 2 }")).steps[0].resources.clone();
+        assert_eq!((r.gpu, r.gpu_memory_bytes, r.gpu_model), (2, 0, None));
+        let r = ok(&step("{ gpu: { count: 2, memory: 40Gi, model: H200 } }")).steps[0]
+            .resources
+            .clone();
+        assert_eq!(r.gpu, 2);
+        assert_eq!(r.gpu_memory_bytes, 40 << 30);
+        assert_eq!(r.gpu_model.as_deref(), Some("h200"));
+        // Without `count` a mapping means one GPU.
+        let r = ok(&step("{ gpu: { model: a100-80gb } }")).steps[0]
+            .resources
+            .clone();
+        assert_eq!((r.gpu, r.gpu_memory_bytes), (1, 0));
+        assert_eq!(r.gpu_model.as_deref(), Some("a100-80gb"));
+        let r = ok(&step("{ gpu: { memory: 20G } }")).steps[0]
+            .resources
+            .clone();
+        assert_eq!(
+            (r.gpu, r.gpu_memory_bytes, r.gpu_model),
+            (1, 20_000_000_000, None)
+        );
+        // A numeric model name is taken as written.
+        let r = ok(&step("{ gpu: { model: 4090 } }")).steps[0]
+            .resources
+            .clone();
+        assert_eq!(r.gpu_model.as_deref(), Some("4090"));
+        // Written over several lines too.
+        let p = ok(&format!(
+            "{HEAD}  - name: a\n    image: x\n    resources:\n      gpu:\n        count: 1\n        model: l4\n"
+        ));
+        assert_eq!(p.steps[0].resources.gpu_model.as_deref(), Some("l4"));
+    }
+
+    #[test]
+    fn bad_gpu_mappings_are_located() {
+        let step = |res: &str| format!("{HEAD}  - name: a\n    image: x\n    resources: {res}\n");
+        only_error(
+            &step("{ gpu: { count: 0 } }"),
+            5,
+            32,
+            &["`gpu.count` of step 'a' is 0", "at least 1 GPU"],
+        );
+        only_error(
+            &step("{ gpu: { count: -2 } }"),
+            5,
+            32,
+            &["`gpu.count` of step 'a' is -2"],
+        );
+        only_error(
+            &step("{ gpu: { count: 1.5 } }"),
+            5,
+            32,
+            &["`gpu.count` of step 'a' must be an integer, got a number"],
+        );
+        only_error(
+            &step("{ gpu: { count: 5000000000 } }"),
+            5,
+            32,
+            &["bad `gpu.count` of step 'a'", "not a GPU count"],
+        );
+        only_error(
+            &step("{ gpu: { memory: 40Gx } }"),
+            5,
+            33,
+            &["bad `gpu.memory` of step 'a'", "unknown unit 'Gx'"],
+        );
+        only_error(
+            &step("{ gpu: { memory: 0 } }"),
+            5,
+            33,
+            &["bad `gpu.memory`", "greater than zero"],
+        );
+        only_error(
+            &step("{ gpu: { model: \"\" } }"),
+            5,
+            32,
+            &["`gpu.model` of step 'a' is empty"],
+        );
+        let d = only_error(
+            &step("{ gpu: { model: \"h100 sxm\" } }"),
+            5,
+            32,
+            &["invalid GPU model 'h100 sxm' in step 'a'"],
+        );
+        assert!(d.hint.unwrap().contains("`model: h200`"));
+        only_error(
+            &step("{ gpu: { model: nvidia/h100 } }"),
+            5,
+            32,
+            &["invalid GPU model 'nvidia/h100'"],
+        );
+        only_error(
+            &step("{ gpu: { model: [h100] } }"),
+            5,
+            32,
+            &["`gpu.model` of step 'a' must be a string, got a list"],
+        );
+        let d = only_error(
+            &step("{ gpu: { cout: 1 } }"),
+            5,
+            25,
+            &["unknown key `cout` in `gpu` of step 'a'"],
+        );
+        let hint = d.hint.unwrap();
+        assert!(hint.contains("did you mean `count`?"), "{hint}");
+        assert!(hint.contains("count, memory, model"), "{hint}");
+        only_error(
+            &step("{ gpu: [1] }"),
+            5,
+            23,
+            &["`gpu` of step 'a' must be an integer or a mapping, got a list"],
+        );
+        only_error(&step("{ gpu: one }"), 5, 23, &["`gpu` of step 'a' must be"]);
+        // Every problem of one mapping is reported.
+        let errs = errors(&step("{ gpu: { count: 0, model: \"a b\", size: 1 } }"));
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+    }
+
+    #[test]
+    fn retries_is_a_count_or_a_mapping_with_memory_growth() {
+        let step = |kv: &str| format!("{HEAD}  - name: a\n    image: x\n    {kv}\n");
+        let s = &ok(&step("retries: 3")).steps[0];
+        assert_eq!((s.retries, s.retry_memory_growth), (3, None));
+        let s = &ok(&step("retries: { count: 2, memory_growth: 2 }")).steps[0];
+        assert_eq!((s.retries, s.retry_memory_growth), (2, Some(2.0)));
+        let s = &ok(&step("retries: { count: 1, memory_growth: 1.5 }")).steps[0];
+        assert_eq!(s.retry_memory_growth, Some(1.5));
+        let s = &ok(&step("retries: { count: 0 }")).steps[0];
+        assert_eq!((s.retries, s.retry_memory_growth), (0, None));
+        let s = &ok(&step("retries: { count: 10, memory_growth: 16 }")).steps[0];
+        assert_eq!((s.retries, s.retry_memory_growth), (10, Some(16.0)));
+        let s = &ok(&step("retries:\n      count: 4\n      memory_growth: 3")).steps[0];
+        assert_eq!((s.retries, s.retry_memory_growth), (4, Some(3.0)));
+    }
+
+    #[test]
+    fn bad_retry_mappings_are_located() {
+        let step = |kv: &str| format!("{HEAD}  - name: a\n    image: x\n    {kv}\n");
+        only_error(
+            &step("retries: { count: 11 }"),
+            5,
+            23,
+            &["`retries.count` of step 'a' is 11, outside 0..=10"],
+        );
+        only_error(
+            &step("retries: { count: two }"),
+            5,
+            23,
+            &["`retries.count` of step 'a' must be an integer, got a string"],
+        );
+        only_error(
+            &step("retries: { memory_growth: 2 }"),
+            5,
+            14,
+            &["`retries` of step 'a' is missing required key `count`"],
+        );
+        for growth in ["1", "1.0", "0.5", "17", "-2"] {
+            only_error(
+                &step(&format!("retries: {{ count: 2, memory_growth: {growth} }}")),
+                5,
+                41,
+                &[
+                    &format!("`retries.memory_growth` of step 'a' is {growth}"),
+                    "above 1 and at most 16",
+                ],
+            );
+        }
+        only_error(
+            &step("retries: { count: 2, memory_growth: .nan }"),
+            5,
+            41,
+            &["not a finite number"],
+        );
+        only_error(
+            &step("retries: { count: 2, memory_growth: double }"),
+            5,
+            41,
+            &["`retries.memory_growth` of step 'a' must be a number, got a string"],
+        );
+        let d = only_error(
+            &step("retries: { count: 2, growth: 2 }"),
+            5,
+            26,
+            &["unknown key `growth` in `retries` of step 'a'"],
+        );
+        assert!(d.hint.unwrap().contains("count, memory_growth"));
+        only_error(
+            &step("retries: [2]"),
+            5,
+            14,
+            &["`retries` of step 'a' must be an integer or a mapping, got a list"],
         );
     }
 

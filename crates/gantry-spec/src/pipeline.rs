@@ -39,6 +39,9 @@ pub struct Step {
     pub outputs: Vec<String>,
     pub after: Vec<String>,
     pub retries: u32,
+    /// `retries: { memory_growth: G }`: an attempt after one the OOM killer ended gets the
+    /// memory of that attempt × G (1 < G ≤ 16), capped by the machine; `None`: the same memory.
+    pub retry_memory_growth: Option<f64>,
     pub timeout: Option<Duration>,
     /// How long a step that is timed out or cancelled gets between SIGTERM and SIGKILL;
     /// `None`: [`DEFAULT_TIMEOUT_GRACE`](crate::DEFAULT_TIMEOUT_GRACE).
@@ -73,19 +76,39 @@ pub enum InputSource {
 }
 
 /// What a step asks for; the engine admits steps only while these fit the machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// None of it enters a step's cache key: the same step with more memory makes the same outputs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     pub cpu_millis: u64,
+    /// With `memory_auto`, the default until the engine replaces it with a recommendation.
     pub memory_bytes: u64,
+    /// `memory: auto`: size the step from the peak memory of its earlier runs when there are
+    /// enough of them; `memory_bytes` holds the default meanwhile.
+    #[serde(default)]
+    pub memory_auto: bool,
+    /// Whole GPUs (`gpu: N` or `gpu: { count: N }`).
     pub gpu: u32,
+    /// `gpu: { memory: SIZE }`: the least memory each GPU must have; 0 = any.
+    #[serde(default)]
+    pub gpu_memory_bytes: u64,
+    /// `gpu: { model: NAME }`, lowercase (e.g. `h200`); `None` = any model.
+    #[serde(default)]
+    pub gpu_model: Option<String>,
 }
 
 impl Default for Resources {
     fn default() -> Self {
         Self {
             cpu_millis: 1000,
-            memory_bytes: 512 * 1024 * 1024,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            memory_auto: false,
             gpu: 0,
+            gpu_memory_bytes: 0,
+            gpu_model: None,
         }
     }
 }
+
+/// The memory of a step that does not say (and of `memory: auto` before a recommendation).
+pub const DEFAULT_MEMORY_BYTES: u64 = 512 * 1024 * 1024;

@@ -46,10 +46,15 @@ pub struct PlannedStep {
     /// Steps this one waits for (inputs plus `after`), in declaration order.
     pub deps: Vec<String>,
     pub retries: u32,
+    /// `retries: { memory_growth: G }`: memory × G for the attempt after an OOM kill, capped
+    /// by the machine; `None`: retries get the same memory. Not part of the cache key.
+    #[serde(default)]
+    pub retry_memory_growth: Option<f64>,
     pub timeout: Option<Duration>,
     /// SIGTERM → SIGKILL on timeout or cancellation; not part of the cache key.
     #[serde(default = "default_timeout_grace")]
     pub timeout_grace: Duration,
+    /// Not part of the cache key (nor is `memory: auto`'s recommendation).
     pub resources: Resources,
     /// The log bytes kept for one attempt (`logs.max`); not part of the cache key.
     #[serde(default = "default_logs_max")]
@@ -278,7 +283,8 @@ pub fn plan(p: &Pipeline, params: &BTreeMap<String, ParamValue>) -> Result<Plan,
                 retries: step.retries,
                 timeout: step.timeout,
                 timeout_grace: step.timeout_grace.unwrap_or(crate::DEFAULT_TIMEOUT_GRACE),
-                resources: step.resources,
+                retry_memory_growth: step.retry_memory_growth,
+                resources: step.resources.clone(),
                 logs_max: step.logs_max.unwrap_or(crate::DEFAULT_LOGS_MAX),
                 network: step.network,
                 cache: step.cache,
@@ -742,6 +748,101 @@ steps:
         assert_eq!(old, plan.steps[0]);
     }
 
+    const SIZED: &str = r#"name: sized
+steps:
+  - name: train
+    image: busybox
+    command: [train, "--shard=${matrix.shard}"]
+    matrix: { shard: [a, b] }
+    resources: { memory: auto, gpu: { count: 2, memory: 40Gi, model: H200 } }
+    retries: { count: 2, memory_growth: 1.5 }
+  - name: report
+    image: busybox
+    retries: 1
+    after: [train]
+"#;
+
+    #[test]
+    fn resources_and_memory_growth_reach_every_planned_step() {
+        let p = parse("p.yaml", Path::new("/base"), SIZED).unwrap();
+        let plan = plan(&p, &BTreeMap::new()).unwrap();
+        let want = Resources {
+            memory_auto: true,
+            gpu: 2,
+            gpu_memory_bytes: 40 << 30,
+            gpu_model: Some("h200".into()),
+            ..Resources::default()
+        };
+        for name in ["train[shard=a]", "train[shard=b]"] {
+            let member = find(&plan, name);
+            assert_eq!(member.resources, want, "{name}");
+            assert_eq!(member.retries, 2);
+            assert_eq!(member.retry_memory_growth, Some(1.5), "{name}");
+        }
+        let report = find(&plan, "report");
+        assert_eq!(report.resources, Resources::default());
+        assert_eq!((report.retries, report.retry_memory_growth), (1, None));
+
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+        // Plans recorded before these fields existed still load, with the defaults.
+        let mut value = serde_json::to_value(find(&plan, "train[shard=a]")).unwrap();
+        let step = value.as_object_mut().unwrap();
+        step.remove("retry_memory_growth");
+        let resources = step["resources"].as_object_mut().unwrap();
+        for key in ["memory_auto", "gpu_memory_bytes", "gpu_model"] {
+            resources.remove(key).unwrap();
+        }
+        let old: PlannedStep = serde_json::from_value(value).unwrap();
+        assert_eq!(old.retry_memory_growth, None);
+        assert_eq!(
+            old.resources,
+            Resources {
+                gpu: 2,
+                ..Resources::default()
+            }
+        );
+    }
+
+    #[test]
+    fn resources_do_not_change_cache_keys() {
+        let keyed = |resources: &str| {
+            let text = SIZED.replace(
+                "{ memory: auto, gpu: { count: 2, memory: 40Gi, model: H200 } }",
+                resources,
+            );
+            let p = parse("p.yaml", Path::new("/base"), &text).unwrap();
+            let plan = plan(&p, &BTreeMap::new()).unwrap();
+            let step = find(&plan, "train[shard=a]").clone();
+            // The material the engine builds from a planned step (`execute.rs`).
+            let key = crate::cache_key(&crate::CacheKeyMaterial {
+                image_digest: "sha256:0f3c",
+                command: &step.command,
+                env: &step.env,
+                params: &BTreeMap::new(),
+                inputs: &BTreeMap::new(),
+                outputs: &step.outputs,
+                component_version: None,
+                resources_network: step.network,
+            });
+            (step, key)
+        };
+        let (auto, auto_key) = keyed("{ memory: auto }");
+        let (fixed, fixed_key) = keyed("{ memory: 1Gi }");
+        let (gpu, gpu_key) = keyed("{ memory: 1Gi, cpu: 4, gpu: { model: a100 } }");
+        assert_ne!(auto.resources, fixed.resources);
+        assert_ne!(gpu.resources, fixed.resources);
+        assert_eq!(auto_key, fixed_key);
+        assert_eq!(gpu_key, fixed_key);
+        // Nothing else of the planned step differs either.
+        let same_resources = |mut s: PlannedStep| {
+            s.resources = Resources::default();
+            s
+        };
+        assert_eq!(same_resources(auto), same_resources(fixed.clone()));
+        assert_eq!(same_resources(gpu), same_resources(fixed));
+    }
+
     fn hand_built(steps: Vec<Step>) -> Pipeline {
         Pipeline {
             name: "p".into(),
@@ -766,6 +867,7 @@ steps:
             outputs: vec![],
             after: after.iter().map(|s| (*s).to_owned()).collect(),
             retries: 0,
+            retry_memory_growth: None,
             timeout: None,
             timeout_grace: None,
             logs_max: None,

@@ -96,7 +96,8 @@ fn iris_pipeline_loads_plans_and_keys() {
         Resources {
             cpu_millis: 2000,
             memory_bytes: 2 << 30,
-            gpu: 0
+            gpu: 0,
+            ..Resources::default()
         }
     );
     let split = &plan.steps[1];
