@@ -30,6 +30,7 @@ mod step_runs;
 mod store;
 mod tracking;
 mod ui;
+mod usage;
 mod writer;
 
 pub use auth::{AuditRecord, NewToken, TokenRecord};
@@ -64,6 +65,7 @@ pub use tracking::{
     TrackingRunInfo, TrackingRunUpdate, ViewType, limits as tracking_limits, validate_key,
 };
 pub use ui::{Cmp, RunCursor, RunPage, RunQuery, RunSort, StepSummary};
+pub use usage::{ReplicaUsage, UsageQuery};
 
 /// A new random id: `prefix` followed by 12 lowercase hex characters, e.g. `r-3fa9c0d1e2b4`.
 pub fn new_id(prefix: &str) -> String {

@@ -24,6 +24,8 @@ pub struct RunRecord {
     /// Hostname + boot id, so a reader knows whether `owner_pid` refers to a process of this boot.
     pub owner_host: Option<String>,
     pub error: Option<String>,
+    /// Who asked for the run: a token's name on the server, the Unix user for `gantry run`.
+    pub submitted_by: Option<String>,
 }
 
 /// One attempt of one step within a run.
@@ -54,6 +56,20 @@ pub struct StepRunRecord {
     pub inputs_json: String,
     /// JSON object: output name -> artifact digest.
     pub outputs_json: String,
+    /// The GPU model the attempt ran on (NVML's name), when it had GPUs.
+    pub gpu_model: Option<String>,
+    /// Mean utilization of its GPUs over the attempt, 0–100.
+    pub gpu_util_percent: Option<f64>,
+    /// Peak GPU memory in use on its devices.
+    pub gpu_memory_peak_bytes: Option<i64>,
+    /// How long its GPUs sat allocated but idle (< 10% utilized).
+    pub gpu_idle_ms: Option<i64>,
+    /// Where the requested resources came from when Gantry chose them (`memory: auto`, more
+    /// memory after an OOM kill).
+    pub resources_note: Option<String>,
+    /// The step's history key (`gantry_alloc::usage_key`): same pipeline step, image as
+    /// written, command and `with:`.
+    pub usage_key: Option<String>,
 }
 
 /// Which runs `list_runs` returns. `limit <= 0` means no limit.

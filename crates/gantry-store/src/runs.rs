@@ -12,7 +12,7 @@ const MIN_PREFIX_LEN: usize = 4;
 macro_rules! run_columns {
     () => {
         "id, pipeline, status, spec_file, spec_yaml, params_json, images_json, no_cache, rerun_of, \
-         created_at_ms, started_at_ms, finished_at_ms, owner_pid, owner_host, error"
+         created_at_ms, started_at_ms, finished_at_ms, owner_pid, owner_host, error, submitted_by"
     };
 }
 
@@ -24,7 +24,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO runs (",
             run_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         ))
         .bind(&r.id)
         .bind(&r.pipeline)
@@ -41,6 +41,7 @@ impl Store {
         .bind(r.owner_pid)
         .bind(r.owner_host.as_deref())
         .bind(r.error.as_deref())
+        .bind(r.submitted_by.as_deref())
         .execute(&self.pool)
         .await
         .map_err(StoreError::query(format!("creating run {}", r.id)))?;
@@ -274,6 +275,7 @@ pub(crate) fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
         owner_pid: column(row, "owner_pid")?,
         owner_host: column(row, "owner_host")?,
         error: column(row, "error")?,
+        submitted_by: column(row, "submitted_by")?,
         id,
     })
 }

@@ -9,7 +9,8 @@ macro_rules! step_run_columns {
         "id, run_id, step, seq, attempt, status, exit_code, reason, cache_key, cached_from, \
          image_digest, started_at_ms, finished_at_ms, requested_cpu_millis, \
          requested_memory_bytes, requested_gpu, peak_memory_bytes, cpu_micros, wall_ms, \
-         inputs_json, outputs_json"
+         inputs_json, outputs_json, gpu_model, gpu_util_percent, gpu_memory_peak_bytes, \
+         gpu_idle_ms, resources_note, usage_key"
     };
 }
 
@@ -20,7 +21,7 @@ impl Store {
             "INSERT INTO step_runs (",
             step_run_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, $21) \
+             $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27) \
              ON CONFLICT (id) DO UPDATE SET run_id = excluded.run_id, step = excluded.step, \
              seq = excluded.seq, attempt = excluded.attempt, status = excluded.status, \
              exit_code = excluded.exit_code, reason = excluded.reason, \
@@ -32,7 +33,11 @@ impl Store {
              requested_gpu = excluded.requested_gpu, \
              peak_memory_bytes = excluded.peak_memory_bytes, cpu_micros = excluded.cpu_micros, \
              wall_ms = excluded.wall_ms, inputs_json = excluded.inputs_json, \
-             outputs_json = excluded.outputs_json"
+             outputs_json = excluded.outputs_json, gpu_model = excluded.gpu_model, \
+             gpu_util_percent = excluded.gpu_util_percent, \
+             gpu_memory_peak_bytes = excluded.gpu_memory_peak_bytes, \
+             gpu_idle_ms = excluded.gpu_idle_ms, resources_note = excluded.resources_note, \
+             usage_key = excluded.usage_key"
         ))
         .bind(&s.id)
         .bind(&s.run_id)
@@ -55,6 +60,12 @@ impl Store {
         .bind(s.wall_ms)
         .bind(&s.inputs_json)
         .bind(&s.outputs_json)
+        .bind(s.gpu_model.as_deref())
+        .bind(s.gpu_util_percent)
+        .bind(s.gpu_memory_peak_bytes)
+        .bind(s.gpu_idle_ms)
+        .bind(s.resources_note.as_deref())
+        .bind(s.usage_key.as_deref())
         .execute(&self.pool)
         .await
         .map_err(StoreError::query(format!(
@@ -129,6 +140,12 @@ fn step_run_from_row(row: &AnyRow) -> Result<StepRunRecord, StoreError> {
         wall_ms: column(row, "wall_ms")?,
         inputs_json: column(row, "inputs_json")?,
         outputs_json: column(row, "outputs_json")?,
+        gpu_model: column(row, "gpu_model")?,
+        gpu_util_percent: column(row, "gpu_util_percent")?,
+        gpu_memory_peak_bytes: column(row, "gpu_memory_peak_bytes")?,
+        gpu_idle_ms: column(row, "gpu_idle_ms")?,
+        resources_note: column(row, "resources_note")?,
+        usage_key: column(row, "usage_key")?,
         id,
     })
 }

@@ -78,6 +78,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "log chunks",
         include_str!("../migrations/sqlite/0014_log_chunks.sql"),
     ),
+    (
+        15,
+        "usage",
+        include_str!("../migrations/sqlite/0015_usage.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -146,6 +151,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         14,
         "log chunks",
         include_str!("../migrations/postgres/0014_log_chunks.sql"),
+    ),
+    (
+        15,
+        "usage",
+        include_str!("../migrations/postgres/0015_usage.sql"),
     ),
 ];
 

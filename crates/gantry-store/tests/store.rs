@@ -28,6 +28,7 @@ mod fixtures {
             owner_pid: Some(4242),
             owner_host: Some("host-a/boot-1".into()),
             error: None,
+            submitted_by: Some("alice".into()),
         }
     }
 
@@ -61,7 +62,224 @@ mod fixtures {
             wall_ms: Some(10),
             inputs_json: r#"{"train":"sha256:cc"}"#.into(),
             outputs_json: r#"{"model":"sha256:dd"}"#.into(),
+            gpu_model: Some("NVIDIA H100 80GB HBM3".into()),
+            gpu_util_percent: Some(42.5),
+            gpu_memory_peak_bytes: Some(1 << 30),
+            gpu_idle_ms: Some(3),
+            resources_note: Some("memory: auto → 2Gi".into()),
+            usage_key: Some(format!("u-{step}")),
         }
+    }
+}
+
+mod usage_cases {
+    use crate::fixtures::{run, step_run};
+    use gantry_alloc::Dimension;
+    use gantry_store::{ReplicaUsage, RunStatus, StepStatus, Store, UsageQuery};
+
+    const H: i64 = 3_600_000;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    pub async fn usage_sums_by_group_window_and_scope(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let r1 = run("r-1", "iris", 0, RunStatus::Succeeded);
+        let mut r2 = run("r-2", "iris", 0, RunStatus::Succeeded);
+        r2.submitted_by = Some("bob".into());
+        let mut r3 = run("r-3", "other", 0, RunStatus::Running);
+        r3.submitted_by = None;
+        for r in [&r1, &r2, &r3] {
+            store.create_run(r).await.unwrap();
+        }
+        // One hour of 1.5 CPU, 2 GiB and an H100, half of it idle; half a core-hour used.
+        let mut train = step_run("s-1", "r-1", "train", 0, 1, StepStatus::Succeeded);
+        train.wall_ms = Some(H);
+        train.finished_at_ms = Some(10_000);
+        train.cpu_micros = Some(1_800_000_000);
+        train.peak_memory_bytes = Some(1 << 30);
+        train.gpu_idle_ms = Some(H / 2);
+        // Its cache hit in another run.
+        let mut hit = step_run("s-2", "r-2", "train", 0, 1, StepStatus::Cached);
+        hit.cached_from = Some("s-1".into());
+        hit.wall_ms = Some(0);
+        hit.finished_at_ms = Some(20_000);
+        // A sweep member: half an hour of one core, no GPU.
+        let mut member = step_run("s-3", "r-1", "sweep[a=1]", 1, 1, StepStatus::Succeeded);
+        member.wall_ms = Some(H / 2);
+        member.requested_cpu_millis = 1000;
+        member.requested_gpu = 0;
+        member.gpu_model = None;
+        member.finished_at_ms = Some(15_000);
+        // Outside the window.
+        let mut late = step_run("s-4", "r-1", "late", 2, 1, StepStatus::Succeeded);
+        late.finished_at_ms = Some(1_000_000_000);
+        // Still running since 5 s: counted up to the window's end.
+        let mut live = step_run("s-5", "r-3", "live", 0, 1, StepStatus::Running);
+        live.started_at_ms = Some(5_000);
+        live.finished_at_ms = None;
+        live.wall_ms = None;
+        live.cpu_micros = None;
+        live.requested_cpu_millis = 2000;
+        live.requested_gpu = 0;
+        for s in [&train, &hit, &member, &late, &live] {
+            store.upsert_step_run(s).await.unwrap();
+        }
+        let q = |by, project: Option<&str>, run_id: Option<&str>| UsageQuery {
+            since_ms: 0,
+            until_ms: 5_000 + H,
+            by,
+            project: project.map(str::to_string),
+            run_id: run_id.map(str::to_string),
+        };
+        let by_step = store.usage(&q(Dimension::Step, None, None)).await.unwrap();
+        assert_eq!(
+            by_step.keys().collect::<Vec<_>>(),
+            ["iris/sweep", "iris/train", "other/live"]
+        );
+        let t = &by_step["iris/train"];
+        assert_eq!((t.runs, t.step_runs, t.cache_hits), (2, 1, 1));
+        assert!(close(t.wall_hours, 1.0));
+        assert!(close(t.cpu_hours_requested, 1.5), "{t:?}");
+        assert!(close(t.cpu_hours_used, 0.5));
+        assert!(close(t.memory_gib_hours_requested, 2.0));
+        assert!(close(t.memory_gib_hours_peak, 1.0));
+        assert_eq!(t.gpu_hours.len(), 1);
+        assert!(close(t.gpu_hours["NVIDIA H100 80GB HBM3"], 1.0));
+        assert!(close(t.gpu_hours_idle, 0.5));
+        assert!(close(t.saved.cpu_hours_requested, 1.5));
+        assert!(close(t.saved.cpu_hours_used, 0.5));
+        assert!(close(t.saved.gpu_hours["NVIDIA H100 80GB HBM3"], 1.0));
+        assert!(close(by_step["iris/sweep"].cpu_hours_requested, 0.5));
+        assert!(
+            close(by_step["other/live"].cpu_hours_requested, 2.0),
+            "running: up to the end"
+        );
+
+        let by_user = store.usage(&q(Dimension::User, None, None)).await.unwrap();
+        assert_eq!(by_user.keys().collect::<Vec<_>>(), ["-", "alice", "bob"]);
+        assert_eq!(by_user["bob"].cache_hits, 1);
+        let scoped = store
+            .usage(&q(Dimension::Project, Some("iris"), None))
+            .await
+            .unwrap();
+        assert_eq!(scoped.keys().collect::<Vec<_>>(), ["iris"]);
+        assert!(close(scoped["iris"].cpu_hours_requested, 2.0));
+        let one_run = store
+            .usage(&q(Dimension::Pipeline, None, Some("r-2")))
+            .await
+            .unwrap();
+        assert_eq!(one_run["iris"].cache_hits, 1);
+        assert_eq!(one_run["iris"].step_runs, 0);
+        let before = UsageQuery {
+            since_ms: 0,
+            until_ms: 9_000,
+            ..q(Dimension::Project, None, None)
+        };
+        let early = store.usage(&before).await.unwrap();
+        assert_eq!(
+            early.keys().collect::<Vec<_>>(),
+            ["other"],
+            "only the running step"
+        );
+
+        // A replica: two hours of 500m, seen after one; the window takes its share.
+        let replica = ReplicaUsage {
+            id: "gantry-serve-svc-m-v1-x-0-1".into(),
+            deployment: "svc".into(),
+            project: Some("iris".into()),
+            model: "m".into(),
+            version: 1,
+            requested_cpu_millis: 500,
+            requested_memory_bytes: 1 << 30,
+            requested_gpu: 0,
+            gpu_model: None,
+            started_at_ms: 0,
+        };
+        store.replica_started(&replica).await.unwrap();
+        store.replica_started(&replica).await.unwrap();
+        store
+            .replicas_seen(std::slice::from_ref(&replica.id), H)
+            .await
+            .unwrap();
+        let q2 = |since, until| UsageQuery {
+            since_ms: since,
+            until_ms: until,
+            by: Dimension::Deployment,
+            project: None,
+            run_id: None,
+        };
+        let seen = store.usage(&q2(0, 10 * H)).await.unwrap();
+        assert_eq!(seen["svc"].replicas, 1);
+        assert!(
+            close(seen["svc"].wall_hours, 1.0),
+            "counted until last seen"
+        );
+        store
+            .replica_stopped(&replica.id, 2 * H, Some(1 << 29), Some(360_000_000))
+            .await
+            .unwrap();
+        let second_hour = store.usage(&q2(H, 2 * H)).await.unwrap();
+        let r = &second_hour["svc"];
+        assert!(close(r.wall_hours, 1.0));
+        assert!(close(r.cpu_hours_requested, 0.5));
+        assert!(close(r.cpu_hours_used, 0.05), "half of 0.1 core-h: {r:?}");
+        assert!(close(r.memory_gib_hours_requested, 1.0));
+        let by_project = store
+            .usage(&UsageQuery {
+                by: Dimension::Project,
+                ..q2(0, 10 * H)
+            })
+            .await
+            .unwrap();
+        assert_eq!(by_project["iris"].replicas, 1);
+        let by_pipeline = store
+            .usage(&UsageQuery {
+                by: Dimension::Pipeline,
+                ..q2(0, 10 * H)
+            })
+            .await
+            .unwrap();
+        assert!(!by_pipeline.contains_key("svc") && by_pipeline["iris"].replicas == 0);
+    }
+
+    pub async fn step_history_is_newest_first_with_oom_kills(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        store
+            .create_run(&run("r-1", "p", 0, RunStatus::Failed))
+            .await
+            .unwrap();
+        let mut rows = Vec::new();
+        for (i, (status, reason, peak)) in [
+            (StepStatus::Succeeded, None, 100),
+            (StepStatus::Failed, Some("oom-killed"), 512),
+            (StepStatus::Succeeded, None, 300),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut s = step_run(&format!("s-{i}"), "r-1", "a", 0, i as i64 + 1, status);
+            s.reason = reason.map(str::to_string);
+            s.peak_memory_bytes = Some(peak << 20);
+            s.finished_at_ms = Some(1000 + i as i64);
+            s.usage_key = Some("k".into());
+            rows.push(s);
+        }
+        let mut other = step_run("s-9", "r-1", "b", 1, 1, StepStatus::Succeeded);
+        other.usage_key = Some("other".into());
+        rows.push(other);
+        for s in &rows {
+            store.upsert_step_run(s).await.unwrap();
+        }
+        let h = store.step_history("k", 10).await.unwrap();
+        let peaks: Vec<u64> = h.iter().map(|s| s.peak_memory_bytes >> 20).collect();
+        assert_eq!(peaks, [300, 512, 100]);
+        assert!(h[1].oom_killed && !h[1].succeeded);
+        assert!(h[0].succeeded && !h[0].oom_killed);
+        assert_eq!(h[0].requested_memory_bytes, 2 << 30);
+        assert_eq!(store.step_history("k", 1).await.unwrap().len(), 1);
+        assert!(store.step_history("none", 10).await.unwrap().is_empty());
     }
 }
 
@@ -1557,6 +1775,11 @@ mod model_cases {
         pool.close().await;
 
         let store = Store::connect(url).await.unwrap();
+        // Who submitted it was not recorded then.
+        let old = gantry_store::RunRecord {
+            submitted_by: None,
+            ..old
+        };
         assert_eq!(store.get_run(&old.id).await.unwrap(), old);
         let mut v = new_version("iris", "sha256:m1", Some("s-1"), 2);
         v.run_id = Some(old.id.clone());
@@ -1765,6 +1988,8 @@ on_every_backend!(
     model_cases::models_list_by_name_and_by_run,
     model_cases::upgrading_a_version_1_database_keeps_its_runs,
     gc_cases::gc_keeps_what_kept_runs_models_and_uploads_use,
+    usage_cases::usage_sums_by_group_window_and_scope,
+    usage_cases::step_history_is_newest_first_with_oom_kills,
 );
 
 /// What only SQLite has: a file, its journal mode, and the URL forms the CLI accepts.
