@@ -39,6 +39,10 @@ pub(crate) struct StepCtx {
     pub(crate) tracking_token: Option<String>,
     pub(crate) cancel: CancellationToken,
     pub(crate) events: UnboundedSender<Event>,
+    /// The run's admission, where an OOM-killed step waits for more memory.
+    pub(crate) gate: Arc<crate::admission::Gate>,
+    /// The GPUs admission gave this step.
+    pub(crate) gpus: crate::admission::Placement,
 }
 
 #[derive(Clone, Debug)]
@@ -49,6 +53,8 @@ pub(crate) struct StepResult {
     pub(crate) reason: Option<String>,
     pub(crate) wall_ms: Option<i64>,
     pub(crate) outputs: BTreeMap<String, String>,
+    /// Memory reserved beyond the step's request (grown after OOM kills), to release.
+    pub(crate) extra_memory: u64,
 }
 
 impl StepResult {
@@ -60,6 +66,7 @@ impl StepResult {
             reason,
             wall_ms: None,
             outputs: BTreeMap::new(),
+            extra_memory: 0,
         }
     }
 
@@ -79,6 +86,7 @@ impl StepResult {
             reason: rec.reason.clone(),
             wall_ms: rec.wall_ms,
             outputs,
+            extra_memory: 0,
         }
     }
 }
@@ -104,8 +112,11 @@ pub(crate) async fn execute_step<R: Runtime>(inner: Arc<Inner<R>>, ctx: StepCtx)
 
     let max_attempts = ctx.step.retries + 1;
     let mut attempt = 1;
+    // Memory reserved beyond the step's request after OOM kills (`retries.memory_growth`).
+    let mut extra_memory = 0u64;
     loop {
-        let result = match run_attempt(&inner, &ctx, &mut rec, &prepared).await {
+        let memory = ctx.step.resources.memory_bytes + extra_memory;
+        let result = match run_attempt(&inner, &ctx, &mut rec, &prepared, memory).await {
             Ok(r) => r,
             Err(e) => finish_failed(&inner, &ctx, &mut rec, e.to_string()).await,
         };
@@ -115,6 +126,7 @@ pub(crate) async fn execute_step<R: Runtime>(inner: Arc<Inner<R>>, ctx: StepCtx)
         {
             return StepResult {
                 attempts: attempt,
+                extra_memory,
                 ..result
             };
         }
@@ -126,9 +138,41 @@ pub(crate) async fn execute_step<R: Runtime>(inner: Arc<Inner<R>>, ctx: StepCtx)
             reason: result.reason.clone().unwrap_or_default(),
             delay_ms: delay.as_millis() as u64,
         });
+        // An OOM kill with `memory_growth`: the next attempt gets more memory, reserved
+        // before it starts (waiting for running steps to give some back).
+        let mut note = rec.resources_note.clone();
+        let oom = result
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("oom-killed"));
+        if let (true, Some(growth)) = (oom, ctx.step.retry_memory_growth) {
+            let capacity = ctx.gate.capacity().memory_bytes;
+            let grown = ((memory as f64 * growth).ceil() as u64).min(capacity);
+            if grown > memory {
+                if !ctx.gate.grow(grown - memory, &ctx.cancel).await {
+                    return StepResult {
+                        attempts: attempt - 1,
+                        extra_memory,
+                        ..result
+                    };
+                }
+                extra_memory += grown - memory;
+                note = Some(format!(
+                    "memory {} for attempt {attempt}: attempt {} was OOM-killed at {} (memory_growth {growth})",
+                    gantry_alloc::recommend::fmt_memory(grown),
+                    attempt - 1,
+                    gantry_alloc::recommend::fmt_memory(memory),
+                ));
+            } else {
+                note = Some(format!(
+                    "memory stays {} for attempt {attempt}: already at the capacity",
+                    gantry_alloc::recommend::fmt_memory(memory)
+                ));
+            }
+        }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = ctx.cancel.cancelled() => return StepResult { attempts: attempt - 1, ..result },
+            _ = ctx.cancel.cancelled() => return StepResult { attempts: attempt - 1, extra_memory, ..result },
         }
         rec = StepRunRecord {
             id: new_id("s-"),
@@ -142,6 +186,12 @@ pub(crate) async fn execute_step<R: Runtime>(inner: Arc<Inner<R>>, ctx: StepCtx)
             cpu_micros: None,
             wall_ms: None,
             outputs_json: "{}".into(),
+            gpu_model: None,
+            gpu_util_percent: None,
+            gpu_memory_peak_bytes: None,
+            gpu_idle_ms: None,
+            requested_memory_bytes: (ctx.step.resources.memory_bytes + extra_memory) as i64,
+            resources_note: note,
             ..rec
         };
     }
@@ -469,6 +519,7 @@ async fn run_attempt<R: Runtime>(
     ctx: &StepCtx,
     rec: &mut StepRunRecord,
     p: &Prepared,
+    memory_bytes: u64,
 ) -> Result<StepResult, EngineError> {
     let step = &ctx.step;
     let err = |message: String| EngineError::Step {
@@ -567,15 +618,52 @@ async fn run_attempt<R: Runtime>(
         mounts,
         network: step.network,
         cpu_millis: step.resources.cpu_millis,
-        memory_bytes: step.resources.memory_bytes,
+        memory_bytes,
         pids_limit: inner.cfg.pids_limit,
-        gpus: step.resources.gpu,
+        gpu_devices: ctx.gpus.minors.clone(),
         timeout: step.timeout,
         stop_grace: step.timeout_grace,
         cancel: ctx.cancel.clone(),
         create_runtime_hook: relay.as_ref().and_then(|r| r.hook.clone()),
     };
+    // GPU utilization and memory, sampled every second while the container runs.
+    let sampling = (!ctx.gpus.indexes.is_empty()).then(|| {
+        let indexes = ctx.gpus.indexes.clone();
+        let stop = CancellationToken::new();
+        let done = stop.clone();
+        let task = tokio::spawn(async move {
+            let sampler = gantry_gpu::Sampler::shared();
+            let mut usage = gantry_gpu::GpuUsage::default();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let s = Arc::clone(&sampler);
+                        let idx = indexes.clone();
+                        if let Ok(samples) = tokio::task::spawn_blocking(move || s.sample(&idx)).await {
+                            usage.record_all(&samples);
+                        }
+                    }
+                    _ = done.cancelled() => break,
+                }
+            }
+            usage
+        });
+        (stop, task)
+    });
     let outcome = inner.runtime.run(request, tx).await;
+    if let Some((stop, task)) = sampling {
+        stop.cancel();
+        if let Ok(usage) = task.await {
+            rec.gpu_model = ctx.gpus.model.clone();
+            rec.gpu_util_percent = usage.mean_utilization_percent();
+            rec.gpu_memory_peak_bytes =
+                (usage.samples > 0).then_some(usage.peak_memory_used_bytes as i64);
+            if let (Some(idle), Ok(o)) = (usage.idle_fraction(), &outcome) {
+                rec.gpu_idle_ms = Some((idle * o.usage.wall_ms as f64) as i64);
+            }
+        }
+    }
     let last_stderr = forwarder.await.unwrap_or_default();
     if let Some(r) = relay {
         let ok = matches!(&outcome, Ok(o) if o.exit_code == Some(0));

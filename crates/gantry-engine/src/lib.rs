@@ -53,6 +53,9 @@ pub struct EngineConfig {
     /// Scratch space for step directories (`/gantry` inside containers).
     pub work_dir: PathBuf,
     pub capacity: Capacity,
+    /// The GPUs found through NVML (or the driver's /proc files): steps are placed on
+    /// matching devices. Empty on machines without NVIDIA drivers.
+    pub gpus: Arc<Vec<gantry_gpu::Gpu>>,
     /// Maximum number of processes (threads included) in one step.
     pub pids_limit: u64,
     /// First retry delay; doubles with each further attempt.
@@ -105,6 +108,10 @@ impl EngineConfig {
         EngineConfig {
             work_dir,
             capacity: Capacity::detect(),
+            gpus: Arc::new(gantry_gpu::discover().unwrap_or_else(|e| {
+                tracing::warn!("no GPU inventory: {e}");
+                Vec::new()
+            })),
             pids_limit: 1024,
             retry_base: Duration::from_secs(1),
             keep_workdirs: false,

@@ -1,11 +1,12 @@
 //! One run: plan, resolve images, record, then schedule steps until the DAG is done.
 
-use crate::admission::Admission;
+use crate::admission::Gate;
 use crate::dag::{Dag, NodeState};
 use crate::events::{Event, RunSummary, StepSummary};
 use crate::execute::{StepCtx, StepResult, execute_step};
 use crate::owner::Owner;
 use crate::{Engine, EngineError, now_ms};
+use gantry_alloc::recommend::{fmt_cpu, fmt_memory};
 use gantry_image::ImageInfo;
 use gantry_runtime::Runtime;
 use gantry_spec::{ImageRef, InputSource, ParamValue, Pipeline, PlannedStep};
@@ -15,6 +16,15 @@ use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+/// What Gantry decided or has to say about a step's requests before the run starts.
+#[derive(Debug, Default)]
+struct Sizing {
+    /// Recorded on the step run: where its requests came from (`memory: auto`).
+    note: Option<String>,
+    /// Said once in the step's log: a request far above what its last runs used.
+    advice: Option<String>,
+}
 
 /// Everything needed to start a run. `pinned_*` make a rerun use exactly the image
 /// digests and external input data of the run it reproduces.
@@ -29,6 +39,9 @@ pub struct RunRequest {
     pub pinned_images: BTreeMap<String, String>,
     /// "step/input" -> artifact digest, for inputs that come from a path
     pub pinned_inputs: BTreeMap<String, String>,
+    /// Who asks for the run (recorded for usage reports): a token's name on the server,
+    /// the Unix user for `gantry run`.
+    pub submitted_by: Option<String>,
 }
 
 impl RunRequest {
@@ -45,6 +58,7 @@ impl RunRequest {
             rerun_of: None,
             pinned_images: BTreeMap::new(),
             pinned_inputs: BTreeMap::new(),
+            submitted_by: None,
         }
     }
 }
@@ -60,9 +74,16 @@ impl<R: Runtime> Engine<R> {
         cancel: CancellationToken,
     ) -> Result<RunSummary, EngineError> {
         let inner = &self.inner;
-        let plan = gantry_spec::plan(&req.pipeline, &req.params)?;
+        let mut plan = gantry_spec::plan(&req.pipeline, &req.params)?;
+        let sizing = self.size_steps(&mut plan).await;
+        let placer = Gate::new(inner.cfg.capacity, Arc::clone(&inner.cfg.gpus));
         for s in &plan.steps {
-            if let Some(reason) = inner.cfg.capacity.rejects(&s.resources) {
+            if let Some(reason) = inner
+                .cfg
+                .capacity
+                .rejects(&s.resources)
+                .or_else(|| placer.rejects(&s.resources))
+            {
                 return Err(EngineError::Capacity {
                     step: s.name.clone(),
                     reason,
@@ -132,6 +153,7 @@ impl<R: Runtime> Engine<R> {
                 owner_pid: Some(i64::from(owner.pid)),
                 owner_host: Some(owner.encode_host()),
                 error: None,
+                submitted_by: req.submitted_by.clone(),
             })
             .await?;
         if !decisions.is_empty() {
@@ -178,8 +200,25 @@ impl<R: Runtime> Engine<R> {
         // Every step is recorded as pending up front so `gantry show` lists the whole DAG.
         let mut first_ids = Vec::with_capacity(plan.steps.len());
         for (seq, s) in plan.steps.iter().enumerate() {
-            let rec = pending_record(&run_id, seq as i64, s, &images[&s.name]);
+            let mut rec = pending_record(&run_id, &plan.pipeline, seq as i64, s, &images[&s.name]);
+            rec.resources_note = sizing[seq].note.clone();
             inner.store.upsert_step_run(&rec).await?;
+            for line in sizing[seq].note.iter().chain(&sizing[seq].advice) {
+                let line = format!("[gantry] {line}");
+                inner
+                    .store
+                    .append_logs(
+                        &rec.id,
+                        &[gantry_store::LogChunk::message("gantry", now_ms(), &line)],
+                    )
+                    .await?;
+                let _ = events.send(Event::StepLog {
+                    step: s.name.clone(),
+                    stream: "gantry".into(),
+                    line,
+                    room: Default::default(),
+                });
+            }
             first_ids.push(rec);
         }
         let mirror =
@@ -220,7 +259,8 @@ impl<R: Runtime> Engine<R> {
             })
             .collect();
         let mut dag = Dag::new(plan.steps.iter().map(|s| s.name.clone()).collect(), deps);
-        let mut admission = Admission::new(inner.cfg.capacity);
+        let gate = Arc::new(Gate::new(inner.cfg.capacity, Arc::clone(&inner.cfg.gpus)));
+        let mut held_gpus: Vec<Vec<u32>> = vec![Vec::new(); plan.steps.len()];
         let mut outputs: HashMap<String, BTreeMap<String, String>> = HashMap::new();
         let mut results: Vec<Option<StepResult>> = vec![None; plan.steps.len()];
         let mut tasks: JoinSet<(usize, StepResult)> = JoinSet::new();
@@ -250,9 +290,10 @@ impl<R: Runtime> Engine<R> {
             if !cancelled {
                 for i in dag.ready() {
                     let step = &plan.steps[i];
-                    if !admission.try_admit(&step.resources) {
+                    let Some(placement) = gate.try_admit(&step.resources) else {
                         continue;
-                    }
+                    };
+                    held_gpus[i] = placement.indexes.clone();
                     dag.set(i, NodeState::Running);
                     let upstream = upstream_inputs(step, &outputs);
                     let ctx = StepCtx {
@@ -271,6 +312,8 @@ impl<R: Runtime> Engine<R> {
                         tracking_token: step_token.as_ref().map(|(_, secret)| secret.clone()),
                         cancel: cancel.child_token(),
                         events: events.clone(),
+                        gate: Arc::clone(&gate),
+                        gpus: placement,
                     };
                     let inner = Arc::clone(&self.inner);
                     tasks.spawn(async move { (i, execute_step(inner, ctx).await) });
@@ -297,7 +340,11 @@ impl<R: Runtime> Engine<R> {
                             message: format!("step task panicked: {e}"),
                         }),
                     };
-                    admission.release(&plan.steps[i].resources);
+                    gate.release(
+                        &plan.steps[i].resources,
+                        result.extra_memory,
+                        &std::mem::take(&mut held_gpus[i]),
+                    );
                     let state = match result.status {
                         StepStatus::Succeeded | StepStatus::Cached => NodeState::Succeeded,
                         StepStatus::Cancelled => NodeState::Cancelled,
@@ -380,6 +427,68 @@ impl<R: Runtime> Engine<R> {
             cache_hits: steps.iter().filter(|s| s.cached).count(),
             steps,
         })
+    }
+
+    /// `memory: auto` from each step's history, and advice on requests far above use.
+    async fn size_steps(&self, plan: &mut gantry_spec::Plan) -> Vec<Sizing> {
+        let capacity = self.inner.cfg.capacity;
+        let mut out = Vec::with_capacity(plan.steps.len());
+        for s in &mut plan.steps {
+            let key = gantry_alloc::usage_key(&plan.pipeline, s);
+            let history = match self.inner.store.step_history(&key, 50).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(step = %s.name, "no usage history: {e}");
+                    Vec::new()
+                }
+            };
+            let mut sizing = Sizing::default();
+            if s.resources.memory_auto {
+                sizing.note = Some(match gantry_alloc::recommend(&history) {
+                    Ok(r) => {
+                        let memory = r.memory_bytes.min(capacity.memory_bytes);
+                        s.resources.memory_bytes = memory;
+                        let e = &r.evidence;
+                        format!(
+                            "memory: auto → {} (p95 of peak {} × 1.2 over {} run(s){}{})",
+                            fmt_memory(memory),
+                            fmt_memory(e.peak_memory_p95),
+                            e.runs,
+                            e.oom_killed_at
+                                .map(|m| format!(
+                                    ", above the {} that was OOM-killed",
+                                    fmt_memory(m)
+                                ))
+                                .unwrap_or_default(),
+                            if memory < r.memory_bytes {
+                                ", capped at the capacity"
+                            } else {
+                                ""
+                            }
+                        )
+                    }
+                    Err(e) => format!(
+                        "memory: auto → the default {} ({e})",
+                        fmt_memory(s.resources.memory_bytes)
+                    ),
+                });
+            } else if let Some(waste) =
+                gantry_alloc::wasteful(&history, s.resources.cpu_millis, s.resources.memory_bytes)
+            {
+                let hint = gantry_alloc::recommend(&history)
+                    .map(|r| {
+                        format!(
+                            " (`gantry recommend` suggests cpu: {}, memory: {}; or `memory: auto`)",
+                            fmt_cpu(r.cpu_millis),
+                            fmt_memory(r.memory_bytes)
+                        )
+                    })
+                    .unwrap_or_default();
+                sizing.advice = Some(format!("this step requests {waste}{hint}"));
+            }
+            out.push(sizing);
+        }
+        out
     }
 
     async fn resolve_images(
@@ -625,6 +734,8 @@ impl<R: Runtime> Engine<R> {
             rerun_of: Some(rec.id.clone()),
             pinned_images,
             pinned_inputs,
+            // The caller sets who asks for the rerun.
+            submitted_by: None,
         })
     }
 }
@@ -706,7 +817,13 @@ fn upstream_inputs(
     out
 }
 
-fn pending_record(run_id: &str, seq: i64, s: &PlannedStep, image: &ImageInfo) -> StepRunRecord {
+fn pending_record(
+    run_id: &str,
+    pipeline: &str,
+    seq: i64,
+    s: &PlannedStep,
+    image: &ImageInfo,
+) -> StepRunRecord {
     StepRunRecord {
         id: new_id("s-"),
         run_id: run_id.to_string(),
@@ -729,6 +846,12 @@ fn pending_record(run_id: &str, seq: i64, s: &PlannedStep, image: &ImageInfo) ->
         wall_ms: None,
         inputs_json: "{}".into(),
         outputs_json: "{}".into(),
+        gpu_model: None,
+        gpu_util_percent: None,
+        gpu_memory_peak_bytes: None,
+        gpu_idle_ms: None,
+        resources_note: None,
+        usage_key: Some(gantry_alloc::usage_key(pipeline, s)),
     }
 }
 

@@ -54,6 +54,7 @@ fn run(id: &str, status: RunStatus, finished_at_ms: Option<i64>, images_json: St
         owner_pid: None,
         owner_host: None,
         error: None,
+        submitted_by: None,
     }
 }
 
