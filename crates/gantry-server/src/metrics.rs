@@ -40,6 +40,8 @@ pub struct Metrics {
     error_rate: Family<Labels, Gauge<f64, AtomicU64>>,
     alerts: Family<Labels, Gauge>,
     image_vulnerabilities: Family<Labels, Gauge>,
+    /// All-time usage by project, refreshed from the store at each scrape.
+    usage: std::sync::Arc<UsageCollector>,
     /// Deployments with monitor gauges, to drop theirs when they go away.
     monitored: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
@@ -162,7 +164,10 @@ impl Metrics {
             "Runs executing on this server",
             in_flight.clone(),
         );
+        let usage = std::sync::Arc::new(UsageCollector::default());
+        registry.register_collector(Box::new(std::sync::Arc::clone(&usage)));
         Metrics {
+            usage,
             registry,
             requests,
             latency,
@@ -340,7 +345,25 @@ impl Metrics {
         }
     }
 
-    pub async fn render(&self, store: &Store, in_flight: usize) -> Result<String, String> {
+    pub async fn render(
+        &self,
+        store: &Store,
+        in_flight: usize,
+        prices: &gantry_alloc::Prices,
+    ) -> Result<String, String> {
+        let now = gantry_engine::now_ms();
+        let q = gantry_store::UsageQuery {
+            since_ms: 0,
+            until_ms: now + 1,
+            by: gantry_alloc::Dimension::Project,
+            project: None,
+            run_id: None,
+        };
+        let groups = store.usage(&q).await.map_err(|e| e.to_string())?;
+        let report = gantry_alloc::Report::new(q.by, q.since_ms, q.until_ms, groups, prices);
+        if let Ok(mut snapshot) = self.usage.snapshot.lock() {
+            *snapshot = report;
+        }
         for status in RunStatus::ALL {
             let n = store
                 .runs_with_status(&[*status])
@@ -369,5 +392,113 @@ impl Metrics {
         let mut out = String::new();
         encode(&mut out, &self.registry).map_err(|e| e.to_string())?;
         Ok(out)
+    }
+}
+
+/// `gantry_usage_*_total{project}`: what every project used and cost since the store began
+/// (a gc that deletes old runs lowers them, which Prometheus reads as a counter reset).
+#[derive(Debug)]
+struct UsageCollector {
+    snapshot: std::sync::Mutex<gantry_alloc::Report>,
+}
+
+impl Default for UsageCollector {
+    fn default() -> Self {
+        UsageCollector {
+            snapshot: std::sync::Mutex::new(gantry_alloc::Report::new(
+                gantry_alloc::Dimension::Project,
+                0,
+                0,
+                Default::default(),
+                &gantry_alloc::Prices::default(),
+            )),
+        }
+    }
+}
+
+impl prometheus_client::collector::Collector for UsageCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        let Ok(report) = self.snapshot.lock() else {
+            return Ok(());
+        };
+        type Value = fn(&gantry_alloc::Line) -> f64;
+        let series: [(&str, &str, Value); 9] = [
+            (
+                "usage_step_runs",
+                "Step attempts that ran a container, by project",
+                |l| l.sums.step_runs as f64,
+            ),
+            (
+                "usage_cache_hits",
+                "Steps answered from the cache, by project",
+                |l| l.sums.cache_hits as f64,
+            ),
+            (
+                "usage_cpu_seconds_requested",
+                "CPU core-seconds requested (requests × wall time), by project",
+                |l| l.sums.cpu_hours_requested * 3600.0,
+            ),
+            (
+                "usage_cpu_seconds_used",
+                "CPU core-seconds used, by project",
+                |l| l.sums.cpu_hours_used * 3600.0,
+            ),
+            (
+                "usage_memory_byte_seconds_requested",
+                "Memory requested × wall time, by project",
+                |l| l.sums.memory_gib_hours_requested * 3600.0 * (1u64 << 30) as f64,
+            ),
+            (
+                "usage_memory_byte_seconds_peak",
+                "Peak memory × wall time, by project",
+                |l| l.sums.memory_gib_hours_peak * 3600.0 * (1u64 << 30) as f64,
+            ),
+            (
+                "usage_gpu_seconds",
+                "GPU-seconds allocated, by project",
+                |l| l.sums.gpu_hours_total() * 3600.0,
+            ),
+            (
+                "usage_gpu_seconds_idle",
+                "GPU-seconds allocated while < 10% utilized, by project",
+                |l| l.sums.gpu_hours_idle * 3600.0,
+            ),
+            (
+                "usage_cache_saved_cpu_seconds",
+                "CPU core-seconds the cache saved (the reused step runs' requests), by project",
+                |l| l.sums.saved.cpu_hours_requested * 3600.0,
+            ),
+        ];
+        for (name, help, value) in series {
+            let mut metric = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for line in &report.lines {
+                let labels = [("project", line.key.as_str())];
+                ConstCounter::new(value(line)).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            "usage_cost",
+            "Cost of the requested resources at the configured prices, by project",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for line in &report.lines {
+            let labels = [
+                ("project", line.key.as_str()),
+                ("currency", report.currency.as_str()),
+            ];
+            ConstCounter::new(line.cost.total).encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }

@@ -199,7 +199,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     match state
         .metrics
-        .render(&state.store, state.runs.in_flight())
+        .render(&state.store, state.runs.in_flight(), &state.config.prices)
         .await
     {
         Ok(text) => gantry_serve::exposition(text, &headers),

@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub mlflow_artifacts_dir: PathBuf,
     /// What callers' runs and deployments may reach beyond their own containers.
     pub remote: RemotePolicy,
+    /// The price table of usage reports and run costs (GANTRY_HOME/config.yaml).
+    pub prices: gantry_alloc::Prices,
 }
 
 impl ServerConfig {
@@ -38,6 +40,7 @@ impl ServerConfig {
             public_url: public_url.to_owned(),
             mlflow_artifacts_dir,
             remote: RemotePolicy::default(),
+            prices: gantry_alloc::Prices::default(),
         }
     }
 }

@@ -29,7 +29,11 @@ pub async fn run_items(store: &Store, runs: &[RunRecord]) -> Result<Vec<Value>, 
 }
 
 /// Everything about one run (`gantry show`, `GET /api/v1/runs/{id}`).
-pub async fn run_detail(store: &Store, run: &RunRecord) -> Result<Value, StoreError> {
+pub async fn run_detail(
+    store: &Store,
+    run: &RunRecord,
+    prices: &gantry_alloc::Prices,
+) -> Result<Value, StoreError> {
     let steps = store.list_step_runs(&run.id).await?;
     let lineage = store.lineage_for_run(&run.id).await?;
     let metrics = store.metrics_for_run(&run.id).await?;
@@ -49,7 +53,10 @@ pub async fn run_detail(store: &Store, run: &RunRecord) -> Result<Value, StoreEr
                 "cached_from": s.cached_from, "cache_key": s.cache_key, "image": s.image_digest,
                 "started_at_ms": s.started_at_ms, "finished_at_ms": s.finished_at_ms,
                 "requested": {"cpu_millis": s.requested_cpu_millis, "memory_bytes": s.requested_memory_bytes, "gpu": s.requested_gpu},
-                "usage": {"peak_memory_bytes": s.peak_memory_bytes, "cpu_seconds": s.cpu_micros.map(|c| c as f64 / 1e6), "wall_ms": s.wall_ms},
+                "usage": {"peak_memory_bytes": s.peak_memory_bytes, "cpu_seconds": s.cpu_micros.map(|c| c as f64 / 1e6), "wall_ms": s.wall_ms,
+                          "gpu_model": s.gpu_model, "gpu_util_percent": s.gpu_util_percent,
+                          "gpu_memory_peak_bytes": s.gpu_memory_peak_bytes, "gpu_idle_ms": s.gpu_idle_ms},
+                "resources_note": s.resources_note,
                 "inputs": serde_json::from_str::<Value>(&s.inputs_json).unwrap_or_default(),
                 "outputs": serde_json::from_str::<Value>(&s.outputs_json).unwrap_or_default(),
                 "metrics": step_metrics,
@@ -61,6 +68,8 @@ pub async fn run_detail(store: &Store, run: &RunRecord) -> Result<Value, StoreEr
         "params": params, "images": images, "no_cache": run.no_cache, "rerun_of": run.rerun_of,
         "created_at_ms": run.created_at_ms, "started_at_ms": run.started_at_ms,
         "finished_at_ms": run.finished_at_ms, "error": run.error,
+        "submitted_by": run.submitted_by,
+        "usage": run_usage(store, run, prices).await?,
         "steps": steps_json, "artifacts": lineage,
         "sweeps": sweeps(&steps, &metrics),
         "models": store.model_versions_for_run(&run.id).await?,
@@ -68,6 +77,30 @@ pub async fn run_detail(store: &Store, run: &RunRecord) -> Result<Value, StoreEr
         "mlflow": mlflow_view(store, run).await?,
         "image_decisions": store.image_decisions("run", &run.id).await?,
     }))
+}
+
+/// What the run's step runs used and what that cost (requests × time × prices), with what
+/// its cache hits saved.
+async fn run_usage(
+    store: &Store,
+    run: &RunRecord,
+    prices: &gantry_alloc::Prices,
+) -> Result<Value, StoreError> {
+    let q = gantry_store::UsageQuery {
+        since_ms: 0,
+        until_ms: gantry_engine::now_ms().max(run.created_at_ms) + 1,
+        by: gantry_alloc::Dimension::Pipeline,
+        project: None,
+        run_id: Some(run.id.clone()),
+    };
+    let groups = store.usage(&q).await?;
+    let report = gantry_alloc::Report::new(q.by, q.since_ms, q.until_ms, groups, prices);
+    let mut total = serde_json::to_value(&report.total).unwrap_or_default();
+    if let Some(o) = total.as_object_mut() {
+        o.remove("key");
+        o.insert("currency".into(), json!(report.currency));
+    }
+    Ok(total)
 }
 
 /// The run's MLflow side: its own MLflow run and what steps logged from inside their

@@ -902,6 +902,7 @@ async fn models_registered_by_a_projects_pipeline_runs_are_that_projects() {
                 owner_pid: None,
                 owner_host: None,
                 error: None,
+                submitted_by: None,
             })
             .await
             .unwrap();

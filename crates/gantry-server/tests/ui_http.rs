@@ -189,6 +189,7 @@ impl Ui {
             owner_pid: None,
             owner_host: None,
             error: None,
+            submitted_by: None,
         }
     }
 
@@ -221,6 +222,12 @@ impl Ui {
                 wall_ms: None,
                 inputs_json: "{}".into(),
                 outputs_json: "{}".into(),
+                gpu_model: None,
+                gpu_util_percent: None,
+                gpu_memory_peak_bytes: None,
+                gpu_idle_ms: None,
+                resources_note: None,
+                usage_key: None,
             })
             .await
             .unwrap();

@@ -255,6 +255,44 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
+    /// What runs and deployments used and cost: CPU, memory and GPU hours requested and used,
+    /// cache hits and what they saved, at the prices of GANTRY_HOME/config.yaml.
+    Usage {
+        /// Start of the window: a duration ago (7d, 12h) or a time (2026-12-01T00:00:00Z).
+        #[arg(long, value_name = "DURATION|TIME", default_value = "7d")]
+        since: String,
+        /// End of the window (default: now).
+        #[arg(long, value_name = "DURATION|TIME")]
+        until: Option<String>,
+        /// Group by project, pipeline, step, deployment or user.
+        #[arg(long, default_value = "project")]
+        by: String,
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Recommend CPU and memory for each step of a pipeline from what its past runs used
+    /// (p95 of peak memory and of cores used, × 1.2); --write patches the file.
+    Recommend {
+        file: PathBuf,
+        /// Parameter overrides (k=v), as for `gantry run`: the steps' commands decide which
+        /// history is theirs.
+        #[arg(short = 'p', long = "param", value_name = "K=V")]
+        params: Vec<String>,
+        /// Write the recommendations into FILE (comments and layout kept).
+        #[arg(long)]
+        write: bool,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// List this machine's NVIDIA GPUs (model, memory, MIG mode, driver) and the running
+    /// steps that hold GPUs.
+    Gpus {
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
     /// Show the audit log of writes made through the server, newest first.
     Audit {
         #[arg(long, default_value_t = 50)]

@@ -142,6 +142,23 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             output,
         } => crate::gc::gc(&src()?, &older_than, dry_run, output).await,
         Command::Df { older_than, output } => crate::gc::df(&src()?, &older_than, output).await,
+        Command::Usage {
+            since,
+            until,
+            by,
+            project,
+            output,
+        } => crate::usage::usage(&src()?, &since, until.as_deref(), &by, project, output).await,
+        Command::Recommend {
+            file,
+            params,
+            write,
+            output,
+        } => {
+            crate::usage::recommend(&local_only(g, "recommend")?, &file, &params, write, output)
+                .await
+        }
+        Command::Gpus { output } => crate::usage::gpus(&local_only(g, "gpus")?, output).await,
         Command::Audit { limit, output } => crate::serve::audit(&src()?, limit, output).await,
         Command::Dataset { name } => match gantry_ml::datasets::csv_by_name(&name) {
             Some(csv) => {
@@ -236,7 +253,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-fn parse_overrides(params: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+pub(crate) fn parse_overrides(params: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     params
         .iter()
         .map(|p| match p.split_once('=') {
@@ -384,6 +401,7 @@ async fn run(home: &Home, runtime: &str, args: RunArgs) -> anyhow::Result<u8> {
     gantry_spec::plan(&pipeline, &params)?;
     let mut req = RunRequest::new(pipeline, spec_yaml, params);
     req.no_cache = args.exec.no_cache;
+    req.submitted_by = Some(local_user());
     let engine = open_engine(home, runtime, &args.exec).await?;
     execute(&engine, req, args.exec.output).await
 }
@@ -392,7 +410,17 @@ async fn rerun(home: &Home, runtime: &str, run_id: &str, exec: ExecArgs) -> anyh
     let engine = open_engine(home, runtime, &exec).await?;
     let mut req = engine.rerun_request(run_id).await?;
     req.no_cache = req.no_cache || exec.no_cache;
+    req.submitted_by = Some(local_user());
     execute(&engine, req, exec.output).await
+}
+
+/// The Unix user running `gantry`, for usage reports: the account name, else `uid:N`.
+pub(crate) fn local_user() -> String {
+    let uid = nix::unistd::Uid::current();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => user.name,
+        _ => format!("uid:{uid}"),
+    }
 }
 
 pub(crate) async fn execute(
@@ -481,7 +509,7 @@ pub(crate) fn print_summary_value(s: &Value) {
     );
 }
 
-async fn store_for_reading(home: &Home) -> anyhow::Result<Store> {
+pub(crate) async fn store_for_reading(home: &Home) -> anyhow::Result<Store> {
     let store = home.store().await?;
     let interrupted = gantry_engine::interrupt_orphaned_runs(&store, &home.work_dir()).await?;
     for id in interrupted {
@@ -588,7 +616,7 @@ async fn run_document(src: &Source<'_>, run_id: &str) -> anyhow::Result<Value> {
         Source::Local(home) => {
             let store = store_for_reading(home).await?;
             let run = store.get_run(run_id).await?;
-            Ok(views::run_detail(&store, &run).await?)
+            Ok(views::run_detail(&store, &run, &home.config()?.prices).await?)
         }
     }
 }
@@ -625,6 +653,33 @@ pub(crate) fn print_run(v: &Value) {
         println!("error     {e}");
     }
     println!("params    {}", v["params"]);
+    if let Some(by) = v["submitted_by"].as_str() {
+        println!("by        {by}");
+    }
+    let u = &v["usage"];
+    if let Some(total) = u["cost"]["total"].as_f64() {
+        let f = |x: &Value| x.as_f64().unwrap_or(0.0);
+        let gpu: f64 = u["gpu_hours"]
+            .as_object()
+            .map(|m| m.values().map(f).sum())
+            .unwrap_or(0.0);
+        println!(
+            "cost      {total:.4} {} (CPU {:.4} core-h requested, {:.4} used; memory {:.4} GiB-h{}{})",
+            text(&u["currency"]),
+            f(&u["cpu_hours_requested"]),
+            f(&u["cpu_hours_used"]),
+            f(&u["memory_gib_hours_requested"]),
+            if gpu > 0.0 {
+                format!("; GPU {gpu:.4} h")
+            } else {
+                String::new()
+            },
+            match f(&u["cost"]["saved"]) {
+                s if s > 0.0 => format!("; the cache saved {s:.4}"),
+                _ => String::new(),
+            }
+        );
+    }
     if let Some(decisions) = v["image_decisions"].as_array().filter(|d| !d.is_empty()) {
         println!("images    trust policy:");
         for d in decisions {
@@ -678,6 +733,25 @@ pub(crate) fn print_run(v: &Value) {
         ]);
     }
     println!("{t}");
+    for s in v["steps"].as_array().unwrap_or(&empty) {
+        if let Some(note) = s["resources_note"].as_str() {
+            println!(
+                "{} (attempt {}): {note}",
+                text(&s["step"]),
+                text(&s["attempt"])
+            );
+        }
+        if let Some(model) = s["usage"]["gpu_model"].as_str() {
+            println!(
+                "{} (attempt {}): GPU {model}, {:.0}% utilized, {} GPU memory peak, idle {}",
+                text(&s["step"]),
+                text(&s["attempt"]),
+                s["usage"]["gpu_util_percent"].as_f64().unwrap_or(0.0),
+                render::bytes(s["usage"]["gpu_memory_peak_bytes"].as_i64().unwrap_or(0)),
+                render::duration_ms(s["usage"]["gpu_idle_ms"].as_i64().unwrap_or(0))
+            );
+        }
+    }
     for sweep in v["sweeps"].as_array().unwrap_or(&empty) {
         let strings = |x: &Value| -> Vec<String> {
             x.as_array()
@@ -831,7 +905,7 @@ impl LogFilter {
 }
 
 /// `10m`, `2h30m` (that long ago) or an RFC 3339 time, as ms since the epoch.
-fn parse_since(text: &str) -> anyhow::Result<i64> {
+pub(crate) fn parse_since(text: &str) -> anyhow::Result<i64> {
     let bad = || {
         coded(
             exit::USAGE,

@@ -28,6 +28,7 @@ pub async fn run(
     let params = gantry_spec::resolve_params(&pipeline, &[])?;
     let mut req = gantry_engine::RunRequest::new(pipeline, PIPELINE.to_string(), params);
     req.no_cache = exec.no_cache;
+    req.submitted_by = Some(crate::commands::local_user());
     let engine = open_engine(home, runtime, &exec).await?;
     let summary = execute_summary(&engine, req, exec.output).await?;
     let store = engine.store();

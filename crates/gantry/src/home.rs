@@ -55,6 +55,12 @@ impl Home {
             .with_context(|| format!("opening the metadata store {}", redact(&self.db_url)))
     }
 
+    /// GANTRY_HOME/config.yaml (the price table); the defaults when it does not exist.
+    pub fn config(&self) -> anyhow::Result<gantry_alloc::Config> {
+        gantry_alloc::Config::load(&self.root.join("config.yaml"))
+            .map_err(|e| coded(exit::USAGE, e.to_string()))
+    }
+
     pub fn images(&self) -> anyhow::Result<ImageStore> {
         Ok(ImageStore::open(&self.root.join("images"))?)
     }

@@ -30,6 +30,7 @@ mod render;
 mod serve;
 mod trust_cmd;
 mod upload;
+mod usage;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -80,6 +80,7 @@ pub async fn server(home: &Home, runtime: &str, args: ServerArgs) -> anyhow::Res
         public_url: public_url.clone(),
         mlflow_artifacts_dir: home.root.join("mlflow-artifacts"),
         remote,
+        prices: home.config()?.prices,
     };
     let store = engine.store().clone();
     if args.auth && store.list_tokens().await?.iter().all(|t| t.revoked()) {

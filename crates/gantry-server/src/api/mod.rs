@@ -13,6 +13,7 @@ pub mod gc;
 pub(crate) mod models;
 pub(crate) mod runs;
 mod uploads;
+mod usage;
 
 pub use error::{ApiError, ApiResult};
 
@@ -53,6 +54,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/audit", get(admin::audit_log))
         .route("/api/v1/gc", post(gc::run))
         .route("/api/v1/df", get(gc::df))
+        .route("/api/v1/usage", get(usage::report))
         .route("/api/v1/deployments", get(deployments::list))
         .route(
             "/api/v1/deployments/{name}",

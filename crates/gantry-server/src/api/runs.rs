@@ -135,6 +135,7 @@ pub async fn submit(
     let mut req = RunRequest::new(pipeline, spec_yaml.to_owned(), params.clone());
     req.no_cache = no_cache;
     req.pinned_inputs = uploaded.clone();
+    req.submitted_by = Some(p.name.clone());
     let run_id = state.runs.start(req).await.map_err(start_error)?;
     audit(
         &state,
@@ -276,10 +277,11 @@ pub(crate) async fn rerun(state: &AppState, p: &Principal, id: &str) -> ApiResul
         .runs
         .engine()
         .ok_or_else(|| start_error(StartError::NoEngine))?;
-    let req = engine
+    let mut req = engine
         .rerun_request(&run.id)
         .await
         .map_err(|e| ApiError::conflict(e.to_string()))?;
+    req.submitted_by = Some(p.name.clone());
     let plan = gantry_spec::plan(&req.pipeline, &req.params)
         .map_err(|e| ApiError::spec(e, Some("spec_yaml".into())))?;
     if let Err(refusal) = check_remote_policy(state, &plan, &run.pipeline, &req.pinned_inputs).await
@@ -404,7 +406,9 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let run = visible_run(&state, &p, &id).await?;
-    Ok(Json(views::run_detail(&state.store, &run).await?))
+    Ok(Json(
+        views::run_detail(&state.store, &run, &state.config.prices).await?,
+    ))
 }
 
 /// `POST /api/v1/runs/{id}/cancel`: stops a run this server executes; it ends `cancelled`.

@@ -152,6 +152,11 @@ impl Pool {
             );
             let mut template = self.model.template.clone();
             template.dir = template.dir.join(&id);
+            template.owner = Some(replica::ReplicaOwner {
+                deployment: self.key.deployment.clone(),
+                model: self.key.model.clone(),
+                version: self.key.version,
+            });
             let stop = CancellationToken::new();
             let (replica, task) = replica::start(engine.clone(), template, id, stop.clone());
             replicas.push(RunningReplica {
@@ -686,5 +691,6 @@ pub(crate) fn template(
         port,
         hook_exe,
         dir,
+        owner: None,
     }
 }

@@ -54,6 +54,78 @@ pub struct ReplicaTemplate {
     pub hook_exe: PathBuf,
     /// Scratch directory for the hook socket.
     pub dir: PathBuf,
+    /// Whose replica this is, for usage records (`replica_usage`): each container life is
+    /// recorded with its requests, start, last-seen time, end and what it used.
+    pub owner: Option<ReplicaOwner>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReplicaOwner {
+    pub deployment: String,
+    pub model: String,
+    pub version: i64,
+}
+
+/// How often a running replica's `last_seen_ms` moves.
+const SEEN_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Runs one container life and records it in `replica_usage` (best effort: a store error is
+/// logged, never stops the replica).
+async fn run_recorded(
+    engine: Engine<OciRuntime>,
+    req: StepRequest,
+    log_tx: tokio::sync::mpsc::Sender<gantry_runtime::LogBlock>,
+    owner: Option<ReplicaOwner>,
+) -> Result<gantry_runtime::StepOutcome, gantry_runtime::RuntimeError> {
+    let Some(owner) = owner else {
+        return engine.runtime().run(req, log_tx).await;
+    };
+    let store = engine.store().clone();
+    let id = req.id.clone();
+    let record = gantry_store::ReplicaUsage {
+        id: id.clone(),
+        deployment: owner.deployment,
+        project: None,
+        model: owner.model,
+        version: owner.version,
+        requested_cpu_millis: req.cpu_millis as i64,
+        requested_memory_bytes: req.memory_bytes as i64,
+        requested_gpu: req.gpu_devices.len() as i64,
+        gpu_model: None,
+        started_at_ms: gantry_engine::now_ms(),
+    };
+    if let Err(e) = store.replica_started(&record).await {
+        tracing::warn!(replica = %id, "recording the replica's usage: {e}");
+    }
+    let seen = {
+        let (store, id) = (store.clone(), id.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SEEN_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let _ = store
+                    .replicas_seen(std::slice::from_ref(&id), gantry_engine::now_ms())
+                    .await;
+            }
+        })
+    };
+    let outcome = engine.runtime().run(req, log_tx).await;
+    seen.abort();
+    let (peak, cpu) = match &outcome {
+        Ok(o) => (
+            Some(o.usage.peak_memory_bytes as i64),
+            Some(o.usage.cpu_micros as i64),
+        ),
+        Err(_) => (None, None),
+    };
+    if let Err(e) = store
+        .replica_stopped(&id, gantry_engine::now_ms(), peak, cpu)
+        .await
+    {
+        tracing::warn!(replica = %id, "recording the replica's end: {e}");
+    }
+    outcome
 }
 
 /// An error talking to a replica.
@@ -407,7 +479,7 @@ async fn run_once(
         cpu_millis: t.cpu_millis,
         memory_bytes: t.memory_bytes,
         pids_limit: 256,
-        gpus: 0,
+        gpu_devices: Vec::new(),
         timeout: None,
         // `gantry serve` drains its connections on SIGTERM.
         stop_grace: std::time::Duration::from_secs(5),
@@ -435,8 +507,7 @@ async fn run_once(
         }
         last.into_iter().collect::<Vec<_>>().join("\n")
     });
-    let rt = engine.clone();
-    let mut container = tokio::spawn(async move { rt.runtime().run(req, log_tx).await });
+    let mut container = tokio::spawn(run_recorded(engine.clone(), req, log_tx, t.owner.clone()));
 
     // The hook call arrives once the namespace exists; the container may also fail first.
     // `biased`: when the replica is being stopped, its container's end is not a failure.

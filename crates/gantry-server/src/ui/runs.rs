@@ -483,7 +483,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> UiResult {
     let run = api::runs::visible_run(&state, &p, &id).await?;
-    let detail = views::run_detail(&state.store, &run).await?;
+    let detail = views::run_detail(&state.store, &run, &state.config.prices).await?;
     let all_steps = state.store.list_step_runs(&run.id).await?;
     let steps = latest_attempts(&all_steps);
     let run_href = format!("/runs/{}", enc(&run.id));
@@ -1351,7 +1351,7 @@ pub async fn compare(
     // Metric curves: what the runs' steps logged through MLflow, overlaid per key.
     let mut curves: BTreeMap<String, Vec<Series>> = BTreeMap::new();
     for r in &runs {
-        let detail = views::run_detail(&state.store, r).await?;
+        let detail = views::run_detail(&state.store, r, &state.config.prices).await?;
         if let Value::Object(steps) = &detail["mlflow"]["steps"] {
             for (step, v) in steps {
                 let Some(rid) = v["run_id"].as_str() else {

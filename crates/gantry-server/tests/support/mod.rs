@@ -125,6 +125,7 @@ impl TestServer {
                 fetch,
                 ..opts.remote
             },
+            prices: gantry_alloc::Prices::default(),
         };
         let state = AppState::new(store, artifacts, config).with_engine(engine);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -30,3 +30,4 @@ mod spec_errors;
 mod trust;
 mod trust_server;
 mod ui;
+mod usage;
