@@ -1,28 +1,7 @@
 //! Big data through a pipeline: a step printing a million lines, a log over its cap, a log
 //! followed while it grows and read back after `gantry` is killed.
 
-use crate::support::{Gantry, eventually, step};
-
-/// A `gantry run` killed when the test ends, even by a failed assertion.
-struct KillOnDrop(std::process::Child);
-
-impl KillOnDrop {
-    /// Waits for the process to end on its own.
-    fn wait(mut self) -> std::process::Output {
-        let child = std::mem::replace(
-            &mut self.0,
-            std::process::Command::new("true").spawn().unwrap(),
-        );
-        child.wait_with_output().unwrap()
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{Gantry, KillOnDrop, eventually, step};
 
 fn run_id(summary: &serde_json::Value) -> String {
     summary["run_id"].as_str().unwrap().to_owned()

@@ -259,3 +259,25 @@ impl Gantry {
         )
     }
 }
+
+/// A spawned `gantry` (a run, a server) killed when the test ends, even by a failed
+/// assertion.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    /// Waits for the process to end on its own.
+    pub fn wait(mut self) -> std::process::Output {
+        let child = std::mem::replace(
+            &mut self.0,
+            std::process::Command::new("true").spawn().unwrap(),
+        );
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

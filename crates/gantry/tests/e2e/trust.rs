@@ -772,7 +772,7 @@ fn a_critical_vulnerability_in_an_images_packages_is_reported_and_gates_runs_by_
     // A server on this home exports the stored image's findings, and when the database
     // changes under it (a new advisory, for base-files) it scans again by itself.
     let (child, url) = g.spawn_listening(&["server", "--listen", "127.0.0.1:0"], &[]);
-    let _server = KillOnDrop(child);
+    let _server = crate::support::KillOnDrop(child);
     let critical = format!(
         "gantry_image_vulnerabilities{{image=\"scanned:1\",severity=\"critical\"}} {}",
         found.len()
@@ -815,18 +815,8 @@ fn a_critical_vulnerability_in_an_images_packages_is_reported_and_gates_runs_by_
     assert!(metrics.contains(&critical), "{metrics}");
 }
 
-/// Kills a spawned server when the test ends, passing or not.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The body of `GET path` on `url` (plain HTTP/1.1, one connection).
-fn get_text(url: &str, path: &str) -> String {
+pub(crate) fn get_text(url: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
