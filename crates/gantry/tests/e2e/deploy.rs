@@ -650,6 +650,11 @@ fn drift_and_a_performance_drop_fire_alerts_to_a_webhook_and_metrics_pass_promto
         metrics.contains("gantry_deployment_requests_total{"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("gantry_usage_cpu_seconds_requested_total{project=")
+            && metrics.contains("gantry_usage_cost_total{project="),
+        "{metrics}"
+    );
     promtool_accepts(&metrics);
 
     // A restarted server continues from the recorded alert states: alerts that were
@@ -675,6 +680,31 @@ fn drift_and_a_performance_drop_fire_alerts_to_a_webhook_and_metrics_pass_promto
         None,
     );
     assert_eq!(after["alert_events"], before["alert_events"]);
+
+    // The deployment's replicas count in usage reports: the first server's (stopped with
+    // it) and the restarted server's, each its requests × its life.
+    let (code, report, err) = remote(
+        &g,
+        &server.url,
+        &["usage", "--by", "deployment", "--output", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&report).unwrap();
+    let flowers = report["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["key"] == "flowers")
+        .unwrap_or_else(|| panic!("no deployment line in {report:#}"));
+    assert!(flowers["replicas"].as_u64().unwrap() >= 2, "{flowers:#}");
+    assert!(
+        flowers["cpu_hours_requested"].as_f64().unwrap() > 0.0,
+        "{flowers:#}"
+    );
+    assert!(
+        flowers["cpu_hours_used"].as_f64().unwrap() > 0.0,
+        "{flowers:#}"
+    );
 }
 
 pub fn promtool_accepts(metrics: &str) {

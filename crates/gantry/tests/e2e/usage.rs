@@ -2,7 +2,7 @@
 //! cache saved, right-sizing from history (`gantry recommend`, `memory: auto`, the warning on
 //! a request far above use), and a step that was OOM-killed retried with more memory.
 
-use crate::support::{Gantry, attempts, step};
+use crate::support::{Gantry, KillOnDrop, attempts, step};
 use serde_json::Value;
 
 const MIB: f64 = (1u64 << 20) as f64;
@@ -111,6 +111,26 @@ steps:
     let again_show = g.show(&run_id(&again));
     assert_eq!(f(&again_show["usage"]["cost"]["total"]), 0.0);
 
+    // The same report through a server, and its Prometheus counters.
+    let (server, url) = g.spawn_listening(&["server", "--listen", "127.0.0.1:0"], &[]);
+    let server = KillOnDrop(server);
+    let (code, remote, err) = g.remote(&url, &["usage", "--by", "step", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let remote: Value = serde_json::from_str(&remote).unwrap();
+    assert_eq!(remote["lines"], report["lines"]);
+    let metrics = crate::trust::get_text(&url, "/metrics");
+    assert!(
+        metrics.contains(r#"gantry_usage_cache_hits_total{project="usage"} 2"#),
+        "{metrics}"
+    );
+    let cost_line = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"gantry_usage_cost_total{project="usage",currency="EUR"}"#))
+        .unwrap_or_else(|| panic!("no cost counter in\n{metrics}"));
+    let counted: f64 = cost_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((counted - cost).abs() < 1e-9, "{cost_line}");
+    drop(server);
+
     // By user and by project; a window that ends before the runs holds nothing.
     let by_user = g.json(&["usage", "--by", "user"]);
     assert_eq!(line(&by_user, "root")["runs"], 2);
@@ -192,7 +212,12 @@ steps:
         "{said}"
     );
 
-    // --write: the same file, comments and layout kept, the new figures in place.
+    // --write: the same file, comments and layout kept, the new figures in place (the
+    // figures of all four runs now).
+    let r = g.json(&["recommend", file.to_str().unwrap()]);
+    let rec = &r["steps"][0]["recommended"];
+    assert_eq!(rec["evidence"]["runs"], 4, "{r:#}");
+    let memory = rec["memory_bytes"].as_u64().unwrap();
     let table = g.ok(&["recommend", file.to_str().unwrap(), "--write"]);
     assert!(table.contains("wrote resources of 1 step(s)"), "{table}");
     let written = std::fs::read_to_string(&file).unwrap();
