@@ -22,6 +22,7 @@ mod logs;
 mod metrics;
 mod models;
 mod monitoring;
+mod queue;
 mod record;
 mod runs;
 mod serving;
@@ -49,6 +50,7 @@ pub use monitoring::{
     BucketKey, BucketState, FeedbackScoring, LogWriter, PerformanceDelta, PerformanceKind,
     PerformanceSum,
 };
+pub use queue::{ProjectQuota, QueuedRun};
 pub use record::{
     ArtifactRow, LineageRow, MetricRow, ModelRecord, ModelVersionRecord, NewModelVersion,
     RunFilter, RunRecord, StepRunRecord,

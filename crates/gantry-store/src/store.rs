@@ -83,6 +83,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage",
         include_str!("../migrations/sqlite/0015_usage.sql"),
     ),
+    (
+        16,
+        "queue",
+        include_str!("../migrations/sqlite/0016_queue.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -156,6 +161,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         "usage",
         include_str!("../migrations/postgres/0015_usage.sql"),
+    ),
+    (
+        16,
+        "queue",
+        include_str!("../migrations/postgres/0016_queue.sql"),
     ),
 ];
 

@@ -1938,6 +1938,255 @@ mod gc_cases {
     }
 }
 
+/// Admission control's durable state: project quotas and the run queue.
+mod queue_cases {
+    use crate::fixtures::run;
+    use gantry_store::{ProjectQuota, QueuedRun, RunStatus, Store, StoreError};
+
+    const GIB: i64 = 1 << 30;
+
+    fn quota(project: &str, weight: i64) -> ProjectQuota {
+        ProjectQuota {
+            project: project.into(),
+            cpu_millis: Some(8_000),
+            memory_bytes: Some(64 * GIB),
+            gpus: Some(2),
+            max_runs: Some(5),
+            weight,
+            updated_at_ms: 1_700_000_000_000,
+            updated_by: Some("admin".into()),
+        }
+    }
+
+    fn queued(run_id: &str, project: &str, seq: i64) -> QueuedRun {
+        QueuedRun {
+            run_id: run_id.into(),
+            project: project.into(),
+            priority: 10 - seq,
+            seq,
+            request_json: format!(r#"{{"run":"{run_id}","cpu_millis":1500}}"#),
+            enqueued_at_ms: 1_700_000_000_000 + seq,
+        }
+    }
+
+    async fn create_runs(store: &Store, ids: &[&str]) {
+        for id in ids {
+            store
+                .create_run(&run(id, "iris", 10, RunStatus::Queued))
+                .await
+                .unwrap();
+        }
+    }
+
+    pub async fn quotas_upsert_list_and_delete(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        assert!(store.project_quotas().await.unwrap().is_empty());
+        assert_eq!(store.project_quota("iris").await.unwrap(), None);
+
+        // Inserted out of name order; "B" sorts before "a" bytewise on both backends.
+        let iris = quota("iris", 3);
+        let a = quota("a", 1);
+        let b = quota("B", 2);
+        for q in [&iris, &a, &b] {
+            store.set_project_quota(q).await.unwrap();
+        }
+        assert_eq!(
+            store.project_quotas().await.unwrap(),
+            [b.clone(), a.clone(), iris.clone()]
+        );
+        assert_eq!(store.project_quota("iris").await.unwrap(), Some(iris));
+
+        // Setting again replaces every field, including limits going back to none.
+        let replaced = ProjectQuota {
+            project: "iris".into(),
+            cpu_millis: None,
+            memory_bytes: Some(512 << 20),
+            gpus: None,
+            max_runs: Some(1),
+            weight: 7,
+            updated_at_ms: 1_800_000_000_000,
+            updated_by: None,
+        };
+        store.set_project_quota(&replaced).await.unwrap();
+        assert_eq!(
+            store.project_quota("iris").await.unwrap().as_ref(),
+            Some(&replaced)
+        );
+        assert_eq!(store.project_quotas().await.unwrap().len(), 3);
+
+        assert!(store.delete_project_quota("iris").await.unwrap());
+        assert!(!store.delete_project_quota("iris").await.unwrap());
+        assert!(!store.delete_project_quota("never-set").await.unwrap());
+        assert_eq!(store.project_quota("iris").await.unwrap(), None);
+        assert_eq!(store.project_quotas().await.unwrap(), [b, a]);
+    }
+
+    pub async fn quota_limits_round_trip_none_and_large_values(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        // No limit at all: every optional field NULL.
+        let open = ProjectQuota {
+            project: "open".into(),
+            cpu_millis: None,
+            memory_bytes: None,
+            gpus: None,
+            max_runs: None,
+            weight: 1,
+            updated_at_ms: 0,
+            updated_by: None,
+        };
+        // Values above 2^32 and zero limits (zero is a limit, not "none").
+        let big = ProjectQuota {
+            project: "big".into(),
+            cpu_millis: Some(5_000_000_000),
+            memory_bytes: Some(64 * GIB),
+            gpus: Some(0),
+            max_runs: Some(0),
+            weight: i64::from(u32::MAX) + 1,
+            updated_at_ms: i64::MAX,
+            updated_by: Some("ops@example.com".into()),
+        };
+        for q in [&open, &big] {
+            store.set_project_quota(q).await.unwrap();
+        }
+        assert_eq!(store.project_quota("open").await.unwrap(), Some(open));
+        assert_eq!(store.project_quota("big").await.unwrap(), Some(big));
+    }
+
+    pub async fn invalid_quotas_are_refused(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        let valid = quota("iris", 2);
+        store.set_project_quota(&valid).await.unwrap();
+        let mut bad = Vec::new();
+        for weight in [0, -1] {
+            bad.push(ProjectQuota {
+                weight,
+                ..valid.clone()
+            });
+        }
+        bad.push(ProjectQuota {
+            cpu_millis: Some(-1),
+            ..valid.clone()
+        });
+        bad.push(ProjectQuota {
+            memory_bytes: Some(-GIB),
+            ..valid.clone()
+        });
+        bad.push(ProjectQuota {
+            gpus: Some(-2),
+            ..valid.clone()
+        });
+        bad.push(ProjectQuota {
+            max_runs: Some(i64::MIN),
+            ..valid.clone()
+        });
+        for q in &bad {
+            let err = store.set_project_quota(q).await.unwrap_err();
+            assert!(matches!(err, StoreError::Invalid { .. }), "{q:?}: {err}");
+        }
+        // A refused quota changes nothing, nor creates a new project's.
+        assert_eq!(store.project_quota("iris").await.unwrap(), Some(valid));
+        let err = store.set_project_quota(&quota("new", 0)).await.unwrap_err();
+        assert!(err.to_string().contains("weight"), "{err}");
+        assert_eq!(store.project_quota("new").await.unwrap(), None);
+    }
+
+    pub async fn queue_is_read_by_seq_and_replaced(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        assert!(store.queued_runs().await.unwrap().is_empty());
+        create_runs(&store, &["r-1", "r-2", "r-3"]).await;
+        // Enqueued out of submission order; seqs above 2^32.
+        let base = 1 << 40;
+        let third = queued("r-1", "iris", base + 3);
+        let first = queued("r-2", "iris", base + 1);
+        let second = queued("r-3", "other", base + 2);
+        for q in [&third, &first, &second] {
+            store.enqueue_run(q).await.unwrap();
+        }
+        assert_eq!(
+            store.queued_runs().await.unwrap(),
+            [first.clone(), second.clone(), third.clone()]
+        );
+
+        // Queueing a run again replaces its row (here: it moves to the front).
+        let requeued = QueuedRun {
+            run_id: "r-1".into(),
+            project: "moved".into(),
+            priority: -5,
+            seq: base,
+            request_json: "{}".into(),
+            enqueued_at_ms: 42,
+        };
+        store.enqueue_run(&requeued).await.unwrap();
+        assert_eq!(
+            store.queued_runs().await.unwrap(),
+            [requeued.clone(), first.clone(), second.clone()]
+        );
+
+        assert!(store.dequeue_run("r-2").await.unwrap());
+        assert!(!store.dequeue_run("r-2").await.unwrap());
+        assert!(!store.dequeue_run("r-unknown").await.unwrap());
+        assert_eq!(store.queued_runs().await.unwrap(), [requeued, second]);
+
+        // A run that does not exist cannot be queued.
+        let err = store
+            .enqueue_run(&queued("r-missing", "iris", 1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NotFound { kind: "run", id } if id == "r-missing"),
+            "{err}"
+        );
+        assert_eq!(store.queued_runs().await.unwrap().len(), 2);
+    }
+
+    pub async fn queue_and_quotas_survive_reconnecting(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        create_runs(&store, &["r-a", "r-b"]).await;
+        let a = queued("r-a", "iris", 2);
+        let b = queued("r-b", "iris", 1);
+        store.enqueue_run(&a).await.unwrap();
+        store.enqueue_run(&b).await.unwrap();
+        let q = quota("iris", 4);
+        store.set_project_quota(&q).await.unwrap();
+        drop(store);
+
+        let again = Store::connect(url).await.unwrap();
+        assert_eq!(again.queued_runs().await.unwrap(), [b, a.clone()]);
+        assert_eq!(again.project_quotas().await.unwrap(), [q]);
+        assert!(again.dequeue_run("r-b").await.unwrap());
+        drop(again);
+
+        let third = Store::connect(url).await.unwrap();
+        assert_eq!(third.queued_runs().await.unwrap(), [a]);
+    }
+
+    /// The store has no public run deletion (gc drops logs, not runs), so the run is deleted
+    /// with SQL: its queue row must go with it, and must not block the delete.
+    pub async fn deleting_a_run_removes_its_queue_row(url: &str) {
+        let store = Store::connect(url).await.unwrap();
+        create_runs(&store, &["r-gone", "r-kept"]).await;
+        store
+            .enqueue_run(&queued("r-gone", "iris", 1))
+            .await
+            .unwrap();
+        let kept = queued("r-kept", "iris", 2);
+        store.enqueue_run(&kept).await.unwrap();
+
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(url).await.unwrap();
+        let deleted = sqlx::query("DELETE FROM runs WHERE id = $1")
+            .bind("r-gone")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(deleted.rows_affected(), 1);
+        pool.close().await;
+
+        assert_eq!(store.queued_runs().await.unwrap(), [kept]);
+        assert!(!store.dequeue_run("r-gone").await.unwrap());
+    }
+}
+
 macro_rules! on_every_backend {
     ($($module:ident::$case:ident),+ $(,)?) => {
         mod sqlite {
@@ -1990,6 +2239,12 @@ on_every_backend!(
     gc_cases::gc_keeps_what_kept_runs_models_and_uploads_use,
     usage_cases::usage_sums_by_group_window_and_scope,
     usage_cases::step_history_is_newest_first_with_oom_kills,
+    queue_cases::quotas_upsert_list_and_delete,
+    queue_cases::quota_limits_round_trip_none_and_large_values,
+    queue_cases::invalid_quotas_are_refused,
+    queue_cases::queue_is_read_by_seq_and_replaced,
+    queue_cases::queue_and_quotas_survive_reconnecting,
+    queue_cases::deleting_a_run_removes_its_queue_row,
 );
 
 /// What only SQLite has: a file, its journal mode, and the URL forms the CLI accepts.
