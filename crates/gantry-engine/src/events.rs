@@ -9,6 +9,13 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
+    /// The run is recorded but waits for admission (capacity, its project's quota, its
+    /// turn); `RunStarted` follows once its first step is admitted.
+    RunQueued {
+        run_id: String,
+        pipeline: String,
+        reason: String,
+    },
     RunStarted {
         run_id: String,
         pipeline: String,

@@ -39,10 +39,9 @@ pub(crate) struct StepCtx {
     pub(crate) tracking_token: Option<String>,
     pub(crate) cancel: CancellationToken,
     pub(crate) events: UnboundedSender<Event>,
-    /// The run's admission, where an OOM-killed step waits for more memory.
-    pub(crate) gate: Arc<crate::admission::Gate>,
-    /// The GPUs admission gave this step.
-    pub(crate) gpus: crate::admission::Placement,
+    /// What admission gave this step (CPU, memory, its GPUs), held until the step ends;
+    /// an OOM-killed step grows it before its next attempt.
+    pub(crate) grant: crate::admission::Grant,
 }
 
 #[derive(Clone, Debug)]
@@ -53,8 +52,6 @@ pub(crate) struct StepResult {
     pub(crate) reason: Option<String>,
     pub(crate) wall_ms: Option<i64>,
     pub(crate) outputs: BTreeMap<String, String>,
-    /// Memory reserved beyond the step's request (grown after OOM kills), to release.
-    pub(crate) extra_memory: u64,
 }
 
 impl StepResult {
@@ -66,7 +63,6 @@ impl StepResult {
             reason,
             wall_ms: None,
             outputs: BTreeMap::new(),
-            extra_memory: 0,
         }
     }
 
@@ -86,12 +82,11 @@ impl StepResult {
             reason: rec.reason.clone(),
             wall_ms: rec.wall_ms,
             outputs,
-            extra_memory: 0,
         }
     }
 }
 
-pub(crate) async fn execute_step<R: Runtime>(inner: Arc<Inner<R>>, ctx: StepCtx) -> StepResult {
+pub(crate) async fn execute_step<R: Runtime>(inner: Arc<Inner<R>>, mut ctx: StepCtx) -> StepResult {
     let mut rec = ctx.first_record.clone();
     let prepared = match prepare(&inner, &ctx).await {
         Ok(p) => p,
@@ -126,7 +121,6 @@ pub(crate) async fn execute_step<R: Runtime>(inner: Arc<Inner<R>>, ctx: StepCtx)
         {
             return StepResult {
                 attempts: attempt,
-                extra_memory,
                 ..result
             };
         }
@@ -146,13 +140,16 @@ pub(crate) async fn execute_step<R: Runtime>(inner: Arc<Inner<R>>, ctx: StepCtx)
             .as_deref()
             .is_some_and(|r| r.starts_with("oom-killed"));
         if let (true, Some(growth)) = (oom, ctx.step.retry_memory_growth) {
-            let capacity = ctx.gate.capacity().memory_bytes;
-            let grown = ((memory as f64 * growth).ceil() as u64).min(capacity);
+            let limit = ctx.grant.memory_limit();
+            let grown = ((memory as f64 * growth).ceil() as u64).min(limit);
             if grown > memory {
-                if !ctx.gate.grow(grown - memory, &ctx.cancel).await {
+                let granted = ctx
+                    .grant
+                    .grow(&ctx.run_id, &ctx.step.name, grown - memory, &ctx.cancel)
+                    .await;
+                if !granted {
                     return StepResult {
                         attempts: attempt - 1,
-                        extra_memory,
                         ..result
                     };
                 }
@@ -165,14 +162,14 @@ pub(crate) async fn execute_step<R: Runtime>(inner: Arc<Inner<R>>, ctx: StepCtx)
                 ));
             } else {
                 note = Some(format!(
-                    "memory stays {} for attempt {attempt}: already at the capacity",
+                    "memory stays {} for attempt {attempt}: already at the capacity or the project's memory quota",
                     gantry_alloc::recommend::fmt_memory(memory)
                 ));
             }
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = ctx.cancel.cancelled() => return StepResult { attempts: attempt - 1, extra_memory, ..result },
+            _ = ctx.cancel.cancelled() => return StepResult { attempts: attempt - 1, ..result },
         }
         rec = StepRunRecord {
             id: new_id("s-"),
@@ -620,15 +617,15 @@ async fn run_attempt<R: Runtime>(
         cpu_millis: step.resources.cpu_millis,
         memory_bytes,
         pids_limit: inner.cfg.pids_limit,
-        gpu_devices: ctx.gpus.minors.clone(),
+        gpu_devices: ctx.grant.placement.minors.clone(),
         timeout: step.timeout,
         stop_grace: step.timeout_grace,
         cancel: ctx.cancel.clone(),
         create_runtime_hook: relay.as_ref().and_then(|r| r.hook.clone()),
     };
     // GPU utilization and memory, sampled every second while the container runs.
-    let sampling = (!ctx.gpus.indexes.is_empty()).then(|| {
-        let indexes = ctx.gpus.indexes.clone();
+    let sampling = (!ctx.grant.placement.indexes.is_empty()).then(|| {
+        let indexes = ctx.grant.placement.indexes.clone();
         let stop = CancellationToken::new();
         let done = stop.clone();
         let task = tokio::spawn(async move {
@@ -655,7 +652,7 @@ async fn run_attempt<R: Runtime>(
     if let Some((stop, task)) = sampling {
         stop.cancel();
         if let Ok(usage) = task.await {
-            rec.gpu_model = ctx.gpus.model.clone();
+            rec.gpu_model = ctx.grant.placement.model.clone();
             rec.gpu_util_percent = usage.mean_utilization_percent();
             rec.gpu_memory_peak_bytes =
                 (usage.samples > 0).then_some(usage.peak_memory_used_bytes as i64);

@@ -27,17 +27,18 @@ mod run;
 mod step_log;
 pub mod trust;
 
-pub use admission::Capacity;
+pub use admission::{Capacity, QueueCapacity, QueueSnapshot, Scheduler};
 pub use builtin_image::{BUILTIN_BINARY, ensure_builtin_image, existing_builtin_image};
 pub use error::EngineError;
 pub use events::{EchoRoom, Event, RunSummary, StepSummary};
+pub use gantry_alloc::queue::{Priority, Quota};
 pub use input_policy::{DataRoot, InputPolicy, PathAccess, PathRefusal};
 pub use mlflow_mirror::GANTRY_RUN_TAG;
 pub use owner::Owner;
 pub use reconcile::{Reconciled, interrupt_orphaned_runs};
 pub use registry::{REFERENCE_PROFILE_TAG, reference_profile_of};
 pub use relay::{RELAY_PORT, hook_socket};
-pub use run::RunRequest;
+pub use run::{QueuedAt, RunRequest};
 
 use gantry_artifacts::ArtifactStore;
 use gantry_image::ImageStore;
@@ -83,6 +84,9 @@ pub struct EngineConfig {
     pub trust: Option<Arc<trust::ImageTrust>>,
     /// Who the audit log names for runs this engine starts (`local`, or the server's caller).
     pub principal: String,
+    /// Keep runs waiting for admission in the store so a restarted server resumes them
+    /// (servers); off, a run that waits when its process ends is interrupted.
+    pub durable_queue: bool,
 }
 
 /// Mints and revokes the per-run token steps present as `MLFLOW_TRACKING_TOKEN`.
@@ -123,6 +127,7 @@ impl EngineConfig {
             pull_progress: None,
             trust: None,
             principal: "local".to_string(),
+            durable_queue: false,
         }
     }
 }
@@ -146,6 +151,11 @@ pub(crate) struct Inner<R> {
     pub(crate) images: Arc<ImageStore>,
     pub(crate) runtime: R,
     pub(crate) cfg: EngineConfig,
+    /// Admission for every run of this engine.
+    pub(crate) scheduler: Arc<Scheduler>,
+    /// Set when the server stops: runs still waiting for admission stay queued (in the
+    /// store, for the next start) instead of being cancelled.
+    pub(crate) parking: tokio_util::sync::CancellationToken,
 }
 
 impl<R: Runtime> Engine<R> {
@@ -156,6 +166,7 @@ impl<R: Runtime> Engine<R> {
         runtime: R,
         cfg: EngineConfig,
     ) -> Engine<R> {
+        let scheduler = Scheduler::new(cfg.capacity, Arc::clone(&cfg.gpus));
         Engine {
             inner: Arc::new(Inner {
                 store,
@@ -163,8 +174,32 @@ impl<R: Runtime> Engine<R> {
                 images: Arc::new(images),
                 runtime,
                 cfg,
+                scheduler,
+                parking: tokio_util::sync::CancellationToken::new(),
             }),
         }
+    }
+
+    /// Admission shared by this engine's runs: quotas, the queue.
+    pub fn scheduler(&self) -> &Arc<Scheduler> {
+        &self.inner.scheduler
+    }
+
+    /// Sets or lifts a project's quota (see [`Scheduler::set_quota`]).
+    pub fn set_quota(&self, project: &str, quota: Option<Quota>) {
+        self.inner.scheduler.set_quota(project, quota);
+    }
+
+    /// What waits for admission and why.
+    pub fn queue_snapshot(&self) -> QueueSnapshot {
+        self.inner.scheduler.snapshot()
+    }
+
+    /// Runs that still wait for admission stop waiting and stay queued in the store (with
+    /// `durable_queue`), for the next start to resume. Called before a server's shutdown
+    /// cancels its runs.
+    pub fn park_queued(&self) {
+        self.inner.parking.cancel();
     }
 
     pub fn store(&self) -> &Store {

@@ -1,5 +1,5 @@
-//! Recovery after a crash: runs whose owning process is gone are marked interrupted,
-//! and containers it left behind are reaped. Called when `gantry` starts.
+//! Recovery after a crash: runs whose owning process is gone are marked interrupted (but
+//! not those parked in a server's durable queue), and containers it left behind are reaped. Called when `gantry` starts.
 
 use crate::owner::Owner;
 use crate::{Engine, EngineError, now_ms};
@@ -39,7 +39,17 @@ pub async fn interrupt_orphaned_runs(
         let live = store
             .runs_with_status(&[RunStatus::Running, RunStatus::Queued])
             .await?;
+        // Runs in a server's durable queue hold nothing and wait for the next server start.
+        let parked: std::collections::HashSet<String> = store
+            .queued_runs()
+            .await?
+            .into_iter()
+            .map(|q| q.run_id)
+            .collect();
         for run in live {
+            if parked.contains(&run.id) {
+                continue;
+            }
             let alive = match (run.owner_pid, run.owner_host.as_deref()) {
                 (Some(pid), Some(host)) => {
                     Owner::decode(pid, host).is_none_or(|o| o.may_be_alive())

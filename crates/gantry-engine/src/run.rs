@@ -1,11 +1,14 @@
 //! One run: plan, resolve images, record, then schedule steps until the DAG is done.
 
-use crate::admission::Gate;
+use crate::admission::{Grant, Pending, step_request};
 use crate::dag::{Dag, NodeState};
 use crate::events::{Event, RunSummary, StepSummary};
 use crate::execute::{StepCtx, StepResult, execute_step};
 use crate::owner::Owner;
 use crate::{Engine, EngineError, now_ms};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use gantry_alloc::queue::{Kind, Priority};
 use gantry_alloc::recommend::{fmt_cpu, fmt_memory};
 use gantry_image::ImageInfo;
 use gantry_runtime::Runtime;
@@ -42,6 +45,26 @@ pub struct RunRequest {
     /// Who asks for the run (recorded for usage reports): a token's name on the server,
     /// the Unix user for `gantry run`.
     pub submitted_by: Option<String>,
+    /// Its class among its project's runs waiting for admission.
+    pub priority: Priority,
+    /// A run restored from the durable queue after a restart: its recorded id and place.
+    pub queued: Option<QueuedAt>,
+}
+
+/// Where a queued run stands: the run recorded when it was submitted and its ticket (its
+/// place in submission order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedAt {
+    pub run_id: String,
+    pub ticket: u64,
+}
+
+/// What the durable queue keeps of a request beyond the run's own record.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredRequest {
+    base_dir: std::path::PathBuf,
+    pinned_images: BTreeMap<String, String>,
+    pinned_inputs: BTreeMap<String, String>,
 }
 
 impl RunRequest {
@@ -59,6 +82,8 @@ impl RunRequest {
             pinned_images: BTreeMap::new(),
             pinned_inputs: BTreeMap::new(),
             submitted_by: None,
+            priority: Priority::Normal,
+            queued: None,
         }
     }
 }
@@ -76,13 +101,12 @@ impl<R: Runtime> Engine<R> {
         let inner = &self.inner;
         let mut plan = gantry_spec::plan(&req.pipeline, &req.params)?;
         let sizing = self.size_steps(&mut plan).await;
-        let placer = Gate::new(inner.cfg.capacity, Arc::clone(&inner.cfg.gpus));
         for s in &plan.steps {
             if let Some(reason) = inner
                 .cfg
                 .capacity
                 .rejects(&s.resources)
-                .or_else(|| placer.rejects(&s.resources))
+                .or_else(|| inner.scheduler.rejects(&plan.pipeline, &s.resources))
             {
                 return Err(EngineError::Capacity {
                     step: s.name.clone(),
@@ -103,9 +127,47 @@ impl<R: Runtime> Engine<R> {
             (HashMap::new(), pre_denied)
         };
 
-        let run_id = new_id("r-");
+        let resumed = req.queued.clone();
+        let run_id = resumed
+            .as_ref()
+            .map(|q| q.run_id.clone())
+            .unwrap_or_else(|| new_id("r-"));
         let owner = Owner::current();
-        let started = now_ms();
+        let mut started = now_ms();
+
+        let index: HashMap<&str, usize> = plan
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
+        let deps: Vec<Vec<usize>> = plan
+            .steps
+            .iter()
+            .map(|s| {
+                s.deps
+                    .iter()
+                    .filter_map(|d| index.get(d.as_str()).copied())
+                    .collect()
+            })
+            .collect();
+        let mut dag = Dag::new(plan.steps.iter().map(|s| s.name.clone()).collect(), deps);
+        // The run is admitted with its first step: that request also takes one of the
+        // project's runs in flight (`max_runs`).
+        let first = dag.ready().first().copied().unwrap_or(0);
+        let mut admission = inner.scheduler.request(
+            step_request(
+                &run_id,
+                &plan.pipeline,
+                &plan.steps[first].name,
+                Kind::StartRun,
+                req.priority,
+                &plan.steps[first].resources,
+            ),
+            resumed.as_ref().map(|q| q.ticket),
+        );
+        let mut first_grant = admission.try_take();
+        let queued = first_grant.is_none();
         let images_json = serde_json::to_string(
             &images
                 .iter()
@@ -135,28 +197,34 @@ impl<R: Runtime> Engine<R> {
                 d.reasons.join("; ")
             );
         }
-        inner
-            .store
-            .create_run(&RunRecord {
-                id: run_id.clone(),
-                pipeline: plan.pipeline.clone(),
-                status: RunStatus::Running,
-                spec_file: req.pipeline.file.clone(),
-                spec_yaml: req.spec_yaml.clone(),
-                params_json: serde_json::to_string(&req.params).unwrap_or_default(),
-                images_json,
-                no_cache: req.no_cache,
-                rerun_of: req.rerun_of.clone(),
-                created_at_ms: started,
-                started_at_ms: Some(started),
-                finished_at_ms: None,
-                owner_pid: Some(i64::from(owner.pid)),
-                owner_host: Some(owner.encode_host()),
-                error: None,
-                submitted_by: req.submitted_by.clone(),
-            })
-            .await?;
-        if !decisions.is_empty() {
+        if resumed.is_none() {
+            inner
+                .store
+                .create_run(&RunRecord {
+                    id: run_id.clone(),
+                    pipeline: plan.pipeline.clone(),
+                    status: if queued {
+                        RunStatus::Queued
+                    } else {
+                        RunStatus::Running
+                    },
+                    spec_file: req.pipeline.file.clone(),
+                    spec_yaml: req.spec_yaml.clone(),
+                    params_json: serde_json::to_string(&req.params).unwrap_or_default(),
+                    images_json,
+                    no_cache: req.no_cache,
+                    rerun_of: req.rerun_of.clone(),
+                    created_at_ms: started,
+                    started_at_ms: (!queued).then_some(started),
+                    finished_at_ms: None,
+                    owner_pid: Some(i64::from(owner.pid)),
+                    owner_host: Some(owner.encode_host()),
+                    error: None,
+                    submitted_by: req.submitted_by.clone(),
+                })
+                .await?;
+        }
+        if !decisions.is_empty() && resumed.is_none() {
             let decisions: Vec<_> = decisions
                 .into_iter()
                 .map(|mut d| {
@@ -191,11 +259,44 @@ impl<R: Runtime> Engine<R> {
                 .store
                 .update_run_status(&run_id, RunStatus::Failed, Some(now_ms()), Some(&message))
                 .await?;
+            if resumed.is_some() {
+                inner.store.dequeue_run(&run_id).await?;
+            }
             return Err(EngineError::PolicyDenied {
                 run: run_id,
                 message,
             });
         }
+        if queued {
+            match self
+                .wait_for_admission(&run_id, &plan.pipeline, &req, admission, &events, &cancel)
+                .await?
+            {
+                Some(g) => first_grant = Some(g),
+                None => {
+                    let status = inner.store.get_run(&run_id).await?.status;
+                    return Ok(RunSummary {
+                        run_id,
+                        pipeline: plan.pipeline,
+                        status,
+                        duration_ms: 0,
+                        cache_hits: 0,
+                        steps: Vec::new(),
+                    });
+                }
+            }
+            started = now_ms();
+        } else if resumed.is_some() {
+            inner.store.dequeue_run(&run_id).await?;
+            started = now_ms();
+            inner.store.set_run_started(&run_id, started).await?;
+            inner
+                .store
+                .update_run_status(&run_id, RunStatus::Running, None, None)
+                .await?;
+        }
+        // The run's place among its project's runs in flight lasts until it ends.
+        let _run_slot = first_grant.as_mut().and_then(Grant::take_run_slot);
 
         // Every step is recorded as pending up front so `gantry show` lists the whole DAG.
         let mut first_ids = Vec::with_capacity(plan.steps.len());
@@ -242,25 +343,14 @@ impl<R: Runtime> Engine<R> {
             steps: plan.steps.iter().map(|s| s.name.clone()).collect(),
         });
 
-        let index: HashMap<&str, usize> = plan
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.as_str(), i))
-            .collect();
-        let deps: Vec<Vec<usize>> = plan
-            .steps
-            .iter()
-            .map(|s| {
-                s.deps
-                    .iter()
-                    .filter_map(|d| index.get(d.as_str()).copied())
-                    .collect()
-            })
-            .collect();
-        let mut dag = Dag::new(plan.steps.iter().map(|s| s.name.clone()).collect(), deps);
-        let gate = Arc::new(Gate::new(inner.cfg.capacity, Arc::clone(&inner.cfg.gpus)));
-        let mut held_gpus: Vec<Vec<u32>> = vec![Vec::new(); plan.steps.len()];
+        // Steps waiting for admission, and those already asked for.
+        let mut waiting: FuturesUnordered<_> = FuturesUnordered::new();
+        let mut asked = vec![false; plan.steps.len()];
+        let mut granted: Vec<Option<Grant>> = (0..plan.steps.len()).map(|_| None).collect();
+        if let Some(g) = first_grant.take() {
+            asked[first] = true;
+            granted[first] = Some(g);
+        }
         let mut outputs: HashMap<String, BTreeMap<String, String>> = HashMap::new();
         let mut results: Vec<Option<StepResult>> = vec![None; plan.steps.len()];
         let mut tasks: JoinSet<(usize, StepResult)> = JoinSet::new();
@@ -289,11 +379,29 @@ impl<R: Runtime> Engine<R> {
             }
             if !cancelled {
                 for i in dag.ready() {
+                    if asked[i] {
+                        continue;
+                    }
+                    asked[i] = true;
                     let step = &plan.steps[i];
-                    let Some(placement) = gate.try_admit(&step.resources) else {
+                    let pending: Pending = inner.scheduler.request(
+                        step_request(
+                            &run_id,
+                            &plan.pipeline,
+                            &step.name,
+                            Kind::Step,
+                            req.priority,
+                            &step.resources,
+                        ),
+                        None,
+                    );
+                    waiting.push(async move { (i, pending.await) });
+                }
+                for i in 0..plan.steps.len() {
+                    let Some(grant) = granted[i].take() else {
                         continue;
                     };
-                    held_gpus[i] = placement.indexes.clone();
+                    let step = &plan.steps[i];
                     dag.set(i, NodeState::Running);
                     let upstream = upstream_inputs(step, &outputs);
                     let ctx = StepCtx {
@@ -312,14 +420,13 @@ impl<R: Runtime> Engine<R> {
                         tracking_token: step_token.as_ref().map(|(_, secret)| secret.clone()),
                         cancel: cancel.child_token(),
                         events: events.clone(),
-                        gate: Arc::clone(&gate),
-                        gpus: placement,
+                        grant,
                     };
                     let inner = Arc::clone(&self.inner);
                     tasks.spawn(async move { (i, execute_step(inner, ctx).await) });
                 }
             }
-            if tasks.is_empty() {
+            if tasks.is_empty() && waiting.is_empty() {
                 if dag.all_done() || cancelled {
                     break;
                 }
@@ -331,8 +438,10 @@ impl<R: Runtime> Engine<R> {
                 continue;
             }
             tokio::select! {
-                joined = tasks.join_next() => {
-                    let Some(joined) = joined else { continue };
+                Some((i, grant)) = waiting.next(), if !waiting.is_empty() => {
+                    granted[i] = Some(grant);
+                }
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                     let (i, result) = match joined {
                         Ok(v) => v,
                         Err(e) => return Err(EngineError::Step {
@@ -340,11 +449,6 @@ impl<R: Runtime> Engine<R> {
                             message: format!("step task panicked: {e}"),
                         }),
                     };
-                    gate.release(
-                        &plan.steps[i].resources,
-                        result.extra_memory,
-                        &std::mem::take(&mut held_gpus[i]),
-                    );
                     let state = match result.status {
                         StepStatus::Succeeded | StepStatus::Cached => NodeState::Succeeded,
                         StepStatus::Cancelled => NodeState::Cancelled,
@@ -356,6 +460,9 @@ impl<R: Runtime> Engine<R> {
                 }
                 _ = cancel.cancelled(), if !cancelled => {
                     cancelled = true;
+                    // Steps still waiting leave the queue.
+                    waiting.clear();
+                    granted.iter_mut().for_each(|g| *g = None);
                 }
             }
             if cancelled {
@@ -427,6 +534,152 @@ impl<R: Runtime> Engine<R> {
             cache_hits: steps.iter().filter(|s| s.cached).count(),
             steps,
         })
+    }
+
+    /// A run that could not start at once waits here for its first step's admission: it is
+    /// kept in the durable queue (servers), says why it waits, and ends as cancelled when
+    /// cancelled — or, when the server stops, stays queued for the next start. The grant,
+    /// or None when it did not get one.
+    async fn wait_for_admission(
+        &self,
+        run_id: &str,
+        pipeline: &str,
+        req: &RunRequest,
+        mut admission: Pending,
+        events: &UnboundedSender<Event>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Grant>, EngineError> {
+        let inner = &self.inner;
+        let durable = inner.cfg.durable_queue;
+        if durable && req.queued.is_none() {
+            let stored = StoredRequest {
+                base_dir: req.pipeline.base_dir.clone(),
+                pinned_images: req.pinned_images.clone(),
+                pinned_inputs: req.pinned_inputs.clone(),
+            };
+            inner
+                .store
+                .enqueue_run(&gantry_store::QueuedRun {
+                    run_id: run_id.to_owned(),
+                    project: pipeline.to_owned(),
+                    priority: req.priority.rank(),
+                    seq: admission.ticket() as i64,
+                    request_json: serde_json::to_string(&stored).unwrap_or_default(),
+                    enqueued_at_ms: now_ms(),
+                })
+                .await?;
+        }
+        let reason = inner
+            .scheduler
+            .snapshot()
+            .waiting
+            .into_iter()
+            .find(|w| w.ticket == admission.ticket())
+            .map(|w| w.wait.to_string())
+            .unwrap_or_else(|| "waiting for its turn".into());
+        let _ = events.send(Event::RunQueued {
+            run_id: run_id.to_owned(),
+            pipeline: pipeline.to_owned(),
+            reason,
+        });
+        let grant = tokio::select! {
+            biased;
+            _ = inner.parking.cancelled(), if durable => {
+                // Withdrawn from this process's queue; the store keeps it for the next one.
+                drop(admission);
+                return Ok(None);
+            }
+            _ = cancel.cancelled() => {
+                drop(admission);
+                let now = now_ms();
+                inner
+                    .store
+                    .update_run_status(run_id, RunStatus::Cancelled, Some(now), Some("cancelled while queued"))
+                    .await?;
+                if durable {
+                    inner.store.dequeue_run(run_id).await?;
+                }
+                let _ = events.send(Event::RunFinished {
+                    run_id: run_id.to_owned(),
+                    status: RunStatus::Cancelled,
+                });
+                return Ok(None);
+            }
+            g = &mut admission => g,
+        };
+        if durable {
+            inner.store.dequeue_run(run_id).await?;
+        }
+        inner.store.set_run_started(run_id, now_ms()).await?;
+        inner
+            .store
+            .update_run_status(run_id, RunStatus::Running, None, None)
+            .await?;
+        Ok(Some(grant))
+    }
+
+    /// The runs a previous server process left in the durable queue, in submission order,
+    /// ready to be started again (each keeps its run id and place in line). Runs that can no
+    /// longer be read are recorded as failed and dropped from the queue.
+    pub async fn queued_requests(&self) -> Result<Vec<RunRequest>, EngineError> {
+        let store = &self.inner.store;
+        let mut out = Vec::new();
+        for q in store.queued_runs().await? {
+            let rec = match store.get_run(&q.run_id).await {
+                Ok(r) => r,
+                Err(gantry_store::StoreError::NotFound { .. }) => {
+                    store.dequeue_run(&q.run_id).await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if rec.status != RunStatus::Queued {
+                store.dequeue_run(&q.run_id).await?;
+                continue;
+            }
+            let restored = (|| -> Result<RunRequest, String> {
+                let stored: StoredRequest = serde_json::from_str(&q.request_json)
+                    .map_err(|e| format!("its queued request is unreadable: {e}"))?;
+                let pipeline = gantry_spec::parse(&rec.spec_file, &stored.base_dir, &rec.spec_yaml)
+                    .map_err(|e| format!("its spec no longer parses: {e}"))?;
+                let params: BTreeMap<String, ParamValue> =
+                    serde_json::from_str(&rec.params_json)
+                        .map_err(|e| format!("its params are unreadable: {e}"))?;
+                let mut req = RunRequest::new(pipeline, rec.spec_yaml.clone(), params);
+                req.no_cache = rec.no_cache;
+                req.rerun_of = rec.rerun_of.clone();
+                // The digests resolved (and judged) at submission, so a tag that moved while
+                // the run waited does not change what it runs.
+                req.pinned_images =
+                    match serde_json::from_str::<BTreeMap<String, String>>(&rec.images_json) {
+                        Ok(m) if !m.is_empty() => m,
+                        _ => stored.pinned_images,
+                    };
+                req.pinned_inputs = stored.pinned_inputs;
+                req.submitted_by = rec.submitted_by.clone();
+                req.priority = Priority::from_rank(q.priority);
+                req.queued = Some(QueuedAt {
+                    run_id: rec.id.clone(),
+                    ticket: q.seq.max(0) as u64,
+                });
+                Ok(req)
+            })();
+            match restored {
+                Ok(req) => out.push(req),
+                Err(message) => {
+                    store
+                        .update_run_status(
+                            &rec.id,
+                            RunStatus::Failed,
+                            Some(now_ms()),
+                            Some(&message),
+                        )
+                        .await?;
+                    store.dequeue_run(&rec.id).await?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// `memory: auto` from each step's history, and advice on requests far above use.
@@ -736,6 +989,8 @@ impl<R: Runtime> Engine<R> {
             pinned_inputs,
             // The caller sets who asks for the rerun.
             submitted_by: None,
+            priority: Priority::Normal,
+            queued: None,
         })
     }
 }
