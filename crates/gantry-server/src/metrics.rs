@@ -29,6 +29,12 @@ pub struct Metrics {
     steps: Family<Labels, Histogram, fn() -> Histogram>,
     queue_depth: Gauge,
     in_flight: Gauge,
+    /// The admission queue by project: waiting entries, runs in flight, resources held.
+    queue_waiting: Family<Labels, Gauge>,
+    project_runs: Family<Labels, Gauge>,
+    project_cpu: Family<Labels, Gauge<f64, AtomicU64>>,
+    project_memory: Family<Labels, Gauge>,
+    project_gpus: Family<Labels, Gauge>,
     inferences: Family<Labels, Counter>,
     inference_latency: Family<Labels, Histogram, fn() -> Histogram>,
     inference_errors: Family<Labels, Counter>,
@@ -67,6 +73,11 @@ impl Metrics {
             Family::new_with_constructor(step_histogram);
         let queue_depth = Gauge::default();
         let in_flight = Gauge::default();
+        let queue_waiting = Family::<Labels, Gauge>::default();
+        let project_runs = Family::<Labels, Gauge>::default();
+        let project_cpu = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let project_memory = Family::<Labels, Gauge>::default();
+        let project_gpus = Family::<Labels, Gauge>::default();
         let inferences = Family::<Labels, Counter>::default();
         let inference_latency: Family<Labels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(inference_histogram);
@@ -161,8 +172,33 @@ impl Metrics {
         );
         registry.register(
             "runs_in_flight",
-            "Runs executing on this server",
+            "Runs executing on this server, or queued for admission",
             in_flight.clone(),
+        );
+        registry.register(
+            "queue_waiting",
+            "Run starts and steps waiting for admission (capacity, quota or their turn), by project",
+            queue_waiting.clone(),
+        );
+        registry.register(
+            "project_runs_admitted",
+            "Runs admitted and not finished, by project (what max_runs counts)",
+            project_runs.clone(),
+        );
+        registry.register(
+            "project_cpu_held_cores",
+            "CPU requested by the project's running steps",
+            project_cpu.clone(),
+        );
+        registry.register(
+            "project_memory_held_bytes",
+            "Memory requested by the project's running steps",
+            project_memory.clone(),
+        );
+        registry.register(
+            "project_gpus_held",
+            "GPUs held by the project's running steps",
+            project_gpus.clone(),
         );
         let usage = std::sync::Arc::new(UsageCollector::default());
         registry.register_collector(Box::new(std::sync::Arc::clone(&usage)));
@@ -175,6 +211,11 @@ impl Metrics {
             steps,
             queue_depth,
             in_flight,
+            queue_waiting,
+            project_runs,
+            project_cpu,
+            project_memory,
+            project_gpus,
             inferences,
             inference_latency,
             inference_errors,
@@ -350,6 +391,7 @@ impl Metrics {
         store: &Store,
         in_flight: usize,
         prices: &gantry_alloc::Prices,
+        queue: Option<&gantry_engine::QueueSnapshot>,
     ) -> Result<String, String> {
         let now = gantry_engine::now_ms();
         let q = gantry_store::UsageQuery {
@@ -389,6 +431,31 @@ impl Metrics {
         }
         self.queue_depth.set(waiting);
         self.in_flight.set(in_flight as i64);
+        self.queue_waiting.clear();
+        self.project_runs.clear();
+        self.project_cpu.clear();
+        self.project_memory.clear();
+        self.project_gpus.clear();
+        if let Some(q) = queue {
+            for p in &q.projects {
+                let labels = vec![("project".to_string(), p.project.clone())];
+                self.queue_waiting
+                    .get_or_create(&labels)
+                    .set(p.waiting as i64);
+                self.project_runs
+                    .get_or_create(&labels)
+                    .set(i64::from(p.runs_in_flight));
+                self.project_cpu
+                    .get_or_create(&labels)
+                    .set(p.used.cpu_millis as f64 / 1000.0);
+                self.project_memory
+                    .get_or_create(&labels)
+                    .set(p.used.memory_bytes.min(i64::MAX as u64) as i64);
+                self.project_gpus
+                    .get_or_create(&labels)
+                    .set(i64::from(p.used.gpus));
+            }
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).map_err(|e| e.to_string())?;
         Ok(out)

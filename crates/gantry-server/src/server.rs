@@ -199,7 +199,12 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     match state
         .metrics
-        .render(&state.store, state.runs.in_flight(), &state.config.prices)
+        .render(
+            &state.store,
+            state.runs.in_flight(),
+            &state.config.prices,
+            state.runs.engine().map(|e| e.queue_snapshot()).as_ref(),
+        )
         .await
     {
         Ok(text) => gantry_serve::exposition(text, &headers),

@@ -166,6 +166,16 @@ pub enum StartError {
     Engine(EngineError),
 }
 
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::NoEngine => f.write_str("this server runs no engine"),
+            StartError::ShuttingDown => f.write_str("the server is shutting down"),
+            StartError::Engine(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 impl RunHost {
     pub fn has_engine(&self) -> bool {
         self.engine.is_some()
@@ -209,10 +219,13 @@ impl RunHost {
             }
             let _ = done_tx.send(result.map(|s| s.run_id));
         });
-        // The run id is born inside the engine: its first event carries it.
+        // The run id is born inside the engine: its first event carries it (queued, or
+        // started at once).
         let started = loop {
             match rx.recv().await {
-                Some(Event::RunStarted { run_id, .. }) => break Some(run_id),
+                Some(Event::RunQueued { run_id, .. } | Event::RunStarted { run_id, .. }) => {
+                    break Some(run_id);
+                }
                 Some(_) => continue,
                 None => break None,
             }
@@ -256,6 +269,38 @@ impl RunHost {
         Ok(run_id)
     }
 
+    /// Starts again the runs a previous server process left queued (in their original
+    /// order); returns how many. One that cannot start is recorded as failed by the engine.
+    pub async fn resume_queued(&self) -> Result<usize, StartError> {
+        let engine = self.engine.clone().ok_or(StartError::NoEngine)?;
+        let requests = engine.queued_requests().await.map_err(StartError::Engine)?;
+        let mut n = 0;
+        for req in requests {
+            let id = req
+                .queued
+                .as_ref()
+                .map(|q| q.run_id.clone())
+                .unwrap_or_default();
+            match self.start(req).await {
+                Ok(_) => n += 1,
+                Err(e) => {
+                    tracing::warn!("queued run {id} could not be resumed: {e}");
+                    let _ = engine
+                        .store()
+                        .update_run_status(
+                            &id,
+                            gantry_store::RunStatus::Failed,
+                            Some(gantry_engine::now_ms()),
+                            Some(&format!("could not be resumed after a restart: {e}")),
+                        )
+                        .await;
+                    let _ = engine.store().dequeue_run(&id).await;
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Cancels a run this server executes; false when it runs elsewhere or has ended.
     pub fn cancel(&self, run_id: &str) -> bool {
         match self.inflight.lock() {
@@ -278,6 +323,10 @@ impl RunHost {
     /// Refuses new runs, cancels the running ones (they are recorded as cancelled) and
     /// waits up to `grace` for them to finish recording.
     pub async fn shutdown(&self, grace: Duration) {
+        // Runs still waiting for admission stay queued for the next start.
+        if let Some(engine) = &self.engine {
+            engine.park_queued();
+        }
         self.closing.cancel();
         let tasks: Vec<JoinHandle<()>> = match self.inflight.lock() {
             Ok(mut map) => map.drain().map(|(_, f)| f.task).collect(),

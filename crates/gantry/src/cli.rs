@@ -99,6 +99,9 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
+    /// Cancel a run: a queued one leaves the queue without running, a running one has its
+    /// steps stopped (recorded as cancelled). Through --server for runs a server executes.
+    Cancel { run: String },
     /// Print a run's logs (optionally one step's); --follow waits for more.
     Logs {
         run: String,
@@ -287,6 +290,16 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
+    /// Show a server's queue: the runs and steps waiting for admission, in the order they
+    /// will be considered, and why each waits (which quota or capacity is short); each
+    /// project's use against its quota. Needs --server / GANTRY_SERVER.
+    Queue {
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Projects' quotas on a server (admins set them).
+    #[command(subcommand)]
+    Project(ProjectCommand),
     /// List this machine's NVIDIA GPUs (model, memory, MIG mode, driver) and the running
     /// steps that hold GPUs.
     Gpus {
@@ -362,6 +375,14 @@ pub struct RunArgs {
     /// what the server does not hold yet) and paths missing here are left to the server.
     #[arg(long)]
     pub no_upload: bool,
+    /// Priority among the project's runs waiting for admission on a server: low, normal or
+    /// high (between projects, fair share decides).
+    #[arg(long, value_parser = ["low", "normal", "high"], default_value = "normal")]
+    pub priority: String,
+    /// With --server: print the run id once the server accepted (or queued) the run and
+    /// exit, instead of following it.
+    #[arg(long)]
+    pub detach: bool,
     #[command(flatten)]
     pub exec: ExecArgs,
 }
@@ -549,6 +570,37 @@ pub struct ServerArgs {
     /// A project whose steps may not use GPUs; `*` for every project. Repeatable.
     #[arg(long = "deny-gpu", value_name = "PROJECT")]
     pub deny_gpu: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Show or set a project's quota: concurrent CPU, memory and GPUs its running steps may
+    /// hold, runs in flight, and its fair-share weight. Without a limit flag: show it (all
+    /// projects' without PROJECT). A flag given replaces that limit only; `none` lifts it.
+    /// Applies at once through --server; on GANTRY_HOME, a running server picks it up
+    /// within 5 s.
+    Quota {
+        project: Option<String>,
+        /// CPU, e.g. 8 or 1500m.
+        #[arg(long, value_name = "CPU|none")]
+        cpu: Option<String>,
+        /// Memory, e.g. 32Gi.
+        #[arg(long, value_name = "MEMORY|none")]
+        memory: Option<String>,
+        #[arg(long, value_name = "N|none")]
+        gpus: Option<String>,
+        /// Runs of the project admitted at once; more wait in the queue.
+        #[arg(long, value_name = "N|none")]
+        max_runs: Option<String>,
+        /// Fair-share weight (default 1): weight 2 gets twice the share of weight 1.
+        #[arg(long)]
+        weight: Option<u32>,
+        /// Remove the quota altogether.
+        #[arg(long, conflicts_with_all = ["cpu", "memory", "gpus", "max_runs", "weight"])]
+        clear: bool,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]

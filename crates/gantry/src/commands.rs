@@ -71,6 +71,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             output,
         } => runs(&src()?, pipeline, status, limit, offset, output).await,
         Command::Show { run, output } => show(&src()?, &run, output).await,
+        Command::Cancel { run } => crate::queue::cancel(&src()?, &run).await,
         Command::Logs {
             run,
             step,
@@ -158,6 +159,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             crate::usage::recommend(&local_only(g, "recommend")?, &file, &params, write, output)
                 .await
         }
+        Command::Queue { output } => match &client {
+            Some(c) => crate::queue::queue(c, output).await,
+            None => Err(coded(
+                exit::USAGE,
+                "`gantry queue` shows a server's queue: give --server URL (or GANTRY_SERVER); runs of plain `gantry run` never queue behind other runs",
+            )),
+        },
+        Command::Project(cmd) => crate::queue::project(&src()?, cmd).await,
         Command::Gpus { output } => crate::usage::gpus(&local_only(g, "gpus")?, output).await,
         Command::Audit { limit, output } => crate::serve::audit(&src()?, limit, output).await,
         Command::Dataset { name } => match gantry_ml::datasets::csv_by_name(&name) {
@@ -373,6 +382,8 @@ pub(crate) async fn open_engine_relaying(
             c.tracking_relay = tracking_relay;
             c.step_tokens = step_tokens;
             c.inputs = inputs;
+            // A server keeps runs that wait for admission across restarts.
+            c.durable_queue = tracking_relay.is_some();
             if let Some(r) = guarded_registry {
                 c.registry = Some(r);
                 c.pull_progress = None;
@@ -399,9 +410,16 @@ async fn run(home: &Home, runtime: &str, args: RunArgs) -> anyhow::Result<u8> {
     let params = gantry_spec::resolve_params(&pipeline, &parse_overrides(&args.params)?)?;
     // Plan before touching the machine: a bad spec never starts anything.
     gantry_spec::plan(&pipeline, &params)?;
+    if args.detach {
+        return Err(coded(
+            exit::USAGE,
+            "--detach needs --server: a plain `gantry run` executes the run in this process",
+        ));
+    }
     let mut req = RunRequest::new(pipeline, spec_yaml, params);
     req.no_cache = args.exec.no_cache;
     req.submitted_by = Some(local_user());
+    req.priority = gantry_engine::Priority::parse(&args.priority).unwrap_or_default();
     let engine = open_engine(home, runtime, &args.exec).await?;
     execute(&engine, req, args.exec.output).await
 }
@@ -655,6 +673,17 @@ pub(crate) fn print_run(v: &Value) {
     println!("params    {}", v["params"]);
     if let Some(by) = v["submitted_by"].as_str() {
         println!("by        {by}");
+    }
+    for w in v["waiting"].as_array().into_iter().flatten() {
+        let what = match w["kind"].as_str() {
+            Some("start_run") => "run start".to_string(),
+            _ => format!("step {}", text(&w["step"])),
+        };
+        println!(
+            "waiting   {what}, #{} in the queue: {}",
+            w["position"],
+            text(&w["reason"])
+        );
     }
     let u = &v["usage"];
     if let Some(total) = u["cost"]["total"].as_f64() {

@@ -23,6 +23,7 @@ mod model_server;
 mod models;
 mod monitor;
 mod progress;
+mod queue;
 mod register;
 mod remote;
 mod remote_run;

@@ -45,6 +45,7 @@ pub async fn render(mode: Mode, mut rx: UnboundedReceiver<Event>) {
 
 fn plain_line(e: &Event) -> Option<String> {
     Some(match e {
+        Event::RunQueued { run_id, reason, .. } => format!("run {run_id}: queued ({reason})"),
         Event::RunStarted {
             run_id,
             pipeline,
@@ -100,6 +101,11 @@ async fn terminal(mut rx: UnboundedReceiver<Event>) {
     let mut bars: HashMap<String, ProgressBar> = HashMap::new();
     while let Some(e) = rx.recv().await {
         match &e {
+            Event::RunQueued { .. } => {
+                if let Some(line) = plain_line(&e) {
+                    let _ = multi.println(line);
+                }
+            }
             Event::RunStarted { steps, .. } => {
                 if let Some(line) = plain_line(&e) {
                     let _ = multi.println(line);

@@ -65,16 +65,25 @@ pub async fn run(client: &Client, args: &RunArgs) -> anyhow::Result<u8> {
     let submitted = client
         .post(
             &["runs"],
-            &json!({"spec_yaml": spec_yaml, "params": params, "no_cache": args.exec.no_cache, "file_name": file_name, "inputs": inputs}),
+            &json!({"spec_yaml": spec_yaml, "params": params, "no_cache": args.exec.no_cache, "file_name": file_name, "inputs": inputs, "priority": args.priority}),
         )
         .await?;
     let run_id = submitted["run_id"]
         .as_str()
         .ok_or_else(|| coded(exit::INTERNAL, "the server's answer has no run_id"))?
         .to_string();
+    if args.detach {
+        if args.exec.output == Output::Json {
+            println!("{}", serde_json::to_string_pretty(&submitted)?);
+        } else {
+            println!("{run_id}");
+        }
+        return Ok(exit::OK);
+    }
     if args.exec.output != Output::Json {
         eprintln!("submitted run {run_id}");
     }
+    let mut said_queued = false;
     let started = std::time::Instant::now();
     let mut cancelled = false;
     let ctrl_c = tokio::signal::ctrl_c();
@@ -84,6 +93,14 @@ pub async fn run(client: &Client, args: &RunArgs) -> anyhow::Result<u8> {
         let terminal = !matches!(doc["status"].as_str(), Some("running" | "queued"));
         if terminal {
             break doc;
+        }
+        if doc["status"] == "queued" && !said_queued && args.exec.output != Output::Json {
+            said_queued = true;
+            let why = crate::queue::why_waiting(client, &run_id).await;
+            eprintln!(
+                "run {run_id} is queued{} (`gantry queue` shows the queue)",
+                why.map(|w| format!(": {w}")).unwrap_or_default()
+            );
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(300)) => {}

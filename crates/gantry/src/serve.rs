@@ -89,6 +89,19 @@ pub async fn server(home: &Home, runtime: &str, args: ServerArgs) -> anyhow::Res
         );
     }
     let state = AppState::new(store, engine.artifacts().clone(), config).with_engine(engine);
+    // Project quotas (kept in step with the store), then the runs a previous server left
+    // queued, in their order, before any new submission.
+    gantry_server::api::queue::sync_quotas(&state).await?;
+    gantry_server::api::queue::spawn_quota_sync(state.clone(), std::time::Duration::from_secs(5));
+    match state.runs.resume_queued().await {
+        Ok(0) => {}
+        Ok(n) => eprintln!(
+            "note: {n} queued run(s) of the previous server resumed their place in the queue"
+        ),
+        Err(e) => {
+            eprintln!("warning: the queued runs of the previous server were not resumed: {e}")
+        }
+    }
     if let Some(every) = &args.gc_interval {
         let parse = |flag: &str, v: &str| {
             humantime::parse_duration(v).map_err(|e| {

@@ -11,6 +11,7 @@ pub(crate) mod deployments;
 mod error;
 pub mod gc;
 pub(crate) mod models;
+pub mod queue;
 pub(crate) mod runs;
 mod uploads;
 mod usage;
@@ -55,6 +56,12 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/gc", post(gc::run))
         .route("/api/v1/df", get(gc::df))
         .route("/api/v1/usage", get(usage::report))
+        .route("/api/v1/queue", get(queue::queue))
+        .route("/api/v1/quotas", get(queue::list))
+        .route(
+            "/api/v1/projects/{project}/quota",
+            get(queue::get).put(queue::put).delete(queue::delete),
+        )
         .route("/api/v1/deployments", get(deployments::list))
         .route(
             "/api/v1/deployments/{name}",

@@ -44,8 +44,27 @@ pub async fn submit(
     require_write(&p)?;
     let map = json_object(
         &body,
-        &["spec_yaml", "params", "no_cache", "file_name", "inputs"],
+        &[
+            "spec_yaml",
+            "params",
+            "no_cache",
+            "file_name",
+            "inputs",
+            "priority",
+        ],
     )?;
+    let priority = match super::string_field(&map, "priority", false)? {
+        None => gantry_engine::Priority::Normal,
+        Some(text) => gantry_engine::Priority::parse(text).ok_or_else(|| {
+            ApiError::invalid(
+                "priority",
+                format!(
+                    "unknown priority '{text}': expected {}",
+                    gantry_engine::Priority::NAMES
+                ),
+            )
+        })?,
+    };
     let spec_yaml = super::string_field(&map, "spec_yaml", true)?.unwrap_or_default();
     let file_name = super::string_field(&map, "file_name", false)?.unwrap_or("pipeline.yaml");
     let no_cache = match map.get("no_cache") {
@@ -136,13 +155,14 @@ pub async fn submit(
     req.no_cache = no_cache;
     req.pinned_inputs = uploaded.clone();
     req.submitted_by = Some(p.name.clone());
+    req.priority = priority;
     let run_id = state.runs.start(req).await.map_err(start_error)?;
     audit(
         &state,
         &p,
         "run.submit",
         &run_id,
-        json!({"pipeline": name, "params": params, "no_cache": no_cache, "inputs": uploaded}),
+        json!({"pipeline": name, "params": params, "no_cache": no_cache, "inputs": uploaded, "priority": priority}),
     )
     .await;
     Ok((
@@ -406,9 +426,31 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let run = visible_run(&state, &p, &id).await?;
-    Ok(Json(
-        views::run_detail(&state.store, &run, &state.config.prices).await?,
-    ))
+    let mut doc = views::run_detail(&state.store, &run, &state.config.prices).await?;
+    // What of the run waits for admission, and why (its start, or steps ready to run).
+    if !run.status.is_terminal()
+        && let Some(engine) = state.runs.engine()
+    {
+        let waiting: Vec<Value> = engine
+            .queue_snapshot()
+            .waiting
+            .into_iter()
+            .filter(|w| w.request.run_id == run.id)
+            .map(|w| {
+                json!({
+                    "step": w.request.step,
+                    "kind": w.request.kind,
+                    "position": w.position,
+                    "since_ms": w.request.since_ms,
+                    "reason": w.wait.to_string(),
+                })
+            })
+            .collect();
+        if let Value::Object(m) = &mut doc {
+            m.insert("waiting".into(), Value::Array(waiting));
+        }
+    }
+    Ok(Json(doc))
 }
 
 /// `POST /api/v1/runs/{id}/cancel`: stops a run this server executes; it ends `cancelled`.
@@ -426,6 +468,25 @@ pub async fn cancel(
         )));
     }
     if !state.runs.cancel(&run.id) {
+        // Parked in the durable queue by a server that stopped and not resumed here: it
+        // holds nothing, so cancelling is recording it.
+        if run.status == gantry_store::RunStatus::Queued && state.store.dequeue_run(&run.id).await?
+        {
+            state
+                .store
+                .update_run_status(
+                    &run.id,
+                    gantry_store::RunStatus::Cancelled,
+                    Some(gantry_engine::now_ms()),
+                    Some("cancelled while queued"),
+                )
+                .await?;
+            audit(&state, &p, "run.cancel", &run.id, json!({"queued": true})).await;
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"run_id": run.id, "status": "cancelled"})),
+            ));
+        }
         return Err(ApiError::conflict(format!(
             "run {} is executed by another gantry process, not this server; cancel it there (Ctrl-C)",
             run.id

@@ -21,6 +21,7 @@ mod failures;
 mod hello;
 mod images;
 mod ml;
+mod queue;
 mod registry;
 mod registry_protocol;
 mod remote_access;
