@@ -187,6 +187,7 @@ pub(crate) async fn execute_step<R: Runtime>(inner: Arc<Inner<R>>, mut ctx: Step
             gpu_util_percent: None,
             gpu_memory_peak_bytes: None,
             gpu_idle_ms: None,
+            gpu_devices: None,
             requested_memory_bytes: (ctx.step.resources.memory_bytes + extra_memory) as i64,
             resources_note: note,
             ..rec
@@ -532,6 +533,14 @@ async fn run_attempt<R: Runtime>(
     // `gantry gc` sees them in use.
     rec.status = StepStatus::Running;
     rec.started_at_ms = Some(now_ms());
+    let devices = &ctx.grant.placement.indexes;
+    rec.gpu_devices = (!devices.is_empty()).then(|| {
+        devices
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    });
     inner.store.upsert_step_run(rec).await?;
     let mounts = prepare_step_dir(inner, ctx, &step_dir, p)
         .await

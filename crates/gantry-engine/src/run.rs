@@ -1107,6 +1107,7 @@ fn pending_record(
         gpu_idle_ms: None,
         resources_note: None,
         usage_key: Some(gantry_alloc::usage_key(pipeline, s)),
+        gpu_devices: None,
     }
 }
 

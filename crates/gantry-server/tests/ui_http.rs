@@ -228,6 +228,7 @@ impl Ui {
                 gpu_idle_ms: None,
                 resources_note: None,
                 usage_key: None,
+                gpu_devices: None,
             })
             .await
             .unwrap();

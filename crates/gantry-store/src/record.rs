@@ -70,6 +70,8 @@ pub struct StepRunRecord {
     /// The step's history key (`gantry_alloc::usage_key`): same pipeline step, image as
     /// written, command and `with:`.
     pub usage_key: Option<String>,
+    /// The GPUs the attempt was placed on: NVML indexes, comma-separated.
+    pub gpu_devices: Option<String>,
 }
 
 /// Which runs `list_runs` returns. `limit <= 0` means no limit.

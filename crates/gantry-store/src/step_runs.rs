@@ -10,7 +10,7 @@ macro_rules! step_run_columns {
          image_digest, started_at_ms, finished_at_ms, requested_cpu_millis, \
          requested_memory_bytes, requested_gpu, peak_memory_bytes, cpu_micros, wall_ms, \
          inputs_json, outputs_json, gpu_model, gpu_util_percent, gpu_memory_peak_bytes, \
-         gpu_idle_ms, resources_note, usage_key"
+         gpu_idle_ms, resources_note, usage_key, gpu_devices"
     };
 }
 
@@ -21,7 +21,7 @@ impl Store {
             "INSERT INTO step_runs (",
             step_run_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27) \
+             $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28) \
              ON CONFLICT (id) DO UPDATE SET run_id = excluded.run_id, step = excluded.step, \
              seq = excluded.seq, attempt = excluded.attempt, status = excluded.status, \
              exit_code = excluded.exit_code, reason = excluded.reason, \
@@ -37,7 +37,7 @@ impl Store {
              gpu_util_percent = excluded.gpu_util_percent, \
              gpu_memory_peak_bytes = excluded.gpu_memory_peak_bytes, \
              gpu_idle_ms = excluded.gpu_idle_ms, resources_note = excluded.resources_note, \
-             usage_key = excluded.usage_key"
+             usage_key = excluded.usage_key, gpu_devices = excluded.gpu_devices"
         ))
         .bind(&s.id)
         .bind(&s.run_id)
@@ -66,6 +66,7 @@ impl Store {
         .bind(s.gpu_idle_ms)
         .bind(s.resources_note.as_deref())
         .bind(s.usage_key.as_deref())
+        .bind(s.gpu_devices.as_deref())
         .execute(&self.pool)
         .await
         .map_err(StoreError::query(format!(
@@ -146,6 +147,7 @@ fn step_run_from_row(row: &AnyRow) -> Result<StepRunRecord, StoreError> {
         gpu_idle_ms: column(row, "gpu_idle_ms")?,
         resources_note: column(row, "resources_note")?,
         usage_key: column(row, "usage_key")?,
+        gpu_devices: column(row, "gpu_devices")?,
         id,
     })
 }

@@ -88,6 +88,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "queue",
         include_str!("../migrations/sqlite/0016_queue.sql"),
     ),
+    (
+        17,
+        "gpu devices",
+        include_str!("../migrations/sqlite/0017_gpu_devices.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -166,6 +171,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         16,
         "queue",
         include_str!("../migrations/postgres/0016_queue.sql"),
+    ),
+    (
+        17,
+        "gpu devices",
+        include_str!("../migrations/postgres/0017_gpu_devices.sql"),
     ),
 ];
 

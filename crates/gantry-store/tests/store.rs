@@ -68,6 +68,7 @@ mod fixtures {
             gpu_idle_ms: Some(3),
             resources_note: Some("memory: auto → 2Gi".into()),
             usage_key: Some(format!("u-{step}")),
+            gpu_devices: Some("1,3".into()),
         }
     }
 }

@@ -66,6 +66,7 @@ mod fixtures {
             gpu_idle_ms: None,
             resources_note: None,
             usage_key: None,
+            gpu_devices: None,
         }
     }
 }

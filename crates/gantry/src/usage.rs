@@ -335,8 +335,16 @@ pub async fn gpus(home: &crate::home::Home, output: Output) -> anyhow::Result<u8
     {
         for s in store.list_step_runs(&run.id).await? {
             if s.status == gantry_store::StepStatus::Running && s.requested_gpu > 0 {
+                let devices: Vec<u32> = s
+                    .gpu_devices
+                    .as_deref()
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|d| d.trim().parse().ok())
+                    .collect();
                 holders.push(serde_json::json!({
-                    "run": run.id, "step": s.step, "gpus": s.requested_gpu, "model": s.gpu_model,
+                    "run": run.id, "step": s.step, "gpus": s.requested_gpu,
+                    "model": s.gpu_model, "devices": devices,
                 }));
             }
         }
@@ -352,9 +360,25 @@ pub async fn gpus(home: &crate::home::Home, output: Output) -> anyhow::Result<u8
         println!("no NVIDIA GPUs found (no driver, or NVML cannot be loaded)");
     } else {
         let mut t = table(&[
-            "INDEX", "DEVICE", "MODEL", "MEMORY", "MIG", "DRIVER", "UUID",
+            "INDEX", "DEVICE", "MODEL", "MEMORY", "MIG", "DRIVER", "UUID", "HELD BY",
         ]);
         for g in &gpus {
+            let held_by = holders
+                .iter()
+                .filter(|h| {
+                    h["devices"]
+                        .as_array()
+                        .is_some_and(|d| d.iter().any(|i| i.as_u64() == Some(u64::from(g.index))))
+                })
+                .map(|h| {
+                    format!(
+                        "{}/{}",
+                        h["run"].as_str().unwrap_or_default(),
+                        h["step"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
             t.add_row(vec![
                 g.index.to_string(),
                 format!("/dev/nvidia{}", g.minor),
@@ -374,11 +398,24 @@ pub async fn gpus(home: &crate::home::Home, output: Output) -> anyhow::Result<u8
                 },
                 g.driver.clone().unwrap_or_default(),
                 g.uuid.clone(),
+                if held_by.is_empty() {
+                    "-".into()
+                } else {
+                    held_by
+                },
             ]);
         }
         println!("{t}");
     }
-    for h in &holders {
+    // Steps whose devices are not known (started by an older gantry) or not in the list.
+    for h in holders.iter().filter(|h| {
+        h["devices"].as_array().is_none_or(|d| {
+            d.is_empty()
+                || !d
+                    .iter()
+                    .all(|i| gpus.iter().any(|g| i.as_u64() == Some(u64::from(g.index))))
+        })
+    }) {
         println!(
             "held: run {} step {} ({} GPU{})",
             h["run"].as_str().unwrap_or_default(),
