@@ -93,6 +93,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "gpu devices",
         include_str!("../migrations/sqlite/0017_gpu_devices.sql"),
     ),
+    (
+        18,
+        "usage indexes",
+        include_str!("../migrations/sqlite/0018_usage_indexes.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -176,6 +181,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         17,
         "gpu devices",
         include_str!("../migrations/postgres/0017_gpu_devices.sql"),
+    ),
+    (
+        18,
+        "usage indexes",
+        include_str!("../migrations/postgres/0018_usage_indexes.sql"),
     ),
 ];
 
