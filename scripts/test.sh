@@ -32,10 +32,11 @@ fi
 # scikit-learn, skl2onnx and onnx make the ONNX models the ONNX flavor is checked against;
 # scipy gives the reference values of the drift statistics; cryptography writes and checks
 # cosign signatures independently of Gantry; tritonclient is the OIP client (HTTP with binary
-# tensors, gRPC); pandas lets mlflow.pyfunc log and load models. The pins are the one list both
-# the install and the check of a reused venv read.
+# tensors, gRPC); pandas lets mlflow.pyfunc log and load models; moto's server is the S3 API the
+# artifact store is tested against (on 127.0.0.1). The pins are the one list both the install
+# and the check of a reused venv read.
 venv=.venv-test
-pins=('mlflow-skinny==3.17.2' 'scikit-learn==1.9.1' 'skl2onnx==1.20.0' 'onnx==1.23.2' 'scipy==1.17.1' 'cryptography==50.0.2' 'tritonclient[http,grpc]==2.73.0' 'pandas==3.1.1')
+pins=('mlflow-skinny==3.17.2' 'scikit-learn==1.9.1' 'skl2onnx==1.20.0' 'onnx==1.23.2' 'scipy==1.17.1' 'cryptography==50.0.2' 'tritonclient[http,grpc]==2.73.0' 'pandas==3.1.1' 'moto[server]==5.2.6')
 # True when the venv differs from the pins (or has no python), printing each pin it misses
 # (not installed, or another version) or the import that fails.
 venv_differs_from_pins() {
@@ -54,7 +55,7 @@ for pin in sys.argv[1:]:
         wrong.append(f"{name} {have} (pinned {want})")
 try:
     import mlflow, sklearn, skl2onnx, onnx, scipy, cryptography  # noqa: F401
-    import tritonclient.http, tritonclient.grpc, pandas, mlflow.pyfunc  # noqa: F401
+    import tritonclient.http, tritonclient.grpc, pandas, mlflow.pyfunc, moto.server  # noqa: F401
 except Exception as e:
     wrong.append(f"imports fail: {e}")
 print("; ".join(wrong))
@@ -76,6 +77,7 @@ fi
 export GANTRY_TEST_MLFLOW_PYTHON="${GANTRY_TEST_MLFLOW_PYTHON:-$PWD/$venv/bin/python}"
 export GANTRY_TEST_SKLEARN_PYTHON="${GANTRY_TEST_SKLEARN_PYTHON:-$PWD/$venv/bin/python}"
 export GANTRY_TEST_TRITON_PYTHON="${GANTRY_TEST_TRITON_PYTHON:-$PWD/$venv/bin/python}"
+export GANTRY_TEST_MOTO_SERVER="${GANTRY_TEST_MOTO_SERVER:-$PWD/$venv/bin/moto_server}"
 
 # Browser tests of the web UI (testing/browser.rs): chromium, chromium-driver and axe-core.
 axe_js=$(scripts/browser-deps.sh)

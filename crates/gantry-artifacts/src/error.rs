@@ -40,6 +40,9 @@ pub enum ArtifactError {
     #[error("this needs an artifact store on the local filesystem")]
     NotLocal,
 
+    #[error("bad artifact store location '{location}': {detail}")]
+    Location { location: String, detail: String },
+
     #[error("{path} changed while it was being stored: make sure nothing writes to it, then retry")]
     Changed { path: PathBuf },
 

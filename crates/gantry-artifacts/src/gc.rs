@@ -1,12 +1,18 @@
-//! What a local store holds on disk, and removing an artifact from it for garbage collection:
-//! the meta goes first (from then on the artifact is not in the store: a cache lookup misses
-//! and a materialize fails cleanly), then the content and its materialized copy.
+//! What a store holds, and removing an artifact from it for garbage collection: the meta goes
+//! first (from then on the artifact is not in the store: a cache lookup misses and a
+//! materialize fails cleanly), then the content and its materialized copy. A local store does
+//! it on its files (`*_local`, blocking); the async functions work on any backend.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::SystemTime;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectMeta, ObjectStoreExt};
 
 use crate::ArtifactKind;
 use crate::capture::LocalDirs;
@@ -203,4 +209,209 @@ pub fn disk_bytes(path: &Path, counted: &mut std::collections::HashSet<(u64, u64
         .filter(|m| m.is_file() && counted.insert((m.dev(), m.ino())))
         .map(|m| m.len())
         .sum()
+}
+
+/// The same operations on any backend: a local store does them on its files (the blocking
+/// functions above, on a blocking thread), any other through the object store's list, head
+/// and delete. The order is the same everywhere: the meta goes first.
+impl ArtifactStore {
+    /// Every committed artifact.
+    pub async fn list_committed(&self) -> Result<Vec<StoredArtifact>, ArtifactError> {
+        if self.local.is_some() {
+            let s = self.clone();
+            return blocking("listing artifacts", move || s.list_local()).await;
+        }
+        let sizes = self.sizes("sha256").await?;
+        let metas = self.list_prefix("meta").await?;
+        let mut out = Vec::with_capacity(metas.len());
+        let docs = futures::stream::iter(metas.into_iter().filter_map(|m| {
+            let hex = m
+                .location
+                .filename()?
+                .strip_suffix(".json")
+                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))?
+                .to_owned();
+            Some((hex, m.last_modified))
+        }))
+        .map(|(hex, modified)| async move {
+            let meta = self.read_meta(&hex).await;
+            (hex, modified, meta)
+        })
+        .buffer_unordered(16);
+        futures::pin_mut!(docs);
+        while let Some((hex, modified, meta)) = docs.next().await {
+            let Ok(Some(meta)) = meta else { continue };
+            let cached = disk_bytes(&self.cache_dir.join(&hex), &mut Default::default());
+            out.push(StoredArtifact {
+                digest: format_digest(&hex),
+                kind: meta.kind,
+                disk_bytes: sizes.get(&hex).copied().unwrap_or(0) + cached,
+                committed: SystemTime::from(modified),
+            });
+        }
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(out)
+    }
+
+    /// Removes an artifact (meta, content, materialized copy); the bytes freed.
+    pub async fn remove(&self, digest: &str) -> Result<u64, ArtifactError> {
+        if self.local.is_some() {
+            let s = self.clone();
+            let d = digest.to_owned();
+            return blocking("removing an artifact", move || s.remove_local(&d)).await;
+        }
+        let hex = crate::digest::parse_digest(digest)?;
+        let content = ObjectPath::from(format!("sha256/{hex}"));
+        let size = match self.objects.head(&content).await {
+            Ok(m) => m.size,
+            Err(_) => 0,
+        };
+        for path in [ObjectPath::from(format!("meta/{hex}.json")), content] {
+            match self.objects.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    return Err(ArtifactError::ObjectStore {
+                        op: format!("removing {path}"),
+                        source: e,
+                    });
+                }
+            }
+        }
+        let cache = self.cache_dir.clone();
+        let cached = blocking("removing a materialized copy", move || {
+            remove_cached(&cache, &hex)
+        })
+        .await?;
+        Ok(size + cached)
+    }
+
+    /// When the artifact was committed (or stored again); None when it is not.
+    pub async fn committed_at(&self, digest: &str) -> Option<SystemTime> {
+        if self.local.is_some() {
+            return self.committed_at_local(digest);
+        }
+        let hex = crate::digest::parse_digest(digest).ok()?;
+        let meta = self
+            .objects
+            .head(&ObjectPath::from(format!("meta/{hex}.json")))
+            .await
+            .ok()?;
+        Some(SystemTime::from(meta.last_modified))
+    }
+
+    /// Removes (or with `dry_run` only counts) content never committed and written before
+    /// `before`; returns (objects, bytes).
+    pub async fn sweep_uncommitted(
+        &self,
+        before: SystemTime,
+        dry_run: bool,
+    ) -> Result<(u64, u64), ArtifactError> {
+        if self.local.is_some() {
+            let s = self.clone();
+            return blocking("sweeping uncommitted content", move || {
+                s.sweep_uncommitted_local(before, dry_run)
+            })
+            .await;
+        }
+        let committed: std::collections::HashSet<String> = self
+            .list_prefix("meta")
+            .await?
+            .into_iter()
+            .filter_map(|m| {
+                m.location
+                    .filename()
+                    .and_then(|f| f.strip_suffix(".json"))
+                    .map(str::to_owned)
+            })
+            .collect();
+        let (mut files, mut bytes) = (0, 0);
+        for m in self.list_prefix("sha256").await? {
+            let Some(hex) = m.location.filename().map(str::to_owned) else {
+                continue;
+            };
+            if committed.contains(&hex) || SystemTime::from(m.last_modified) >= before {
+                continue;
+            }
+            files += 1;
+            bytes += m.size;
+            if !dry_run {
+                match self.objects.delete(&m.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => {
+                        return Err(ArtifactError::ObjectStore {
+                            op: format!("removing {}", m.location),
+                            source: e,
+                        });
+                    }
+                }
+            }
+        }
+        Ok((files, bytes))
+    }
+
+    /// Bytes used by the store's parts: objects (wherever they are), the local cache of
+    /// materialized copies and, for a local store, its staging files.
+    pub async fn usage(&self) -> Result<StoreUsage, ArtifactError> {
+        if self.local.is_some() {
+            let s = self.clone();
+            return blocking("measuring artifacts", move || s.usage_local()).await;
+        }
+        let objects_bytes = self.sizes("sha256").await?.values().sum();
+        let artifacts = self.list_prefix("meta").await?.len() as u64;
+        let cache = self.cache_dir.clone();
+        let cache_bytes = blocking("measuring the cache", move || {
+            Ok(disk_bytes(&cache, &mut Default::default()))
+        })
+        .await?;
+        Ok(StoreUsage {
+            artifacts,
+            objects_bytes,
+            cache_bytes,
+            tmp_bytes: 0,
+        })
+    }
+
+    async fn list_prefix(&self, prefix: &str) -> Result<Vec<ObjectMeta>, ArtifactError> {
+        self.objects
+            .list(Some(&ObjectPath::from(prefix)))
+            .try_collect()
+            .await
+            .map_err(ArtifactError::object_store(format!("listing {prefix}/")))
+    }
+
+    /// Size of each object under `prefix`, by file name.
+    async fn sizes(&self, prefix: &str) -> Result<HashMap<String, u64>, ArtifactError> {
+        Ok(self
+            .list_prefix(prefix)
+            .await?
+            .into_iter()
+            .filter_map(|m| Some((m.location.filename()?.to_owned(), m.size)))
+            .collect())
+    }
+}
+
+/// Removes `cache/<hex>` (a file, or a tree renamed aside first so a half-removed tree is
+/// never taken for a copy); the bytes it held.
+fn remove_cached(cache: &Path, hex: &str) -> Result<u64, ArtifactError> {
+    let cached = cache.join(hex);
+    let freed = disk_bytes(&cached, &mut Default::default());
+    match fs::symlink_metadata(&cached) {
+        Ok(m) if m.is_dir() => {
+            let aside = cache.join(format!(".gc-{hex}"));
+            fs::rename(&cached, &aside).map_err(ArtifactError::io("remove", &cached))?;
+            fs::remove_dir_all(&aside).map_err(ArtifactError::io("remove", &aside))?;
+        }
+        Ok(_) => fs::remove_file(&cached).map_err(ArtifactError::io("remove", &cached))?,
+        Err(_) => {}
+    }
+    Ok(freed)
+}
+
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, ArtifactError> + Send + 'static,
+) -> Result<T, ArtifactError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ArtifactError::task(what.to_owned()))?
 }

@@ -3,7 +3,8 @@
 //! An artifact is a file or a directory tree, named by the sha256 of its canonical bytes (a
 //! file's bytes, or a deterministic tar of the tree; see `pack`). Objects live in any
 //! `object_store` backend — the local filesystem by default — and are committed by writing a
-//! small metadata object after the content. Reading verifies the digest, and directory trees
+//! small metadata object after the content. `Location` names a store: a directory, or an
+//! S3-compatible bucket and prefix. Reading verifies the digest, and directory trees
 //! are unpacked entry by entry with path and symlink checks, because outputs come from
 //! untrusted containers.
 //!
@@ -21,6 +22,7 @@ mod digest;
 mod error;
 mod export;
 mod gc;
+mod location;
 mod pack;
 mod read_as;
 mod store;
@@ -33,6 +35,7 @@ use serde::{Deserialize, Serialize};
 pub use confined::{Confined, probe_confined};
 pub use error::ArtifactError;
 pub use gc::{StoreUsage, StoredArtifact, disk_bytes};
+pub use location::Location;
 pub use store::ArtifactStore;
 pub use streamed::{canonical_body, digest_path};
 

@@ -50,7 +50,7 @@ pub(crate) struct Meta {
 #[derive(Clone, Debug)]
 pub struct ArtifactStore {
     pub(crate) objects: Arc<dyn ObjectStore>,
-    cache_dir: PathBuf,
+    pub(crate) cache_dir: PathBuf,
     /// Set for a store on the local filesystem: outputs are then moved in, not copied.
     pub(crate) local: Option<LocalDirs>,
 }

@@ -122,8 +122,7 @@ pub async fn collect(
 
     // Artifacts.
     let referenced = t.store.referenced_artifacts(cutoff_ms).await?;
-    let store = t.artifacts.clone();
-    let stored = blocking("listing artifacts", move || store.list_local()).await?;
+    let stored = t.artifacts.list_committed().await?;
     for a in stored {
         if referenced.contains(&a.digest) || a.committed > fresh {
             report.kept_artifacts += 1;
@@ -136,27 +135,19 @@ pub async fn collect(
         // A run may have started using it, or stored it again, since the list was made.
         if t.store.artifact_referenced(&a.digest, cutoff_ms).await?
             || t.artifacts
-                .committed_at_local(&a.digest)
+                .committed_at(&a.digest)
+                .await
                 .is_some_and(|c| c > fresh)
         {
             report.kept_artifacts += 1;
             continue;
         }
-        let store = t.artifacts.clone();
-        let digest = a.digest.clone();
-        let freed = blocking(format!("removing {}", a.digest), move || {
-            store.remove_local(&digest)
-        })
-        .await?;
+        let freed = t.artifacts.remove(&a.digest).await?;
         report.artifacts.add(freed);
     }
 
     // Content a crash left uncommitted.
-    let store = t.artifacts.clone();
-    let (files, bytes) = blocking("sweeping uncommitted content", move || {
-        store.sweep_uncommitted_local(fresh, dry_run)
-    })
-    .await?;
+    let (files, bytes) = t.artifacts.sweep_uncommitted(fresh, dry_run).await?;
     report.artifacts.count += files;
     report.artifacts.bytes += bytes;
 
@@ -327,8 +318,7 @@ pub async fn disk_usage(
     database: Option<&Path>,
     older_than: Duration,
 ) -> Result<DiskUsage, EngineError> {
-    let store = t.artifacts.clone();
-    let a = blocking("measuring artifacts", move || store.usage_local()).await?;
+    let a = t.artifacts.usage().await?;
     let images = t.images.clone();
     let i = blocking("measuring images", move || images.usage()).await?;
     let logs = t.store.log_volume().await?;

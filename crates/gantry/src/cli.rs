@@ -19,6 +19,16 @@ pub struct Global {
     /// Metadata database URL (default: SQLite in GANTRY_HOME; postgres://… also works).
     #[arg(long, global = true, env = "GANTRY_DB", hide_env_values = true)]
     pub db: Option<String>,
+    /// Where artifacts live: s3://bucket/prefix (AWS settings from the environment or
+    /// ~/.aws; AWS_ENDPOINT_URL for MinIO, Ceph, moto) or a directory (default:
+    /// GANTRY_HOME/artifacts).
+    #[arg(
+        long,
+        global = true,
+        env = "GANTRY_ARTIFACTS",
+        value_name = "s3://BUCKET/PREFIX|DIR"
+    )]
+    pub artifacts: Option<String>,
     /// OCI runtime binary: runc (default), crun, youki, or a path.
     #[arg(long, global = true, env = "GANTRY_RUNTIME", default_value = "runc")]
     pub runtime: String,

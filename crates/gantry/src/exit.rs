@@ -123,6 +123,8 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(e) = cause.downcast_ref::<ArtifactError>() {
             return match e {
                 ArtifactError::NotFound { .. } => NOT_FOUND,
+                ArtifactError::Location { .. } | ArtifactError::NotLocal => USAGE,
+                ArtifactError::ObjectStore { .. } => ENVIRONMENT,
                 _ => INTERNAL,
             };
         }

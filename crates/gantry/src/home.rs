@@ -17,6 +17,8 @@ pub struct Home {
     pub insecure_registries: Vec<String>,
     /// `--policy`: the image trust policy (else GANTRY_HOME/policy.yaml when present).
     pub policy: Option<PathBuf>,
+    /// `--artifacts` / GANTRY_ARTIFACTS: where artifacts live (else GANTRY_HOME/artifacts).
+    pub artifacts: Option<gantry_artifacts::Location>,
 }
 
 impl Home {
@@ -41,11 +43,19 @@ impl Home {
         let db_url =
             g.db.clone()
                 .unwrap_or_else(|| format!("sqlite://{}", root.join("gantry.db").display()));
+        let artifacts = g
+            .artifacts
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .map(gantry_artifacts::Location::parse)
+            .transpose()
+            .map_err(|e| coded(exit::USAGE, format!("--artifacts / GANTRY_ARTIFACTS: {e}")))?;
         Ok(Home {
             root,
             db_url,
             insecure_registries: g.insecure_registries.clone(),
             policy: g.policy.clone(),
+            artifacts,
         })
     }
 
@@ -78,8 +88,15 @@ impl Home {
         Ok(std::sync::Arc::new(trust))
     }
 
+    /// The artifact store: `--artifacts` (a bucket, with materialized copies cached under
+    /// GANTRY_HOME/artifacts/materialized, or a directory), else GANTRY_HOME/artifacts.
     pub fn artifacts(&self) -> anyhow::Result<ArtifactStore> {
-        Ok(ArtifactStore::open_local(&self.root.join("artifacts"))?)
+        let default = gantry_artifacts::Location::Local(self.root.join("artifacts"));
+        let location = self.artifacts.as_ref().unwrap_or(&default);
+        Ok(ArtifactStore::open(
+            location,
+            &self.root.join("artifacts").join("materialized"),
+        )?)
     }
 
     pub fn work_dir(&self) -> PathBuf {

@@ -7,6 +7,8 @@
 mod browser;
 #[path = "../../../../testing/busybox.rs"]
 mod busybox;
+#[path = "../../../../testing/moto.rs"]
+mod moto;
 #[path = "../../../../testing/skip.rs"]
 mod skip;
 mod support;
@@ -25,6 +27,7 @@ mod queue;
 mod registry;
 mod registry_protocol;
 mod remote_access;
+mod s3;
 mod security;
 mod server;
 mod spec_errors;
