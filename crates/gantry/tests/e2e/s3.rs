@@ -104,7 +104,11 @@ fn steps_hand_outputs_through_a_bucket_and_a_rerun_is_cached_from_it() {
     assert_eq!(gc["dry_run"], true, "{gc:#}");
     assert!(gc["kept_artifacts"].as_u64().unwrap() >= 3, "{gc:#}");
     let df = with_s3(&g, &moto, at, &["df"]);
-    assert!(df.status.success(), "{}", String::from_utf8_lossy(&df.stderr));
+    assert!(
+        df.status.success(),
+        "{}",
+        String::from_utf8_lossy(&df.stderr)
+    );
 
     // A bad location is a usage error that says what is wrong.
     let bad = with_s3(&g, &moto, "s3://Team_Artifacts", &["run", file]);
