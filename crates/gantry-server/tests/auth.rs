@@ -350,3 +350,158 @@ async fn grpc_calls_need_a_token_like_every_api_call() {
     let message: proto::ModelReadyResponse = decode(&answered.bytes().await.unwrap()).unwrap();
     assert!(!message.ready);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_are_set_by_admins_refused_by_field_and_scoped_like_everything_else() {
+    let s = TestServer::start(Options {
+        auth: true,
+        ..Options::default()
+    })
+    .await;
+    let admin = token(&s, "admin", Role::Admin, None).await;
+    let alpha_admin = token(&s, "alpha-admin", Role::Admin, Some("alpha")).await;
+    let editor = token(&s, "editor", Role::Editor, None).await;
+    let beta_viewer = token(&s, "beta-viewer", Role::Viewer, Some("beta")).await;
+    let put = |tok: &str, body: &str| {
+        let (s, tok, body) = (&s, tok.to_owned(), body.to_owned());
+        async move {
+            s.call(
+                reqwest::Method::PUT,
+                "/api/v1/projects/alpha/quota",
+                Some(&tok),
+                Some(&body),
+            )
+            .await
+        }
+    };
+
+    let (status, q) = put(
+        &admin,
+        r#"{"cpu": "1", "memory": "1Gi", "max_runs": 2, "weight": 2}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{q:#}");
+    assert_eq!(
+        (
+            &q["cpu_millis"],
+            &q["memory_bytes"],
+            &q["max_runs"],
+            &q["weight"],
+            &q["gpus"]
+        ),
+        (
+            &json!(1000),
+            &json!(1 << 30),
+            &json!(2),
+            &json!(2),
+            &Value::Null
+        )
+    );
+    assert_eq!(q["updated_by"], "admin");
+    // Only admins without a project set quotas.
+    for tok in [&editor, &alpha_admin] {
+        let (status, v) = put(tok, r#"{"cpu": 64}"#).await;
+        assert_eq!(status, 403, "{v:#}");
+    }
+    // Bad input: 400 naming the field, and the quota is unchanged.
+    for (body, field) in [
+        (r#"{"cpu": "lots"}"#, "cpu"),
+        (r#"{"cpu": -1}"#, "cpu"),
+        (r#"{"memory": "1Zi"}"#, "memory"),
+        (r#"{"gpus": -1}"#, "gpus"),
+        (r#"{"gpus": 1.5}"#, "gpus"),
+        (r#"{"max_runs": "two"}"#, "max_runs"),
+        (r#"{"weight": 0}"#, "weight"),
+        (r#"{"cpus": 2}"#, "cpus"),
+        ("[1]", "body"),
+    ] {
+        let (status, v) = put(&admin, body).await;
+        assert_eq!(
+            (status, v["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{body}: {v:#}"
+        );
+    }
+    let (_, again) = s.get("/api/v1/projects/alpha/quota", Some(&admin)).await;
+    assert_eq!(again["cpu_millis"], 1000);
+
+    // Seen by those who see the project.
+    let (_, all) = s.get("/api/v1/quotas", Some(&admin)).await;
+    assert_eq!(all.as_array().map(Vec::len), Some(1));
+    let (_, scoped) = s.get("/api/v1/quotas", Some(&beta_viewer)).await;
+    assert_eq!(scoped, json!([]));
+    let (status, _) = s
+        .get("/api/v1/projects/alpha/quota", Some(&beta_viewer))
+        .await;
+    assert_eq!(status, 404);
+    let (status, queue) = s.get("/api/v1/queue", Some(&beta_viewer)).await;
+    assert_eq!(status, 200);
+    assert!(
+        queue["projects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["project"] == "beta"),
+        "{queue:#}"
+    );
+
+    // The quota applies at submit: a step larger than it is refused with the reason.
+    let big = "name: alpha\nsteps:\n  - name: a\n    image: busybox:1\n    command: [true]\n    resources: { cpu: 2 }\n";
+    let (status, v) = s
+        .post(
+            "/api/v1/runs",
+            Some(&admin),
+            &json!({"spec_yaml": big}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 400, "{v:#}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("project alpha's quota is 1 CPU"),
+        "{v:#}"
+    );
+    let (status, v) = s
+        .post(
+            "/api/v1/runs",
+            Some(&admin),
+            &json!({"spec_yaml": spec("alpha"), "priority": "urgent"}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["field"].as_str()),
+        (400, Some("priority"))
+    );
+
+    // Removed once; the audit log has both writes.
+    let (status, _) = s
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/projects/alpha/quota",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = s
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/projects/alpha/quota",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (_, audit) = s.get("/api/v1/audit", Some(&admin)).await;
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"quota.set") && actions.contains(&"quota.delete"),
+        "{actions:?}"
+    );
+}
