@@ -507,6 +507,29 @@ pub async fn show(
     if let Some(err) = &run.error {
         out.push(Section::Notice("error".into(), err.clone()));
     }
+    // What of the run waits for admission, and why (as `gantry queue` says it).
+    if !run.status.is_terminal()
+        && let Some(engine) = state.runs.engine()
+    {
+        for w in engine
+            .queue_snapshot()
+            .waiting
+            .iter()
+            .filter(|w| w.request.run_id == run.id)
+        {
+            let what = match w.request.kind {
+                gantry_alloc::queue::Kind::StartRun => "The run".to_owned(),
+                _ => format!("Step {}", w.request.step),
+            };
+            out.push(Section::Notice(
+                "warn".into(),
+                format!(
+                    "{what} waits for admission, #{} in the queue: {}",
+                    w.position, w.wait
+                ),
+            ));
+        }
+    }
     let failed: Vec<&&StepRunRecord> = steps
         .iter()
         .filter(|s| s.status == StepStatus::Failed)

@@ -129,6 +129,11 @@ fn projects_take_turns_on_a_full_machine_and_priorities_order_a_projects_runs() 
         shown.contains("waiting   run start, #2 in the queue: capacity: 0 of 1 CPU free"),
         "{shown}"
     );
+    let page = crate::trust::get_text(&url, &format!("/runs/{b1}"));
+    assert!(
+        page.contains("The run waits for admission, #2 in the queue: capacity: 0 of 1 CPU free"),
+        "{page}"
+    );
     let (code, table, err) = g.remote(&url, &["queue"]);
     assert_eq!(code, 0, "{err}");
     assert!(
