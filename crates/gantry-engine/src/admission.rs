@@ -212,6 +212,12 @@ impl Scheduler {
         }
     }
 
+    /// Each project's standing (quota, what it holds, runs in flight, how many wait),
+    /// without ordering the queue: what metrics and the quota sync need.
+    pub fn standings(&self) -> Vec<ProjectStanding> {
+        lock(&self.state).queue.standings()
+    }
+
     /// The queue now: what waits, in order, and why; each project's standing.
     pub fn snapshot(&self) -> QueueSnapshot {
         let st = lock(&self.state);

@@ -391,7 +391,7 @@ impl Metrics {
         store: &Store,
         in_flight: usize,
         prices: &gantry_alloc::Prices,
-        queue: Option<&gantry_engine::QueueSnapshot>,
+        projects: Option<&[gantry_alloc::queue::ProjectStanding]>,
     ) -> Result<String, String> {
         let now = gantry_engine::now_ms();
         let q = gantry_store::UsageQuery {
@@ -436,8 +436,8 @@ impl Metrics {
         self.project_cpu.clear();
         self.project_memory.clear();
         self.project_gpus.clear();
-        if let Some(q) = queue {
-            for p in &q.projects {
+        if let Some(projects) = projects {
+            for p in projects {
                 let labels = vec![("project".to_string(), p.project.clone())];
                 self.queue_waiting
                     .get_or_create(&labels)

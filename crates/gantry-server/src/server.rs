@@ -203,7 +203,11 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
             &state.store,
             state.runs.in_flight(),
             &state.config.prices,
-            state.runs.engine().map(|e| e.queue_snapshot()).as_ref(),
+            state
+                .runs
+                .engine()
+                .map(|e| e.scheduler().standings())
+                .as_deref(),
         )
         .await
     {

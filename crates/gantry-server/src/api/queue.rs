@@ -38,8 +38,8 @@ pub async fn sync_quotas(state: &AppState) -> Result<(), gantry_store::StoreErro
     };
     let stored = state.store.project_quotas().await?;
     let known: Vec<String> = engine
-        .queue_snapshot()
-        .projects
+        .scheduler()
+        .standings()
         .into_iter()
         .filter(|p| p.quota.is_some())
         .map(|p| p.project)
