@@ -103,18 +103,7 @@ impl ArtifactStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(ArtifactError::io("remove", &content)(e)),
         }
-        let cached = dirs.cache.join(&hex);
-        match fs::symlink_metadata(&cached) {
-            Ok(m) if m.is_dir() => {
-                // Renamed aside first, so a half-removed tree is never taken for a copy.
-                fs::create_dir_all(&dirs.tmp).map_err(ArtifactError::io("create", &dirs.tmp))?;
-                let aside = dirs.tmp.join(format!(".gc-{hex}"));
-                fs::rename(&cached, &aside).map_err(ArtifactError::io("remove", &cached))?;
-                fs::remove_dir_all(&aside).map_err(ArtifactError::io("remove", &aside))?;
-            }
-            Ok(_) => fs::remove_file(&cached).map_err(ArtifactError::io("remove", &cached))?,
-            Err(_) => {}
-        }
+        remove_cached(&dirs.cache, &hex)?;
         Ok(freed)
     }
 
@@ -390,8 +379,8 @@ impl ArtifactStore {
     }
 }
 
-/// Removes `cache/<hex>` (a file, or a tree renamed aside first so a half-removed tree is
-/// never taken for a copy); the bytes it held.
+/// Removes `cache/<hex>` (a file, or a tree renamed aside first — to `.gc-<hex>`, never an
+/// artifact's name — so a half-removed tree is never taken for a copy); the bytes it held.
 fn remove_cached(cache: &Path, hex: &str) -> Result<u64, ArtifactError> {
     let cached = cache.join(hex);
     let freed = disk_bytes(&cached, &mut Default::default());
