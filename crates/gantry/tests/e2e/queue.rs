@@ -231,8 +231,9 @@ fn quotas_hold_one_project_back_and_queued_runs_survive_restarts() {
     });
     let a2 = submit(&g, &url, &long, &[]);
     let a3 = submit(&g, &url, &short, &[]);
+    let a5 = submit(&g, &url, &short, &[]);
     let q = queue(&g, &url);
-    assert_eq!(waiting_runs(&q), [a2.as_str(), &a3]);
+    assert_eq!(waiting_runs(&q), [a2.as_str(), &a3, &a5]);
     assert_eq!(
         q["waiting"][0]["reason"],
         "quota: the project has 1 of 1 runs in flight (max_runs)"
@@ -259,9 +260,19 @@ fn quotas_hold_one_project_back_and_queued_runs_survive_restarts() {
     let local = |id: &str| g.show(id)["status"].as_str().unwrap().to_owned();
     assert_eq!(local(&a1), "cancelled");
     assert_eq!((local(&a2), local(&a3)), ("queued".into(), "queued".into()));
-    // Commands run meanwhile on the machine do not take them for orphans.
+    // Commands run meanwhile on the machine do not take them for orphans, and one can be
+    // cancelled there while no server holds it.
     g.ok(&["runs"]);
     assert_eq!(local(&a2), "queued");
+    let said = g.ok(&["cancel", &a5]);
+    assert!(said.contains("cancelled (it was queued)"), "{said}");
+    assert_eq!(local(&a5), "cancelled");
+    let out = g.run(&["cancel", &a5]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an ended run: nothing to cancel"
+    );
 
     // The next server resumes them in their order, under the quota it reads back.
     let (server, url) = start_server(&g, "2");
@@ -288,6 +299,12 @@ fn quotas_hold_one_project_back_and_queued_runs_survive_restarts() {
     wait_until("the last queued run to finish", || {
         status(&g, &url, &a3) == "succeeded"
     });
+    let cancelled = run_doc(&g, &url, &a5);
+    assert_eq!(
+        cancelled["status"], "cancelled",
+        "the cancelled run never ran"
+    );
+    assert!(cancelled["started_at_ms"].is_null(), "{cancelled:#}");
     assert!(started_at(&g, &url, &a3) > started_at(&g, &url, &a2));
 
     // Quotas are listed and removed; without a quota alpha is no longer capped.
