@@ -104,6 +104,8 @@ pub struct Scheduler {
     state: Mutex<State>,
     /// The machine's GPUs (NVML inventory); empty when unreadable.
     gpus: Arc<Vec<gantry_gpu::Gpu>>,
+    /// GPUs are the cluster's to place (see [`Scheduler::for_cluster`]).
+    cluster: bool,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -144,7 +146,22 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 
 impl Scheduler {
     pub fn new(capacity: Capacity, gpus: Arc<Vec<gantry_gpu::Gpu>>) -> Arc<Scheduler> {
+        Self::with_placement(capacity, gpus, false)
+    }
+
+    /// For a runtime whose cluster places GPUs itself (Kubernetes): GPUs are counted against
+    /// the capacity only, never given device numbers, and no model or memory is refused here.
+    pub fn for_cluster(capacity: Capacity) -> Arc<Scheduler> {
+        Self::with_placement(capacity, Arc::new(Vec::new()), true)
+    }
+
+    fn with_placement(
+        capacity: Capacity,
+        gpus: Arc<Vec<gantry_gpu::Gpu>>,
+        cluster: bool,
+    ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
+            cluster,
             state: Mutex::new(State {
                 queue: FairQueue::new(gantry_alloc::queue::Capacity {
                     cpu_millis: capacity.cpu_millis,
@@ -325,7 +342,7 @@ impl Scheduler {
 
     /// Why a step can never be placed here (GPU model or memory), if it cannot.
     fn rejects_devices(&self, r: &Resources) -> Option<String> {
-        if r.gpu == 0 {
+        if r.gpu == 0 || self.cluster {
             return None;
         }
         if self.gpus.is_empty() {

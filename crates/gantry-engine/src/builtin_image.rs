@@ -13,6 +13,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The CA bundle (Debian's path), copied from the machine into the built-in image.
+pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// Where the binary sits inside the built-in image.
 pub const BUILTIN_BINARY: &str = "/opt/gantry/bin/gantry";
 const NAME_PREFIX: &str = "gantry-builtin";
@@ -150,6 +153,8 @@ fn write_rootfs_tar(exe: &Path, out: &std::fs::File) -> Result<(), EngineError> 
         "dev",
         "gantry",
         "etc",
+        "etc/ssl",
+        "etc/ssl/certs",
         "tmp",
         "opt/gantry/bin",
     ]
@@ -192,6 +197,18 @@ fn write_rootfs_tar(exe: &Path, out: &std::fs::File) -> Result<(), EngineError> 
         b"root:x:0:\nnogroup:x:65534:\n",
     )
     .map_err(io)?;
+    // The machine's CA bundle: the built-in image is also what a Kubernetes pod fetches its
+    // inputs with (HTTPS to S3), and it has no other certificates.
+    if let Ok(bundle) = std::fs::read(CA_BUNDLE) {
+        append(
+            &mut b,
+            CA_BUNDLE.trim_start_matches('/'),
+            tar::EntryType::Regular,
+            0o644,
+            &bundle,
+        )
+        .map_err(io)?;
+    }
     let binary = std::fs::read(exe).map_err(|e| err(format!("reading {}: {e}", exe.display())))?;
     append(
         &mut b,

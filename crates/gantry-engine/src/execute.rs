@@ -6,7 +6,10 @@ use crate::retry::backoff;
 use crate::{EngineError, Inner, now_ms};
 use gantry_artifacts::Confined;
 use gantry_image::ImageInfo;
-use gantry_runtime::{BindMount, LogBlock, Runtime, StepOutcome, StepRequest, Termination};
+use gantry_runtime::{
+    BindMount, LogBlock, RemoteArtifacts, RemoteStep, Runtime, StepOutcome, StepRequest,
+    Termination,
+};
 use gantry_spec::{CacheKeyMaterial, ImageRef, InputSource, ParamValue, PlannedStep};
 use gantry_store::{Direction, LogChunk, StepRunRecord, StepStatus, Store, new_id};
 use std::collections::BTreeMap;
@@ -533,8 +536,10 @@ async fn run_attempt<R: Runtime>(
     // `gantry gc` sees them in use.
     rec.status = StepStatus::Running;
     rec.started_at_ms = Some(now_ms());
+    let remote = inner.runtime.stages_artifacts();
+    // On a cluster the numbers only count GPUs; which devices a pod gets is the node's business.
     let devices = &ctx.grant.placement.indexes;
-    rec.gpu_devices = (!devices.is_empty()).then(|| {
+    rec.gpu_devices = (!devices.is_empty() && !remote).then(|| {
         devices
             .iter()
             .map(u32::to_string)
@@ -542,23 +547,34 @@ async fn run_attempt<R: Runtime>(
             .join(",")
     });
     inner.store.upsert_step_run(rec).await?;
-    let mounts = prepare_step_dir(inner, ctx, &step_dir, p)
-        .await
-        .map_err(|e| err(format!("preparing {}: {e}", step_dir.display())))?;
+    // A runtime whose containers cannot see this machine (Kubernetes) moves the artifacts
+    // itself, by digest: no step directory here.
+    let mounts = if remote {
+        Vec::new()
+    } else {
+        prepare_step_dir(inner, ctx, &step_dir, p)
+            .await
+            .map_err(|e| err(format!("preparing {}: {e}", step_dir.display())))?
+    };
+    let remote_step = if remote {
+        Some(remote_step(ctx, rec, p).map_err(err)?)
+    } else {
+        None
+    };
     let _ = ctx.events.send(Event::StepStarted {
         step: step.name.clone(),
         attempt: rec.attempt as u32,
     });
 
     let relay = match (
-        &inner.cfg.tracking_relay,
+        inner.cfg.tracking_relay.filter(|_| !remote),
         &ctx.tracking,
         &inner.cfg.builtin_exe,
     ) {
         (Some(server), Some((experiment, parent)), Some(exe)) => {
             match crate::relay::Relay::prepare(
                 &inner.store,
-                *server,
+                server,
                 exe,
                 experiment,
                 parent,
@@ -626,14 +642,19 @@ async fn run_attempt<R: Runtime>(
         cpu_millis: step.resources.cpu_millis,
         memory_bytes,
         pids_limit: inner.cfg.pids_limit,
-        gpu_devices: ctx.grant.placement.minors.clone(),
+        gpu_devices: if remote {
+            Vec::new()
+        } else {
+            ctx.grant.placement.minors.clone()
+        },
         timeout: step.timeout,
         stop_grace: step.timeout_grace,
         cancel: ctx.cancel.clone(),
         create_runtime_hook: relay.as_ref().and_then(|r| r.hook.clone()),
+        remote: remote_step,
     };
     // GPU utilization and memory, sampled every second while the container runs.
-    let sampling = (!ctx.grant.placement.indexes.is_empty()).then(|| {
+    let sampling = (!ctx.grant.placement.indexes.is_empty() && !remote).then(|| {
         let indexes = ctx.grant.placement.indexes.clone();
         let stop = CancellationToken::new();
         let done = stop.clone();
@@ -697,7 +718,19 @@ async fn run_attempt<R: Runtime>(
     };
 
     let mut outputs = BTreeMap::new();
-    if rec.status == StepStatus::Succeeded {
+    let mut remote_metrics = None;
+    if rec.status == StepStatus::Succeeded && remote {
+        match remote_outputs(inner, outcome.artifacts.as_ref(), &step.outputs).await {
+            Ok((o, m)) => {
+                outputs = o;
+                remote_metrics = m;
+            }
+            Err(message) => {
+                rec.status = StepStatus::Failed;
+                rec.reason = Some(message);
+            }
+        }
+    } else if rec.status == StepStatus::Succeeded {
         match capture_outputs(inner, &step_dir, &step.outputs, rec).await {
             Ok(o) => outputs = o,
             Err(message) => {
@@ -743,7 +776,14 @@ async fn run_attempt<R: Runtime>(
             }
         }
     }
-    let metrics = read_metrics(&step_dir.join("metrics.json"));
+    let metrics = match (remote, &remote_metrics) {
+        (false, _) => read_metrics(&step_dir.join("metrics.json")),
+        (true, None) => Ok(BTreeMap::new()),
+        (true, Some(digest)) => match inner.artifacts.read_bytes(digest, METRICS_MAX_BYTES).await {
+            Ok(bytes) => parse_metrics(&bytes),
+            Err(e) => Err(e.to_string()),
+        },
+    };
     cleanup_step_dir(inner, &step_dir).await;
     rec.outputs_json = to_json(&outputs);
 
@@ -878,6 +918,111 @@ fn humanize(d: Duration) -> String {
     }
 }
 
+/// What a runtime that moves artifacts itself needs to know about the attempt.
+fn remote_step(ctx: &StepCtx, rec: &StepRunRecord, p: &Prepared) -> Result<RemoteStep, String> {
+    let step = &ctx.step;
+    let (image, builtin) = match &step.image {
+        ImageRef::Builtin(_) => (String::new(), true),
+        ImageRef::Image(written) => (pullable(written, &ctx.image.digest)?, false),
+    };
+    Ok(RemoteStep {
+        run_id: ctx.run_id.clone(),
+        step: step.name.clone(),
+        attempt: rec.attempt as u32,
+        image,
+        builtin,
+        inputs: p
+            .inputs
+            .iter()
+            .map(|(name, digest)| (name.clone(), digest.clone()))
+            .collect(),
+        outputs: step.outputs.clone(),
+        params: serde_json::to_value(ctx.params.as_ref()).map_err(|e| e.to_string())?,
+        gpu: step.resources.gpu,
+        gpu_model: step.resources.gpu_model.clone(),
+    })
+}
+
+/// The image as a cluster pulls it: the reference as written, pinned to the digest this
+/// engine resolved, checked and scanned (`registry/repo@sha256:…`).
+pub(crate) fn pullable(written: &str, digest: &str) -> Result<String, String> {
+    let parsed = gantry_image::registry::RegistryRef::parse(written)
+        .map_err(|e| format!("image {written}: {e}"))?;
+    if let Some(pinned) = &parsed.digest
+        && pinned != digest
+    {
+        return Err(format!(
+            "image {written} is pinned to {pinned} but resolved to {digest}"
+        ));
+    }
+    let name = written.split('@').next().unwrap_or(written);
+    // Drop a tag (`repo:tag`), not a registry port (`host:5000/repo`).
+    let repo = match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => name,
+    };
+    Ok(format!("{repo}@{digest}"))
+}
+
+/// The outputs a runtime's pod uploaded: each declared one must be reported and stored.
+/// Returns them with the digest of the step's metrics file, if it wrote one.
+async fn remote_outputs<R: Runtime>(
+    inner: &Arc<Inner<R>>,
+    artifacts: Option<&RemoteArtifacts>,
+    declared: &[String],
+) -> Result<(BTreeMap<String, String>, Option<String>), String> {
+    let Some(artifacts) = artifacts else {
+        return Err("the runtime reported no outputs".into());
+    };
+    if let Some(e) = &artifacts.error {
+        return Err(format!("the step's outputs were not delivered: {e}"));
+    }
+    let (reported, metrics) = match &artifacts.more {
+        None => (artifacts.outputs.clone(), artifacts.metrics.clone()),
+        Some(digest) => {
+            // The report did not fit in the termination message: the pod stored it.
+            let bytes = inner
+                .artifacts
+                .read_bytes(digest, 16 << 20)
+                .await
+                .map_err(|e| format!("reading the step's stored report {digest}: {e}"))?;
+            #[derive(serde::Deserialize)]
+            struct Stored {
+                #[serde(default)]
+                outputs: BTreeMap<String, String>,
+                #[serde(default)]
+                metrics: Option<String>,
+            }
+            let stored: Stored = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("the step's stored report {digest}: {e}"))?;
+            (stored.outputs, stored.metrics)
+        }
+    };
+    let mut out = BTreeMap::new();
+    for name in declared {
+        let Some(digest) = reported.get(name) else {
+            return Err(format!(
+                "missing output {name}: the step did not write /gantry/outputs/{name}"
+            ));
+        };
+        let info = inner
+            .artifacts
+            .stat(digest)
+            .await
+            .map_err(|e| format!("output {name}: {e}"))?
+            .ok_or_else(|| {
+                format!("output {name}: the pod reported {digest}, which the store does not hold")
+            })?;
+        inner
+            .store
+            .record_artifact(&info.digest, kind_str(&info), info.size, now_ms())
+            .await
+            .map_err(|e| format!("recording output {name}: {e}"))?;
+        out.insert(name.clone(), info.digest);
+    }
+    Ok((out, metrics))
+}
+
 async fn capture_outputs<R: Runtime>(
     inner: &Arc<Inner<R>>,
     step_dir: &Path,
@@ -954,8 +1099,13 @@ pub(crate) fn read_metrics(path: &Path) -> Result<BTreeMap<String, f64>, String>
         return Err(format!("larger than {METRICS_MAX_BYTES} bytes"));
     }
     let text = std::fs::read(path).map_err(|e| e.to_string())?;
+    parse_metrics(&text)
+}
+
+/// `/gantry/metrics.json`'s bytes as flat metrics (`{"a": {"b": 1}}` is `a.b`).
+pub(crate) fn parse_metrics(text: &[u8]) -> Result<BTreeMap<String, f64>, String> {
     let value: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| format!("invalid JSON: {e}"))?;
+        serde_json::from_slice(text).map_err(|e| format!("invalid JSON: {e}"))?;
     let serde_json::Value::Object(map) = value else {
         return Err("expected a JSON object such as {\"accuracy\": 0.97}".into());
     };
@@ -1050,7 +1200,29 @@ mod tests {
             termination: t,
             pids_limit_hit: pids,
             usage: Usage::default(),
+            artifacts: None,
         }
+    }
+
+    #[test]
+    fn a_cluster_pulls_the_image_as_written_pinned_to_the_resolved_digest() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(pullable("busybox:1", &d), Ok(format!("busybox@{d}")));
+        assert_eq!(
+            pullable("localhost:5000/team/train:v2", &d),
+            Ok(format!("localhost:5000/team/train@{d}"))
+        );
+        assert_eq!(
+            pullable("registry.example.com:5000/train", &d),
+            Ok(format!("registry.example.com:5000/train@{d}"))
+        );
+        assert_eq!(
+            pullable(&format!("ghcr.io/org/app:1@{d}"), &d),
+            Ok(format!("ghcr.io/org/app@{d}"))
+        );
+        let other = format!("sha256:{}", "b".repeat(64));
+        let err = pullable(&format!("ghcr.io/org/app@{other}"), &d).expect_err("mismatch");
+        assert!(err.contains("pinned"), "{err}");
     }
 
     #[test]

@@ -166,7 +166,11 @@ impl<R: Runtime> Engine<R> {
         runtime: R,
         cfg: EngineConfig,
     ) -> Engine<R> {
-        let scheduler = Scheduler::new(cfg.capacity, Arc::clone(&cfg.gpus));
+        let scheduler = if runtime.stages_artifacts() {
+            Scheduler::for_cluster(cfg.capacity)
+        } else {
+            Scheduler::new(cfg.capacity, Arc::clone(&cfg.gpus))
+        };
         Engine {
             inner: Arc::new(Inner {
                 store,

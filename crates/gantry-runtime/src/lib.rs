@@ -106,6 +106,46 @@ pub struct StepRequest {
     /// container's namespaces exist and before the step's process starts. The engine uses
     /// it to open the tracking relay inside the step's own network namespace.
     pub create_runtime_hook: Option<Vec<String>>,
+    /// For a runtime whose containers cannot see this machine's files ([`Runtime::stages_artifacts`]:
+    /// Kubernetes): the image as a registry reference and the artifacts by digest, which the
+    /// runtime's own pod fetches and uploads. `rootfs` and `mounts` are then unused. `None` for
+    /// local runtimes.
+    pub remote: Option<RemoteStep>,
+}
+
+/// What a runtime that moves a step's artifacts itself needs to know about the step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RemoteStep {
+    pub run_id: String,
+    /// The step's name as planned (a sweep member's name holds `[`, `=`, `,`).
+    pub step: String,
+    pub attempt: u32,
+    /// The step's image, pullable by digest (`registry/repo@sha256:…`); unused for a built-in
+    /// step, which runs in the runtime's own built-in image.
+    pub image: String,
+    pub builtin: bool,
+    /// `(path under /gantry/inputs, digest)`.
+    pub inputs: Vec<(String, String)>,
+    /// Declared outputs.
+    pub outputs: Vec<String>,
+    /// `/gantry/params.json`.
+    pub params: serde_json::Value,
+    pub gpu: u32,
+    pub gpu_model: Option<String>,
+}
+
+/// What the runtime's pod uploaded, by digest (see [`StepRequest::remote`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RemoteArtifacts {
+    /// Output name → digest; a declared output the step did not write is absent.
+    pub outputs: std::collections::BTreeMap<String, String>,
+    /// `/gantry/metrics.json` as the step wrote it, stored as an artifact.
+    pub metrics: Option<String>,
+    /// The stored full report, when it did not fit in the termination message: its outputs
+    /// and metrics replace the two fields above.
+    pub more: Option<String>,
+    /// Why the pod could not deliver the outputs (an upload failed, no report).
+    pub error: Option<String>,
 }
 
 /// Why a step's container stopped.
@@ -144,12 +184,21 @@ pub struct StepOutcome {
     /// The step tried to create more processes than its pids limit allows.
     pub pids_limit_hit: bool,
     pub usage: Usage,
+    /// Set by runtimes that move artifacts themselves ([`Runtime::stages_artifacts`]).
+    pub artifacts: Option<RemoteArtifacts>,
 }
 
 /// Something that runs steps as containers. The engine is tested with fakes of it.
 pub trait Runtime: Send + Sync + 'static {
     /// Short name for logs and run records (`"oci"`, `"docker"`, ...).
     fn name(&self) -> &'static str;
+
+    /// `true` when the runtime's containers cannot see this machine's files: the engine then
+    /// fills [`StepRequest::remote`] instead of mounting inputs and reads the outputs from
+    /// [`StepOutcome::artifacts`].
+    fn stages_artifacts(&self) -> bool {
+        false
+    }
 
     /// Runs the step to completion, sending its output lines to `logs` (awaiting when the channel
     /// is full). Failing to *start* the container is an error; a step that starts and then fails,

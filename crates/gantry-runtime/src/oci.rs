@@ -206,6 +206,7 @@ impl OciRuntime {
                 termination: Termination::Cancelled,
                 pids_limit_hit: false,
                 usage: Usage::default(),
+                artifacts: None,
             });
         }
         let id = req.id.clone();
@@ -323,6 +324,7 @@ impl OciRuntime {
                 wall_ms: u64::try_from(ended.duration_since(started).as_millis())
                     .unwrap_or(u64::MAX),
             },
+            artifacts: None,
         })
     }
 

@@ -588,6 +588,7 @@ mod tests {
             stop_grace: std::time::Duration::from_secs(10),
             cancel: CancellationToken::new(),
             create_runtime_hook: None,
+            remote: None,
         }
     }
 

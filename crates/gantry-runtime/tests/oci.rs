@@ -178,6 +178,7 @@ mod support {
                 stop_grace: Duration::from_secs(10),
                 cancel: CancellationToken::new(),
                 create_runtime_hook: None,
+                remote: None,
             }
         }
 

@@ -4,7 +4,7 @@ use crate::deploy::Deployments;
 use crate::metrics::Metrics;
 use gantry_artifacts::ArtifactStore;
 use gantry_engine::{Engine, EngineError, Event, RunRequest};
-use gantry_runtime::OciRuntime;
+use gantry_kube::StepRuntime;
 use gantry_store::Store;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -130,7 +130,7 @@ impl AppState {
     }
 
     /// Runs submitted over the API execute on `engine`.
-    pub fn with_engine(mut self, engine: Engine<OciRuntime>) -> AppState {
+    pub fn with_engine(mut self, engine: Engine<StepRuntime>) -> AppState {
         self.deployments = Deployments::new(
             self.store.clone(),
             self.artifacts.clone(),
@@ -151,7 +151,7 @@ struct InFlight {
 /// The engine and the runs it executes for API callers.
 #[derive(Clone)]
 pub struct RunHost {
-    engine: Option<Engine<OciRuntime>>,
+    engine: Option<Engine<StepRuntime>>,
     inflight: Arc<Mutex<HashMap<String, InFlight>>>,
     /// Set by shutdown: no new run starts after it.
     closing: CancellationToken,
@@ -182,7 +182,7 @@ impl RunHost {
     }
 
     /// The engine runs execute on, if this server has one.
-    pub fn engine(&self) -> Option<&Engine<OciRuntime>> {
+    pub fn engine(&self) -> Option<&Engine<StepRuntime>> {
         self.engine.as_ref()
     }
 

@@ -84,6 +84,11 @@ pub enum Command {
     },
     /// Run a pipeline.
     Run(RunArgs),
+    /// Export a pipeline to another orchestrator: an Argo Workflow (`--target argo`) or a
+    /// Kubeflow Pipelines v2 pipeline spec (`--target kfp`), YAML on stdout or in --out. Steps
+    /// keep Gantry's contract there: inputs and outputs by digest in the S3 store given by
+    /// --artifacts / GANTRY_ARTIFACTS.
+    Compile(CompileArgs),
     /// Run a recorded run again: same spec snapshot, image digests, params and input data.
     Rerun {
         run: String,
@@ -328,6 +333,38 @@ pub enum Command {
     /// OCI hooks runc calls for the engine (not for people).
     #[command(subcommand, hide = true)]
     Hook(HookCommand),
+    /// Inside a Kubernetes step pod: fetch the step's inputs (the init container).
+    #[command(hide = true)]
+    StepFetch,
+    /// Inside a Kubernetes step pod: run the step's command as PID 1, then upload its outputs
+    /// and report (the step container).
+    #[command(hide = true)]
+    StepExec {
+        /// Stop the command after this long (SIGTERM, then SIGKILL after --grace-ms).
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        #[arg(long, default_value_t = 10_000)]
+        grace_ms: u64,
+        /// Also write each output's digest to DIR/<output> (workflow engines read them).
+        #[arg(long)]
+        digests_dir: Option<PathBuf>,
+        /// Write one output's digest to a file of its own: OUTPUT=PATH (repeatable; Kubeflow
+        /// Pipelines' output parameter files).
+        #[arg(long, value_name = "OUTPUT=PATH")]
+        digest_file: Vec<String>,
+        /// The step plan as JSON, instead of GANTRY_STEP_PLAN (for workflow engines that
+        /// substitute only arguments).
+        #[arg(long)]
+        plan: Option<String>,
+        /// Fetch the plan's inputs first, in this process (no separate init container).
+        #[arg(long)]
+        fetch: bool,
+        /// Set a variable for the command: KEY=VALUE (repeatable).
+        #[arg(long, value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
     /// Run a built-in component (this is what `uses: builtin/<name>` steps execute
     /// inside their container).
     #[command(hide = true)]
@@ -343,6 +380,47 @@ pub enum Command {
         #[arg(long, default_value = "/gantry/metrics.json")]
         metrics: PathBuf,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompileArgs {
+    pub file: PathBuf,
+    /// argo or kfp.
+    #[arg(long)]
+    pub target: String,
+    /// Override a parameter: -p name=value (repeatable); the exported workflow keeps it as a
+    /// parameter with this default unless it shapes the workflow (a matrix, a source).
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// The built-in image in a registry, by digest (`gantry image push builtin REF`).
+    #[arg(long, env = "GANTRY_KUBE_BUILTIN_IMAGE")]
+    pub helper_image: Option<String>,
+    /// The Workflow's namespace (Argo).
+    #[arg(long, env = "GANTRY_KUBE_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// The pods' service account (steps never get its token).
+    #[arg(long)]
+    pub service_account: Option<String>,
+    /// The account of Argo's executor (its `wait` container); default: --service-account.
+    #[arg(long)]
+    pub executor_service_account: Option<String>,
+    /// An image pull Secret (repeatable).
+    #[arg(long = "pull-secret", value_name = "SECRET")]
+    pub pull_secrets: Vec<String>,
+    /// A Secret with the store's AWS_* keys, given to the fetch and the wrapper.
+    #[arg(long, env = "GANTRY_KUBE_ARTIFACTS_SECRET")]
+    pub artifacts_secret: Option<String>,
+    /// Accept step images by tag (by default every image must be pinned by digest, so the
+    /// workflow runs exactly what was reviewed).
+    #[arg(long)]
+    pub allow_tags: bool,
+    /// The digest of a `path:` or `url:` input stored with `gantry upload`:
+    /// STEP/INPUT=sha256:… (repeatable).
+    #[arg(long = "input-digest", value_name = "STEP/INPUT=DIGEST")]
+    pub input_digests: Vec<String>,
+    /// Write the YAML here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

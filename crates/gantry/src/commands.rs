@@ -11,11 +11,11 @@ use crate::remote::Client;
 use crate::render::{self, table};
 use anyhow::Context;
 use gantry_engine::{Engine, Event, RunRequest, RunSummary};
-use gantry_runtime::OciRuntime;
+use gantry_kube::StepRuntime;
 use gantry_server::views;
 use gantry_store::{RunFilter, RunStatus, StepStatus, Store};
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -56,6 +56,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             params,
             output,
         } => validate(&file, &params, output),
+        Command::Compile(args) => crate::compile::run(g, args),
         Command::Run(args) => match &client {
             Some(c) => crate::remote_run::run(c, &args).await,
             None => run(&Home::from_global(g)?, &g.runtime, args).await,
@@ -183,6 +184,42 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             )),
         },
         Command::Hook(HookCommand::NetnsReady { socket }) => crate::hook::netns_ready(&socket),
+        Command::StepFetch => {
+            crate::step_exec::fetch(&crate::step_exec::Paths::from_env(), None).await
+        }
+        Command::StepExec {
+            timeout_ms,
+            grace_ms,
+            digests_dir,
+            digest_file,
+            plan,
+            fetch,
+            env,
+            argv,
+        } => {
+            let pair = |flag: &str, kv: &str| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or_else(|| coded(exit::USAGE, format!("--{flag} {kv}: expected A=B")))
+            };
+            let opts = crate::step_exec::ExecOptions {
+                timeout: timeout_ms.map(std::time::Duration::from_millis),
+                grace: std::time::Duration::from_millis(grace_ms),
+                digests_dir,
+                digest_files: digest_file
+                    .iter()
+                    .map(|kv| pair("digest-file", kv).map(|(k, v)| (k, PathBuf::from(v))))
+                    .collect::<anyhow::Result<_>>()?,
+                plan,
+                fetch,
+                env: env
+                    .iter()
+                    .map(|kv| pair("env", kv))
+                    .collect::<anyhow::Result<_>>()?,
+                argv,
+            };
+            crate::step_exec::exec(&crate::step_exec::Paths::from_env(), opts).await
+        }
         Command::Component {
             name,
             with,
@@ -309,7 +346,7 @@ pub(crate) async fn open_engine(
     home: &Home,
     runtime: &str,
     exec: &ExecArgs,
-) -> anyhow::Result<Engine<OciRuntime>> {
+) -> anyhow::Result<Engine<StepRuntime>> {
     open_engine_relaying(
         home,
         runtime,
@@ -330,7 +367,7 @@ pub(crate) async fn open_engine_relaying(
     tracking_relay: Option<std::net::SocketAddr>,
     step_tokens: Option<std::sync::Arc<dyn gantry_engine::StepTokens>>,
     inputs: gantry_engine::InputPolicy,
-) -> anyhow::Result<Engine<OciRuntime>> {
+) -> anyhow::Result<Engine<StepRuntime>> {
     let cpus = exec
         .cpus
         .as_deref()
@@ -369,6 +406,16 @@ pub(crate) async fn open_engine_relaying(
         .transpose()?;
     let engine = home
         .engine(runtime, |c| {
+            if runtime == "kubernetes" {
+                // The cluster's scheduler places pods; this bounds what this process puts on
+                // it at once (--cpus / --memory / --gpus narrow it), and quotas still apply.
+                c.capacity = gantry_engine::Capacity {
+                    cpu_millis: 1_000_000,
+                    memory_bytes: 64 << 40,
+                    gpus: 1024,
+                    max_parallel: 256,
+                };
+            }
             if let Some(cpu) = cpus {
                 c.capacity.cpu_millis = cpu;
             }
@@ -442,7 +489,7 @@ pub(crate) fn local_user() -> String {
 }
 
 pub(crate) async fn execute(
-    engine: &Engine<OciRuntime>,
+    engine: &Engine<StepRuntime>,
     req: RunRequest,
     output: Output,
 ) -> anyhow::Result<u8> {
@@ -461,7 +508,7 @@ pub(crate) async fn execute(
 
 /// Runs with live progress and Ctrl-C handling; returns the summary unprinted.
 pub(crate) async fn execute_summary(
-    engine: &Engine<OciRuntime>,
+    engine: &Engine<StepRuntime>,
     req: RunRequest,
     output: Output,
 ) -> anyhow::Result<RunSummary> {

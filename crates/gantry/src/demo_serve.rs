@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use gantry_engine::Engine;
-use gantry_runtime::OciRuntime;
+use gantry_kube::StepRuntime;
 use gantry_server::{AppState, ServerConfig};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -37,7 +37,7 @@ pub struct DemoTraffic {
 
 /// Serves the deployment, sends the traffic and returns the monitor's view.
 pub async fn run(
-    engine: &Engine<OciRuntime>,
+    engine: &Engine<StepRuntime>,
     home_root: &std::path::Path,
     quiet: bool,
 ) -> anyhow::Result<DemoTraffic> {

@@ -6,6 +6,7 @@ use anyhow::Context;
 use gantry_artifacts::ArtifactStore;
 use gantry_engine::{Engine, EngineConfig};
 use gantry_image::ImageStore;
+use gantry_kube::StepRuntime;
 use gantry_runtime::{OciRuntime, OciRuntimeConfig};
 use gantry_store::Store;
 use std::path::PathBuf;
@@ -103,7 +104,18 @@ impl Home {
         self.root.join("work")
     }
 
-    pub fn runtime(&self, binary: &str) -> anyhow::Result<OciRuntime> {
+    /// The steps' runtime: `kubernetes` (a cluster, see `crate::kube`), else the OCI runtime
+    /// binary of this machine (runc, crun, …).
+    pub async fn runtime(&self, binary: &str) -> anyhow::Result<StepRuntime> {
+        if binary == "kubernetes" {
+            return Ok(StepRuntime::Kubernetes(
+                crate::kube::runtime(self.artifacts.as_ref()).await?,
+            ));
+        }
+        Ok(StepRuntime::Oci(self.oci_runtime(binary)?))
+    }
+
+    pub fn oci_runtime(&self, binary: &str) -> anyhow::Result<OciRuntime> {
         let cfg = OciRuntimeConfig {
             binary: PathBuf::from(binary),
             state_dir: self.root.join("runtime").join("state"),
@@ -117,7 +129,7 @@ impl Home {
         &self,
         runtime_binary: &str,
         cfg: impl FnOnce(&mut EngineConfig),
-    ) -> anyhow::Result<Engine<OciRuntime>> {
+    ) -> anyhow::Result<Engine<StepRuntime>> {
         let store = self.store().await?;
         let mut config = EngineConfig::new(self.work_dir());
         config.registry = Some(std::sync::Arc::new(crate::images::registry_client(self)?));
@@ -129,7 +141,7 @@ impl Home {
             store,
             self.artifacts()?,
             self.images()?,
-            self.runtime(runtime_binary)?,
+            self.runtime(runtime_binary).await?,
             config,
         ))
     }

@@ -9,6 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cli;
 mod commands;
+mod compile;
 mod component;
 mod demo;
 mod demo_serve;
@@ -19,6 +20,7 @@ mod gc;
 mod home;
 mod hook;
 mod images;
+mod kube;
 mod model_server;
 mod models;
 mod monitor;
@@ -29,6 +31,7 @@ mod remote;
 mod remote_run;
 mod render;
 mod serve;
+mod step_exec;
 mod trust_cmd;
 mod upload;
 mod usage;
@@ -41,6 +44,11 @@ fn main() -> ExitCode {
     warn_secrets_on_the_command_line(std::env::args());
     let args = cli::Cli::parse();
     init_tracing(&args.global);
+    if matches!(args.command, cli::Command::StepExec { .. }) {
+        // Before the async runtime's threads exist: they inherit the mask.
+        step_exec::block_forwarded_signals();
+        let _ = step_exec::SET_FOR_US.set(step_exec::use_fetched_ca_bundle());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -26,8 +26,9 @@ pub mod resolve;
 use crate::metrics::Metrics;
 use gantry_artifacts::ArtifactStore;
 use gantry_engine::Engine;
+use gantry_kube::StepRuntime;
 use gantry_ml::dataset::ColumnType;
-use gantry_runtime::{BindMount, OciRuntime};
+use gantry_runtime::BindMount;
 use gantry_spec::deployment::{DeploymentSpec, ModelTarget};
 use gantry_store::Store;
 use replica::{Replica, ReplicaTemplate};
@@ -135,7 +136,7 @@ impl Pool {
         }
     }
 
-    fn scale(&self, engine: &Engine<OciRuntime>, want: usize) {
+    fn scale(&self, engine: &Engine<StepRuntime>, want: usize) {
         let Ok(mut replicas) = self.replicas.lock() else {
             return;
         };
@@ -251,7 +252,7 @@ pub struct Deployments {
 struct Inner {
     store: Store,
     artifacts: ArtifactStore,
-    engine: Option<Engine<OciRuntime>>,
+    engine: Option<Engine<StepRuntime>>,
     work_dir: PathBuf,
     live: RwLock<HashMap<String, Arc<Live>>>,
     pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
@@ -269,7 +270,7 @@ impl Deployments {
     pub fn new(
         store: Store,
         artifacts: ArtifactStore,
-        engine: Option<Engine<OciRuntime>>,
+        engine: Option<Engine<StepRuntime>>,
         metrics: Arc<Metrics>,
         fetch: gantry_net::FetchPolicy,
     ) -> Deployments {
@@ -615,7 +616,7 @@ impl Deployments {
     /// spec's replica count (created if needed).
     async fn pool(
         &self,
-        engine: &Engine<OciRuntime>,
+        engine: &Engine<StepRuntime>,
         name: &str,
         spec: &DeploymentSpec,
         target: &ModelTarget,

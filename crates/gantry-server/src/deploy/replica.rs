@@ -14,7 +14,8 @@
 
 use bytes::Bytes;
 use gantry_engine::Engine;
-use gantry_runtime::{BindMount, OciRuntime, Runtime, StepRequest};
+use gantry_kube::StepRuntime;
+use gantry_runtime::{BindMount, Runtime, StepRequest};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -72,11 +73,18 @@ const SEEN_INTERVAL: Duration = Duration::from_secs(30);
 /// Runs one container life and records it in `replica_usage` (best effort: a store error is
 /// logged, never stops the replica).
 async fn run_recorded(
-    engine: Engine<OciRuntime>,
+    engine: Engine<StepRuntime>,
     req: StepRequest,
     log_tx: tokio::sync::mpsc::Sender<gantry_runtime::LogBlock>,
     owner: Option<ReplicaOwner>,
 ) -> Result<gantry_runtime::StepOutcome, gantry_runtime::RuntimeError> {
+    if engine.runtime().oci().is_none() {
+        // Steps may run on a cluster; model replicas still run on this machine's OCI runtime
+        // (replicas as Kubernetes Deployments are not built yet).
+        return Err(gantry_runtime::RuntimeError::InvalidConfig {
+            reason: "model replicas need this machine's OCI runtime; a server started with --runtime kubernetes runs pipeline steps on the cluster but cannot serve models yet".into(),
+        });
+    }
     let Some(owner) = owner else {
         return engine.runtime().run(req, log_tx).await;
     };
@@ -396,7 +404,7 @@ impl Replica {
 
 /// Starts a replica's supervisor; it runs until `stop` fires (then the container is killed).
 pub fn start(
-    engine: Engine<OciRuntime>,
+    engine: Engine<StepRuntime>,
     template: ReplicaTemplate,
     id: String,
     stop: CancellationToken,
@@ -415,7 +423,7 @@ pub fn start(
 }
 
 async fn supervise(
-    engine: Engine<OciRuntime>,
+    engine: Engine<StepRuntime>,
     template: ReplicaTemplate,
     replica: Arc<Replica>,
     stop: CancellationToken,
@@ -448,7 +456,7 @@ async fn supervise(
 
 /// One life of the container: start, wait for readiness, health-check until it ends.
 async fn run_once(
-    engine: &Engine<OciRuntime>,
+    engine: &Engine<StepRuntime>,
     t: &ReplicaTemplate,
     replica: &Arc<Replica>,
     attempt: u32,
@@ -491,6 +499,7 @@ async fn run_once(
             "--socket".into(),
             socket.to_string_lossy().into_owned(),
         ]),
+        remote: None,
     };
     let (log_tx, mut log_rx) = tokio::sync::mpsc::channel::<gantry_runtime::LogBlock>(64);
     let id = replica.id.clone();

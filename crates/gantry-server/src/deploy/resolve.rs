@@ -13,7 +13,8 @@
 use super::{REPLICA_PORT, ServedModel, template};
 use gantry_artifacts::ArtifactStore;
 use gantry_engine::{BUILTIN_BINARY, Engine, ensure_builtin_image};
-use gantry_runtime::{BindMount, OciRuntime};
+use gantry_kube::StepRuntime;
+use gantry_runtime::BindMount;
 use gantry_spec::deployment::{DeploymentSpec, ModelTarget};
 use gantry_store::Store;
 use serde::Deserialize;
@@ -38,7 +39,7 @@ pub struct CustomServer {
 }
 
 pub(crate) async fn served_model(
-    engine: &Engine<OciRuntime>,
+    engine: &Engine<StepRuntime>,
     store: &Store,
     artifacts: &ArtifactStore,
     deployment: &str,
@@ -254,7 +255,7 @@ pub(crate) async fn served_model(
 /// Applies the trust policy to a custom model's image; records the decision on the deployment
 /// and in the audit log; a denial is an error naming the rule and the reasons.
 async fn check_image_trust(
-    engine: &Engine<OciRuntime>,
+    engine: &Engine<StepRuntime>,
     store: &Store,
     deployment: &str,
     item: &str,

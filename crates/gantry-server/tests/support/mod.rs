@@ -9,6 +9,7 @@ mod busybox;
 use gantry_artifacts::ArtifactStore;
 use gantry_engine::{Engine, EngineConfig};
 use gantry_image::ImageStore;
+use gantry_kube::StepRuntime;
 use gantry_runtime::{OciRuntime, OciRuntimeConfig};
 use gantry_server::{AppState, ServerConfig};
 use gantry_store::Store;
@@ -85,13 +86,15 @@ impl TestServer {
         let artifacts = ArtifactStore::open_local(&root.join("artifacts")).unwrap();
         let images = ImageStore::open(&root.join("images")).unwrap();
         images.import(busybox::tar(), Some("busybox:1")).unwrap();
-        let runtime = OciRuntime::new(OciRuntimeConfig {
-            binary: PathBuf::from("runc"),
-            state_dir: root.join("runtime/state"),
-            bundles_dir: root.join("runtime/bundles"),
-            cgroup_parent: "gantry".into(),
-        })
-        .unwrap();
+        let runtime = StepRuntime::Oci(
+            OciRuntime::new(OciRuntimeConfig {
+                binary: PathBuf::from("runc"),
+                state_dir: root.join("runtime/state"),
+                bundles_dir: root.join("runtime/bundles"),
+                cgroup_parent: "gantry".into(),
+            })
+            .unwrap(),
+        );
         let mut cfg = EngineConfig::new(root.join("work"));
         cfg.retry_base = Duration::from_millis(50);
         // What `gantry server` sets: paths only below data roots, read as nobody; fetches

@@ -7,6 +7,10 @@
 mod browser;
 #[path = "../../../../testing/busybox.rs"]
 mod busybox;
+#[path = "../../../../testing/kube.rs"]
+mod kube;
+#[path = "../../../gantry-kube/tests/mock/mod.rs"]
+mod kube_mock;
 #[path = "../../../../testing/moto.rs"]
 mod moto;
 #[path = "../../../../testing/skip.rs"]
@@ -16,12 +20,15 @@ mod support;
 mod test_registry;
 
 mod big_data;
+mod compile;
 mod crash;
 mod deploy;
 mod drift;
 mod failures;
 mod hello;
 mod images;
+mod kube_pod;
+mod kube_run;
 mod ml;
 mod queue;
 mod registry;

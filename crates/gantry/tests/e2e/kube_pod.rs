@@ -1,0 +1,459 @@
+//! The step contract of a Kubernetes pod, played in real runc containers with the artifact
+//! store in a real S3 API (moto_server on 127.0.0.1): `gantry step-fetch` (the init
+//! container) fetches the inputs by digest and leaves the wrapper's binary; `gantry step-exec`
+//! (the step container) runs the command as a supervisor would — credentials hidden, orphans
+//! reaped, timeout with SIGTERM first — uploads the outputs and writes the report that the
+//! runtime reads as the container's termination message.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gantry_artifacts::{ArtifactStore, Location};
+use gantry_kube::contract::{PLAN_ENV, PlannedInput, StepPlan, StepReport};
+use gantry_runtime::{BindMount, OciRuntime, OciRuntimeConfig, Runtime, StepRequest};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::moto::Moto;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gantry");
+const BUCKET: &str = "pods";
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// busybox plus this `gantry` at the built-in image's path, with the shared objects it loads
+/// (the shipped binary is static and needs none).
+fn rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(&root).unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(crate::busybox::tar())
+        .arg("-C")
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The archive's own root entry may be private (it was made in a temporary directory).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // What the built-in image holds besides the binary: the machine's CA bundle.
+    let certs = root.join("etc/ssl/certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(
+        "/etc/ssl/certs/ca-certificates.crt",
+        certs.join("ca-certificates.crt"),
+    )
+    .unwrap();
+    let exe = root.join("opt/gantry/bin/gantry");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    std::fs::copy(BIN, &exe).unwrap();
+    let ldd = std::process::Command::new("ldd").arg(BIN).output().unwrap();
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = line
+            .split_whitespace()
+            .find(|w| w.starts_with('/'))
+            .map(PathBuf::from);
+        if let Some(lib) = path {
+            let dest = root.join(lib.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(&lib, &dest).unwrap();
+        }
+    }
+    root
+}
+
+struct Pod {
+    moto: Moto,
+    runtime: OciRuntime,
+    rootfs: PathBuf,
+    work: PathBuf,
+    store: ArtifactStore,
+    _dir: tempfile::TempDir,
+}
+
+impl Pod {
+    fn new(moto: Moto) -> Pod {
+        moto.create_bucket(BUCKET);
+        let dir = tempfile::tempdir().unwrap();
+        // The container's user must reach the init binary in the bundles directory.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let rootfs = rootfs(dir.path());
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        // The pod's emptyDir belongs to the pod's user (fsGroup).
+        std::os::unix::fs::chown(&work, Some(65534), Some(65534)).unwrap();
+        let runtime = OciRuntime::new(OciRuntimeConfig {
+            binary: PathBuf::from("runc"),
+            state_dir: dir.path().join("state"),
+            bundles_dir: dir.path().join("bundles"),
+            cgroup_parent: "gantry-test-pod".into(),
+        })
+        .unwrap();
+        let env = moto.env();
+        let store = ArtifactStore::open_with_env(
+            &Location::parse(&format!("s3://{BUCKET}/gantry")).unwrap(),
+            &dir.path().join("cache"),
+            &|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()),
+        )
+        .unwrap();
+        Pod {
+            moto,
+            runtime,
+            rootfs,
+            work,
+            store,
+            _dir: dir,
+        }
+    }
+
+    fn plan(&self, inputs: Vec<(&str, String)>, outputs: &[&str]) -> String {
+        serde_json::to_string(&StepPlan {
+            v: 1,
+            artifacts: format!("s3://{BUCKET}/gantry"),
+            inputs: inputs
+                .into_iter()
+                .map(|(path, digest)| PlannedInput {
+                    path: path.into(),
+                    digest,
+                })
+                .collect(),
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+            params: json!({"lr": 0.5}),
+        })
+        .unwrap()
+    }
+
+    /// Runs one container of the pod; returns its exit code and log lines.
+    fn container(
+        &self,
+        name: &str,
+        args: &[&str],
+        plan: &str,
+        mounts: Vec<BindMount>,
+    ) -> (Option<i32>, Vec<String>) {
+        self.container_with(name, args, Some(plan), true, mounts)
+    }
+
+    /// `plan`: in GANTRY_STEP_PLAN; `aws`: with the store's credentials.
+    fn container_with(
+        &self,
+        name: &str,
+        args: &[&str],
+        plan: Option<&str>,
+        aws: bool,
+        mounts: Vec<BindMount>,
+    ) -> (Option<i32>, Vec<String>) {
+        let mut env: Vec<String> = if aws {
+            self.moto
+                .env()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if let Some(plan) = plan {
+            env.push(format!("{PLAN_ENV}={plan}"));
+        }
+        env.push("GANTRY_STEP_TERMINATION_LOG=/gantry/termination-log".into());
+        env.push("PATH=/bin:/usr/bin".into());
+        env.push("HOME=/tmp".into());
+        let req = StepRequest {
+            id: format!(
+                "pod-{name}-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+            rootfs: self.rootfs.clone(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env,
+            cwd: "/".into(),
+            uid: 65534,
+            gid: 65534,
+            mounts,
+            // The host's network: moto listens on the host's loopback.
+            network: true,
+            cpu_millis: 1000,
+            memory_bytes: 512 << 20,
+            pids_limit: 256,
+            gpu_devices: Vec::new(),
+            timeout: Some(Duration::from_secs(120)),
+            stop_grace: Duration::from_secs(5),
+            cancel: CancellationToken::new(),
+            create_runtime_hook: None,
+            remote: None,
+        };
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            let collect = tokio::spawn(async move {
+                let mut lines = Vec::new();
+                while let Some(b) = rx.recv().await {
+                    let b: gantry_runtime::LogBlock = b;
+                    lines.extend(b.lines().map(str::to_string));
+                }
+                lines
+            });
+            let out = self.runtime.run(req, tx).await.unwrap();
+            (out.exit_code, collect.await.unwrap())
+        })
+    }
+
+    fn fetch(&self, plan: &str) -> (Option<i32>, Vec<String>) {
+        self.container(
+            "fetch",
+            &["/opt/gantry/bin/gantry", "step-fetch"],
+            plan,
+            vec![BindMount {
+                source: self.work.clone(),
+                destination: "/gantry".into(),
+                readonly: false,
+            }],
+        )
+    }
+
+    fn step(&self, plan: &str, wrapper: &[&str], script: &str) -> (Option<i32>, Vec<String>) {
+        let mut args = vec!["/gantry/bin/gantry", "step-exec"];
+        args.extend_from_slice(wrapper);
+        args.extend_from_slice(&["--", "sh", "-c", script]);
+        let _ = std::fs::remove_file(self.work.join("termination-log"));
+        self.container(
+            "step",
+            &args,
+            plan,
+            vec![
+                BindMount {
+                    source: self.work.clone(),
+                    destination: "/gantry".into(),
+                    readonly: false,
+                },
+                BindMount {
+                    source: self.work.join("inputs"),
+                    destination: "/gantry/inputs".into(),
+                    readonly: true,
+                },
+                BindMount {
+                    source: self.work.join("bin"),
+                    destination: "/gantry/bin".into(),
+                    readonly: true,
+                },
+            ],
+        )
+    }
+
+    fn report(&self) -> StepReport {
+        let text = std::fs::read_to_string(self.work.join("termination-log")).unwrap();
+        assert!(text.len() <= 4096, "{} bytes", text.len());
+        StepReport::parse(&text).unwrap()
+    }
+
+    fn put(&self, path: &Path) -> String {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(self.store.put_path(path)).unwrap().digest
+    }
+
+    fn read(&self, digest: &str) -> Vec<u8> {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(self.store.read_bytes(digest, 1 << 20)).unwrap()
+    }
+}
+
+#[test]
+fn a_pod_fetches_by_digest_runs_the_step_under_the_wrapper_and_reports_its_outputs() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let pod = Pod::new(moto);
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("data.csv"), "a,b\n1,2\n").unwrap();
+    std::fs::create_dir_all(src.path().join("models/m1")).unwrap();
+    std::fs::write(src.path().join("models/m1/weights"), "w").unwrap();
+    let data = pod.put(&src.path().join("data.csv"));
+    let model_dir = pod.put(&src.path().join("models/m1"));
+    let plan = pod.plan(
+        vec![("data", data.clone()), ("models/lr-0.1", model_dir)],
+        &["out", "never"],
+    );
+
+    let (code, logs) = pod.fetch(&plan);
+    assert_eq!(code, Some(0), "{logs:?}");
+    assert_eq!(
+        std::fs::read_to_string(pod.work.join("inputs/data")).unwrap(),
+        "a,b\n1,2\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(pod.work.join("inputs/models/lr-0.1/weights")).unwrap(),
+        "w"
+    );
+    let params: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pod.work.join("params.json")).unwrap()).unwrap();
+    assert_eq!(params["lr"], 0.5);
+    assert!(pod.work.join("bin/gantry").is_file());
+    assert!(
+        !pod.work.join(".fetch").exists(),
+        "the download cache is gone"
+    );
+
+    // The step: reads its input, cannot write it, does not see the store's credentials or the
+    // wrapper's environment, leaves an orphan behind, writes one of its two outputs and metrics.
+    let script = r#"
+        set -e
+        cat /gantry/inputs/data > /gantry/outputs/out
+        echo "x" >> /gantry/outputs/out
+        if echo no > /gantry/inputs/data 2>/dev/null; then echo "inputs are writable"; exit 10; fi
+        if env | grep -q '^AWS_'; then echo "credentials leaked"; exit 11; fi
+        if env | grep -q 'GANTRY_STEP_PLAN'; then echo "plan leaked"; exit 12; fi
+        if cat /proc/$PPID/environ >/dev/null 2>&1; then echo "wrapper environ readable"; exit 13; fi
+        (sleep 0.2 &)
+        echo '{"accuracy": 0.93}' > /gantry/metrics.json
+        echo "done"
+    "#;
+    let (code, logs) = pod.step(&plan, &["--digests-dir", "/gantry/digests"], script);
+    assert_eq!(code, Some(0), "{logs:?}");
+    assert!(logs.iter().any(|l| l == "done"), "{logs:?}");
+    let report = pod.report();
+    assert_eq!(report.exit_code, Some(0));
+    assert_eq!(report.error, None);
+    assert!(report.wall_ms > 0);
+    assert!(report.peak_memory_bytes > 0);
+    let out = report.outputs.get("out").expect("the output's digest");
+    assert!(!report.outputs.contains_key("never"));
+    assert_eq!(pod.read(out), b"a,b\n1,2\nx\n");
+    let metrics = report.metrics.as_deref().expect("metrics");
+    assert_eq!(pod.read(metrics), b"{\"accuracy\": 0.93}\n");
+    assert_eq!(
+        std::fs::read_to_string(pod.work.join("digests/out")).unwrap(),
+        *out
+    );
+
+    // A failing step: its exit code, and nothing uploaded.
+    let (code, _) = pod.step(&plan, &[], "echo partial > /gantry/outputs/out; exit 3");
+    assert_eq!(code, Some(3));
+    let report = pod.report();
+    assert_eq!(report.exit_code, Some(3));
+    assert!(report.outputs.is_empty());
+
+    // A step past its timeout gets SIGTERM first and may still save what it had.
+    // (`wait` is interrupted by a trapped signal; busybox's `sleep` in a loop would not be.)
+    let script = r#"trap 'echo saved > /gantry/outputs/out; exit 0' TERM; sleep 60 & wait $!"#;
+    let (_, _) = pod.step(&plan, &["--timeout-ms=500", "--grace-ms=5000"], script);
+    let report = pod.report();
+    assert!(report.timed_out, "{report:?}");
+    assert_eq!(report.exit_code, Some(0), "{report:?}");
+    assert_eq!(pod.read(&report.outputs["out"]), b"saved\n");
+    // One that ignores SIGTERM is killed after the grace.
+    let started = std::time::Instant::now();
+    let (_, _) = pod.step(
+        &plan,
+        &["--timeout-ms=300", "--grace-ms=500"],
+        "trap '' TERM; while true; do sleep 0.1; done",
+    );
+    let report = pod.report();
+    assert!(report.timed_out);
+    assert_eq!(report.signal, Some(9), "{report:?}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // A missing command is 127, as a shell says.
+    let (code, _) = pod.container(
+        "missing",
+        &["/gantry/bin/gantry", "step-exec", "--", "/no/such/program"],
+        &plan,
+        vec![
+            BindMount {
+                source: pod.work.clone(),
+                destination: "/gantry".into(),
+                readonly: false,
+            },
+            BindMount {
+                source: pod.work.join("bin"),
+                destination: "/gantry/bin".into(),
+                readonly: true,
+            },
+        ],
+    );
+    assert_eq!(code, Some(127));
+}
+
+#[test]
+fn a_fetch_of_a_missing_or_tampered_input_fails_naming_it() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let pod = Pod::new(moto);
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let plan = pod.plan(vec![("data", missing.clone())], &[]);
+    let (code, logs) = pod.fetch(&plan);
+    assert_ne!(code, Some(0));
+    let all = logs.join("\n");
+    assert!(
+        all.contains("input data") && all.contains(&missing),
+        "{all}"
+    );
+    // A plan that would write outside /gantry/inputs never gets that far.
+    let bad = plan.replace("\"data\"", "\"../escape\"");
+    let (code, logs) = pod.fetch(&bad);
+    assert_eq!(code, Some(2), "{logs:?}");
+    assert!(logs.join("\n").contains("../escape"));
+}
+
+#[test]
+fn a_kubeflow_style_step_fetches_and_reports_through_its_arguments() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let pod = Pod::new(moto);
+    let work = || BindMount {
+        source: pod.work.clone(),
+        destination: "/gantry".into(),
+        readonly: false,
+    };
+    // KFP's init container only places the binary: an empty plan, and no credentials.
+    let empty = pod.plan(Vec::new(), &[]);
+    let (code, logs) = pod.container_with(
+        "kfp-init",
+        &["/opt/gantry/bin/gantry", "step-fetch"],
+        Some(&empty),
+        false,
+        vec![work()],
+    );
+    assert_eq!(code, Some(0), "{logs:?}");
+    assert!(pod.work.join("bin/gantry").is_file());
+
+    // The step: the plan, the fetch and the outputs' files all through arguments (KFP
+    // substitutes placeholders only there).
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("in"), "abc").unwrap();
+    let input = pod.put(&src.path().join("in"));
+    let plan = pod.plan(vec![("data", input)], &["out"]);
+    let script = r#"test "$STEP_NAME" = train || exit 7; tr a-z A-Z < /gantry/inputs/data > /gantry/outputs/out"#;
+    let (code, logs) = pod.container_with(
+        "kfp-step",
+        &[
+            "/gantry/bin/gantry",
+            "step-exec",
+            "--fetch",
+            "--plan",
+            &plan,
+            "--env",
+            "STEP_NAME=train",
+            "--digest-file",
+            "out=/gantry/kfp/outputs/out",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
+        None,
+        true,
+        vec![work()],
+    );
+    assert_eq!(code, Some(0), "{logs:?}");
+    let report = pod.report();
+    let out = report.outputs.get("out").expect("digest").clone();
+    assert_eq!(pod.read(&out), b"ABC");
+    assert_eq!(
+        std::fs::read_to_string(pod.work.join("kfp/outputs/out")).unwrap(),
+        out
+    );
+}
