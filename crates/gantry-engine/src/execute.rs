@@ -945,7 +945,7 @@ fn remote_step(ctx: &StepCtx, rec: &StepRunRecord, p: &Prepared) -> Result<Remot
 
 /// The image as a cluster pulls it: the reference as written, pinned to the digest this
 /// engine resolved, checked and scanned (`registry/repo@sha256:…`).
-pub(crate) fn pullable(written: &str, digest: &str) -> Result<String, String> {
+pub fn pullable(written: &str, digest: &str) -> Result<String, String> {
     let parsed = gantry_image::registry::RegistryRef::parse(written)
         .map_err(|e| format!("image {written}: {e}"))?;
     if let Some(pinned) = &parsed.digest

@@ -4,13 +4,16 @@
 //! - [`contract`]: what the runtime and the `gantry` binary inside a step's pod exchange (the
 //!   plan in, the report out through the termination message).
 //! - [`job`]: one step attempt as a `batch/v1` Job and its NetworkPolicy (pure).
+//! - [`replica`]: a model replica as a Deployment, Service and NetworkPolicy (pure).
 //! - [`runtime`]: [`KubeRuntime`], the engine's `Runtime` on a cluster's API (kube-rs).
 //! - [`StepRuntime`]: this machine's OCI runtime or a cluster, whichever a process uses.
 
 mod any;
 pub mod contract;
+pub mod control_plane;
 pub mod job;
 pub mod names;
+pub mod replica;
 pub mod runtime;
 
 pub use any::StepRuntime;

@@ -16,8 +16,11 @@ use gantry_runtime::{
     LogBlock, LogStream, RemoteArtifacts, RemoteStep, Runtime, RuntimeError, StepOutcome,
     StepRequest, Termination, Usage,
 };
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod, Toleration};
+use k8s_openapi::api::core::v1::{
+    ContainerStateTerminated, ContainerStatus, Pod, Service, Toleration,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
 use tokio::sync::mpsc;
@@ -28,6 +31,7 @@ use crate::job::{
     LABEL_STEP, MANAGED_BY, STEP_CONTAINER, StepJob,
 };
 use crate::names::label_value;
+use crate::replica::ReplicaPod;
 
 /// How long the API server may fail to answer before the attempt is given up.
 const API_PATIENCE: Duration = Duration::from_secs(300);
@@ -62,6 +66,9 @@ pub struct KubeConfig {
     pub poll: Duration,
     /// How long a pod may stay unschedulable before the attempt fails saying why.
     pub unschedulable_timeout: Duration,
+    /// Where model replicas are reached instead of their Service's cluster DNS name
+    /// (`host:port`): for a control plane outside the cluster behind a proxy, and tests.
+    pub replica_address: Option<String>,
 }
 
 impl std::fmt::Debug for KubeConfig {
@@ -404,7 +411,7 @@ impl KubeRuntime {
                 }
                 continue;
             };
-            match state_of(pod) {
+            match state_of(pod, STEP_CONTAINER) {
                 PodState::Pending(why) => {
                     if why.unschedulable {
                         let since = *pending_since.get_or_insert_with(Instant::now);
@@ -460,14 +467,153 @@ impl KubeRuntime {
         result
     }
 
+    /// A replica's pod description with this runtime's settings filled in.
+    #[allow(clippy::too_many_arguments)]
+    pub fn replica_pod(
+        &self,
+        id: &str,
+        deployment: &str,
+        image: Option<&str>,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        (uid, gid): (u32, u32),
+        (cpu_millis, memory_bytes): (u64, u64),
+        port: u16,
+        model: Option<(String, String)>,
+    ) -> ReplicaPod {
+        let cfg = &self.cfg;
+        ReplicaPod {
+            namespace: cfg.namespace.clone(),
+            id: id.to_string(),
+            deployment: deployment.to_string(),
+            owner: cfg.owner.clone(),
+            image: image.unwrap_or(&cfg.helper_image).to_string(),
+            helper_image: cfg.helper_image.clone(),
+            args,
+            env,
+            uid,
+            gid,
+            cpu_millis,
+            memory_bytes,
+            port,
+            model,
+            artifacts: cfg.artifacts.clone(),
+            artifacts_secret: cfg.artifacts_secret.clone(),
+            image_pull_secrets: cfg.image_pull_secrets.clone(),
+            node_selector: cfg.node_selector.clone(),
+            tolerations: cfg.tolerations.clone(),
+        }
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &self.cfg.namespace)
+    }
+
+    fn services(&self) -> Api<Service> {
+        Api::namespaced(self.client.clone(), &self.cfg.namespace)
+    }
+
+    /// Creates the replica's NetworkPolicy, Service and Deployment (replacing any of the same
+    /// name) and returns where the control plane reaches it.
+    pub async fn start_replica(&self, pod: &ReplicaPod) -> Result<String, String> {
+        let deployment = pod.deployment()?;
+        let name = pod.name();
+        self.stop_replica(pod).await;
+        let pp = PostParams::default();
+        let created = async {
+            self.policies()
+                .create(&pp, &pod.network_policy(&self.cfg.egress))
+                .await?;
+            self.services().create(&pp, &pod.service()).await?;
+            self.deployments().create(&pp, &deployment).await?;
+            Ok::<_, kube::Error>(())
+        }
+        .await;
+        if let Err(e) = created {
+            self.stop_replica(pod).await;
+            return Err(format!("creating replica {name} on Kubernetes: {e}"));
+        }
+        Ok(self
+            .cfg
+            .replica_address
+            .clone()
+            .unwrap_or_else(|| pod.address()))
+    }
+
+    /// Why the replica's pod can never become ready as it is (an image that cannot be pulled,
+    /// a failed model fetch, a server that keeps crashing), if it cannot; what it waits for
+    /// otherwise goes to the log.
+    pub async fn replica_problem(&self, pod: &ReplicaPod) -> Option<String> {
+        let lp = ListParams::default().labels(&format!(
+            "{}={}",
+            crate::replica::LABEL_REPLICA,
+            label_value(&pod.id)
+        ));
+        let pods = self.pods().list(&lp).await.ok()?;
+        for p in &pods.items {
+            match state_of(p, crate::replica::SERVER_CONTAINER) {
+                PodState::CannotStart(m) => return Some(m),
+                PodState::FetchFailed(m) => return Some(format!("fetching the model failed: {m}")),
+                PodState::Pending(w) if w.unschedulable => {
+                    tracing::info!(replica = %pod.id, "{}", w.message);
+                }
+                _ => {}
+            }
+            let restarts = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c.name == crate::replica::SERVER_CONTAINER)
+                })
+                .map(|c| c.restart_count)
+                .unwrap_or(0);
+            if restarts >= 3 {
+                return Some(format!(
+                    "the model server restarted {restarts} times in pod {}",
+                    pod_name(p)
+                ));
+            }
+        }
+        None
+    }
+
+    /// Deletes the replica's Deployment (its pod gets its grace period), Service and policy.
+    pub async fn stop_replica(&self, pod: &ReplicaPod) {
+        let name = pod.name();
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        for result in [
+            self.deployments().delete(&name, &dp).await.map(|_| ()),
+            self.services().delete(&name, &dp).await.map(|_| ()),
+            self.policies().delete(&name, &dp).await.map(|_| ()),
+        ] {
+            if let Err(e) = result
+                && !is_not_found(&e)
+            {
+                tracing::warn!(replica = %name, "removing the replica: {e}");
+            }
+        }
+    }
+
     /// Deletes the Jobs (and NetworkPolicies) of Gantry processes that are gone.
     async fn reap(&self) -> Result<usize, RuntimeError> {
-        let lp = ListParams::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
+        // Step objects carry the run label; replicas the replica label; the control plane's
+        // own objects neither, and they are never touched here.
+        let steps =
+            ListParams::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_RUN}"));
+        let replicas = ListParams::default().labels(&format!(
+            "{LABEL_MANAGED_BY}={MANAGED_BY},{}",
+            crate::replica::LABEL_REPLICA
+        ));
         let err = |e: kube::Error| RuntimeError::InvalidConfig {
             reason: format!("listing the namespace's Jobs: {e}"),
         };
         let mut removed = 0;
-        let jobs = self.jobs().list(&lp).await.map_err(err)?;
+        let jobs = self.jobs().list(&steps).await.map_err(err)?;
         for job in jobs.items {
             let Some(name) = job.metadata.name.clone() else {
                 continue;
@@ -479,7 +625,7 @@ impl KubeRuntime {
                 removed += 1;
             }
         }
-        let policies = self.policies().list(&lp).await.map_err(err)?;
+        let policies = self.policies().list(&steps).await.map_err(err)?;
         for policy in policies.items {
             let Some(name) = policy.metadata.name.clone() else {
                 continue;
@@ -487,6 +633,34 @@ impl KubeRuntime {
             let owner = owner_of(&policy.metadata);
             if owner != self.cfg.owner && !(self.cfg.owner_alive)(&owner) {
                 self.remove_policy(&name).await;
+            }
+        }
+        // Replicas of a server that is gone: the next server makes its own.
+        let dead = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            let owner = owner_of(meta);
+            owner != self.cfg.owner && !(self.cfg.owner_alive)(&owner)
+        };
+        let err = |e: kube::Error| RuntimeError::InvalidConfig {
+            reason: format!("listing the namespace's model replicas: {e}"),
+        };
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        for d in self.deployments().list(&replicas).await.map_err(err)?.items {
+            if let Some(name) = d.metadata.name.as_deref().filter(|_| dead(&d.metadata)) {
+                let _ = self.deployments().delete(name, &dp).await;
+                removed += 1;
+            }
+        }
+        for svc in self.services().list(&replicas).await.map_err(err)?.items {
+            if let Some(name) = svc.metadata.name.as_deref().filter(|_| dead(&svc.metadata)) {
+                let _ = self.services().delete(name, &dp).await;
+            }
+        }
+        for np in self.policies().list(&replicas).await.map_err(err)?.items {
+            if let Some(name) = np.metadata.name.as_deref().filter(|_| dead(&np.metadata)) {
+                let _ = self.policies().delete(name, &dp).await;
             }
         }
         Ok(removed)
@@ -628,7 +802,7 @@ const FATAL_WAITING: &[&str] = &[
     "CreateContainerError",
 ];
 
-fn state_of(pod: &Pod) -> PodState {
+fn state_of(pod: &Pod, main: &str) -> PodState {
     let Some(status) = pod.status.as_ref() else {
         return PodState::Pending(Waiting {
             message: String::new(),
@@ -639,7 +813,7 @@ fn state_of(pod: &Pod) -> PodState {
         .container_statuses
         .iter()
         .flatten()
-        .find(|c| c.name == STEP_CONTAINER);
+        .find(|c| c.name == main);
     if let Some(term) = step.and_then(terminated) {
         return PodState::Ended(term.clone());
     }

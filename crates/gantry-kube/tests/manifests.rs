@@ -143,3 +143,50 @@ fn a_misspelt_field_in_a_job_is_caught_by_the_validator() {
     };
     assert!(verdict.is_err(), "the validator accepted a misspelt field");
 }
+
+#[test]
+fn model_replica_objects_are_valid_kubernetes_objects() {
+    use gantry_kube::replica::ReplicaPod;
+    let pod = ReplicaPod {
+        namespace: "ml-team".into(),
+        id: "flowers-3f9a1c".into(),
+        deployment: "flowers".into(),
+        owner: "1234:host/boot/99".into(),
+        image: format!("registry.example.com/gantry/builtin@{DIGEST}"),
+        helper_image: format!("registry.example.com/gantry/builtin@{DIGEST}"),
+        args: vec![
+            "/opt/gantry/bin/gantry".into(),
+            "serve".into(),
+            "--model-dir".into(),
+            "/gantry/inputs/model".into(),
+            "--listen".into(),
+            "0.0.0.0:8080".into(),
+        ],
+        env: vec![("HOME".into(), "/tmp".into())],
+        uid: 65534,
+        gid: 65534,
+        cpu_millis: 1000,
+        memory_bytes: 1 << 30,
+        port: 8080,
+        model: Some(("model/model.onnx".into(), DIGEST.into())),
+        artifacts: "s3://ml-artifacts/gantry".into(),
+        artifacts_secret: Some("gantry-artifacts".into()),
+        image_pull_secrets: vec!["registry-credentials".into()],
+        node_selector: BTreeMap::new(),
+        tolerations: Vec::new(),
+    };
+    let egress = ArtifactEgress {
+        cidrs: vec!["10.96.12.5/32".into()],
+        ports: vec![9000],
+    };
+    let docs = [
+        serde_json::to_string_pretty(&pod.deployment().expect("deployment")).expect("json"),
+        serde_json::to_string_pretty(&pod.service()).expect("json"),
+        serde_json::to_string_pretty(&pod.network_policy(&egress)).expect("json"),
+    ]
+    .iter()
+    .map(|d| format!("---\n{d}\n"))
+    .collect::<String>();
+    assert!(gantry_kube::names::is_dns_label(&pod.name()));
+    kube::assert_valid_kubernetes(&docs);
+}

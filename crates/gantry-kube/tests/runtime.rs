@@ -38,6 +38,7 @@ fn config(owner: &str, alive: &'static [&'static str]) -> KubeConfig {
         owner_alive: Arc::new(move |o: &str| alive.contains(&o)),
         poll: Duration::from_millis(20),
         unschedulable_timeout: Duration::from_millis(400),
+        replica_address: None,
     }
 }
 
@@ -542,4 +543,130 @@ async fn requests_the_runtime_cannot_run_are_refused_before_anything_is_created(
     let (out, _) = run(&rt, req).await;
     assert!(out.expect_err("escape").to_string().contains("../etc"));
     assert!(api.lock().requests.is_empty());
+}
+
+fn replica_pod(rt: &KubeRuntime, id: &str) -> gantry_kube::replica::ReplicaPod {
+    rt.replica_pod(
+        id,
+        "flowers",
+        None,
+        vec![
+            "/opt/gantry/bin/gantry".into(),
+            "serve".into(),
+            "--model-dir".into(),
+            "/gantry/inputs/model".into(),
+            "--listen".into(),
+            "0.0.0.0:8080".into(),
+        ],
+        vec![("HOME".into(), "/tmp".into())],
+        (65534, 65534),
+        (500, 256 << 20),
+        8080,
+        Some(("model".into(), DIGEST_A.into())),
+    )
+}
+
+#[tokio::test]
+async fn a_model_replica_is_a_deployment_a_service_and_a_policy() {
+    let api = MockApi::start().await;
+    let rt = KubeRuntime::new(api.client(), config("me", &[]));
+    let pod = replica_pod(&rt, "flowers-1a2b");
+    let address = rt.start_replica(&pod).await.expect("started");
+    assert_eq!(address, format!("{}.ns.svc:8080", pod.name()));
+    {
+        let c = api.lock();
+        let d = &c.deployments[&pod.name()];
+        assert_eq!(d["spec"]["replicas"], 1);
+        let spec = &d["spec"]["template"]["spec"];
+        assert_eq!(spec["automountServiceAccountToken"], false);
+        let server = &spec["containers"][0];
+        assert_eq!(server["image"], format!("registry.test/gantry@{DIGEST_A}"));
+        assert_eq!(
+            server["readinessProbe"]["httpGet"]["path"],
+            "/v2/health/ready"
+        );
+        assert_eq!(server["securityContext"]["readOnlyRootFilesystem"], true);
+        let plan: serde_json::Value = serde_json::from_str(
+            spec["initContainers"][0]["env"][0]["value"]
+                .as_str()
+                .expect("plan"),
+        )
+        .expect("json");
+        assert_eq!(
+            plan["inputs"],
+            json!([{"path": "model", "digest": DIGEST_A}])
+        );
+        let svc = &c.services[&pod.name()];
+        assert_eq!(
+            svc["spec"]["selector"]["gantry.dev/replica"],
+            "flowers-1a2b"
+        );
+        let np = &c.policies[&pod.name()];
+        assert_eq!(
+            np["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+            "control-plane"
+        );
+    }
+    // Started again (a restart after a failure): the objects are replaced, not duplicated.
+    rt.start_replica(&pod).await.expect("restarted");
+    assert_eq!(api.lock().created_deployments.len(), 2);
+    assert_eq!(api.lock().deployments.len(), 1);
+    rt.stop_replica(&pod).await;
+    let c = api.lock();
+    assert!(c.deployments.is_empty() && c.services.is_empty() && c.policies.is_empty());
+}
+
+#[tokio::test]
+async fn a_replica_that_cannot_start_says_why() {
+    let api = MockApi::start().await;
+    let rt = KubeRuntime::new(api.client(), config("me", &[]));
+    let pod = replica_pod(&rt, "flowers-9z");
+    rt.start_replica(&pod).await.expect("started");
+    assert_eq!(rt.replica_problem(&pod).await, None);
+    // The kubelet cannot pull the image.
+    let mut status = mock::step_waiting("ImagePullBackOff", "Back-off pulling image: not found");
+    status["containerStatuses"][0]["name"] = json!("server");
+    let labels =
+        api.lock().deployments[&pod.name()]["spec"]["template"]["metadata"]["labels"].clone();
+    api.lock().pods.insert(
+        "replica-pod".into(),
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "replica-pod", "namespace": "ns", "labels": labels},
+               "status": status}),
+    );
+    let problem = rt.replica_problem(&pod).await.expect("a problem");
+    assert!(
+        problem.contains("cannot be pulled") && problem.contains("not found"),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn replicas_of_a_dead_server_are_removed_and_the_control_planes_objects_never() {
+    let api = MockApi::start().await;
+    let dead = KubeRuntime::new(api.client(), config("dead-host/boot/1", &[]));
+    dead.start_replica(&replica_pod(&dead, "old-1"))
+        .await
+        .expect("started");
+    let live = KubeRuntime::new(api.client(), config("live-host/boot/2", &[]));
+    live.start_replica(&replica_pod(&live, "other-1"))
+        .await
+        .expect("started");
+    // The control plane's own policy: managed by gantry, no owner, no run or replica.
+    api.lock().policies.insert(
+        "gantry".into(),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": "gantry", "namespace": "ns",
+                            "labels": {"app.kubernetes.io/managed-by": "gantry"}},
+               "spec": {"podSelector": {}}}),
+    );
+    let me = KubeRuntime::new(api.client(), config("me", &["live-host/boot/2"]));
+    assert_eq!(me.reap_leftovers().await.expect("reaped"), 1);
+    let c = api.lock();
+    let left: Vec<&String> = c.deployments.keys().collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].contains("other-1"));
+    assert_eq!(c.services.len(), 1);
+    assert!(c.policies.contains_key("gantry"));
+    assert_eq!(c.policies.len(), 2);
 }

@@ -89,6 +89,9 @@ pub enum Command {
     /// keep Gantry's contract there: inputs and outputs by digest in the S3 store given by
     /// --artifacts / GANTRY_ARTIFACTS.
     Compile(CompileArgs),
+    /// Gantry on Kubernetes.
+    #[command(subcommand)]
+    Kube(KubeCommand),
     /// Run a recorded run again: same spec snapshot, image digests, params and input data.
     Rerun {
         run: String,
@@ -380,6 +383,99 @@ pub enum Command {
         #[arg(long, default_value = "/gantry/metrics.json")]
         metrics: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KubeCommand {
+    /// Print the control plane's manifests (ServiceAccount, Role, RoleBinding, Service,
+    /// NetworkPolicy, Deployment running `gantry server --auth --runtime kubernetes`) as YAML
+    /// for `kubectl apply -f -`. The artifacts are --artifacts / GANTRY_ARTIFACTS (S3).
+    Manifests(Box<KubeManifestsArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KubeManifestsArgs {
+    #[arg(long, env = "GANTRY_KUBE_NAMESPACE", default_value = "gantry")]
+    pub namespace: String,
+    /// The name of every object.
+    #[arg(long, default_value = "gantry")]
+    pub name: String,
+    /// The built-in image in a registry, by digest: steps' fetch and built-in steps.
+    #[arg(long, env = "GANTRY_KUBE_BUILTIN_IMAGE")]
+    pub builtin_image: String,
+    /// The server's image, by digest (default: the built-in image, a static gantry).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// The Secret holding GANTRY_DB (the server's only).
+    #[arg(long, default_value = "gantry-db")]
+    pub db_secret: String,
+    /// The Secret holding the store's AWS_* keys (the server's and every step pod's).
+    #[arg(
+        long,
+        env = "GANTRY_KUBE_ARTIFACTS_SECRET",
+        default_value = "gantry-artifacts"
+    )]
+    pub artifacts_secret: String,
+    /// clusterip, nodeport or loadbalancer.
+    #[arg(long, default_value = "clusterip")]
+    pub service_type: String,
+    #[arg(long)]
+    pub node_port: Option<u16>,
+    #[arg(long, default_value_t = 80)]
+    pub service_port: u16,
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// The server's CPU (requests = limits).
+    #[arg(long, default_value = "1")]
+    pub cpu: String,
+    #[arg(long, default_value = "2Gi")]
+    pub memory: String,
+    /// GANTRY_HOME on this PersistentVolumeClaim (made here with --home-size).
+    #[arg(long)]
+    pub home_claim: Option<String>,
+    #[arg(long)]
+    pub home_size: Option<String>,
+    #[arg(long)]
+    pub storage_class: Option<String>,
+    /// GANTRY_HOME on an emptyDir of at most this size.
+    #[arg(long)]
+    pub home_size_limit: Option<String>,
+    /// The artifact store's addresses and ports (egress of the server and of step pods).
+    #[arg(
+        long = "store-cidr",
+        env = "GANTRY_KUBE_STORE_CIDRS",
+        value_delimiter = ','
+    )]
+    pub store_cidrs: Vec<String>,
+    #[arg(
+        long = "store-port",
+        env = "GANTRY_KUBE_STORE_PORTS",
+        value_delimiter = ','
+    )]
+    pub store_ports: Vec<u16>,
+    #[arg(long = "db-cidr")]
+    pub db_cidrs: Vec<String>,
+    #[arg(long = "db-port")]
+    pub db_ports: Vec<u16>,
+    #[arg(long = "api-cidr")]
+    pub api_cidrs: Vec<String>,
+    #[arg(long = "api-port")]
+    pub api_ports: Vec<u16>,
+    #[arg(long = "registry-cidr")]
+    pub registry_cidrs: Vec<String>,
+    #[arg(long = "registry-port")]
+    pub registry_ports: Vec<u16>,
+    #[arg(
+        long = "pull-secret",
+        env = "GANTRY_KUBE_PULL_SECRETS",
+        value_delimiter = ','
+    )]
+    pub pull_secrets: Vec<String>,
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// More `gantry server` arguments (repeatable).
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    pub server_args: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]

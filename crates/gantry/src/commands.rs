@@ -57,6 +57,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             output,
         } => validate(&file, &params, output),
         Command::Compile(args) => crate::compile::run(g, args),
+        Command::Kube(crate::cli::KubeCommand::Manifests(args)) => crate::kube::manifests(g, *args),
         Command::Run(args) => match &client {
             Some(c) => crate::remote_run::run(c, &args).await,
             None => run(&Home::from_global(g)?, &g.runtime, args).await,

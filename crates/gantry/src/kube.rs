@@ -15,6 +15,7 @@
 //! | `GANTRY_KUBE_TOLERATIONS` | a JSON list of Kubernetes tolerations |
 //! | `GANTRY_KUBE_TTL` | how long finished Jobs stay (default 24h) |
 //! | `GANTRY_KUBE_UNSCHEDULABLE_TIMEOUT` | how long a pod may wait for a node (default 10m) |
+//! | `GANTRY_KUBE_REPLICA_ADDRESS` | `host:port` to reach model replicas at instead of their Service (a control plane outside the cluster behind a proxy) |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -163,8 +164,85 @@ pub async fn runtime(location: Option<&Location>) -> anyhow::Result<KubeRuntime>
             "GANTRY_KUBE_UNSCHEDULABLE_TIMEOUT",
             Duration::from_secs(600),
         )?,
+        replica_address: var("GANTRY_KUBE_REPLICA_ADDRESS"),
     };
     Ok(KubeRuntime::new(client, cfg))
+}
+
+/// `gantry kube manifests`.
+pub fn manifests(g: &crate::cli::Global, a: crate::cli::KubeManifestsArgs) -> anyhow::Result<u8> {
+    use gantry_kube::control_plane::{self, ControlPlane, ServiceType, Storage};
+    use gantry_spec::quantity::{parse_cpu, parse_memory};
+    let usage = |m: String| coded(exit::USAGE, m);
+    let artifacts = match g.artifacts.as_deref().map(Location::parse) {
+        Some(Ok(l @ Location::S3 { .. })) => l.to_string(),
+        Some(Err(e)) => return Err(usage(format!("--artifacts / GANTRY_ARTIFACTS: {e}"))),
+        _ => {
+            return Err(usage(
+                "gantry kube manifests needs the artifacts in S3: --artifacts s3://BUCKET/PREFIX (or GANTRY_ARTIFACTS)".into(),
+            ));
+        }
+    };
+    let image = a.image.clone().unwrap_or_else(|| a.builtin_image.clone());
+    let mut cp = ControlPlane::new(&image, &a.builtin_image, &artifacts);
+    cp.namespace = a.namespace;
+    cp.name = a.name;
+    cp.db_secret = a.db_secret;
+    cp.artifacts_secret = a.artifacts_secret;
+    cp.service_type = match a.service_type.to_ascii_lowercase().as_str() {
+        "clusterip" => ServiceType::ClusterIP,
+        "nodeport" => ServiceType::NodePort(a.node_port),
+        "loadbalancer" => ServiceType::LoadBalancer,
+        other => {
+            return Err(usage(format!(
+                "--service-type {other}: use clusterip, nodeport or loadbalancer"
+            )));
+        }
+    };
+    if a.node_port.is_some() && !matches!(cp.service_type, ServiceType::NodePort(_)) {
+        return Err(usage("--node-port needs --service-type nodeport".into()));
+    }
+    cp.service_port = a.service_port;
+    cp.port = a.port;
+    cp.cpu_millis = parse_cpu(&a.cpu).map_err(|e| usage(format!("--cpu: {e}")))?;
+    cp.memory_bytes = parse_memory(&a.memory).map_err(|e| usage(format!("--memory: {e}")))?;
+    cp.storage = match (a.home_claim, a.home_size, a.home_size_limit) {
+        (Some(name), None, None) => Storage::ExistingClaim(name),
+        (Some(name), Some(size), None) => Storage::NewClaim {
+            name,
+            size_bytes: parse_memory(&size).map_err(|e| usage(format!("--home-size: {e}")))?,
+            storage_class: a.storage_class,
+        },
+        (None, None, limit) => Storage::EmptyDir {
+            size_limit_bytes: limit
+                .map(|l| parse_memory(&l).map_err(|e| usage(format!("--home-size-limit: {e}"))))
+                .transpose()?,
+        },
+        (None, Some(_), _) => return Err(usage("--home-size needs --home-claim NAME".into())),
+        (Some(_), _, Some(_)) => {
+            return Err(usage(
+                "--home-size-limit is for the emptyDir; with --home-claim give --home-size".into(),
+            ));
+        }
+    };
+    let set = |egress: &mut ArtifactEgress, cidrs: Vec<String>, ports: Vec<u16>| {
+        if !cidrs.is_empty() {
+            egress.cidrs = cidrs;
+        }
+        if !ports.is_empty() {
+            egress.ports = ports;
+        }
+    };
+    set(&mut cp.store, a.store_cidrs, a.store_ports);
+    set(&mut cp.database, a.db_cidrs, a.db_ports);
+    set(&mut cp.api_server, a.api_cidrs, a.api_ports);
+    set(&mut cp.registries, a.registry_cidrs, a.registry_ports);
+    cp.image_pull_secrets = a.pull_secrets;
+    cp.public_url = a.public_url;
+    cp.extra_args = a.server_args;
+    let docs = control_plane::manifests(&cp).map_err(usage)?;
+    print!("{}", control_plane::to_yaml(&docs));
+    Ok(exit::OK)
 }
 
 #[cfg(test)]

@@ -41,6 +41,10 @@ pub struct Cluster {
     /// Every policy ever created (they are deleted at the end of a step).
     pub created_policies: Vec<Value>,
     pub created_jobs: Vec<Value>,
+    /// apps/v1 Deployments and v1 Services (model replicas), by name.
+    pub deployments: BTreeMap<String, Value>,
+    pub services: BTreeMap<String, Value>,
+    pub created_deployments: Vec<Value>,
 }
 
 pub type Shared = Arc<Mutex<Cluster>>;
@@ -76,6 +80,22 @@ impl MockApi {
             .route(
                 "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}",
                 axum::routing::delete(delete_policy),
+            )
+            .route(
+                "/apis/apps/v1/namespaces/{ns}/deployments",
+                post(create_deployment).get(list_deployments),
+            )
+            .route(
+                "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+                axum::routing::delete(delete_deployment),
+            )
+            .route(
+                "/api/v1/namespaces/{ns}/services",
+                post(create_service).get(list_services),
+            )
+            .route(
+                "/api/v1/namespaces/{ns}/services/{name}",
+                axum::routing::delete(delete_service),
             )
             .route("/api/v1/namespaces/{ns}/pods", get(list_pods))
             .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
@@ -163,10 +183,102 @@ fn matches(selector: Option<&String>, obj: &Value) -> bool {
         return true;
     };
     let labels = &obj["metadata"]["labels"];
-    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
-        let (k, v) = term.split_once('=').unwrap_or((term, ""));
-        labels[k].as_str() == Some(v)
-    })
+    selector
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .all(|term| match term.split_once('=') {
+            Some((k, v)) => labels[k].as_str() == Some(v),
+            // A bare key: the label exists.
+            None => labels[term].is_string(),
+        })
+}
+
+/// Which store of the cluster a kind lives in.
+fn store_of<'a>(c: &'a mut Cluster, kind: &str) -> &'a mut BTreeMap<String, Value> {
+    match kind {
+        "Deployment" => &mut c.deployments,
+        _ => &mut c.services,
+    }
+}
+
+fn create_in(c: &Shared, kind: &str, body: &Bytes) -> Response {
+    let obj: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return status(400, "BadRequest", &e.to_string()),
+    };
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let mut c = c.lock().expect("lock");
+    if store_of(&mut c, kind).contains_key(&name) {
+        return status(
+            409,
+            "AlreadyExists",
+            &format!("{kind} {name} already exists"),
+        );
+    }
+    let obj = with_meta(obj, &format!("uid-{kind}-{name}"));
+    if kind == "Deployment" {
+        c.created_deployments.push(obj.clone());
+    }
+    store_of(&mut c, kind).insert(name, obj.clone());
+    (StatusCode::CREATED, axum::Json(obj)).into_response()
+}
+
+fn list_in(c: &Shared, kind: &str, q: &HashMap<String, String>) -> Response {
+    let mut c = c.lock().expect("lock");
+    let items = store_of(&mut c, kind)
+        .values()
+        .filter(|o| matches(q.get("labelSelector"), o))
+        .cloned()
+        .collect();
+    let (list_kind, version) = if kind == "Deployment" {
+        ("DeploymentList", "apps/v1")
+    } else {
+        ("ServiceList", "v1")
+    };
+    list(list_kind, version, items)
+}
+
+fn delete_in(c: &Shared, kind: &str, name: &str) -> Response {
+    match store_of(&mut c.lock().expect("lock"), kind).remove(name) {
+        Some(o) => axum::Json(o).into_response(),
+        None => status(404, "NotFound", &format!("{kind} {name} not found")),
+    }
+}
+
+async fn create_deployment(State(c): State<Shared>, body: Bytes) -> Response {
+    create_in(&c, "Deployment", &body)
+}
+
+async fn list_deployments(
+    State(c): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list_in(&c, "Deployment", &q)
+}
+
+async fn delete_deployment(
+    State(c): State<Shared>,
+    Path((_ns, name)): Path<(String, String)>,
+) -> Response {
+    delete_in(&c, "Deployment", &name)
+}
+
+async fn create_service(State(c): State<Shared>, body: Bytes) -> Response {
+    create_in(&c, "Service", &body)
+}
+
+async fn list_services(
+    State(c): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list_in(&c, "Service", &q)
+}
+
+async fn delete_service(
+    State(c): State<Shared>,
+    Path((_ns, name)): Path<(String, String)>,
+) -> Response {
+    delete_in(&c, "Service", &name)
 }
 
 fn with_meta(mut obj: Value, uid: &str) -> Value {

@@ -693,5 +693,6 @@ pub(crate) fn template(
         hook_exe,
         dir,
         owner: None,
+        remote: None,
     }
 }

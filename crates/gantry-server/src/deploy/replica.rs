@@ -58,6 +58,19 @@ pub struct ReplicaTemplate {
     /// Whose replica this is, for usage records (`replica_usage`): each container life is
     /// recorded with its requests, start, last-seen time, end and what it used.
     pub owner: Option<ReplicaOwner>,
+    /// The replica as a Kubernetes pod, when the server's runtime is a cluster.
+    pub remote: Option<RemoteReplica>,
+}
+
+/// What a replica on Kubernetes runs (see `gantry_kube::replica`).
+#[derive(Clone, Debug)]
+pub struct RemoteReplica {
+    /// The server's image by digest; `None`: the built-in image.
+    pub image: Option<String>,
+    /// The server's argv, listening on every address of the pod.
+    pub args: Vec<String>,
+    /// The model, `(path under /gantry/inputs, digest)`, fetched by the pod's init container.
+    pub model: Option<(String, String)>,
 }
 
 #[derive(Clone, Debug)]
@@ -78,13 +91,6 @@ async fn run_recorded(
     log_tx: tokio::sync::mpsc::Sender<gantry_runtime::LogBlock>,
     owner: Option<ReplicaOwner>,
 ) -> Result<gantry_runtime::StepOutcome, gantry_runtime::RuntimeError> {
-    if engine.runtime().oci().is_none() {
-        // Steps may run on a cluster; model replicas still run on this machine's OCI runtime
-        // (replicas as Kubernetes Deployments are not built yet).
-        return Err(gantry_runtime::RuntimeError::InvalidConfig {
-            reason: "model replicas need this machine's OCI runtime; a server started with --runtime kubernetes runs pipeline steps on the cluster but cannot serve models yet".into(),
-        });
-    }
     let Some(owner) = owner else {
         return engine.runtime().run(req, log_tx).await;
     };
@@ -169,9 +175,12 @@ type ConnectRequest = (
     tokio::sync::oneshot::Sender<std::io::Result<std::net::TcpStream>>,
 );
 
-/// Opens TCP connections inside one network namespace (see the module docs).
-struct Connector {
-    tx: std::sync::mpsc::Sender<ConnectRequest>,
+/// How the control plane opens a connection to a replica.
+enum Connector {
+    /// A thread inside the replica's network namespace (see the module docs).
+    Netns(std::sync::mpsc::Sender<ConnectRequest>),
+    /// A Kubernetes replica's Service (`host:port`).
+    Tcp(String),
 }
 
 impl Connector {
@@ -203,13 +212,27 @@ impl Connector {
         ready_rx
             .recv()
             .map_err(|_| "the connector thread ended".to_string())??;
-        Ok(Connector { tx })
+        Ok(Connector::Netns(tx))
     }
 
     async fn connect(&self, port: u16) -> std::io::Result<tokio::net::TcpStream> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send((port, tx))
+        let tx = match self {
+            Connector::Netns(tx) => tx,
+            Connector::Tcp(address) => {
+                let stream = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    tokio::net::TcpStream::connect(address.as_str()),
+                )
+                .await
+                .map_err(|_| {
+                    std::io::Error::other(format!("connecting to {address}: timed out"))
+                })??;
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+        };
+        let (tx_reply, rx) = tokio::sync::oneshot::channel();
+        tx.send((port, tx_reply))
             .map_err(|_| std::io::Error::other("the replica's connector is gone"))?;
         let std = rx
             .await
@@ -462,6 +485,9 @@ async fn run_once(
     attempt: u32,
     stop: &CancellationToken,
 ) -> Result<(), String> {
+    if let StepRuntime::Kubernetes(k) = engine.runtime() {
+        return run_once_kube(k, t, replica, stop).await;
+    }
     tokio::fs::create_dir_all(&t.dir)
         .await
         .map_err(|e| format!("creating {}: {e}", t.dir.display()))?;
@@ -583,6 +609,91 @@ async fn run_once(
             return Err(format!(
                 "not ready after {}s; last output:\n{tail}",
                 READY_TIMEOUT.as_secs()
+            ));
+        }
+    }
+}
+
+/// How long a replica on a cluster may take to become ready (image pulls, scheduling).
+const KUBE_READY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// One life of a replica on Kubernetes: its Deployment, Service and NetworkPolicy are made,
+/// then it is health-checked through its Service until it is stopped or fails.
+async fn run_once_kube(
+    k: &gantry_kube::KubeRuntime,
+    t: &ReplicaTemplate,
+    replica: &Arc<Replica>,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    let remote = t
+        .remote
+        .as_ref()
+        .ok_or("this replica has no Kubernetes form (it was resolved for a local runtime)")?;
+    let env = t
+        .env
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv.clone(), String::new()),
+        })
+        .collect();
+    let deployment = t
+        .owner
+        .as_ref()
+        .map(|o| o.deployment.clone())
+        .unwrap_or_else(|| replica.id.clone());
+    let pod = k.replica_pod(
+        &replica.id,
+        &deployment,
+        remote.image.as_deref(),
+        remote.args.clone(),
+        env,
+        (t.uid, t.gid),
+        (t.cpu_millis, t.memory_bytes),
+        t.port,
+        remote.model.clone(),
+    );
+    let address = k.start_replica(&pod).await?;
+    if let Ok(mut c) = replica.connector.lock() {
+        *c = Some(Arc::new(Connector::Tcp(address)));
+    }
+    let deadline = tokio::time::Instant::now() + KUBE_READY_TIMEOUT;
+    let mut failures = 0;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => {
+                replica.ready.store(false, Ordering::Release);
+                k.stop_replica(&pod).await;
+                return Ok(());
+            }
+            _ = tokio::time::sleep(if replica.is_ready() { HEALTH_INTERVAL } else { Duration::from_millis(500) }) => {}
+        }
+        if replica.healthy().await {
+            failures = 0;
+            if !replica.is_ready() {
+                tracing::info!(replica = %replica.id, "replica ready");
+                replica.ready.store(true, Ordering::Release);
+            }
+            continue;
+        }
+        if replica.is_ready() {
+            failures += 1;
+            if failures >= HEALTH_FAILURES {
+                replica.reset();
+                k.stop_replica(&pod).await;
+                return Err(format!(
+                    "{HEALTH_FAILURES} health checks failed in a row; restarting"
+                ));
+            }
+        } else if let Some(problem) = k.replica_problem(&pod).await {
+            k.stop_replica(&pod).await;
+            return Err(problem);
+        } else if tokio::time::Instant::now() > deadline {
+            k.stop_replica(&pod).await;
+            return Err(format!(
+                "not ready after {}s on the cluster",
+                KUBE_READY_TIMEOUT.as_secs()
             ));
         }
     }

@@ -14,7 +14,9 @@ use super::{REPLICA_PORT, ServedModel, template};
 use gantry_artifacts::ArtifactStore;
 use gantry_engine::{BUILTIN_BINARY, Engine, ensure_builtin_image};
 use gantry_kube::StepRuntime;
-use gantry_runtime::BindMount;
+use gantry_runtime::{BindMount, Runtime};
+
+use super::replica::RemoteReplica;
 use gantry_spec::deployment::{DeploymentSpec, ModelTarget};
 use gantry_store::Store;
 use serde::Deserialize;
@@ -127,7 +129,29 @@ pub(crate) async fn served_model(
                 "--listen".into(),
                 format!("127.0.0.1:{REPLICA_PORT}"),
             ];
-            let t = template(
+            // On a cluster the pod fetches the model by digest and serves on its own address.
+            let remote = engine.runtime().stages_artifacts().then(|| {
+                let model_path = if path.is_dir() {
+                    "model".to_string()
+                } else if version.flavor == "onnx" {
+                    "model/model.onnx".to_string()
+                } else {
+                    format!("model/{}", gantry_ml::model::MODEL_FILE)
+                };
+                let mut args = args.clone();
+                if let Some(dir) = args.iter().position(|a| a == "--model-dir") {
+                    args[dir + 1] = "/gantry/inputs/model".into();
+                }
+                if let Some(listen) = args.iter().position(|a| a == "--listen") {
+                    args[listen + 1] = format!("0.0.0.0:{REPLICA_PORT}");
+                }
+                RemoteReplica {
+                    image: None,
+                    args,
+                    model: Some((model_path, version.artifact_digest.clone())),
+                }
+            });
+            let mut t = template(
                 rootfs,
                 args,
                 vec![PATH_ENV.into(), "HOME=/tmp".into()],
@@ -139,6 +163,7 @@ pub(crate) async fn served_model(
                 deployment_dir,
                 exe,
             );
+            t.remote = remote;
             Ok(ServedModel {
                 target: target.clone(),
                 flavor: version.flavor.clone(),
@@ -223,7 +248,19 @@ pub(crate) async fn served_model(
                 .builtin_exe
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
-            let t = template(
+            let remote = if engine.runtime().stages_artifacts() {
+                Some(RemoteReplica {
+                    image: Some(
+                        gantry_engine::pullable(&custom.image, &info.digest)
+                            .map_err(|e| format!("model {}: {e}", target.label()))?,
+                    ),
+                    args: args.clone(),
+                    model: None,
+                })
+            } else {
+                None
+            };
+            let mut t = template(
                 rootfs,
                 args,
                 env,
@@ -235,6 +272,7 @@ pub(crate) async fn served_model(
                 deployment_dir,
                 exe,
             );
+            t.remote = remote;
             Ok(ServedModel {
                 target: target.clone(),
                 flavor: "custom".into(),

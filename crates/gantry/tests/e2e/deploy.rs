@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const PIPELINE: &str = r#"
+pub(crate) const PIPELINE: &str = r#"
 name: iris
 params:
   max_depth: 4
@@ -151,12 +151,12 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
-fn row(sl: f64, sw: f64, pl: f64, pw: f64) -> Value {
+pub(crate) fn row(sl: f64, sw: f64, pl: f64, pw: f64) -> Value {
     json!({"sepal_length": sl, "sepal_width": sw, "petal_length": pl, "petal_width": pw})
 }
 
 /// An OIP request with one named input per column.
-fn infer_body(rows: &[(f64, f64, f64, f64)]) -> Value {
+pub(crate) fn infer_body(rows: &[(f64, f64, f64, f64)]) -> Value {
     let col = |name: &str, f: fn(&(f64, f64, f64, f64)) -> f64| json!({"name": name, "datatype": "FP64", "shape": [rows.len()], "data": rows.iter().map(f).collect::<Vec<_>>()});
     json!({"inputs": [
         col("sepal_length", |r| r.0),

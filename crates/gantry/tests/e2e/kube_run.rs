@@ -287,3 +287,205 @@ fn the_kubernetes_runtime_says_what_it_needs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("must name a digest"), "{err}");
 }
+
+#[test]
+fn the_control_planes_manifests_are_valid_for_kubernetes() {
+    let g = Gantry::empty();
+    let image = format!("registry.test/gantry/builtin@sha256:{}", "b".repeat(64));
+    let yaml = g.ok(&[
+        "kube",
+        "manifests",
+        "--builtin-image",
+        &image,
+        "--artifacts",
+        "s3://ml-artifacts/gantry",
+        "--store-port",
+        "9000",
+        "--home-claim",
+        "gantry-home",
+        "--home-size",
+        "20Gi",
+    ]);
+    for kind in [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "PersistentVolumeClaim",
+        "Service",
+        "NetworkPolicy",
+        "Deployment",
+    ] {
+        assert!(yaml.contains(&format!("kind: {kind}\n")), "{kind}:\n{yaml}");
+    }
+    assert!(yaml.contains("--runtime"), "{yaml}");
+    crate::kube::assert_valid_kubernetes(&yaml);
+    // Images must be pinned; the artifacts must be in S3.
+    let out = g
+        .command(&[
+            "kube",
+            "manifests",
+            "--builtin-image",
+            "registry.test/gantry:v1",
+            "--artifacts",
+            "s3://ml-artifacts/g",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pinned by digest"));
+}
+
+/// A free port on 127.0.0.1 (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_deployment_on_a_cluster_serves_through_the_server_from_a_kubernetes_deployment() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let cluster = Cluster::start(moto);
+    let at = "s3://cluster/gantry";
+    let g = Gantry::new();
+    // A model trained here (runc steps), stored in the bucket.
+    let csv = g.ok(&["dataset", "iris"]);
+    g.write("iris.csv", &csv);
+    let file = g.write("iris.yaml", crate::deploy::PIPELINE);
+    let mut c = g.command(&["run", file.to_str().unwrap(), "-o", "json"]);
+    c.env("GANTRY_ARTIFACTS", at);
+    for (k, v) in cluster.moto.env() {
+        c.env(k, v);
+    }
+    ok_json(&c.output().unwrap());
+    let mut c = g.command(&["model", "show", "iris@1", "-o", "json"]);
+    c.env("GANTRY_ARTIFACTS", at);
+    let model = ok_json(&c.output().unwrap());
+    let digest = model["artifact"]["digest"].as_str().unwrap().to_string();
+
+    // The cluster's pod, played here by the same model server the pod would run.
+    let out = tempfile::tempdir().unwrap();
+    let mut c = g.command(&[
+        "artifact",
+        "get",
+        &digest,
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    c.env("GANTRY_ARTIFACTS", at);
+    for (k, v) in cluster.moto.env() {
+        c.env(k, v);
+    }
+    let got = c.output().unwrap();
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let model_path = String::from_utf8_lossy(&got.stdout).trim().to_string();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut pod = g
+        .command(&[
+            "serve",
+            "--model-dir",
+            &model_path,
+            "--flavor",
+            "builtin",
+            "--name",
+            "flowers",
+            "--version",
+            "1",
+            "--listen",
+            &listen,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // The server, with its steps and replicas on the cluster.
+    let mut env: Vec<(String, String)> = cluster
+        .moto
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    env.extend([
+        (
+            "KUBECONFIG".to_string(),
+            cluster.kubeconfig.path().to_string_lossy().into_owned(),
+        ),
+        ("GANTRY_ARTIFACTS".into(), at.into()),
+        ("GANTRY_RUNTIME".into(), "kubernetes".into()),
+        (
+            "GANTRY_KUBE_BUILTIN_IMAGE".into(),
+            format!("registry.test/gantry@sha256:{}", "c".repeat(64)),
+        ),
+        ("GANTRY_KUBE_REPLICA_ADDRESS".into(), listen.clone()),
+    ]);
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (mut server, url) = g.spawn_listening(&["server", "--listen", "127.0.0.1:0"], &env_refs);
+    let (code, _, err) = g.remote(&url, &["deploy", "flowers", "--model", "iris@1"]);
+    assert_eq!(code, 0, "{err}");
+    crate::support::wait_until("the replica serves through the server", || {
+        let (status, body) = crate::deploy::http(
+            &url,
+            "POST",
+            "/v2/models/flowers/infer",
+            Some(&crate::deploy::infer_body(&[(5.1, 3.5, 1.4, 0.2)])),
+        );
+        status == 200 && body["model_version"] == "1"
+    });
+    {
+        let c = cluster.api.lock();
+        let d = c.deployments.values().next().expect("a Deployment");
+        let spec = &d["spec"]["template"]["spec"];
+        let server_c = &spec["containers"][0];
+        let args: Vec<&str> = server_c["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--model-dir", "/gantry/inputs/model"]),
+            "{args:?}"
+        );
+        assert!(
+            args.windows(2).any(|w| w == ["--listen", "0.0.0.0:8080"]),
+            "{args:?}"
+        );
+        let plan: Value = serde_json::from_str(
+            spec["initContainers"][0]["env"][0]["value"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(plan["inputs"][0]["digest"], json!(digest));
+        assert_eq!(c.services.len(), 1);
+        assert!(
+            c.policies
+                .values()
+                .any(|p| p["metadata"]["labels"]["app.kubernetes.io/component"] == "model-replica")
+        );
+    }
+    let (code, _, err) = g.remote(&url, &["undeploy", "flowers"]);
+    assert_eq!(code, 0, "{err}");
+    crate::support::wait_until("the replica's objects are removed", || {
+        let c = cluster.api.lock();
+        c.deployments.is_empty() && c.services.is_empty()
+    });
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = server.wait();
+    let _ = pod.kill();
+    let _ = pod.wait();
+}
