@@ -37,14 +37,15 @@ fi
 # tensors, gRPC); pandas lets mlflow.pyfunc log and load models; moto's server is the S3 API the
 # artifact store is tested against (on 127.0.0.1); kubernetes-validate checks emitted Kubernetes
 # manifests against the Kubernetes schemas it bundles, and jsonschema emitted Argo Workflows
-# against Argo's CRD schema (testing/kube.rs). The Kubeflow Pipelines SDK, which checks emitted
+# against Argo's CRD schema (testing/kube.rs). The Kubeflow Pipelines SDK (with kfp-kubernetes,
+# whose executor config the platform spec must match), which checks emitted
 # KFP pipeline specs, has a venv of its own: kfp pins requests and urllib3 exactly, which would
 # move them under the other clients. Each venv's pins are the one list both the install and
 # the check of a reused venv read.
 test_pins=('mlflow-skinny==3.17.2' 'scikit-learn==1.9.1' 'skl2onnx==1.20.0' 'onnx==1.23.2' 'scipy==1.17.1' 'cryptography==50.0.2' 'tritonclient[http,grpc]==2.73.0' 'pandas==3.1.1' 'moto[server]==5.2.6' 'kubernetes-validate==1.37.0' 'jsonschema==4.26.0')
 test_imports='import mlflow, sklearn, skl2onnx, onnx, scipy, cryptography, tritonclient.http, tritonclient.grpc, pandas, mlflow.pyfunc, moto.server, kubernetes_validate.utils, jsonschema, yaml'
-kfp_pins=('kfp==2.17.3')
-kfp_imports='import kfp.components, kfp.compiler, kfp.dsl, yaml; from kfp.pipeline_spec import pipeline_spec_pb2; from google.protobuf import json_format'
+kfp_pins=('kfp==2.17.3' 'kfp-kubernetes==2.17.3')
+kfp_imports='import kfp.components, kfp.compiler, kfp.dsl, yaml; from kfp.pipeline_spec import pipeline_spec_pb2; from kfp.kubernetes import kubernetes_executor_config_pb2; from google.protobuf import json_format'
 # venv_differs_from_pins VENV IMPORTS PIN...: true when VENV differs from the pins (or has no
 # python), printing each pin it misses (not installed, or another version) or the import that
 # fails.

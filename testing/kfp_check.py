@@ -27,6 +27,7 @@ import yaml
 from google.protobuf import json_format
 from kfp import compiler, components
 from kfp.pipeline_spec import pipeline_spec_pb2
+from kfp.kubernetes import kubernetes_executor_config_pb2
 
 KNOWN_SCHEMA_VERSIONS = {"2.0.0", "2.1.0"}
 
@@ -120,6 +121,16 @@ def check_file(path: str) -> list:
         parse(pipeline_spec_pb2.PipelineSpec(), spec, "document 1")
         if len(docs) == 2:
             parse(pipeline_spec_pb2.PlatformSpec(), docs[1], "document 2")
+            # Each executor's Kubernetes config is a free-form Struct in PlatformSpec; the KFP
+            # backend reads it as kfp-kubernetes' KubernetesExecutorConfig, unknown fields
+            # refused, so a field the released kfp-kubernetes lacks is an error here too.
+            k8s = ((docs[1].get("platforms") or {}).get("kubernetes") or {})
+            configs = ((k8s.get("deploymentSpec") or {}).get("executors") or {})
+            if not isinstance(configs, dict):
+                raise CheckError("platforms.kubernetes.deploymentSpec.executors is not a mapping")
+            for name, config in configs.items():
+                parse(kubernetes_executor_config_pb2.KubernetesExecutorConfig(), config,
+                      f"platforms.kubernetes.deploymentSpec.executors.{name}")
         executors = (spec.get("deploymentSpec") or {}).get("executors") or {}
         if not isinstance(executors, dict):
             raise CheckError("deploymentSpec.executors is not a mapping")

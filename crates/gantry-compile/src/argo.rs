@@ -508,6 +508,12 @@ fn template(
         let deadline = timeout + unit.grace + std::time::Duration::from_secs(60);
         t["activeDeadlineSeconds"] = json!(deadline.as_secs());
     }
+    if !unit.placement.node_selector.is_empty() {
+        t["nodeSelector"] = json!(unit.placement.node_selector);
+    }
+    if !unit.placement.tolerations.is_empty() {
+        t["tolerations"] = json!(unit.placement.tolerations);
+    }
     t["podSpecPatch"] = json!(format!(
         "{{\"terminationGracePeriodSeconds\":{}}}",
         unit.grace.as_secs().max(1)

@@ -1,17 +1,18 @@
 //! The Kubeflow Pipelines v2 target: a PipelineSpec (IR, schema 2.1.0) whose root DAG has one
 //! task per planned step, one component and executor per declared step (a sweep's members
 //! share them, varying only in their arguments), followed by the Kubernetes PlatformSpec
-//! (kfp-kubernetes) that gives each executor its volumes, the fetch init container, the
-//! artifact store's Secret, pull secrets, deadline and security context.
+//! (kfp-kubernetes) that gives each executor its volumes, the artifact store's Secret, pull
+//! secrets, deadline, node selector, tolerations and security context.
 //!
 //! KFP substitutes its placeholders in a container's command and arguments only, so everything
 //! that depends on an upstream digest or a pipeline parameter travels as an argument of the
 //! wrapper: `gantry step-exec --fetch --plan JSON [--env K=V]… [--digest-file OUT=PATH]… --
-//! CMD…` (the init container only installs the wrapper: its plan has no inputs).
+//! CMD…`. kfp-kubernetes (2.17) cannot add init containers, so the wrapper must already be in
+//! the step's image at `/opt/gantry/bin/gantry`, where the built-in image keeps it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use gantry_kube::contract::{PLAN_ENV, PlannedInput, StepPlan, VERSION, WORK_DIR, WRAPPER_BIN};
+use gantry_kube::contract::{PlannedInput, StepPlan, VERSION, WORK_DIR};
 use gantry_kube::job::{HELPER_BINARY, LABEL_MANAGED_BY, LABEL_STEP, MANAGED_BY};
 use gantry_kube::names::{dns_label, label_value};
 use gantry_spec::{ParamValue, Pipeline};
@@ -360,7 +361,9 @@ fn container<'a>(
     Ok((
         json!({
             "image": unit.image,
-            "command": [WRAPPER_BIN, "step-exec"],
+            // The wrapper where the built-in image keeps it (outside the /gantry emptyDir);
+            // other step images must carry it there too.
+            "command": [HELPER_BINARY, "step-exec"],
             "args": args,
             "resources": resources,
         }),
@@ -368,37 +371,12 @@ fn container<'a>(
     ))
 }
 
-/// The kfp-kubernetes executor config: volumes for `/gantry`, `/gantry/bin` and `/tmp`, the
-/// init container installing the wrapper, the store's Secret, pull secrets, the deadline.
+/// The kfp-kubernetes executor config: volumes for `/gantry` and `/tmp`, the store's Secret,
+/// pull secrets, the deadline, the step's node selector and tolerations.
 fn platform(unit: &Unit, opts: &CompileOptions) -> Result<Value, CompileError> {
-    let install_plan = StepPlan {
-        v: VERSION,
-        artifacts: opts.artifacts.clone(),
-        inputs: Vec::new(),
-        outputs: unit.outputs.clone(),
-        params: json!({}),
-    };
-    let install_plan =
-        serde_json::to_string(&install_plan).map_err(|e| CompileError::Serialize(e.to_string()))?;
-    let (_, fetch_resources) = resources(unit);
-    let volumes = [
-        ("gantry-work", WORK_DIR),
-        ("gantry-bin", "/gantry/bin"),
-        ("gantry-tmp", "/tmp"),
-    ];
+    let volumes = [("gantry-work", WORK_DIR), ("gantry-tmp", "/tmp")];
     let mut config = json!({
         "emptyDirMounts": volumes.map(|(v, path)| json!({ "volumeName": v, "mountPath": path })),
-        "initContainers": [{
-            "name": "gantry-fetch",
-            "image": opts.helper_image,
-            "command": [HELPER_BINARY, "step-fetch"],
-            "env": [
-                { "name": PLAN_ENV, "value": install_plan },
-                { "name": "GANTRY_HOME", "value": "/tmp/gantry-home" },
-            ],
-            "volumeMounts": volumes.map(|(v, path)| json!({ "volumeName": v, "mountPath": path })),
-            "resources": fetch_resources,
-        }],
         "securityContext": {
             "runAsUser": opts.uid,
             "runAsGroup": opts.gid,
@@ -431,6 +409,12 @@ fn platform(unit: &Unit, opts: &CompileOptions) -> Result<Value, CompileError> {
     if let Some(timeout) = unit.timeout {
         let deadline = timeout + unit.grace + std::time::Duration::from_secs(60);
         config["activeDeadlineSeconds"] = json!(deadline.as_secs().to_string());
+    }
+    if !unit.placement.node_selector.is_empty() {
+        config["nodeSelector"] = json!({ "labels": unit.placement.node_selector });
+    }
+    if !unit.placement.tolerations.is_empty() {
+        config["tolerations"] = json!(unit.placement.tolerations);
     }
     Ok(config)
 }

@@ -61,6 +61,8 @@ pub(crate) struct Unit {
     pub cache: bool,
     /// What `/gantry/params.json` holds (with sentinels).
     pub params_json: serde_json::Value,
+    /// The step's `kubernetes:` placement.
+    pub placement: gantry_spec::KubePlacement,
 }
 
 pub(crate) struct Units {
@@ -355,6 +357,7 @@ pub(crate) fn build(
             network: step.network,
             cache: step.cache,
             params_json: params_json.clone(),
+            placement: step.kubernetes.clone(),
         });
     }
     Ok(Units { units, params })

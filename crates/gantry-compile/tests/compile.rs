@@ -48,6 +48,7 @@ steps:
     inputs: {{ train: split.train }}
     outputs: [model]
     resources: {{ cpu: 2, memory: 2Gi, gpu: 1 }}
+    kubernetes: {{ node_selector: {{ nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3 }}, tolerations: [{{ key: nvidia.com/gpu, operator: Exists, effect: NoSchedule }}] }}
     retries: 2
     timeout: 20m
   - name: evaluate

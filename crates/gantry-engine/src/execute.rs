@@ -940,6 +940,14 @@ fn remote_step(ctx: &StepCtx, rec: &StepRunRecord, p: &Prepared) -> Result<Remot
         params: serde_json::to_value(ctx.params.as_ref()).map_err(|e| e.to_string())?,
         gpu: step.resources.gpu,
         gpu_model: step.resources.gpu_model.clone(),
+        node_selector: step.kubernetes.node_selector.clone(),
+        tolerations: step
+            .kubernetes
+            .tolerations
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?,
     })
 }
 

@@ -160,8 +160,24 @@ impl KubeRuntime {
             memory_bytes: req.memory_bytes,
             gpu: (remote.gpu > 0)
                 .then(|| GpuRequest::for_model(remote.gpu_model.as_deref(), remote.gpu)),
-            node_selector: cfg.node_selector.clone(),
-            tolerations: cfg.tolerations.clone(),
+            // The runtime's settings, then the step's own (a step's label wins).
+            node_selector: cfg
+                .node_selector
+                .iter()
+                .chain(&remote.node_selector)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            tolerations: cfg
+                .tolerations
+                .iter()
+                .cloned()
+                .chain(
+                    remote
+                        .tolerations
+                        .iter()
+                        .filter_map(|t| serde_json::from_value::<Toleration>(t.clone()).ok()),
+                )
+                .collect(),
             timeout: req.timeout,
             stop_grace: req.stop_grace,
             ttl_after_finished: cfg.ttl_after_finished,

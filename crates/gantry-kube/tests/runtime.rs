@@ -72,6 +72,8 @@ fn request(step: &str) -> StepRequest {
             params: json!({"lr": 0.1}),
             gpu: 0,
             gpu_model: None,
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
         }),
     }
 }
@@ -221,6 +223,9 @@ async fn a_step_with_network_gets_no_policy_and_a_gpu_step_asks_for_its_resource
     if let Some(r) = req.remote.as_mut() {
         r.gpu = 1;
         r.gpu_model = Some("1g.10gb".into());
+        r.node_selector = BTreeMap::from([("pool".to_string(), "a100".to_string())]);
+        r.tolerations =
+            vec![json!({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})];
     }
     let (out, _) = run(&rt, req).await;
     assert_eq!(out.expect("ran").exit_code, Some(0));
@@ -229,6 +234,9 @@ async fn a_step_with_network_gets_no_policy_and_a_gpu_step_asks_for_its_resource
     let limits =
         &c.created_jobs[0]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"];
     assert_eq!(limits["nvidia.com/mig-1g.10gb"], "1");
+    let pod = &c.created_jobs[0]["spec"]["template"]["spec"];
+    assert_eq!(pod["nodeSelector"], json!({"pool": "a100"}));
+    assert_eq!(pod["tolerations"][0]["key"], "nvidia.com/gpu");
 }
 
 #[tokio::test]

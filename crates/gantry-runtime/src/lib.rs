@@ -132,6 +132,10 @@ pub struct RemoteStep {
     pub params: serde_json::Value,
     pub gpu: u32,
     pub gpu_model: Option<String>,
+    /// The step's own node labels (its spec's `kubernetes.node_selector`).
+    pub node_selector: std::collections::BTreeMap<String, String>,
+    /// The step's own tolerations, as the pod spec writes them (JSON objects).
+    pub tolerations: Vec<serde_json::Value>,
 }
 
 /// What the runtime's pod uploaded, by digest (see [`StepRequest::remote`]).

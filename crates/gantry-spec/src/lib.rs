@@ -32,7 +32,9 @@ pub use cache_key::{CacheKeyMaterial, cache_key};
 pub use error::{Diagnostic, Location, SpecError};
 pub use params::{ParamValue, resolve_params};
 pub use parse::{load, parse};
-pub use pipeline::{DEFAULT_MEMORY_BYTES, InputSource, Pipeline, Resources, Step};
+pub use pipeline::{
+    DEFAULT_MEMORY_BYTES, InputSource, KubePlacement, Pipeline, Resources, Step, Toleration,
+};
 pub use plan::{ImageRef, Plan, PlannedStep, Sweep, plan};
 pub use template::INPUTS_DIR;
 

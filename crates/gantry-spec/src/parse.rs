@@ -37,7 +37,10 @@ const STEP_KEYS: &[&str] = &[
     "logs",
     "network",
     "cache",
+    "kubernetes",
 ];
+const KUBERNETES_KEYS: &[&str] = &["node_selector", "tolerations"];
+const TOLERATION_KEYS: &[&str] = &["key", "operator", "value", "effect", "toleration_seconds"];
 const RESOURCE_KEYS: &[&str] = &["cpu", "memory", "gpu"];
 const GPU_KEYS: &[&str] = &["count", "memory", "model"];
 const RETRIES_KEYS: &[&str] = &["count", "memory_growth"];
@@ -173,6 +176,38 @@ fn is_valid_gpu_model(s: &str) -> bool {
     s.len() <= 64
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A Kubernetes label key: an optional DNS subdomain prefix and `/`, then a name of at most 63
+/// characters (alphanumerics, `-`, `_`, `.`, alphanumeric at both ends).
+fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && part.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            })
+    });
+    prefix_ok && !name.is_empty() && is_label_value(name)
+}
+
+/// A Kubernetes label value (may be empty).
+fn is_label_value(v: &str) -> bool {
+    v.len() <= 63
+        && (v.is_empty()
+            || (v.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && v.ends_with(|c: char| c.is_ascii_alphanumeric())
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))))
 }
 
 fn is_valid_env_name(s: &str) -> bool {
@@ -433,6 +468,7 @@ impl Parser<'_, '_> {
                 logs_max: None,
                 network: false,
                 cache: true,
+                kubernetes: Default::default(),
                 location,
             },
             named: false,
@@ -496,7 +532,126 @@ impl Parser<'_, '_> {
                 .boolean(value, &format!("`cache` of {label}"))
                 .unwrap_or(true);
         }
+        self.step_kubernetes(entries, &label, &mut draft);
         Some(draft)
+    }
+
+    /// `kubernetes: { node_selector: {KEY: VALUE}, tolerations: [{key, operator, value,
+    /// effect, toleration_seconds}] }`.
+    fn step_kubernetes(&mut self, entries: &[(Key, Node)], label: &str, draft: &mut StepDraft) {
+        let Some(value) = optional(entries, "kubernetes") else {
+            return;
+        };
+        let what = format!("`kubernetes` of {label}");
+        let hint = "e.g. `kubernetes: { node_selector: { pool: gpu }, tolerations: [{ key: nvidia.com/gpu, operator: Exists }] }`";
+        let Some(map) = self.map(value, &what, hint) else {
+            return;
+        };
+        self.check_keys(map, KUBERNETES_KEYS, &what);
+        if let Some(value) = optional(map, "node_selector") {
+            let what = format!("`kubernetes.node_selector` of {label}");
+            if let Some(labels) = self.map(value, &what, "write node labels as `key: value` pairs")
+            {
+                for (key, v) in labels {
+                    if !is_label_key(&key.name) {
+                        self.diags.error(
+                            key.pos,
+                            format!("'{}' in {what} is not a Kubernetes label key", key.name),
+                            "a label key is an optional DNS prefix and `/`, then up to 63 characters of letters, digits, `-`, `_` and `.`",
+                        );
+                        continue;
+                    }
+                    match v.scalar_text() {
+                        Some(text) if is_label_value(&text) => {
+                            draft.step.kubernetes.node_selector.insert(key.name.clone(), text);
+                        }
+                        Some(text) => self.diags.error(
+                            v.pos,
+                            format!("'{text}' in {what} is not a Kubernetes label value"),
+                            "a label value is up to 63 letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit",
+                        ),
+                        None => self.type_error(v, &what, "a string", "quote the value"),
+                    }
+                }
+            }
+        }
+        if let Some(value) = optional(map, "tolerations") {
+            let what = format!("`kubernetes.tolerations` of {label}");
+            let Some(items) = self.seq(value, &what, hint) else {
+                return;
+            };
+            for item in items {
+                let one = format!("a toleration in {what}");
+                let Some(fields) = self.map(item, &one, hint) else {
+                    continue;
+                };
+                self.check_keys(fields, TOLERATION_KEYS, &one);
+                let mut t = crate::Toleration::default();
+                let text = |this: &mut Self, key: &str| -> Option<(String, Pos)> {
+                    let v = optional(fields, key)?;
+                    match v.scalar_text() {
+                        Some(s) => Some((s, v.pos)),
+                        None => {
+                            this.type_error(
+                                v,
+                                &format!("`{key}` of {one}"),
+                                "a string",
+                                "quote it",
+                            );
+                            None
+                        }
+                    }
+                };
+                t.key = text(self, "key").map(|(k, _)| k);
+                if let Some((op, pos)) = text(self, "operator") {
+                    if op == "Equal" || op == "Exists" {
+                        t.operator = Some(op);
+                    } else {
+                        self.diags.error(
+                            pos,
+                            format!("operator '{op}' in {one}"),
+                            "use Equal or Exists",
+                        );
+                    }
+                }
+                t.value = text(self, "value").map(|(v, _)| v);
+                if let Some((effect, pos)) = text(self, "effect") {
+                    if ["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect.as_str()) {
+                        t.effect = Some(effect);
+                    } else {
+                        self.diags.error(
+                            pos,
+                            format!("effect '{effect}' in {one}"),
+                            "use NoSchedule, PreferNoSchedule or NoExecute (or leave it out for all)",
+                        );
+                    }
+                }
+                if let Some(v) = optional(fields, "toleration_seconds") {
+                    match v.value {
+                        Value::Int(n) if n >= 0 => t.toleration_seconds = Some(n),
+                        _ => self.type_error(
+                            v,
+                            &format!("`toleration_seconds` of {one}"),
+                            "a whole number of seconds",
+                            "e.g. `toleration_seconds: 300`",
+                        ),
+                    }
+                }
+                if t.operator.as_deref() == Some("Exists") && t.value.is_some() {
+                    self.diags.error(
+                        item.pos,
+                        format!("{one} has operator Exists and a value"),
+                        "Exists matches any value: drop `value`, or use Equal",
+                    );
+                    continue;
+                }
+                if t.key.is_none() && t.operator.as_deref() != Some("Exists") {
+                    self.diags.error(item.pos, format!("{one} has no key"), "only `operator: Exists` may leave out the key (it then tolerates every taint)");
+                    continue;
+                }
+                draft.step.kubernetes.tolerations.push(t);
+            }
+        }
     }
 
     fn step_runner(
@@ -1444,6 +1599,61 @@ steps:
             ("logs: { max: lots }", "bad `logs.max`"),
             ("logs: { maximum: 1Gi }", "maximum"),
             ("logs: 1Gi", "`logs` of"),
+        ] {
+            let text = format!("name: p\nsteps:\n  - name: a\n    image: busybox\n    {spec}\n");
+            let err = parse("p.yaml", Path::new("."), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(want) && err.contains("p.yaml:5:"),
+                "{spec}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_steps_kubernetes_placement_is_parsed_and_checked_with_locations() {
+        let ok = "name: p\nsteps:\n  - name: a\n    image: busybox\n    kubernetes:\n      node_selector: { nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3, pool: gpu }\n      tolerations:\n        - { key: nvidia.com/gpu, operator: Exists, effect: NoSchedule }\n        - { key: dedicated, value: ml, toleration_seconds: 60 }\n";
+        let p = parse("p.yaml", Path::new("."), ok).unwrap();
+        let k = &p.steps[0].kubernetes;
+        assert_eq!(k.node_selector["pool"], "gpu");
+        assert_eq!(
+            k.node_selector["nvidia.com/gpu.product"],
+            "NVIDIA-H100-80GB-HBM3"
+        );
+        assert_eq!(k.tolerations.len(), 2);
+        assert_eq!(k.tolerations[0].operator.as_deref(), Some("Exists"));
+        assert_eq!(k.tolerations[1].toleration_seconds, Some(60));
+        let json = serde_json::to_value(&k.tolerations[1]).unwrap();
+        assert_eq!(json["tolerationSeconds"], 60);
+        for (spec, want) in [
+            (
+                "kubernetes: { node_selector: { 'bad key!': x } }",
+                "not a Kubernetes label key",
+            ),
+            (
+                "kubernetes: { node_selector: { pool: 'a b' } }",
+                "not a Kubernetes label value",
+            ),
+            (
+                "kubernetes: { tolerations: [{ key: k, operator: Maybe }] }",
+                "operator 'Maybe'",
+            ),
+            (
+                "kubernetes: { tolerations: [{ key: k, effect: Never }] }",
+                "effect 'Never'",
+            ),
+            ("kubernetes: { tolerations: [{ value: v }] }", "has no key"),
+            (
+                "kubernetes: { tolerations: [{ key: k, operator: Exists, value: v }] }",
+                "Exists and a value",
+            ),
+            (
+                "kubernetes: { tolerations: [{ key: k, toleration_seconds: -1 }] }",
+                "toleration_seconds",
+            ),
+            ("kubernetes: { node_selectors: {} }", "node_selectors"),
+            ("kubernetes: gpu", "`kubernetes` of"),
         ] {
             let text = format!("name: p\nsteps:\n  - name: a\n    image: busybox\n    {spec}\n");
             let err = parse("p.yaml", Path::new("."), &text)

@@ -61,6 +61,9 @@ pub struct PlannedStep {
     pub logs_max: u64,
     pub network: bool,
     pub cache: bool,
+    /// Where the pod may run on a cluster; not part of the cache key.
+    #[serde(default, skip_serializing_if = "crate::KubePlacement::is_empty")]
+    pub kubernetes: crate::KubePlacement,
     /// Set on the steps a `matrix:` step expands into.
     #[serde(default)]
     pub sweep: Option<Sweep>,
@@ -288,6 +291,7 @@ pub fn plan(p: &Pipeline, params: &BTreeMap<String, ParamValue>) -> Result<Plan,
                 logs_max: step.logs_max.unwrap_or(crate::DEFAULT_LOGS_MAX),
                 network: step.network,
                 cache: step.cache,
+                kubernetes: step.kubernetes.clone(),
                 sweep: combination.map(|c| Sweep {
                     step: step.name.clone(),
                     index,
@@ -874,6 +878,7 @@ steps:
             resources: Resources::default(),
             network: false,
             cache: true,
+            kubernetes: Default::default(),
             location: crate::Location {
                 file: "p.yaml".into(),
                 line,

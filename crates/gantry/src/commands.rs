@@ -186,7 +186,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         },
         Command::Hook(HookCommand::NetnsReady { socket }) => crate::hook::netns_ready(&socket),
         Command::StepFetch => {
-            crate::step_exec::fetch(&crate::step_exec::Paths::from_env(), None).await
+            crate::step_exec::fetch(&crate::step_exec::Paths::from_env(), None, true).await
         }
         Command::StepExec {
             timeout_ms,

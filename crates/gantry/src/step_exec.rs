@@ -65,8 +65,9 @@ fn open_store(plan: &StepPlan, cache: &Path) -> anyhow::Result<ArtifactStore> {
         .with_context(|| format!("opening the artifact store {}", plan.artifacts))
 }
 
-/// `gantry step-fetch` (and `step-exec --fetch`, with its `--plan`).
-pub async fn fetch(paths: &Paths, given: Option<&str>) -> anyhow::Result<u8> {
+/// `gantry step-fetch` (and `step-exec --fetch`, with its `--plan`); `place_binary`: leave a
+/// copy of this binary and the CA bundle in `/gantry/bin` for a wrapper in another container.
+pub async fn fetch(paths: &Paths, given: Option<&str>, place_binary: bool) -> anyhow::Result<u8> {
     let plan = read_plan(given)?;
     let work = &paths.work;
     // The download cache sits on the same volume as the inputs, so each input is renamed into
@@ -101,24 +102,8 @@ pub async fn fetch(paths: &Paths, given: Option<&str>) -> anyhow::Result<u8> {
     let _ = std::fs::remove_dir_all(&cache);
     let params = serde_json::to_vec_pretty(&plan.params)?;
     std::fs::write(work.join("params.json"), params).context("writing params.json")?;
-    // The wrapper's binary: this one (static, so it runs in any image).
-    let bin = work.join("bin");
-    std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
-    let exe = std::env::current_exe().context("finding this binary")?;
-    let target = bin.join("gantry");
-    if std::fs::symlink_metadata(&target).is_err() {
-        std::fs::copy(&exe, &target)
-            .with_context(|| format!("copying {} to {}", exe.display(), target.display()))?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
-    }
-    // The CA bundle goes with it: the step's image may have none, and the wrapper talks
-    // HTTPS to the store.
-    let ca = bin.join(CA_FILE);
-    if let Some(bundle) = ca_bundle_source()
-        && std::fs::symlink_metadata(&ca).is_err()
-    {
-        std::fs::copy(&bundle, &ca).with_context(|| format!("copying {}", bundle.display()))?;
+    if place_binary {
+        place_wrapper(work)?;
     }
     eprintln!(
         "gantry: fetched {} input(s) from {}",
@@ -157,6 +142,29 @@ pub fn use_fetched_ca_bundle() -> Option<&'static str> {
     // that could read the environment concurrently.
     unsafe { std::env::set_var("SSL_CERT_FILE", &bundle) };
     Some("SSL_CERT_FILE")
+}
+
+/// Copies this (static) binary and the CA bundle to `work/bin` for the step container.
+fn place_wrapper(work: &Path) -> anyhow::Result<()> {
+    let bin = work.join("bin");
+    std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let target = bin.join("gantry");
+    if std::fs::symlink_metadata(&target).is_err() {
+        std::fs::copy(&exe, &target)
+            .with_context(|| format!("copying {} to {}", exe.display(), target.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+    }
+    // The CA bundle goes with it: the step's image may have none, and the wrapper talks
+    // HTTPS to the store.
+    let ca = bin.join(CA_FILE);
+    if let Some(bundle) = ca_bundle_source()
+        && std::fs::symlink_metadata(&ca).is_err()
+    {
+        std::fs::copy(&bundle, &ca).with_context(|| format!("copying {}", bundle.display()))?;
+    }
+    Ok(())
 }
 
 /// What `step-exec` was asked to do.
@@ -212,7 +220,7 @@ pub async fn exec(paths: &Paths, opts: ExecOptions) -> anyhow::Result<u8> {
         return Err(coded(exit::USAGE, "step-exec needs a command after --"));
     }
     if opts.fetch {
-        fetch(paths, opts.plan.as_deref()).await?;
+        fetch(paths, opts.plan.as_deref(), false).await?;
     }
     // The command runs as the same user: without this it could read our environment (the
     // credentials) from /proc/1/environ or attach to us.

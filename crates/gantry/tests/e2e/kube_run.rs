@@ -26,6 +26,9 @@ steps:
     inputs: { data: prepare.data }
     outputs: [model]
     resources: { cpu: 2, memory: 1Gi, gpu: { count: 1, model: 1g.10gb } }
+    kubernetes:
+      node_selector: { nvidia.com/mig.config: all-1g.10gb }
+      tolerations: [{ key: nvidia.com/gpu, operator: Exists, effect: NoSchedule }]
 "#;
 
 struct Cluster {
@@ -184,6 +187,14 @@ fn a_pipeline_runs_as_jobs_on_a_cluster_with_its_artifacts_in_a_bucket() {
         assert!(image.starts_with("busybox@sha256:"), "{image}");
         let limits = &container["resources"]["limits"];
         assert_eq!(limits["cpu"], "2000m");
+        assert_eq!(
+            pod["nodeSelector"],
+            json!({"nvidia.com/mig.config": "all-1g.10gb"})
+        );
+        assert_eq!(
+            pod["tolerations"],
+            json!([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+        );
         assert_eq!(limits["nvidia.com/mig-1g.10gb"], "1");
         // The upstream output travels by digest.
         let plan: Value = container["env"]
