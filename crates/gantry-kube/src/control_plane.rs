@@ -33,14 +33,13 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy}
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource,
     HTTPGetAction, LocalObjectReference, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretEnvSource,
-    SecretKeySelector, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SecretEnvSource, SecretKeySelector, Service, ServiceAccount, ServicePort,
+    ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
-    NetworkPolicyPort, NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicySpec,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -48,8 +47,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
-use crate::job::{ArtifactEgress, HELPER_BINARY, LABEL_MANAGED_BY, MANAGED_BY, container_security};
+use crate::job::{ArtifactEgress, HELPER_BINARY, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::names::is_dns_label;
+use crate::pod::{container_security, dns_egress, egress_to, empty_dir, pod_security, tcp_port};
 
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
@@ -496,39 +496,6 @@ impl ControlPlane {
 
     /// The server pod's NetworkPolicy.
     pub fn network_policy(&self) -> NetworkPolicy {
-        let tcp = |p: u16| NetworkPolicyPort {
-            port: Some(IntOrString::Int(i32::from(p))),
-            protocol: Some("TCP".into()),
-            end_port: None,
-        };
-        let to = |e: &ArtifactEgress| NetworkPolicyEgressRule {
-            to: (!e.cidrs.is_empty()).then(|| {
-                e.cidrs
-                    .iter()
-                    .map(|c| NetworkPolicyPeer {
-                        ip_block: Some(IPBlock {
-                            cidr: c.clone(),
-                            except: None,
-                        }),
-                        ..Default::default()
-                    })
-                    .collect()
-            }),
-            ports: Some(e.ports.iter().map(|p| tcp(*p)).collect()),
-        };
-        let dns = NetworkPolicyEgressRule {
-            to: None,
-            ports: Some(
-                ["UDP", "TCP"]
-                    .iter()
-                    .map(|proto| NetworkPolicyPort {
-                        port: Some(IntOrString::Int(53)),
-                        protocol: Some((*proto).to_string()),
-                        end_port: None,
-                    })
-                    .collect(),
-            ),
-        };
         // Model replica pods of this namespace, on whatever port they serve.
         let replicas = NetworkPolicyEgressRule {
             to: Some(vec![NetworkPolicyPeer {
@@ -543,15 +510,18 @@ impl ControlPlane {
             }]),
             ports: None,
         };
-        let mut egress = vec![
-            dns,
-            to(&self.api_server),
-            to(&self.database),
-            to(&self.store),
-        ];
-        if !self.registries.ports.is_empty() {
-            egress.push(to(&self.registries));
-        }
+        // Each destination without ports gets no rule (an empty port list would allow all).
+        let mut egress = vec![dns_egress()];
+        egress.extend(
+            [
+                &self.api_server,
+                &self.database,
+                &self.store,
+                &self.registries,
+            ]
+            .into_iter()
+            .filter_map(egress_to),
+        );
         egress.push(replicas);
         NetworkPolicy {
             metadata: self.meta(&self.name),
@@ -563,7 +533,7 @@ impl ControlPlane {
                 policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
                 ingress: Some(vec![NetworkPolicyIngressRule {
                     from: None,
-                    ports: Some(vec![tcp(self.port)]),
+                    ports: Some(vec![tcp_port(self.port)]),
                 }]),
                 egress: Some(egress),
             }),
@@ -702,27 +672,13 @@ impl ControlPlane {
                 ..Default::default()
             },
         };
-        let tmp = Volume {
-            name: "tmp".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
-        };
+        let tmp = empty_dir("tmp");
         let pod = PodSpec {
             service_account_name: Some(self.name.clone()),
             // The server talks to the API: its pod, and only its pod, gets the token.
             automount_service_account_token: Some(true),
             enable_service_links: Some(false),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(i64::from(SERVER_UID)),
-                run_as_group: Some(i64::from(SERVER_UID)),
-                fs_group: Some(i64::from(SERVER_UID)),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    localhost_profile: None,
-                }),
-                ..Default::default()
-            }),
+            security_context: Some(pod_security(SERVER_UID, SERVER_UID)),
             containers: vec![server],
             volumes: Some(vec![home, tmp]),
             image_pull_secrets: (!self.image_pull_secrets.is_empty()).then(|| {

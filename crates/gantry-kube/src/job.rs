@@ -7,20 +7,19 @@ use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, LocalObjectReference,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecretEnvSource, SecurityContext, Toleration, Volume, VolumeMount,
+    Container, EnvVar, LocalObjectReference, PodSpec, PodTemplateSpec, ResourceRequirements,
+    Toleration,
 };
-use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
-};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::contract::{PLAN_ENV, StepPlan, WORK_DIR, WRAPPER_BIN};
 use crate::names::{dns_label, label_value};
+pub use crate::pod::container_security;
+use crate::pod::{
+    self, dns_egress, egress_to, empty_dir, env_var, mount, pod_security, requests_equal_limits,
+};
 
 /// Labels every object Gantry creates carries; the runtime finds its Jobs by them.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -149,15 +148,7 @@ impl StepJob {
             .map(|(k, v)| env_var(k, v))
             .collect::<Vec<_>>();
         env.push(env_var(PLAN_ENV, &plan));
-        let secret_env = self.artifacts_secret.as_ref().map(|name| {
-            vec![EnvFromSource {
-                secret_ref: Some(SecretEnvSource {
-                    name: name.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }]
-        });
+        let secret_env = self.artifacts_secret.as_deref().map(pod::secret_env);
         let mut command = vec![WRAPPER_BIN.to_string(), "step-exec".to_string()];
         if let Some(t) = self.timeout {
             // The wrapper stops the command itself first (SIGTERM, the grace, SIGKILL) and
@@ -210,14 +201,7 @@ impl StepJob {
             restart_policy: Some("Never".into()),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(i64::from(self.uid)),
-                run_as_group: Some(i64::from(self.gid)),
-                fs_group: Some(i64::from(self.gid)),
-                seccomp_profile: Some(runtime_default()),
-                ..Default::default()
-            }),
+            security_context: Some(pod_security(self.uid, self.gid)),
             init_containers: Some(vec![fetch]),
             containers: vec![step],
             volumes: Some(vec![empty_dir("work"), empty_dir("bin"), empty_dir("tmp")]),
@@ -288,45 +272,6 @@ impl StepJob {
             (LABEL_STEP.to_string(), label_value(&self.step)),
             (LABEL_ATTEMPT.to_string(), self.attempt.to_string()),
         ]);
-        let dns = NetworkPolicyEgressRule {
-            to: None,
-            ports: Some(
-                ["UDP", "TCP"]
-                    .iter()
-                    .map(|proto| NetworkPolicyPort {
-                        port: Some(IntOrString::Int(53)),
-                        protocol: Some((*proto).to_string()),
-                        end_port: None,
-                    })
-                    .collect(),
-            ),
-        };
-        let store = NetworkPolicyEgressRule {
-            to: (!self.egress.cidrs.is_empty()).then(|| {
-                self.egress
-                    .cidrs
-                    .iter()
-                    .map(|c| NetworkPolicyPeer {
-                        ip_block: Some(IPBlock {
-                            cidr: c.clone(),
-                            except: None,
-                        }),
-                        ..Default::default()
-                    })
-                    .collect()
-            }),
-            ports: Some(
-                self.egress
-                    .ports
-                    .iter()
-                    .map(|p| NetworkPolicyPort {
-                        port: Some(IntOrString::Int(i32::from(*p))),
-                        protocol: Some("TCP".into()),
-                        end_port: None,
-                    })
-                    .collect(),
-            ),
-        };
         Some(NetworkPolicy {
             metadata: ObjectMeta {
                 name: Some(self.name()),
@@ -345,11 +290,11 @@ impl StepJob {
                 }),
                 policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
                 ingress: Some(vec![]),
-                egress: Some(if self.egress.ports.is_empty() {
-                    vec![dns]
-                } else {
-                    vec![dns, store]
-                }),
+                egress: Some(
+                    std::iter::once(dns_egress())
+                        .chain(egress_to(&self.egress))
+                        .collect(),
+                ),
             }),
         })
     }
@@ -366,71 +311,6 @@ impl StepJob {
     }
 
     fn resources_without_gpu(&self) -> ResourceRequirements {
-        let amounts = BTreeMap::from([
-            (
-                "cpu".to_string(),
-                Quantity(format!("{}m", self.cpu_millis.max(1))),
-            ),
-            (
-                "memory".to_string(),
-                Quantity(self.memory_bytes.max(1 << 20).to_string()),
-            ),
-        ]);
-        ResourceRequirements {
-            limits: Some(amounts.clone()),
-            requests: Some(amounts),
-            ..Default::default()
-        }
-    }
-}
-
-fn env_var(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_string(),
-        value: Some(value.to_string()),
-        value_from: None,
-    }
-}
-
-fn mount(volume: &str, path: &str, read_only: bool, sub_path: Option<&str>) -> VolumeMount {
-    VolumeMount {
-        name: volume.to_string(),
-        mount_path: path.to_string(),
-        read_only: read_only.then_some(true),
-        sub_path: sub_path.map(str::to_string),
-        ..Default::default()
-    }
-}
-
-fn empty_dir(name: &str) -> Volume {
-    Volume {
-        name: name.to_string(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Default::default()
-    }
-}
-
-fn runtime_default() -> SeccompProfile {
-    SeccompProfile {
-        type_: "RuntimeDefault".into(),
-        localhost_profile: None,
-    }
-}
-
-/// The least-privilege container defaults of every Gantry pod (steps and model replicas).
-pub fn container_security(uid: u32, gid: u32) -> SecurityContext {
-    SecurityContext {
-        run_as_non_root: Some(true),
-        run_as_user: Some(i64::from(uid)),
-        run_as_group: Some(i64::from(gid)),
-        allow_privilege_escalation: Some(false),
-        privileged: Some(false),
-        read_only_root_filesystem: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            add: None,
-        }),
-        seccomp_profile: Some(runtime_default()),
-        ..Default::default()
+        requests_equal_limits(self.cpu_millis, self.memory_bytes)
     }
 }

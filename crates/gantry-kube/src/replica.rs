@@ -9,25 +9,23 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, HTTPGetAction,
-    LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretEnvSource, Service, ServicePort, ServiceSpec,
-    Volume, VolumeMount,
+    Container, ContainerPort, HTTPGetAction, LocalObjectReference, PodSpec, PodTemplateSpec, Probe,
+    Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::contract::{PLAN_ENV, PlannedInput, StepPlan, VERSION};
-use crate::job::{
-    ANNOTATION_OWNER, FETCH_CONTAINER, HELPER_BINARY, LABEL_MANAGED_BY, MANAGED_BY,
-    container_security,
-};
+use crate::job::{ANNOTATION_OWNER, FETCH_CONTAINER, HELPER_BINARY, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::names::{dns_label, label_value};
+use crate::pod::container_security;
+use crate::pod::{
+    dns_egress, egress_to, empty_dir, env_var, mount, pod_security, requests_equal_limits,
+    secret_env, tcp_port,
+};
 
 /// The label that names a replica (its Service selects on it).
 pub const LABEL_REPLICA: &str = "gantry.dev/replica";
@@ -124,37 +122,8 @@ impl ReplicaPod {
         };
         plan.check()?;
         let plan = serde_json::to_string(&plan).map_err(|e| e.to_string())?;
-        let env_from = self.artifacts_secret.as_ref().map(|name| {
-            vec![EnvFromSource {
-                secret_ref: Some(SecretEnvSource {
-                    name: name.clone(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }]
-        });
-        let amounts = BTreeMap::from([
-            (
-                "cpu".to_string(),
-                Quantity(format!("{}m", self.cpu_millis.max(1))),
-            ),
-            (
-                "memory".to_string(),
-                Quantity(self.memory_bytes.max(1 << 20).to_string()),
-            ),
-        ]);
-        let resources = ResourceRequirements {
-            limits: Some(amounts.clone()),
-            requests: Some(amounts),
-            ..Default::default()
-        };
-        let mount = |name: &str, path: &str, read_only: bool, sub: Option<&str>| VolumeMount {
-            name: name.to_string(),
-            mount_path: path.to_string(),
-            read_only: read_only.then_some(true),
-            sub_path: sub.map(str::to_string),
-            ..Default::default()
-        };
+        let env_from = self.artifacts_secret.as_deref().map(secret_env);
+        let resources = requests_equal_limits(self.cpu_millis, self.memory_bytes);
         let probe = |initial: i32, failures: i32| Probe {
             http_get: Some(HTTPGetAction {
                 path: Some("/v2/health/ready".into()),
@@ -172,7 +141,7 @@ impl ReplicaPod {
             image: Some(self.helper_image.clone()),
             image_pull_policy: Some("IfNotPresent".into()),
             command: Some(vec![HELPER_BINARY.to_string(), "step-fetch".to_string()]),
-            env: Some(vec![env(PLAN_ENV, &plan)]),
+            env: Some(vec![env_var(PLAN_ENV, &plan)]),
             env_from,
             resources: Some(resources.clone()),
             security_context: Some(container_security(self.uid, self.gid)),
@@ -187,7 +156,7 @@ impl ReplicaPod {
             image: Some(self.image.clone()),
             image_pull_policy: Some("IfNotPresent".into()),
             command: Some(self.args.clone()),
-            env: Some(self.env.iter().map(|(k, v)| env(k, v)).collect()),
+            env: Some(self.env.iter().map(|(k, v)| env_var(k, v)).collect()),
             ports: Some(vec![ContainerPort {
                 name: Some("http".into()),
                 container_port: i32::from(self.port),
@@ -227,17 +196,7 @@ impl ReplicaPod {
                     spec: Some(PodSpec {
                         automount_service_account_token: Some(false),
                         enable_service_links: Some(false),
-                        security_context: Some(PodSecurityContext {
-                            run_as_non_root: Some(true),
-                            run_as_user: Some(i64::from(self.uid)),
-                            run_as_group: Some(i64::from(self.gid)),
-                            fs_group: Some(i64::from(self.gid)),
-                            seccomp_profile: Some(SeccompProfile {
-                                type_: "RuntimeDefault".into(),
-                                localhost_profile: None,
-                            }),
-                            ..Default::default()
-                        }),
+                        security_context: Some(pod_security(self.uid, self.gid)),
                         init_containers: Some(vec![fetch]),
                         containers: vec![server],
                         volumes: Some(vec![empty_dir("work"), empty_dir("tmp")]),
@@ -284,48 +243,9 @@ impl ReplicaPod {
     /// Only the control plane reaches the replica, on its port; the replica reaches DNS and
     /// the artifact store (its fetch) and nothing else.
     pub fn network_policy(&self, store: &crate::job::ArtifactEgress) -> NetworkPolicy {
-        let dns = k8s_openapi::api::networking::v1::NetworkPolicyEgressRule {
-            to: None,
-            ports: Some(
-                ["UDP", "TCP"]
-                    .iter()
-                    .map(|p| NetworkPolicyPort {
-                        port: Some(IntOrString::Int(53)),
-                        protocol: Some((*p).to_string()),
-                        end_port: None,
-                    })
-                    .collect(),
-            ),
-        };
-        let mut egress = vec![dns];
-        if !store.ports.is_empty() {
-            egress.push(k8s_openapi::api::networking::v1::NetworkPolicyEgressRule {
-                to: (!store.cidrs.is_empty()).then(|| {
-                    store
-                        .cidrs
-                        .iter()
-                        .map(|c| NetworkPolicyPeer {
-                            ip_block: Some(k8s_openapi::api::networking::v1::IPBlock {
-                                cidr: c.clone(),
-                                except: None,
-                            }),
-                            ..Default::default()
-                        })
-                        .collect()
-                }),
-                ports: Some(
-                    store
-                        .ports
-                        .iter()
-                        .map(|p| NetworkPolicyPort {
-                            port: Some(IntOrString::Int(i32::from(*p))),
-                            protocol: Some("TCP".into()),
-                            end_port: None,
-                        })
-                        .collect(),
-                ),
-            });
-        }
+        let egress = std::iter::once(dns_egress())
+            .chain(egress_to(store))
+            .collect();
         NetworkPolicy {
             metadata: self.meta(),
             spec: Some(NetworkPolicySpec {
@@ -345,30 +265,10 @@ impl ReplicaPod {
                         }),
                         ..Default::default()
                     }]),
-                    ports: Some(vec![NetworkPolicyPort {
-                        port: Some(IntOrString::Int(i32::from(self.port))),
-                        protocol: Some("TCP".into()),
-                        end_port: None,
-                    }]),
+                    ports: Some(vec![tcp_port(self.port)]),
                 }]),
                 egress: Some(egress),
             }),
         }
-    }
-}
-
-fn env(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_string(),
-        value: Some(value.to_string()),
-        value_from: None,
-    }
-}
-
-fn empty_dir(name: &str) -> Volume {
-    Volume {
-        name: name.to_string(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Default::default()
     }
 }
