@@ -15,7 +15,7 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "note: not root — gantry will try rootless mode and explain what it needs if the kernel refuses." >&2
 fi
 if [ ! -x target/release/gantry ]; then
-  echo "building gantry (release): the first build compiles about 470 crates, about 12 minutes on 2 cores; later builds take seconds to minutes" >&2
+  echo "building gantry (release): the first build compiles about 420 crates, about 12 minutes on 2 cores; later builds take seconds to minutes" >&2
 fi
 cargo build --release --locked -p gantry
 export PATH="$PWD/target/release:$PATH"
