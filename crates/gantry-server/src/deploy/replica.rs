@@ -11,6 +11,10 @@
 //! A supervisor task keeps the replica alive: it (re)starts the container, waits for
 //! `/v2/health/ready`, health-checks it, and restarts it with backoff when it exits or stops
 //! answering.
+//!
+//! On a server whose runtime is Kubernetes the replica is a Deployment of one pod, a Service
+//! and a NetworkPolicy instead (`gantry_kube::replica`, [`run_once_kube`]): the control plane
+//! connects to the Service, and the same supervisor health-checks and restarts it.
 
 use bytes::Bytes;
 use gantry_engine::Engine;
