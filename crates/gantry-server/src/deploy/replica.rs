@@ -13,7 +13,7 @@
 //! answering.
 //!
 //! On a server whose runtime is Kubernetes the replica is a Deployment of one pod, a Service
-//! and a NetworkPolicy instead (`gantry_kube::replica`, [`run_once_kube`]): the control plane
+//! and a NetworkPolicy instead (`gantry_kube::replica`, `run_once_kube`): the control plane
 //! connects to the Service, and the same supervisor health-checks and restarts it.
 
 use bytes::Bytes;
