@@ -87,8 +87,71 @@ pub struct ReplicaOwner {
 /// How often a running replica's `last_seen_ms` moves.
 const SEEN_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Runs one container life and records it in `replica_usage` (best effort: a store error is
+/// One replica life in `replica_usage`: started with its requests, seen every
+/// [`SEEN_INTERVAL`] while it runs, stopped with what it used (best effort: a store error is
 /// logged, never stops the replica).
+struct UsageRecord {
+    store: gantry_store::Store,
+    id: String,
+    seen: tokio::task::JoinHandle<()>,
+}
+
+impl UsageRecord {
+    async fn start(
+        store: &gantry_store::Store,
+        id: &str,
+        owner: ReplicaOwner,
+        (cpu_millis, memory_bytes, gpus): (u64, u64, usize),
+    ) -> UsageRecord {
+        let record = gantry_store::ReplicaUsage {
+            id: id.to_string(),
+            deployment: owner.deployment,
+            project: None,
+            model: owner.model,
+            version: owner.version,
+            requested_cpu_millis: cpu_millis as i64,
+            requested_memory_bytes: memory_bytes as i64,
+            requested_gpu: gpus as i64,
+            gpu_model: None,
+            started_at_ms: gantry_engine::now_ms(),
+        };
+        if let Err(e) = store.replica_started(&record).await {
+            tracing::warn!(replica = %id, "recording the replica's usage: {e}");
+        }
+        let seen = {
+            let (store, id) = (store.clone(), id.to_string());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(SEEN_INTERVAL);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let _ = store
+                        .replicas_seen(std::slice::from_ref(&id), gantry_engine::now_ms())
+                        .await;
+                }
+            })
+        };
+        UsageRecord {
+            store: store.clone(),
+            id: id.to_string(),
+            seen,
+        }
+    }
+
+    /// `peak` / `cpu`: what the life used, when the runtime measured it.
+    async fn stop(self, peak: Option<i64>, cpu: Option<i64>) {
+        self.seen.abort();
+        if let Err(e) = self
+            .store
+            .replica_stopped(&self.id, gantry_engine::now_ms(), peak, cpu)
+            .await
+        {
+            tracing::warn!(replica = %self.id, "recording the replica's end: {e}");
+        }
+    }
+}
+
+/// Runs one container life and records it in `replica_usage`.
 async fn run_recorded(
     engine: Engine<StepRuntime>,
     req: StepRequest,
@@ -98,38 +161,9 @@ async fn run_recorded(
     let Some(owner) = owner else {
         return engine.runtime().run(req, log_tx).await;
     };
-    let store = engine.store().clone();
-    let id = req.id.clone();
-    let record = gantry_store::ReplicaUsage {
-        id: id.clone(),
-        deployment: owner.deployment,
-        project: None,
-        model: owner.model,
-        version: owner.version,
-        requested_cpu_millis: req.cpu_millis as i64,
-        requested_memory_bytes: req.memory_bytes as i64,
-        requested_gpu: req.gpu_devices.len() as i64,
-        gpu_model: None,
-        started_at_ms: gantry_engine::now_ms(),
-    };
-    if let Err(e) = store.replica_started(&record).await {
-        tracing::warn!(replica = %id, "recording the replica's usage: {e}");
-    }
-    let seen = {
-        let (store, id) = (store.clone(), id.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SEEN_INTERVAL);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let _ = store
-                    .replicas_seen(std::slice::from_ref(&id), gantry_engine::now_ms())
-                    .await;
-            }
-        })
-    };
+    let requests = (req.cpu_millis, req.memory_bytes, req.gpu_devices.len());
+    let record = UsageRecord::start(engine.store(), &req.id, owner, requests).await;
     let outcome = engine.runtime().run(req, log_tx).await;
-    seen.abort();
     let (peak, cpu) = match &outcome {
         Ok(o) => (
             Some(o.usage.peak_memory_bytes as i64),
@@ -137,12 +171,7 @@ async fn run_recorded(
         ),
         Err(_) => (None, None),
     };
-    if let Err(e) = store
-        .replica_stopped(&id, gantry_engine::now_ms(), peak, cpu)
-        .await
-    {
-        tracing::warn!(replica = %id, "recording the replica's end: {e}");
-    }
+    record.stop(peak, cpu).await;
     outcome
 }
 
@@ -490,7 +519,7 @@ async fn run_once(
     stop: &CancellationToken,
 ) -> Result<(), String> {
     if let StepRuntime::Kubernetes(k) = engine.runtime() {
-        return run_once_kube(k, t, replica, stop).await;
+        return run_once_kube(k, engine.store(), t, replica, attempt, stop).await;
     }
     tokio::fs::create_dir_all(&t.dir)
         .await
@@ -625,8 +654,10 @@ const KUBE_READY_TIMEOUT: Duration = Duration::from_secs(600);
 /// then it is health-checked through its Service until it is stopped or fails.
 async fn run_once_kube(
     k: &gantry_kube::KubeRuntime,
+    store: &gantry_store::Store,
     t: &ReplicaTemplate,
     replica: &Arc<Replica>,
+    attempt: u32,
     stop: &CancellationToken,
 ) -> Result<(), String> {
     let remote = t
@@ -661,6 +692,33 @@ async fn run_once_kube(
     if let Ok(mut c) = replica.connector.lock() {
         *c = Some(Arc::new(Connector::Tcp(address)));
     }
+    // Its requests and time (the kubelet's usage figures are not read back).
+    let record = match t.owner.clone() {
+        Some(owner) => Some(
+            UsageRecord::start(
+                store,
+                &format!("{}-{attempt}", replica.id),
+                owner,
+                (t.cpu_millis, t.memory_bytes, 0),
+            )
+            .await,
+        ),
+        None => None,
+    };
+    let result = watch_kube_replica(k, &pod, replica, stop).await;
+    if let Some(r) = record {
+        r.stop(None, None).await;
+    }
+    result
+}
+
+/// Health-checks a replica on the cluster until it is stopped (`Ok`) or fails.
+async fn watch_kube_replica(
+    k: &gantry_kube::KubeRuntime,
+    pod: &gantry_kube::replica::ReplicaPod,
+    replica: &Arc<Replica>,
+    stop: &CancellationToken,
+) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + KUBE_READY_TIMEOUT;
     let mut failures = 0;
     loop {
@@ -668,7 +726,7 @@ async fn run_once_kube(
             biased;
             _ = stop.cancelled() => {
                 replica.ready.store(false, Ordering::Release);
-                k.stop_replica(&pod).await;
+                k.stop_replica(pod).await;
                 return Ok(());
             }
             _ = tokio::time::sleep(if replica.is_ready() { HEALTH_INTERVAL } else { Duration::from_millis(500) }) => {}
@@ -685,16 +743,16 @@ async fn run_once_kube(
             failures += 1;
             if failures >= HEALTH_FAILURES {
                 replica.reset();
-                k.stop_replica(&pod).await;
+                k.stop_replica(pod).await;
                 return Err(format!(
                     "{HEALTH_FAILURES} health checks failed in a row; restarting"
                 ));
             }
-        } else if let Some(problem) = k.replica_problem(&pod).await {
-            k.stop_replica(&pod).await;
+        } else if let Some(problem) = k.replica_problem(pod).await {
+            k.stop_replica(pod).await;
             return Err(problem);
         } else if tokio::time::Instant::now() > deadline {
-            k.stop_replica(&pod).await;
+            k.stop_replica(pod).await;
             return Err(format!(
                 "not ready after {}s on the cluster",
                 KUBE_READY_TIMEOUT.as_secs()

@@ -499,4 +499,15 @@ fn a_deployment_on_a_cluster_serves_through_the_server_from_a_kubernetes_deploym
     let _ = server.wait();
     let _ = pod.kill();
     let _ = pod.wait();
+    // The replica's life is in the usage records with what it requested.
+    let usage: Value =
+        serde_json::from_str(&g.ok(&["usage", "--by", "deployment", "-o", "json"])).unwrap();
+    assert!(
+        usage["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["key"] == "flowers"),
+        "{usage}"
+    );
 }
