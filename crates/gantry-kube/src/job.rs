@@ -37,6 +37,9 @@ pub const ANNOTATION_ID: &str = "gantry.dev/id";
 /// The owner as the engine wrote it (host, boot, process), which the label only hashes.
 pub const ANNOTATION_OWNER: &str = "gantry.dev/owner";
 
+/// What a Job's `activeDeadlineSeconds` adds to the step's timeout and grace.
+pub const JOB_DEADLINE_SLACK: Duration = Duration::from_secs(15 * 60);
+
 /// The main container's name (`kubectl logs job/<name> -c step`).
 pub const STEP_CONTAINER: &str = "step";
 /// The init container that fetches the inputs.
@@ -229,11 +232,12 @@ impl StepJob {
                 backoff_limit: Some(0),
                 completions: Some(1),
                 parallelism: Some(1),
-                // The wrapper's own timeout plus the grace and time to upload, then Kubernetes
-                // stops the pod whatever it does.
+                // The wrapper's own timeout (from the command's start) plus the grace, time to
+                // upload, and room for scheduling and image pulls (which this deadline counts):
+                // then Kubernetes stops the pod whatever it does.
                 active_deadline_seconds: self
                     .timeout
-                    .map(|t| (t + self.stop_grace + Duration::from_secs(60)).as_secs() as i64),
+                    .map(|t| (t + self.stop_grace + JOB_DEADLINE_SLACK).as_secs() as i64),
                 ttl_seconds_after_finished: Some(self.ttl_after_finished.as_secs() as i32),
                 // A pod evicted by a drain or preempted is not the step's failure: Kubernetes
                 // makes a new pod (not counted against backoffLimit).

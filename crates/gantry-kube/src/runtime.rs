@@ -329,10 +329,10 @@ impl KubeRuntime {
         }
         self.create(&req, &sj).await?;
         let started = Instant::now();
-        // The wrapper enforces the timeout in the pod; this is the line behind it.
-        let hard_deadline = req
-            .timeout
-            .map(|t| started + t + req.stop_grace + Duration::from_secs(30));
+        // The wrapper enforces the timeout in the pod, counted from the command's start as on
+        // one machine; this is the line behind it, counted from when the step container is
+        // first seen running (scheduling and image pulls do not count).
+        let mut hard_deadline: Option<Instant> = None;
         let mut follow = Follow::new(logs);
         let mut disrupted: HashSet<String> = HashSet::new();
         let mut pending_since: Option<Instant> = None;
@@ -465,6 +465,11 @@ impl KubeRuntime {
                     ));
                 }
                 PodState::Running => {
+                    if hard_deadline.is_none() {
+                        hard_deadline = req
+                            .timeout
+                            .map(|t| Instant::now() + t + req.stop_grace + Duration::from_secs(30));
+                    }
                     follow.start(self.pods(), &pod_name(pod), true);
                 }
                 PodState::Ended(term) => {

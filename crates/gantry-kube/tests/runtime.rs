@@ -146,7 +146,7 @@ async fn a_step_runs_as_a_job_and_its_outputs_come_back_as_digests() {
     let spec = &job["spec"];
     assert_eq!(spec["backoffLimit"], 0);
     assert_eq!(spec["ttlSecondsAfterFinished"], 3600);
-    assert_eq!(spec["activeDeadlineSeconds"], 600 + 7 + 60);
+    assert_eq!(spec["activeDeadlineSeconds"], 600 + 7 + 15 * 60);
     assert_eq!(
         spec["podFailurePolicy"]["rules"][0]["onPodConditions"][0]["type"],
         "DisruptionTarget"
