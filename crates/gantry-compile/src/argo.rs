@@ -3,7 +3,7 @@
 //! Kubernetes runtime's Job: the fetch init container, the step under the wrapper, the same
 //! security context, requests = limits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use gantry_kube::contract::{PLAN_ENV, PlannedInput, StepPlan, VERSION, WORK_DIR, WRAPPER_BIN};
 use gantry_kube::job::{
@@ -99,17 +99,7 @@ pub(crate) fn render(
     }
 
     // Group the members of each declared step.
-    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
-    let mut group_of: HashMap<&str, usize> = HashMap::new();
-    for (i, unit) in units.units.iter().enumerate() {
-        match group_of.get(unit.group.as_str()) {
-            Some(&g) => groups[g].1.push(i),
-            None => {
-                group_of.insert(unit.group.as_str(), groups.len());
-                groups.push((unit.group.as_str(), vec![i]));
-            }
-        }
-    }
+    let groups = units.groups();
 
     let mut template_namer = Namer::new(63);
     let entry = template_namer.name(ENTRYPOINT);

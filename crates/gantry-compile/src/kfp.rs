@@ -10,7 +10,7 @@
 //! CMD…`. kfp-kubernetes (2.17) cannot add init containers, so the wrapper must already be in
 //! the step's image at `/opt/gantry/bin/gantry`, where the built-in image keeps it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use gantry_kube::contract::{PlannedInput, StepPlan, VERSION, WORK_DIR};
 use gantry_kube::job::{HELPER_BINARY, LABEL_MANAGED_BY, LABEL_STEP, MANAGED_BY};
@@ -128,17 +128,7 @@ pub(crate) fn render(
     }
 
     // One component per declared step where its members differ only in arguments.
-    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
-    let mut group_of: HashMap<&str, usize> = HashMap::new();
-    for (i, unit) in units.units.iter().enumerate() {
-        match group_of.get(unit.group.as_str()) {
-            Some(&g) => groups[g].1.push(i),
-            None => {
-                group_of.insert(unit.group.as_str(), groups.len());
-                groups.push((unit.group.as_str(), vec![i]));
-            }
-        }
-    }
+    let groups = units.groups();
     let mut component_namer = Namer::new(58);
     let mut components = serde_json::Map::new();
     let mut executors = serde_json::Map::new();

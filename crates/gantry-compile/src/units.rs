@@ -72,6 +72,23 @@ pub(crate) struct Units {
 }
 
 impl Units {
+    /// The units of each declared step (a sweep's members), in order of first appearance:
+    /// `(declared name, unit indexes)`.
+    pub fn groups(&self) -> Vec<(&str, Vec<usize>)> {
+        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+        let mut group_of: HashMap<&str, usize> = HashMap::new();
+        for (i, unit) in self.units.iter().enumerate() {
+            match group_of.get(unit.group.as_str()) {
+                Some(&g) => groups[g].1.push(i),
+                None => {
+                    group_of.insert(unit.group.as_str(), groups.len());
+                    groups.push((unit.group.as_str(), vec![i]));
+                }
+            }
+        }
+        groups
+    }
+
     /// The target's name of each param left free (a workflow parameter), by the spec's name.
     pub fn free_param_names(&self, namer: &mut crate::names::Namer) -> HashMap<&str, String> {
         self.params

@@ -80,6 +80,17 @@ pub fn env_var(name: &str, value: &str) -> EnvVar {
     }
 }
 
+/// `KEY=VALUE` entries (the engine's form) as pairs; an entry without `=` is an empty value.
+pub fn env_pairs(entries: &[String]) -> Vec<(String, String)> {
+    entries
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv.clone(), String::new()),
+        })
+        .collect()
+}
+
 /// Every key of the Secret `name` as an environment variable.
 pub fn secret_env(name: &str) -> Vec<EnvFromSource> {
     vec![EnvFromSource {

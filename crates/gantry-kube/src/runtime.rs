@@ -130,14 +130,7 @@ impl KubeRuntime {
     /// The Job description of one attempt (pure; what `run` creates).
     pub fn step_job(&self, req: &StepRequest, remote: &RemoteStep) -> StepJob {
         let cfg = &self.cfg;
-        let env = req
-            .env
-            .iter()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (kv.clone(), String::new()),
-            })
-            .collect();
+        let env = crate::pod::env_pairs(&req.env);
         StepJob {
             namespace: cfg.namespace.clone(),
             id: req.id.clone(),

@@ -664,14 +664,7 @@ async fn run_once_kube(
         .remote
         .as_ref()
         .ok_or("this replica has no Kubernetes form (it was resolved for a local runtime)")?;
-    let env = t
-        .env
-        .iter()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (kv.clone(), String::new()),
-        })
-        .collect();
+    let env = gantry_kube::pod::env_pairs(&t.env);
     let deployment = t
         .owner
         .as_ref()
