@@ -66,6 +66,9 @@ pub struct KubeConfig {
     pub poll: Duration,
     /// How long a pod may stay unschedulable before the attempt fails saying why.
     pub unschedulable_timeout: Duration,
+    /// How long after a step's timeout and grace (from the container's start) the runtime
+    /// deletes a Job whose wrapper has not ended it.
+    pub deadline_slack: Duration,
     /// Where model replicas are reached instead of their Service's cluster DNS name
     /// (`host:port`): for a control plane outside the cluster behind a proxy, and tests.
     pub replica_address: Option<String>,
@@ -461,7 +464,7 @@ impl KubeRuntime {
                     if hard_deadline.is_none() {
                         hard_deadline = req
                             .timeout
-                            .map(|t| Instant::now() + t + req.stop_grace + Duration::from_secs(30));
+                            .map(|t| Instant::now() + t + req.stop_grace + self.cfg.deadline_slack);
                     }
                     follow.start(self.pods(), &pod_name(pod), true);
                 }

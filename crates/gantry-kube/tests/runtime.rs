@@ -39,6 +39,7 @@ fn config(owner: &str, alive: &'static [&'static str]) -> KubeConfig {
         poll: Duration::from_millis(20),
         unschedulable_timeout: Duration::from_millis(400),
         replica_address: None,
+        deadline_slack: Duration::from_secs(30),
     }
 }
 
@@ -677,4 +678,31 @@ async fn replicas_of_a_dead_server_are_removed_and_the_control_planes_objects_ne
     assert_eq!(c.services.len(), 1);
     assert!(c.policies.contains_key("gantry"));
     assert_eq!(c.policies.len(), 2);
+}
+
+#[tokio::test]
+async fn the_runtimes_own_deadline_counts_from_the_containers_start() {
+    let api = MockApi::start().await;
+    // Pending (scheduling, image pull) for longer than the timeout, then running forever: a
+    // wrapper that never reports.
+    let mut statuses = vec![mock::pending(); 20];
+    statuses.extend(vec![mock::running(); 100_000]);
+    api.script(
+        "hang",
+        Script {
+            pods: vec![statuses],
+            log: "started\n".into(),
+        },
+    );
+    let mut cfg = config("me", &[]);
+    cfg.deadline_slack = Duration::ZERO;
+    let rt = KubeRuntime::new(api.client(), cfg);
+    let mut req = request("hang");
+    req.timeout = Some(Duration::from_millis(150));
+    req.stop_grace = Duration::ZERO;
+    let (out, logs) = run(&rt, req).await;
+    assert_eq!(out.expect("ran").termination, Termination::TimedOut);
+    // Had the pending time counted, the step would have been stopped before it started.
+    assert!(logs.contains(&"started".to_string()), "{logs:?}");
+    assert!(api.lock().jobs.is_empty(), "the Job is deleted");
 }

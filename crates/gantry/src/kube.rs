@@ -165,6 +165,7 @@ pub async fn runtime(location: Option<&Location>) -> anyhow::Result<KubeRuntime>
             Duration::from_secs(600),
         )?,
         replica_address: var("GANTRY_KUBE_REPLICA_ADDRESS"),
+        deadline_slack: Duration::from_secs(30),
     };
     Ok(KubeRuntime::new(client, cfg))
 }
