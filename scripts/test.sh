@@ -116,7 +116,7 @@ cargo test --workspace --locked --no-fail-fast "$@"
 # The server's REST, auth and deployment suites once more, on PostgreSQL.
 # The million-prediction monitor comparison runs once, on SQLite, above; the smaller aggregate
 # tests cover the same SQL on PostgreSQL.
-GANTRY_TEST_SERVER_ON_POSTGRES=1 cargo test --locked -p gantry-server --test api --test auth --test deployments --test uploads "$@" -- --skip a_million_predictions
+GANTRY_TEST_SERVER_ON_POSTGRES=1 cargo test --locked -p gantry-server --test api --test auth --test deployments --test uploads --test exported "$@" -- --skip a_million_predictions
 # Bring your own code, end to end: the example's Debian 12 + scikit-learn image (built once
 # with mmdebstrap, then cached under ~/.cache/gantry/examples by a key of its inputs) pushed to
 # a throwaway registry, signed, pulled by tag under a trust policy, trained, registered, served.

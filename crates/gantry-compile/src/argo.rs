@@ -391,6 +391,7 @@ fn template(
         inputs: Vec::new(),
         outputs: unit.outputs.clone(),
         params: unit.params_json.clone(),
+        report: crate::report_plan(units, unit, opts, crate::Target::Argo),
     };
     let plan_value =
         serde_json::to_value(&plan).map_err(|e| CompileError::Serialize(e.to_string()))?;
@@ -429,6 +430,16 @@ fn template(
         env.push(self::env(k, &units.text(v, placeholder)));
     }
     env.push(self::env(PLAN_ENV, &plan_text));
+    if let Some(to) = &opts.report {
+        env.push(self::env(crate::SEQ_ENV, &unit.seq.to_string()));
+        env.push(json!({
+            "name": gantry_kube::exported::TOKEN_ENV,
+            "valueFrom": { "secretKeyRef": {
+                "name": to.token_secret,
+                "key": gantry_kube::exported::TOKEN_KEY,
+            }},
+        }));
+    }
     let security = serde_json::to_value(container_security(opts.uid, opts.gid))
         .map_err(|e| CompileError::Serialize(e.to_string()))?;
     let (resources, fetch_resources) = resources(unit);

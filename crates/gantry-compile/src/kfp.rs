@@ -297,6 +297,7 @@ fn container<'a>(
         inputs,
         outputs: unit.outputs.clone(),
         params: unit.params_json.clone(),
+        report: crate::report_plan(units, unit, opts, crate::Target::Kfp),
     };
     let plan_value =
         serde_json::to_value(&plan).map_err(|e| CompileError::Serialize(e.to_string()))?;
@@ -311,6 +312,9 @@ fn container<'a>(
         ("GANTRY_RUN_ID".into(), "{{$.pipeline_job_name}}".into()),
         ("GANTRY_STEP".into(), unit.name.clone()),
     ];
+    if opts.report.is_some() {
+        env.push((crate::SEQ_ENV.into(), unit.seq.to_string()));
+    }
     for (k, v) in &unit.env {
         units.params_in(v, &mut used);
         env.retain(|(name, _)| name != k);
@@ -380,13 +384,26 @@ fn platform(unit: &Unit, opts: &CompileOptions) -> Result<Value, CompileError> {
             },
         },
     });
+    let mut secrets = Vec::new();
     if let Some(secret) = &opts.artifacts_secret {
-        config["secretAsEnv"] = json!([{
+        secrets.push(json!({
             "secretName": secret,
             "keyToEnv": opts.artifacts_secret_keys.iter()
                 .map(|k| json!({ "secretKey": k, "envVar": k }))
                 .collect::<Vec<_>>(),
-        }]);
+        }));
+    }
+    if let Some(to) = &opts.report {
+        secrets.push(json!({
+            "secretName": to.token_secret,
+            "keyToEnv": [{
+                "secretKey": gantry_kube::exported::TOKEN_KEY,
+                "envVar": gantry_kube::exported::TOKEN_ENV,
+            }],
+        }));
+    }
+    if !secrets.is_empty() {
+        config["secretAsEnv"] = json!(secrets);
     }
     if !opts.image_pull_secrets.is_empty() {
         config["imagePullSecret"] = json!(

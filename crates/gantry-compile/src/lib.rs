@@ -92,6 +92,19 @@ pub struct CompileOptions {
     pub gid: u32,
     /// The refusal threshold for the emitted document, in bytes.
     pub max_bytes: usize,
+    /// Report each step to a Gantry server, which then records the run and whose cache the
+    /// steps use; `None`: the workflow runs on its own.
+    pub report: Option<ReportTo>,
+}
+
+/// Where the steps of an exported workflow report (`--report-to`, `--report-token-secret`).
+#[derive(Clone, Debug)]
+pub struct ReportTo {
+    /// The Gantry server as the cluster's pods reach it (`http://gantry.gantry.svc:8080`).
+    pub server: String,
+    /// The Secret (in the workflow's namespace) whose key `token` holds an editor token of the
+    /// pipeline's project; only the wrapper gets it, never the step's command.
+    pub token_secret: String,
 }
 
 impl CompileOptions {
@@ -112,6 +125,7 @@ impl CompileOptions {
             uid: 65534,
             gid: 65534,
             max_bytes: MAX_DOCUMENT_BYTES,
+            report: None,
         }
     }
 }
@@ -196,6 +210,23 @@ fn check_options(opts: &CompileOptions) -> Result<(), CompileError> {
             opts.helper_image
         )));
     }
+    if let Some(r) = &opts.report {
+        let url_ok = (r.server.starts_with("http://") || r.server.starts_with("https://"))
+            && !r.server.contains(char::is_whitespace)
+            && !r.server.contains(['"', '\\', '{', '}']);
+        if !url_ok {
+            return Err(CompileError::Options(format!(
+                "--report-to {:?} is not an http:// or https:// URL (the Gantry server as the cluster's pods reach it)",
+                r.server
+            )));
+        }
+        if !is_subdomain(&r.token_secret) {
+            return Err(CompileError::Options(format!(
+                "--report-token-secret {:?} is not a Kubernetes Secret name (lowercase letters, digits, '-' and '.')",
+                r.token_secret
+            )));
+        }
+    }
     for (key, digest) in &opts.input_digests {
         if !gantry_kube::contract::is_digest(digest) {
             return Err(CompileError::Options(format!(
@@ -205,6 +236,69 @@ fn check_options(opts: &CompileOptions) -> Result<(), CompileError> {
     }
     Ok(())
 }
+
+/// A DNS-1123 subdomain (a Secret's name).
+fn is_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
+}
+
+/// The report part of a unit's plan (the orchestrator fills in `run` and `run_name`); the
+/// step's name and position travel in `GANTRY_STEP` and [`SEQ_ENV`], which a sweep's
+/// members vary, so that their shared template stays one.
+pub(crate) fn report_plan(
+    units: &units::Units,
+    unit: &units::Unit,
+    opts: &CompileOptions,
+    target: Target,
+) -> Option<gantry_kube::exported::ReportPlan> {
+    let to = opts.report.as_ref()?;
+    let (orchestrator, run, run_name) = match target {
+        Target::Argo => ("argo", "{{workflow.uid}}", "{{workflow.name}}"),
+        Target::Kfp => ("kfp", "{{$.pipeline_job_uuid}}", "{{$.pipeline_job_name}}"),
+    };
+    let key = unit
+        .image
+        .rsplit_once('@')
+        .filter(|_| pinned(&unit.image))
+        .map(|(_, digest)| gantry_kube::exported::KeyPlan {
+            image_digest: digest.to_string(),
+            env: unit.env.iter().map(|(k, _)| k.clone()).collect(),
+            network: unit.network,
+            builtin: unit.builtin,
+            float_params: units
+                .params
+                .iter()
+                .filter(|p| matches!(p.value, gantry_spec::ParamValue::Float(_)))
+                .map(|p| p.name.clone())
+                .collect(),
+        });
+    Some(gantry_kube::exported::ReportPlan {
+        server: to.server.clone(),
+        orchestrator: orchestrator.into(),
+        run: run.into(),
+        run_name: run_name.into(),
+        pipeline: units.pipeline.clone(),
+        steps: units.units.len() as u32,
+        retries: unit.retries,
+        cache: unit.cache,
+        cpu_millis: unit.cpu_millis,
+        memory_bytes: unit.memory_bytes,
+        gpu: unit.gpu.as_ref().map_or(0, |g| g.count),
+        key,
+    })
+}
+
+/// The environment variable holding a step's position in the plan, for its report.
+pub const SEQ_ENV: &str = gantry_kube::exported::SEQ_ENV;
 
 /// Whether an image reference names its image by digest.
 pub(crate) fn pinned(image: &str) -> bool {

@@ -278,7 +278,7 @@ fn check_kfp(spec: &Value, platform: Option<&Value>, errors: &mut Vec<String>) {
                         ("inputDefinitions", r)
                     } else if let Some(r) = ex.strip_prefix("$.outputs.parameters['") {
                         ("outputDefinitions", r)
-                    } else if ex == "$.pipeline_job_name" {
+                    } else if ex == "$.pipeline_job_name" || ex == "$.pipeline_job_uuid" {
                         continue;
                     } else {
                         errors.push(format!(

@@ -63,12 +63,18 @@ pub(crate) struct Unit {
     pub params_json: serde_json::Value,
     /// The step's `kubernetes:` placement.
     pub placement: gantry_spec::KubePlacement,
+    /// Its position in the plan.
+    pub seq: u32,
+    /// A built-in component (run from the helper image).
+    pub builtin: bool,
 }
 
 pub(crate) struct Units {
     pub units: Vec<Unit>,
     /// In declaration order.
     pub params: Vec<Param>,
+    /// The pipeline's name.
+    pub pipeline: String,
 }
 
 impl Units {
@@ -352,7 +358,10 @@ pub(crate) fn build(
             .filter_map(|d| index.get(d.as_str()).copied())
             .collect();
         let r = &step.resources;
+        let seq = units.len() as u32;
         units.push(Unit {
+            seq,
+            builtin: matches!(step.image, ImageRef::Builtin(_)),
             name: step.name.clone(),
             group,
             image,
@@ -377,7 +386,11 @@ pub(crate) fn build(
             placement: step.kubernetes.clone(),
         });
     }
-    Ok(Units { units, params })
+    Ok(Units {
+        units,
+        params,
+        pipeline: p.name.clone(),
+    })
 }
 
 /// Marks an argv element that is JSON text (a built-in's `--with`): rendered with

@@ -409,3 +409,76 @@ fn more_plain_steps_than_one_argo_dag_holds_are_refused_clearly() {
     let text = compile_kfp(&parse(&spec), &options()).expect("compiles");
     assert_refs(Target::Kfp, &text);
 }
+
+#[test]
+fn steps_that_report_carry_the_server_in_their_plan_and_the_token_to_the_wrapper_only() {
+    let mut opts = options();
+    opts.report = Some(gantry_compile::ReportTo {
+        server: "http://gantry.gantry.svc:8080".into(),
+        token_secret: "gantry-iris-token".into(),
+    });
+    let p = parse(&iris());
+    let argo = compile_argo(&p, &opts).expect("compiles");
+    assert_refs(Target::Argo, &argo);
+    kube::assert_valid_argo_workflow(&argo);
+    for needle in [
+        r#"\"server\":\"http://gantry.gantry.svc:8080\""#,
+        r#"\"orchestrator\":\"argo\""#,
+        r#"\"run\":\"{{workflow.uid}}\""#,
+        r#"\"pipeline\":\"iris\""#,
+        r#"\"image_digest\":\"sha256:2222"#,
+        "name: GANTRY_STEP_SEQ",
+        "secretKeyRef:\n            name: gantry-iris-token\n            key: token",
+    ] {
+        assert!(argo.contains(needle), "missing {needle:?} in\n{argo}");
+    }
+    // The token goes to the step container (the wrapper) of each template, never the fetch.
+    let templates = argo.matches("\n    container:\n").count();
+    assert_eq!(
+        argo.matches("name: GANTRY_STEP_TOKEN").count(),
+        templates,
+        "{argo}"
+    );
+    // The sweep's members still share one template (their position is a parameter).
+    assert_eq!(argo.matches("\n  - name: train\n").count(), 1, "{argo}");
+
+    let kfp = compile_kfp(&p, &opts).expect("compiles");
+    assert_refs(Target::Kfp, &kfp);
+    kube::assert_valid_kfp_pipeline_spec(&kfp);
+    for needle in [
+        r#"\"run\":\"{{$.pipeline_job_uuid}}\""#,
+        r#"\"orchestrator\":\"kfp\""#,
+        "GANTRY_STEP_SEQ=",
+        "secretName: gantry-iris-token",
+        "envVar: GANTRY_STEP_TOKEN",
+    ] {
+        assert!(kfp.contains(needle), "missing {needle:?} in\n{kfp}");
+    }
+    assert_eq!(kfp.matches("\n  comp-train:\n").count(), 1, "{kfp}");
+
+    // A 1,000-member sweep still fits in one object.
+    let big = parse(&sweep(1000, ""));
+    for target in [Target::Argo, Target::Kfp] {
+        let text = compile(&big, target, &opts).expect("1,000 members fit");
+        assert!(text.len() < 1 << 20, "{target:?}: {} bytes", text.len());
+    }
+
+    // What the report needs is checked before anything is written.
+    for (server, secret, flag) in [
+        ("gantry:8080", "gantry-iris-token", "--report-to"),
+        ("http://gantry:8080/{x}", "gantry-iris-token", "--report-to"),
+        (
+            "http://gantry:8080",
+            "Gantry_Token",
+            "--report-token-secret",
+        ),
+    ] {
+        opts.report = Some(gantry_compile::ReportTo {
+            server: server.into(),
+            token_secret: secret.into(),
+        });
+        let err = compile_argo(&p, &opts).expect_err("refused");
+        assert!(matches!(err, CompileError::Options(_)), "{err}");
+        assert!(err.to_string().contains(flag), "{err}");
+    }
+}

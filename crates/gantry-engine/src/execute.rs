@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 /// Uid/gid a step runs as when its image names no non-root user ("nobody").
 pub(crate) const DEFAULT_UID: u32 = 65534;
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const METRICS_MAX_BYTES: u64 = 1 << 20;
+/// The largest `/gantry/metrics.json` read.
+pub const METRICS_MAX_BYTES: u64 = 1 << 20;
 
 pub(crate) struct StepCtx {
     pub(crate) run_id: String,
@@ -1111,7 +1112,7 @@ pub(crate) fn read_metrics(path: &Path) -> Result<BTreeMap<String, f64>, String>
 }
 
 /// `/gantry/metrics.json`'s bytes as flat metrics (`{"a": {"b": 1}}` is `a.b`).
-pub(crate) fn parse_metrics(text: &[u8]) -> Result<BTreeMap<String, f64>, String> {
+pub fn parse_metrics(text: &[u8]) -> Result<BTreeMap<String, f64>, String> {
     let value: serde_json::Value =
         serde_json::from_slice(text).map_err(|e| format!("invalid JSON: {e}"))?;
     let serde_json::Value::Object(map) = value else {

@@ -46,8 +46,10 @@ pub async fn interrupt_orphaned_runs(
             .into_iter()
             .map(|q| q.run_id)
             .collect();
+        // An exported workflow's run is the orchestrator's: its steps report when they end.
+        let exported = store.live_exported_runs().await?;
         for run in live {
-            if parked.contains(&run.id) {
+            if parked.contains(&run.id) || exported.contains(&run.id) {
                 continue;
             }
             let alive = match (run.owner_pid, run.owner_host.as_deref()) {

@@ -952,6 +952,11 @@ impl<R: Runtime> Engine<R> {
             run: rec.id.clone(),
             message,
         };
+        if let Some((orchestrator, _, name)) = self.inner.store.exported_run(&rec.id).await? {
+            return Err(bad(format!(
+                "it is a run of an exported workflow ({orchestrator} run {name}), recorded from its steps' reports; run the workflow again there, or run the pipeline file with gantry"
+            )));
+        }
         let base_dir = std::path::Path::new(&rec.spec_file)
             .parent()
             .map(|p| p.to_path_buf())

@@ -45,6 +45,9 @@ pub struct StepPlan {
     pub outputs: Vec<String>,
     /// Written to `/gantry/params.json`.
     pub params: serde_json::Value,
+    /// An exported workflow's step: where the wrapper looks up the cache and reports to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::exported::ReportPlan>,
 }
 
 impl StepPlan {
@@ -77,6 +80,9 @@ impl StepPlan {
             if o.is_empty() || o.contains('/') || o == "." || o == ".." {
                 return Err(format!("output name {o:?} is not one plain name"));
             }
+        }
+        if let Some(r) = &self.report {
+            r.check()?;
         }
         Ok(())
     }
@@ -195,6 +201,7 @@ mod tests {
             }],
             outputs: vec!["model".into()],
             params: serde_json::json!({}),
+            report: None,
         };
         assert_eq!(plan.check(), Ok(()));
         for bad in ["../x", "/etc", "a//b", "a/./b", ""] {

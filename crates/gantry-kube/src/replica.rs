@@ -119,6 +119,7 @@ impl ReplicaPod {
                 .collect(),
             outputs: Vec::new(),
             params: serde_json::json!({}),
+            report: None,
         };
         plan.check()?;
         let plan = serde_json::to_string(&plan).map_err(|e| e.to_string())?;

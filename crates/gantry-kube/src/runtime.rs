@@ -192,6 +192,7 @@ impl KubeRuntime {
                     .collect(),
                 outputs: remote.outputs.clone(),
                 params: remote.params.clone(),
+                report: None,
             },
             network: req.network,
             egress: cfg.egress.clone(),

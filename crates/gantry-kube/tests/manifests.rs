@@ -50,6 +50,7 @@ fn step_job(step: &str) -> StepJob {
             }],
             outputs: vec!["model".into()],
             params: json!({"epochs": 3}),
+            report: None,
         },
         network: false,
         egress: ArtifactEgress {

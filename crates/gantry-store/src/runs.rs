@@ -19,13 +19,24 @@ macro_rules! run_columns {
 /// The columns `run_from_row` reads.
 pub(crate) const RUN_COLUMNS: &str = run_columns!();
 
-impl Store {
-    pub async fn create_run(&self, r: &RunRecord) -> Result<(), StoreError> {
-        sqlx::query(concat!(
-            "INSERT INTO runs (",
-            run_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-        ))
+const INSERT_RUN: &str = concat!(
+    "INSERT INTO runs (",
+    run_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+);
+const INSERT_RUN_IF_ABSENT: &str = concat!(
+    "INSERT INTO runs (",
+    run_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+     ON CONFLICT (id) DO NOTHING"
+);
+
+/// `sql` (one of the inserts above) with `r`'s columns bound.
+fn insert_run<'q>(
+    sql: &'static str,
+    r: &'q RunRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(sql)
         .bind(&r.id)
         .bind(&r.pipeline)
         .bind(r.status.as_str())
@@ -42,10 +53,83 @@ impl Store {
         .bind(r.owner_host.as_deref())
         .bind(r.error.as_deref())
         .bind(r.submitted_by.as_deref())
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::query(format!("creating run {}", r.id)))?;
+}
+
+impl Store {
+    pub async fn create_run(&self, r: &RunRecord) -> Result<(), StoreError> {
+        insert_run(INSERT_RUN, r)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::query(format!("creating run {}", r.id)))?;
         Ok(())
+    }
+
+    /// The run of an exported workflow (one of its steps reports): `r` is stored with its
+    /// orchestrator's id on the first report and the stored run returned on every report.
+    /// Reports arriving together agree, since `r.id` is derived from the orchestrator's id.
+    pub async fn ensure_exported_run(
+        &self,
+        r: &RunRecord,
+        orchestrator: &str,
+        external_id: &str,
+        name: &str,
+    ) -> Result<RunRecord, StoreError> {
+        let op = format!("recording exported run {}", r.id);
+        let mut tx = self.begin_write(&op).await?;
+        insert_run(INSERT_RUN_IF_ABSENT, r)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query(op.clone()))?;
+        sqlx::query(
+            "INSERT INTO exported_runs (run_id, orchestrator, external_id, name) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&r.id)
+        .bind(orchestrator)
+        .bind(external_id)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query(op.clone()))?;
+        tx.commit().await.map_err(StoreError::query(op))?;
+        self.get_run(&r.id).await
+    }
+
+    /// `(orchestrator, external id, name)` when run `id` is an exported workflow's.
+    pub async fn exported_run(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, String, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT orchestrator, external_id, name FROM exported_runs WHERE run_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query(format!("looking up exported run {id}")))?;
+        row.map(|row| {
+            Ok((
+                column(&row, "orchestrator")?,
+                column(&row, "external_id")?,
+                column(&row, "name")?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// The ids of the exported workflows' runs that are queued or running: no process of
+    /// this machine owns them, so recovery leaves them alone.
+    pub async fn live_exported_runs(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT e.run_id FROM exported_runs e JOIN runs r ON r.id = e.run_id \
+             WHERE r.status IN ('queued', 'running')",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("listing exported runs"))?;
+        Ok(ids.into_iter().collect())
     }
 
     /// Sets the status; `finished_at_ms` and `error` are only written when given.

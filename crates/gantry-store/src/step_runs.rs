@@ -4,6 +4,13 @@ use crate::error::StoreError;
 use crate::record::StepRunRecord;
 use crate::store::{Store, column};
 
+/// The step run belongs to none of the exported workflows' runs.
+macro_rules! not_exported {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM exported_runs e WHERE e.run_id = step_runs.run_id)"
+    };
+}
+
 macro_rules! step_run_columns {
     () => {
         "id, run_id, step, seq, attempt, status, exit_code, reason, cache_key, cached_from, \
@@ -96,12 +103,17 @@ impl Store {
     ///
     /// Cache hits (status `cached`, or with `cached_from` set) are never returned, so a hit
     /// always points at the execution that produced the outputs.
+    ///
+    /// Step runs of exported workflows (reported by their pods, see `ensure_exported_run`)
+    /// are never returned: Gantry's own runs reuse only what Gantry ran.
     pub async fn find_cached(&self, cache_key: &str) -> Result<Option<StepRunRecord>, StoreError> {
         let row = sqlx::query(concat!(
             "SELECT ",
             step_run_columns!(),
             " FROM step_runs WHERE cache_key = $1 AND status = 'succeeded' \
-             AND cached_from IS NULL ORDER BY finished_at_ms DESC, id DESC LIMIT 1"
+             AND cached_from IS NULL AND ",
+            not_exported!(),
+            " ORDER BY finished_at_ms DESC, id DESC LIMIT 1"
         ))
         .bind(cache_key)
         .fetch_optional(&self.pool)
@@ -110,6 +122,72 @@ impl Store {
             "looking up cache key {cache_key}"
         )))?;
         row.as_ref().map(step_run_from_row).transpose()
+    }
+
+    /// [`Store::find_cached`] for a step of an exported workflow of `pipeline`: Gantry's own
+    /// executions, and those reported by exported runs of the same pipeline (project).
+    pub async fn find_cached_for_exported(
+        &self,
+        cache_key: &str,
+        pipeline: &str,
+    ) -> Result<Option<StepRunRecord>, StoreError> {
+        self.exported_cache_entry(cache_key, pipeline, None).await
+    }
+
+    /// Step run `id` when [`Store::find_cached_for_exported`] could have answered it for
+    /// `cache_key` and `pipeline` (it need not be the newest).
+    pub async fn cache_entry_for_exported(
+        &self,
+        id: &str,
+        cache_key: &str,
+        pipeline: &str,
+    ) -> Result<Option<StepRunRecord>, StoreError> {
+        self.exported_cache_entry(cache_key, pipeline, Some(id))
+            .await
+    }
+
+    async fn exported_cache_entry(
+        &self,
+        cache_key: &str,
+        pipeline: &str,
+        id: Option<&str>,
+    ) -> Result<Option<StepRunRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            step_run_columns!(),
+            " FROM step_runs WHERE cache_key = $1 AND status = 'succeeded' \
+             AND cached_from IS NULL AND ($3 IS NULL OR id = $3) AND (",
+            not_exported!(),
+            " OR EXISTS (SELECT 1 FROM runs r WHERE r.id = step_runs.run_id AND r.pipeline = $2)) \
+             ORDER BY finished_at_ms DESC, id DESC LIMIT 1"
+        ))
+        .bind(cache_key)
+        .bind(pipeline)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query(format!(
+            "looking up cache key {cache_key} for pipeline {pipeline}"
+        )))?;
+        row.as_ref().map(step_run_from_row).transpose()
+    }
+
+    /// How many attempts of `step` run `run_id` has, and how many of its steps succeeded
+    /// (or were cached).
+    pub async fn step_progress(&self, run_id: &str, step: &str) -> Result<(i64, i64), StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM step_runs WHERE run_id = $1 AND step = $2) AS attempts, \
+             (SELECT COUNT(DISTINCT step) FROM step_runs WHERE run_id = $1 \
+              AND status IN ('succeeded', 'cached')) AS done",
+        )
+        .bind(run_id)
+        .bind(step)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::query(format!(
+            "counting the steps of run {run_id}"
+        )))?;
+        Ok((column(&row, "attempts")?, column(&row, "done")?))
     }
 }
 

@@ -98,6 +98,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage indexes",
         include_str!("../migrations/sqlite/0018_usage_indexes.sql"),
     ),
+    (
+        19,
+        "exported runs",
+        include_str!("../migrations/sqlite/0019_exported_runs.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -186,6 +191,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         18,
         "usage indexes",
         include_str!("../migrations/postgres/0018_usage_indexes.sql"),
+    ),
+    (
+        19,
+        "exported runs",
+        include_str!("../migrations/postgres/0019_exported_runs.sql"),
     ),
 ];
 

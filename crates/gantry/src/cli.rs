@@ -514,6 +514,14 @@ pub struct CompileArgs {
     /// STEP/INPUT=sha256:… (repeatable).
     #[arg(long = "input-digest", value_name = "STEP/INPUT=DIGEST")]
     pub input_digests: Vec<String>,
+    /// Each step looks up Gantry's cache on this server and reports to it, which records the
+    /// workflow's run with its lineage and metrics (the URL the cluster's pods reach).
+    #[arg(long, value_name = "URL", requires = "report_token_secret")]
+    pub report_to: Option<String>,
+    /// The Secret whose key `token` holds an editor token of the pipeline's project, for
+    /// --report-to (only the gantry wrapper gets it, never the step's command).
+    #[arg(long, value_name = "SECRET", requires = "report_to")]
+    pub report_token_secret: Option<String>,
     /// Write the YAML here instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -34,6 +34,13 @@ pub fn run(g: &Global, args: CompileArgs) -> anyhow::Result<u8> {
     opts.image_pull_secrets = args.pull_secrets;
     opts.artifacts_secret = args.artifacts_secret;
     opts.allow_tags = args.allow_tags;
+    opts.report = args
+        .report_to
+        .zip(args.report_token_secret)
+        .map(|(server, token_secret)| gantry_compile::ReportTo {
+            server,
+            token_secret,
+        });
     opts.params = crate::commands::parse_overrides(&args.params)?;
     opts.input_digests = args
         .input_digests

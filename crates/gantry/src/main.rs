@@ -32,6 +32,7 @@ mod remote_run;
 mod render;
 mod serve;
 mod step_exec;
+mod step_report;
 mod trust_cmd;
 mod upload;
 mod usage;

@@ -32,6 +32,14 @@ impl Client {
         })
     }
 
+    /// Every request ends after `timeout` (the default is no limit).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Client {
+        if let Ok(http) = reqwest::Client::builder().timeout(timeout).build() {
+            self.http = http;
+        }
+        self
+    }
+
     /// `base` + `/api/v1/<segments>` with each segment escaped, + query.
     pub fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
         let mut url = self.base.clone();

@@ -13,6 +13,7 @@
 //!
 //! The plan comes from `GANTRY_STEP_PLAN` (see `gantry_kube::contract`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use gantry_artifacts::{ArtifactStore, Location};
 use gantry_kube::contract::{PLAN_ENV, StepPlan, StepReport, TERMINATION_LOG, VERSION};
 
 use crate::exit::{self, coded};
+use crate::step_report;
 
 /// Where the pod's files are; tests in a plain container point these elsewhere.
 #[derive(Clone, Debug)]
@@ -206,7 +208,13 @@ fn child_env(extra: &[(String, String)]) -> Vec<(String, String)> {
                 || k.starts_with("GANTRY_STEP_"))
         })
         .collect();
-    env.extend(extra.iter().cloned());
+    // The step's position is for the wrapper's report only.
+    env.extend(
+        extra
+            .iter()
+            .filter(|(k, _)| k != gantry_kube::exported::SEQ_ENV)
+            .cloned(),
+    );
     env
 }
 
@@ -218,6 +226,15 @@ pub async fn exec(paths: &Paths, opts: ExecOptions) -> anyhow::Result<u8> {
     let plan = read_plan(opts.plan.as_deref())?;
     if opts.argv.is_empty() {
         return Err(coded(exit::USAGE, "step-exec needs a command after --"));
+    }
+    let started_at_ms = now_ms();
+    let reporter = crate::step_report::Reporter::new(&plan, &opts.env, &opts.argv);
+    if let Some(r) = &reporter {
+        let cache = std::env::temp_dir().join("gantry-upload-cache");
+        let store = open_store(&plan, &cache)?;
+        if let Some(hit) = r.lookup(&plan, &store).await {
+            return reuse(paths, &plan, &opts, r, hit, started_at_ms).await;
+        }
     }
     if opts.fetch {
         fetch(paths, opts.plan.as_deref(), false).await?;
@@ -293,15 +310,134 @@ pub async fn exec(paths: &Paths, opts: ExecOptions) -> anyhow::Result<u8> {
     }
     if let Some(e) = &report.error {
         eprintln!("gantry: {e}");
-        if ended.code == Some(0) {
-            return Ok(exit::RUN_FAILED);
-        }
+    }
+    if let Some(r) = &reporter {
+        r.send(&plan, done(&report, &opts, started_at_ms)).await;
+    }
+    if report.error.is_some() && ended.code == Some(0) {
+        return Ok(exit::RUN_FAILED);
     }
     Ok(match (ended.code, ended.signal) {
         (Some(c), _) => c.clamp(0, 255) as u8,
         (None, Some(s)) => (128 + s).clamp(0, 255) as u8,
         _ => exit::RUN_FAILED,
     })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The attempt as the server records it: the engine's statuses and reasons.
+fn done(report: &StepReport, opts: &ExecOptions, started_at_ms: i64) -> step_report::Done {
+    use gantry_kube::exported::ExportedStatus;
+    let (status, reason) = if report.stopped {
+        (ExportedStatus::Cancelled, Some("cancelled".to_string()))
+    } else if report.oom_killed {
+        (ExportedStatus::Failed, Some("oom-killed".into()))
+    } else if report.timed_out {
+        let t = opts.timeout.map(|t| t.as_millis()).unwrap_or(0);
+        let after = if t.is_multiple_of(1000) {
+            format!("{}s", t / 1000)
+        } else {
+            format!("{t}ms")
+        };
+        (
+            ExportedStatus::Failed,
+            Some(format!("timeout after {after}")),
+        )
+    } else if report.exit_code == Some(0) {
+        match &report.error {
+            None => (ExportedStatus::Succeeded, None),
+            Some(e) => (ExportedStatus::Failed, Some(e.clone())),
+        }
+    } else if let Some(s) = report.signal {
+        (
+            ExportedStatus::Failed,
+            Some(format!("killed by signal {s}")),
+        )
+    } else {
+        (
+            ExportedStatus::Failed,
+            Some(format!("exit code {}", report.exit_code.unwrap_or(-1))),
+        )
+    };
+    let succeeded = status == ExportedStatus::Succeeded;
+    step_report::Done {
+        status,
+        exit_code: report.exit_code,
+        reason,
+        cached_from: None,
+        started_at_ms,
+        finished_at_ms: now_ms(),
+        peak_memory_bytes: report.peak_memory_bytes,
+        cpu_micros: report.cpu_micros,
+        wall_ms: report.wall_ms,
+        outputs: if succeeded {
+            report.outputs.clone()
+        } else {
+            BTreeMap::new()
+        },
+        metrics: report.metrics.clone().filter(|_| succeeded),
+    }
+}
+
+/// A cache hit: the command does not run; the orchestrator gets the stored outputs' digests
+/// and the step's termination message says where they came from.
+async fn reuse(
+    paths: &Paths,
+    plan: &StepPlan,
+    opts: &ExecOptions,
+    reporter: &step_report::Reporter,
+    hit: gantry_kube::exported::CacheHit,
+    started_at_ms: i64,
+) -> anyhow::Result<u8> {
+    eprintln!(
+        "gantry: cache hit: reusing the outputs of step run {} (run {}); the command does not run",
+        hit.step_run, hit.run
+    );
+    let outputs: BTreeMap<String, String> = plan
+        .outputs
+        .iter()
+        .filter_map(|o| hit.outputs.get(o).map(|d| (o.clone(), d.clone())))
+        .collect();
+    write_digests(plan, opts, &outputs)?;
+    let report = StepReport {
+        v: VERSION,
+        exit_code: Some(0),
+        outputs: outputs.clone(),
+        ..Default::default()
+    };
+    if let Some(m) = report.message()
+        && let Err(e) = std::fs::write(&paths.termination_log, m)
+    {
+        eprintln!(
+            "gantry: cannot write the report to {}: {e}",
+            paths.termination_log.display()
+        );
+    }
+    let now = now_ms();
+    reporter
+        .send(
+            plan,
+            step_report::Done {
+                status: gantry_kube::exported::ExportedStatus::Cached,
+                exit_code: Some(0),
+                reason: None,
+                cached_from: Some(hit.step_run),
+                started_at_ms,
+                finished_at_ms: now,
+                peak_memory_bytes: 0,
+                cpu_micros: 0,
+                wall_ms: 0,
+                outputs,
+                metrics: None,
+            },
+        )
+        .await;
+    Ok(exit::OK)
 }
 
 async fn upload(
@@ -332,8 +468,18 @@ async fn upload(
             .map_err(|e| anyhow::anyhow!("uploading metrics.json: {e}"))?;
         report.metrics = Some(info.digest);
     }
+    write_digests(plan, opts, &report.outputs)
+}
+
+/// Each output's digest where the orchestrator reads it (`--digest-file`, `--digests-dir`);
+/// an output the step did not write gets an empty file.
+fn write_digests(
+    plan: &StepPlan,
+    opts: &ExecOptions,
+    outputs: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
     for (name, file) in &opts.digest_files {
-        let digest = report.outputs.get(name).map(String::as_str).unwrap_or("");
+        let digest = outputs.get(name).map(String::as_str).unwrap_or("");
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
@@ -343,7 +489,7 @@ async fn upload(
     if let Some(dir) = &opts.digests_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for name in &plan.outputs {
-            let digest = report.outputs.get(name).map(String::as_str).unwrap_or("");
+            let digest = outputs.get(name).map(String::as_str).unwrap_or("");
             std::fs::write(dir.join(name), digest)
                 .with_context(|| format!("writing {}", dir.join(name).display()))?;
         }

@@ -9,6 +9,7 @@ pub(crate) mod admin;
 pub(crate) mod artifacts;
 pub(crate) mod deployments;
 mod error;
+mod exported;
 pub mod gc;
 pub(crate) mod models;
 pub mod queue;
@@ -36,6 +37,8 @@ pub fn router() -> Router<AppState> {
             get(artifacts::content_of_run),
         )
         .route("/api/v1/artifacts/{digest}", get(artifacts::content))
+        .route("/api/v1/exported/cache", post(exported::cache))
+        .route("/api/v1/exported/steps", post(exported::report))
         .route(
             "/api/v1/uploads/{digest}",
             get(uploads::get).put(uploads::put),

@@ -467,6 +467,12 @@ pub async fn cancel(
             run.id, run.status
         )));
     }
+    if let Some((orchestrator, _, name)) = state.store.exported_run(&run.id).await? {
+        return Err(ApiError::conflict(format!(
+            "run {} is {orchestrator} run {name}, which its orchestrator runs: stop it there (e.g. `argo stop {name}`)",
+            run.id
+        )));
+    }
     if !state.runs.cancel(&run.id) {
         // Parked in the durable queue by a server that stopped and not resumed here: it
         // holds nothing, so cancelling is recording it.

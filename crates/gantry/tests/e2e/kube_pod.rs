@@ -120,6 +120,7 @@ impl Pod {
                 .collect(),
             outputs: outputs.iter().map(|s| s.to_string()).collect(),
             params: json!({"lr": 0.5}),
+            report: None,
         })
         .unwrap()
     }
@@ -132,10 +133,11 @@ impl Pod {
         plan: &str,
         mounts: Vec<BindMount>,
     ) -> (Option<i32>, Vec<String>) {
-        self.container_with(name, args, Some(plan), true, mounts)
+        self.container_with(name, args, Some(plan), true, mounts, &[])
     }
 
-    /// `plan`: in GANTRY_STEP_PLAN; `aws`: with the store's credentials.
+    /// `plan`: in GANTRY_STEP_PLAN; `aws`: with the store's credentials; `extra`: more
+    /// `K=V` of the container's environment.
     fn container_with(
         &self,
         name: &str,
@@ -143,6 +145,7 @@ impl Pod {
         plan: Option<&str>,
         aws: bool,
         mounts: Vec<BindMount>,
+        extra: &[String],
     ) -> (Option<i32>, Vec<String>) {
         let mut env: Vec<String> = if aws {
             self.moto
@@ -156,6 +159,7 @@ impl Pod {
         if let Some(plan) = plan {
             env.push(format!("{PLAN_ENV}={plan}"));
         }
+        env.extend(extra.iter().cloned());
         env.push("GANTRY_STEP_TERMINATION_LOG=/gantry/termination-log".into());
         env.push("PATH=/bin:/usr/bin".into());
         env.push("HOME=/tmp".into());
@@ -436,6 +440,7 @@ fn a_kubeflow_style_step_fetches_and_reports_through_its_arguments() {
         None,
         true,
         vec![work()],
+        &[],
     );
     assert_eq!(code, Some(0), "{logs:?}");
     let report = pod.report();
@@ -449,4 +454,163 @@ fn a_kubeflow_style_step_fetches_and_reports_through_its_arguments() {
         !pod.work.join("bin").exists(),
         "no copy of the wrapper is made"
     );
+}
+
+/// An exported (here KFP-style) step with `--report-to`: the wrapper computes the step's
+/// cache key, asks a real `gantry server --auth` (its artifacts in the same bucket), reports
+/// each attempt, and on a hit skips the command and hands the stored digest on.
+#[test]
+fn an_exported_step_uses_gantrys_cache_and_is_recorded_by_the_server() {
+    use gantry_kube::exported::{KeyPlan, ReportPlan, run_id};
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let pod = Pod::new(moto);
+    let g = crate::support::Gantry::empty();
+    let token = g
+        .ok(&[
+            "token",
+            "create",
+            "--name",
+            "argo-iris",
+            "--role",
+            "editor",
+            "--project",
+            "iris",
+        ])
+        .trim()
+        .to_string();
+    let mut env: Vec<(String, String)> = pod
+        .moto
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    env.push(("GANTRY_ARTIFACTS".into(), format!("s3://{BUCKET}/gantry")));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (server, url) =
+        g.spawn_listening(&["server", "--auth", "--listen", "127.0.0.1:0"], &env_refs);
+    let _server = crate::support::KillOnDrop(server);
+
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("in"), "abc").unwrap();
+    let input = pod.put(&src.path().join("in"));
+    let plan = |run: &str| -> String {
+        let mut plan: StepPlan =
+            serde_json::from_str(&pod.plan(vec![("data", input.clone())], &["out"])).unwrap();
+        plan.report = Some(ReportPlan {
+            server: url.clone(),
+            orchestrator: "kfp".into(),
+            run: run.into(),
+            run_name: format!("iris-{run}"),
+            pipeline: "iris".into(),
+            steps: 1,
+            retries: 0,
+            cache: true,
+            cpu_millis: 1000,
+            memory_bytes: 512 << 20,
+            gpu: 0,
+            key: Some(KeyPlan {
+                image_digest: format!("sha256:{}", "a".repeat(64)),
+                env: vec!["MODE".into()],
+                network: false,
+                builtin: false,
+                float_params: vec![],
+            }),
+        });
+        serde_json::to_string(&plan).unwrap()
+    };
+    // The command never sees the token; each execution leaves a line in /gantry/ran.
+    let script = r#"test -z "$GANTRY_STEP_TOKEN" || exit 9; echo "$MODE" >> /gantry/ran; tr a-z A-Z < /gantry/inputs/data > /gantry/outputs/out; echo '{"chars": 3}' > /gantry/metrics.json"#;
+    let with_token = [format!("GANTRY_STEP_TOKEN={token}")];
+    let step = |run: &str, mode: &str| {
+        let plan = plan(run);
+        let mode = format!("MODE={mode}");
+        pod.container_with(
+            run,
+            &[
+                "/opt/gantry/bin/gantry",
+                "step-exec",
+                "--fetch",
+                "--plan",
+                &plan,
+                "--env",
+                "GANTRY_STEP=upper",
+                "--env",
+                "GANTRY_STEP_SEQ=0",
+                "--env",
+                &mode,
+                "--digest-file",
+                "out=/gantry/kfp/outputs/out",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+            None,
+            true,
+            vec![BindMount {
+                source: pod.work.clone(),
+                destination: "/gantry".into(),
+                readonly: false,
+            }],
+            &with_token,
+        )
+    };
+    let ran = || std::fs::read_to_string(pod.work.join("ran")).unwrap_or_default();
+    let digest_file = || std::fs::read_to_string(pod.work.join("kfp/outputs/out")).unwrap();
+    let show = |run: &str| -> serde_json::Value {
+        let out = g
+            .command(&["--server", &url, "show", run, "--output", "json"])
+            .env("GANTRY_TOKEN", &token)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    // The first run executes and is recorded: run, step, output, metrics.
+    let (code, logs) = step("uid-1", "loud");
+    assert_eq!(code, Some(0), "{logs:?}");
+    assert_eq!(ran(), "loud\n");
+    let out = digest_file();
+    assert_eq!(pod.read(&out), b"ABC");
+    let first = run_id("kfp", "uid-1");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("reported to") && l.contains(&first)),
+        "{logs:?}"
+    );
+    let shown = show(&first);
+    assert_eq!(shown["status"], "succeeded", "{shown:#}");
+    let upper = crate::support::step(&shown, "upper");
+    assert_eq!(upper["status"], "succeeded", "{shown:#}");
+    assert_eq!(upper["outputs"]["out"], serde_json::json!(out), "{shown:#}");
+    assert_eq!(
+        upper["inputs"]["data"],
+        serde_json::json!(input),
+        "{shown:#}"
+    );
+
+    // The next workflow run of the same step is a cache hit: the command does not run, the
+    // orchestrator gets the same digest, the server records the hit.
+    let _ = std::fs::remove_file(pod.work.join("kfp/outputs/out"));
+    let (code, logs) = step("uid-2", "loud");
+    assert_eq!(code, Some(0), "{logs:?}");
+    assert_eq!(ran(), "loud\n", "the command ran again: {logs:?}");
+    assert!(logs.iter().any(|l| l.contains("cache hit")), "{logs:?}");
+    assert_eq!(digest_file(), out);
+    let shown = show(&run_id("kfp", "uid-2"));
+    let upper2 = crate::support::step(&shown, "upper");
+    assert_eq!(upper2["status"], "cached", "{shown:#}");
+    assert_eq!(upper2["cached_from"], upper["id"], "{shown:#}");
+
+    // Another value of the step's env is another key: it runs.
+    let (code, logs) = step("uid-3", "quiet");
+    assert_eq!(code, Some(0), "{logs:?}");
+    assert_eq!(ran(), "loud\nquiet\n", "{logs:?}");
 }

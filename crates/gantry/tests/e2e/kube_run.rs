@@ -297,6 +297,46 @@ fn the_kubernetes_runtime_says_what_it_needs() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("must name a digest"), "{err}");
+    // Each setting that does not parse is named, before any Job is made.
+    let pinned = format!("registry.test/gantry@sha256:{}", "c".repeat(64));
+    for (name, value, says) in [
+        ("GANTRY_KUBE_NODE_SELECTOR", "gpu", "is not key=value"),
+        (
+            "GANTRY_KUBE_TOLERATIONS",
+            "{\"key\": 1",
+            "is not a JSON list of tolerations",
+        ),
+        (
+            "GANTRY_KUBE_TOLERATIONS",
+            "[{\"effect\": 7}]",
+            "is not a JSON list of tolerations",
+        ),
+        ("GANTRY_KUBE_STORE_PORTS", "99999", "is not a port"),
+        ("GANTRY_KUBE_TTL", "forever", "GANTRY_KUBE_TTL"),
+        (
+            "GANTRY_KUBE_UNSCHEDULABLE_TIMEOUT",
+            "10 parsecs",
+            "GANTRY_KUBE_UNSCHEDULABLE_TIMEOUT",
+        ),
+    ] {
+        let mut c = g.command(&["run", file]);
+        c.env("KUBECONFIG", cluster.kubeconfig.path())
+            .env("GANTRY_RUNTIME", "kubernetes")
+            .env("GANTRY_ARTIFACTS", "s3://cluster/gantry")
+            .env("GANTRY_KUBE_BUILTIN_IMAGE", &pinned)
+            .env(name, value);
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}={value}: {err}");
+        assert!(
+            err.contains(name) && err.contains(says),
+            "{name}={value}: {err}"
+        );
+    }
+    assert!(
+        cluster.api.requests("POST", "/jobs").is_empty(),
+        "no Job was made"
+    );
 }
 
 #[test]

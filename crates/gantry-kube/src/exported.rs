@@ -1,0 +1,435 @@
+//! Exported workflows (Argo Workflows, Kubeflow Pipelines) reporting to a Gantry server.
+//!
+//! `gantry compile --report-to URL` puts a [`ReportPlan`] into each step's plan. The wrapper
+//! (`gantry step-exec`) then, with the token it finds in [`TOKEN_ENV`]:
+//!
+//! 1. computes the step's cache key from what it is about to run (the same material as the
+//!    engine: image digest, the argv after `--`, the step's own env, params, input digests,
+//!    outputs) and asks `POST /api/v1/exported/cache` ([`CacheQuery`] → [`CacheAnswer`]); on a
+//!    hit whose outputs are in the store it skips the command and hands the orchestrator the
+//!    stored digests;
+//! 2. reports the attempt with `POST /api/v1/exported/steps` ([`ExportedStep`] →
+//!    [`ExportedAnswer`]): the server records a run per workflow run, the step run with its
+//!    usage, lineage and metrics, and the run's status.
+//!
+//! An unreachable server never fails a step: the wrapper says so in the step's log and goes
+//! on uncached and unrecorded.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::contract::is_digest;
+
+/// The environment variable holding the wrapper's API token (from a Secret).
+pub const TOKEN_ENV: &str = "GANTRY_STEP_TOKEN";
+/// The key of that Secret holding the token.
+pub const TOKEN_KEY: &str = "token";
+/// The step's position in the plan (its name is in `GANTRY_STEP`, as for every step): not in
+/// the plan, so that a sweep's members, which differ in these only, share one template.
+pub const SEQ_ENV: &str = "GANTRY_STEP_SEQ";
+/// The step's name.
+pub const STEP_ENV: &str = "GANTRY_STEP";
+
+/// Orchestrators an exported run can come from.
+pub const ORCHESTRATORS: [&str; 2] = ["argo", "kfp"];
+
+/// Where and as what a step of an exported workflow reports (part of the step plan; the
+/// orchestrator substitutes its placeholders in `run`, `run_name`, params and inputs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportPlan {
+    /// The Gantry server's base URL (`https://gantry.example:8080`).
+    pub server: String,
+    /// `argo` or `kfp`.
+    pub orchestrator: String,
+    /// The orchestrator's id of this run of the workflow (Argo's `workflow.uid`).
+    pub run: String,
+    /// Its name, for people (Argo's `workflow.name`).
+    pub run_name: String,
+    pub pipeline: String,
+    /// How many steps the plan has: the run succeeded when all of them did.
+    pub steps: u32,
+    /// The step's `retries`: a failure of the last attempt fails the run.
+    pub retries: u32,
+    /// The step's `cache` setting: `false` runs it every time (it is still recorded).
+    pub cache: bool,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub gpu: u32,
+    /// What the cache key needs beyond what the wrapper sees; `None` when the image is not
+    /// pinned by digest (`--allow-tags`): such a step is never cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeyPlan>,
+}
+
+/// The parts of the cache key the wrapper cannot see itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPlan {
+    pub image_digest: String,
+    /// The names of the step's own `env:` (their values are read where the command gets them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    pub network: bool,
+    /// A built-in component (its version is part of the key).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub builtin: bool,
+    /// Params declared as numbers: an orchestrator may pass `1` for `1.0`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub float_params: Vec<String>,
+}
+
+impl ReportPlan {
+    pub fn check(&self) -> Result<(), String> {
+        let scheme_ok = self.server.starts_with("http://") || self.server.starts_with("https://");
+        if !scheme_ok {
+            return Err(format!(
+                "report server {:?} is not an http:// or https:// URL",
+                self.server
+            ));
+        }
+        if !ORCHESTRATORS.contains(&self.orchestrator.as_str()) {
+            return Err(format!("unknown orchestrator {:?}", self.orchestrator));
+        }
+        for (what, v) in [("run", &self.run), ("pipeline", &self.pipeline)] {
+            if v.trim().is_empty() {
+                return Err(format!("the report's {what} is empty"));
+            }
+        }
+        if let Some(k) = &self.key
+            && !is_digest(&k.image_digest)
+        {
+            return Err(format!(
+                "the report's image digest {:?} is not a digest",
+                k.image_digest
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `POST /api/v1/exported/cache`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheQuery {
+    pub pipeline: String,
+    pub key: String,
+    /// The step's declared outputs: a hit must have every one.
+    pub outputs: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CacheAnswer {
+    pub hit: Option<CacheHit>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CacheHit {
+    /// The step run that produced the outputs.
+    pub step_run: String,
+    pub run: String,
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// How an attempt ended, as reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportedStatus {
+    Succeeded,
+    Failed,
+    /// Not run: the outputs of `cached_from` were reused.
+    Cached,
+    /// Stopped by the orchestrator (SIGTERM before the timeout).
+    Cancelled,
+}
+
+/// `POST /api/v1/exported/steps`: one attempt of one step of an exported run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedStep {
+    pub orchestrator: String,
+    pub run: String,
+    pub run_name: String,
+    pub pipeline: String,
+    pub step: String,
+    pub seq: u32,
+    pub steps: u32,
+    pub retries: u32,
+    pub status: ExportedStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub gpu: u32,
+    #[serde(default)]
+    pub peak_memory_bytes: u64,
+    #[serde(default)]
+    pub cpu_micros: u64,
+    #[serde(default)]
+    pub wall_ms: u64,
+    /// Input path (below `/gantry/inputs`) → digest.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+    /// The digest of the stored `/gantry/metrics.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
+    /// The run's params (recorded with the run when this report creates it).
+    #[serde(default)]
+    pub params: serde_json::Value,
+}
+
+/// The longest text accepted in a report's names.
+const MAX_NAME: usize = 512;
+
+impl ExportedStep {
+    /// The first problem with the report: `(field, message)`.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let bad = |field: &str, message: String| Err((field.to_string(), message));
+        if !ORCHESTRATORS.contains(&self.orchestrator.as_str()) {
+            return bad(
+                "orchestrator",
+                format!("must be argo or kfp, got {:?}", self.orchestrator),
+            );
+        }
+        for (field, v) in [
+            ("run", &self.run),
+            ("run_name", &self.run_name),
+            ("pipeline", &self.pipeline),
+            ("step", &self.step),
+        ] {
+            if v.trim().is_empty() || v.len() > MAX_NAME || v.chars().any(char::is_control) {
+                return bad(
+                    field,
+                    format!("must be 1 to {MAX_NAME} characters without control characters"),
+                );
+            }
+        }
+        if self.steps == 0 || self.seq >= self.steps {
+            return bad(
+                "seq",
+                format!(
+                    "step {} of {} is not a position in the plan",
+                    self.seq, self.steps
+                ),
+            );
+        }
+        if self.finished_at_ms < self.started_at_ms {
+            return bad("finished_at_ms", "is before started_at_ms".to_string());
+        }
+        for (field, d) in [
+            ("cache_key", &self.cache_key),
+            ("image_digest", &self.image_digest),
+            ("metrics", &self.metrics),
+        ] {
+            if let Some(d) = d
+                && !is_digest(d)
+            {
+                return bad(field, format!("{d:?} is not sha256:<64 hex digits>"));
+            }
+        }
+        for (side, map) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
+            for (name, d) in map {
+                if name.is_empty() || name.len() > MAX_NAME {
+                    return bad(
+                        side,
+                        format!("the name {name:?} is not 1 to {MAX_NAME} characters"),
+                    );
+                }
+                if !is_digest(d) {
+                    return bad(
+                        &format!("{side}.{name}"),
+                        format!("{d:?} is not sha256:<64 hex digits>"),
+                    );
+                }
+            }
+        }
+        match self.status {
+            ExportedStatus::Cached if self.cached_from.is_none() || self.cache_key.is_none() => {
+                return bad(
+                    "cached_from",
+                    "a cached step names the step run it reused and its cache key".into(),
+                );
+            }
+            ExportedStatus::Cached => {}
+            _ if self.cached_from.is_some() => {
+                return bad(
+                    "cached_from",
+                    "only a cached step reuses another step run's outputs".into(),
+                );
+            }
+            ExportedStatus::Failed | ExportedStatus::Cancelled if !self.outputs.is_empty() => {
+                return bad(
+                    "outputs",
+                    "a step that did not succeed has no outputs".into(),
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// What the server answers to a report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExportedAnswer {
+    /// Gantry's id of the workflow run.
+    pub run_id: String,
+    pub step_run_id: String,
+    pub attempt: u32,
+    /// The run's status after this report.
+    pub run_status: String,
+}
+
+/// Gantry's id of an exported run: the same for every step that reports it, so reports that
+/// arrive together make one run.
+pub fn run_id(orchestrator: &str, run: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(format!("{orchestrator}\0{run}").as_bytes());
+    format!("run-{}", &hex::encode(hash)[..12])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    fn report() -> ExportedStep {
+        ExportedStep {
+            orchestrator: "argo".into(),
+            run: "0b9c-uid".into(),
+            run_name: "iris-x7k2p".into(),
+            pipeline: "iris".into(),
+            step: "train".into(),
+            seq: 1,
+            steps: 3,
+            retries: 0,
+            status: ExportedStatus::Succeeded,
+            exit_code: Some(0),
+            reason: None,
+            cache_key: Some(digest('a')),
+            cached_from: None,
+            image_digest: Some(digest('b')),
+            started_at_ms: 10,
+            finished_at_ms: 20,
+            cpu_millis: 1000,
+            memory_bytes: 1 << 30,
+            gpu: 0,
+            peak_memory_bytes: 5,
+            cpu_micros: 6,
+            wall_ms: 10,
+            inputs: BTreeMap::from([("data".to_string(), digest('c'))]),
+            outputs: BTreeMap::from([("model".to_string(), digest('d'))]),
+            metrics: None,
+            params: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn reports_are_checked_field_by_field() {
+        assert_eq!(report().check(), Ok(()));
+        let field = |r: ExportedStep| r.check().unwrap_err().0;
+        assert_eq!(
+            field(ExportedStep {
+                orchestrator: "airflow".into(),
+                ..report()
+            }),
+            "orchestrator"
+        );
+        assert_eq!(field(ExportedStep { seq: 3, ..report() }), "seq");
+        assert_eq!(
+            field(ExportedStep {
+                step: "a\nb".into(),
+                ..report()
+            }),
+            "step"
+        );
+        let mut r = report();
+        r.outputs.insert("x".into(), "sha256:nope".into());
+        assert_eq!(field(r), "outputs.x");
+        assert_eq!(
+            field(ExportedStep {
+                status: ExportedStatus::Cached,
+                ..report()
+            }),
+            "cached_from"
+        );
+        assert_eq!(
+            field(ExportedStep {
+                cached_from: Some("step-1".into()),
+                ..report()
+            }),
+            "cached_from"
+        );
+        assert_eq!(
+            field(ExportedStep {
+                status: ExportedStatus::Failed,
+                ..report()
+            }),
+            "outputs"
+        );
+        assert_eq!(
+            field(ExportedStep {
+                finished_at_ms: 1,
+                ..report()
+            }),
+            "finished_at_ms"
+        );
+    }
+
+    #[test]
+    fn an_exported_run_has_one_id_per_orchestrator_run() {
+        let a = run_id("argo", "uid-1");
+        assert_eq!(a, run_id("argo", "uid-1"));
+        assert_ne!(a, run_id("argo", "uid-2"));
+        assert_ne!(a, run_id("kfp", "uid-1"));
+        assert!(a.starts_with("run-") && a.len() == 16, "{a}");
+    }
+
+    #[test]
+    fn report_plans_are_checked() {
+        let mut plan = ReportPlan {
+            server: "https://gantry.example".into(),
+            orchestrator: "argo".into(),
+            run: "{{workflow.uid}}".into(),
+            run_name: "{{workflow.name}}".into(),
+            pipeline: "iris".into(),
+            steps: 1,
+            retries: 0,
+            cache: true,
+            cpu_millis: 1000,
+            memory_bytes: 1 << 30,
+            gpu: 0,
+            key: Some(KeyPlan {
+                image_digest: digest('a'),
+                env: vec![],
+                network: false,
+                builtin: false,
+                float_params: vec![],
+            }),
+        };
+        assert_eq!(plan.check(), Ok(()));
+        plan.server = "gantry.example".into();
+        assert!(plan.check().is_err());
+        plan.server = "http://gantry".into();
+        if let Some(k) = plan.key.as_mut() {
+            k.image_digest = "latest".into();
+        }
+        assert!(plan.check().is_err());
+    }
+}

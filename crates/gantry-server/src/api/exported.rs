@@ -1,0 +1,304 @@
+//! Exported workflows (Argo Workflows, Kubeflow Pipelines) that report to this server
+//! (`gantry compile --report-to`); the wrapper's side is `gantry step-exec`, the wire types
+//! are in `gantry_kube::exported`.
+//!
+//! - `POST /api/v1/exported/cache` `{pipeline, key, outputs}` → `{hit: {step_run, run,
+//!   outputs} | null}`: a previous execution with that cache key whose outputs are all stored.
+//!   Gantry's own executions count, and those reported by exported runs of the same pipeline
+//!   (project); Gantry's own runs never reuse what a pod reported.
+//! - `POST /api/v1/exported/steps` (editor): one attempt of one step. The first report of a
+//!   workflow run creates its run (id derived from the orchestrator's id), each report adds a
+//!   step run with its usage, lineage and metrics; a failure of a step's last attempt fails
+//!   the run, the success of every step succeeds it. Every reported output must be in this
+//!   server's artifact store, and a cached step must name a step run the cache could have
+//!   answered with the same outputs, so a report cannot claim what is not there.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use gantry_kube::exported::{
+    CacheAnswer, CacheHit, CacheQuery, ExportedAnswer, ExportedStatus, ExportedStep, run_id,
+};
+use gantry_store::{Direction, RunRecord, RunStatus, StepRunRecord, StepStatus};
+use serde_json::json;
+
+use super::{ApiError, ApiResult, audit, require_write};
+use crate::AppState;
+use crate::auth::Principal;
+
+fn project_check(p: &Principal, pipeline: &str) -> ApiResult<()> {
+    if p.can_access_project(pipeline) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "token '{}' is scoped to project {}: it cannot use pipeline {pipeline}",
+            p.name,
+            p.project.as_deref().unwrap_or("")
+        )))
+    }
+}
+
+fn body_error(e: axum::extract::rejection::JsonRejection) -> ApiError {
+    ApiError::invalid("body", e.body_text())
+}
+
+/// `POST /api/v1/exported/cache`.
+pub async fn cache(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    body: Result<Json<CacheQuery>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<CacheAnswer>> {
+    let Json(q) = body.map_err(body_error)?;
+    project_check(&p, &q.pipeline)?;
+    if !gantry_kube::contract::is_digest(&q.key) {
+        return Err(ApiError::invalid("key", "must be sha256:<64 hex digits>"));
+    }
+    let Some(found) = state
+        .store
+        .find_cached_for_exported(&q.key, &q.pipeline)
+        .await?
+    else {
+        return Ok(Json(CacheAnswer { hit: None }));
+    };
+    let outputs: BTreeMap<String, String> =
+        serde_json::from_str(&found.outputs_json).unwrap_or_default();
+    if q.outputs.iter().any(|o| !outputs.contains_key(o)) {
+        return Ok(Json(CacheAnswer { hit: None }));
+    }
+    for digest in outputs.values() {
+        let stored = state
+            .artifacts
+            .stat(digest)
+            .await
+            .map_err(|e| ApiError::internal("reading the artifact store", e))?;
+        if stored.is_none() {
+            return Ok(Json(CacheAnswer { hit: None }));
+        }
+    }
+    Ok(Json(CacheAnswer {
+        hit: Some(CacheHit {
+            step_run: found.id,
+            run: found.run_id,
+            outputs,
+        }),
+    }))
+}
+
+/// `POST /api/v1/exported/steps`.
+pub async fn report(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    body: Result<Json<ExportedStep>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<ExportedAnswer>> {
+    require_write(&p)?;
+    let Json(r) = body.map_err(body_error)?;
+    r.check()
+        .map_err(|(field, message)| ApiError::invalid(field, message))?;
+    project_check(&p, &r.pipeline)?;
+
+    // Everything the report names must be here: lineage points at stored artifacts only.
+    let mut kinds = BTreeMap::new();
+    for (side, map) in [("inputs", &r.inputs), ("outputs", &r.outputs)] {
+        for (name, digest) in map {
+            let info = state
+                .artifacts
+                .stat(digest)
+                .await
+                .map_err(|e| ApiError::internal("reading the artifact store", e))?
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        format!("{side}.{name}"),
+                        format!(
+                            "{digest} is not in this server's artifact store; the workflow's --artifacts must be the server's store"
+                        ),
+                    )
+                })?;
+            kinds.insert(digest.clone(), (info.kind.as_str(), info.size));
+        }
+    }
+    let metrics = match &r.metrics {
+        None => BTreeMap::new(),
+        Some(digest) => {
+            let bytes = state
+                .artifacts
+                .read_bytes(digest, gantry_engine::METRICS_MAX_BYTES)
+                .await
+                .map_err(|e| ApiError::invalid("metrics", format!("{digest}: {e}")))?;
+            gantry_engine::parse_metrics(&bytes)
+                .map_err(|e| ApiError::invalid("metrics", format!("metrics.json: {e}")))?
+        }
+    };
+    if r.status == ExportedStatus::Cached {
+        let (Some(from), Some(key)) = (&r.cached_from, &r.cache_key) else {
+            return Err(ApiError::invalid("cached_from", "missing"));
+        };
+        let entry = state
+            .store
+            .cache_entry_for_exported(from, key, &r.pipeline)
+            .await?
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "cached_from",
+                    format!(
+                        "step run {from} is not a cache entry of key {key} for pipeline {}",
+                        r.pipeline
+                    ),
+                )
+            })?;
+        let theirs: BTreeMap<String, String> =
+            serde_json::from_str(&entry.outputs_json).unwrap_or_default();
+        if r.outputs.iter().any(|(k, v)| theirs.get(k) != Some(v)) {
+            return Err(ApiError::invalid(
+                "outputs",
+                format!("the outputs differ from those of step run {from}"),
+            ));
+        }
+    }
+
+    let now = gantry_engine::now_ms();
+    let id = run_id(&r.orchestrator, &r.run);
+    let fresh = RunRecord {
+        id: id.clone(),
+        pipeline: r.pipeline.clone(),
+        status: RunStatus::Running,
+        spec_file: format!("{}:{}", r.orchestrator, r.run_name),
+        spec_yaml: String::new(),
+        params_json: if r.params.is_object() {
+            r.params.to_string()
+        } else {
+            "{}".into()
+        },
+        images_json: "{}".into(),
+        no_cache: false,
+        rerun_of: None,
+        created_at_ms: now,
+        started_at_ms: Some(r.started_at_ms),
+        finished_at_ms: None,
+        owner_pid: None,
+        owner_host: None,
+        error: None,
+        submitted_by: Some(p.name.clone()),
+    };
+    let run = state
+        .store
+        .ensure_exported_run(&fresh, &r.orchestrator, &r.run, &r.run_name)
+        .await?;
+    let ours = state.store.exported_run(&run.id).await?;
+    if run.pipeline != r.pipeline || ours.is_none() {
+        return Err(ApiError::conflict(format!(
+            "run {} exists and is not this workflow run of pipeline {}",
+            run.id, r.pipeline
+        )));
+    }
+
+    let (attempts, _) = state.store.step_progress(&run.id, &r.step).await?;
+    let to_json = |m: &BTreeMap<String, String>| serde_json::to_string(m).unwrap_or_default();
+    let rec = StepRunRecord {
+        id: gantry_store::new_id("step"),
+        run_id: run.id.clone(),
+        step: r.step.clone(),
+        seq: i64::from(r.seq),
+        attempt: attempts + 1,
+        status: match r.status {
+            ExportedStatus::Succeeded => StepStatus::Succeeded,
+            ExportedStatus::Failed => StepStatus::Failed,
+            ExportedStatus::Cached => StepStatus::Cached,
+            ExportedStatus::Cancelled => StepStatus::Cancelled,
+        },
+        exit_code: r.exit_code.map(i64::from),
+        reason: r.reason.clone().map(|s| s.chars().take(4096).collect()),
+        cache_key: r.cache_key.clone(),
+        cached_from: r.cached_from.clone(),
+        image_digest: r.image_digest.clone(),
+        started_at_ms: Some(r.started_at_ms),
+        finished_at_ms: Some(r.finished_at_ms),
+        requested_cpu_millis: r.cpu_millis.min(i64::MAX as u64) as i64,
+        requested_memory_bytes: r.memory_bytes.min(i64::MAX as u64) as i64,
+        requested_gpu: i64::from(r.gpu),
+        peak_memory_bytes: Some(r.peak_memory_bytes.min(i64::MAX as u64) as i64),
+        cpu_micros: Some(r.cpu_micros.min(i64::MAX as u64) as i64),
+        wall_ms: Some(r.wall_ms.min(i64::MAX as u64) as i64),
+        inputs_json: to_json(&r.inputs),
+        outputs_json: to_json(&r.outputs),
+        gpu_model: None,
+        gpu_util_percent: None,
+        gpu_memory_peak_bytes: None,
+        gpu_idle_ms: None,
+        resources_note: None,
+        usage_key: None,
+        gpu_devices: None,
+    };
+    for (digest, (kind, size)) in &kinds {
+        state
+            .store
+            .record_artifact(digest, kind, *size, now)
+            .await?;
+    }
+    state.store.upsert_step_run(&rec).await?;
+    for (name, digest) in &r.inputs {
+        state
+            .store
+            .record_lineage(&rec.id, name, digest, Direction::Input)
+            .await?;
+    }
+    for (name, digest) in &r.outputs {
+        state
+            .store
+            .record_lineage(&rec.id, name, digest, Direction::Output)
+            .await?;
+    }
+    if !metrics.is_empty() {
+        state.store.record_metrics(&rec.id, &metrics, now).await?;
+    }
+
+    // The run's status: a failed last attempt fails it, all steps done succeeds it. A late
+    // report (a retry that succeeded after all) moves a failed run on again.
+    let (_, done) = state.store.step_progress(&run.id, &r.step).await?;
+    let status = match r.status {
+        ExportedStatus::Cancelled | ExportedStatus::Failed
+            if r.status == ExportedStatus::Cancelled || rec.attempt > i64::from(r.retries) =>
+        {
+            let status = if r.status == ExportedStatus::Cancelled {
+                RunStatus::Cancelled
+            } else {
+                RunStatus::Failed
+            };
+            let error = format!(
+                "step {} {}",
+                r.step,
+                r.reason.as_deref().unwrap_or("failed")
+            );
+            state
+                .store
+                .update_run_status(&run.id, status, Some(r.finished_at_ms), Some(&error))
+                .await?;
+            status
+        }
+        _ if done >= i64::from(r.steps) => {
+            state
+                .store
+                .update_run_status(&run.id, RunStatus::Succeeded, Some(r.finished_at_ms), None)
+                .await?;
+            RunStatus::Succeeded
+        }
+        _ => run.status,
+    };
+    audit(
+        &state,
+        &p,
+        "exported.step",
+        &run.id,
+        json!({
+            "orchestrator": r.orchestrator, "run": r.run, "step": r.step,
+            "attempt": rec.attempt, "status": rec.status.as_str(),
+        }),
+    )
+    .await;
+    Ok(Json(ExportedAnswer {
+        run_id: run.id,
+        step_run_id: rec.id,
+        attempt: rec.attempt as u32,
+        run_status: status.as_str().to_string(),
+    }))
+}

@@ -1,0 +1,313 @@
+//! Exported workflows (Argo, KFP) report their steps to the server, which records their runs
+//! with lineage and metrics and answers their cache lookups, without ever letting a report
+//! claim what is not stored or feed Gantry's own runs. Over HTTP against a real server with
+//! `--auth` (SQLite, or PostgreSQL when the suite runs on it).
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use gantry_kube::exported::{ExportedStatus, ExportedStep, run_id};
+use gantry_server::auth::{Role, issue_token};
+use gantry_store::RunStatus;
+use serde_json::{Value, json};
+use support::{Options, TestServer};
+
+async fn token(s: &TestServer, name: &str, role: Role, project: Option<&str>) -> String {
+    issue_token(&s.state.store, name, role, project)
+        .await
+        .unwrap()
+        .secret
+}
+
+async fn post(s: &TestServer, token: &str, path: &str, body: &Value) -> (u16, Value) {
+    let resp = s
+        .http
+        .post(s.url(path))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Stores `content` in the server's artifact store and returns its digest.
+async fn stored(s: &TestServer, name: &str, content: &str) -> String {
+    let path = s.home.path().join(name);
+    std::fs::write(&path, content).unwrap();
+    s.state.artifacts.put_path(&path).await.unwrap().digest
+}
+
+fn key(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
+}
+
+fn step(run: &str, name: &str, seq: u32, status: ExportedStatus) -> ExportedStep {
+    ExportedStep {
+        orchestrator: "argo".into(),
+        run: run.into(),
+        run_name: format!("iris-{run}"),
+        pipeline: "iris".into(),
+        step: name.into(),
+        seq,
+        steps: 2,
+        retries: 0,
+        status,
+        exit_code: Some(if status == ExportedStatus::Failed {
+            3
+        } else {
+            0
+        }),
+        reason: (status == ExportedStatus::Failed).then(|| "exit code 3".into()),
+        cache_key: None,
+        cached_from: None,
+        image_digest: Some(key('e')),
+        started_at_ms: 1_000,
+        finished_at_ms: 2_000,
+        cpu_millis: 500,
+        memory_bytes: 256 << 20,
+        gpu: 0,
+        peak_memory_bytes: 10 << 20,
+        cpu_micros: 400_000,
+        wall_ms: 1_000,
+        inputs: BTreeMap::new(),
+        outputs: BTreeMap::new(),
+        metrics: None,
+        params: json!({"lr": 0.1}),
+    }
+}
+
+fn body(r: &ExportedStep) -> Value {
+    serde_json::to_value(r).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exported_run_is_recorded_from_its_steps_reports_and_shares_the_cache() {
+    let s = TestServer::start(Options {
+        auth: true,
+        ..Options::default()
+    })
+    .await;
+    let wf = token(&s, "argo-iris", Role::Editor, Some("iris")).await;
+    let data = stored(&s, "data.csv", "a,b\n1,2\n").await;
+    let model = stored(&s, "model.bin", "weights").await;
+    let metrics = stored(
+        &s,
+        "metrics.json",
+        r#"{"accuracy": 0.93, "loss": {"train": 0.2}}"#,
+    )
+    .await;
+
+    // Step 1 of 2 (prepare) succeeds: the run exists and is running.
+    let mut prepare = step("uid-1", "prepare", 0, ExportedStatus::Succeeded);
+    prepare.outputs.insert("data".into(), data.clone());
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&prepare)).await;
+    assert_eq!(code, 200, "{a}");
+    let run = run_id("argo", "uid-1");
+    assert_eq!(a["run_id"], json!(run));
+    assert_eq!(a["attempt"], json!(1));
+    assert_eq!(a["run_status"], json!("running"));
+
+    // Step 2 (train) reads it and succeeds with a model and metrics: the run succeeded.
+    let mut train = step("uid-1", "train", 1, ExportedStatus::Succeeded);
+    train.inputs.insert("data".into(), data.clone());
+    train.outputs.insert("model".into(), model.clone());
+    train.metrics = Some(metrics.clone());
+    train.cache_key = Some(key('f'));
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&train)).await;
+    assert_eq!(code, 200, "{a}");
+    assert_eq!(a["run_status"], json!("succeeded"));
+    let train_run = a["step_run_id"].as_str().unwrap().to_string();
+
+    // The run reads like any other: steps, usage, lineage, metrics, who reported it.
+    let rec = s.state.store.get_run(&run).await.unwrap();
+    assert_eq!(rec.status, RunStatus::Succeeded);
+    assert_eq!(rec.pipeline, "iris");
+    assert_eq!(rec.spec_file, "argo:iris-uid-1");
+    assert_eq!(rec.submitted_by.as_deref(), Some("argo-iris"));
+    assert_eq!(rec.finished_at_ms, Some(2_000));
+    let steps = s.state.store.list_step_runs(&run).await.unwrap();
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[1].requested_cpu_millis, 500);
+    assert_eq!(steps[1].peak_memory_bytes, Some(10 << 20));
+    let lineage = s.state.store.lineage_for_run(&run).await.unwrap();
+    let edges: Vec<(&str, &str, &str)> = lineage
+        .iter()
+        .map(|l| (l.step.as_str(), l.direction.as_str(), l.digest.as_str()))
+        .collect();
+    assert!(
+        edges.contains(&("prepare", "output", data.as_str())),
+        "{edges:?}"
+    );
+    assert!(
+        edges.contains(&("train", "input", data.as_str())),
+        "{edges:?}"
+    );
+    assert!(
+        edges.contains(&("train", "output", model.as_str())),
+        "{edges:?}"
+    );
+    let (code, shown) = s.get(&format!("/api/v1/runs/{run}"), Some(&wf)).await;
+    assert_eq!(code, 200, "{shown}");
+    assert_eq!(shown["status"], json!("succeeded"));
+    let mut recorded = s.state.store.metrics_of_step_run(&train_run).await.unwrap();
+    recorded.sort_by(|a, b| a.0.cmp(&b.0));
+    let names: Vec<&str> = recorded.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(names, ["accuracy", "loss.train"]);
+
+    // Another run of the workflow asks the cache: the train step's outputs come back.
+    let query = json!({"pipeline": "iris", "key": key('f'), "outputs": ["model"]});
+    let (code, a) = post(&s, &wf, "/api/v1/exported/cache", &query).await;
+    assert_eq!(code, 200, "{a}");
+    assert_eq!(a["hit"]["step_run"], json!(train_run));
+    assert_eq!(a["hit"]["outputs"]["model"], json!(model));
+    // It reports the hit; the cached step names what it reused.
+    let mut hit = step("uid-2", "train", 1, ExportedStatus::Cached);
+    hit.cache_key = Some(key('f'));
+    hit.cached_from = Some(train_run.clone());
+    hit.inputs.insert("data".into(), data.clone());
+    hit.outputs.insert("model".into(), model.clone());
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&hit)).await;
+    assert_eq!(code, 200, "{a}");
+    let second = run_id("argo", "uid-2");
+    let steps = s.state.store.list_step_runs(&second).await.unwrap();
+    assert_eq!(steps[0].status, gantry_store::StepStatus::Cached);
+    assert_eq!(steps[0].cached_from.as_deref(), Some(train_run.as_str()));
+
+    // A declared output the entry lacks, or another project's lookup: no hit.
+    let more = json!({"pipeline": "iris", "key": key('f'), "outputs": ["model", "extra"]});
+    let (_, a) = post(&s, &wf, "/api/v1/exported/cache", &more).await;
+    assert_eq!(a["hit"], Value::Null);
+    let admin = token(&s, "root", Role::Admin, None).await;
+    let other = json!({"pipeline": "other", "key": key('f'), "outputs": ["model"]});
+    let (code, a) = post(&s, &admin, "/api/v1/exported/cache", &other).await;
+    assert_eq!((code, &a["hit"]), (200, &Value::Null), "{a}");
+    // Gantry's own runs never reuse what a pod reported.
+    assert_eq!(s.state.store.find_cached(&key('f')).await.unwrap(), None);
+
+    // Recovery after a restart leaves the orchestrator's runs alone.
+    let mut third = step("uid-3", "prepare", 0, ExportedStatus::Succeeded);
+    third.outputs.insert("data".into(), data.clone());
+    let (code, _) = post(&s, &wf, "/api/v1/exported/steps", &body(&third)).await;
+    assert_eq!(code, 200);
+    let interrupted = gantry_engine::interrupt_orphaned_runs(&s.state.store, s.home.path())
+        .await
+        .unwrap();
+    assert!(interrupted.is_empty(), "{interrupted:?}");
+    let third_id = run_id("argo", "uid-3");
+    assert_eq!(
+        s.state.store.get_run(&third_id).await.unwrap().status,
+        RunStatus::Running
+    );
+    // Cancelling it here is refused with where to do it.
+    let (code, a) = post(
+        &s,
+        &wf,
+        &format!("/api/v1/runs/{third_id}/cancel"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(code, 409, "{a}");
+    assert!(
+        a["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("argo stop"),
+        "{a}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_cannot_claim_what_is_not_stored_or_not_theirs() {
+    let s = TestServer::start(Options {
+        auth: true,
+        ..Options::default()
+    })
+    .await;
+    let wf = token(&s, "argo-iris", Role::Editor, Some("iris")).await;
+    let viewer = token(&s, "look", Role::Viewer, Some("iris")).await;
+    let teamb = token(&s, "teamb", Role::Editor, Some("teamb")).await;
+    let model = stored(&s, "model.bin", "weights").await;
+
+    // An output that is not in the server's store.
+    let mut r = step("uid-9", "train", 1, ExportedStatus::Succeeded);
+    r.outputs.insert("model".into(), key('9'));
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&r)).await;
+    assert_eq!(code, 400, "{a}");
+    assert_eq!(a["error"]["field"], json!("outputs.model"));
+
+    // A cache hit naming a step run that is no cache entry of that key.
+    let mut r = step("uid-9", "train", 1, ExportedStatus::Cached);
+    r.cache_key = Some(key('f'));
+    r.cached_from = Some("step-000000000000".into());
+    r.outputs.insert("model".into(), model.clone());
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&r)).await;
+    assert_eq!(code, 400, "{a}");
+    assert_eq!(a["error"]["field"], json!("cached_from"));
+
+    // Malformed reports name the field.
+    let (code, a) = post(
+        &s,
+        &wf,
+        "/api/v1/exported/steps",
+        &json!({"orchestrator": "argo"}),
+    )
+    .await;
+    assert_eq!(code, 400, "{a}");
+    assert_eq!(a["error"]["field"], json!("body"));
+    let mut r = step("uid-9", "train", 5, ExportedStatus::Succeeded);
+    r.steps = 2;
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&r)).await;
+    assert_eq!((code, &a["error"]["field"]), (400, &json!("seq")), "{a}");
+
+    // A viewer cannot report; another project's token cannot report or look up this one's.
+    let ok = step("uid-9", "prepare", 0, ExportedStatus::Succeeded);
+    let (code, _) = post(&s, &viewer, "/api/v1/exported/steps", &body(&ok)).await;
+    assert_eq!(code, 403);
+    let (code, _) = post(&s, &teamb, "/api/v1/exported/steps", &body(&ok)).await;
+    assert_eq!(code, 403);
+    let q = json!({"pipeline": "iris", "key": key('f'), "outputs": []});
+    let (code, _) = post(&s, &teamb, "/api/v1/exported/cache", &q).await;
+    assert_eq!(code, 403);
+    let (code, _) = post(
+        &s,
+        &wf,
+        "/api/v1/exported/cache",
+        &json!({"pipeline": "iris", "key": "x", "outputs": []}),
+    )
+    .await;
+    assert_eq!(code, 400);
+    // Nothing of the refused reports was recorded.
+    assert!(
+        s.state
+            .store
+            .get_run(&run_id("argo", "uid-9"))
+            .await
+            .is_err()
+    );
+
+    // Retries: a failure with attempts left keeps the run going; the last one fails it.
+    let mut f = step("uid-10", "train", 1, ExportedStatus::Failed);
+    f.retries = 1;
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&f)).await;
+    assert_eq!((code, &a["run_status"]), (200, &json!("running")), "{a}");
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&f)).await;
+    assert_eq!((code, &a["run_status"]), (200, &json!("failed")), "{a}");
+    assert_eq!(a["attempt"], json!(2));
+    let rec = s
+        .state
+        .store
+        .get_run(&run_id("argo", "uid-10"))
+        .await
+        .unwrap();
+    assert_eq!(rec.error.as_deref(), Some("step train exit code 3"));
+}
