@@ -231,9 +231,13 @@ pub async fn exec(paths: &Paths, opts: ExecOptions) -> anyhow::Result<u8> {
     let reporter = crate::step_report::Reporter::new(&plan, &opts.env, &opts.argv);
     if let Some(r) = &reporter {
         let cache = std::env::temp_dir().join("gantry-upload-cache");
-        let store = open_store(&plan, &cache)?;
-        if let Some(hit) = r.lookup(&plan, &store).await {
-            return reuse(paths, &plan, &opts, r, hit, started_at_ms).await;
+        match open_store(&plan, &cache) {
+            Ok(store) => {
+                if let Some(hit) = r.lookup(&plan, &store).await {
+                    return reuse(paths, &plan, &opts, r, hit, started_at_ms).await;
+                }
+            }
+            Err(e) => eprintln!("gantry: no cache lookup: {e:#}"),
         }
     }
     if opts.fetch {
