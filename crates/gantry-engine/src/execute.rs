@@ -497,7 +497,8 @@ async fn record_cache_hit<R: Runtime>(
     StepResult::from_record(&rec, outputs)
 }
 
-async fn record_lineage(
+/// Records what step run `step_run_id` read and wrote.
+pub async fn record_lineage(
     store: &Store,
     step_run_id: &str,
     inputs: &BTreeMap<String, String>,
@@ -886,7 +887,7 @@ async fn cleanup_step_dir<R: Runtime>(inner: &Arc<Inner<R>>, dir: &Path) {
 }
 
 /// Maps how the container ended to a step status and a reason a person can act on.
-pub(crate) fn classify(o: &StepOutcome, timeout: Option<Duration>) -> (StepStatus, Option<String>) {
+pub fn classify(o: &StepOutcome, timeout: Option<Duration>) -> (StepStatus, Option<String>) {
     match o.termination {
         Termination::Cancelled => (StepStatus::Cancelled, Some("cancelled".into())),
         Termination::OomKilled => (StepStatus::Failed, Some("oom-killed".into())),

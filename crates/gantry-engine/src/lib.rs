@@ -31,7 +31,7 @@ pub use admission::{Capacity, QueueCapacity, QueueSnapshot, Scheduler};
 pub use builtin_image::{BUILTIN_BINARY, ensure_builtin_image, existing_builtin_image};
 pub use error::EngineError;
 pub use events::{EchoRoom, Event, RunSummary, StepSummary};
-pub use execute::{METRICS_MAX_BYTES, parse_metrics, pullable};
+pub use execute::{METRICS_MAX_BYTES, classify, parse_metrics, pullable, record_lineage};
 pub use gantry_alloc::queue::{Priority, Quota};
 pub use input_policy::{DataRoot, InputPolicy, PathAccess, PathRefusal};
 pub use mlflow_mirror::GANTRY_RUN_TAG;

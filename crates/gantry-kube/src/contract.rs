@@ -140,6 +140,22 @@ pub struct StepReport {
 }
 
 impl StepReport {
+    /// How the command ended, as the engine's outcomes name it.
+    pub fn termination(&self) -> gantry_runtime::Termination {
+        use gantry_runtime::Termination;
+        if self.oom_killed {
+            Termination::OomKilled
+        } else if self.timed_out {
+            Termination::TimedOut
+        } else if self.stopped {
+            Termination::Cancelled
+        } else if self.signal.is_some() {
+            Termination::Signaled
+        } else {
+            Termination::Exited
+        }
+    }
+
     /// The report as one termination message, or `None` when it is over
     /// [`MAX_TERMINATION_MESSAGE`] (store it and send [`StepReport::pointer`] instead).
     pub fn message(&self) -> Option<String> {

@@ -922,16 +922,13 @@ fn ended(
     let report = term.message.as_deref().map(StepReport::parse);
     match report {
         Some(Ok(r)) => {
-            let termination = if r.oom_killed || reason == "OOMKilled" {
+            // What the container's state adds to the wrapper's own account.
+            let termination = if reason == "OOMKilled" {
                 Termination::OomKilled
-            } else if r.timed_out || deadline {
+            } else if deadline && !r.oom_killed {
                 Termination::TimedOut
-            } else if r.stopped {
-                Termination::Cancelled
-            } else if r.signal.is_some() {
-                Termination::Signaled
             } else {
-                Termination::Exited
+                r.termination()
             };
             let wall = if r.wall_ms > 0 {
                 r.wall_ms

@@ -208,6 +208,14 @@ async fn an_exported_run_is_recorded_from_its_steps_reports_and_shares_the_cache
         s.state.store.get_run(&third_id).await.unwrap().status,
         RunStatus::Running
     );
+    // Rerunning it here is refused: its spec and runner are the orchestrator's.
+    let engine = s
+        .state
+        .runs
+        .engine()
+        .expect("the test server runs pipelines");
+    let err = engine.rerun_request(&third_id).await.expect_err("refused");
+    assert!(err.to_string().contains("exported workflow"), "{err}");
     // Cancelling it here is refused with where to do it.
     let (code, a) = post(
         &s,

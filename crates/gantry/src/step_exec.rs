@@ -23,6 +23,7 @@ use gantry_kube::contract::{PLAN_ENV, StepPlan, StepReport, TERMINATION_LOG, VER
 
 use crate::exit::{self, coded};
 use crate::step_report;
+use gantry_engine::now_ms;
 
 /// Where the pod's files are; tests in a plain container point these elsewhere.
 #[derive(Clone, Debug)]
@@ -328,45 +329,26 @@ pub async fn exec(paths: &Paths, opts: ExecOptions) -> anyhow::Result<u8> {
     })
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// The attempt as the server records it: the engine's statuses and reasons.
+/// The attempt as the server records it: the engine's status and reason for the same ending.
 fn done(report: &StepReport, opts: &ExecOptions, started_at_ms: i64) -> step_report::Done {
     use gantry_kube::exported::ExportedStatus;
-    let (status, reason) = if report.stopped {
-        (ExportedStatus::Cancelled, Some("cancelled".to_string()))
-    } else if report.oom_killed {
-        (ExportedStatus::Failed, Some("oom-killed".into()))
-    } else if report.timed_out {
-        let t = opts.timeout.map(|t| t.as_millis()).unwrap_or(0);
-        let after = if t.is_multiple_of(1000) {
-            format!("{}s", t / 1000)
-        } else {
-            format!("{t}ms")
-        };
-        (
-            ExportedStatus::Failed,
-            Some(format!("timeout after {after}")),
-        )
-    } else if report.exit_code == Some(0) {
-        match &report.error {
+    use gantry_store::StepStatus;
+    let outcome = gantry_runtime::StepOutcome {
+        exit_code: report.exit_code,
+        signal: report.signal,
+        termination: report.termination(),
+        pids_limit_hit: report.pids_limit_hit,
+        usage: gantry_runtime::Usage::default(),
+        artifacts: None,
+    };
+    let (status, reason) = match gantry_engine::classify(&outcome, opts.timeout) {
+        // Outputs that did not reach the store fail the step, as on the cluster.
+        (StepStatus::Succeeded, _) => match &report.error {
             None => (ExportedStatus::Succeeded, None),
             Some(e) => (ExportedStatus::Failed, Some(e.clone())),
-        }
-    } else if let Some(s) = report.signal {
-        (
-            ExportedStatus::Failed,
-            Some(format!("killed by signal {s}")),
-        )
-    } else {
-        (
-            ExportedStatus::Failed,
-            Some(format!("exit code {}", report.exit_code.unwrap_or(-1))),
-        )
+        },
+        (StepStatus::Cancelled, r) => (ExportedStatus::Cancelled, r),
+        (_, r) => (ExportedStatus::Failed, r),
     };
     let succeeded = status == ExportedStatus::Succeeded;
     step_report::Done {

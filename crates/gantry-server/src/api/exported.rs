@@ -20,7 +20,7 @@ use axum::{Extension, Json};
 use gantry_kube::exported::{
     CacheAnswer, CacheHit, CacheQuery, ExportedAnswer, ExportedStatus, ExportedStep, run_id,
 };
-use gantry_store::{Direction, RunRecord, RunStatus, StepRunRecord, StepStatus};
+use gantry_store::{RunRecord, RunStatus, StepRunRecord, StepStatus};
 use serde_json::json;
 
 use super::{ApiError, ApiResult, audit, require_write};
@@ -236,18 +236,9 @@ pub async fn report(
             .await?;
     }
     state.store.upsert_step_run(&rec).await?;
-    for (name, digest) in &r.inputs {
-        state
-            .store
-            .record_lineage(&rec.id, name, digest, Direction::Input)
-            .await?;
-    }
-    for (name, digest) in &r.outputs {
-        state
-            .store
-            .record_lineage(&rec.id, name, digest, Direction::Output)
-            .await?;
-    }
+    gantry_engine::record_lineage(&state.store, &rec.id, &r.inputs, &r.outputs)
+        .await
+        .map_err(|e| ApiError::internal("recording lineage", e))?;
     if !metrics.is_empty() {
         state.store.record_metrics(&rec.id, &metrics, now).await?;
     }

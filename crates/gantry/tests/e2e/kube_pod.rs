@@ -521,7 +521,7 @@ fn an_exported_step_uses_gantrys_cache_and_is_recorded_by_the_server() {
         serde_json::to_string(&plan).unwrap()
     };
     // The command never sees the token; each execution leaves a line in /gantry/ran.
-    let script = r#"test -z "$GANTRY_STEP_TOKEN" || exit 9; echo "$MODE" >> /gantry/ran; tr a-z A-Z < /gantry/inputs/data > /gantry/outputs/out; echo '{"chars": 3}' > /gantry/metrics.json"#;
+    let script = r#"test -z "$GANTRY_STEP_TOKEN" || exit 9; echo "$MODE" >> /gantry/ran; test "$MODE" != fail || exit 3; tr a-z A-Z < /gantry/inputs/data > /gantry/outputs/out; echo '{"chars": 3}' > /gantry/metrics.json"#;
     let with_token = [format!("GANTRY_STEP_TOKEN={token}")];
     let step = |run: &str, mode: &str| {
         let plan = plan(run);
@@ -613,4 +613,93 @@ fn an_exported_step_uses_gantrys_cache_and_is_recorded_by_the_server() {
     let (code, logs) = step("uid-3", "quiet");
     assert_eq!(code, Some(0), "{logs:?}");
     assert_eq!(ran(), "loud\nquiet\n", "{logs:?}");
+
+    // A failing command is recorded as Gantry words it, and fails its run (no retries).
+    let (code, logs) = step("uid-4", "fail");
+    assert_eq!(code, Some(3), "{logs:?}");
+    let shown = show(&run_id("kfp", "uid-4"));
+    assert_eq!(shown["status"], "failed", "{shown:#}");
+    let failed = crate::support::step(&shown, "upper");
+    assert_eq!(failed["status"], "failed", "{shown:#}");
+    assert_eq!(failed["reason"], "exit code 3", "{shown:#}");
+    assert_eq!(failed["outputs"], serde_json::json!({}), "{shown:#}");
+}
+
+/// With the server unreachable, an exported step still runs and delivers its outputs; it
+/// says in its log that it is neither cached nor recorded.
+#[test]
+fn an_exported_step_runs_when_the_server_cannot_be_reached() {
+    use gantry_kube::exported::{KeyPlan, ReportPlan};
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let pod = Pod::new(moto);
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("in"), "abc").unwrap();
+    let input = pod.put(&src.path().join("in"));
+    let mut plan: StepPlan =
+        serde_json::from_str(&pod.plan(vec![("data", input)], &["out"])).unwrap();
+    // Nothing listens on port 1.
+    plan.report = Some(ReportPlan {
+        server: "http://127.0.0.1:1".into(),
+        orchestrator: "argo".into(),
+        run: "uid-x".into(),
+        run_name: "iris-x".into(),
+        pipeline: "iris".into(),
+        steps: 1,
+        retries: 0,
+        cache: true,
+        cpu_millis: 1000,
+        memory_bytes: 512 << 20,
+        gpu: 0,
+        key: Some(KeyPlan {
+            image_digest: format!("sha256:{}", "a".repeat(64)),
+            env: vec![],
+            network: false,
+            builtin: false,
+            float_params: vec![],
+        }),
+    });
+    let plan = serde_json::to_string(&plan).unwrap();
+    let (code, logs) = pod.container_with(
+        "unreachable",
+        &[
+            "/opt/gantry/bin/gantry",
+            "step-exec",
+            "--fetch",
+            "--plan",
+            &plan,
+            "--env",
+            "GANTRY_STEP=upper",
+            "--env",
+            "GANTRY_STEP_SEQ=0",
+            "--digest-file",
+            "out=/gantry/kfp/outputs/out",
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z < /gantry/inputs/data > /gantry/outputs/out",
+        ],
+        None,
+        true,
+        vec![BindMount {
+            source: pod.work.clone(),
+            destination: "/gantry".into(),
+            readonly: false,
+        }],
+        &["GANTRY_STEP_TOKEN=gantry_unused".to_string()],
+    );
+    assert_eq!(code, Some(0), "{logs:?}");
+    let out = std::fs::read_to_string(pod.work.join("kfp/outputs/out")).unwrap();
+    assert_eq!(pod.read(&out), b"ABC");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("cache lookup at http://127.0.0.1:1 failed")),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("could not report to http://127.0.0.1:1")),
+        "{logs:?}"
+    );
 }
