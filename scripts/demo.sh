@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 # The demo's own build (profile `demo` in Cargo.toml): what the demo runs optimized at
 # opt-level 1, what it never runs (the ONNX runtime, Kubernetes, S3, PostgreSQL, TLS) not
-# optimized, so the first run waits about 7 minutes on 2 cores instead of 11. Every feature is
+# optimized, so the first run waits about 7 minutes on 2 cores instead of 15. Every feature is
 # in it; `cargo install --locked --path crates/gantry` builds the fully optimized binary.
 if [ ! -x target/demo/gantry ]; then
   echo "building gantry for the demo: the first build compiles about 420 crates, about 7 minutes on 2 cores; later builds take seconds to minutes" >&2

@@ -17,6 +17,14 @@ use tokio_util::sync::CancellationToken;
 use crate::moto::Moto;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gantry");
+
+/// The binary the pods run: this build's, or the shipped one given as `GANTRY_TEST_POD_BINARY`
+/// (`scripts/build-static.sh`'s static release build, to check it in real containers).
+fn pod_binary() -> PathBuf {
+    std::env::var_os("GANTRY_TEST_POD_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(BIN))
+}
 const BUCKET: &str = "pods";
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -46,8 +54,12 @@ fn rootfs(dir: &Path) -> PathBuf {
     .unwrap();
     let exe = root.join("opt/gantry/bin/gantry");
     std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
-    std::fs::copy(BIN, &exe).unwrap();
-    let ldd = std::process::Command::new("ldd").arg(BIN).output().unwrap();
+    let bin = pod_binary();
+    std::fs::copy(&bin, &exe).unwrap();
+    let ldd = std::process::Command::new("ldd")
+        .arg(&bin)
+        .output()
+        .unwrap();
     for line in String::from_utf8_lossy(&ldd.stdout).lines() {
         let path = line
             .split_whitespace()
@@ -346,8 +358,7 @@ fn a_pod_fetches_by_digest_runs_the_step_under_the_wrapper_and_reports_its_outpu
     assert!(report.timed_out, "{report:?}");
     assert_eq!(report.exit_code, Some(0), "{report:?}");
     assert_eq!(pod.read(&report.outputs["out"]), b"saved\n");
-    // One that ignores SIGTERM is killed after the grace.
-    let started = std::time::Instant::now();
+    // One that ignores SIGTERM is killed after the grace (the loop never ends by itself).
     let (_, _) = pod.step(
         &plan,
         &["--timeout-ms=300", "--grace-ms=500"],
@@ -356,7 +367,6 @@ fn a_pod_fetches_by_digest_runs_the_step_under_the_wrapper_and_reports_its_outpu
     let report = pod.report();
     assert!(report.timed_out);
     assert_eq!(report.signal, Some(9), "{report:?}");
-    assert!(started.elapsed() < Duration::from_secs(30));
 
     // A missing command is 127, as a shell says.
     let (code, _) = pod.container(
