@@ -103,6 +103,10 @@ pub(crate) fn render(
 
     let mut template_namer = Namer::new(63);
     let entry = template_namer.name(ENTRYPOINT);
+    let end = opts
+        .report
+        .as_ref()
+        .map(|_| template_namer.name(crate::END_NAME));
     let mut templates = Vec::with_capacity(groups.len() + 1);
     // Per unit: its template's name and the values of the template's varying parameters.
     let mut task_template: Vec<(String, Vec<String>)> =
@@ -275,6 +279,9 @@ pub(crate) fn render(
             Some(_) => {}
         }
     }
+    if let Some(end) = &end {
+        templates.push(named(end, end_template(units, opts)?));
+    }
     if dag_tasks.len() > MAX_ITEMS || templates.len() + 1 > MAX_ITEMS {
         return Err(CompileError::Shape(format!(
             "the Argo Workflow needs {} top-level tasks and {} templates; Argo's Workflow CRD allows at most {MAX_ITEMS} of each (each matrix sweep counts as one task per {MAX_ITEMS} members): merge steps or split the pipeline",
@@ -299,6 +306,9 @@ pub(crate) fn render(
         metadata["annotations"]["workflows.argoproj.io/description"] = json!(d);
     }
     let mut spec = json!({ "entrypoint": entry });
+    if let Some(end) = &end {
+        spec["onExit"] = json!(end);
+    }
     let arguments: Vec<Value> = units
         .params
         .iter()
@@ -522,6 +532,53 @@ fn template(
     t["initContainers"] = json!([fetch]);
     t["container"] = main;
     Ok(t)
+}
+
+/// The exit handler (`--report-to`): `gantry step-end` in the helper image tells the server
+/// how the workflow ended, so that a step that died before it could report (evicted,
+/// OOM-killed, deadline) does not leave the run `running`. It needs the network (the server).
+fn end_template(units: &Units, opts: &CompileOptions) -> Result<Value, CompileError> {
+    let (Some(plan), Some(to)) = (
+        crate::end_plan(units, opts, crate::Target::Argo),
+        &opts.report,
+    ) else {
+        return Err(CompileError::Shape("no report to end".into()));
+    };
+    let plan = serde_json::to_string(&plan).map_err(|e| CompileError::Serialize(e.to_string()))?;
+    let security = serde_json::to_value(container_security(opts.uid, opts.gid))
+        .map_err(|e| CompileError::Serialize(e.to_string()))?;
+    let cpu = format!("{}m", crate::END_CPU_MILLIS);
+    let memory = crate::END_MEMORY_BYTES.to_string();
+    let quota = json!({ "cpu": cpu, "memory": memory });
+    Ok(json!({
+        "metadata": {
+            "labels": { LABEL_MANAGED_BY: MANAGED_BY, LABEL_NETWORK: "egress" },
+        },
+        "container": {
+            "name": STEP_CONTAINER,
+            "image": opts.helper_image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": [
+                HELPER_BINARY, "step-end",
+                "--status", "{{workflow.status}}",
+                "--failures", "{{workflow.failures}}",
+            ],
+            "env": [
+                env("HOME", "/tmp"),
+                env(PLAN_ENV, &plan),
+                {
+                    "name": gantry_kube::exported::TOKEN_ENV,
+                    "valueFrom": { "secretKeyRef": {
+                        "name": to.token_secret,
+                        "key": gantry_kube::exported::TOKEN_KEY,
+                    }},
+                },
+            ],
+            "resources": { "requests": quota, "limits": quota },
+            "securityContext": security,
+            "volumeMounts": [mount("tmp", "/tmp", false, None)],
+        },
+    }))
 }
 
 /// Requests = limits, the GPU on the step only (the fetch shares the step's budget).

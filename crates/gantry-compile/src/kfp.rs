@@ -41,6 +41,12 @@ pub(crate) fn render(
     };
 
     let mut task_namer = Namer::new(63);
+    // With --report-to the steps run inside an exit handler's DAG, after which a task reports
+    // the pipeline's final status (`gantry step-end`).
+    let exit_names = opts
+        .report
+        .as_ref()
+        .map(|_| (task_namer.name(EXIT_DAG), task_namer.name(crate::END_NAME)));
     let tasks: Vec<String> = units
         .units
         .iter()
@@ -130,6 +136,12 @@ pub(crate) fn render(
     // One component per declared step where its members differ only in arguments.
     let groups = units.groups();
     let mut component_namer = Namer::new(58);
+    let exit_components = exit_names.as_ref().map(|_| {
+        (
+            component_namer.name(EXIT_DAG),
+            component_namer.name(crate::END_NAME),
+        )
+    });
     let mut components = serde_json::Map::new();
     let mut executors = serde_json::Map::new();
     let mut platform_executors = serde_json::Map::new();
@@ -217,6 +229,49 @@ pub(crate) fn render(
     }
 
     let mut root = json!({ "dag": { "tasks": dag_tasks } });
+    if let (Some((dag_task, end_task)), Some((dag_comp, end_comp))) =
+        (&exit_names, &exit_components)
+    {
+        let free: Vec<&Param> = units.params.iter().filter(|q| q.free).collect();
+        let comp_dag = format!("comp-{dag_comp}");
+        let mut sub = json!({ "dag": root["dag"].take() });
+        let mut pass = serde_json::Map::new();
+        if !free.is_empty() {
+            let defs: serde_json::Map<String, Value> = free
+                .iter()
+                .map(|q| {
+                    let name = param_names[q.name.as_str()].clone();
+                    (name, json!({ "parameterType": parameter_type(&q.value) }))
+                })
+                .collect();
+            for name in defs.keys() {
+                pass.insert(name.clone(), json!({ "componentInputParameter": name }));
+            }
+            sub["inputDefinitions"] = json!({ "parameters": defs });
+        }
+        components.insert(comp_dag.clone(), sub);
+        let mut dag = json!({
+            "taskInfo": { "name": dag_task },
+            "componentRef": { "name": comp_dag },
+        });
+        if !pass.is_empty() {
+            dag["inputs"] = json!({ "parameters": pass });
+        }
+        let (comp, exec, container, platform) = end_parts(end_comp, units, opts)?;
+        components.insert(comp.clone(), comp_value(&exec));
+        executors.insert(exec.clone(), json!({ "container": container }));
+        platform_executors.insert(exec, platform);
+        let end = json!({
+            "taskInfo": { "name": end_task },
+            "componentRef": { "name": comp },
+            "dependentTasks": [dag_task],
+            "inputs": { "parameters": { END_STATUS: {
+                "taskFinalStatus": { "producerTask": dag_task },
+            }}},
+            "triggerPolicy": { "strategy": "ALL_UPSTREAM_TASKS_COMPLETED" },
+        });
+        root = json!({ "dag": { "tasks": { dag_task.clone(): dag, end_task.clone(): end } } });
+    }
     let root_params: serde_json::Map<String, Value> = units
         .params
         .iter()
@@ -254,6 +309,83 @@ pub(crate) fn render(
     text.push_str("---\n");
     text.push_str(&to_yaml(&platform)?);
     Ok(text)
+}
+
+/// The exit handler's DAG of all the steps (KFP's `dsl.ExitHandler`).
+const EXIT_DAG: &str = "exit-handler";
+/// The end task's input: the DAG's final status (`PipelineTaskFinalStatus`).
+const END_STATUS: &str = "status";
+
+/// The end task's component's interface.
+fn comp_value(exec: &str) -> Value {
+    json!({
+        "executorLabel": exec,
+        "inputDefinitions": { "parameters": { END_STATUS: {
+            "parameterType": "TASK_FINAL_STATUS",
+            "isOptional": true,
+        }}},
+    })
+}
+
+/// `(component, executor, container, platform)` of the end task: `gantry step-end` in the
+/// helper image with the final status, the plan and the token.
+fn end_parts(
+    name: &str,
+    units: &Units,
+    opts: &CompileOptions,
+) -> Result<(String, String, Value, Value), CompileError> {
+    let (Some(plan), Some(to)) = (
+        crate::end_plan(units, opts, crate::Target::Kfp),
+        &opts.report,
+    ) else {
+        return Err(CompileError::Shape("no report to end".into()));
+    };
+    let plan = serde_json::to_string(&plan).map_err(|e| CompileError::Serialize(e.to_string()))?;
+    let cpu = format!("{}m", crate::END_CPU_MILLIS);
+    let memory = crate::END_MEMORY_BYTES.to_string();
+    let container = json!({
+        "image": opts.helper_image,
+        "command": [HELPER_BINARY, "step-end"],
+        "args": ["--kfp-status", input_placeholder(END_STATUS), "--plan", plan],
+        "resources": {
+            "resourceCpuLimit": cpu,
+            "resourceCpuRequest": cpu,
+            "resourceMemoryLimit": memory,
+            "resourceMemoryRequest": memory,
+        },
+    });
+    let mut platform = json!({
+        "emptyDirMounts": [{ "volumeName": "gantry-tmp", "mountPath": "/tmp" }],
+        "securityContext": {
+            "runAsUser": opts.uid,
+            "runAsGroup": opts.gid,
+            "runAsNonRoot": true,
+        },
+        "podMetadata": {
+            "labels": { LABEL_MANAGED_BY: MANAGED_BY, LABEL_NETWORK: "egress" },
+        },
+        "secretAsEnv": [{
+            "secretName": to.token_secret,
+            "keyToEnv": [{
+                "secretKey": gantry_kube::exported::TOKEN_KEY,
+                "envVar": gantry_kube::exported::TOKEN_ENV,
+            }],
+        }],
+    });
+    if !opts.image_pull_secrets.is_empty() {
+        platform["imagePullSecret"] = json!(
+            opts.image_pull_secrets
+                .iter()
+                .map(|n| json!({ "secretName": n }))
+                .collect::<Vec<_>>()
+        );
+    }
+    Ok((
+        format!("comp-{name}"),
+        format!("exec-{name}"),
+        container,
+        platform,
+    ))
 }
 
 fn input_placeholder(name: &str) -> String {
@@ -310,10 +442,14 @@ fn container<'a>(
     let mut env: Vec<(String, String)> = vec![
         ("HOME".into(), "/tmp".into()),
         ("GANTRY_RUN_ID".into(), "{{$.pipeline_job_name}}".into()),
-        ("GANTRY_STEP".into(), unit.name.clone()),
     ];
     if opts.report.is_some() {
-        env.push((crate::SEQ_ENV.into(), unit.seq.to_string()));
+        // Position and name in one argument: a sweep's members differ in it alone, one task
+        // input each (a 1,000-member sweep stays under the size limit).
+        args.push("--step".into());
+        args.push(format!("{}:{}", unit.seq, unit.name));
+    } else {
+        env.push(("GANTRY_STEP".into(), unit.name.clone()));
     }
     for (k, v) in &unit.env {
         units.params_in(v, &mut used);

@@ -44,6 +44,16 @@ pub enum Target {
     Kfp,
 }
 
+impl Target {
+    /// `(orchestrator, run id, run name)` of a report: the orchestrator's placeholders.
+    fn run_placeholders(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Target::Argo => ("argo", "{{workflow.uid}}", "{{workflow.name}}"),
+            Target::Kfp => ("kfp", "{{$.pipeline_job_uuid}}", "{{$.pipeline_job_name}}"),
+        }
+    }
+}
+
 impl std::str::FromStr for Target {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -261,10 +271,6 @@ pub(crate) fn report_plan(
     target: Target,
 ) -> Option<gantry_kube::exported::ReportPlan> {
     let to = opts.report.as_ref()?;
-    let (orchestrator, run, run_name) = match target {
-        Target::Argo => ("argo", "{{workflow.uid}}", "{{workflow.name}}"),
-        Target::Kfp => ("kfp", "{{$.pipeline_job_uuid}}", "{{$.pipeline_job_name}}"),
-    };
     let key = unit
         .image
         .rsplit_once('@')
@@ -282,20 +288,67 @@ pub(crate) fn report_plan(
                 .collect(),
         });
     Some(gantry_kube::exported::ReportPlan {
-        server: to.server.clone(),
-        orchestrator: orchestrator.into(),
-        run: run.into(),
-        run_name: run_name.into(),
-        pipeline: units.pipeline.clone(),
-        steps: units.units.len() as u32,
         retries: unit.retries,
         cache: unit.cache,
         cpu_millis: unit.cpu_millis,
         memory_bytes: unit.memory_bytes,
         gpu: unit.gpu.as_ref().map_or(0, |g| g.count),
         key,
+        ..base_report(units, to, target)
     })
 }
+
+/// The report's run and server; no retries, cache or resources of a step.
+fn base_report(
+    units: &units::Units,
+    to: &ReportTo,
+    target: Target,
+) -> gantry_kube::exported::ReportPlan {
+    let (orchestrator, run, run_name) = target.run_placeholders();
+    gantry_kube::exported::ReportPlan {
+        server: to.server.clone(),
+        orchestrator: orchestrator.into(),
+        run: run.into(),
+        run_name: run_name.into(),
+        pipeline: units.pipeline.clone(),
+        steps: units.units.len() as u32,
+        retries: 0,
+        cache: false,
+        cpu_millis: 0,
+        memory_bytes: 0,
+        gpu: 0,
+        key: None,
+    }
+}
+
+/// The exit handler's name (Argo template, KFP task and component): it reports the
+/// workflow's end (`gantry step-end`) when the steps report (`--report-to`).
+pub(crate) const END_NAME: &str = "gantry-end";
+
+/// The exit handler's plan: no inputs or outputs, the report's run and server.
+pub(crate) fn end_plan(
+    units: &units::Units,
+    opts: &CompileOptions,
+    target: Target,
+) -> Option<gantry_kube::contract::StepPlan> {
+    let to = opts.report.as_ref()?;
+    Some(gantry_kube::contract::StepPlan {
+        v: gantry_kube::contract::VERSION,
+        artifacts: opts.artifacts.clone(),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        params: serde_json::json!({}),
+        report: Some(gantry_kube::exported::ReportPlan {
+            cpu_millis: END_CPU_MILLIS,
+            memory_bytes: END_MEMORY_BYTES,
+            ..base_report(units, to, target)
+        }),
+    })
+}
+
+/// What the exit handler asks for (one HTTP call).
+pub(crate) const END_CPU_MILLIS: u64 = 100;
+pub(crate) const END_MEMORY_BYTES: u64 = 128 << 20;
 
 /// The environment variable holding a step's position in the plan, for its report.
 pub const SEQ_ENV: &str = gantry_kube::exported::SEQ_ENV;

@@ -250,12 +250,12 @@ fn check_kfp(spec: &Value, platform: Option<&Value>, errors: &mut Vec<String>) {
     let components = &spec["components"];
     let executors = &spec["deploymentSpec"]["executors"];
     let executor_names = keys(executors);
-    let root_inputs = keys(&spec["root"]["inputDefinitions"]["parameters"]);
     // Which components use each executor: their declarations must cover its placeholders.
     let mut users: HashMap<&str, Vec<&str>> = HashMap::new();
     if let Some(map) = components.as_object() {
         for (name, c) in map {
             match c["executorLabel"].as_str() {
+                None if c.get("dag").is_some() => {}
                 Some(e) if executor_names.contains(e) => users.entry(e).or_default().push(name),
                 Some(e) => errors.push(format!(
                     "component {name}: executorLabel {e} names no executor"
@@ -299,11 +299,33 @@ fn check_kfp(spec: &Value, platform: Option<&Value>, errors: &mut Vec<String>) {
             }
         }
     }
-    let tasks = &spec["root"]["dag"]["tasks"];
+    check_kfp_dag("root", &spec["root"], components, errors);
+    if let Some(map) = components.as_object() {
+        for (name, c) in map.iter().filter(|(_, c)| c.get("dag").is_some()) {
+            check_kfp_dag(&format!("component {name}"), c, components, errors);
+        }
+    }
+    if let Some(platform) = platform {
+        let pexecs = &platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"];
+        for name in keys(pexecs) {
+            if !executor_names.contains(name) {
+                errors.push(format!(
+                    "platform spec: executor {name} is not in deploymentSpec.executors"
+                ));
+            }
+        }
+    }
+}
+
+/// The tasks of one DAG (the root's or a DAG component's): components, dependencies, inputs
+/// from the DAG's own inputs or its other tasks' outputs.
+fn check_kfp_dag(scope: &str, dag: &Value, components: &Value, errors: &mut Vec<String>) {
+    let tasks = &dag["dag"]["tasks"];
+    let scope_inputs = keys(&dag["inputDefinitions"]["parameters"]);
     let task_names = keys(tasks);
     if let Some(map) = tasks.as_object() {
         for (tname, task) in map {
-            let where_ = format!("root task {tname}");
+            let where_ = format!("{scope} task {tname}");
             let comp_name = task["componentRef"]["name"].as_str().unwrap_or("");
             let Some(comp) = components.get(comp_name) else {
                 errors.push(format!(
@@ -332,10 +354,17 @@ fn check_kfp(spec: &Value, platform: Option<&Value>, errors: &mut Vec<String>) {
             if let Some(inputs) = task["inputs"]["parameters"].as_object() {
                 for (input, v) in inputs {
                     if let Some(p) = v["componentInputParameter"].as_str()
-                        && !root_inputs.contains(p)
+                        && !scope_inputs.contains(p)
                     {
                         errors.push(format!(
-                            "{where_}.{input}: componentInputParameter {p} is not a pipeline input"
+                            "{where_}.{input}: componentInputParameter {p} is not an input of {scope}"
+                        ));
+                    }
+                    if let Some(producer) = v["taskFinalStatus"]["producerTask"].as_str()
+                        && (!deps.contains(producer) || !task_names.contains(producer))
+                    {
+                        errors.push(format!(
+                            "{where_}.{input}: taskFinalStatus of {producer:?}, not a task it depends on"
                         ));
                     }
                     let top = &v["taskOutputParameter"];
@@ -360,16 +389,6 @@ fn check_kfp(spec: &Value, platform: Option<&Value>, errors: &mut Vec<String>) {
                         }
                     }
                 }
-            }
-        }
-    }
-    if let Some(platform) = platform {
-        let pexecs = &platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"];
-        for name in keys(pexecs) {
-            if !executor_names.contains(name) {
-                errors.push(format!(
-                    "platform spec: executor {name} is not in deploymentSpec.executors"
-                ));
             }
         }
     }

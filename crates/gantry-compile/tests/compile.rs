@@ -448,7 +448,7 @@ fn steps_that_report_carry_the_server_in_their_plan_and_the_token_to_the_wrapper
     for needle in [
         r#"\"run\":\"{{$.pipeline_job_uuid}}\""#,
         r#"\"orchestrator\":\"kfp\""#,
-        "GANTRY_STEP_SEQ=",
+        "- --step\n        - 1:split\n",
         "secretName: gantry-iris-token",
         "envVar: GANTRY_STEP_TOKEN",
     ] {
@@ -481,4 +481,118 @@ fn steps_that_report_carry_the_server_in_their_plan_and_the_token_to_the_wrapper
         assert!(matches!(err, CompileError::Options(_)), "{err}");
         assert!(err.to_string().contains(flag), "{err}");
     }
+}
+
+#[test]
+fn a_reporting_workflow_ends_with_a_handler_that_reports_how_it_ended() {
+    let mut opts = options();
+    opts.report = Some(gantry_compile::ReportTo {
+        server: "http://gantry.gantry.svc:8080".into(),
+        token_secret: "gantry-iris-token".into(),
+    });
+    let p = parse(&iris());
+    let steps = 6; // iris(): ingest, split, two sweep members, evaluate, publish.report
+    let yaml = |text: &str| serde_saphyr::from_multiple::<serde_json::Value>(text).expect("yaml");
+
+    // Argo: spec.onExit names a template running `gantry step-end` with the workflow's status
+    // and failures, the token, the network label, and a plan that names the run.
+    let argo = compile_argo(&p, &opts).expect("compiles");
+    kube::assert_valid_argo_workflow(&argo);
+    let wf = yaml(&argo).remove(0);
+    assert_eq!(wf["spec"]["onExit"], "gantry-end", "{argo}");
+    let end = wf["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "gantry-end")
+        .expect("the exit template");
+    let c = &end["container"];
+    assert_eq!(c["image"], HELPER, "{end:#}");
+    assert_eq!(
+        c["command"],
+        serde_json::json!([
+            "/opt/gantry/bin/gantry",
+            "step-end",
+            "--status",
+            "{{workflow.status}}",
+            "--failures",
+            "{{workflow.failures}}"
+        ])
+    );
+    assert_eq!(end["metadata"]["labels"]["gantry.dev/network"], "egress");
+    let env = c["env"].as_array().unwrap();
+    let var = |name: &str| env.iter().find(|e| e["name"] == name).cloned();
+    assert_eq!(
+        var("GANTRY_STEP_TOKEN").expect("token")["valueFrom"]["secretKeyRef"]["name"],
+        "gantry-iris-token"
+    );
+    let plan: serde_json::Value = serde_json::from_str(
+        var("GANTRY_STEP_PLAN").expect("plan")["value"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(plan["report"]["run"], "{{workflow.uid}}");
+    assert_eq!(plan["report"]["orchestrator"], "argo");
+    assert_eq!(plan["report"]["pipeline"], "iris");
+    assert_eq!(plan["report"]["steps"], steps);
+    assert_eq!(c["resources"]["requests"], c["resources"]["limits"]);
+    // Without --report-to there is no handler.
+    let plain = compile_argo(&p, &options()).expect("compiles");
+    assert!(
+        !plain.contains("onExit") && !plain.contains("step-end"),
+        "{plain}"
+    );
+
+    // KFP: the steps run in an exit-handler DAG; the end task runs after it whatever happened
+    // (ALL_UPSTREAM_TASKS_COMPLETED) and gets its final status. The kfp SDK loads it.
+    let kfp = compile_kfp(&p, &opts).expect("compiles");
+    kube::assert_valid_kfp_pipeline_spec(&kfp);
+    let docs = yaml(&kfp);
+    let (spec, platform) = (&docs[0], &docs[1]);
+    let root = spec["root"]["dag"]["tasks"].as_object().unwrap();
+    assert_eq!(
+        root.keys().collect::<Vec<_>>(),
+        ["exit-handler", "gantry-end"],
+        "{kfp}"
+    );
+    let end = &root["gantry-end"];
+    assert_eq!(
+        end["triggerPolicy"]["strategy"],
+        "ALL_UPSTREAM_TASKS_COMPLETED"
+    );
+    assert_eq!(
+        end["inputs"]["parameters"]["status"]["taskFinalStatus"]["producerTask"],
+        "exit-handler"
+    );
+    let dag = &spec["components"]["comp-exit-handler"]["dag"]["tasks"];
+    assert_eq!(dag.as_object().unwrap().len(), steps, "{kfp}");
+    // The free params reach the steps through the handler's DAG.
+    let free = spec["root"]["inputDefinitions"]["parameters"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert!(!free.is_empty(), "iris() has free params: {kfp}");
+    for name in &free {
+        assert_eq!(
+            root["exit-handler"]["inputs"]["parameters"][name]["componentInputParameter"],
+            serde_json::json!(name)
+        );
+    }
+    let exec = &spec["deploymentSpec"]["executors"]["exec-gantry-end"]["container"];
+    assert_eq!(
+        exec["command"],
+        serde_json::json!(["/opt/gantry/bin/gantry", "step-end"])
+    );
+    assert_eq!(exec["args"][0], "--kfp-status");
+    assert_eq!(exec["args"][1], "{{$.inputs.parameters['status']}}");
+    let plan: serde_json::Value = serde_json::from_str(exec["args"][3].as_str().unwrap()).unwrap();
+    assert_eq!(plan["report"]["run"], "{{$.pipeline_job_uuid}}");
+    let kube =
+        &platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-gantry-end"];
+    assert_eq!(kube["secretAsEnv"][0]["secretName"], "gantry-iris-token");
+    assert_eq!(
+        kube["podMetadata"]["labels"]["gantry.dev/network"],
+        "egress"
+    );
 }

@@ -194,29 +194,39 @@ pub struct ExportedStep {
 /// The longest text accepted in a report's names.
 const MAX_NAME: usize = 512;
 
+/// A known orchestrator and names of 1 to [`MAX_NAME`] characters without control characters;
+/// else `(field, message)`.
+fn check_names(orchestrator: &str, names: &[(&str, &String)]) -> Result<(), (String, String)> {
+    if !ORCHESTRATORS.contains(&orchestrator) {
+        return Err((
+            "orchestrator".to_string(),
+            format!("must be argo or kfp, got {orchestrator:?}"),
+        ));
+    }
+    for (field, v) in names {
+        if v.trim().is_empty() || v.len() > MAX_NAME || v.chars().any(char::is_control) {
+            return Err((
+                field.to_string(),
+                format!("must be 1 to {MAX_NAME} characters without control characters"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl ExportedStep {
     /// The first problem with the report: `(field, message)`.
     pub fn check(&self) -> Result<(), (String, String)> {
         let bad = |field: &str, message: String| Err((field.to_string(), message));
-        if !ORCHESTRATORS.contains(&self.orchestrator.as_str()) {
-            return bad(
-                "orchestrator",
-                format!("must be argo or kfp, got {:?}", self.orchestrator),
-            );
-        }
-        for (field, v) in [
-            ("run", &self.run),
-            ("run_name", &self.run_name),
-            ("pipeline", &self.pipeline),
-            ("step", &self.step),
-        ] {
-            if v.trim().is_empty() || v.len() > MAX_NAME || v.chars().any(char::is_control) {
-                return bad(
-                    field,
-                    format!("must be 1 to {MAX_NAME} characters without control characters"),
-                );
-            }
-        }
+        check_names(
+            &self.orchestrator,
+            &[
+                ("run", &self.run),
+                ("run_name", &self.run_name),
+                ("pipeline", &self.pipeline),
+                ("step", &self.step),
+            ],
+        )?;
         if self.steps == 0 || self.seq >= self.steps {
             return bad(
                 "seq",
@@ -290,6 +300,103 @@ pub struct ExportedAnswer {
     pub step_run_id: String,
     pub attempt: u32,
     /// The run's status after this report.
+    pub run_status: String,
+}
+
+/// `POST /api/v1/exported/runs`: how the whole workflow ended, from its exit handler
+/// (`gantry step-end`), so that a run whose step died before reporting (evicted, OOM-killed,
+/// never scheduled) does not stay `running`, and one stopped by the orchestrator ends as such.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedEnd {
+    pub orchestrator: String,
+    pub run: String,
+    pub run_name: String,
+    pub pipeline: String,
+    /// The orchestrator's word: Argo's `workflow.status` (`Succeeded`, `Failed`, `Error`),
+    /// KFP's final state (`SUCCEEDED`, `FAILED`, `CANCELED`, ...).
+    pub status: String,
+    /// What the orchestrator says went wrong (Argo's `workflow.failures`, KFP's error), as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<String>,
+    pub finished_at_ms: i64,
+    /// The run's params (recorded with the run when no step reported before).
+    #[serde(default)]
+    pub params: serde_json::Value,
+}
+
+/// How a workflow ended, in Gantry's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkflowEnd {
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl ExportedEnd {
+    /// The orchestrator's final status in Gantry's terms, or the field at fault.
+    pub fn outcome(&self) -> Result<WorkflowEnd, (String, String)> {
+        check_names(
+            &self.orchestrator,
+            &[
+                ("run", &self.run),
+                ("run_name", &self.run_name),
+                ("pipeline", &self.pipeline),
+            ],
+        )?;
+        match self.status.to_ascii_lowercase().as_str() {
+            "succeeded" => Ok(WorkflowEnd::Succeeded),
+            "failed" | "error" | "system_error" => Ok(WorkflowEnd::Failed),
+            "canceled" | "cancelled" | "cancelling" | "canceling" => Ok(WorkflowEnd::Cancelled),
+            other => Err((
+                "status".to_string(),
+                format!(
+                    "{other:?} is not a final status (Succeeded, Failed, Error, SUCCEEDED, FAILED, CANCELED)"
+                ),
+            )),
+        }
+    }
+
+    /// One line about what failed, for the run's error: Argo's failures are a JSON list of
+    /// nodes (`displayName`, `message`), KFP's a message.
+    pub fn summary(&self) -> String {
+        let status = &self.status;
+        let Some(text) = self
+            .failures
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
+            return format!("the workflow ended {status}");
+        };
+        let detail = match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Array(nodes)) if !nodes.is_empty() => nodes
+                .iter()
+                .map(|n| {
+                    let name = n["displayName"].as_str().unwrap_or("?");
+                    match n["message"].as_str().filter(|m| !m.is_empty()) {
+                        Some(m) => format!("{name}: {m}"),
+                        None => name.to_string(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            Ok(serde_json::Value::String(m)) if !m.trim().is_empty() => m,
+            Ok(serde_json::Value::Array(_) | serde_json::Value::Null) => {
+                return format!("the workflow ended {status}");
+            }
+            _ => text.to_string(),
+        };
+        let line = format!("the workflow ended {status}: {detail}");
+        line.chars().take(4096).collect()
+    }
+}
+
+/// What the server answers to a workflow's end.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExportedEndAnswer {
+    pub run_id: String,
+    /// The run's status after it.
     pub run_status: String,
 }
 

@@ -319,3 +319,156 @@ async fn reports_cannot_claim_what_is_not_stored_or_not_theirs() {
         .unwrap();
     assert_eq!(rec.error.as_deref(), Some("step train exit code 3"));
 }
+
+fn end(run: &str, status: &str, failures: Option<&str>) -> Value {
+    json!({
+        "orchestrator": "argo", "run": run, "run_name": format!("iris-{run}"),
+        "pipeline": "iris", "status": status, "failures": failures,
+        "finished_at_ms": 9_000, "params": {"lr": 0.1},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflows_end_settles_its_run_when_a_step_died_before_reporting() {
+    let s = TestServer::start(Options {
+        auth: true,
+        ..Options::default()
+    })
+    .await;
+    let wf = token(&s, "argo-iris", Role::Editor, Some("iris")).await;
+    let viewer = token(&s, "look", Role::Viewer, Some("iris")).await;
+    let teamb = token(&s, "teamb", Role::Editor, Some("teamb")).await;
+    let data = stored(&s, "data.csv", "a,b\n1,2\n").await;
+
+    // Step 1 of 2 reports; step 2's pod is OOM-killed before its wrapper can: the run would
+    // stay running. The exit handler reports Argo's status and failures: the run fails with
+    // the orchestrator's message, and the step that did report keeps its record.
+    let mut prepare = step("uid-e1", "prepare", 0, ExportedStatus::Succeeded);
+    prepare.outputs.insert("data".into(), data.clone());
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&prepare)).await;
+    assert_eq!((code, &a["run_status"]), (200, &json!("running")), "{a}");
+    let run = run_id("argo", "uid-e1");
+    let failures = r#"[{"displayName":"train","message":"OOMKilled (exit code 137)","templateName":"train","phase":"Failed","podName":"iris-x-train-1","finishedAt":"2026-12-05T21:00:00Z"}]"#;
+    let (code, a) = post(
+        &s,
+        &wf,
+        "/api/v1/exported/runs",
+        &end("uid-e1", "Failed", Some(failures)),
+    )
+    .await;
+    assert_eq!(code, 200, "{a}");
+    assert_eq!(a["run_id"], json!(run));
+    assert_eq!(a["run_status"], json!("failed"));
+    let rec = s.state.store.get_run(&run).await.unwrap();
+    assert_eq!(rec.status, RunStatus::Failed);
+    assert_eq!(rec.finished_at_ms, Some(9_000));
+    assert_eq!(
+        rec.error.as_deref(),
+        Some("the workflow ended Failed: train: OOMKilled (exit code 137)")
+    );
+    let steps = s.state.store.list_step_runs(&run).await.unwrap();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].step, "prepare");
+
+    // A second end (Argo retries an exit handler) changes nothing; nor does a success
+    // reported for a run that already failed.
+    for status in ["Failed", "Succeeded"] {
+        let (code, a) = post(
+            &s,
+            &wf,
+            "/api/v1/exported/runs",
+            &end("uid-e1", status, None),
+        )
+        .await;
+        assert_eq!((code, &a["run_status"]), (200, &json!("failed")), "{a}");
+    }
+    let again = s.state.store.get_run(&run).await.unwrap();
+    assert_eq!(again.error, rec.error);
+
+    // A run whose steps all reported success ended already; its end keeps it so.
+    let mut only = step("uid-e2", "prepare", 0, ExportedStatus::Succeeded);
+    only.steps = 1;
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&only)).await;
+    assert_eq!((code, &a["run_status"]), (200, &json!("succeeded")), "{a}");
+    let (code, a) = post(
+        &s,
+        &wf,
+        "/api/v1/exported/runs",
+        &end("uid-e2", "Succeeded", Some("null")),
+    )
+    .await;
+    assert_eq!((code, &a["run_status"]), (200, &json!("succeeded")), "{a}");
+    assert_eq!(
+        s.state
+            .store
+            .get_run(&run_id("argo", "uid-e2"))
+            .await
+            .unwrap()
+            .error,
+        None
+    );
+
+    // A workflow stopped before any step reported (`argo stop`, KFP's cancel) still gets its
+    // run, ended as the orchestrator says; KFP's words are understood too.
+    let mut kfp = end("kfp-uid-3", "CANCELED", Some("run cancelled by alice"));
+    kfp["orchestrator"] = json!("kfp");
+    let (code, a) = post(&s, &wf, "/api/v1/exported/runs", &kfp).await;
+    assert_eq!((code, &a["run_status"]), (200, &json!("cancelled")), "{a}");
+    let rec = s
+        .state
+        .store
+        .get_run(&run_id("kfp", "kfp-uid-3"))
+        .await
+        .unwrap();
+    assert_eq!(rec.status, RunStatus::Cancelled);
+    assert_eq!(rec.pipeline, "iris");
+    assert_eq!(
+        rec.error.as_deref(),
+        Some("the workflow ended CANCELED: run cancelled by alice")
+    );
+    assert!(s.state.store.exported_run(&rec.id).await.unwrap().is_some());
+
+    // Refused, naming the field: an unknown status, a bad orchestrator, a malformed body;
+    // a viewer, another project's token.
+    let (code, a) = post(
+        &s,
+        &wf,
+        "/api/v1/exported/runs",
+        &end("uid-e4", "Running", None),
+    )
+    .await;
+    assert_eq!((code, &a["error"]["field"]), (400, &json!("status")), "{a}");
+    let mut bad = end("uid-e4", "Failed", None);
+    bad["orchestrator"] = json!("airflow");
+    let (code, a) = post(&s, &wf, "/api/v1/exported/runs", &bad).await;
+    assert_eq!(
+        (code, &a["error"]["field"]),
+        (400, &json!("orchestrator")),
+        "{a}"
+    );
+    let (code, a) = post(&s, &wf, "/api/v1/exported/runs", &json!({"run": "x"})).await;
+    assert_eq!((code, &a["error"]["field"]), (400, &json!("body")), "{a}");
+    let (code, _) = post(
+        &s,
+        &viewer,
+        "/api/v1/exported/runs",
+        &end("uid-e4", "Failed", None),
+    )
+    .await;
+    assert_eq!(code, 403);
+    let (code, _) = post(
+        &s,
+        &teamb,
+        "/api/v1/exported/runs",
+        &end("uid-e4", "Failed", None),
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert!(
+        s.state
+            .store
+            .get_run(&run_id("argo", "uid-e4"))
+            .await
+            .is_err()
+    );
+}

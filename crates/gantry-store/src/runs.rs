@@ -132,6 +132,30 @@ impl Store {
         Ok(ids.into_iter().collect())
     }
 
+    /// Ends a run that is still queued or running (an exported workflow's end, as its
+    /// orchestrator reports it); a run that already ended keeps its status. True when it ended
+    /// here.
+    pub async fn end_live_run(
+        &self,
+        id: &str,
+        status: RunStatus,
+        finished_at_ms: i64,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE runs SET status = $2, finished_at_ms = $3, error = COALESCE($4, error) \
+             WHERE id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(finished_at_ms)
+        .bind(error)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query(format!("ending run {id}")))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Sets the status; `finished_at_ms` and `error` are only written when given.
     pub async fn update_run_status(
         &self,

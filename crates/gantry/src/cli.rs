@@ -365,8 +365,33 @@ pub enum Command {
         /// Set a variable for the command: KEY=VALUE (repeatable).
         #[arg(long, value_name = "KEY=VALUE")]
         env: Vec<String>,
+        /// The step's position in the plan and its name, SEQ:NAME (Kubeflow Pipelines with
+        /// reports): sets GANTRY_STEP and GANTRY_STEP_SEQ as --env would.
+        #[arg(long, value_name = "SEQ:NAME")]
+        step: Option<String>,
         #[arg(last = true, required = true)]
         argv: Vec<String>,
+    },
+    /// An exported workflow's exit handler (`gantry compile --report-to`): tell the Gantry
+    /// server how the workflow ended. Never fails; says in its log what went wrong.
+    #[command(hide = true)]
+    StepEnd {
+        /// The workflow's status (Argo's `{{workflow.status}}`).
+        #[arg(
+            long,
+            required_unless_present = "kfp_status",
+            conflicts_with = "kfp_status"
+        )]
+        status: Option<String>,
+        /// What failed (Argo's `{{workflow.failures}}`, a JSON list).
+        #[arg(long)]
+        failures: Option<String>,
+        /// KFP's final status of the pipeline's tasks, as JSON (`PipelineTaskFinalStatus`).
+        #[arg(long)]
+        kfp_status: Option<String>,
+        /// The plan as JSON, instead of GANTRY_STEP_PLAN.
+        #[arg(long)]
+        plan: Option<String>,
     },
     /// Run a built-in component (this is what `uses: builtin/<name>` steps execute
     /// inside their container).

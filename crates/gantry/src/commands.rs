@@ -196,6 +196,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             plan,
             fetch,
             env,
+            step,
             argv,
         } => {
             let pair = |flag: &str, kv: &str| {
@@ -213,13 +214,29 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     .collect::<anyhow::Result<_>>()?,
                 plan,
                 fetch,
-                env: env
-                    .iter()
-                    .map(|kv| pair("env", kv))
+                env: step_env(step.as_deref())?
+                    .into_iter()
+                    .map(Ok)
+                    .chain(env.iter().map(|kv| pair("env", kv)))
                     .collect::<anyhow::Result<_>>()?,
                 argv,
             };
             crate::step_exec::exec(&crate::step_exec::Paths::from_env(), opts).await
+        }
+        Command::StepEnd {
+            status,
+            failures,
+            kfp_status,
+            plan,
+        } => {
+            let status = match (kfp_status, status) {
+                (Some(json), _) => crate::step_report::EndStatus::Kfp(json),
+                (None, status) => crate::step_report::EndStatus::Argo {
+                    status: status.unwrap_or_default(),
+                    failures,
+                },
+            };
+            crate::step_report::end(plan.as_deref(), status).await
         }
         Command::Component {
             name,
@@ -1193,4 +1210,27 @@ fn image_import(
         );
     }
     Ok(exit::OK)
+}
+
+/// `step-exec --step SEQ:NAME`: the variables it stands for.
+fn step_env(step: Option<&str>) -> anyhow::Result<Vec<(String, String)>> {
+    let Some(step) = step else {
+        return Ok(Vec::new());
+    };
+    let parsed = step
+        .split_once(':')
+        .filter(|(seq, name)| seq.parse::<u32>().is_ok() && !name.is_empty());
+    let Some((seq, name)) = parsed else {
+        return Err(coded(
+            exit::USAGE,
+            format!("--step {step}: expected SEQ:NAME (a position, then the step's name)"),
+        ));
+    };
+    Ok(vec![
+        (
+            gantry_kube::exported::STEP_ENV.to_string(),
+            name.to_string(),
+        ),
+        (gantry_kube::exported::SEQ_ENV.to_string(), seq.to_string()),
+    ])
 }

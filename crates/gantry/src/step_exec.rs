@@ -46,7 +46,7 @@ impl Paths {
 }
 
 /// The plan given as an argument, else the one in [`PLAN_ENV`].
-fn read_plan(given: Option<&str>) -> anyhow::Result<StepPlan> {
+pub(crate) fn read_plan(given: Option<&str>) -> anyhow::Result<StepPlan> {
     let (text, from) = match given {
         Some(t) => (t.to_string(), "--plan"),
         None => (

@@ -10,8 +10,8 @@ use std::time::Duration;
 use gantry_artifacts::ArtifactStore;
 use gantry_kube::contract::StepPlan;
 use gantry_kube::exported::{
-    CacheAnswer, CacheHit, CacheQuery, ExportedAnswer, ExportedStatus, ExportedStep, ReportPlan,
-    SEQ_ENV, STEP_ENV, TOKEN_ENV,
+    CacheAnswer, CacheHit, CacheQuery, ExportedAnswer, ExportedEnd, ExportedEndAnswer,
+    ExportedStatus, ExportedStep, ReportPlan, SEQ_ENV, STEP_ENV, TOKEN_ENV,
 };
 use gantry_spec::{CacheKeyMaterial, ParamValue};
 
@@ -169,35 +169,129 @@ impl Reporter {
         let Ok(body) = serde_json::to_value(&report) else {
             return;
         };
-        let mut pause = Duration::from_secs(1);
-        for attempt in 1..=REPORT_TRIES {
-            match self.client.post(&["exported", "steps"], &body).await {
-                Ok(v) => {
-                    match serde_json::from_value::<ExportedAnswer>(v) {
-                        Ok(a) => eprintln!(
-                            "gantry: reported to {}: run {}, step run {} (attempt {}), run {}",
-                            self.plan.server, a.run_id, a.step_run_id, a.attempt, a.run_status
-                        ),
-                        Err(_) => eprintln!("gantry: reported to {}", self.plan.server),
-                    }
-                    return;
+        let sent = post_with_retries(&self.client, &["exported", "steps"], &body).await;
+        match sent {
+            Ok(v) => match serde_json::from_value::<ExportedAnswer>(v) {
+                Ok(a) => eprintln!(
+                    "gantry: reported to {}: run {}, step run {} (attempt {}), run {}",
+                    self.plan.server, a.run_id, a.step_run_id, a.attempt, a.run_status
+                ),
+                Err(_) => eprintln!("gantry: reported to {}", self.plan.server),
+            },
+            Err(e) => eprintln!(
+                "gantry: could not report to {}: {e:#}; this attempt is not recorded in gantry",
+                self.plan.server
+            ),
+        }
+    }
+}
+
+/// A POST to the server, tried again on a server away or failing (a refusal, 4xx, will not
+/// change on a retry), with a growing pause between tries.
+async fn post_with_retries(
+    client: &Client,
+    path: &[&str],
+    body: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let mut pause = Duration::from_secs(1);
+    let mut attempt = 1;
+    loop {
+        match client.post(path, body).await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let retry = matches!(code_of(&e), Some(exit::ENVIRONMENT | exit::INTERNAL));
+                if !retry || attempt == REPORT_TRIES {
+                    return Err(e);
                 }
-                Err(e) => {
-                    // A refusal (4xx) will not change on a retry; a server away might.
-                    let retry = matches!(code_of(&e), Some(exit::ENVIRONMENT | exit::INTERNAL));
-                    if !retry || attempt == REPORT_TRIES {
-                        eprintln!(
-                            "gantry: could not report to {}: {e:#}; this attempt is not recorded in gantry",
-                            self.plan.server
-                        );
-                        return;
-                    }
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
             }
         }
     }
+}
+
+/// How the orchestrator says the workflow ended, as `gantry step-end` is given it.
+pub enum EndStatus {
+    /// Argo: `{{workflow.status}}` and `{{workflow.failures}}`.
+    Argo {
+        status: String,
+        failures: Option<String>,
+    },
+    /// KFP: the exit task's `PipelineTaskFinalStatus` as JSON (`state`, `error.message`).
+    Kfp(String),
+}
+
+/// `gantry step-end`, the exported workflow's exit handler: tells the server how the workflow
+/// ended. It never fails the workflow: what goes wrong is said in its log, and it exits 0.
+pub async fn end(given_plan: Option<&str>, status: EndStatus) -> anyhow::Result<u8> {
+    let plan = crate::step_exec::read_plan(given_plan)?;
+    let Some(report) = plan.report.clone() else {
+        return Err(crate::exit::coded(
+            exit::USAGE,
+            "the plan has no `report` (compile with --report-to)",
+        ));
+    };
+    let (status, failures) = match status {
+        EndStatus::Argo { status, failures } => (status, failures),
+        EndStatus::Kfp(json) => match serde_json::from_str::<serde_json::Value>(&json) {
+            Ok(v) => (
+                v["state"].as_str().unwrap_or_default().to_string(),
+                v["error"]["message"]
+                    .as_str()
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_string),
+            ),
+            Err(e) => {
+                eprintln!(
+                    "gantry: the final status {json:?} is not JSON ({e}); not reporting the workflow's end"
+                );
+                return Ok(exit::OK);
+            }
+        },
+    };
+    let Some(token) = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    else {
+        eprintln!(
+            "gantry: not reporting the workflow's end to {}: no token in {TOKEN_ENV}",
+            report.server
+        );
+        return Ok(exit::OK);
+    };
+    let client = match Client::new(&report.server, Some(token.trim())) {
+        Ok(c) => c.with_timeout(CALL_TIMEOUT),
+        Err(e) => {
+            eprintln!("gantry: not reporting the workflow's end: {e:#}");
+            return Ok(exit::OK);
+        }
+    };
+    let body = ExportedEnd {
+        orchestrator: report.orchestrator.clone(),
+        run: report.run.clone(),
+        run_name: report.run_name.clone(),
+        pipeline: report.pipeline.clone(),
+        status,
+        failures,
+        finished_at_ms: gantry_engine::now_ms(),
+        params: plan.params.clone(),
+    };
+    let body = serde_json::to_value(&body)?;
+    match post_with_retries(&client, &["exported", "runs"], &body).await {
+        Ok(v) => match serde_json::from_value::<ExportedEndAnswer>(v) {
+            Ok(a) => eprintln!(
+                "gantry: reported the workflow's end to {}: run {} {}",
+                report.server, a.run_id, a.run_status
+            ),
+            Err(_) => eprintln!("gantry: reported the workflow's end to {}", report.server),
+        },
+        Err(e) => eprintln!(
+            "gantry: could not report the workflow's end to {}: {e:#}",
+            report.server
+        ),
+    }
+    Ok(exit::OK)
 }
 
 /// How the attempt ended, for [`Reporter::send`].

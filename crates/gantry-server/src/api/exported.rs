@@ -12,13 +12,18 @@
 //!   the run, the success of every step succeeds it. Every reported output must be in this
 //!   server's artifact store, and a cached step must name a step run the cache could have
 //!   answered with the same outputs, so a report cannot claim what is not there.
+//! - `POST /api/v1/exported/runs` (editor): the workflow's end, from its exit handler. A run
+//!   still running ends as the orchestrator says (a step that died before it could report —
+//!   evicted, OOM-killed, never scheduled — fails it with the orchestrator's message); a run
+//!   that already ended keeps its status; a workflow none of whose steps reported gets its run.
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::{Extension, Json};
 use gantry_kube::exported::{
-    CacheAnswer, CacheHit, CacheQuery, ExportedAnswer, ExportedStatus, ExportedStep, run_id,
+    CacheAnswer, CacheHit, CacheQuery, ExportedAnswer, ExportedEnd, ExportedEndAnswer,
+    ExportedStatus, ExportedStep, WorkflowEnd, run_id,
 };
 use gantry_store::{RunRecord, RunStatus, StepRunRecord, StepStatus};
 use serde_json::json;
@@ -157,40 +162,19 @@ pub async fn report(
     }
 
     let now = gantry_engine::now_ms();
-    let id = run_id(&r.orchestrator, &r.run);
-    let fresh = RunRecord {
-        id: id.clone(),
-        pipeline: r.pipeline.clone(),
-        status: RunStatus::Running,
-        spec_file: format!("{}:{}", r.orchestrator, r.run_name),
-        spec_yaml: String::new(),
-        params_json: if r.params.is_object() {
-            r.params.to_string()
-        } else {
-            "{}".into()
+    let run = ensure_run(
+        &state,
+        &p,
+        Workflow {
+            orchestrator: &r.orchestrator,
+            run: &r.run,
+            run_name: &r.run_name,
+            pipeline: &r.pipeline,
+            params: &r.params,
         },
-        images_json: "{}".into(),
-        no_cache: false,
-        rerun_of: None,
-        created_at_ms: now,
-        started_at_ms: Some(r.started_at_ms),
-        finished_at_ms: None,
-        owner_pid: None,
-        owner_host: None,
-        error: None,
-        submitted_by: Some(p.name.clone()),
-    };
-    let run = state
-        .store
-        .ensure_exported_run(&fresh, &r.orchestrator, &r.run, &r.run_name)
-        .await?;
-    let ours = state.store.exported_run(&run.id).await?;
-    if run.pipeline != r.pipeline || ours.is_none() {
-        return Err(ApiError::conflict(format!(
-            "run {} exists and is not this workflow run of pipeline {}",
-            run.id, r.pipeline
-        )));
-    }
+        r.started_at_ms,
+    )
+    .await?;
 
     let (attempts, _) = state.store.step_progress(&run.id, &r.step).await?;
     let to_json = |m: &BTreeMap<String, String>| serde_json::to_string(m).unwrap_or_default();
@@ -291,5 +275,109 @@ pub async fn report(
         step_run_id: rec.id,
         attempt: rec.attempt as u32,
         run_status: status.as_str().to_string(),
+    }))
+}
+
+/// The workflow run a report is about.
+struct Workflow<'a> {
+    orchestrator: &'a str,
+    run: &'a str,
+    run_name: &'a str,
+    pipeline: &'a str,
+    params: &'a serde_json::Value,
+}
+
+/// The workflow run's Gantry run, created by the first report (or its end) that arrives.
+async fn ensure_run(
+    state: &AppState,
+    p: &Principal,
+    w: Workflow<'_>,
+    started_at_ms: i64,
+) -> ApiResult<RunRecord> {
+    let fresh = RunRecord {
+        id: run_id(w.orchestrator, w.run),
+        pipeline: w.pipeline.to_string(),
+        status: RunStatus::Running,
+        spec_file: format!("{}:{}", w.orchestrator, w.run_name),
+        spec_yaml: String::new(),
+        params_json: if w.params.is_object() {
+            w.params.to_string()
+        } else {
+            "{}".into()
+        },
+        images_json: "{}".into(),
+        no_cache: false,
+        rerun_of: None,
+        created_at_ms: gantry_engine::now_ms(),
+        started_at_ms: Some(started_at_ms),
+        finished_at_ms: None,
+        owner_pid: None,
+        owner_host: None,
+        error: None,
+        submitted_by: Some(p.name.clone()),
+    };
+    let run = state
+        .store
+        .ensure_exported_run(&fresh, w.orchestrator, w.run, w.run_name)
+        .await?;
+    let ours = state.store.exported_run(&run.id).await?;
+    if run.pipeline != w.pipeline || ours.is_none() {
+        return Err(ApiError::conflict(format!(
+            "run {} exists and is not this workflow run of pipeline {}",
+            run.id, w.pipeline
+        )));
+    }
+    Ok(run)
+}
+
+/// `POST /api/v1/exported/runs`.
+pub async fn end(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    body: Result<Json<ExportedEnd>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<ExportedEndAnswer>> {
+    require_write(&p)?;
+    let Json(e) = body.map_err(body_error)?;
+    let outcome = e
+        .outcome()
+        .map_err(|(field, message)| ApiError::invalid(field, message))?;
+    project_check(&p, &e.pipeline)?;
+    let run = ensure_run(
+        &state,
+        &p,
+        Workflow {
+            orchestrator: &e.orchestrator,
+            run: &e.run,
+            run_name: &e.run_name,
+            pipeline: &e.pipeline,
+            params: &e.params,
+        },
+        e.finished_at_ms,
+    )
+    .await?;
+    let (status, error) = match outcome {
+        WorkflowEnd::Succeeded => (RunStatus::Succeeded, None),
+        WorkflowEnd::Failed => (RunStatus::Failed, Some(e.summary())),
+        WorkflowEnd::Cancelled => (RunStatus::Cancelled, Some(e.summary())),
+    };
+    let ended = state
+        .store
+        .end_live_run(&run.id, status, e.finished_at_ms, error.as_deref())
+        .await?;
+    let now = state.store.get_run(&run.id).await?;
+    audit(
+        &state,
+        &p,
+        "exported.end",
+        &run.id,
+        json!({
+            "orchestrator": e.orchestrator, "run": e.run, "status": e.status,
+            "ended_here": ended,
+        }),
+    )
+    .await;
+    Ok(Json(ExportedEndAnswer {
+        run_id: now.id,
+        run_status: now.status.as_str().to_string(),
     }))
 }

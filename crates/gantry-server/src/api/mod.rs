@@ -39,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/artifacts/{digest}", get(artifacts::content))
         .route("/api/v1/exported/cache", post(exported::cache))
         .route("/api/v1/exported/steps", post(exported::report))
+        .route("/api/v1/exported/runs", post(exported::end))
         .route(
             "/api/v1/uploads/{digest}",
             get(uploads::get).put(uploads::put),

@@ -544,10 +544,8 @@ fn an_exported_step_uses_gantrys_cache_and_is_recorded_by_the_server() {
                 "--fetch",
                 "--plan",
                 &plan,
-                "--env",
-                "GANTRY_STEP=upper",
-                "--env",
-                "GANTRY_STEP_SEQ=0",
+                "--step",
+                "0:upper",
                 "--env",
                 &mode,
                 "--digest-file",
@@ -633,6 +631,45 @@ fn an_exported_step_uses_gantrys_cache_and_is_recorded_by_the_server() {
     assert_eq!(failed["status"], "failed", "{shown:#}");
     assert_eq!(failed["reason"], "exit code 3", "{shown:#}");
     assert_eq!(failed["outputs"], serde_json::json!({}), "{shown:#}");
+
+    // A pod that dies before its wrapper can report (OOM-killed, evicted) leaves nothing; the
+    // pipeline's exit handler, `gantry step-end` with KFP's final status, still ends the run
+    // with the orchestrator's words. It exits 0 whatever happens: it never fails the workflow.
+    let end = |run: &str, status: &str| {
+        pod.container_with(
+            &format!("end-{run}"),
+            &[
+                "/opt/gantry/bin/gantry",
+                "step-end",
+                "--kfp-status",
+                status,
+                "--plan",
+                &plan(run),
+            ],
+            None,
+            false,
+            Vec::new(),
+            &with_token,
+        )
+    };
+    let (code, logs) = end(
+        "uid-5",
+        r#"{"state":"FAILED","error":{"code":9,"message":"upper: pod OOMKilled"}}"#,
+    );
+    assert_eq!(code, Some(0), "{logs:?}");
+    let shown = show(&run_id("kfp", "uid-5"));
+    assert_eq!(shown["status"], "failed", "{shown:#}");
+    assert_eq!(
+        shown["error"], "the workflow ended FAILED: upper: pod OOMKilled",
+        "{shown:#}"
+    );
+    // A run that ended already keeps its status; a malformed status is said, not fatal.
+    let (code, logs) = end("uid-1", r#"{"state":"SUCCEEDED"}"#);
+    assert_eq!(code, Some(0), "{logs:?}");
+    assert!(logs.iter().any(|l| l.contains("succeeded")), "{logs:?}");
+    let (code, logs) = end("uid-6", "not json");
+    assert_eq!(code, Some(0), "{logs:?}");
+    assert!(logs.iter().any(|l| l.contains("is not JSON")), "{logs:?}");
 }
 
 /// With the server unreachable, an exported step still runs and delivers its outputs; it
