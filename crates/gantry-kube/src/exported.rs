@@ -369,8 +369,17 @@ impl ExportedEnd {
         else {
             return format!("the workflow ended {status}");
         };
-        let detail = match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(serde_json::Value::Array(nodes)) if !nodes.is_empty() => nodes
+        use serde_json::Value;
+        let mut value =
+            serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.into()));
+        // Argo 3.5 and later pass the list quoted (a JSON string holding the JSON list).
+        if let Value::String(inner) = &value
+            && let Ok(list @ (Value::Array(_) | Value::Null)) = serde_json::from_str(inner)
+        {
+            value = list;
+        }
+        let detail = match value {
+            Value::Array(nodes) if !nodes.is_empty() => nodes
                 .iter()
                 .map(|n| {
                     let name = n["displayName"].as_str().unwrap_or("?");
@@ -381,10 +390,8 @@ impl ExportedEnd {
                 })
                 .collect::<Vec<_>>()
                 .join("; "),
-            Ok(serde_json::Value::String(m)) if !m.trim().is_empty() => m,
-            Ok(serde_json::Value::Array(_) | serde_json::Value::Null) => {
-                return format!("the workflow ended {status}");
-            }
+            Value::String(m) if !m.trim().is_empty() => m,
+            Value::Array(_) | Value::Null => return format!("the workflow ended {status}"),
             _ => text.to_string(),
         };
         let line = format!("the workflow ended {status}: {detail}");
@@ -496,6 +503,54 @@ mod tests {
                 ..report()
             }),
             "finished_at_ms"
+        );
+    }
+
+    #[test]
+    fn a_workflows_end_is_read_in_each_orchestrators_words() {
+        let end = |status: &str, failures: Option<&str>| ExportedEnd {
+            orchestrator: "argo".into(),
+            run: "uid".into(),
+            run_name: "iris-x".into(),
+            pipeline: "iris".into(),
+            status: status.into(),
+            failures: failures.map(str::to_string),
+            finished_at_ms: 1,
+            params: serde_json::json!({}),
+        };
+        for (status, want) in [
+            ("Succeeded", WorkflowEnd::Succeeded),
+            ("Failed", WorkflowEnd::Failed),
+            ("Error", WorkflowEnd::Failed),
+            ("SUCCEEDED", WorkflowEnd::Succeeded),
+            ("FAILED", WorkflowEnd::Failed),
+            ("CANCELED", WorkflowEnd::Cancelled),
+            ("CANCELLED", WorkflowEnd::Cancelled),
+        ] {
+            assert_eq!(end(status, None).outcome(), Ok(want), "{status}");
+        }
+        assert_eq!(end("Running", None).outcome().unwrap_err().0, "status");
+        let mut bad = end("Failed", None);
+        bad.run_name = "a\nb".into();
+        assert_eq!(bad.outcome().unwrap_err().0, "run_name");
+
+        // Argo's failures: a JSON list of nodes, plain (older Argo) or quoted (3.5 and later).
+        let list = r#"[{"displayName":"train","message":"OOMKilled (exit code 137)"},{"displayName":"eval","message":""}]"#;
+        let want = "the workflow ended Failed: train: OOMKilled (exit code 137); eval";
+        assert_eq!(end("Failed", Some(list)).summary(), want);
+        let quoted = serde_json::to_string(list).unwrap();
+        assert_eq!(end("Failed", Some(&quoted)).summary(), want);
+        for none in ["null", "\"null\"", "[]", "", "  "] {
+            assert_eq!(
+                end("Failed", Some(none)).summary(),
+                "the workflow ended Failed",
+                "{none:?}"
+            );
+        }
+        // KFP's error message, as text.
+        assert_eq!(
+            end("FAILED", Some("pod upper was evicted")).summary(),
+            "the workflow ended FAILED: pod upper was evicted"
         );
     }
 
