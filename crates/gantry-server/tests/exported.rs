@@ -408,8 +408,8 @@ async fn a_workflows_end_settles_its_run_when_a_step_died_before_reporting() {
         None
     );
 
-    // A workflow stopped before any step reported (`argo stop`, KFP's cancel) still gets its
-    // run, ended as the orchestrator says; KFP's words are understood too.
+    // A workflow stopped before any step reported still gets its run, ended as the
+    // orchestrator says; KFP's words are understood too.
     let mut kfp = end("kfp-uid-3", "CANCELED", Some("run cancelled by alice"));
     kfp["orchestrator"] = json!("kfp");
     let (code, a) = post(&s, &wf, "/api/v1/exported/runs", &kfp).await;
