@@ -538,17 +538,9 @@ fn template(
 /// how the workflow ended, so that a step that died before it could report (evicted,
 /// OOM-killed, deadline) does not leave the run `running`. It needs the network (the server).
 fn end_template(units: &Units, opts: &CompileOptions) -> Result<Value, CompileError> {
-    let (Some(plan), Some(to)) = (
-        crate::end_plan(units, opts, crate::Target::Argo),
-        &opts.report,
-    ) else {
-        return Err(CompileError::Shape("no report to end".into()));
-    };
-    let plan = serde_json::to_string(&plan).map_err(|e| CompileError::Serialize(e.to_string()))?;
+    let (plan, to, cpu, memory) = crate::end_parts(units, opts, crate::Target::Argo)?;
     let security = serde_json::to_value(container_security(opts.uid, opts.gid))
         .map_err(|e| CompileError::Serialize(e.to_string()))?;
-    let cpu = format!("{}m", crate::END_CPU_MILLIS);
-    let memory = crate::END_MEMORY_BYTES.to_string();
     let quota = json!({ "cpu": cpu, "memory": memory });
     Ok(json!({
         "metadata": {

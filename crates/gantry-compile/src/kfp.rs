@@ -334,15 +334,7 @@ fn end_parts(
     units: &Units,
     opts: &CompileOptions,
 ) -> Result<(String, String, Value, Value), CompileError> {
-    let (Some(plan), Some(to)) = (
-        crate::end_plan(units, opts, crate::Target::Kfp),
-        &opts.report,
-    ) else {
-        return Err(CompileError::Shape("no report to end".into()));
-    };
-    let plan = serde_json::to_string(&plan).map_err(|e| CompileError::Serialize(e.to_string()))?;
-    let cpu = format!("{}m", crate::END_CPU_MILLIS);
-    let memory = crate::END_MEMORY_BYTES.to_string();
+    let (plan, to, cpu, memory) = crate::end_parts(units, opts, crate::Target::Kfp)?;
     let container = json!({
         "image": opts.helper_image,
         "command": [HELPER_BINARY, "step-end"],
@@ -372,14 +364,7 @@ fn end_parts(
             }],
         }],
     });
-    if !opts.image_pull_secrets.is_empty() {
-        platform["imagePullSecret"] = json!(
-            opts.image_pull_secrets
-                .iter()
-                .map(|n| json!({ "secretName": n }))
-                .collect::<Vec<_>>()
-        );
-    }
+    pull_secrets(&mut platform, opts);
     Ok((
         format!("comp-{name}"),
         format!("exec-{name}"),
@@ -541,14 +526,7 @@ fn platform(unit: &Unit, opts: &CompileOptions) -> Result<Value, CompileError> {
     if !secrets.is_empty() {
         config["secretAsEnv"] = json!(secrets);
     }
-    if !opts.image_pull_secrets.is_empty() {
-        config["imagePullSecret"] = json!(
-            opts.image_pull_secrets
-                .iter()
-                .map(|n| json!({ "secretName": n }))
-                .collect::<Vec<_>>()
-        );
-    }
+    pull_secrets(&mut config, opts);
     if let Some(timeout) = unit.timeout {
         let deadline = timeout + unit.grace + std::time::Duration::from_secs(60);
         config["activeDeadlineSeconds"] = json!(deadline.as_secs().to_string());
@@ -560,4 +538,16 @@ fn platform(unit: &Unit, opts: &CompileOptions) -> Result<Value, CompileError> {
         config["tolerations"] = json!(unit.placement.tolerations);
     }
     Ok(config)
+}
+
+/// The image pull secrets of an executor's config.
+fn pull_secrets(config: &mut Value, opts: &CompileOptions) {
+    if !opts.image_pull_secrets.is_empty() {
+        config["imagePullSecret"] = json!(
+            opts.image_pull_secrets
+                .iter()
+                .map(|n| json!({ "secretName": n }))
+                .collect::<Vec<_>>()
+        );
+    }
 }

@@ -346,6 +346,25 @@ pub(crate) fn end_plan(
     })
 }
 
+/// The exit handler's plan as JSON, where it reports, and its CPU and memory as Kubernetes
+/// quantities.
+pub(crate) fn end_parts<'a>(
+    units: &units::Units,
+    opts: &'a CompileOptions,
+    target: Target,
+) -> Result<(String, &'a ReportTo, String, String), CompileError> {
+    let (Some(plan), Some(to)) = (end_plan(units, opts, target), &opts.report) else {
+        return Err(CompileError::Shape("no report to end".into()));
+    };
+    let plan = serde_json::to_string(&plan).map_err(|e| CompileError::Serialize(e.to_string()))?;
+    Ok((
+        plan,
+        to,
+        format!("{END_CPU_MILLIS}m"),
+        END_MEMORY_BYTES.to_string(),
+    ))
+}
+
 /// What the exit handler asks for (one HTTP call).
 pub(crate) const END_CPU_MILLIS: u64 = 100;
 pub(crate) const END_MEMORY_BYTES: u64 = 128 << 20;

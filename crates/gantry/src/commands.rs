@@ -1234,3 +1234,25 @@ fn step_env(step: Option<&str>) -> anyhow::Result<Vec<(String, String)>> {
         (gantry_kube::exported::SEQ_ENV.to_string(), seq.to_string()),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_names_position_and_name_or_is_refused() {
+        assert_eq!(
+            step_env(Some("3:train[seed=1]")).unwrap(),
+            vec![
+                ("GANTRY_STEP".to_string(), "train[seed=1]".to_string()),
+                ("GANTRY_STEP_SEQ".to_string(), "3".to_string()),
+            ]
+        );
+        assert!(step_env(None).unwrap().is_empty());
+        for bad in ["train", "x:train", "3:", "-1:train"] {
+            let err = step_env(Some(bad)).unwrap_err();
+            assert_eq!(exit::code_for(&err), exit::USAGE, "{bad}");
+            assert!(err.to_string().contains("SEQ:NAME"), "{bad}: {err}");
+        }
+    }
+}

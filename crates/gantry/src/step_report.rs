@@ -46,16 +46,7 @@ impl Reporter {
     /// `None` when the plan does not ask for reports, or when they cannot be made (said why).
     pub fn new(plan: &StepPlan, extra_env: &[(String, String)], argv: &[String]) -> Option<Self> {
         let report = plan.report.clone()?;
-        let Some(token) = std::env::var(TOKEN_ENV)
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-        else {
-            eprintln!(
-                "gantry: not reporting to {}: no token in {TOKEN_ENV} (the Secret of --report-token-secret, key `token`)",
-                report.server
-            );
-            return None;
-        };
+        let client = client(&report, "reporting")?;
         let step = step_var(extra_env, STEP_ENV).filter(|s| !s.is_empty());
         let seq = step_var(extra_env, SEQ_ENV).and_then(|s| s.parse::<u32>().ok());
         let (Some(step), Some(seq)) = (step, seq) else {
@@ -64,13 +55,6 @@ impl Reporter {
                 report.server
             );
             return None;
-        };
-        let client = match Client::new(&report.server, Some(token.trim())) {
-            Ok(c) => c.with_timeout(CALL_TIMEOUT),
-            Err(e) => {
-                eprintln!("gantry: not reporting: {e:#}");
-                return None;
-            }
         };
         let key = match cache_key(plan, &report, extra_env, argv) {
             Ok(k) => k,
@@ -186,6 +170,28 @@ impl Reporter {
     }
 }
 
+/// The server's client with the token from [`TOKEN_ENV`]; `None` (said why, `doing` naming
+/// what is skipped) without a token or with a bad URL.
+fn client(report: &ReportPlan, doing: &str) -> Option<Client> {
+    let Some(token) = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    else {
+        eprintln!(
+            "gantry: not {doing} to {}: no token in {TOKEN_ENV} (the Secret of --report-token-secret, key `token`)",
+            report.server
+        );
+        return None;
+    };
+    match Client::new(&report.server, Some(token.trim())) {
+        Ok(c) => Some(c.with_timeout(CALL_TIMEOUT)),
+        Err(e) => {
+            eprintln!("gantry: not {doing}: {e:#}");
+            None
+        }
+    }
+}
+
 /// A POST to the server, tried again on a server away or failing (a refusal, 4xx, will not
 /// change on a retry), with a growing pause between tries.
 async fn post_with_retries(
@@ -250,22 +256,8 @@ pub async fn end(given_plan: Option<&str>, status: EndStatus) -> anyhow::Result<
             }
         },
     };
-    let Some(token) = std::env::var(TOKEN_ENV)
-        .ok()
-        .filter(|t| !t.trim().is_empty())
-    else {
-        eprintln!(
-            "gantry: not reporting the workflow's end to {}: no token in {TOKEN_ENV}",
-            report.server
-        );
+    let Some(client) = client(&report, "reporting the workflow's end") else {
         return Ok(exit::OK);
-    };
-    let client = match Client::new(&report.server, Some(token.trim())) {
-        Ok(c) => c.with_timeout(CALL_TIMEOUT),
-        Err(e) => {
-            eprintln!("gantry: not reporting the workflow's end: {e:#}");
-            return Ok(exit::OK);
-        }
     };
     let body = ExportedEnd {
         orchestrator: report.orchestrator.clone(),

@@ -749,4 +749,43 @@ fn an_exported_step_runs_when_the_server_cannot_be_reached() {
             .any(|l| l.contains("could not report to http://127.0.0.1:1")),
         "{logs:?}"
     );
+
+    // The exit handler neither: it says it could not report the end (after its retries), or
+    // that it has no token, and exits 0 so the workflow's own status stands.
+    let end = |name: &str, env: &[String]| {
+        pod.container_with(
+            name,
+            &[
+                "/opt/gantry/bin/gantry",
+                "step-end",
+                "--status",
+                "Failed",
+                "--failures",
+                "[]",
+                "--plan",
+                &plan,
+            ],
+            None,
+            false,
+            Vec::new(),
+            env,
+        )
+    };
+    let (code, logs) = end(
+        "end-unreachable",
+        &["GANTRY_STEP_TOKEN=gantry_unused".to_string()],
+    );
+    assert_eq!(code, Some(0), "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("could not report the workflow's end to http://127.0.0.1:1")),
+        "{logs:?}"
+    );
+    let (code, logs) = end("end-no-token", &[]);
+    assert_eq!(code, Some(0), "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("not reporting the workflow's end to http://127.0.0.1:1: no token")),
+        "{logs:?}"
+    );
 }
