@@ -115,8 +115,12 @@ export GANTRY_TEST_REQUIRE_ALL=1
 cargo test --workspace --locked --no-fail-fast "$@"
 # The server's REST, auth and deployment suites once more, on PostgreSQL.
 # The million-prediction monitor comparison runs once, on SQLite, above; the smaller aggregate
-# tests cover the same SQL on PostgreSQL.
-GANTRY_TEST_SERVER_ON_POSTGRES=1 cargo test --locked -p gantry-server --test api --test auth --test deployments --test uploads --test exported "$@" -- --skip a_million_predictions
+# tests cover the same SQL on PostgreSQL. The targets are picked by name from the whole
+# workspace, not with `-p gantry-server`: cargo unifies dependency features over the packages
+# a command selects, so `-p` would build every dependency and test binary a second time with
+# other features (gigabytes of disk; a CI run once ran out of it here). gantry-store's `auth`
+# suite, which shares a name, runs again with them (a second).
+GANTRY_TEST_SERVER_ON_POSTGRES=1 cargo test --workspace --locked --test api --test auth --test deployments --test uploads --test exported "$@" -- --skip a_million_predictions
 # Bring your own code, end to end: the example's Debian 12 + scikit-learn image (built once
 # with mmdebstrap, then cached under ~/.cache/gantry/examples by a key of its inputs) pushed to
 # a throwaway registry, signed, pulled by tag under a trust policy, trained, registered, served.
