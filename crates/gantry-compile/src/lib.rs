@@ -279,7 +279,7 @@ pub(crate) fn report_plan(
             image_digest: digest.to_string(),
             env: unit.env.iter().map(|(k, _)| k.clone()).collect(),
             network: unit.network,
-            builtin: unit.builtin,
+            builtin: unit.builtin.is_some(),
             float_params: units
                 .params
                 .iter()
@@ -294,6 +294,10 @@ pub(crate) fn report_plan(
         memory_bytes: unit.memory_bytes,
         gpu: unit.gpu.as_ref().map_or(0, |g| g.count),
         key,
+        effect: unit
+            .builtin
+            .clone()
+            .filter(|b| gantry_kube::exported::EFFECTS.contains(&b.as_str())),
         ..base_report(units, to, target)
     })
 }
@@ -318,6 +322,7 @@ fn base_report(
         memory_bytes: 0,
         gpu: 0,
         key: None,
+        effect: None,
     }
 }
 

@@ -65,8 +65,8 @@ pub(crate) struct Unit {
     pub placement: gantry_spec::KubePlacement,
     /// Its position in the plan.
     pub seq: u32,
-    /// A built-in component (run from the helper image).
-    pub builtin: bool,
+    /// A built-in component's name (run from the helper image).
+    pub builtin: Option<String>,
 }
 
 pub(crate) struct Units {
@@ -361,7 +361,10 @@ pub(crate) fn build(
         let seq = units.len() as u32;
         units.push(Unit {
             seq,
-            builtin: matches!(step.image, ImageRef::Builtin(_)),
+            builtin: match &step.image {
+                ImageRef::Builtin(name) => Some(name.clone()),
+                ImageRef::Image(_) => None,
+            },
             name: step.name.clone(),
             group,
             image,

@@ -483,6 +483,82 @@ fn steps_that_report_carry_the_server_in_their_plan_and_the_token_to_the_wrapper
     }
 }
 
+/// `register` and `deploy` act on the server when their steps report: their plans say which
+/// side effect they have (the wrapper fails the step when the server cannot act), no other
+/// step's plan has one, and without `--report-to` none does.
+#[test]
+fn register_and_deploy_steps_tell_the_server_to_act_on_their_reports() {
+    let text = format!(
+        r#"name: iris
+steps:
+  - name: train
+    image: {TRAINER}
+    command: [python, /app/train.py]
+    outputs: [model]
+  - name: register
+    uses: builtin/register
+    inputs: {{ model: train.model }}
+    with: {{ model: iris, alias: champion }}
+    outputs: [registration]
+  - name: deploy
+    uses: builtin/deploy
+    inputs: {{ registration: register.registration }}
+    with: {{ deployment: iris-prod, model: iris@champion }}
+    outputs: [deployment]
+"#
+    );
+    let p = parse(&text);
+    let mut opts = options();
+    let plain = compile_argo(&p, &opts).expect("compiles");
+    assert!(!plain.contains(r#"\"effect\""#), "{plain}");
+    opts.report = Some(gantry_compile::ReportTo {
+        server: "http://gantry.gantry.svc:8080".into(),
+        token_secret: "gantry-iris-token".into(),
+    });
+    let argo = compile_argo(&p, &opts).expect("compiles");
+    assert_refs(Target::Argo, &argo);
+    kube::assert_valid_argo_workflow(&argo);
+    let kfp = compile_kfp(&p, &opts).expect("compiles");
+    assert_refs(Target::Kfp, &kfp);
+    kube::assert_valid_kfp_pipeline_spec(&kfp);
+    // Argo has the plan in a template's fetch and step containers, KFP in its executor.
+    for doc in [&argo, &kfp] {
+        let count = |needle: &str| doc.matches(needle).count();
+        let register = count(r#"\"effect\":\"register\""#);
+        assert!(register >= 1, "{doc}");
+        assert_eq!(count(r#"\"effect\":\"deploy\""#), register, "{doc}");
+        assert_eq!(count(r#"\"effect\""#), 2 * register, "{doc}");
+    }
+    // Each plan is its own step's: the register step's says `register`, and so on.
+    let wf = serde_saphyr::from_multiple::<serde_json::Value>(&argo)
+        .expect("yaml")
+        .remove(0);
+    let templates = wf["spec"]["templates"].as_array().unwrap();
+    for (name, effect) in [
+        ("train", None),
+        ("register", Some("register")),
+        ("deploy", Some("deploy")),
+    ] {
+        let t = templates
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("no template {name} in\n{argo}"));
+        let plan = t["container"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "GANTRY_STEP_PLAN")
+            .and_then(|e| e["value"].as_str())
+            .unwrap_or_else(|| panic!("no plan in {t:#}"));
+        // The plan holds Argo's placeholders (not JSON until substituted): read its report.
+        let report = &plan[plan.find(r#""report":"#).expect("a report")..];
+        let said = ["register", "deploy"]
+            .into_iter()
+            .find(|e| report.contains(&format!(r#""effect":"{e}""#)));
+        assert_eq!(said, effect, "{name}: {plan}");
+    }
+}
+
 #[test]
 fn a_reporting_workflow_ends_with_a_handler_that_reports_how_it_ended() {
     let mut opts = options();

@@ -750,9 +750,29 @@ async fn run_attempt<R: Runtime>(
         && let Some(kind) = side_effect
     {
         let done = if kind == "register" {
-            crate::registry::register_model(inner, &ctx.run_id, rec, &p.inputs, &outputs).await
+            match crate::registry::read_registration(&inner.artifacts, &outputs).await {
+                Ok(reg) => {
+                    crate::registry::register_model(
+                        &inner.store,
+                        &inner.artifacts,
+                        &ctx.run_id,
+                        rec,
+                        &p.inputs,
+                        &reg,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            }
         } else {
-            crate::registry::request_deployment(inner, &ctx.run_id, &ctx.pipeline, &outputs).await
+            crate::registry::request_deployment(
+                &inner.store,
+                &inner.artifacts,
+                &ctx.run_id,
+                &ctx.pipeline,
+                &outputs,
+            )
+            .await
         };
         match done {
             Ok(line) => {

@@ -1,13 +1,13 @@
-//! The side effect of a `builtin/register` step: the component (in its container) checks
-//! the gate and describes the registration; the engine, which alone holds the metadata
-//! store, records the model version with its lineage back to the data.
+//! The side effects of the `register` and `deploy` built-ins: the component (in its container)
+//! checks the gate and describes the registration, or writes the deployment request; whoever
+//! holds the metadata store records it after the step succeeded — the engine for its own runs,
+//! the server for an exported workflow's step reports.
 
-use crate::{Inner, now_ms};
+use crate::now_ms;
+use gantry_artifacts::ArtifactStore;
 use gantry_ml::register::Registration;
-use gantry_runtime::Runtime;
-use gantry_store::{NewModelVersion, StepRunRecord};
+use gantry_store::{NewModelVersion, StepRunRecord, Store};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 const MAX_REGISTRATION_BYTES: u64 = 4 << 20;
 /// The model-version tag naming the artifact digest of the reference profile.
@@ -29,10 +29,15 @@ pub async fn reference_profile_of(
         .map(|t| t.value)
 }
 
+/// The built-ins whose success has a side effect in the metadata store.
+pub const SIDE_EFFECTS: [&str; 2] = ["register", "deploy"];
+
 /// The side effect of a `builtin/deploy` step: the change it requested becomes the
-/// deployment's new desired state (resolved and validated like `gantry deploy`).
-pub(crate) async fn request_deployment<R: Runtime>(
-    inner: &Arc<Inner<R>>,
+/// deployment's new desired state (resolved and validated like `gantry deploy`, within the
+/// run's project, its pipeline).
+pub async fn request_deployment(
+    store: &Store,
+    artifacts: &ArtifactStore,
     run_id: &str,
     pipeline: &str,
     outputs: &BTreeMap<String, String>,
@@ -40,8 +45,7 @@ pub(crate) async fn request_deployment<R: Runtime>(
     let digest = outputs
         .get("deployment")
         .ok_or("the step wrote no `deployment` output; declare `outputs: [deployment]`")?;
-    let bytes = inner
-        .artifacts
+    let bytes = artifacts
         .read_bytes(digest, MAX_REGISTRATION_BYTES)
         .await
         .map_err(|e| e.to_string())?;
@@ -53,7 +57,7 @@ pub(crate) async fn request_deployment<R: Runtime>(
     let req: crate::deployments::DeployRequest = serde_json::from_value(doc["change"].clone())
         .map_err(|e| format!("unreadable deployment request: {e}"))?;
     let record = crate::deployments::apply(
-        &inner.store,
+        store,
         name,
         req,
         &format!("run:{run_id}"),
@@ -74,39 +78,44 @@ pub(crate) async fn request_deployment<R: Runtime>(
     ))
 }
 
-/// Registers the model and returns a line for the step's log.
-pub(crate) async fn register_model<R: Runtime>(
-    inner: &Arc<Inner<R>>,
-    run_id: &str,
-    rec: &StepRunRecord,
-    inputs: &BTreeMap<String, String>,
+/// The registration a `register` step wrote (its `registration` output).
+pub async fn read_registration(
+    artifacts: &ArtifactStore,
     outputs: &BTreeMap<String, String>,
-) -> Result<String, String> {
+) -> Result<Registration, String> {
     let reg_digest = outputs
         .get("registration")
         .ok_or("the step wrote no `registration` output; declare `outputs: [registration]`")?;
-    let bytes = inner
-        .artifacts
+    let bytes = artifacts
         .read_bytes(reg_digest, MAX_REGISTRATION_BYTES)
         .await
         .map_err(|e| e.to_string())?;
-    let reg: Registration =
-        serde_json::from_slice(&bytes).map_err(|e| format!("unreadable registration: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("unreadable registration: {e}"))
+}
+
+/// Registers the model `reg` describes (from [`read_registration`]) as the step run `rec` of
+/// run `run_id` produced it, and returns a line for the step's log.
+pub async fn register_model(
+    store: &Store,
+    artifacts: &ArtifactStore,
+    run_id: &str,
+    rec: &StepRunRecord,
+    inputs: &BTreeMap<String, String>,
+    reg: &Registration,
+) -> Result<String, String> {
     let model_digest = inputs.get("model").ok_or("no `model` input")?;
-    let kind = inner
-        .artifacts
+    let kind = artifacts
         .stat(model_digest)
         .await
         .map_err(|e| e.to_string())?
         .map(|i| i.kind.as_str().to_string())
         .unwrap_or_else(|| "directory".into());
-    let data = data_lineage(inner, run_id, model_digest).await?;
+    let data = data_lineage(store, run_id, model_digest).await?;
     let params = serde_json::json!({
         "algorithm": reg.algorithm, "task": reg.task, "label": reg.label,
         "metrics_source": reg.metrics_source,
     });
-    let version = inner
-        .store
+    let version = store
         .register_model_version(&NewModelVersion {
             model: reg.model.clone(),
             artifact_digest: model_digest.clone(),
@@ -126,8 +135,7 @@ pub(crate) async fn register_model<R: Runtime>(
         .map_err(|e| e.to_string())?;
     // The reference profile monitoring compares live traffic with.
     if let Some(profile) = inputs.get("profile") {
-        inner
-            .store
+        store
             .set_registered_model_version_tag(
                 &version.model,
                 version.version,
@@ -150,13 +158,8 @@ pub(crate) async fn register_model<R: Runtime>(
 
 /// The external data a digest was derived from within this run: walk producers
 /// upstream until reaching inputs that no step of the run produced.
-async fn data_lineage<R: Runtime>(
-    inner: &Arc<Inner<R>>,
-    run_id: &str,
-    digest: &str,
-) -> Result<Vec<String>, String> {
-    let steps = inner
-        .store
+async fn data_lineage(store: &Store, run_id: &str, digest: &str) -> Result<Vec<String>, String> {
+    let steps = store
         .list_step_runs(run_id)
         .await
         .map_err(|e| e.to_string())?;

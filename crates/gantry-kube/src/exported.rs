@@ -33,6 +33,10 @@ pub const STEP_ENV: &str = "GANTRY_STEP";
 
 /// Orchestrators an exported run can come from.
 pub const ORCHESTRATORS: [&str; 2] = ["argo", "kfp"];
+/// Built-ins whose success the server acts on when their step reports: `register` records the
+/// model version its `registration` output describes, `deploy` applies its `deployment`
+/// request (as the engine does for Gantry's own runs).
+pub const EFFECTS: [&str; 2] = ["register", "deploy"];
 
 /// Where and as what a step of an exported workflow reports (part of the step plan; the
 /// orchestrator substitutes its placeholders in `run`, `run_name`, params and inputs).
@@ -61,6 +65,10 @@ pub struct ReportPlan {
     /// pinned by digest (`--allow-tags`): such a step is never cached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<KeyPlan>,
+    /// One of [`EFFECTS`] when the step is that built-in: its success is only complete once the
+    /// server has acted on the report, so the step fails when the server cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
 }
 
 /// The parts of the cache key the wrapper cannot see itself.
@@ -96,6 +104,11 @@ impl ReportPlan {
             if v.trim().is_empty() {
                 return Err(format!("the report's {what} is empty"));
             }
+        }
+        if let Some(e) = &self.effect
+            && !EFFECTS.contains(&e.as_str())
+        {
+            return Err(format!("unknown side effect {e:?}"));
         }
         if let Some(k) = &self.key
             && !is_digest(&k.image_digest)
@@ -189,6 +202,9 @@ pub struct ExportedStep {
     /// The run's params (recorded with the run when this report creates it).
     #[serde(default)]
     pub params: serde_json::Value,
+    /// The plan's [`ReportPlan::effect`]: on success the server registers or deploys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
 }
 
 /// The longest text accepted in a report's names.
@@ -266,6 +282,11 @@ impl ExportedStep {
                 }
             }
         }
+        if let Some(e) = &self.effect
+            && !EFFECTS.contains(&e.as_str())
+        {
+            return bad("effect", format!("must be one of {EFFECTS:?}, got {e:?}"));
+        }
         match self.status {
             ExportedStatus::Cached if self.cached_from.is_none() || self.cache_key.is_none() => {
                 return bad(
@@ -301,6 +322,13 @@ pub struct ExportedAnswer {
     pub attempt: u32,
     /// The run's status after this report.
     pub run_status: String,
+    /// What the step's side effect did (`registered model iris v3`), for the step's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    /// Why the side effect failed: the attempt is recorded failed with it, and the wrapper
+    /// fails the step so that the orchestrator sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect_error: Option<String>,
 }
 
 /// `POST /api/v1/exported/runs`: how the whole workflow ended, from its exit handler
@@ -444,6 +472,7 @@ mod tests {
             cpu_millis: 1000,
             memory_bytes: 1 << 30,
             gpu: 0,
+            effect: None,
             peak_memory_bytes: 5,
             cpu_micros: 6,
             wall_ms: 10,
@@ -577,6 +606,7 @@ mod tests {
             cpu_millis: 1000,
             memory_bytes: 1 << 30,
             gpu: 0,
+            effect: None,
             key: Some(KeyPlan {
                 image_digest: digest('a'),
                 env: vec![],

@@ -47,6 +47,15 @@ async fn stored(s: &TestServer, name: &str, content: &str) -> String {
     s.state.artifacts.put_path(&path).await.unwrap().digest
 }
 
+/// A real server with `--auth`.
+async fn server() -> TestServer {
+    TestServer::start(Options {
+        auth: true,
+        ..Options::default()
+    })
+    .await
+}
+
 fn key(c: char) -> String {
     format!("sha256:{}", c.to_string().repeat(64))
 }
@@ -76,6 +85,7 @@ fn step(run: &str, name: &str, seq: u32, status: ExportedStatus) -> ExportedStep
         cpu_millis: 500,
         memory_bytes: 256 << 20,
         gpu: 0,
+        effect: None,
         peak_memory_bytes: 10 << 20,
         cpu_micros: 400_000,
         wall_ms: 1_000,
@@ -92,11 +102,7 @@ fn body(r: &ExportedStep) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exported_run_is_recorded_from_its_steps_reports_and_shares_the_cache() {
-    let s = TestServer::start(Options {
-        auth: true,
-        ..Options::default()
-    })
-    .await;
+    let s = server().await;
     let wf = token(&s, "argo-iris", Role::Editor, Some("iris")).await;
     let data = stored(&s, "data.csv", "a,b\n1,2\n").await;
     let model = stored(&s, "model.bin", "weights").await;
@@ -236,11 +242,7 @@ async fn an_exported_run_is_recorded_from_its_steps_reports_and_shares_the_cache
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_cannot_claim_what_is_not_stored_or_not_theirs() {
-    let s = TestServer::start(Options {
-        auth: true,
-        ..Options::default()
-    })
-    .await;
+    let s = server().await;
     let wf = token(&s, "argo-iris", Role::Editor, Some("iris")).await;
     let viewer = token(&s, "look", Role::Viewer, Some("iris")).await;
     let teamb = token(&s, "teamb", Role::Editor, Some("teamb")).await;
@@ -330,11 +332,7 @@ fn end(run: &str, status: &str, failures: Option<&str>) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflows_end_settles_its_run_when_a_step_died_before_reporting() {
-    let s = TestServer::start(Options {
-        auth: true,
-        ..Options::default()
-    })
-    .await;
+    let s = server().await;
     let wf = token(&s, "argo-iris", Role::Editor, Some("iris")).await;
     let viewer = token(&s, "look", Role::Viewer, Some("iris")).await;
     let teamb = token(&s, "teamb", Role::Editor, Some("teamb")).await;
@@ -471,4 +469,207 @@ async fn a_workflows_end_settles_its_run_when_a_step_died_before_reporting() {
             .await
             .is_err()
     );
+}
+
+/// What `register` writes as its `registration` output (`gantry_ml::register::Registration`).
+fn registration(model: &str, alias: Option<&str>) -> String {
+    json!({
+        "format": "gantry.registration", "model": model, "alias": alias,
+        "algorithm": "logistic_regression", "task": "classification", "label": "species",
+        "metrics_source": "report", "metrics": {"accuracy": 0.93},
+        "files": {"model.bin": key('b')},
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exported_register_and_deploy_act_when_their_steps_report() {
+    let s = server().await;
+    let wf = token(&s, "argo-iris", Role::Editor, Some("iris")).await;
+    let data = stored(&s, "data.csv", "a,b\n1,2\n").await;
+    let model = stored(&s, "model.bin", "weights").await;
+    let reg = stored(
+        &s,
+        "registration.json",
+        &registration("iris", Some("champion")),
+    )
+    .await;
+    let request = stored(
+        &s,
+        "deployment.json",
+        &json!({"deployment": "iris-prod", "change": {"model": "iris@champion"}}).to_string(),
+    )
+    .await;
+    let three = |name: &str, seq: u32| {
+        let mut r = step("uid-r", name, seq, ExportedStatus::Succeeded);
+        r.steps = 3;
+        r
+    };
+
+    // train → register → deploy, as `gantry compile --report-to` runs them.
+    let mut train = three("train", 0);
+    train.inputs.insert("data".into(), data.clone());
+    train.outputs.insert("model".into(), model.clone());
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&train)).await;
+    assert_eq!(code, 200, "{a}");
+
+    let mut register = three("register", 1);
+    register.effect = Some("register".into());
+    register.inputs.insert("model".into(), model.clone());
+    register.outputs.insert("registration".into(), reg.clone());
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&register)).await;
+    assert_eq!(code, 200, "{a}");
+    assert_eq!(
+        a["effect"],
+        json!("registered model iris v1 (iris@champion)")
+    );
+    assert_eq!(a["effect_error"], Value::Null);
+    assert_eq!(a["run_status"], json!("running"));
+    let register_run = a["step_run_id"].as_str().unwrap().to_string();
+
+    // The version reads like one Gantry's own run registered: artifact, metrics, lineage back
+    // to the data the model was trained on, the alias; visible to the project's token.
+    let run = run_id("argo", "uid-r");
+    let (code, v) = s.get("/api/v1/models/iris/versions/1", Some(&wf)).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["artifact"]["digest"], json!(model));
+    assert_eq!(v["metrics"]["accuracy"], json!(0.93));
+    assert_eq!(v["aliases"], json!(["champion"]));
+    assert_eq!(v["lineage"]["run"], json!(run));
+    assert_eq!(v["lineage"]["step_run"], json!(register_run));
+    assert_eq!(v["lineage"]["data"], json!([data]));
+    // The step's log says what it did.
+    let logs = s
+        .state
+        .store
+        .logs(&run, Some("register"), 0, 0)
+        .await
+        .unwrap();
+    assert!(
+        logs.iter()
+            .any(|l| l.stream == "gantry" && l.data.contains("registered model iris v1")),
+        "{logs:?}"
+    );
+
+    let mut deploy = three("deploy", 2);
+    deploy.effect = Some("deploy".into());
+    deploy.outputs.insert("deployment".into(), request.clone());
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&deploy)).await;
+    assert_eq!(code, 200, "{a}");
+    let line = a["effect"].as_str().unwrap_or_default();
+    assert!(
+        line.starts_with("deployment iris-prod revision 1: iris"),
+        "{a}"
+    );
+    assert_eq!(a["run_status"], json!("succeeded"));
+    let (code, d) = s.get("/api/v1/deployments/iris-prod", Some(&wf)).await;
+    assert_eq!(code, 200, "{d}");
+    assert_eq!(d["spec"]["model"]["version"], json!(1), "{d}");
+
+    // A cached `register` reuses a result: nothing is registered again.
+    let mut again = step("uid-r2", "register", 1, ExportedStatus::Cached);
+    again.effect = Some("register".into());
+    again.cache_key = Some(key('c'));
+    let mut cached_from = None;
+    for sr in s.state.store.list_step_runs(&run).await.unwrap() {
+        if sr.step == "register" {
+            cached_from = Some(sr.id.clone());
+        }
+    }
+    again.cached_from = cached_from;
+    again.outputs.insert("registration".into(), reg.clone());
+    let (_, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&again)).await;
+    assert_eq!(a["effect"], Value::Null, "{a}");
+    let versions = s.state.store.list_model_versions("iris").await.unwrap();
+    assert_eq!(versions.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exported_register_that_cannot_act_fails_its_attempt_and_says_why() {
+    let s = server().await;
+    let wf = token(&s, "argo-iris", Role::Editor, Some("iris")).await;
+    let fraud = token(&s, "argo-fraud", Role::Editor, Some("fraud")).await;
+    let model = stored(&s, "model.bin", "weights").await;
+
+    // No `registration` output: the attempt failed, and with no retries left the run.
+    let mut r = step("uid-x", "register", 1, ExportedStatus::Succeeded);
+    r.effect = Some("register".into());
+    r.inputs.insert("model".into(), model.clone());
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&r)).await;
+    assert_eq!(code, 200, "{a}");
+    let error = a["effect_error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("registration failed: the step wrote no `registration` output"),
+        "{a}"
+    );
+    assert_eq!(a["run_status"], json!("failed"));
+    let run = s
+        .state
+        .store
+        .get_run(&run_id("argo", "uid-x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        run.error.as_deref(),
+        Some(format!("step register {error}").as_str())
+    );
+    let steps = s
+        .state
+        .store
+        .list_step_runs(&run_id("argo", "uid-x"))
+        .await
+        .unwrap();
+    assert_eq!(steps[0].status, gantry_store::StepStatus::Failed);
+    assert_eq!(steps[0].reason.as_deref(), Some(error));
+
+    // A model of another project: project fraud registered `fraud-model`; iris's token
+    // cannot add a version to it.
+    let theirs = stored(&s, "fraud.json", &registration("fraud-model", None)).await;
+    let mut f = step("uid-f", "register", 1, ExportedStatus::Succeeded);
+    f.pipeline = "fraud".into();
+    f.effect = Some("register".into());
+    f.inputs.insert("model".into(), model.clone());
+    f.outputs.insert("registration".into(), theirs.clone());
+    let (code, a) = post(&s, &fraud, "/api/v1/exported/steps", &body(&f)).await;
+    assert_eq!(code, 200, "{a}");
+    assert_eq!(a["effect"], json!("registered model fraud-model v1"), "{a}");
+    let mut r = step("uid-y", "register", 1, ExportedStatus::Succeeded);
+    r.effect = Some("register".into());
+    r.inputs.insert("model".into(), model.clone());
+    r.outputs.insert("registration".into(), theirs);
+    let (_, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&r)).await;
+    assert_eq!(
+        a["effect_error"],
+        json!("registration failed: model fraud-model belongs to another project than iris")
+    );
+    let versions = s
+        .state
+        .store
+        .list_model_versions("fraud-model")
+        .await
+        .unwrap();
+    assert_eq!(versions.len(), 1);
+
+    // A deployment request naming a model that does not exist fails the deploy step.
+    let request = stored(
+        &s,
+        "deployment.json",
+        &json!({"deployment": "iris-prod", "change": {"model": "nope@1"}}).to_string(),
+    )
+    .await;
+    let mut d = step("uid-z", "deploy", 1, ExportedStatus::Succeeded);
+    d.effect = Some("deploy".into());
+    d.outputs.insert("deployment".into(), request);
+    let (_, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&d)).await;
+    let error = a["effect_error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("deployment failed: "), "{a}");
+    assert!(error.contains("nope"), "{a}");
+    let (code, _) = s.get("/api/v1/deployments/iris-prod", Some(&wf)).await;
+    assert_eq!(code, 404);
+
+    // An unknown side effect is refused with the field named.
+    let mut u = step("uid-u", "register", 1, ExportedStatus::Succeeded);
+    u.effect = Some("delete-everything".into());
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&u)).await;
+    assert_eq!((code, &a["error"]["field"]), (400, &json!("effect")), "{a}");
 }

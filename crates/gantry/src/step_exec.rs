@@ -230,6 +230,15 @@ pub async fn exec(paths: &Paths, opts: ExecOptions) -> anyhow::Result<u8> {
     }
     let started_at_ms = now_ms();
     let reporter = crate::step_report::Reporter::new(&plan, &opts.env, &opts.argv);
+    if reporter.is_none()
+        && let Some(effect) = plan.report.as_ref().and_then(|r| r.effect.as_deref())
+    {
+        // Said why above: registering or deploying happens on the server, or not at all.
+        return Err(coded(
+            exit::RUN_FAILED,
+            format!("a `{effect}` step acts through the Gantry server, which it cannot report to"),
+        ));
+    }
     if let Some(r) = &reporter {
         let cache = std::env::temp_dir().join("gantry-upload-cache");
         match open_store(&plan, &cache) {
@@ -316,10 +325,17 @@ pub async fn exec(paths: &Paths, opts: ExecOptions) -> anyhow::Result<u8> {
     if let Some(e) = &report.error {
         eprintln!("gantry: {e}");
     }
-    if let Some(r) = &reporter {
-        r.send(&plan, done(&report, &opts, started_at_ms)).await;
-    }
+    let effect_failed = match &reporter {
+        Some(r) => r.send(&plan, done(&report, &opts, started_at_ms)).await,
+        None => None,
+    };
     if report.error.is_some() && ended.code == Some(0) {
+        return Ok(exit::RUN_FAILED);
+    }
+    if let Some(e) = effect_failed
+        && ended.code == Some(0)
+    {
+        eprintln!("gantry: {e}");
         return Ok(exit::RUN_FAILED);
     }
     Ok(match (ended.code, ended.signal) {
@@ -405,7 +421,8 @@ async fn reuse(
         );
     }
     let now = now_ms();
-    reporter
+    // A cached step reuses a result: like the engine, the server does not act on it again.
+    let _ = reporter
         .send(
             plan,
             step_report::Done {

@@ -116,8 +116,10 @@ impl Reporter {
         Some(hit)
     }
 
-    /// Sends the attempt's report; failures are said, never fatal.
-    pub async fn send(&self, plan: &StepPlan, done: Done) {
+    /// Sends the attempt's report; failures are said, never fatal, except for a step with a
+    /// side effect (`register`, `deploy`), which did its work only once the server acted on
+    /// the report: the reason it did not is returned, and fails the step.
+    pub async fn send(&self, plan: &StepPlan, done: Done) -> Option<String> {
         let report = ExportedStep {
             orchestrator: self.plan.orchestrator.clone(),
             run: self.plan.run.clone(),
@@ -149,23 +151,46 @@ impl Reporter {
             outputs: done.outputs,
             metrics: done.metrics,
             params: plan.params.clone(),
+            effect: self.plan.effect.clone(),
         };
-        let Ok(body) = serde_json::to_value(&report) else {
-            return;
+        let effect = self.plan.effect.as_deref();
+        let body = match serde_json::to_value(&report) {
+            Ok(b) => b,
+            Err(e) => return effect.map(|_| format!("the report could not be written: {e}")),
         };
         let sent = post_with_retries(&self.client, &["exported", "steps"], &body).await;
         match sent {
             Ok(v) => match serde_json::from_value::<ExportedAnswer>(v) {
-                Ok(a) => eprintln!(
-                    "gantry: reported to {}: run {}, step run {} (attempt {}), run {}",
-                    self.plan.server, a.run_id, a.step_run_id, a.attempt, a.run_status
-                ),
-                Err(_) => eprintln!("gantry: reported to {}", self.plan.server),
+                Ok(a) => {
+                    eprintln!(
+                        "gantry: reported to {}: run {}, step run {} (attempt {}), run {}",
+                        self.plan.server, a.run_id, a.step_run_id, a.attempt, a.run_status
+                    );
+                    if let Some(line) = &a.effect {
+                        eprintln!("gantry: {line}");
+                    }
+                    a.effect_error
+                }
+                Err(e) => {
+                    eprintln!("gantry: reported to {}", self.plan.server);
+                    effect.map(|what| {
+                        format!(
+                            "the server's answer to the `{what}` step is not understood ({e}); its side effect is unknown"
+                        )
+                    })
+                }
             },
-            Err(e) => eprintln!(
-                "gantry: could not report to {}: {e:#}; this attempt is not recorded in gantry",
-                self.plan.server
-            ),
+            Err(e) => {
+                eprintln!(
+                    "gantry: could not report to {}: {e:#}; this attempt is not recorded in gantry",
+                    self.plan.server
+                );
+                effect.map(|what| {
+                    format!(
+                        "a `{what}` step acts through the Gantry server, which did not take its report"
+                    )
+                })
+            }
         }
     }
 }
@@ -371,6 +396,7 @@ mod tests {
             cpu_millis: 1000,
             memory_bytes: 1 << 30,
             gpu: 0,
+            effect: None,
             key: Some(KeyPlan {
                 image_digest: format!("sha256:{}", "a".repeat(64)),
                 env: vec!["MODE".into()],

@@ -178,7 +178,7 @@ pub async fn report(
 
     let (attempts, _) = state.store.step_progress(&run.id, &r.step).await?;
     let to_json = |m: &BTreeMap<String, String>| serde_json::to_string(m).unwrap_or_default();
-    let rec = StepRunRecord {
+    let mut rec = StepRunRecord {
         id: gantry_store::new_id("step"),
         run_id: run.id.clone(),
         step: r.step.clone(),
@@ -227,23 +227,48 @@ pub async fn report(
         state.store.record_metrics(&rec.id, &metrics, now).await?;
     }
 
+    // A `register` or `deploy` that succeeded acts now, as the engine does after its own
+    // step; when it cannot, the attempt failed (the wrapper fails the step).
+    let (mut effect, mut effect_error) = (None, None);
+    if let (Some(kind), ExportedStatus::Succeeded) = (r.effect.as_deref(), r.status) {
+        match side_effect(&state, &p, kind, &run, &rec, &r).await {
+            Ok(line) => {
+                let chunk = gantry_store::LogChunk::message("gantry", now, &line);
+                state.store.append_logs(&rec.id, &[chunk]).await?;
+                effect = Some(line);
+            }
+            Err(message) => {
+                let what = if kind == "register" {
+                    "registration"
+                } else {
+                    "deployment"
+                };
+                let message = format!("{what} failed: {message}");
+                rec.status = StepStatus::Failed;
+                rec.reason = Some(message.chars().take(4096).collect());
+                state.store.upsert_step_run(&rec).await?;
+                effect_error = Some(message);
+            }
+        }
+    }
+    let (outcome, reason) = match &effect_error {
+        Some(e) => (ExportedStatus::Failed, Some(e.as_str())),
+        None => (r.status, r.reason.as_deref()),
+    };
+
     // The run's status: a failed last attempt fails it, all steps done succeeds it. A late
     // report (a retry that succeeded after all) moves a failed run on again.
     let (_, done) = state.store.step_progress(&run.id, &r.step).await?;
-    let status = match r.status {
+    let status = match outcome {
         ExportedStatus::Cancelled | ExportedStatus::Failed
-            if r.status == ExportedStatus::Cancelled || rec.attempt > i64::from(r.retries) =>
+            if outcome == ExportedStatus::Cancelled || rec.attempt > i64::from(r.retries) =>
         {
-            let status = if r.status == ExportedStatus::Cancelled {
+            let status = if outcome == ExportedStatus::Cancelled {
                 RunStatus::Cancelled
             } else {
                 RunStatus::Failed
             };
-            let error = format!(
-                "step {} {}",
-                r.step,
-                r.reason.as_deref().unwrap_or("failed")
-            );
+            let error = format!("step {} {}", r.step, reason.unwrap_or("failed"));
             state
                 .store
                 .update_run_status(&run.id, status, Some(r.finished_at_ms), Some(&error))
@@ -275,7 +300,77 @@ pub async fn report(
         step_run_id: rec.id,
         attempt: rec.attempt as u32,
         run_status: status.as_str().to_string(),
+        effect,
+        effect_error,
     }))
+}
+
+/// The side effect of a reported `register` or `deploy` step: what the engine does after its
+/// own, within the run's project; a line for the step's log, or why it could not.
+async fn side_effect(
+    state: &AppState,
+    p: &Principal,
+    kind: &str,
+    run: &RunRecord,
+    rec: &StepRunRecord,
+    r: &ExportedStep,
+) -> Result<String, String> {
+    if kind == "register" {
+        let reg = gantry_engine::read_registration(&state.artifacts, &r.outputs).await?;
+        // A token scoped to a project adds versions to its own models, or starts a new one.
+        let exists = match state.store.list_model_versions(&reg.model).await {
+            Ok(versions) => !versions.is_empty(),
+            Err(gantry_store::StoreError::NotFound { .. }) => false,
+            Err(e) => return Err(e.to_string()),
+        };
+        let theirs = exists
+            && !super::models::visible(state, p, &reg.model)
+                .await
+                .map_err(|e| e.message)?;
+        if theirs {
+            return Err(format!(
+                "model {} belongs to another project than {}",
+                reg.model, run.pipeline
+            ));
+        }
+        let line = gantry_engine::register_model(
+            &state.store,
+            &state.artifacts,
+            &run.id,
+            rec,
+            &r.inputs,
+            &reg,
+        )
+        .await?;
+        audit(
+            state,
+            p,
+            "model.register",
+            &reg.model,
+            json!({"run": run.id, "step_run": rec.id, "via": "exported"}),
+        )
+        .await;
+        Ok(line)
+    } else {
+        let line = gantry_engine::request_deployment(
+            &state.store,
+            &state.artifacts,
+            &run.id,
+            &run.pipeline,
+            &r.outputs,
+        )
+        .await?;
+        audit(
+            state,
+            p,
+            "deployment.apply",
+            &run.id,
+            json!({"step_run": rec.id, "via": "exported", "done": line}),
+        )
+        .await;
+        state.deployments.nudge();
+        Ok(line)
+    }
 }
 
 /// The workflow run a report is about.

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 /// A model belongs to the projects of the runs that registered its versions.
-async fn visible(state: &AppState, p: &Principal, name: &str) -> ApiResult<bool> {
+pub(crate) async fn visible(state: &AppState, p: &Principal, name: &str) -> ApiResult<bool> {
     let Some(project) = &p.project else {
         return Ok(true);
     };

@@ -148,6 +148,36 @@ impl Pod {
         self.container_with(name, args, Some(plan), true, mounts, &[])
     }
 
+    /// `gantry step-exec --fetch --plan PLAN --step STEP FLAGS… -- sh -c SCRIPT` with the
+    /// store's credentials, the pod's work directory at /gantry and `env` (`K=V`).
+    fn step_exec(
+        &self,
+        name: &str,
+        plan: &str,
+        step: &str,
+        flags: &[&str],
+        script: &str,
+        env: &[String],
+    ) -> (Option<i32>, Vec<String>) {
+        let mut args = vec![
+            "/opt/gantry/bin/gantry",
+            "step-exec",
+            "--fetch",
+            "--plan",
+            plan,
+            "--step",
+            step,
+        ];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "sh", "-c", script]);
+        let work = vec![BindMount {
+            source: self.work.clone(),
+            destination: "/gantry".into(),
+            readonly: false,
+        }];
+        self.container_with(name, &args, None, true, work, env)
+    }
+
     /// `plan`: in GANTRY_STEP_PLAN; `aws`: with the store's credentials; `extra`: more
     /// `K=V` of the container's environment.
     fn container_with(
@@ -505,7 +535,7 @@ fn an_exported_step_uses_gantrys_cache_and_is_recorded_by_the_server() {
     let src = tempfile::tempdir().unwrap();
     std::fs::write(src.path().join("in"), "abc").unwrap();
     let input = pod.put(&src.path().join("in"));
-    let plan = |run: &str| -> String {
+    let plan_for = |run: &str| -> String {
         let mut plan: StepPlan =
             serde_json::from_str(&pod.plan(vec![("data", input.clone())], &["out"])).unwrap();
         plan.report = Some(ReportPlan {
@@ -520,6 +550,7 @@ fn an_exported_step_uses_gantrys_cache_and_is_recorded_by_the_server() {
             cpu_millis: 1000,
             memory_bytes: 512 << 20,
             gpu: 0,
+            effect: None,
             key: Some(KeyPlan {
                 image_digest: format!("sha256:{}", "a".repeat(64)),
                 env: vec!["MODE".into()],
@@ -533,43 +564,32 @@ fn an_exported_step_uses_gantrys_cache_and_is_recorded_by_the_server() {
     // The command never sees the token; each execution leaves a line in /gantry/ran.
     let script = r#"test -z "$GANTRY_STEP_TOKEN" || exit 9; echo "$MODE" >> /gantry/ran; test "$MODE" != fail || exit 3; tr a-z A-Z < /gantry/inputs/data > /gantry/outputs/out; echo '{"chars": 3}' > /gantry/metrics.json"#;
     let with_token = [format!("GANTRY_STEP_TOKEN={token}")];
+    let plan = plan_for;
     let step = |run: &str, mode: &str| {
-        let plan = plan(run);
         let mode = format!("MODE={mode}");
-        pod.container_with(
+        pod.step_exec(
             run,
+            &plan(run),
+            "0:upper",
             &[
-                "/opt/gantry/bin/gantry",
-                "step-exec",
-                "--fetch",
-                "--plan",
-                &plan,
-                "--step",
-                "0:upper",
                 "--env",
                 &mode,
                 "--digest-file",
                 "out=/gantry/kfp/outputs/out",
-                "--",
-                "sh",
-                "-c",
-                script,
             ],
-            None,
-            true,
-            vec![BindMount {
-                source: pod.work.clone(),
-                destination: "/gantry".into(),
-                readonly: false,
-            }],
+            script,
             &with_token,
         )
     };
     let ran = || std::fs::read_to_string(pod.work.join("ran")).unwrap_or_default();
     let digest_file = || std::fs::read_to_string(pod.work.join("kfp/outputs/out")).unwrap();
-    let show = |run: &str| -> serde_json::Value {
+    // `gantry --server URL ARGS… --output json` with the project's token.
+    let json_of = |args: &[&str]| -> serde_json::Value {
+        let mut full = vec!["--server", &url];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--output", "json"]);
         let out = g
-            .command(&["--server", &url, "show", run, "--output", "json"])
+            .command(&full)
             .env("GANTRY_TOKEN", &token)
             .output()
             .unwrap();
@@ -580,6 +600,7 @@ fn an_exported_step_uses_gantrys_cache_and_is_recorded_by_the_server() {
         );
         serde_json::from_slice(&out.stdout).unwrap()
     };
+    let show = |run: &str| json_of(&["show", run]);
 
     // The first run executes and is recorded: run, step, output, metrics.
     let (code, logs) = step("uid-1", "loud");
@@ -631,6 +652,57 @@ fn an_exported_step_uses_gantrys_cache_and_is_recorded_by_the_server() {
     assert_eq!(failed["status"], "failed", "{shown:#}");
     assert_eq!(failed["reason"], "exit code 3", "{shown:#}");
     assert_eq!(failed["outputs"], serde_json::json!({}), "{shown:#}");
+
+    // A `register` step (here a command writing what the built-in writes) registers its model
+    // version through the server when it reports; a registration the server cannot act on
+    // fails the step, so that the orchestrator sees it.
+    let register = |run: &str, registration: &str| {
+        let mut plan: StepPlan =
+            serde_json::from_str(&pod.plan(vec![("model", input.clone())], &["registration"]))
+                .unwrap();
+        let mut report: ReportPlan = serde_json::from_str::<StepPlan>(&plan_for(run))
+            .unwrap()
+            .report
+            .unwrap();
+        report.effect = Some("register".into());
+        report.cache = false;
+        plan.report = Some(report);
+        let plan = serde_json::to_string(&plan).unwrap();
+        let write = format!("printf '%s' '{registration}' > /gantry/outputs/registration");
+        pod.step_exec(run, &plan, "0:register", &[], &write, &with_token)
+    };
+    let registration = serde_json::json!({
+        "format": "gantry.registration", "model": "iris", "alias": "champion",
+        "algorithm": "logistic_regression", "task": "classification", "label": "species",
+        "metrics_source": "report", "metrics": {"accuracy": 0.93}, "files": {},
+    })
+    .to_string();
+    let (code, logs) = register("uid-7", &registration);
+    assert_eq!(code, Some(0), "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("registered model iris v1 (iris@champion)")),
+        "{logs:?}"
+    );
+    let version = json_of(&["model", "show", "iris@champion"]);
+    assert_eq!(
+        version["artifact"]["digest"],
+        serde_json::json!(input),
+        "{version:#}"
+    );
+    assert_eq!(
+        version["lineage"]["run"],
+        serde_json::json!(run_id("kfp", "uid-7"))
+    );
+    let (code, logs) = register("uid-8", "{not json");
+    assert_eq!(code, Some(1), "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("registration failed: unreadable registration")),
+        "{logs:?}"
+    );
+    let shown = show(&run_id("kfp", "uid-8"));
+    assert_eq!(shown["status"], "failed", "{shown:#}");
 
     // A pod that dies before its wrapper can report (OOM-killed, evicted) leaves nothing; the
     // pipeline's exit handler, `gantry step-end` with KFP's final status, still ends the run
@@ -699,6 +771,7 @@ fn an_exported_step_runs_when_the_server_cannot_be_reached() {
         cpu_millis: 1000,
         memory_bytes: 512 << 20,
         gpu: 0,
+        effect: None,
         key: Some(KeyPlan {
             image_digest: format!("sha256:{}", "a".repeat(64)),
             env: vec![],
@@ -747,6 +820,41 @@ fn an_exported_step_runs_when_the_server_cannot_be_reached() {
     assert!(
         logs.iter()
             .any(|l| l.contains("could not report to http://127.0.0.1:1")),
+        "{logs:?}"
+    );
+
+    // A `register` or `deploy` step does its work through the server: without a way to
+    // report it fails before its command runs, instead of succeeding without registering.
+    let mut with_effect: StepPlan = serde_json::from_str(&plan).unwrap();
+    if let Some(r) = with_effect.report.as_mut() {
+        r.effect = Some("register".into());
+    }
+    let with_effect = serde_json::to_string(&with_effect).unwrap();
+    let (code, logs) = pod.container_with(
+        "no-token-register",
+        &[
+            "/opt/gantry/bin/gantry",
+            "step-exec",
+            "--plan",
+            &with_effect,
+            "--step",
+            "0:register",
+            "--",
+            "sh",
+            "-c",
+            "echo ran; exit 0",
+        ],
+        None,
+        true,
+        Vec::new(),
+        &[],
+    );
+    assert_eq!(code, Some(1), "{logs:?}");
+    assert!(!logs.iter().any(|l| l == "ran"), "{logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains(
+            "a `register` step acts through the Gantry server, which it cannot report to"
+        )),
         "{logs:?}"
     );
 
