@@ -205,6 +205,20 @@ pub struct ExportedStep {
     /// The plan's [`ReportPlan::effect`]: on success the server registers or deploys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effect: Option<String>,
+    /// The id the attempt's step run gets ([`is_step_run_id`]), chosen by the wrapper once per
+    /// attempt: a report sent again after its answer was lost is recorded, and acted on, once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_run: Option<String>,
+}
+
+/// A step run id as the store makes them: `step` and 12 lowercase hex digits.
+pub fn is_step_run_id(id: &str) -> bool {
+    id.strip_prefix("step").is_some_and(|hex| {
+        hex.len() == 12
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// The longest text accepted in a report's names.
@@ -286,6 +300,14 @@ impl ExportedStep {
             && !EFFECTS.contains(&e.as_str())
         {
             return bad("effect", format!("must be one of {EFFECTS:?}, got {e:?}"));
+        }
+        if let Some(id) = &self.step_run
+            && !is_step_run_id(id)
+        {
+            return bad(
+                "step_run",
+                format!("{id:?} is not `step` and 12 lowercase hex digits"),
+            );
         }
         match self.status {
             ExportedStatus::Cached if self.cached_from.is_none() || self.cache_key.is_none() => {
@@ -473,6 +495,7 @@ mod tests {
             memory_bytes: 1 << 30,
             gpu: 0,
             effect: None,
+            step_run: None,
             peak_memory_bytes: 5,
             cpu_micros: 6,
             wall_ms: 10,
@@ -533,6 +556,34 @@ mod tests {
             }),
             "finished_at_ms"
         );
+        assert_eq!(
+            field(ExportedStep {
+                effect: Some("delete".into()),
+                ..report()
+            }),
+            "effect"
+        );
+        for bad in [
+            "step",
+            "step0123456789AB",
+            "run-0123456789ab",
+            "step0123456789abc",
+        ] {
+            assert_eq!(
+                field(ExportedStep {
+                    step_run: Some(bad.into()),
+                    ..report()
+                }),
+                "step_run",
+                "{bad}"
+            );
+        }
+        let chosen = ExportedStep {
+            step_run: Some("step0123456789ab".into()),
+            effect: Some("register".into()),
+            ..report()
+        };
+        assert_eq!(chosen.check(), Ok(()));
     }
 
     #[test]

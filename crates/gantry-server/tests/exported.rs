@@ -86,6 +86,7 @@ fn step(run: &str, name: &str, seq: u32, status: ExportedStatus) -> ExportedStep
         memory_bytes: 256 << 20,
         gpu: 0,
         effect: None,
+        step_run: None,
         peak_memory_bytes: 10 << 20,
         cpu_micros: 400_000,
         wall_ms: 1_000,
@@ -672,4 +673,81 @@ async fn an_exported_register_that_cannot_act_fails_its_attempt_and_says_why() {
     u.effect = Some("delete-everything".into());
     let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&u)).await;
     assert_eq!((code, &a["error"]["field"]), (400, &json!("effect")), "{a}");
+}
+
+/// The wrapper retries a report whose answer did not arrive; with the step run id it chose,
+/// the attempt is recorded, and its model registered, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_sent_again_is_recorded_and_acted_on_once() {
+    let s = server().await;
+    let wf = token(&s, "argo-iris", Role::Editor, Some("iris")).await;
+    let other = token(&s, "argo-fraud", Role::Editor, Some("fraud")).await;
+    let model = stored(&s, "model.bin", "weights").await;
+    let reg = stored(&s, "registration.json", &registration("iris", None)).await;
+    let mut r = step("uid-again", "register", 1, ExportedStatus::Succeeded);
+    r.effect = Some("register".into());
+    r.step_run = Some("step00000000a1a1".into());
+    r.inputs.insert("model".into(), model.clone());
+    r.outputs.insert("registration".into(), reg);
+    let (code, first) = post(&s, &wf, "/api/v1/exported/steps", &body(&r)).await;
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(first["step_run_id"], json!("step00000000a1a1"));
+    assert_eq!(first["effect"], json!("registered model iris v1"));
+    let (code, again) = post(&s, &wf, "/api/v1/exported/steps", &body(&r)).await;
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["step_run_id"], first["step_run_id"]);
+    assert_eq!(again["attempt"], json!(1));
+    assert_eq!(
+        again["effect"],
+        json!("done already: step run step00000000a1a1")
+    );
+    let run = run_id("argo", "uid-again");
+    assert_eq!(s.state.store.list_step_runs(&run).await.unwrap().len(), 1);
+    assert_eq!(
+        s.state
+            .store
+            .list_model_versions("iris")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A failed side effect answers the same failure again.
+    let mut bad = step("uid-again", "register", 1, ExportedStatus::Succeeded);
+    bad.effect = Some("register".into());
+    bad.step_run = Some("step00000000b2b2".into());
+    bad.inputs.insert("model".into(), model.clone());
+    let (_, first) = post(&s, &wf, "/api/v1/exported/steps", &body(&bad)).await;
+    let (_, again) = post(&s, &wf, "/api/v1/exported/steps", &body(&bad)).await;
+    assert!(first["effect_error"].is_string(), "{first}");
+    assert_eq!(again["effect_error"], first["effect_error"]);
+    assert_eq!(again["attempt"], json!(2));
+    assert_eq!(s.state.store.list_step_runs(&run).await.unwrap().len(), 2);
+
+    // An id that is another step's, or another run's, is refused, naming the field.
+    let mut taken = step("uid-again", "train", 0, ExportedStatus::Succeeded);
+    taken.step_run = Some("step00000000a1a1".into());
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&taken)).await;
+    assert_eq!(
+        (code, &a["error"]["field"]),
+        (409, &json!("step_run")),
+        "{a}"
+    );
+    let mut theirs = step("uid-other", "register", 1, ExportedStatus::Succeeded);
+    theirs.pipeline = "fraud".into();
+    theirs.step_run = Some("step00000000a1a1".into());
+    let (code, a) = post(&s, &other, "/api/v1/exported/steps", &body(&theirs)).await;
+    assert_eq!(
+        (code, &a["error"]["field"]),
+        (409, &json!("step_run")),
+        "{a}"
+    );
+    assert!(
+        s.state
+            .store
+            .get_run(&run_id("argo", "uid-other"))
+            .await
+            .is_err()
+    );
 }

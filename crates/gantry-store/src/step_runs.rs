@@ -83,6 +83,20 @@ impl Store {
         Ok(())
     }
 
+    /// The step run with this id, if there is one.
+    pub async fn find_step_run(&self, id: &str) -> Result<Option<StepRunRecord>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            step_run_columns!(),
+            " FROM step_runs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query(format!("reading step run {id}")))?;
+        row.as_ref().map(step_run_from_row).transpose()
+    }
+
     /// The run's step runs in plan order, attempts in order.
     pub async fn list_step_runs(&self, run_id: &str) -> Result<Vec<StepRunRecord>, StoreError> {
         let rows = sqlx::query(concat!(

@@ -152,6 +152,8 @@ impl Reporter {
             metrics: done.metrics,
             params: plan.params.clone(),
             effect: self.plan.effect.clone(),
+            // Chosen here, once per attempt: the retries below send the same id.
+            step_run: Some(gantry_store::new_id("step")),
         };
         let effect = self.plan.effect.as_deref();
         let body = match serde_json::to_value(&report) {

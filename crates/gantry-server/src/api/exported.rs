@@ -161,6 +161,38 @@ pub async fn report(
         }
     }
 
+    // A report sent again (its answer lost on the way) is answered from what was recorded.
+    if let Some(id) = &r.step_run
+        && let Some(earlier) = state.store.find_step_run(id).await?
+    {
+        let run = run_id(&r.orchestrator, &r.run);
+        let now = if earlier.run_id == run && earlier.step == r.step {
+            Some(state.store.get_run(&run).await?)
+        } else {
+            None
+        };
+        let Some(now) = now.filter(|now| now.pipeline == r.pipeline) else {
+            return Err(ApiError::conflict(format!(
+                "step run {id} exists and is not an attempt of step {} of this workflow run",
+                r.step
+            ))
+            .with_field("step_run"));
+        };
+        // Reported succeeded and recorded failed: its side effect failed.
+        let failed = r.status == ExportedStatus::Succeeded && earlier.status == StepStatus::Failed;
+        return Ok(Json(ExportedAnswer {
+            run_id: run,
+            attempt: earlier.attempt as u32,
+            run_status: now.status.as_str().to_string(),
+            effect: (r.effect.is_some() && earlier.status == StepStatus::Succeeded)
+                .then(|| format!("done already: step run {}", earlier.id)),
+            effect_error: (r.effect.is_some() && failed)
+                .then(|| earlier.reason.clone())
+                .flatten(),
+            step_run_id: earlier.id,
+        }));
+    }
+
     let now = gantry_engine::now_ms();
     let run = ensure_run(
         &state,
@@ -179,7 +211,10 @@ pub async fn report(
     let (attempts, _) = state.store.step_progress(&run.id, &r.step).await?;
     let to_json = |m: &BTreeMap<String, String>| serde_json::to_string(m).unwrap_or_default();
     let mut rec = StepRunRecord {
-        id: gantry_store::new_id("step"),
+        id: r
+            .step_run
+            .clone()
+            .unwrap_or_else(|| gantry_store::new_id("step")),
         run_id: run.id.clone(),
         step: r.step.clone(),
         seq: i64::from(r.seq),
