@@ -105,6 +105,9 @@ pub struct CompileOptions {
     /// Report each step to a Gantry server, which then records the run and whose cache the
     /// steps use; `None`: the workflow runs on its own.
     pub report: Option<ReportTo>,
+    /// The spec's text as written: with `report`, the exit handler sends it to the server as
+    /// the run's snapshot (up to `gantry_kube::exported::MAX_SPEC_BYTES`).
+    pub spec_text: Option<String>,
 }
 
 /// Where the steps of an exported workflow report (`--report-to`, `--report-token-secret`).
@@ -136,6 +139,7 @@ impl CompileOptions {
             gid: 65534,
             max_bytes: MAX_DOCUMENT_BYTES,
             report: None,
+            spec_text: None,
         }
     }
 }
@@ -323,6 +327,7 @@ fn base_report(
         gpu: 0,
         key: None,
         effect: None,
+        spec: None,
     }
 }
 
@@ -346,6 +351,10 @@ pub(crate) fn end_plan(
         report: Some(gantry_kube::exported::ReportPlan {
             cpu_millis: END_CPU_MILLIS,
             memory_bytes: END_MEMORY_BYTES,
+            spec: opts
+                .spec_text
+                .as_deref()
+                .and_then(gantry_kube::exported::encode_spec),
             ..base_report(units, to, target)
         }),
     })

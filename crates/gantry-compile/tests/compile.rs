@@ -567,6 +567,11 @@ fn a_reporting_workflow_ends_with_a_handler_that_reports_how_it_ended() {
         token_secret: "gantry-iris-token".into(),
     });
     let p = parse(&iris());
+    // The spec as written goes with the end, as the run's snapshot.
+    opts.spec_text = Some(iris());
+    let snapshot = |plan: &serde_json::Value| {
+        gantry_kube::exported::decode_spec(plan["report"]["spec"].as_str().expect("a spec"))
+    };
     let steps = 6; // iris(): ingest, split, two sweep members, evaluate, publish.report
     let yaml = |text: &str| serde_saphyr::from_multiple::<serde_json::Value>(text).expect("yaml");
 
@@ -612,6 +617,7 @@ fn a_reporting_workflow_ends_with_a_handler_that_reports_how_it_ended() {
     assert_eq!(plan["report"]["orchestrator"], "argo");
     assert_eq!(plan["report"]["pipeline"], "iris");
     assert_eq!(plan["report"]["steps"], steps);
+    assert_eq!(snapshot(&plan), Ok(iris()));
     assert_eq!(c["resources"]["requests"], c["resources"]["limits"]);
     // Without --report-to there is no handler.
     let plain = compile_argo(&p, &options()).expect("compiles");
@@ -664,6 +670,19 @@ fn a_reporting_workflow_ends_with_a_handler_that_reports_how_it_ended() {
     assert_eq!(exec["args"][1], "{{$.inputs.parameters['status']}}");
     let plan: serde_json::Value = serde_json::from_str(exec["args"][3].as_str().unwrap()).unwrap();
     assert_eq!(plan["report"]["run"], "{{$.pipeline_job_uuid}}");
+    assert_eq!(snapshot(&plan), Ok(iris()));
+    // Only the end carries it; a spec over the limit is not kept.
+    assert_eq!(kfp.matches(r#"\"spec\":"#).count(), 1, "{kfp}");
+    opts.spec_text = Some(format!(
+        "{}# {}\n",
+        iris(),
+        "x".repeat(gantry_kube::exported::MAX_SPEC_BYTES)
+    ));
+    let big = compile_argo(&p, &opts).expect("compiles");
+    assert!(
+        !big.contains(r#"\"spec\":"#),
+        "a spec over the limit is left out"
+    );
     let kube =
         &platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-gantry-end"];
     assert_eq!(kube["secretAsEnv"][0]["secretName"], "gantry-iris-token");

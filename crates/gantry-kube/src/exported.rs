@@ -69,6 +69,33 @@ pub struct ReportPlan {
     /// server has acted on the report, so the step fails when the server cannot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effect: Option<String>,
+    /// The exit handler's plan only: the pipeline spec as written ([`encode_spec`]), stored
+    /// with the run as its snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+}
+
+/// The largest spec kept as an exported run's snapshot (it travels in the exit handler's
+/// plan, an environment variable or argument of the pod).
+pub const MAX_SPEC_BYTES: usize = 48 << 10;
+
+/// The spec's text as it travels in a plan: base64, so that no orchestrator takes a `{{` of
+/// the spec for one of its placeholders. `None` when it is over [`MAX_SPEC_BYTES`].
+pub fn encode_spec(text: &str) -> Option<String> {
+    use base64::Engine;
+    (text.len() <= MAX_SPEC_BYTES).then(|| base64::engine::general_purpose::STANDARD.encode(text))
+}
+
+/// The spec's text from [`encode_spec`]'s form.
+pub fn decode_spec(encoded: &str) -> Result<String, String> {
+    use base64::Engine;
+    if encoded.len() > MAX_SPEC_BYTES.div_ceil(3) * 4 {
+        return Err(format!("is over {} KiB", MAX_SPEC_BYTES >> 10));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| format!("is not base64: {e}"))?;
+    String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())
 }
 
 /// The parts of the cache key the wrapper cannot see itself.
@@ -373,6 +400,9 @@ pub struct ExportedEnd {
     /// The run's params (recorded with the run when no step reported before).
     #[serde(default)]
     pub params: serde_json::Value,
+    /// The pipeline spec ([`encode_spec`]), stored as the run's snapshot when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
 }
 
 /// How a workflow ended, in Gantry's terms.
@@ -587,6 +617,23 @@ mod tests {
     }
 
     #[test]
+    fn specs_travel_as_base64_within_a_size() {
+        let text = "name: p # {{workflow.name}} and ${params.x}, ünïcode\n";
+        let encoded = encode_spec(text).unwrap();
+        assert!(!encoded.contains("{{"), "{encoded}");
+        assert_eq!(decode_spec(&encoded).as_deref(), Ok(text));
+        let big = "x".repeat(MAX_SPEC_BYTES + 1);
+        assert_eq!(encode_spec(&big), None);
+        assert!(encode_spec(&big[1..]).is_some());
+        use base64::Engine;
+        let too_big = base64::engine::general_purpose::STANDARD.encode(&big);
+        assert!(decode_spec(&too_big).unwrap_err().contains("KiB"));
+        assert!(decode_spec("not base64!").unwrap_err().contains("base64"));
+        let latin1 = base64::engine::general_purpose::STANDARD.encode([0xff, 0xfe]);
+        assert!(decode_spec(&latin1).unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
     fn a_workflows_end_is_read_in_each_orchestrators_words() {
         let end = |status: &str, failures: Option<&str>| ExportedEnd {
             orchestrator: "argo".into(),
@@ -597,6 +644,7 @@ mod tests {
             failures: failures.map(str::to_string),
             finished_at_ms: 1,
             params: serde_json::json!({}),
+            spec: None,
         };
         for (status, want) in [
             ("Succeeded", WorkflowEnd::Succeeded),
@@ -658,6 +706,7 @@ mod tests {
             memory_bytes: 1 << 30,
             gpu: 0,
             effect: None,
+            spec: None,
             key: Some(KeyPlan {
                 image_digest: digest('a'),
                 env: vec![],

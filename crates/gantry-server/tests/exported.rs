@@ -751,3 +751,61 @@ async fn a_report_sent_again_is_recorded_and_acted_on_once() {
             .is_err()
     );
 }
+
+/// The exit handler brings the spec as written: the run keeps it as its snapshot, as a run of
+/// Gantry's own does, whether a step's report or the end created the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflows_end_brings_the_spec_snapshot() {
+    use gantry_kube::exported::encode_spec;
+    let s = server().await;
+    let wf = token(&s, "argo-iris", Role::Editor, Some("iris")).await;
+    let text = "name: iris\nsteps:\n  - name: train # {{not argo's}}\n";
+    let with_spec = |run: &str, spec: &str| {
+        let mut e = end(run, "Succeeded", None);
+        e["spec"] = json!(encode_spec(spec).unwrap());
+        e
+    };
+
+    // A run its first step created gets the spec at the end; a later end changes nothing.
+    let first = step("uid-s", "prepare", 0, ExportedStatus::Succeeded);
+    let (code, a) = post(&s, &wf, "/api/v1/exported/steps", &body(&first)).await;
+    assert_eq!(code, 200, "{a}");
+    let run = run_id("argo", "uid-s");
+    assert_eq!(s.state.store.get_run(&run).await.unwrap().spec_yaml, "");
+    let (code, a) = post(&s, &wf, "/api/v1/exported/runs", &with_spec("uid-s", text)).await;
+    assert_eq!(code, 200, "{a}");
+    assert_eq!(s.state.store.get_run(&run).await.unwrap().spec_yaml, text);
+    let (code, _) = post(
+        &s,
+        &wf,
+        "/api/v1/exported/runs",
+        &with_spec("uid-s", "name: other\n"),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(s.state.store.get_run(&run).await.unwrap().spec_yaml, text);
+
+    // A run the end creates has it from the start.
+    let (code, a) = post(&s, &wf, "/api/v1/exported/runs", &with_spec("uid-t", text)).await;
+    assert_eq!(code, 200, "{a}");
+    let created = s
+        .state
+        .store
+        .get_run(&run_id("argo", "uid-t"))
+        .await
+        .unwrap();
+    assert_eq!(created.spec_yaml, text);
+
+    // What is not a spec is refused, naming the field, before anything is recorded.
+    let mut bad = end("uid-u", "Succeeded", None);
+    bad["spec"] = json!("{{not base64}}");
+    let (code, a) = post(&s, &wf, "/api/v1/exported/runs", &bad).await;
+    assert_eq!((code, &a["error"]["field"]), (400, &json!("spec")), "{a}");
+    assert!(
+        s.state
+            .store
+            .get_run(&run_id("argo", "uid-u"))
+            .await
+            .is_err()
+    );
+}

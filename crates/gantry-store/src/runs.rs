@@ -156,6 +156,18 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Sets the spec snapshot of a run that has none (an exported run learns its spec from
+    /// the workflow's exit handler); true when it was set.
+    pub async fn set_missing_spec(&self, id: &str, spec_yaml: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE runs SET spec_yaml = $2 WHERE id = $1 AND spec_yaml = ''")
+            .bind(id)
+            .bind(spec_yaml)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::query(format!("saving the spec of run {id}")))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Sets the status; `finished_at_ms` and `error` are only written when given.
     pub async fn update_run_status(
         &self,

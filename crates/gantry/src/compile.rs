@@ -41,6 +41,10 @@ pub fn run(g: &Global, args: CompileArgs) -> anyhow::Result<u8> {
             server,
             token_secret,
         });
+    if opts.report.is_some() {
+        // The run's snapshot, as `gantry run` keeps it (the spec was just read and parsed).
+        opts.spec_text = std::fs::read_to_string(&args.file).ok();
+    }
     opts.params = crate::commands::parse_overrides(&args.params)?;
     opts.input_digests = args
         .input_digests

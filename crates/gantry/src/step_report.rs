@@ -295,6 +295,7 @@ pub async fn end(given_plan: Option<&str>, status: EndStatus) -> anyhow::Result<
         failures,
         finished_at_ms: gantry_engine::now_ms(),
         params: plan.params.clone(),
+        spec: report.spec.clone(),
     };
     let body = serde_json::to_value(&body)?;
     match post_with_retries(&client, &["exported", "runs"], &body).await {
@@ -399,6 +400,7 @@ mod tests {
             memory_bytes: 1 << 30,
             gpu: 0,
             effect: None,
+            spec: None,
             key: Some(KeyPlan {
                 image_digest: format!("sha256:{}", "a".repeat(64)),
                 env: vec!["MODE".into()],

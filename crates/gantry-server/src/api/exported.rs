@@ -203,6 +203,7 @@ pub async fn report(
             run_name: &r.run_name,
             pipeline: &r.pipeline,
             params: &r.params,
+            spec: None,
         },
         r.started_at_ms,
     )
@@ -415,6 +416,8 @@ struct Workflow<'a> {
     run_name: &'a str,
     pipeline: &'a str,
     params: &'a serde_json::Value,
+    /// The spec's text, from the exit handler: the run's snapshot.
+    spec: Option<&'a str>,
 }
 
 /// The workflow run's Gantry run, created by the first report (or its end) that arrives.
@@ -429,7 +432,7 @@ async fn ensure_run(
         pipeline: w.pipeline.to_string(),
         status: RunStatus::Running,
         spec_file: format!("{}:{}", w.orchestrator, w.run_name),
-        spec_yaml: String::new(),
+        spec_yaml: w.spec.unwrap_or_default().to_string(),
         params_json: if w.params.is_object() {
             w.params.to_string()
         } else {
@@ -457,6 +460,10 @@ async fn ensure_run(
             run.id, w.pipeline
         )));
     }
+    // Created by a step's report: the end brings the spec.
+    if let Some(spec) = w.spec.filter(|_| run.spec_yaml.is_empty()) {
+        state.store.set_missing_spec(&run.id, spec).await?;
+    }
     Ok(run)
 }
 
@@ -471,6 +478,12 @@ pub async fn end(
     let outcome = e
         .outcome()
         .map_err(|(field, message)| ApiError::invalid(field, message))?;
+    let spec = e
+        .spec
+        .as_deref()
+        .map(gantry_kube::exported::decode_spec)
+        .transpose()
+        .map_err(|message| ApiError::invalid("spec", format!("the spec {message}")))?;
     project_check(&p, &e.pipeline)?;
     let run = ensure_run(
         &state,
@@ -481,6 +494,7 @@ pub async fn end(
             run_name: &e.run_name,
             pipeline: &e.pipeline,
             params: &e.params,
+            spec: spec.as_deref(),
         },
         e.finished_at_ms,
     )

@@ -52,6 +52,33 @@ fn the_hello_pipeline_exports_to_argo_and_kfp() {
     let kfp = String::from_utf8(done.stdout).unwrap();
     assert!(kfp.contains("schemaVersion: \"2.1.0\""), "{kfp}");
     crate::kube::assert_valid_kfp_pipeline_spec(&kfp);
+
+    // Reporting to a server, the exit handler carries the spec file as written (base64, so
+    // that no `{{` of it is taken for a placeholder): the run's snapshot.
+    let mut args = base.to_vec();
+    args.extend([
+        "--target",
+        "argo",
+        "--report-to",
+        "http://gantry:8080",
+        "--report-token-secret",
+        "gantry-token",
+    ]);
+    let done = g.run(&args);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let argo = String::from_utf8(done.stdout).unwrap();
+    crate::kube::assert_valid_argo_workflow(&argo);
+    let written = std::fs::read_to_string(src).unwrap();
+    let encoded = gantry_kube::exported::encode_spec(&written).unwrap();
+    assert_eq!(
+        argo.matches(&format!(r#"\"spec\":\"{encoded}\""#)).count(),
+        1,
+        "{argo}"
+    );
 }
 
 #[test]

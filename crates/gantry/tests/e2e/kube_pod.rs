@@ -551,6 +551,7 @@ fn an_exported_step_uses_gantrys_cache_and_is_recorded_by_the_server() {
             memory_bytes: 512 << 20,
             gpu: 0,
             effect: None,
+            spec: None,
             key: Some(KeyPlan {
                 image_digest: format!("sha256:{}", "a".repeat(64)),
                 env: vec!["MODE".into()],
@@ -772,6 +773,7 @@ fn an_exported_step_runs_when_the_server_cannot_be_reached() {
         memory_bytes: 512 << 20,
         gpu: 0,
         effect: None,
+        spec: None,
         key: Some(KeyPlan {
             image_digest: format!("sha256:{}", "a".repeat(64)),
             env: vec![],
