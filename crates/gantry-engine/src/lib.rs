@@ -38,7 +38,7 @@ pub use mlflow_mirror::GANTRY_RUN_TAG;
 pub use owner::Owner;
 pub use reconcile::{Reconciled, interrupt_orphaned_runs};
 pub use registry::{
-    REFERENCE_PROFILE_TAG, SIDE_EFFECTS, read_registration, reference_profile_of, register_model,
+    REFERENCE_PROFILE_TAG, read_registration, reference_profile_of, register_model,
     request_deployment,
 };
 pub use relay::{RELAY_PORT, hook_socket};

@@ -29,9 +29,6 @@ pub async fn reference_profile_of(
         .map(|t| t.value)
 }
 
-/// The built-ins whose success has a side effect in the metadata store.
-pub const SIDE_EFFECTS: [&str; 2] = ["register", "deploy"];
-
 /// The side effect of a `builtin/deploy` step: the change it requested becomes the
 /// deployment's new desired state (resolved and validated like `gantry deploy`, within the
 /// run's project, its pipeline).
