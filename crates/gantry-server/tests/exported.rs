@@ -702,16 +702,31 @@ async fn a_report_sent_again_is_recorded_and_acted_on_once() {
         json!("done already: step run step00000000a1a1")
     );
     let run = run_id("argo", "uid-again");
-    assert_eq!(s.state.store.list_step_runs(&run).await.unwrap().len(), 1);
-    assert_eq!(
-        s.state
-            .store
-            .list_model_versions("iris")
-            .await
-            .unwrap()
-            .len(),
-        1
+    let counts = || async {
+        let versions = s.state.store.list_model_versions("iris").await.unwrap();
+        let steps = s.state.store.list_step_runs(&run).await.unwrap();
+        (versions.len(), steps.len())
+    };
+    assert_eq!(counts().await, (1, 1));
+
+    // Sent twice at once (a retry while the first is still being answered): one of them
+    // records and registers, the other answers from its record.
+    let mut twice = r.clone();
+    twice.step_run = Some("step00000000c3c3".into());
+    let twice = body(&twice);
+    let (a, b) = tokio::join!(
+        post(&s, &wf, "/api/v1/exported/steps", &twice),
+        post(&s, &wf, "/api/v1/exported/steps", &twice),
     );
+    assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+    assert_eq!(a.1["step_run_id"], b.1["step_run_id"]);
+    let effects = [&a.1["effect"], &b.1["effect"]];
+    assert!(
+        effects.contains(&&json!("registered model iris v2"))
+            && effects.contains(&&json!("done already: step run step00000000c3c3")),
+        "{effects:?}"
+    );
+    assert_eq!(counts().await, (2, 2));
 
     // A failed side effect answers the same failure again.
     let mut bad = step("uid-again", "register", 1, ExportedStatus::Succeeded);
@@ -722,8 +737,8 @@ async fn a_report_sent_again_is_recorded_and_acted_on_once() {
     let (_, again) = post(&s, &wf, "/api/v1/exported/steps", &body(&bad)).await;
     assert!(first["effect_error"].is_string(), "{first}");
     assert_eq!(again["effect_error"], first["effect_error"]);
-    assert_eq!(again["attempt"], json!(2));
-    assert_eq!(s.state.store.list_step_runs(&run).await.unwrap().len(), 2);
+    assert_eq!(again["attempt"], json!(3));
+    assert_eq!(counts().await, (2, 3));
 
     // An id that is another step's, or another run's, is refused, naming the field.
     let mut taken = step("uid-again", "train", 0, ExportedStatus::Succeeded);

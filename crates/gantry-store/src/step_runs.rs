@@ -21,32 +21,27 @@ macro_rules! step_run_columns {
     };
 }
 
-impl Store {
-    /// Inserts the step run, or replaces every field of the one with the same id.
-    pub async fn upsert_step_run(&self, s: &StepRunRecord) -> Result<(), StoreError> {
-        sqlx::query(concat!(
+/// The INSERT of every column of a step run ([`bind_step_run`] binds them).
+macro_rules! insert_step_run {
+    () => {
+        concat!(
             "INSERT INTO step_runs (",
             step_run_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28) \
-             ON CONFLICT (id) DO UPDATE SET run_id = excluded.run_id, step = excluded.step, \
-             seq = excluded.seq, attempt = excluded.attempt, status = excluded.status, \
-             exit_code = excluded.exit_code, reason = excluded.reason, \
-             cache_key = excluded.cache_key, cached_from = excluded.cached_from, \
-             image_digest = excluded.image_digest, started_at_ms = excluded.started_at_ms, \
-             finished_at_ms = excluded.finished_at_ms, \
-             requested_cpu_millis = excluded.requested_cpu_millis, \
-             requested_memory_bytes = excluded.requested_memory_bytes, \
-             requested_gpu = excluded.requested_gpu, \
-             peak_memory_bytes = excluded.peak_memory_bytes, cpu_micros = excluded.cpu_micros, \
-             wall_ms = excluded.wall_ms, inputs_json = excluded.inputs_json, \
-             outputs_json = excluded.outputs_json, gpu_model = excluded.gpu_model, \
-             gpu_util_percent = excluded.gpu_util_percent, \
-             gpu_memory_peak_bytes = excluded.gpu_memory_peak_bytes, \
-             gpu_idle_ms = excluded.gpu_idle_ms, resources_note = excluded.resources_note, \
-             usage_key = excluded.usage_key, gpu_devices = excluded.gpu_devices"
-        ))
-        .bind(&s.id)
+             $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
+        )
+    };
+}
+
+fn saving(s: &StepRunRecord) -> String {
+    format!("saving step run {} ({}) of run {}", s.id, s.step, s.run_id)
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds a step run's fields in the order of `step_run_columns!`.
+fn bind_step_run<'q>(q: AnyQuery<'q>, s: &'q StepRunRecord) -> AnyQuery<'q> {
+    q.bind(&s.id)
         .bind(&s.run_id)
         .bind(&s.step)
         .bind(s.seq)
@@ -74,13 +69,50 @@ impl Store {
         .bind(s.resources_note.as_deref())
         .bind(s.usage_key.as_deref())
         .bind(s.gpu_devices.as_deref())
+}
+
+impl Store {
+    /// Inserts the step run, or replaces every field of the one with the same id.
+    pub async fn upsert_step_run(&self, s: &StepRunRecord) -> Result<(), StoreError> {
+        bind_step_run(
+            sqlx::query(concat!(
+                insert_step_run!(),
+                " ON CONFLICT (id) DO UPDATE SET run_id = excluded.run_id, step = excluded.step, \
+                 seq = excluded.seq, attempt = excluded.attempt, status = excluded.status, \
+                 exit_code = excluded.exit_code, reason = excluded.reason, \
+                 cache_key = excluded.cache_key, cached_from = excluded.cached_from, \
+                 image_digest = excluded.image_digest, started_at_ms = excluded.started_at_ms, \
+                 finished_at_ms = excluded.finished_at_ms, \
+                 requested_cpu_millis = excluded.requested_cpu_millis, \
+                 requested_memory_bytes = excluded.requested_memory_bytes, \
+                 requested_gpu = excluded.requested_gpu, \
+                 peak_memory_bytes = excluded.peak_memory_bytes, cpu_micros = excluded.cpu_micros, \
+                 wall_ms = excluded.wall_ms, inputs_json = excluded.inputs_json, \
+                 outputs_json = excluded.outputs_json, gpu_model = excluded.gpu_model, \
+                 gpu_util_percent = excluded.gpu_util_percent, \
+                 gpu_memory_peak_bytes = excluded.gpu_memory_peak_bytes, \
+                 gpu_idle_ms = excluded.gpu_idle_ms, resources_note = excluded.resources_note, \
+                 usage_key = excluded.usage_key, gpu_devices = excluded.gpu_devices"
+            )),
+            s,
+        )
         .execute(&self.pool)
         .await
-        .map_err(StoreError::query(format!(
-            "saving step run {} ({}) of run {}",
-            s.id, s.step, s.run_id
-        )))?;
+        .map_err(StoreError::query(saving(s)))?;
         Ok(())
+    }
+
+    /// Inserts the step run unless one with its id exists; true when it was inserted (a
+    /// report sent twice at once is recorded by one of them).
+    pub async fn insert_step_run(&self, s: &StepRunRecord) -> Result<bool, StoreError> {
+        let done = bind_step_run(
+            sqlx::query(concat!(insert_step_run!(), " ON CONFLICT (id) DO NOTHING")),
+            s,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::query(saving(s)))?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// The step run with this id, if there is one.

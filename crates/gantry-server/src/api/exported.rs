@@ -165,32 +165,7 @@ pub async fn report(
     if let Some(id) = &r.step_run
         && let Some(earlier) = state.store.find_step_run(id).await?
     {
-        let run = run_id(&r.orchestrator, &r.run);
-        let now = if earlier.run_id == run && earlier.step == r.step {
-            Some(state.store.get_run(&run).await?)
-        } else {
-            None
-        };
-        let Some(now) = now.filter(|now| now.pipeline == r.pipeline) else {
-            return Err(ApiError::conflict(format!(
-                "step run {id} exists and is not an attempt of step {} of this workflow run",
-                r.step
-            ))
-            .with_field("step_run"));
-        };
-        // Reported succeeded and recorded failed: its side effect failed.
-        let failed = r.status == ExportedStatus::Succeeded && earlier.status == StepStatus::Failed;
-        return Ok(Json(ExportedAnswer {
-            run_id: run,
-            attempt: earlier.attempt as u32,
-            run_status: now.status.as_str().to_string(),
-            effect: (r.effect.is_some() && earlier.status == StepStatus::Succeeded)
-                .then(|| format!("done already: step run {}", earlier.id)),
-            effect_error: (r.effect.is_some() && failed)
-                .then(|| earlier.reason.clone())
-                .flatten(),
-            step_run_id: earlier.id,
-        }));
+        return answer_again(&state, &r, earlier).await;
     }
 
     let now = gantry_engine::now_ms();
@@ -255,7 +230,15 @@ pub async fn report(
             .record_artifact(digest, kind, *size, now)
             .await?;
     }
-    state.store.upsert_step_run(&rec).await?;
+    if !state.store.insert_step_run(&rec).await? {
+        // The same report, sent twice at once: the other request recorded it a moment ago.
+        let earlier = state
+            .store
+            .find_step_run(&rec.id)
+            .await?
+            .ok_or_else(|| ApiError::internal("reading step run", &rec.id))?;
+        return answer_again(&state, &r, earlier).await;
+    }
     gantry_engine::record_lineage(&state.store, &rec.id, &r.inputs, &r.outputs)
         .await
         .map_err(|e| ApiError::internal("recording lineage", e))?;
@@ -338,6 +321,41 @@ pub async fn report(
         run_status: status.as_str().to_string(),
         effect,
         effect_error,
+    }))
+}
+
+/// The answer to a report whose step run id is recorded already: from the record, recording
+/// and acting on nothing again; an id of another step or workflow run is refused.
+async fn answer_again(
+    state: &AppState,
+    r: &ExportedStep,
+    earlier: StepRunRecord,
+) -> ApiResult<Json<ExportedAnswer>> {
+    let run = run_id(&r.orchestrator, &r.run);
+    let now = if earlier.run_id == run && earlier.step == r.step {
+        Some(state.store.get_run(&run).await?)
+    } else {
+        None
+    };
+    let Some(now) = now.filter(|now| now.pipeline == r.pipeline) else {
+        return Err(ApiError::conflict(format!(
+            "step run {} exists and is not an attempt of step {} of this workflow run",
+            earlier.id, r.step
+        ))
+        .with_field("step_run"));
+    };
+    // Reported succeeded and recorded failed: its side effect failed.
+    let failed = r.status == ExportedStatus::Succeeded && earlier.status == StepStatus::Failed;
+    Ok(Json(ExportedAnswer {
+        run_id: run,
+        attempt: earlier.attempt as u32,
+        run_status: now.status.as_str().to_string(),
+        effect: (r.effect.is_some() && earlier.status == StepStatus::Succeeded)
+            .then(|| format!("done already: step run {}", earlier.id)),
+        effect_error: (r.effect.is_some() && failed)
+            .then(|| earlier.reason.clone())
+            .flatten(),
+        step_run_id: earlier.id,
     }))
 }
 
