@@ -742,38 +742,24 @@ async fn run_attempt<R: Runtime>(
         }
     }
     let side_effect = match &step.image {
-        ImageRef::Builtin(n) if n == "register" => Some("register"),
-        ImageRef::Builtin(n) if n == "deploy" => Some("deploy"),
-        _ => None,
+        ImageRef::Builtin(n) => crate::registry::SideEffect::of_builtin(n),
+        ImageRef::Image(_) => None,
     };
     if rec.status == StepStatus::Succeeded
-        && let Some(kind) = side_effect
+        && let Some(effect) = side_effect
     {
-        let done = if kind == "register" {
-            match crate::registry::read_registration(&inner.artifacts, &outputs).await {
-                Ok(reg) => {
-                    crate::registry::register_model(
-                        &inner.store,
-                        &inner.artifacts,
-                        &ctx.run_id,
-                        rec,
-                        &p.inputs,
-                        &reg,
-                    )
-                    .await
-                }
-                Err(e) => Err(e),
-            }
-        } else {
-            crate::registry::request_deployment(
+        let done = effect
+            .perform(
                 &inner.store,
                 &inner.artifacts,
                 &ctx.run_id,
                 &ctx.pipeline,
+                rec,
+                &p.inputs,
                 &outputs,
+                async |_| Ok(()),
             )
-            .await
-        };
+            .await;
         match done {
             Ok(line) => {
                 let chunk = LogChunk::message("gantry", now_ms(), &line);
@@ -787,14 +773,7 @@ async fn run_attempt<R: Runtime>(
             }
             Err(message) => {
                 rec.status = StepStatus::Failed;
-                rec.reason = Some(format!(
-                    "{} failed: {message}",
-                    if kind == "register" {
-                        "registration"
-                    } else {
-                        "deployment"
-                    }
-                ));
+                rec.reason = Some(effect.failed(&message));
             }
         }
     }

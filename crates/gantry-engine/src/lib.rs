@@ -37,10 +37,7 @@ pub use input_policy::{DataRoot, InputPolicy, PathAccess, PathRefusal};
 pub use mlflow_mirror::GANTRY_RUN_TAG;
 pub use owner::Owner;
 pub use reconcile::{Reconciled, interrupt_orphaned_runs};
-pub use registry::{
-    REFERENCE_PROFILE_TAG, read_registration, reference_profile_of, register_model,
-    request_deployment,
-};
+pub use registry::{REFERENCE_PROFILE_TAG, SideEffect, reference_profile_of};
 pub use relay::{RELAY_PORT, hook_socket};
 pub use run::{QueuedAt, RunRequest};
 

@@ -29,10 +29,68 @@ pub async fn reference_profile_of(
         .map(|t| t.value)
 }
 
+/// A built-in whose success has a side effect in the metadata store, done by whoever holds
+/// it after the step succeeded: the engine for its own runs, the server for an exported
+/// workflow's reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SideEffect {
+    /// `register`: the model version its `registration` output describes.
+    Register,
+    /// `deploy`: the deployment change its `deployment` output requests.
+    Deploy,
+}
+
+impl SideEffect {
+    /// The side effect of the built-in `name`, if it has one.
+    pub fn of_builtin(name: &str) -> Option<SideEffect> {
+        match name {
+            "register" => Some(SideEffect::Register),
+            "deploy" => Some(SideEffect::Deploy),
+            _ => None,
+        }
+    }
+
+    /// The reason the step's attempt is recorded failed with when the side effect failed.
+    pub fn failed(self, message: &str) -> String {
+        let what = match self {
+            SideEffect::Register => "registration",
+            SideEffect::Deploy => "deployment",
+        };
+        format!("{what} failed: {message}")
+    }
+
+    /// Does it for step run `rec` of run `run_id` (of `pipeline`, its project), with the step's
+    /// input and output digests; `check` sees a registration before anything is written and
+    /// may refuse it. A line for the step's log, or why it could not be done.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn perform(
+        self,
+        store: &Store,
+        artifacts: &ArtifactStore,
+        run_id: &str,
+        pipeline: &str,
+        rec: &StepRunRecord,
+        inputs: &BTreeMap<String, String>,
+        outputs: &BTreeMap<String, String>,
+        check: impl AsyncFnOnce(&Registration) -> Result<(), String>,
+    ) -> Result<String, String> {
+        match self {
+            SideEffect::Register => {
+                let reg = read_registration(artifacts, outputs).await?;
+                check(&reg).await?;
+                register_model(store, artifacts, run_id, rec, inputs, &reg).await
+            }
+            SideEffect::Deploy => {
+                request_deployment(store, artifacts, run_id, pipeline, outputs).await
+            }
+        }
+    }
+}
+
 /// The side effect of a `builtin/deploy` step: the change it requested becomes the
 /// deployment's new desired state (resolved and validated like `gantry deploy`, within the
 /// run's project, its pipeline).
-pub async fn request_deployment(
+async fn request_deployment(
     store: &Store,
     artifacts: &ArtifactStore,
     run_id: &str,
@@ -76,7 +134,7 @@ pub async fn request_deployment(
 }
 
 /// The registration a `register` step wrote (its `registration` output).
-pub async fn read_registration(
+async fn read_registration(
     artifacts: &ArtifactStore,
     outputs: &BTreeMap<String, String>,
 ) -> Result<Registration, String> {
@@ -92,7 +150,7 @@ pub async fn read_registration(
 
 /// Registers the model `reg` describes (from [`read_registration`]) as the step run `rec` of
 /// run `run_id` produced it, and returns a line for the step's log.
-pub async fn register_model(
+async fn register_model(
     store: &Store,
     artifacts: &ArtifactStore,
     run_id: &str,

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::{Extension, Json};
+use gantry_engine::SideEffect;
 use gantry_kube::exported::{
     CacheAnswer, CacheHit, CacheQuery, ExportedAnswer, ExportedEnd, ExportedEndAnswer,
     ExportedStatus, ExportedStep, WorkflowEnd, run_id,
@@ -249,7 +250,8 @@ pub async fn report(
     // A `register` or `deploy` that succeeded acts now, as the engine does after its own
     // step; when it cannot, the attempt failed (the wrapper fails the step).
     let (mut effect, mut effect_error) = (None, None);
-    if let (Some(kind), ExportedStatus::Succeeded) = (r.effect.as_deref(), r.status) {
+    let effect_of = r.effect.as_deref().and_then(SideEffect::of_builtin);
+    if let (Some(kind), ExportedStatus::Succeeded) = (effect_of, r.status) {
         match side_effect(&state, &p, kind, &run, &rec, &r).await {
             Ok(line) => {
                 let chunk = gantry_store::LogChunk::message("gantry", now, &line);
@@ -257,12 +259,7 @@ pub async fn report(
                 effect = Some(line);
             }
             Err(message) => {
-                let what = if kind == "register" {
-                    "registration"
-                } else {
-                    "deployment"
-                };
-                let message = format!("{what} failed: {message}");
+                let message = kind.failed(&message);
                 rec.status = StepStatus::Failed;
                 rec.reason = Some(message.chars().take(4096).collect());
                 state.store.upsert_step_run(&rec).await?;
@@ -364,67 +361,51 @@ async fn answer_again(
 async fn side_effect(
     state: &AppState,
     p: &Principal,
-    kind: &str,
+    effect: SideEffect,
     run: &RunRecord,
     rec: &StepRunRecord,
     r: &ExportedStep,
 ) -> Result<String, String> {
-    if kind == "register" {
-        let reg = gantry_engine::read_registration(&state.artifacts, &r.outputs).await?;
-        // A token scoped to a project adds versions to its own models, or starts a new one.
-        let exists = match state.store.list_model_versions(&reg.model).await {
-            Ok(versions) => !versions.is_empty(),
-            Err(gantry_store::StoreError::NotFound { .. }) => false,
-            Err(e) => return Err(e.to_string()),
-        };
-        let theirs = exists
-            && !super::models::visible(state, p, &reg.model)
-                .await
-                .map_err(|e| e.message)?;
-        if theirs {
-            return Err(format!(
-                "model {} belongs to another project than {}",
-                reg.model, run.pipeline
-            ));
-        }
-        let line = gantry_engine::register_model(
-            &state.store,
-            &state.artifacts,
-            &run.id,
-            rec,
-            &r.inputs,
-            &reg,
-        )
-        .await?;
-        audit(
-            state,
-            p,
-            "model.register",
-            &reg.model,
-            json!({"run": run.id, "step_run": rec.id, "via": "exported"}),
-        )
-        .await;
-        Ok(line)
-    } else {
-        let line = gantry_engine::request_deployment(
+    let mut model = None;
+    let line = effect
+        .perform(
             &state.store,
             &state.artifacts,
             &run.id,
             &run.pipeline,
+            rec,
+            &r.inputs,
             &r.outputs,
+            // A token scoped to a project adds versions to its own models, or starts a new one.
+            async |reg| {
+                model = Some(reg.model.clone());
+                match super::models::may_add_version(state, p, &reg.model).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(format!(
+                        "model {} belongs to another project than {}",
+                        reg.model, run.pipeline
+                    )),
+                    Err(e) => Err(e.message),
+                }
+            },
         )
         .await?;
-        audit(
-            state,
-            p,
-            "deployment.apply",
-            &run.id,
-            json!({"step_run": rec.id, "via": "exported", "done": line}),
-        )
-        .await;
+    let (action, target) = match (effect, model) {
+        (SideEffect::Register, Some(model)) => ("model.register", model),
+        _ => ("deployment.apply", run.id.clone()),
+    };
+    audit(
+        state,
+        p,
+        action,
+        &target,
+        json!({"run": run.id, "step_run": rec.id, "via": "exported", "done": line}),
+    )
+    .await;
+    if effect == SideEffect::Deploy {
         state.deployments.nudge();
-        Ok(line)
     }
+    Ok(line)
 }
 
 /// The workflow run a report is about.

@@ -11,14 +11,40 @@ use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 /// A model belongs to the projects of the runs that registered its versions.
-pub(crate) async fn visible(state: &AppState, p: &Principal, name: &str) -> ApiResult<bool> {
+async fn visible(state: &AppState, p: &Principal, name: &str) -> ApiResult<bool> {
     let Some(project) = &p.project else {
         return Ok(true);
     };
-    for v in state.store.list_model_versions(name).await? {
+    let versions = state.store.list_model_versions(name).await?;
+    registered_by(state, &versions, project).await
+}
+
+/// Whether `p` may add a version to model `name`: a new model, or one of its project's.
+pub(crate) async fn may_add_version(
+    state: &AppState,
+    p: &Principal,
+    name: &str,
+) -> ApiResult<bool> {
+    let Some(project) = &p.project else {
+        return Ok(true);
+    };
+    match state.store.list_model_versions(name).await {
+        Ok(versions) if !versions.is_empty() => registered_by(state, &versions, project).await,
+        Ok(_) | Err(gantry_store::StoreError::NotFound { .. }) => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether a run of `project` registered one of `versions`.
+async fn registered_by(
+    state: &AppState,
+    versions: &[gantry_store::ModelVersionRecord],
+    project: &str,
+) -> ApiResult<bool> {
+    for v in versions {
         if let Some(run) = &v.run_id
             && let Ok(r) = state.store.get_run(run).await
-            && &r.pipeline == project
+            && r.pipeline == project
         {
             return Ok(true);
         }
