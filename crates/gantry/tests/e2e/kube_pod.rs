@@ -657,7 +657,7 @@ fn an_exported_step_uses_gantrys_cache_and_is_recorded_by_the_server() {
     // A `register` step (here a command writing what the built-in writes) registers its model
     // version through the server when it reports; a registration the server cannot act on
     // fails the step, so that the orchestrator sees it.
-    let register = |run: &str, registration: &str| {
+    let register_via = |run: &str, registration: &str, server: &str| {
         let mut plan: StepPlan =
             serde_json::from_str(&pod.plan(vec![("model", input.clone())], &["registration"]))
                 .unwrap();
@@ -667,11 +667,13 @@ fn an_exported_step_uses_gantrys_cache_and_is_recorded_by_the_server() {
             .unwrap();
         report.effect = Some("register".into());
         report.cache = false;
+        report.server = server.to_string();
         plan.report = Some(report);
         let plan = serde_json::to_string(&plan).unwrap();
         let write = format!("printf '%s' '{registration}' > /gantry/outputs/registration");
         pod.step_exec(run, &plan, "0:register", &[], &write, &with_token)
     };
+    let register = |run: &str, registration: &str| register_via(run, registration, &url);
     let registration = serde_json::json!({
         "format": "gantry.registration", "model": "iris", "alias": "champion",
         "algorithm": "logistic_regression", "task": "classification", "label": "species",
@@ -704,6 +706,32 @@ fn an_exported_step_uses_gantrys_cache_and_is_recorded_by_the_server() {
     );
     let shown = show(&run_id("kfp", "uid-8"));
     assert_eq!(shown["status"], "failed", "{shown:#}");
+
+    // The server registers, but its answer is lost on the way back (a proxy answers 503
+    // instead): the wrapper sends the report again, with the same step run id, and the
+    // server answers from its record: one attempt, one version.
+    let (proxy, lost) = lossy_proxy(&url);
+    let again = registration.replace("\"iris\"", "\"iris-retried\"");
+    let (code, logs) = register_via("uid-9", &again, &proxy);
+    assert_eq!(code, Some(0), "{logs:?}");
+    assert_eq!(
+        lost.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("done already: step run")),
+        "{logs:?}"
+    );
+    let version = json_of(&["model", "show", "iris-retried"]);
+    assert_eq!(version["version"], json!(1), "{version:#}");
+    let shown = show(&run_id("kfp", "uid-9"));
+    assert_eq!(
+        shown["steps"].as_array().map(Vec::len),
+        Some(1),
+        "{shown:#}"
+    );
+    assert_eq!(shown["status"], "succeeded", "{shown:#}");
 
     // A pod that dies before its wrapper can report (OOM-killed, evicted) leaves nothing; the
     // pipeline's exit handler, `gantry step-end` with KFP's final status, still ends the run
@@ -743,6 +771,67 @@ fn an_exported_step_uses_gantrys_cache_and_is_recorded_by_the_server() {
     let (code, logs) = end("uid-6", "not json");
     assert_eq!(code, Some(0), "{logs:?}");
     assert!(logs.iter().any(|l| l.contains("is not JSON")), "{logs:?}");
+}
+
+/// An HTTP proxy to `upstream` on 127.0.0.1 that forwards everything, but answers the first
+/// step report with a 503 after the server took it (an answer lost on the way back). Its
+/// URL, and how many answers it lost.
+fn lossy_proxy(upstream: &str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let lost = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (upstream, counter) = (upstream.to_string(), lost.clone());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let client = reqwest::Client::new();
+            let forward = move |method: axum::http::Method,
+                                uri: axum::http::Uri,
+                                headers: axum::http::HeaderMap,
+                                body: axum::body::Bytes| {
+                let (client, upstream, counter) =
+                    (client.clone(), upstream.clone(), counter.clone());
+                async move {
+                    let mut req = client.request(method.clone(), format!("{upstream}{uri}"));
+                    for (name, value) in &headers {
+                        if name != axum::http::header::HOST {
+                            req = req.header(name, value);
+                        }
+                    }
+                    let resp = req.body(body).send().await.unwrap();
+                    let status = resp.status();
+                    let bytes = resp.bytes().await.unwrap();
+                    let report = method == axum::http::Method::POST
+                        && uri.path() == "/api/v1/exported/steps";
+                    let first = report
+                        && counter
+                            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                            .is_ok();
+                    if first {
+                        return (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            axum::body::Bytes::from_static(
+                                br#"{"error":{"code":"unavailable","message":"lost"}}"#,
+                            ),
+                        );
+                    }
+                    (
+                        status,
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        bytes,
+                    )
+                }
+            };
+            let app = axum::Router::new().fallback(forward);
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let addr = rx.recv().unwrap();
+    (format!("http://{addr}"), lost)
 }
 
 /// With the server unreachable, an exported step still runs and delivers its outputs; it
