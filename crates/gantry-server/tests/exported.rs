@@ -47,6 +47,39 @@ async fn stored(s: &TestServer, name: &str, content: &str) -> String {
     s.state.artifacts.put_path(&path).await.unwrap().digest
 }
 
+/// A page of the web UI, as a browser gets it after logging in with `token`.
+async fn ui_page(s: &TestServer, token: &str, path: &str) -> String {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = browser
+        .post(s.url("/login"))
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}&next=%2F"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("gantry_session="))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no session: {login:?}"))
+        .to_string();
+    let page = browser
+        .get(s.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    page.text().await.unwrap()
+}
+
 /// A real server with `--auth`.
 async fn server() -> TestServer {
     TestServer::start(Options {
@@ -774,7 +807,7 @@ async fn a_workflows_end_brings_the_spec_snapshot() {
     use gantry_kube::exported::encode_spec;
     let s = server().await;
     let wf = token(&s, "argo-iris", Role::Editor, Some("iris")).await;
-    let text = "name: iris\nsteps:\n  - name: train # {{not argo's}}\n";
+    let text = "name: iris\nsteps:\n  - name: prepare # {{not argo's}}\n    image: busybox\n    command: [\"true\"]\n  - name: train\n    image: busybox\n    command: [\"true\"]\n    after: [prepare]\n";
     let with_spec = |run: &str, spec: &str| {
         let mut e = end(run, "Succeeded", None);
         e["spec"] = json!(encode_spec(spec).unwrap());
@@ -790,6 +823,11 @@ async fn a_workflows_end_brings_the_spec_snapshot() {
     let (code, a) = post(&s, &wf, "/api/v1/exported/runs", &with_spec("uid-s", text)).await;
     assert_eq!(code, 200, "{a}");
     assert_eq!(s.state.store.get_run(&run).await.unwrap().spec_yaml, text);
+    // The UI draws the run's whole graph from it: `train` never reported.
+    let viewer = token(&s, "look", Role::Viewer, Some("iris")).await;
+    let page = ui_page(&s, &viewer, &format!("/runs/{run}")).await;
+    assert!(page.contains("<title>prepare → train</title>"), "{page}");
+    assert!(page.contains(r#"data-node="train""#), "{page}");
     let (code, _) = post(
         &s,
         &wf,
