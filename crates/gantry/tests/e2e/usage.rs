@@ -20,6 +20,20 @@ fn line<'a>(report: &'a Value, key: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no line {key} in {report:#}"))
 }
 
+/// The CPU seconds a busybox shell's `times` counted for itself and its children: the sum
+/// of the four figures on its two lines (`0m0.01s 0m0.00s` / `0m1.98s 0m0.00s`).
+fn cpu_seconds_of_times(log: &str) -> f64 {
+    let figures: Vec<f64> = log
+        .split_whitespace()
+        .filter_map(|w| {
+            let (m, s) = w.strip_suffix('s')?.split_once('m')?;
+            Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+        })
+        .collect();
+    assert_eq!(figures.len(), 4, "no `times` output in {log:?}");
+    figures.iter().sum()
+}
+
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -37,10 +51,12 @@ fn usage_and_cost_follow_what_steps_requested_and_used() {
         r#"
 name: usage
 steps:
-  # One core busy for 2 seconds.
+  # One core busy for 2 seconds; the shell then prints the CPU time it and its children
+  # used (`times`), which the step's measured usage must agree with however loaded the
+  # machine is.
   - name: burn
     image: busybox:1
-    command: [sh, -c, 'timeout 2 sh -c "while :; do :; done"; exit 0']
+    command: [sh, -c, 'timeout 2 sh -c "while :; do :; done"; times']
     resources: { cpu: 1, memory: 64Mi }
   # A 96 MiB buffer, filled once.
   - name: buffer
@@ -55,7 +71,13 @@ steps:
     let show = g.show(&run);
     let burn = step(&show, "burn");
     let cpu_s = f(&burn["usage"]["cpu_seconds"]);
-    assert!((1.5..2.6).contains(&cpu_s), "burn used {cpu_s} CPU-s");
+    let log = g.ok(&["logs", &run, "burn"]);
+    let own = cpu_seconds_of_times(&log);
+    assert!(own > 0.1, "the burn loop got no CPU at all: {log}");
+    assert!(
+        cpu_s >= own - 0.05 && cpu_s < own + 0.3,
+        "burn measured {cpu_s} CPU-s, its shell counted {own}: {log}"
+    );
     let buffer = step(&show, "buffer");
     let peak = f(&buffer["usage"]["peak_memory_bytes"]) / MIB;
     assert!((96.0..160.0).contains(&peak), "buffer peaked at {peak} MiB");
@@ -75,8 +97,12 @@ steps:
         (f(&usage["cost"]["total"]) - cost).abs() < 1e-9,
         "{usage:#}"
     );
-    let used_h = f(&usage["cpu_hours_used"]) * 3600.0;
-    assert!((1.5..3.0).contains(&used_h), "{used_h} CPU-s used in all");
+    let used_s = f(&usage["cpu_hours_used"]) * 3600.0;
+    let steps_s = cpu_s + f(&buffer["usage"]["cpu_seconds"]);
+    assert!(
+        (used_s - steps_s).abs() < 1e-6,
+        "{used_s} CPU-s used in all, {steps_s} by the steps"
+    );
     let text = g.ok(&["show", &run]);
     assert!(text.contains("cost      "), "{text}");
     assert!(text.contains("EUR"), "{text}");
