@@ -800,6 +800,130 @@ async fn a_report_sent_again_is_recorded_and_acted_on_once() {
     );
 }
 
+/// A copy of a report that arrives while another request is still acting on it (its
+/// registration not yet recorded) waits for that outcome and answers it, failure included; a
+/// request that never finishes (the server stopped halfway) gets the copy a 503, which the
+/// wrapper sends again, and the workflow's end settles the attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_a_report_being_acted_on_answers_its_outcome() {
+    use gantry_store::StepStatus;
+    let s = server().await;
+    let wf = token(&s, "argo-iris", Role::Editor, Some("iris")).await;
+    let model = stored(&s, "model.bin", "weights").await;
+    let reg = stored(&s, "registration.json", &registration("iris", None)).await;
+    let report = |id: &str| {
+        let mut r = step("uid-busy", "register", 1, ExportedStatus::Succeeded);
+        r.effect = Some("register".into());
+        r.step_run = Some(id.into());
+        r.inputs.insert("model".into(), model.clone());
+        r.outputs.insert("registration".into(), reg.clone());
+        body(&r)
+    };
+    // The state another request leaves while it registers: recorded, still running.
+    let acting = |id: &'static str| {
+        let s = &s;
+        async move {
+            let mut rec = s.state.store.find_step_run(id).await.unwrap().unwrap();
+            rec.status = StepStatus::Running;
+            s.state.store.upsert_step_run(&rec).await.unwrap();
+            rec
+        }
+    };
+    let (code, first) = post(
+        &s,
+        &wf,
+        "/api/v1/exported/steps",
+        &report("step00000000d4d4"),
+    )
+    .await;
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(first["effect"], json!("registered model iris v1"));
+    let steps = s
+        .state
+        .store
+        .list_step_runs(&run_id("argo", "uid-busy"))
+        .await;
+    assert_eq!(steps.unwrap()[0].status, StepStatus::Succeeded);
+
+    let mut rec = acting("step00000000d4d4").await;
+    let copy = report("step00000000d4d4");
+    let waiting = post(&s, &wf, "/api/v1/exported/steps", &copy);
+    tokio::pin!(waiting);
+    tokio::select! {
+        a = &mut waiting => panic!("answered before the outcome was known: {a:?}"),
+        () = tokio::time::sleep(std::time::Duration::from_millis(600)) => {}
+    }
+    rec.status = StepStatus::Failed;
+    rec.reason = Some("registration failed: the disk is full".into());
+    s.state.store.upsert_step_run(&rec).await.unwrap();
+    let (code, answer) = waiting.await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["effect"], Value::Null, "{answer}");
+    assert_eq!(
+        answer["effect_error"],
+        json!("registration failed: the disk is full")
+    );
+
+    // A request that stopped halfway: the copy is told to come again, and the end settles it.
+    let (code, a) = post(
+        &s,
+        &wf,
+        "/api/v1/exported/steps",
+        &report("step00000000e5e5"),
+    )
+    .await;
+    assert_eq!(code, 200, "{a}");
+    acting("step00000000e5e5").await;
+    let (code, answer) = post(
+        &s,
+        &wf,
+        "/api/v1/exported/steps",
+        &report("step00000000e5e5"),
+    )
+    .await;
+    assert_eq!(
+        (code, &answer["error"]["code"]),
+        (503, &json!("unavailable")),
+        "{answer}"
+    );
+    let (code, a) = post(
+        &s,
+        &wf,
+        "/api/v1/exported/runs",
+        &end("uid-busy", "Succeeded", None),
+    )
+    .await;
+    assert_eq!(code, 200, "{a}");
+    let steps = s
+        .state
+        .store
+        .list_step_runs(&run_id("argo", "uid-busy"))
+        .await;
+    let statuses: Vec<_> = steps.unwrap().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [StepStatus::Failed, StepStatus::Interrupted]);
+    let (code, answer) = post(
+        &s,
+        &wf,
+        "/api/v1/exported/steps",
+        &report("step00000000e5e5"),
+    )
+    .await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(
+        answer["effect_error"],
+        json!("the server stopped before it finished acting on this step's report")
+    );
+    assert_eq!(
+        s.state
+            .store
+            .list_model_versions("iris")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
 /// The exit handler brings the spec as written: the run keeps it as its snapshot, as a run of
 /// Gantry's own does, whether a step's report or the end created the run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

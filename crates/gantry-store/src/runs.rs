@@ -348,17 +348,13 @@ impl Store {
                 }),
             };
         }
-        sqlx::query(
-            "UPDATE step_runs SET status = 'interrupted', \
-             finished_at_ms = COALESCE(finished_at_ms, $2), reason = COALESCE(reason, $3) \
-             WHERE run_id = $1 AND status IN ('pending', 'running')",
-        )
-        .bind(id)
-        .bind(now_ms)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::query(op()))?;
+        sqlx::query(crate::step_runs::INTERRUPT_UNFINISHED_STEPS)
+            .bind(id)
+            .bind(now_ms)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query(op()))?;
         tx.commit().await.map_err(StoreError::query(op()))
     }
 }

@@ -71,6 +71,12 @@ fn bind_step_run<'q>(q: AnyQuery<'q>, s: &'q StepRunRecord) -> AnyQuery<'q> {
         .bind(s.gpu_devices.as_deref())
 }
 
+/// Marks run `$1`'s unfinished step runs interrupted at `$2` (if they have no end) because
+/// of `$3` (if they have no reason).
+pub(crate) const INTERRUPT_UNFINISHED_STEPS: &str = "UPDATE step_runs SET status = 'interrupted', \
+     finished_at_ms = COALESCE(finished_at_ms, $2), reason = COALESCE(reason, $3) \
+     WHERE run_id = $1 AND status IN ('pending', 'running')";
+
 impl Store {
     /// Inserts the step run, or replaces every field of the one with the same id.
     pub async fn upsert_step_run(&self, s: &StepRunRecord) -> Result<(), StoreError> {
@@ -113,6 +119,27 @@ impl Store {
         .await
         .map_err(StoreError::query(saving(s)))?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks the run's step runs still pending or running interrupted, with `reason` unless
+    /// they have one; how many there were. (An exported run's end settles an attempt whose
+    /// report the server stopped handling halfway.)
+    pub async fn interrupt_unfinished_step_runs(
+        &self,
+        run_id: &str,
+        now_ms: i64,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(INTERRUPT_UNFINISHED_STEPS)
+            .bind(run_id)
+            .bind(now_ms)
+            .bind(reason)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::query(format!(
+                "interrupting the unfinished steps of run {run_id}"
+            )))?;
+        Ok(done.rows_affected())
     }
 
     /// The step run with this id, if there is one.

@@ -11,7 +11,10 @@
 //!   step run with its usage, lineage and metrics; a failure of a step's last attempt fails
 //!   the run, the success of every step succeeds it. Every reported output must be in this
 //!   server's artifact store, and a cached step must name a step run the cache could have
-//!   answered with the same outputs, so a report cannot claim what is not there.
+//!   answered with the same outputs, so a report cannot claim what is not there. A report
+//!   carries its attempt's step run id, so one sent again is answered from the record; a
+//!   `register`/`deploy` attempt is recorded running until its side effect is done, and a
+//!   copy arriving meanwhile waits for that outcome.
 //! - `POST /api/v1/exported/runs` (editor): the workflow's end, from its exit handler. A run
 //!   still running ends as the orchestrator says (a step that died before it could report —
 //!   evicted, OOM-killed, never scheduled — fails it with the orchestrator's message); a run
@@ -185,6 +188,14 @@ pub async fn report(
     )
     .await?;
 
+    // A `register` or `deploy` that succeeded acts once recorded, as the engine does after
+    // its own step. Until it has, the attempt is recorded running: a copy of the report that
+    // arrives meanwhile waits for the outcome instead of answering before it is known.
+    let effect_of = r
+        .effect
+        .as_deref()
+        .and_then(SideEffect::of_builtin)
+        .filter(|_| r.status == ExportedStatus::Succeeded);
     let (attempts, _) = state.store.step_progress(&run.id, &r.step).await?;
     let to_json = |m: &BTreeMap<String, String>| serde_json::to_string(m).unwrap_or_default();
     let mut rec = StepRunRecord {
@@ -197,6 +208,7 @@ pub async fn report(
         seq: i64::from(r.seq),
         attempt: attempts + 1,
         status: match r.status {
+            ExportedStatus::Succeeded if effect_of.is_some() => StepStatus::Running,
             ExportedStatus::Succeeded => StepStatus::Succeeded,
             ExportedStatus::Failed => StepStatus::Failed,
             ExportedStatus::Cached => StepStatus::Cached,
@@ -247,13 +259,14 @@ pub async fn report(
         state.store.record_metrics(&rec.id, &metrics, now).await?;
     }
 
-    // A `register` or `deploy` that succeeded acts now, as the engine does after its own
-    // step; when it cannot, the attempt failed (the wrapper fails the step).
+    // The side effect; when it cannot be done, the attempt failed (the wrapper fails the
+    // step).
     let (mut effect, mut effect_error) = (None, None);
-    let effect_of = r.effect.as_deref().and_then(SideEffect::of_builtin);
-    if let (Some(kind), ExportedStatus::Succeeded) = (effect_of, r.status) {
+    if let Some(kind) = effect_of {
         match side_effect(&state, &p, kind, &run, &rec, &r).await {
             Ok(line) => {
+                rec.status = StepStatus::Succeeded;
+                state.store.upsert_step_run(&rec).await?;
                 let chunk = gantry_store::LogChunk::message("gantry", now, &line);
                 state.store.append_logs(&rec.id, &[chunk]).await?;
                 effect = Some(line);
@@ -321,12 +334,19 @@ pub async fn report(
     }))
 }
 
+/// How long a copy of a report waits for another request still acting on it (registering,
+/// deploying) before it answers 503 and the wrapper sends it again; below the wrapper's
+/// 30-second call timeout.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The answer to a report whose step run id is recorded already: from the record, recording
-/// and acting on nothing again; an id of another step or workflow run is refused.
+/// and acting on nothing again; an id of another step or workflow run is refused. While
+/// another request is still acting on it, the answer waits for its outcome (up to
+/// [`SETTLE_WAIT`]).
 async fn answer_again(
     state: &AppState,
     r: &ExportedStep,
-    earlier: StepRunRecord,
+    mut earlier: StepRunRecord,
 ) -> ApiResult<Json<ExportedAnswer>> {
     let run = run_id(&r.orchestrator, &r.run);
     let now = if earlier.run_id == run && earlier.step == r.step {
@@ -334,26 +354,60 @@ async fn answer_again(
     } else {
         None
     };
-    let Some(now) = now.filter(|now| now.pipeline == r.pipeline) else {
+    let Some(mut now) = now.filter(|now| now.pipeline == r.pipeline) else {
         return Err(ApiError::conflict(format!(
             "step run {} exists and is not an attempt of step {} of this workflow run",
             earlier.id, r.step
         ))
         .with_field("step_run"));
     };
-    // Reported succeeded and recorded failed: its side effect failed.
-    let failed = r.status == ExportedStatus::Succeeded && earlier.status == StepStatus::Failed;
+    if earlier.status == StepStatus::Running {
+        earlier = settled(state, earlier).await?;
+        now = state.store.get_run(&run).await?;
+    }
+    // Reported succeeded and recorded otherwise: its side effect failed (or the request
+    // acting on it was interrupted, and the workflow's end settled it).
+    let acted = r.effect.is_some() && r.status == ExportedStatus::Succeeded;
+    let effect_error = (acted && earlier.status != StepStatus::Succeeded).then(|| {
+        earlier
+            .reason
+            .clone()
+            .unwrap_or_else(|| format!("step run {} is recorded {}", earlier.id, earlier.status))
+    });
     Ok(Json(ExportedAnswer {
         run_id: run,
         attempt: earlier.attempt as u32,
         run_status: now.status.as_str().to_string(),
-        effect: (r.effect.is_some() && earlier.status == StepStatus::Succeeded)
+        effect: (acted && earlier.status == StepStatus::Succeeded)
             .then(|| format!("done already: step run {}", earlier.id)),
-        effect_error: (r.effect.is_some() && failed)
-            .then(|| earlier.reason.clone())
-            .flatten(),
+        effect_error,
         step_run_id: earlier.id,
     }))
+}
+
+/// The step run once the request acting on it (registering, deploying) has recorded the
+/// outcome; 503 (send it again) if that takes more than [`SETTLE_WAIT`].
+async fn settled(state: &AppState, mut rec: StepRunRecord) -> ApiResult<StepRunRecord> {
+    let since = std::time::Instant::now();
+    while rec.status == StepStatus::Running {
+        if since.elapsed() >= SETTLE_WAIT {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!(
+                    "step run {} is still being acted on by another copy of this report; send it again",
+                    rec.id
+                ),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        rec = state
+            .store
+            .find_step_run(&rec.id)
+            .await?
+            .ok_or_else(|| ApiError::internal("reading step run", &rec.id))?;
+    }
+    Ok(rec)
 }
 
 /// The side effect of a reported `register` or `deploy` step: what the engine does after its
@@ -506,6 +560,17 @@ pub async fn end(
     let ended = state
         .store
         .end_live_run(&run.id, status, e.finished_at_ms, error.as_deref())
+        .await?;
+    // An attempt still recorded running had its report's request stop halfway (the server
+    // restarted while registering or deploying): it ends with the workflow. A request that
+    // is in fact still acting records its outcome over this.
+    state
+        .store
+        .interrupt_unfinished_step_runs(
+            &run.id,
+            e.finished_at_ms,
+            "the server stopped before it finished acting on this step's report",
+        )
         .await?;
     let now = state.store.get_run(&run.id).await?;
     audit(
