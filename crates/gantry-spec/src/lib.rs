@@ -16,6 +16,7 @@ mod cache_key;
 mod dag;
 pub mod deployment;
 mod error;
+mod local_inputs;
 mod located;
 mod matrix;
 mod params;
@@ -30,6 +31,7 @@ mod validate;
 
 pub use cache_key::{CacheKeyMaterial, cache_key};
 pub use error::{Diagnostic, Location, SpecError};
+pub use local_inputs::check_local_inputs;
 pub use params::{ParamValue, resolve_params};
 pub use parse::{load, parse};
 pub use pipeline::{

@@ -470,6 +470,7 @@ impl Parser<'_, '_> {
                 cache: true,
                 kubernetes: Default::default(),
                 location,
+                input_locations: BTreeMap::new(),
             },
             named: false,
             name_pos: node.pos,
@@ -518,7 +519,7 @@ impl Parser<'_, '_> {
         }
         self.step_matrix(entries, &label, &mut draft);
         self.step_inputs(entries, &label, &mut draft);
-        self.step_source(entries, &label, &draft);
+        self.step_source(entries, &label, &mut draft);
         self.step_outputs(entries, &label, &mut draft);
         self.step_after(entries, &label, &mut draft);
         self.step_limits(entries, &label, &mut draft);
@@ -881,6 +882,10 @@ impl Parser<'_, '_> {
                     continue;
                 }
             };
+            draft
+                .step
+                .input_locations
+                .insert(key.name.clone(), self.diags.location(v.pos));
             draft.inputs.push(StepInput {
                 name: key.name.clone(),
                 source,
@@ -941,7 +946,10 @@ impl Parser<'_, '_> {
             return None;
         }
         if key == "path" {
-            return Some(InputDraft::Path(self.base_dir.join(text)));
+            return Some(InputDraft::Path(crate::pipeline::resolve_path(
+                self.base_dir,
+                Path::new(text),
+            )));
         }
         match check_url_input(text) {
             Ok(()) => Some(InputDraft::Url(text.to_owned())),
@@ -1064,7 +1072,7 @@ impl Parser<'_, '_> {
 
     /// `with: { source: … }` of a built-in step becomes an input in `plan`; a literal
     /// one is checked here, where its position is known.
-    fn step_source(&mut self, entries: &[(Key, Node)], label: &str, draft: &StepDraft) {
+    fn step_source(&mut self, entries: &[(Key, Node)], label: &str, draft: &mut StepDraft) {
         if draft.step.uses.is_none() || draft.inputs.iter().any(|i| i.name == "source") {
             return;
         }
@@ -1074,6 +1082,10 @@ impl Parser<'_, '_> {
         let Some(node) = optional(with, "source") else {
             return;
         };
+        draft
+            .step
+            .input_locations
+            .insert("source".into(), self.diags.location(node.pos));
         let Value::Str(text) = &node.value else {
             return;
         };

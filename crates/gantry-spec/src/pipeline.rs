@@ -57,6 +57,9 @@ pub struct Step {
     pub kubernetes: KubePlacement,
     /// Where the step's mapping starts.
     pub location: Location,
+    /// Where each input's value is written, by input name; a built-in's `with: { source: … }`
+    /// as `source`.
+    pub input_locations: BTreeMap<String, Location>,
 }
 
 /// A step's `kubernetes:` block.
@@ -150,3 +153,18 @@ impl Default for Resources {
 
 /// The memory of a step that does not say (and of `memory: auto` before a recommendation).
 pub const DEFAULT_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
+
+/// A `path:` as written, resolved against the pipeline file's directory: `./` parts are
+/// dropped (`data/x.csv` and `./data/x.csv` name the same file and read the same in
+/// messages); an absolute path stays as it is.
+pub(crate) fn resolve_path(base_dir: &std::path::Path, written: &std::path::Path) -> PathBuf {
+    let rest: PathBuf = written
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    if rest.as_os_str().is_empty() {
+        base_dir.to_path_buf()
+    } else {
+        base_dir.join(rest)
+    }
+}

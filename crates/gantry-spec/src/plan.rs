@@ -259,7 +259,10 @@ pub fn plan(p: &Pipeline, params: &BTreeMap<String, ParamValue>) -> Result<Plan,
             {
                 let source = match classify_source(text) {
                     Ok(DataSource::Url(url)) => InputSource::Url(url),
-                    Ok(DataSource::Path(path)) => InputSource::Path(p.base_dir.join(path)),
+                    Ok(DataSource::Path(path)) => InputSource::Path(crate::pipeline::resolve_path(
+                        &p.base_dir,
+                        std::path::Path::new(&path),
+                    )),
                     Err(e) => {
                         fail(
                             step,
@@ -884,6 +887,7 @@ steps:
                 line,
                 column: 5,
             },
+            input_locations: BTreeMap::new(),
         }
     }
 

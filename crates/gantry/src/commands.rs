@@ -55,7 +55,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             file,
             params,
             output,
-        } => validate(&file, &params, output),
+        } => validate(&file, &params, output, client.is_some()),
         Command::Compile(args) => crate::compile::run(g, args),
         Command::Kube(crate::cli::KubeCommand::Manifests(args)) => crate::kube::manifests(g, *args),
         Command::Run(args) => match &client {
@@ -330,10 +330,16 @@ pub(crate) fn parse_overrides(params: &[String]) -> anyhow::Result<Vec<(String, 
         .collect()
 }
 
-fn validate(file: &Path, params: &[String], output: Output) -> anyhow::Result<u8> {
+/// `gantry validate`: the spec, its params and its plan, and (unless a server will read them)
+/// that its local `path:` inputs exist.
+fn validate(file: &Path, params: &[String], output: Output, remote: bool) -> anyhow::Result<u8> {
     let pipeline = gantry_spec::load(file)?;
     let values = gantry_spec::resolve_params(&pipeline, &parse_overrides(params)?)?;
     let plan = gantry_spec::plan(&pipeline, &values)?;
+    // Against a server, a path missing here may be one of its data roots (`gantry run` says so).
+    if !remote {
+        gantry_spec::check_local_inputs(&pipeline, &plan, |p| p.symlink_metadata().is_ok())?;
+    }
     if output == Output::Json {
         let steps: Vec<_> = plan
             .steps
@@ -473,8 +479,10 @@ async fn run(home: &Home, runtime: &str, args: RunArgs) -> anyhow::Result<u8> {
     let spec_yaml = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let params = gantry_spec::resolve_params(&pipeline, &parse_overrides(&args.params)?)?;
-    // Plan before touching the machine: a bad spec never starts anything.
-    gantry_spec::plan(&pipeline, &params)?;
+    // Plan before touching the machine: a bad spec, or an input file that is not there, never
+    // starts anything.
+    let plan = gantry_spec::plan(&pipeline, &params)?;
+    gantry_spec::check_local_inputs(&pipeline, &plan, |p| p.symlink_metadata().is_ok())?;
     if args.detach {
         return Err(coded(
             exit::USAGE,

@@ -36,6 +36,19 @@ fn spec_errors_name_file_line_and_column_and_exit_2() {
             ":5:",
             "2Gx",
         ),
+        // Input files that are not there: found before the run, where they are written.
+        (
+            "no-file.yaml",
+            "name: x\nsteps:\n  - name: a\n    image: busybox:1\n    inputs:\n      d: { path: ./data/absent.csv }\n",
+            ":6:10",
+            "/data/absent.csv does not exist",
+        ),
+        (
+            "no-source.yaml",
+            "name: x\nparams: { f: absent.csv }\nsteps:\n  - name: a\n    uses: builtin/csv-ingest\n    with: { source: \"${params.f}\" }\n",
+            ":6:21",
+            "absent.csv does not exist",
+        ),
     ];
     for (name, text, loc, word) in cases {
         let file = g.write(name, text);
