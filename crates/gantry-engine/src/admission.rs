@@ -207,9 +207,22 @@ impl Scheduler {
     /// Queues `req` (under `ticket` when restoring a queue's order); the returned future
     /// resolves once it is admitted. Dropping it withdraws the request.
     pub fn request(self: &Arc<Self>, req: Request, ticket: Option<u64>) -> Pending {
+        self.enqueue(req, ticket, 0)
+    }
+
+    /// [`Scheduler::request`], giving back `idle_memory` that `req`'s step holds (within the
+    /// same admission pass, so nothing else takes it first).
+    fn enqueue(self: &Arc<Self>, req: Request, ticket: Option<u64>, idle_memory: u64) -> Pending {
         let (tx, rx) = oneshot::channel();
         let (ticket, orphans) = {
             let mut st = lock(&self.state);
+            if idle_memory > 0 {
+                let idle = Amount {
+                    memory_bytes: idle_memory,
+                    ..Amount::default()
+                };
+                st.queue.release(&req.project, &idle, Kind::Grow);
+            }
             let ticket = match ticket {
                 Some(t) => {
                     st.queue.push_at(t, req);
@@ -507,6 +520,10 @@ impl Grant {
 
     /// Waits until `extra` more memory is reserved for this step (an OOM-killed attempt
     /// retried with more); it goes before every other request. False when cancelled.
+    ///
+    /// The killed attempt has ended, so the memory the step holds is idle while it waits: it
+    /// is given back and the grown total asked for. Two steps growing at once then never
+    /// wait on each other's idle memory (each holding half of the machine, say).
     pub(crate) async fn grow(
         &mut self,
         run_id: &str,
@@ -521,14 +538,15 @@ impl Grant {
             kind: Kind::Grow,
             priority: Priority::High,
             demand: Amount {
-                memory_bytes: extra,
+                memory_bytes: self.demand.memory_bytes + extra,
                 ..Amount::default()
             },
             gpu_model: None,
             gpu_memory_bytes: 0,
             since_ms: crate::now_ms(),
         };
-        let pending = self.sched.request(req, None);
+        let idle = std::mem::take(&mut self.demand.memory_bytes);
+        let pending = self.sched.enqueue(req, None, idle);
         let mut more = tokio::select! {
             g = pending => g,
             _ = cancel.cancelled() => return false,
@@ -711,6 +729,42 @@ mod tests {
         assert!(!waiting.await.unwrap());
         assert_eq!(s.snapshot().used.memory_bytes, 0);
         assert!(s.snapshot().waiting.is_empty());
+    }
+
+    #[tokio::test]
+    async fn two_steps_growing_at_once_do_not_wait_on_each_other() {
+        let s = Scheduler::new(cap(), Default::default());
+        let take = |run: &str| ask(&s, run, "p", Kind::StartRun, &res(100, 512)).try_take();
+        let (a, b) = (take("r-a").unwrap(), take("r-b").unwrap());
+        assert_eq!(s.snapshot().used.memory_bytes, 1024 << 20, "all the memory");
+        // Both were OOM-killed and want to double: only one grown step fits at a time.
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let grown = |mut g: Grant, run: &'static str| {
+            let c = cancel.clone();
+            tokio::spawn(async move {
+                let ok = g.grow(run, "s", 512 << 20, &c).await;
+                (ok, g)
+            })
+        };
+        let (first, second) = (grown(a, "r-a"), grown(b, "r-b"));
+        let wait = std::time::Duration::from_secs(5);
+        let (ok, a) = tokio::time::timeout(wait, first)
+            .await
+            .expect("the first grows on the memory both held idle")
+            .unwrap();
+        assert!(ok);
+        assert_eq!(a.demand.memory_bytes, 1024 << 20);
+        assert!(!second.is_finished(), "the second waits for the first");
+        assert_eq!(s.snapshot().waiting.len(), 1);
+        drop(a);
+        let (ok, b) = tokio::time::timeout(wait, second)
+            .await
+            .expect("the second grows once the first is done")
+            .unwrap();
+        assert!(ok);
+        assert_eq!(s.snapshot().used.memory_bytes, 1024 << 20);
+        drop(b);
+        assert_eq!(s.snapshot().used, Amount::default());
     }
 
     fn gpu(index: u32, name: &str, gib: u64) -> gantry_gpu::Gpu {

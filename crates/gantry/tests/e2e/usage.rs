@@ -330,6 +330,50 @@ steps:
     assert_eq!(requested_mib(&g.show(&run_id(&s))), [64, 64]);
 }
 
+/// Two steps OOM-killed at once, on a machine that fits only one of them grown: each gives
+/// back the memory it holds idle while it waits, so one grows and runs, then the other
+/// (before, each held half the memory and waited for the other's).
+#[test]
+fn two_steps_growing_at_once_take_turns() {
+    let g = Gantry::new();
+    let step = |name: &str| {
+        format!(
+            "  - name: {name}\n    image: busybox:1\n    command: [dd, if=/dev/zero, of=/dev/null, bs=150M, count=1]\n    resources: {{ memory: 100Mi }}\n    retries: {{ count: 1, memory_growth: 2 }}\n"
+        )
+    };
+    let file = g.write(
+        "both.yaml",
+        &format!("name: both\nsteps:\n{}{}", step("left"), step("right")),
+    );
+    let mut run = KillOnDrop(g.spawn(&[
+        "run",
+        file.to_str().unwrap(),
+        "--memory",
+        "200Mi",
+        "-o",
+        "json",
+    ]));
+    assert!(
+        crate::support::eventually(|| run.0.try_wait().unwrap().is_some()),
+        "the two growing steps waited on each other"
+    );
+    let out = run.wait();
+    let s: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", crate::support::both(&out)));
+    assert_eq!(out.status.code(), Some(0), "{s:#}");
+    let show = g.show(&run_id(&s));
+    for name in ["left", "right"] {
+        let tries = attempts(&show, name);
+        let mib: Vec<u64> = tries
+            .iter()
+            .map(|a| a["requested"]["memory_bytes"].as_u64().unwrap() >> 20)
+            .collect();
+        assert_eq!(mib, [100, 200], "{name}: {show:#}");
+        assert_eq!(tries[0]["reason"], "oom-killed", "{name}");
+        assert_eq!(tries[1]["status"], "succeeded", "{name}");
+    }
+}
+
 /// The memory each attempt of the step `buffer` asked for, in MiB.
 fn requested_mib(show: &Value) -> Vec<u64> {
     attempts(show, "buffer")
