@@ -31,9 +31,15 @@ pub fn spawn(state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
                     }
                 } => {
                     match trust.reload() {
-                        Ok(Some(path)) => tracing::info!("trust policy reloaded from {}", path.display()),
+                        Ok(Some(path)) => {
+                            tracing::info!("trust policy reloaded from {}", path.display());
+                            metrics.observe_policy_reload(true);
+                        }
                         Ok(None) => tracing::info!("SIGHUP: no trust policy file to reload"),
-                        Err(e) => tracing::error!("trust policy not reloaded, the previous one stays in force: {e}"),
+                        Err(e) => {
+                            tracing::error!("trust policy not reloaded, the previous one stays in force: {e}");
+                            metrics.observe_policy_reload(false);
+                        }
                     }
                     continue;
                 }

@@ -46,6 +46,10 @@ pub struct Metrics {
     error_rate: Family<Labels, Gauge<f64, AtomicU64>>,
     alerts: Family<Labels, Gauge>,
     image_vulnerabilities: Family<Labels, Gauge>,
+    /// Reloads of the image trust policy on SIGHUP, by result, and whether the last one
+    /// worked (a failed one leaves the previous policy in force).
+    policy_reloads: Family<Labels, Counter>,
+    policy_reload_ok: Gauge,
     /// All-time usage by project, refreshed from the store at each scrape.
     usage: std::sync::Arc<UsageCollector>,
     /// Deployments with monitor gauges, to drop theirs when they go away.
@@ -90,6 +94,19 @@ impl Metrics {
         let error_rate = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         let alerts = Family::<Labels, Gauge>::default();
         let image_vulnerabilities = Family::<Labels, Gauge>::default();
+        let policy_reloads = Family::<Labels, Counter>::default();
+        let policy_reload_ok = Gauge::default();
+        policy_reload_ok.set(1);
+        registry.register(
+            "trust_policy_reloads",
+            "Reloads of the image trust policy file on SIGHUP, by result (ok, error)",
+            policy_reloads.clone(),
+        );
+        registry.register(
+            "trust_policy_last_reload_successful",
+            "1 unless the last reload of the trust policy failed (the previous policy then stays in force)",
+            policy_reload_ok.clone(),
+        );
         registry.register(
             "image_vulnerabilities",
             "Known vulnerabilities of each stored image, by severity, from the last scan with the current advisory database",
@@ -227,6 +244,8 @@ impl Metrics {
             error_rate,
             alerts,
             image_vulnerabilities,
+            policy_reloads,
+            policy_reload_ok,
             monitored: std::sync::Mutex::default(),
         }
     }
@@ -372,7 +391,6 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with the store-derived gauges refreshed first.
     /// Sets the vulnerability counts of `image` (`name` or digest) per severity.
     pub fn observe_image_scan(&self, image: &str, counts: &[(String, usize)]) {
         for (severity, n) in counts {
@@ -386,6 +404,16 @@ impl Metrics {
         }
     }
 
+    /// A reload of the trust policy file (SIGHUP) that worked or failed.
+    pub fn observe_policy_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.policy_reloads
+            .get_or_create(&vec![("result".to_string(), result.to_string())])
+            .inc();
+        self.policy_reload_ok.set(i64::from(ok));
+    }
+
+    /// The text exposition, with the store-derived gauges refreshed first.
     pub async fn render(
         &self,
         store: &Store,

@@ -1,6 +1,7 @@
 //! The image trust policy on `gantry server`, with a real registry: runs submitted by remote
 //! users are judged by the server's policy (signatures fetched from the registry, decisions on
-//! the run), the policy is reloaded on SIGHUP, the server pulls only through its fetch guard,
+//! the run), the policy is reloaded on SIGHUP (a broken file keeps the previous one in
+//! force), the server pulls only through its fetch guard,
 //! and a custom model whose image the policy denies never starts a replica.
 
 use crate::support::{Gantry, wait_until};
@@ -157,6 +158,28 @@ fn a_server_judges_submitted_runs_by_its_policy_and_reloads_it_on_sighup() {
         audit.contains("image.deny") && audit.contains("image.allow"),
         "{audit}"
     );
+    let metrics = crate::trust::get_text(&server.url, "/metrics");
+    assert!(
+        metrics.contains(r#"gantry_trust_policy_reloads_total{result="ok"} 1"#)
+            && metrics.contains("gantry_trust_policy_last_reload_successful 1"),
+        "{metrics}"
+    );
+
+    // A broken policy file on SIGHUP: the reload fails, says so in the metrics, and the
+    // previous policy stays in force.
+    std::fs::write(&policy_file, "rules: [unclosed\n").unwrap();
+    server.hangup();
+    let mut metrics = String::new();
+    wait_until("the failed reload is counted", || {
+        metrics = crate::trust::get_text(&server.url, "/metrics");
+        metrics.contains(r#"gantry_trust_policy_reloads_total{result="error"} 1"#)
+    });
+    assert!(
+        metrics.contains("gantry_trust_policy_last_reload_successful 0"),
+        "{metrics}"
+    );
+    let (code, _, err) = g.remote(&server.url, &["run", &spec]);
+    assert_eq!(code, 0, "the previous policy admits the run: {err}");
 }
 
 #[test]
