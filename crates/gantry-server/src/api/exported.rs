@@ -198,7 +198,7 @@ pub async fn report(
         .filter(|_| r.status == ExportedStatus::Succeeded);
     let (attempts, _) = state.store.step_progress(&run.id, &r.step).await?;
     let to_json = |m: &BTreeMap<String, String>| serde_json::to_string(m).unwrap_or_default();
-    let mut rec = StepRunRecord {
+    let rec = StepRunRecord {
         id: r
             .step_run
             .clone()
@@ -252,21 +252,73 @@ pub async fn report(
             .ok_or_else(|| ApiError::internal("reading step run", &rec.id))?;
         return answer_again(&state, &r, earlier).await;
     }
+    // Recorded: the rest runs to its end even when the client goes away meanwhile (its call
+    // timed out), so that the attempt never stays `running` with its side effect half done.
+    let task = tokio::spawn(record_and_act(
+        state, p, r, run, rec, metrics, effect_of, now,
+    ));
+    task.await
+        .map_err(|e| ApiError::internal("handling the report", e))?
+        .map(Json)
+}
+
+/// What follows a report's attempt being recorded: its lineage and metrics, its side effect,
+/// the run's status. When this fails with the attempt still `running`, the attempt is
+/// recorded failed with the reason (as far as the store lets), so that copies of the report
+/// answer at once instead of waiting for an outcome that never comes.
+#[allow(clippy::too_many_arguments)]
+async fn record_and_act(
+    state: AppState,
+    p: Principal,
+    r: ExportedStep,
+    run: RunRecord,
+    mut rec: StepRunRecord,
+    metrics: BTreeMap<String, f64>,
+    effect_of: Option<SideEffect>,
+    now: i64,
+) -> ApiResult<ExportedAnswer> {
+    let answer = act(&state, &p, &r, run, &mut rec, &metrics, effect_of, now).await;
+    if let Err(e) = &answer
+        && rec.status == StepStatus::Running
+    {
+        rec.status = StepStatus::Failed;
+        rec.reason = Some(format!(
+            "the server could not finish handling this step's report: {}",
+            e.message
+        ));
+        if let Err(e) = state.store.upsert_step_run(&rec).await {
+            tracing::error!(step_run = %rec.id, error = %e, "recording a report's failure");
+        }
+    }
+    answer
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    state: &AppState,
+    p: &Principal,
+    r: &ExportedStep,
+    run: RunRecord,
+    rec: &mut StepRunRecord,
+    metrics: &BTreeMap<String, f64>,
+    effect_of: Option<SideEffect>,
+    now: i64,
+) -> ApiResult<ExportedAnswer> {
     gantry_engine::record_lineage(&state.store, &rec.id, &r.inputs, &r.outputs)
         .await
         .map_err(|e| ApiError::internal("recording lineage", e))?;
     if !metrics.is_empty() {
-        state.store.record_metrics(&rec.id, &metrics, now).await?;
+        state.store.record_metrics(&rec.id, metrics, now).await?;
     }
 
     // The side effect; when it cannot be done, the attempt failed (the wrapper fails the
     // step).
     let (mut effect, mut effect_error) = (None, None);
     if let Some(kind) = effect_of {
-        match side_effect(&state, &p, kind, &run, &rec, &r).await {
+        match side_effect(state, p, kind, &run, rec, r).await {
             Ok(line) => {
                 rec.status = StepStatus::Succeeded;
-                state.store.upsert_step_run(&rec).await?;
+                state.store.upsert_step_run(rec).await?;
                 let chunk = gantry_store::LogChunk::message("gantry", now, &line);
                 state.store.append_logs(&rec.id, &[chunk]).await?;
                 effect = Some(line);
@@ -275,7 +327,7 @@ pub async fn report(
                 let message = kind.failed(&message);
                 rec.status = StepStatus::Failed;
                 rec.reason = Some(message.chars().take(4096).collect());
-                state.store.upsert_step_run(&rec).await?;
+                state.store.upsert_step_run(rec).await?;
                 effect_error = Some(message);
             }
         }
@@ -314,8 +366,8 @@ pub async fn report(
         _ => run.status,
     };
     audit(
-        &state,
-        &p,
+        state,
+        p,
         "exported.step",
         &run.id,
         json!({
@@ -324,14 +376,14 @@ pub async fn report(
         }),
     )
     .await;
-    Ok(Json(ExportedAnswer {
+    Ok(ExportedAnswer {
         run_id: run.id,
-        step_run_id: rec.id,
+        step_run_id: rec.id.clone(),
         attempt: rec.attempt as u32,
         run_status: status.as_str().to_string(),
         effect,
         effect_error,
-    }))
+    })
 }
 
 /// How long a copy of a report waits for another request still acting on it (registering,
