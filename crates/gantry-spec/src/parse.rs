@@ -948,7 +948,7 @@ impl Parser<'_, '_> {
         if key == "path" {
             return Some(InputDraft::Path(crate::pipeline::resolve_path(
                 self.base_dir,
-                Path::new(text),
+                text,
             )));
         }
         match check_url_input(text) {

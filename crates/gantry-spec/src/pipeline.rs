@@ -154,17 +154,43 @@ impl Default for Resources {
 /// The memory of a step that does not say (and of `memory: auto` before a recommendation).
 pub const DEFAULT_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
 
-/// A `path:` as written, resolved against the pipeline file's directory: `./` parts are
-/// dropped (`data/x.csv` and `./data/x.csv` name the same file and read the same in
-/// messages); an absolute path stays as it is.
-pub(crate) fn resolve_path(base_dir: &std::path::Path, written: &std::path::Path) -> PathBuf {
-    let rest: PathBuf = written
-        .components()
-        .filter(|c| !matches!(c, std::path::Component::CurDir))
-        .collect();
-    if rest.as_os_str().is_empty() {
+/// A `path:` as written, resolved against the pipeline file's directory: leading `./` parts
+/// are dropped (`data/x.csv` and `./data/x.csv` name the same file and read the same in
+/// messages), the rest is kept as written (a trailing `/` still follows a symlink to a
+/// directory); an absolute path stays as it is.
+pub(crate) fn resolve_path(base_dir: &std::path::Path, written: &str) -> PathBuf {
+    let mut rest = written;
+    while let Some(r) = rest.strip_prefix("./") {
+        rest = r.trim_start_matches('/');
+    }
+    if rest.is_empty() || rest == "." {
         base_dir.to_path_buf()
     } else {
         base_dir.join(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_path;
+    use std::path::Path;
+
+    #[test]
+    fn paths_are_resolved_without_their_leading_dot_parts() {
+        let base = Path::new("/base");
+        let cases = [
+            ("data/x.csv", "/base/data/x.csv"),
+            ("./data/x.csv", "/base/data/x.csv"),
+            ("././/data/x.csv", "/base/data/x.csv"),
+            ("data/dir/", "/base/data/dir/"),
+            ("../up.csv", "/base/../up.csv"),
+            ("/srv/x.csv", "/srv/x.csv"),
+            (".", "/base"),
+            ("./", "/base"),
+        ];
+        for (written, resolved) in cases {
+            let got = resolve_path(base, written);
+            assert_eq!(got.as_os_str(), resolved, "{written}");
+        }
     }
 }

@@ -259,10 +259,9 @@ pub fn plan(p: &Pipeline, params: &BTreeMap<String, ParamValue>) -> Result<Plan,
             {
                 let source = match classify_source(text) {
                     Ok(DataSource::Url(url)) => InputSource::Url(url),
-                    Ok(DataSource::Path(path)) => InputSource::Path(crate::pipeline::resolve_path(
-                        &p.base_dir,
-                        std::path::Path::new(&path),
-                    )),
+                    Ok(DataSource::Path(path)) => {
+                        InputSource::Path(crate::pipeline::resolve_path(&p.base_dir, &path))
+                    }
                     Err(e) => {
                         fail(
                             step,

@@ -330,6 +330,12 @@ pub(crate) fn parse_overrides(params: &[String]) -> anyhow::Result<Vec<(String, 
         .collect()
 }
 
+/// Whether a local input is there: anything but "not found" counts (a file that cannot be
+/// read is the step's error to report, with the reason).
+fn present(path: &Path) -> bool {
+    !matches!(path.symlink_metadata(), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// `gantry validate`: the spec, its params and its plan, and (unless a server will read them)
 /// that its local `path:` inputs exist.
 fn validate(file: &Path, params: &[String], output: Output, remote: bool) -> anyhow::Result<u8> {
@@ -338,7 +344,7 @@ fn validate(file: &Path, params: &[String], output: Output, remote: bool) -> any
     let plan = gantry_spec::plan(&pipeline, &values)?;
     // Against a server, a path missing here may be one of its data roots (`gantry run` says so).
     if !remote {
-        gantry_spec::check_local_inputs(&pipeline, &plan, |p| p.symlink_metadata().is_ok())?;
+        gantry_spec::check_local_inputs(&pipeline, &plan, present)?;
     }
     if output == Output::Json {
         let steps: Vec<_> = plan
@@ -482,7 +488,7 @@ async fn run(home: &Home, runtime: &str, args: RunArgs) -> anyhow::Result<u8> {
     // Plan before touching the machine: a bad spec, or an input file that is not there, never
     // starts anything.
     let plan = gantry_spec::plan(&pipeline, &params)?;
-    gantry_spec::check_local_inputs(&pipeline, &plan, |p| p.symlink_metadata().is_ok())?;
+    gantry_spec::check_local_inputs(&pipeline, &plan, present)?;
     if args.detach {
         return Err(coded(
             exit::USAGE,

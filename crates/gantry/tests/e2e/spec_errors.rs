@@ -64,6 +64,10 @@ fn spec_errors_name_file_line_and_column_and_exit_2() {
                 err.to_lowercase().contains(&word.to_lowercase()),
                 "{name}: expected '{word}' in:\n{err}"
             );
+            assert!(
+                !err.contains("/./"),
+                "{name}: paths are shown resolved:\n{err}"
+            );
         }
     }
     assert!(
