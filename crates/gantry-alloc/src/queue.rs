@@ -436,6 +436,19 @@ impl FairQueue {
         }
     }
 
+    /// Gives back `idle`, a part of what an admitted request of `project` holds that it does
+    /// not use for now (an OOM-killed step's memory while it waits to grow): free for others,
+    /// and no longer counted as service, since the step's [`Kind::Grow`] request will ask for
+    /// it again together with the growth.
+    pub fn release_idle(&mut self, project: &str, idle: &Amount) {
+        self.used.sub(idle);
+        let share = self.dominant(idle);
+        if let Some(p) = self.projects.get_mut(project) {
+            p.used.sub(idle);
+            p.served = (p.served - share / p.weight()).max(0.0);
+        }
+    }
+
     /// A run admitted with a [`Kind::StartRun`] request has ended.
     pub fn run_ended(&mut self, project: &str) {
         if let Some(p) = self.projects.get_mut(project) {
@@ -1074,6 +1087,43 @@ mod tests {
         finish(&mut q, &admitted[0].1);
         finish(&mut q, &a1);
         assert_eq!(drain(&mut q).len(), 1);
+    }
+
+    #[test]
+    fn a_step_growing_on_its_idle_memory_is_served_only_the_growth() {
+        let mut q = FairQueue::new(cap(2));
+        q.push(req("a1", "a", Kind::StartRun, 1000));
+        let a1 = drain(&mut q).remove(0).1;
+        let before = q.projects["a"].served;
+        // The step gives back its 1 GiB while it waits, and asks for 3 GiB: 2 GiB more.
+        q.release_idle(
+            "a",
+            &Amount {
+                memory_bytes: GI,
+                ..Amount::default()
+            },
+        );
+        assert_eq!(q.used().memory_bytes, 0);
+        let mut grow = req("a1", "a", Kind::Grow, 0);
+        grow.demand.memory_bytes = 3 * GI;
+        q.push(grow);
+        let admitted = drain(&mut q);
+        assert_eq!(admitted.len(), 1);
+        assert_eq!(q.used().memory_bytes, 3 * GI);
+        let growth = q.dominant(&Amount {
+            memory_bytes: 2 * GI,
+            ..Amount::default()
+        });
+        assert!(
+            (q.projects["a"].served - before - growth).abs() < 1e-12,
+            "served {} after {before}, growth {growth}",
+            q.projects["a"].served
+        );
+        finish(&mut q, &admitted[0].1);
+        let mut rest = a1;
+        rest.demand.memory_bytes = 0;
+        finish(&mut q, &rest);
+        assert_eq!(q.used(), Amount::default());
     }
 
     #[test]

@@ -221,7 +221,7 @@ impl Scheduler {
                     memory_bytes: idle_memory,
                     ..Amount::default()
                 };
-                st.queue.release(&req.project, &idle, Kind::Grow);
+                st.queue.release_idle(&req.project, &idle);
             }
             let ticket = match ticket {
                 Some(t) => {
