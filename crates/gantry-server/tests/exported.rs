@@ -807,6 +807,7 @@ async fn a_report_sent_again_is_recorded_and_acted_on_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_of_a_report_being_acted_on_answers_its_outcome() {
     use gantry_store::StepStatus;
+    const STEPS: &str = "/api/v1/exported/steps";
     let s = server().await;
     let wf = token(&s, "argo-iris", Role::Editor, Some("iris")).await;
     let model = stored(&s, "model.bin", "weights").await;
@@ -829,13 +830,7 @@ async fn a_copy_of_a_report_being_acted_on_answers_its_outcome() {
             rec
         }
     };
-    let (code, first) = post(
-        &s,
-        &wf,
-        "/api/v1/exported/steps",
-        &report("step00000000d4d4"),
-    )
-    .await;
+    let (code, first) = post(&s, &wf, STEPS, &report("step00000000d4d4")).await;
     assert_eq!(code, 200, "{first}");
     assert_eq!(first["effect"], json!("registered model iris v1"));
     let steps = s
@@ -847,7 +842,7 @@ async fn a_copy_of_a_report_being_acted_on_answers_its_outcome() {
 
     let mut rec = acting("step00000000d4d4").await;
     let copy = report("step00000000d4d4");
-    let waiting = post(&s, &wf, "/api/v1/exported/steps", &copy);
+    let waiting = post(&s, &wf, STEPS, &copy);
     tokio::pin!(waiting);
     tokio::select! {
         a = &mut waiting => panic!("answered before the outcome was known: {a:?}"),
@@ -865,22 +860,10 @@ async fn a_copy_of_a_report_being_acted_on_answers_its_outcome() {
     );
 
     // A request that stopped halfway: the copy is told to come again, and the end settles it.
-    let (code, a) = post(
-        &s,
-        &wf,
-        "/api/v1/exported/steps",
-        &report("step00000000e5e5"),
-    )
-    .await;
+    let (code, a) = post(&s, &wf, STEPS, &report("step00000000e5e5")).await;
     assert_eq!(code, 200, "{a}");
     acting("step00000000e5e5").await;
-    let (code, answer) = post(
-        &s,
-        &wf,
-        "/api/v1/exported/steps",
-        &report("step00000000e5e5"),
-    )
-    .await;
+    let (code, answer) = post(&s, &wf, STEPS, &report("step00000000e5e5")).await;
     assert_eq!(
         (code, &answer["error"]["code"]),
         (503, &json!("unavailable")),
@@ -901,13 +884,7 @@ async fn a_copy_of_a_report_being_acted_on_answers_its_outcome() {
         .await;
     let statuses: Vec<_> = steps.unwrap().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [StepStatus::Failed, StepStatus::Interrupted]);
-    let (code, answer) = post(
-        &s,
-        &wf,
-        "/api/v1/exported/steps",
-        &report("step00000000e5e5"),
-    )
-    .await;
+    let (code, answer) = post(&s, &wf, STEPS, &report("step00000000e5e5")).await;
     assert_eq!(code, 200, "{answer}");
     assert_eq!(
         answer["effect_error"],
