@@ -828,13 +828,61 @@ mod at_scale {
             0
         );
 
+        // A late record for a rolled-up minute, from the writer that still holds that minute
+        // in memory: counted once, not with the minute's earlier records a second time.
+        let (row, label) = &rows[0];
+        let late = prediction("late-0".into(), row, label, at(now, 5 * 60 - 5, 0), 700);
+        aggregator.insert(&[late]).await.unwrap();
+        let late_view = compute(&api.store, &api.artifacts, "flowers", now)
+            .await
+            .unwrap();
+        assert_eq!(day(&late_view).predictions, 1201);
+        // A roll-up that read a bucket before it changed leaves everything as it was.
+        let rows_now = api.store.monitor_buckets("flowers", 0, now).await.unwrap();
+        let stale: Vec<_> = rows_now
+            .iter()
+            .map(|b| (b.key.clone(), b.seq - 1))
+            .collect();
+        let err = api
+            .store
+            .replace_monitor_buckets(&stale, &[])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, gantry_store::StoreError::Conflict { .. }),
+            "{err}"
+        );
+        assert_eq!(
+            api.store.monitor_buckets("flowers", 0, now).await.unwrap(),
+            rows_now
+        );
+        assert_eq!(
+            gantry_server::deploy::monitor::roll_up(&api.store, "flowers", now)
+                .await
+                .unwrap(),
+            1,
+            "the late minute joins its hour"
+        );
+        let rolled = compute(&api.store, &api.artifacts, "flowers", now)
+            .await
+            .unwrap();
+        assert_eq!(day(&rolled).predictions, 1201);
+        assert!(
+            api.store
+                .monitor_buckets("flowers", 0, now)
+                .await
+                .unwrap()
+                .iter()
+                .all(|b| b.key.span_ms == 60 * MINUTE)
+        );
+
         let (status, h) = api
             .get("/api/v1/deployments/flowers/monitor/history?hours=6")
             .await;
         assert_eq!(status, 200, "{h}");
         let hours = h["hours"].as_array().unwrap();
         let samples: u64 = hours.iter().map(|x| x["samples"].as_u64().unwrap()).sum();
-        assert_eq!(samples, 1200, "{h:#}");
+        assert_eq!(samples, 1201, "{h:#}");
         // Hours with enough values for a PSI (an hour the traffic barely touched has none).
         let psi: Vec<f64> = hours
             .iter()

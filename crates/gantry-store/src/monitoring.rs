@@ -238,18 +238,21 @@ impl Store {
     }
 
     /// Replaces buckets in one transaction (a rollup of minute buckets into an hour): the
-    /// `remove` rows go, the `add` rows are written.
+    /// `remove` rows go, each at the revision (`seq`) it was read at, and the `add` rows are
+    /// written. A row that changed since it was read (a writer counted a late record into it)
+    /// fails it all with [`StoreError::Conflict`], nothing changed: its new counts would be
+    /// lost otherwise.
     pub async fn replace_monitor_buckets(
         &self,
-        remove: &[BucketKey],
+        remove: &[(BucketKey, i64)],
         add: &[BucketState],
     ) -> Result<(), StoreError> {
         let op = || "rolling up monitor buckets".to_string();
         let mut tx = self.begin_write(&op()).await?;
-        for k in remove {
-            sqlx::query(
+        for (k, seq) in remove {
+            let done = sqlx::query(
                 "DELETE FROM monitor_buckets WHERE deployment = $1 AND bucket_ms = $2 \
-                 AND role = $3 AND version = $4 AND reference = $5 AND writer = $6",
+                 AND role = $3 AND version = $4 AND reference = $5 AND writer = $6 AND seq = $7",
             )
             .bind(&k.deployment)
             .bind(k.bucket_ms)
@@ -257,9 +260,14 @@ impl Store {
             .bind(k.version)
             .bind(&k.reference)
             .bind(&k.writer)
+            .bind(*seq)
             .execute(&mut *tx)
             .await
-            .map_err(StoreError::query(op()))?;
+            .map_err(StoreError::query(op()))?
+            .rows_affected();
+            if done != 1 {
+                return Err(bucket_conflict(&mut tx, k, *seq, &op()).await?);
+            }
         }
         write_buckets(&mut tx, add, &op()).await?;
         tx.commit().await.map_err(StoreError::query(op()))
@@ -360,7 +368,12 @@ impl Store {
         if moved == 0 {
             return Ok(false);
         }
-        write_buckets(&mut tx, buckets, &op()).await?;
+        match write_own_buckets(&mut tx, buckets, &op()).await {
+            // A bucket it held was rolled up or pruned meanwhile: nothing is written, and
+            // the writer counts its records again from the log, reading buckets back.
+            Err(StoreError::Conflict { .. }) => return Ok(false),
+            r => r?,
+        }
         add_performance(&mut tx, deltas, &op()).await?;
         tx.commit().await.map_err(StoreError::query(op()))?;
         Ok(true)
@@ -446,6 +459,94 @@ pub(crate) async fn write_buckets(
         .map_err(StoreError::query(op.to_owned()))?;
     }
     Ok(())
+}
+
+/// A prediction-log writer's buckets, each written only over the revision it was computed
+/// from (`seq - 1`; none for `seq` 1). A bucket that changed or went away meanwhile (rolled
+/// up into its hour, pruned) fails the write with [`StoreError::Conflict`]: the writer's copy
+/// is stale, and writing it would count again what the roll-up already holds.
+pub(crate) async fn write_own_buckets(
+    tx: &mut Transaction<'static, Any>,
+    buckets: &[BucketState],
+    op: &str,
+) -> Result<(), StoreError> {
+    for b in buckets {
+        let k = &b.key;
+        let done = if b.seq <= 1 {
+            sqlx::query(
+                "INSERT INTO monitor_buckets (deployment, bucket_ms, span_ms, role, version, \
+                 reference, writer, seq, state_json, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (deployment, bucket_ms, role, version, reference, writer) DO NOTHING",
+            )
+            .bind(&k.deployment)
+            .bind(k.bucket_ms)
+            .bind(k.span_ms)
+            .bind(&k.role)
+            .bind(k.version)
+            .bind(&k.reference)
+            .bind(&k.writer)
+            .bind(b.seq)
+            .bind(&b.state_json)
+            .bind(b.updated_at_ms)
+        } else {
+            sqlx::query(
+                "UPDATE monitor_buckets SET span_ms = $1, seq = $2, state_json = $3, \
+                 updated_at_ms = $4 WHERE deployment = $5 AND bucket_ms = $6 AND role = $7 \
+                 AND version = $8 AND reference = $9 AND writer = $10 AND seq = $11",
+            )
+            .bind(k.span_ms)
+            .bind(b.seq)
+            .bind(&b.state_json)
+            .bind(b.updated_at_ms)
+            .bind(&k.deployment)
+            .bind(k.bucket_ms)
+            .bind(&k.role)
+            .bind(k.version)
+            .bind(&k.reference)
+            .bind(&k.writer)
+            .bind(b.seq - 1)
+        }
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::query(op.to_owned()))?
+        .rows_affected();
+        if done != 1 {
+            return Err(bucket_conflict(tx, k, b.seq - 1, op).await?);
+        }
+    }
+    Ok(())
+}
+
+/// The conflict of a bucket write that expected revision `expected` of `k`.
+async fn bucket_conflict(
+    tx: &mut Transaction<'static, Any>,
+    k: &BucketKey,
+    expected: i64,
+    op: &str,
+) -> Result<StoreError, StoreError> {
+    let actual: Option<i64> = sqlx::query_scalar(
+        "SELECT seq FROM monitor_buckets WHERE deployment = $1 AND bucket_ms = $2 AND role = $3 \
+         AND version = $4 AND reference = $5 AND writer = $6",
+    )
+    .bind(&k.deployment)
+    .bind(k.bucket_ms)
+    .bind(&k.role)
+    .bind(k.version)
+    .bind(&k.reference)
+    .bind(&k.writer)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(StoreError::query(op.to_owned()))?;
+    Ok(StoreError::Conflict {
+        kind: "monitor bucket",
+        id: format!(
+            "{}/{}/{}/v{}/{}",
+            k.deployment, k.bucket_ms, k.role, k.version, k.writer
+        ),
+        expected,
+        actual: actual.unwrap_or(0),
+    })
 }
 
 /// Adds performance deltas (negative ones remove).

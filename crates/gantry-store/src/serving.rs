@@ -690,7 +690,7 @@ impl Store {
                 });
             }
         }
-        crate::monitoring::write_buckets(&mut tx, buckets, &op()).await?;
+        crate::monitoring::write_own_buckets(&mut tx, buckets, &op()).await?;
         crate::monitoring::add_performance(&mut tx, deltas, &op()).await?;
         tx.commit().await.map_err(StoreError::query(op()))
     }

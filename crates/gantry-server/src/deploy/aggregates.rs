@@ -446,11 +446,26 @@ impl LogAggregator {
 
     /// Logs `batch` with its aggregates in one transaction (for bulk loaders and tests; the
     /// server's log writer folds and checkpoints instead).
+    /// A bucket held in memory that was rolled up (or pruned) meanwhile fails the write; the
+    /// batch is then counted again over buckets read back from the store.
     pub async fn insert(&mut self, batch: &[NewPrediction]) -> Result<(), StoreError> {
         let staged = self.stage(batch).await?;
-        self.store
+        let staged = match self
+            .store
             .insert_predictions_with(batch, &staged.buckets, &staged.deltas)
-            .await?;
+            .await
+        {
+            Err(StoreError::Conflict { .. }) => {
+                let dirty = &self.dirty;
+                self.open.retain(|k, _| dirty.contains(k));
+                let staged = self.stage(batch).await?;
+                self.store
+                    .insert_predictions_with(batch, &staged.buckets, &staged.deltas)
+                    .await?;
+                staged
+            }
+            r => r.map(|()| staged)?,
+        };
         self.commit(staged);
         Ok(())
     }

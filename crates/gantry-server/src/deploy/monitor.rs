@@ -545,7 +545,10 @@ const HOUR_SAMPLE: usize = 256;
 /// Merges the minute buckets of every whole hour older than [`ROLL_UP_AFTER_MS`] into one
 /// bucket per hour, role, version and reference (writer `rollup`), in one transaction per
 /// call: long windows and hourly history then read a few dozen rows, not thousands. Windows
-/// reaching further back than two hours are therefore counted in whole hours.
+/// reaching further back than two hours are therefore counted in whole hours. A bucket a
+/// writer changed since it was read leaves everything as it was until the next call; a
+/// writer whose bucket was rolled up reads it back (empty) before counting into it again
+/// (its write of the stale copy fails, `write_own_buckets`).
 pub async fn roll_up(store: &Store, name: &str, now_ms: i64) -> Result<usize, MonitorError> {
     let until = (now_ms - ROLL_UP_AFTER_MS).div_euclid(HOUR_MS) * HOUR_MS;
     let rows = store.monitor_buckets(name, 0, until - 1).await?;
@@ -583,7 +586,7 @@ pub async fn roll_up(store: &Store, name: &str, now_ms: i64) -> Result<usize, Mo
         let state_json = serde_json::to_string(&merged)
             .map_err(|e| MonitorError::Invalid(format!("encoding a monitor bucket: {e}")))?;
         let seq = members.iter().map(|m| m.seq).max().unwrap_or(0) + 1;
-        remove.extend(members.into_iter().map(|m| m.key));
+        remove.extend(members.into_iter().map(|m| (m.key, m.seq)));
         add.push(gantry_store::BucketState {
             key: gantry_store::BucketKey {
                 deployment: name.to_string(),
@@ -602,8 +605,12 @@ pub async fn roll_up(store: &Store, name: &str, now_ms: i64) -> Result<usize, Mo
     if add.is_empty() {
         return Ok(0);
     }
-    store.replace_monitor_buckets(&remove, &add).await?;
-    Ok(add.len())
+    match store.replace_monitor_buckets(&remove, &add).await {
+        // A writer counted a late record into one of them meanwhile: the next call rolls
+        // the hour up with it.
+        Err(gantry_store::StoreError::Conflict { .. }) => Ok(0),
+        r => r.map(|()| add.len()).map_err(Into::into),
+    }
 }
 
 /// Which predictions one side of a comparison counts: a role (`primary`, `canary`,

@@ -432,7 +432,7 @@ impl Folder {
             Ok(false) => {
                 tracing::warn!(
                     writer = %self.aggregator.writer(),
-                    "prediction log: another server counted this writer's records; catching up from the log"
+                    "prediction log: another server counted this writer's records, or a bucket it held was rolled up; counting again from the log"
                 );
                 self.catch_up().await;
             }
