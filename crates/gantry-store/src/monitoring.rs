@@ -132,17 +132,17 @@ impl Store {
             .collect()
     }
 
-    /// The keys and rewrite counts of the buckets [`Store::monitor_buckets`] would return,
+    /// The keys, rewrite counts and update times of the buckets [`Store::monitor_buckets`] would return,
     /// without their states: a reader that caches states fetches only those that changed.
     pub async fn monitor_bucket_keys(
         &self,
         deployment: &str,
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<Vec<(BucketKey, i64)>, StoreError> {
+    ) -> Result<Vec<(BucketKey, i64, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT deployment, bucket_ms, span_ms, role, version, reference, writer, seq \
-             FROM monitor_buckets WHERE deployment = $1 AND bucket_ms >= $2 AND bucket_ms <= $3 \
+            "SELECT deployment, bucket_ms, span_ms, role, version, reference, writer, seq, \
+             updated_at_ms FROM monitor_buckets WHERE deployment = $1 AND bucket_ms >= $2 AND bucket_ms <= $3 \
              ORDER BY bucket_ms, role, version, reference, writer",
         )
         .bind(deployment)
@@ -154,7 +154,13 @@ impl Store {
             "reading monitor buckets of deployment {deployment}"
         )))?;
         rows.iter()
-            .map(|row| Ok((bucket_key(row)?, column(row, "seq")?)))
+            .map(|row| {
+                Ok((
+                    bucket_key(row)?,
+                    column(row, "seq")?,
+                    column(row, "updated_at_ms")?,
+                ))
+            })
             .collect()
     }
 
@@ -239,9 +245,10 @@ impl Store {
 
     /// Replaces buckets in one transaction (a rollup of minute buckets into an hour): the
     /// `remove` rows go, each at the revision (`seq`) it was read at, and the `add` rows are
-    /// written. A row that changed since it was read (a writer counted a late record into it)
-    /// fails it all with [`StoreError::Conflict`], nothing changed: its new counts would be
-    /// lost otherwise.
+    /// inserted, none of them existing by then. A row that changed since it was read (a
+    /// writer counted a late record into it), or an `add` row another roll-up wrote
+    /// meanwhile, fails it all with [`StoreError::Conflict`], nothing changed: counts would
+    /// be lost otherwise.
     pub async fn replace_monitor_buckets(
         &self,
         remove: &[(BucketKey, i64)],
@@ -269,7 +276,11 @@ impl Store {
                 return Err(bucket_conflict(&mut tx, k, *seq, &op()).await?);
             }
         }
-        write_buckets(&mut tx, add, &op()).await?;
+        for b in add {
+            if insert_bucket(&mut tx, b, &op()).await? != 1 {
+                return Err(bucket_conflict(&mut tx, &b.key, 0, &op()).await?);
+            }
+        }
         tx.commit().await.map_err(StoreError::query(op()))
     }
 
@@ -428,39 +439,6 @@ fn bucket_key(row: &sqlx::any::AnyRow) -> Result<BucketKey, StoreError> {
     })
 }
 
-/// Upserts whole bucket states.
-pub(crate) async fn write_buckets(
-    tx: &mut Transaction<'static, Any>,
-    buckets: &[BucketState],
-    op: &str,
-) -> Result<(), StoreError> {
-    for b in buckets {
-        let k = &b.key;
-        sqlx::query(
-            "INSERT INTO monitor_buckets (deployment, bucket_ms, span_ms, role, version, \
-             reference, writer, seq, state_json, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (deployment, bucket_ms, role, version, reference, writer) DO UPDATE \
-             SET span_ms = excluded.span_ms, seq = excluded.seq, \
-             state_json = excluded.state_json, updated_at_ms = excluded.updated_at_ms",
-        )
-        .bind(&k.deployment)
-        .bind(k.bucket_ms)
-        .bind(k.span_ms)
-        .bind(&k.role)
-        .bind(k.version)
-        .bind(&k.reference)
-        .bind(&k.writer)
-        .bind(b.seq)
-        .bind(&b.state_json)
-        .bind(b.updated_at_ms)
-        .execute(&mut **tx)
-        .await
-        .map_err(StoreError::query(op.to_owned()))?;
-    }
-    Ok(())
-}
-
 /// A prediction-log writer's buckets, each written only over the revision it was computed
 /// from (`seq - 1`; none for `seq` 1). A bucket that changed or went away meanwhile (rolled
 /// up into its hour, pruned) fails the write with [`StoreError::Conflict`]: the writer's copy
@@ -473,22 +451,7 @@ pub(crate) async fn write_own_buckets(
     for b in buckets {
         let k = &b.key;
         let done = if b.seq <= 1 {
-            sqlx::query(
-                "INSERT INTO monitor_buckets (deployment, bucket_ms, span_ms, role, version, \
-                 reference, writer, seq, state_json, updated_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (deployment, bucket_ms, role, version, reference, writer) DO NOTHING",
-            )
-            .bind(&k.deployment)
-            .bind(k.bucket_ms)
-            .bind(k.span_ms)
-            .bind(&k.role)
-            .bind(k.version)
-            .bind(&k.reference)
-            .bind(&k.writer)
-            .bind(b.seq)
-            .bind(&b.state_json)
-            .bind(b.updated_at_ms)
+            insert_bucket(tx, b, op).await?
         } else {
             sqlx::query(
                 "UPDATE monitor_buckets SET span_ms = $1, seq = $2, state_json = $3, \
@@ -506,16 +469,45 @@ pub(crate) async fn write_own_buckets(
             .bind(&k.reference)
             .bind(&k.writer)
             .bind(b.seq - 1)
-        }
-        .execute(&mut **tx)
-        .await
-        .map_err(StoreError::query(op.to_owned()))?
-        .rows_affected();
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::query(op.to_owned()))?
+            .rows_affected()
+        };
         if done != 1 {
             return Err(bucket_conflict(tx, k, b.seq - 1, op).await?);
         }
     }
     Ok(())
+}
+
+/// Inserts `b` unless its row exists; the rows inserted (0 or 1).
+async fn insert_bucket(
+    tx: &mut Transaction<'static, Any>,
+    b: &BucketState,
+    op: &str,
+) -> Result<u64, StoreError> {
+    let k = &b.key;
+    let done = sqlx::query(
+        "INSERT INTO monitor_buckets (deployment, bucket_ms, span_ms, role, version, \
+         reference, writer, seq, state_json, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (deployment, bucket_ms, role, version, reference, writer) DO NOTHING",
+    )
+    .bind(&k.deployment)
+    .bind(k.bucket_ms)
+    .bind(k.span_ms)
+    .bind(&k.role)
+    .bind(k.version)
+    .bind(&k.reference)
+    .bind(&k.writer)
+    .bind(b.seq)
+    .bind(&b.state_json)
+    .bind(b.updated_at_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::query(op.to_owned()))?;
+    Ok(done.rows_affected())
 }
 
 /// The conflict of a bucket write that expected revision `expected` of `k`.

@@ -82,16 +82,21 @@ impl Monitors {
     }
 }
 
+/// A bucket's revision: its `seq` and `updated_at_ms`.
+type Revision = (i64, i64);
+
 /// What a server's monitor evaluations reuse: references (model versions are immutable; a
 /// short time-to-live covers a re-tagged profile) and parsed bucket states, valid while their
-/// rewrite count (`seq`) is unchanged — a tick then reads the keys and the one or two buckets
-/// that changed since the last one.
+/// [`Revision`] is unchanged — a tick then reads the keys and the one or two buckets that
+/// changed since the last one.
 #[derive(Default)]
 pub struct MonitorCache {
     references: Mutex<HashMap<ModelVersion, (std::time::Instant, Arc<Reference>)>>,
-    buckets: Mutex<HashMap<BucketKey, (i64, Arc<Aggregate>)>>,
+    /// By key: the revision cached (`seq` and `updated_at_ms`: a bucket rolled up and then
+    /// written anew starts again at `seq` 1) and the parsed state.
+    buckets: Mutex<HashMap<BucketKey, (Revision, Arc<Aggregate>)>>,
     /// Per deployment: the merge of the window's buckets before the current minute, and the
-    /// signature (keys and rewrite counts) it was made from.
+    /// signature (keys and revisions) it was made from.
     settled: Mutex<HashMap<String, (u64, Arc<Aggregate>)>>,
 }
 
@@ -262,7 +267,7 @@ pub async fn window_aggregate(
             let mut out = Vec::new();
             for row in store.monitor_buckets(name, from, now_ms).await? {
                 match serde_json::from_str::<Aggregate>(&row.state_json) {
-                    Ok(a) => out.push((row.key, row.seq, Arc::new(a))),
+                    Ok(a) => out.push((row.key, (row.seq, row.updated_at_ms), Arc::new(a))),
                     Err(e) => tracing::warn!(
                         deployment = %name,
                         bucket = row.key.bucket_ms,
@@ -277,7 +282,7 @@ pub async fn window_aggregate(
     let mut settled: Vec<Arc<Aggregate>> = Vec::new();
     let mut live: Vec<Arc<Aggregate>> = Vec::new();
     let mut signature = std::collections::hash_map::DefaultHasher::new();
-    for (key, seq, agg) in states {
+    for (key, revision, agg) in states {
         if !SERVED_ROLES.contains(&key.role.as_str()) {
             continue;
         }
@@ -291,7 +296,10 @@ pub async fn window_aggregate(
             agg
         };
         if key.bucket_ms < current {
-            std::hash::Hash::hash(&(&key, seq, key.reference == reference), &mut signature);
+            std::hash::Hash::hash(
+                &(&key, revision, key.reference == reference),
+                &mut signature,
+            );
             settled.push(agg);
         } else {
             live.push(agg);
@@ -336,19 +344,20 @@ async fn cached_states(
     from: i64,
     to: i64,
     cache: &MonitorCache,
-) -> Result<Vec<(BucketKey, i64, Arc<Aggregate>)>, MonitorError> {
+) -> Result<Vec<(BucketKey, Revision, Arc<Aggregate>)>, MonitorError> {
     let keys = store.monitor_bucket_keys(name, from, to).await?;
     let mut out = Vec::with_capacity(keys.len());
-    for (key, seq) in keys {
+    for (key, seq, updated_at_ms) in keys {
+        let revision: Revision = (seq, updated_at_ms);
         let hit = cache.buckets.lock().ok().and_then(|m| {
             m.get(&key)
-                .filter(|(s, _)| *s == seq)
+                .filter(|(r, _)| *r == revision)
                 .map(|(_, a)| Arc::clone(a))
         });
         let agg = match hit {
             Some(a) => a,
             None => {
-                let Some((seq, text)) = store.monitor_bucket_state(&key).await? else {
+                let Some((_, text)) = store.monitor_bucket_state(&key).await? else {
                     continue;
                 };
                 let parsed = match serde_json::from_str::<Aggregate>(&text) {
@@ -363,12 +372,13 @@ async fn cached_states(
                     }
                 };
                 if let Ok(mut m) = cache.buckets.lock() {
-                    m.insert(key.clone(), (seq, Arc::clone(&parsed)));
+                    // Under the revision listed: newer content read since is read again.
+                    m.insert(key.clone(), (revision, Arc::clone(&parsed)));
                 }
                 parsed
             }
         };
-        out.push((key, seq, agg));
+        out.push((key, revision, agg));
     }
     if let Ok(mut m) = cache.buckets.lock() {
         m.retain(|k, _| k.deployment != name || (k.bucket_ms >= from && k.bucket_ms <= to));
@@ -562,8 +572,9 @@ pub async fn roll_up(store: &Store, name: &str, now_ms: i64) -> Result<usize, Mo
             .or_default()
             .push(row);
     }
-    let mut remove = Vec::new();
-    let mut add = Vec::new();
+    // One transaction per hour: a minute a writer changed meanwhile holds back its own hour
+    // only, until the next call.
+    let mut rolled = 0;
     for ((hour, role, version, reference), members) in groups {
         // Already rolled up and nothing new: leave it.
         if members.len() == 1 && members[0].key.span_ms == HOUR_MS {
@@ -586,8 +597,8 @@ pub async fn roll_up(store: &Store, name: &str, now_ms: i64) -> Result<usize, Mo
         let state_json = serde_json::to_string(&merged)
             .map_err(|e| MonitorError::Invalid(format!("encoding a monitor bucket: {e}")))?;
         let seq = members.iter().map(|m| m.seq).max().unwrap_or(0) + 1;
-        remove.extend(members.into_iter().map(|m| (m.key, m.seq)));
-        add.push(gantry_store::BucketState {
+        let remove: Vec<_> = members.into_iter().map(|m| (m.key, m.seq)).collect();
+        let add = gantry_store::BucketState {
             key: gantry_store::BucketKey {
                 deployment: name.to_string(),
                 bucket_ms: hour,
@@ -600,17 +611,18 @@ pub async fn roll_up(store: &Store, name: &str, now_ms: i64) -> Result<usize, Mo
             seq,
             state_json,
             updated_at_ms: now_ms,
-        });
+        };
+        match store.replace_monitor_buckets(&remove, &[add]).await {
+            Ok(()) => rolled += 1,
+            // A writer counted a late record into one of them, or another server rolled the
+            // hour up, meanwhile: the next call rolls it up with what is there then.
+            Err(gantry_store::StoreError::Conflict { id, .. }) => {
+                tracing::debug!(deployment = %name, hour, "roll-up of an hour deferred: {id} changed");
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    if add.is_empty() {
-        return Ok(0);
-    }
-    match store.replace_monitor_buckets(&remove, &add).await {
-        // A writer counted a late record into one of them meanwhile: the next call rolls
-        // the hour up with it.
-        Err(gantry_store::StoreError::Conflict { .. }) => Ok(0),
-        r => r.map(|()| add.len()).map_err(Into::into),
-    }
+    Ok(rolled)
 }
 
 /// Which predictions one side of a comparison counts: a role (`primary`, `canary`,

@@ -398,6 +398,10 @@ struct Folder {
     checkpointed: i64,
     /// The last record counted in memory.
     counted: i64,
+    /// A catch-up from the log did not finish: memory was dropped, so the next checkpoint
+    /// must count from the log first (moving the checkpoint past records nobody counted
+    /// would lose them).
+    behind: bool,
 }
 
 impl Folder {
@@ -420,6 +424,12 @@ impl Folder {
     }
 
     async fn checkpoint(&mut self, heartbeat: bool) {
+        if self.behind {
+            self.catch_up().await;
+            if self.behind {
+                return;
+            }
+        }
         if !heartbeat && !self.aggregator.is_dirty() && self.counted == self.checkpointed {
             return;
         }
@@ -444,6 +454,7 @@ impl Folder {
     /// stored checkpoint.
     async fn catch_up(&mut self) {
         self.aggregator.forget();
+        self.behind = true;
         let writer = self.aggregator.writer().to_owned();
         for _ in 0..5 {
             let w = match self.store.log_writer(&writer).await {
@@ -465,9 +476,11 @@ impl Folder {
                 Ok(Some(seq)) => {
                     self.checkpointed = seq;
                     self.counted = self.counted.max(seq);
+                    self.behind = false;
                     return;
                 }
-                Ok(None) => continue,
+                // Lost a race (another server, a roll-up): read again, shortly.
+                Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
                 Err(e) => {
                     tracing::warn!("prediction log: {e}");
                     tokio::time::sleep(CHECKPOINT_EVERY).await;
@@ -518,6 +531,7 @@ async fn fold(
         aggregator,
         checkpointed: 0,
         counted: 0,
+        behind: false,
     };
     match journal::recover(&f.store, &dir, &writer).await {
         Ok(0) => {}
