@@ -169,16 +169,13 @@ impl Store {
         &self,
         k: &BucketKey,
     ) -> Result<Option<(i64, String)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT seq, state_json FROM monitor_buckets WHERE deployment = $1 AND bucket_ms = $2 \
-             AND role = $3 AND version = $4 AND reference = $5 AND writer = $6",
+        let row = bind_bucket_key(
+            sqlx::query(concat!(
+                "SELECT seq, state_json FROM monitor_buckets WHERE ",
+                bucket_key_is!()
+            )),
+            k,
         )
-        .bind(&k.deployment)
-        .bind(k.bucket_ms)
-        .bind(&k.role)
-        .bind(k.version)
-        .bind(&k.reference)
-        .bind(&k.writer)
         .fetch_optional(&self.pool)
         .await
         .map_err(StoreError::query(format!(
@@ -257,16 +254,14 @@ impl Store {
         let op = || "rolling up monitor buckets".to_string();
         let mut tx = self.begin_write(&op()).await?;
         for (k, seq) in remove {
-            let done = sqlx::query(
-                "DELETE FROM monitor_buckets WHERE deployment = $1 AND bucket_ms = $2 \
-                 AND role = $3 AND version = $4 AND reference = $5 AND writer = $6 AND seq = $7",
+            let done = bind_bucket_key(
+                sqlx::query(concat!(
+                    "DELETE FROM monitor_buckets WHERE ",
+                    bucket_key_is!(),
+                    " AND seq = $7"
+                )),
+                k,
             )
-            .bind(&k.deployment)
-            .bind(k.bucket_ms)
-            .bind(&k.role)
-            .bind(k.version)
-            .bind(&k.reference)
-            .bind(&k.writer)
             .bind(*seq)
             .execute(&mut *tx)
             .await
@@ -453,21 +448,19 @@ pub(crate) async fn write_own_buckets(
         let done = if b.seq <= 1 {
             insert_bucket(tx, b, op).await?
         } else {
-            sqlx::query(
-                "UPDATE monitor_buckets SET span_ms = $1, seq = $2, state_json = $3, \
-                 updated_at_ms = $4 WHERE deployment = $5 AND bucket_ms = $6 AND role = $7 \
-                 AND version = $8 AND reference = $9 AND writer = $10 AND seq = $11",
+            bind_bucket_key(
+                sqlx::query(concat!(
+                    "UPDATE monitor_buckets SET span_ms = $7, seq = $8, state_json = $9, \
+                     updated_at_ms = $10 WHERE ",
+                    bucket_key_is!(),
+                    " AND seq = $11"
+                )),
+                k,
             )
             .bind(k.span_ms)
             .bind(b.seq)
             .bind(&b.state_json)
             .bind(b.updated_at_ms)
-            .bind(&k.deployment)
-            .bind(k.bucket_ms)
-            .bind(&k.role)
-            .bind(k.version)
-            .bind(&k.reference)
-            .bind(&k.writer)
             .bind(b.seq - 1)
             .execute(&mut **tx)
             .await
@@ -481,6 +474,27 @@ pub(crate) async fn write_own_buckets(
     Ok(())
 }
 
+/// The condition naming one bucket row, its key bound as `$1`…`$6` by [`bind_bucket_key`].
+macro_rules! bucket_key_is {
+    () => {
+        "deployment = $1 AND bucket_ms = $2 AND role = $3 AND version = $4 \
+         AND reference = $5 AND writer = $6"
+    };
+}
+use bucket_key_is;
+
+/// Binds `k` as `$1`…`$6`: deployment, bucket, role, version, reference, writer.
+fn bind_bucket_key<'q>(q: AnyQuery<'q>, k: &'q BucketKey) -> AnyQuery<'q> {
+    q.bind(&k.deployment)
+        .bind(k.bucket_ms)
+        .bind(&k.role)
+        .bind(k.version)
+        .bind(&k.reference)
+        .bind(&k.writer)
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
 /// Inserts `b` unless its row exists; the rows inserted (0 or 1).
 async fn insert_bucket(
     tx: &mut Transaction<'static, Any>,
@@ -488,19 +502,16 @@ async fn insert_bucket(
     op: &str,
 ) -> Result<u64, StoreError> {
     let k = &b.key;
-    let done = sqlx::query(
-        "INSERT INTO monitor_buckets (deployment, bucket_ms, span_ms, role, version, \
-         reference, writer, seq, state_json, updated_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-         ON CONFLICT (deployment, bucket_ms, role, version, reference, writer) DO NOTHING",
+    let done = bind_bucket_key(
+        sqlx::query(
+            "INSERT INTO monitor_buckets (deployment, bucket_ms, role, version, reference, \
+             writer, span_ms, seq, state_json, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (deployment, bucket_ms, role, version, reference, writer) DO NOTHING",
+        ),
+        k,
     )
-    .bind(&k.deployment)
-    .bind(k.bucket_ms)
     .bind(k.span_ms)
-    .bind(&k.role)
-    .bind(k.version)
-    .bind(&k.reference)
-    .bind(&k.writer)
     .bind(b.seq)
     .bind(&b.state_json)
     .bind(b.updated_at_ms)
@@ -517,19 +528,17 @@ async fn bucket_conflict(
     expected: i64,
     op: &str,
 ) -> Result<StoreError, StoreError> {
-    let actual: Option<i64> = sqlx::query_scalar(
-        "SELECT seq FROM monitor_buckets WHERE deployment = $1 AND bucket_ms = $2 AND role = $3 \
-         AND version = $4 AND reference = $5 AND writer = $6",
+    let row = bind_bucket_key(
+        sqlx::query(concat!(
+            "SELECT seq FROM monitor_buckets WHERE ",
+            bucket_key_is!()
+        )),
+        k,
     )
-    .bind(&k.deployment)
-    .bind(k.bucket_ms)
-    .bind(&k.role)
-    .bind(k.version)
-    .bind(&k.reference)
-    .bind(&k.writer)
     .fetch_optional(&mut **tx)
     .await
     .map_err(StoreError::query(op.to_owned()))?;
+    let actual: Option<i64> = row.as_ref().map(|r| column(r, "seq")).transpose()?;
     Ok(StoreError::Conflict {
         kind: "monitor bucket",
         id: format!(
